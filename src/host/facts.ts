@@ -1,0 +1,86 @@
+// What the charm knows about a host, read once per dispatch from sysfs/procfs under the root.
+// Only types live here: the readers are in pci.ts / kernel.ts / usage.ts, the decisions in plan/.
+
+/** One PCI function as sysfs shows it under /sys/bus/pci/devices/<address>. */
+export interface PciFunction {
+  /** Full address with domain, lower case: `0000:83:00.0`. */
+  address: string;
+  /** 4 lower-case hex digits without `0x`: `10de`. */
+  vendorId: string;
+  deviceId: string;
+  subsystemVendorId: string | null;
+  subsystemDeviceId: string | null;
+  /** 6 lower-case hex digits (class, subclass, prog-if): `030000` is a VGA controller. */
+  classCode: string;
+  /** Basename of the `driver` link, or null when unbound (or the link points nowhere). */
+  driver: string | null;
+  /** Contents of `driver_override`, null when empty / `(null)`. */
+  driverOverride: string | null;
+  /** Basename of the `iommu_group` link; null when the IOMMU is off or the device has none. */
+  iommuGroup: number | null;
+  /** `numa_node`; null for -1 (no affinity) or absent. */
+  numaNode: number | null;
+  /** `boot_vga` = 1: the firmware console GPU. */
+  bootVga: boolean;
+  /** `modalias`, matched against modules.alias to find the drivers that would claim it. */
+  modalias: string;
+  /** PCI-to-PCI bridge or PCIe port (class 0604): allowed in a group given to VMs. */
+  isBridge: boolean;
+  /** SR-IOV physical function: `sriov_totalvfs` / `sriov_numvfs`; null if not SR-IOV capable. */
+  sriov: { totalVfs: number; numVfs: number } | null;
+  /** For a virtual function: the PF's address (from the `physfn` link). */
+  physfn: string | null;
+  /** Network interface names under `<dev>/net/`. */
+  netInterfaces: string[];
+  /** Addresses from `consumer:pci:<address>` links (device links: a GPU's USB-C/audio). */
+  consumers: string[];
+}
+
+/** A network interface and how the host uses it (for rebind refusals). */
+export interface NetInterface {
+  name: string;
+  /** PCI address of the function behind it, if any (from the `device` link). */
+  pciAddress: string | null;
+  /** IFF_UP from `flags`: administratively up (a cable-less NIC is up but `operstate` down). */
+  adminUp: boolean;
+  operstate: string;
+  /** Name of the bond/bridge/OVS master it is enslaved to (`master` link). */
+  master: string | null;
+  /** Addresses found for it (IPv6 from if_inet6; IPv4 where readable). */
+  addresses: string[];
+  /** Number of routes that leave through it. */
+  routes: number;
+}
+
+/** Which PCI functions the host is using for itself, by address, each with why (host words). */
+export type HostUsage = Map<string, string[]>;
+
+/** How vfio-pci is available in the running kernel. */
+export type VfioPciAvailability = "builtin" | "module" | "missing";
+
+export type CpuVendor = "intel" | "amd" | "unknown";
+
+/** Everything the planner and the actions need to know about the host. */
+export interface HostFacts {
+  /** Sorted by address. */
+  functions: PciFunction[];
+  /** IOMMU group number → member addresses (sorted). Empty when the IOMMU is off. */
+  iommuGroups: Map<number, string[]>;
+  /** `/sys/class/iommu` entries: `dmar0`, `ivhd0`… */
+  iommuUnits: string[];
+  /** `/proc/cmdline`, trimmed. */
+  cmdline: string;
+  cpuVendor: CpuVendor;
+  kernelRelease: string;
+  vfioPci: VfioPciAvailability;
+  /** True inside LXD/systemd-nspawn/docker: host preparation needs a machine. */
+  container: boolean;
+  /** Group numbers that have `/dev/vfio/<n>`. */
+  vfioDevices: Set<number>;
+}
+
+/** modules.alias, parsed; answers which modules would claim a device (like `lspci -k`). */
+export interface ModuleIndex {
+  /** Module names (as modules.alias spells them, e.g. `e1000e`, `snd_hda_intel`) in file order. */
+  modulesFor(modalias: string): string[];
+}

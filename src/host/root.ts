@@ -1,0 +1,100 @@
+// The one place that knows absolute paths. Everything the charm reads or writes hangs off a root
+// directory: `/` on a real host, a temp dir in tests, the demo's sandbox, or a copy of a host.
+import * as path from "node:path";
+
+/** The environment variable that moves the root away from `/` (tests, demo, dry runs on a copy). */
+export const ROOT_ENV = "PCI_PASSTHROUGH_ROOT";
+
+/** The root from the environment: PCI_PASSTHROUGH_ROOT when set and non-empty, else `/`. */
+export function rootFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  const value = env[ROOT_ENV];
+  return value && value.length > 0 ? path.resolve(value) : "/";
+}
+
+/** True when the root is the real host: external commands (update-grub, modprobe…) may run. */
+export function isRealRoot(root: string): boolean {
+  return path.resolve(root) === "/";
+}
+
+/** Joins an absolute host path onto the root: `under("/tmp/x", "/sys/bus")` → `/tmp/x/sys/bus`. */
+export function under(root: string, hostPath: string): string {
+  return path.join(root, hostPath);
+}
+
+/** Paths we only read. Who writes them is the kernel (sysfs, procfs) or a package. */
+export const READ = {
+  /** One directory (symlink) per PCI function: vendor, device, class, driver link, iommu_group… */
+  pciDevices: "/sys/bus/pci/devices",
+  /** Registered PCI drivers; `vfio-pci/` exists once the module is loaded (or built in). */
+  pciDrivers: "/sys/bus/pci/drivers",
+  /** Write an address here to make the kernel probe drivers for it (honours driver_override). */
+  pciDriversProbe: "/sys/bus/pci/drivers_probe",
+  /** IOMMU groups: `<n>/devices/*` links and `<n>/type`. Empty or absent when the IOMMU is off. */
+  iommuGroups: "/sys/kernel/iommu_groups",
+  /** IOMMU hardware units: Intel `dmar<n>`, AMD `ivhd<n>`. */
+  iommuUnits: "/sys/class/iommu",
+  /** Network interfaces: `flags`, `operstate`, `master`, `device` link to the PCI function. */
+  net: "/sys/class/net",
+  /** Block devices, each a link into the device tree (finds the controller of a mount). */
+  block: "/sys/class/block",
+  /** Framebuffers and DRM cards: their `device` link marks the console GPU. */
+  graphics: "/sys/class/graphics",
+  drm: "/sys/class/drm",
+  /** Group character devices that appear when a member binds to vfio-pci. */
+  devVfio: "/dev/vfio",
+  /** The command line the running kernel booted with. */
+  cmdline: "/proc/cmdline",
+  /** CPU vendor (GenuineIntel / AuthenticAMD). */
+  cpuinfo: "/proc/cpuinfo",
+  /** Running kernel release, e.g. 6.8.0-45-generic (selects /lib/modules/<release>). */
+  osrelease: "/proc/sys/kernel/osrelease",
+  /** Mounted filesystems and active swap: a storage controller behind them is in use. */
+  mounts: "/proc/mounts",
+  swaps: "/proc/swaps",
+  /** Loaded modules (name first on each line). */
+  modules: "/proc/modules",
+  /** IPv6 addresses and IPv4/IPv6 routes per interface. */
+  ifInet6: "/proc/net/if_inet6",
+  ipv4Routes: "/proc/net/route",
+  ipv6Routes: "/proc/net/ipv6_route",
+  /** Container detection: systemd writes the container type here; LXD also shows in cgroups. */
+  containerMarker: "/run/systemd/container",
+  initEnviron: "/proc/1/environ",
+  /** Human names for ids, shipped by pci.ids / hwdata packages. */
+  pciIds: ["/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"],
+  /** dpkg status: the installed nova version decides device_spec vs passthrough_whitelist. */
+  dpkgStatus: "/var/lib/dpkg/status",
+} as const;
+
+/** `/lib/modules/<release>` files that say which modules claim which devices, and what is built in. */
+export function moduleFiles(release: string): { alias: string; builtin: string; dir: string } {
+  const dir = `/lib/modules/${release}`;
+  return { dir, alias: `${dir}/modules.alias`, builtin: `${dir}/modules.builtin` };
+}
+
+/** Files the charm owns. Each is created by the charm, carries a managed-by header, and is removed
+ * on removal. Who reads each one is said beside it. */
+export const OWNED = {
+  /** Sourced by grub-mkconfig (update-grub) after /etc/default/grub and the other drop-ins, in
+   * sorted order: the 99- prefix sorts after cloud-init's 50-cloudimg-settings.cfg and curtin's
+   * 50-curtin-settings.cfg, which replace GRUB_CMDLINE_LINUX_DEFAULT; ours appends to it. */
+  grubDropIn: "/etc/default/grub.d/99-pci-passthrough.cfg",
+  /** Read by kmod (modprobe) and copied into the initramfs: blacklists and softdeps. */
+  modprobeConf: "/etc/modprobe.d/pci-passthrough.conf",
+  /** Read by udev on every PCI `add` event, before 80-drivers.rules loads native drivers: sets
+   * driver_override=vfio-pci on the selected addresses (matching vendor and device too). */
+  udevRule: "/etc/udev/rules.d/40-pci-passthrough.rules",
+  /** Run by that udev rule: loads vfio-pci and re-probes the function if it is bound elsewhere. */
+  bindHelper: "/usr/local/lib/pci-passthrough/vfio-bind",
+  /** Run by update-initramfs: copies vfio-pci, the udev rule and the helper into the initramfs so
+   * vfio-pci wins even when the native driver is itself in the initramfs. */
+  initramfsHook: "/etc/initramfs-tools/hooks/pci-passthrough",
+} as const;
+
+/** Files shared with the system that the charm adds to and takes away from (Ubuntu convention). */
+export const SHARED = {
+  /** Shown by motd / landscape: "*** System restart required ***". */
+  rebootRequired: "/var/run/reboot-required",
+  /** One package (here: charm) name per line that asked for the reboot. */
+  rebootRequiredPkgs: "/var/run/reboot-required.pkgs",
+} as const;

@@ -1,0 +1,33 @@
+import { defineConfig } from "vitest/config";
+
+// Three layers (see README): unit + charm tests are pure and fast; integration runs the packed
+// charm's dispatch as Juju would; vm boots a real kernel under QEMU. Each is a vitest project so the
+// test command can run them in order and a failure names its layer.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: ["tests/unit/**/*.test.ts", "tests/charm/**/*.test.ts", "ops-ts-shim/tests/**/*.test.ts"],
+        },
+      },
+      {
+        test: {
+          name: "integration",
+          include: ["tests/integration/**/*.test.ts"],
+          testTimeout: 60_000,
+        },
+      },
+      {
+        test: {
+          name: "vm",
+          include: ["tests/vm/**/*.test.ts"],
+          testTimeout: 600_000,
+          hookTimeout: 900_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
