@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what building and testing the charm needs on a fresh Debian machine (run as root, or
+# with the packages already there), then the npm dependencies from the committed lock file.
+# Shared by scripts/test.sh and scripts/demo.sh so both work on a clean clone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# zip/unzip: pack and inspect the .charm. qemu/busybox/cpio/kmod/debootstrap/e2fsprogs: the
+# real-kernel suites (a Debian kernel under QEMU). shellcheck: lints the scripts the charm installs.
+DEBIAN_PACKAGES=(zip unzip qemu-system-x86 busybox-static cpio kmod debootstrap e2fsprogs shellcheck)
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# node_modules is rebuilt only when the lock file changed since the last install.
+stamp=node_modules/.package-lock.json
+if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
