@@ -1,0 +1,61 @@
+// Runs the few external programs host preparation needs (update-grub, update-initramfs, modprobe).
+// They are only meaningful on the real host: under any other root (tests, the demo sandbox, a copy
+// of a host) they are skipped with a log line, unless a test substitutes a runner of its own.
+import { spawnSync } from "node:child_process";
+
+export interface CommandResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs argv and returns its result; never throws for a non-zero exit (callers decide). */
+export type CommandRunner = (argv: string[]) => CommandResult;
+
+/** A command that failed, with what it printed: shown to the operator as the hook's error. */
+export class CommandError extends Error {
+  constructor(
+    readonly argv: string[],
+    readonly result: CommandResult,
+  ) {
+    const tail = (result.stderr || result.stdout).trim().split("\n").slice(-3).join(" | ");
+    super(
+      `\`${argv.join(" ")}\` failed with exit code ${result.exitCode}${tail ? `: ${tail}` : ""}`,
+    );
+    this.name = "CommandError";
+  }
+}
+
+/** The real runner: spawns the program with the hook's environment. */
+export const spawnRunner: CommandRunner = (argv) => {
+  const [cmd, ...args] = argv;
+  const r = spawnSync(cmd!, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  if (r.error) {
+    const code = (r.error as NodeJS.ErrnoException).code;
+    return { exitCode: code === "ENOENT" ? 127 : 126, stdout: "", stderr: r.error.message };
+  }
+  return { exitCode: r.status ?? 128, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+};
+
+/** A runner that runs nothing and says so: used when the root is not `/`. */
+export function skippingRunner(log: (message: string) => void): CommandRunner {
+  return (argv) => {
+    log(`not running \`${argv.join(" ")}\`: the root is not / (PCI_PASSTHROUGH_ROOT is set)`);
+    return { exitCode: 0, stdout: "", stderr: "" };
+  };
+}
+
+/** Runs argv and throws CommandError unless it exits 0. */
+export function runChecked(runner: CommandRunner, argv: string[]): CommandResult {
+  const result = runner(argv);
+  if (result.exitCode !== 0) throw new CommandError(argv, result);
+  return result;
+}
+
+/** The commands that regenerate boot files from the inputs the charm writes. */
+export const REGENERATE = {
+  // grub-mkconfig through Ubuntu's wrapper: reads /etc/default/grub and /etc/default/grub.d/*.cfg.
+  grub: ["update-grub"],
+  // Every installed kernel's initramfs: the next boot may be a newer kernel than the running one.
+  initramfs: ["update-initramfs", "-u", "-k", "all"],
+} as const;

@@ -1,0 +1,147 @@
+// Applies a HostPlan's files to the host and regenerates grub / the initramfs only when their
+// inputs really changed. It decides nothing about *what* to write (that is plan/); it only makes the
+// host match, refuses to overwrite what is not ours, and reports exactly what it did.
+import { createHash } from "node:crypto";
+import { OWNED, SHARED } from "../host/root";
+import type { FileSpec, HostPlan, Regenerate } from "../plan/types";
+import { type CommandRunner, REGENERATE, runChecked } from "./commands";
+import { ensureFile, type FileAction, type FsOps, readHostFile, realFs, removeFile } from "./files";
+
+/** What the charm remembers between hooks (Juju stored state) about the files it manages. */
+export interface FilesState {
+  /** Host path → sha256 of the bytes the charm last wrote there. */
+  written: Record<string, string>;
+  /** Regeneration → sha256 of its inputs when it last ran successfully. */
+  regenerated: Partial<Record<Regenerate, string>>;
+}
+
+export const EMPTY_FILES_STATE: FilesState = { written: {}, regenerated: {} };
+
+export interface ApplyDeps {
+  root: string;
+  runner: CommandRunner;
+  fs?: FsOps;
+  /** Package name written to reboot-required.pkgs. */
+  packageName?: string;
+}
+
+export interface ApplyReport {
+  files: { path: string; action: FileAction }[];
+  /** Commands that ran, in order. */
+  ran: string[][];
+  regenerated: Regenerate[];
+  state: FilesState;
+}
+
+/** A file at one of our paths that we did not write, or that someone edited since we did. */
+export class NotOursError extends Error {
+  constructor(
+    readonly hostPath: string,
+    readonly kind: "foreign" | "edited",
+  ) {
+    super(
+      kind === "foreign"
+        ? `${hostPath} exists and was not written by this charm; it was left untouched. ` +
+            "Move it elsewhere (or delete it) and the charm writes its own on the next hook."
+        : `${hostPath} was edited since the charm wrote it; the edit was kept and nothing was ` +
+            "written. Move your change to a file of your own, delete this one, and the charm " +
+            "rewrites it on the next hook.",
+    );
+    this.name = "NotOursError";
+  }
+}
+
+const sha256 = (bytes: Buffer | string) => createHash("sha256").update(bytes).digest("hex");
+
+/** The marker every owned file carries in its header (see plan/ renderers). */
+const MANAGED = /managed by the pci-passthrough (juju )?charm/i;
+
+/** Makes the owned files match `plan.files` (absent when not listed) and runs the regenerations
+ * whose inputs changed. Checks every path first, so a refusal writes nothing at all. */
+export function applyHostFiles(
+  plan: Pick<HostPlan, "files" | "feeds">,
+  previous: FilesState,
+  deps: ApplyDeps,
+): ApplyReport {
+  const fs = deps.fs ?? realFs;
+  const wanted = new Map(plan.files.map((f) => [f.path, f]));
+  const managed = [...new Set([...Object.values(OWNED), ...wanted.keys()])].sort();
+
+  const present = new Set<string>();
+  for (const hostPath of managed) {
+    const bytes = readHostFile(deps.root, hostPath, fs);
+    if (bytes === null) continue;
+    present.add(hostPath);
+    const recorded = previous.written[hostPath];
+    if (recorded === undefined) {
+      // Not in our records: ours only if it carries our header (stored state lost on redeploy).
+      if (!MANAGED.test(bytes.subarray(0, 512).toString("utf8"))) {
+        throw new NotOursError(hostPath, "foreign");
+      }
+    } else if (recorded !== sha256(bytes) && wanted.get(hostPath)?.content !== bytes.toString()) {
+      throw new NotOursError(hostPath, "edited");
+    }
+  }
+
+  const written: Record<string, string> = {};
+  const files: ApplyReport["files"] = [];
+  for (const hostPath of managed) {
+    const spec = wanted.get(hostPath);
+    if (spec) {
+      files.push({ path: hostPath, action: ensureFile(deps.root, spec, fs) });
+      written[hostPath] = sha256(spec.content);
+    } else if (present.has(hostPath)) {
+      files.push({ path: hostPath, action: removeFile(deps.root, hostPath, fs) });
+    }
+  }
+
+  const state: FilesState = { written, regenerated: { ...previous.regenerated } };
+  const ran: string[][] = [];
+  const regenerated: Regenerate[] = [];
+  for (const kind of ["initramfs", "grub"] as const) {
+    const inputs = inputsHash(plan, kind);
+    if ((previous.regenerated[kind] ?? inputsHash({ files: [], feeds: {} }, kind)) === inputs) {
+      continue;
+    }
+    const argv = [...REGENERATE[kind]];
+    runChecked(deps.runner, argv);
+    ran.push(argv);
+    regenerated.push(kind);
+    state.regenerated[kind] = inputs;
+  }
+  if (regenerated.length > 0)
+    markRebootRequired(deps.root, deps.packageName ?? "pci-passthrough", fs);
+  return { files, ran, regenerated, state };
+}
+
+/** A fingerprint of everything that feeds one regeneration (path, mode and bytes of each file). */
+function inputsHash(plan: Pick<HostPlan, "files" | "feeds">, kind: Regenerate): string {
+  const inputs = plan.files
+    .filter((f: FileSpec) => plan.feeds[f.path]?.includes(kind))
+    .sort((a, b) => a.path.localeCompare(b.path))
+    .map((f) => `${f.path}\0${f.mode.toString(8)}\0${f.content}`);
+  return sha256(inputs.join("\0\0"));
+}
+
+/** Ubuntu's convention (update-notifier, motd, landscape): the file says a reboot is needed and
+ * the .pkgs file lists who asked. We add our line once and never remove others'. */
+function markRebootRequired(root: string, packageName: string, fs: FsOps): void {
+  ensureFile(
+    root,
+    { path: SHARED.rebootRequired, content: "*** System restart required ***\n", mode: 0o644 },
+    fs,
+  );
+  const current = readHostFile(root, SHARED.rebootRequiredPkgs, fs)?.toString("utf8") ?? "";
+  const lines = current.split("\n").filter(Boolean);
+  if (!lines.includes(packageName)) {
+    ensureFile(
+      root,
+      {
+        path: SHARED.rebootRequiredPkgs,
+        content: [...lines, packageName].map((l) => `${l}\n`).join(""),
+        mode: 0o644,
+      },
+      fs,
+    );
+  }
+}

@@ -1,0 +1,178 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { CommandRunner } from "../../src/apply/commands";
+import { type FsOps, realFs } from "../../src/apply/files";
+import { applyHostFiles, EMPTY_FILES_STATE, NotOursError } from "../../src/apply/host-files";
+import { OWNED, SHARED } from "../../src/host/root";
+import type { HostPlan } from "../../src/plan/types";
+import { diffTrees, snapshotTree, tempDir, writeTree } from "../helpers/tree";
+
+const HEADER = "# Managed by the pci-passthrough Juju charm. Do not edit.\n";
+
+function plan(grubParams: string, bound: boolean): Pick<HostPlan, "files" | "feeds"> {
+  const files = [
+    {
+      path: OWNED.grubDropIn,
+      content: `${HEADER}GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT ${grubParams}"\n`,
+      mode: 0o644,
+    },
+  ];
+  if (bound) {
+    files.push({ path: OWNED.udevRule, content: `${HEADER}ACTION=="add"\n`, mode: 0o644 });
+    files.push({ path: OWNED.initramfsHook, content: `#!/bin/sh\n${HEADER}`, mode: 0o755 });
+  }
+  return {
+    files,
+    feeds: {
+      [OWNED.grubDropIn]: ["grub"],
+      [OWNED.udevRule]: ["initramfs"],
+      [OWNED.initramfsHook]: ["initramfs"],
+    },
+  };
+}
+
+/** Counts every mutating filesystem call, so "a no-op writes nothing" is a number, not a hope. */
+function countingFs(): { fs: FsOps; writes: () => number } {
+  let writes = 0;
+  const count =
+    <A extends unknown[], R>(f: (...a: A) => R) =>
+    (...a: A): R => {
+      writes++;
+      return f(...a);
+    };
+  return {
+    fs: {
+      ...realFs,
+      openSync: (p, flags, mode) => {
+        if (flags !== "r") writes++;
+        return realFs.openSync(p, flags, mode);
+      },
+      renameSync: count(realFs.renameSync),
+      unlinkSync: count(realFs.unlinkSync),
+      chmodSync: count(realFs.chmodSync),
+    },
+    writes: () => writes,
+  };
+}
+
+describe("applyHostFiles", () => {
+  let root: string;
+  let cleanup: () => void;
+  let commands: string[][];
+  const runner: CommandRunner = (argv) => {
+    commands.push(argv);
+    return { exitCode: 0, stdout: "", stderr: "" };
+  };
+  beforeEach(() => {
+    ({ dir: root, cleanup } = tempDir());
+    commands = [];
+    writeTree(root, {
+      "/etc/default/grub": 'GRUB_CMDLINE_LINUX_DEFAULT="quiet splash"\n',
+      "/etc/default/grub.d/50-cloudimg-settings.cfg":
+        'GRUB_CMDLINE_LINUX_DEFAULT="console=tty1 console=ttyS0"\n',
+      "/etc/modprobe.d/blacklist.conf": "blacklist evbug\n",
+    });
+  });
+  afterEach(() => cleanup());
+
+  it("writes the files, regenerates both, and asks for a reboot", () => {
+    const report = applyHostFiles(plan("intel_iommu=on", true), EMPTY_FILES_STATE, {
+      root,
+      runner,
+    });
+    expect(commands).toEqual([["update-initramfs", "-u", "-k", "all"], ["update-grub"]]);
+    expect(report.regenerated).toEqual(["initramfs", "grub"]);
+    expect(fs.readFileSync(path.join(root, OWNED.grubDropIn), "utf8")).toContain("intel_iommu=on");
+    expect(fs.statSync(path.join(root, OWNED.initramfsHook)).mode & 0o777).toBe(0o755);
+    expect(fs.readFileSync(path.join(root, SHARED.rebootRequiredPkgs), "utf8")).toBe(
+      "pci-passthrough\n",
+    );
+  });
+
+  it("a second identical run writes nothing and runs nothing", () => {
+    const first = applyHostFiles(plan("intel_iommu=on", true), EMPTY_FILES_STATE, { root, runner });
+    commands = [];
+    const counting = countingFs();
+    const second = applyHostFiles(plan("intel_iommu=on", true), first.state, {
+      root,
+      runner,
+      fs: counting.fs,
+    });
+    expect(counting.writes()).toBe(0);
+    expect(commands).toEqual([]);
+    expect(second.files.every((f) => f.action === "unchanged")).toBe(true);
+  });
+
+  it("regenerates only what a change feeds", () => {
+    const first = applyHostFiles(plan("intel_iommu=on", true), EMPTY_FILES_STATE, { root, runner });
+    commands = [];
+    applyHostFiles(plan("intel_iommu=on iommu=pt", true), first.state, { root, runner });
+    expect(commands).toEqual([["update-grub"]]);
+  });
+
+  it("reruns a regeneration that a killed hook never finished", () => {
+    const first = applyHostFiles(plan("intel_iommu=on", false), EMPTY_FILES_STATE, {
+      root,
+      runner,
+    });
+    // The files changed but the hook died before its state was saved: the old state comes back.
+    applyHostFiles(plan("intel_iommu=on iommu=pt", false), first.state, { root, runner });
+    commands = [];
+    applyHostFiles(plan("intel_iommu=on iommu=pt", false), first.state, { root, runner });
+    expect(commands).toEqual([["update-grub"]]);
+  });
+
+  it("removal restores the original tree byte for byte (bar reboot-required)", () => {
+    const before = snapshotTree(root);
+    const installed = applyHostFiles(plan("intel_iommu=on", true), EMPTY_FILES_STATE, {
+      root,
+      runner,
+    });
+    commands = [];
+    const removed = applyHostFiles({ files: [], feeds: {} }, installed.state, { root, runner });
+    expect(commands).toEqual([["update-initramfs", "-u", "-k", "all"], ["update-grub"]]);
+    expect(removed.files.map((f) => f.action)).toEqual(["removed", "removed", "removed"]);
+    const after = snapshotTree(root, (rel) => rel.startsWith("var"));
+    // Directories the charm created stay (they are shared: /etc/udev/rules.d etc.); files are gone.
+    expect(diffTrees(before, after).filter((l) => !isCreatedDir(root, l))).toEqual([]);
+    expect(fs.existsSync(path.join(root, SHARED.rebootRequired))).toBe(true);
+  });
+
+  it("refuses a foreign file at our path and writes nothing at all", () => {
+    writeTree(root, { [OWNED.udevRule]: "# the operator's own rule\n" });
+    const before = snapshotTree(root);
+    expect(() =>
+      applyHostFiles(plan("intel_iommu=on", true), EMPTY_FILES_STATE, { root, runner }),
+    ).toThrow(NotOursError);
+    expect(diffTrees(before, snapshotTree(root))).toEqual([]);
+    expect(commands).toEqual([]);
+  });
+
+  it("keeps an operator's edit to a managed file and says which file", () => {
+    const first = applyHostFiles(plan("intel_iommu=on", true), EMPTY_FILES_STATE, { root, runner });
+    fs.appendFileSync(path.join(root, OWNED.grubDropIn), "GRUB_TIMEOUT=1\n");
+    expect(() =>
+      applyHostFiles(plan("intel_iommu=on iommu=pt", true), first.state, { root, runner }),
+    ).toThrow(/99-pci-passthrough.cfg was edited/);
+    expect(fs.readFileSync(path.join(root, OWNED.grubDropIn), "utf8")).toContain("GRUB_TIMEOUT=1");
+  });
+
+  it("takes back its own file after stored state was lost (header present)", () => {
+    applyHostFiles(plan("intel_iommu=on", false), EMPTY_FILES_STATE, { root, runner });
+    expect(() =>
+      applyHostFiles(plan("intel_iommu=on iommu=pt", false), EMPTY_FILES_STATE, { root, runner }),
+    ).not.toThrow();
+  });
+
+  it("does not touch the operator's grub files", () => {
+    const grub = fs.readFileSync(path.join(root, "/etc/default/grub"));
+    applyHostFiles(plan("intel_iommu=on", true), EMPTY_FILES_STATE, { root, runner });
+    expect(fs.readFileSync(path.join(root, "/etc/default/grub")).equals(grub)).toBe(true);
+  });
+});
+
+function isCreatedDir(root: string, line: string): boolean {
+  if (!line.startsWith("+ ")) return false;
+  return fs.statSync(path.join(root, line.slice(2))).isDirectory();
+}
