@@ -1,0 +1,261 @@
+// Which PCI functions the `devices` selection hands to vfio-pci on this host, and what follows
+// them. Pure: takes the selectors and the host facts, never reads. Used by the host planner, the
+// rebind/list-devices actions and the nova values, so they all agree on one selection.
+import { type DeviceSelector, parseAddress } from "../config";
+import type { HostFacts, PciFunction } from "../host/facts";
+import type { BoundDevice, NovaDeviceType, PlanProblem } from "./types";
+
+/** The outcome of matching the selection against one host. */
+export interface Selection {
+  /** Selected functions and their companions, sorted by address. */
+  bind: BoundDevice[];
+  /** Blocking: the selection takes something it must not (bridge, boot VGA, wrong device…). */
+  problems: PlanProblem[];
+  /** Selectors that matched nothing here (normal on a host without that hardware). */
+  unmatched: DeviceSelector[];
+  /** Not blocking, worth telling: a group shared with a function the host keeps, a PF with VFs… */
+  notes: string[];
+}
+
+/** How an entry is named in messages: `devices entry #2 "10de:1bb0"` (1-based, as operators count). */
+export function describeSelector(sel: DeviceSelector): string {
+  const source = sel.source.length > 80 ? `${sel.source.slice(0, 77)}...` : sel.source;
+  return `devices entry #${sel.index + 1} ${JSON.stringify(source)}`;
+}
+
+/** `10de:1bb0`: the ids as lspci -nn and nova write them. */
+export function idsOf(fn: { vendorId: string; deviceId: string }): string {
+  return `${fn.vendorId}:${fn.deviceId}`;
+}
+
+/** The slot (`0000:83:00`) a function sits in: its functions are one physical card. */
+function slotOf(address: string): string {
+  return address.slice(0, address.lastIndexOf("."));
+}
+
+function addressPattern(sel: DeviceSelector): RegExp | null {
+  if (sel.address === null) return null;
+  const spec = parseAddress(sel.address);
+  // Selectors come from parseConfig (or an action's own parsing), which refuses bad addresses;
+  // one that slips through matches nothing rather than everything.
+  return typeof spec === "string" ? /^$/ : spec.pattern;
+}
+
+/** True when the selector picks this function (ids and address both, when both are given). */
+export function selectorMatches(sel: DeviceSelector, fn: PciFunction): boolean {
+  if (sel.vendorId !== null && sel.vendorId !== fn.vendorId) return false;
+  if (sel.productId !== null && sel.productId !== fn.deviceId) return false;
+  const pattern = addressPattern(sel);
+  return pattern === null || pattern.test(fn.address);
+}
+
+/** The default nova alias for a function, from its PCI class: gpu, nic, nvme, storage, audio… */
+export function deriveAlias(fn: Pick<PciFunction, "classCode">): string {
+  const cls = fn.classCode.slice(0, 4);
+  const base = cls.slice(0, 2);
+  if (cls === "0300" || cls === "0301" || cls === "0302" || cls === "0380") return "gpu";
+  if (base === "02") return "nic";
+  if (cls === "0108") return "nvme";
+  if (base === "01") return "storage";
+  if (cls === "0401" || cls === "0403") return "audio";
+  if (base === "04") return "media";
+  if (cls === "0c03") return "usb";
+  if (base === "0c") return "serial";
+  if (base === "12" || cls === "0b40") return "accel";
+  if (base === "10") return "crypto";
+  if (base === "0d") return "wireless";
+  return "pci";
+}
+
+/** nova's device_type: type-VF for a virtual function, type-PF for an SR-IOV capable physical
+ * function, type-PCI for everything else. */
+export function novaDeviceType(fn: Pick<PciFunction, "physfn" | "sriov">): NovaDeviceType {
+  if (fn.physfn !== null) return "type-VF";
+  if (fn.sriov !== null) return "type-PF";
+  return "type-PCI";
+}
+
+interface Chosen {
+  fn: PciFunction;
+  sel: DeviceSelector;
+}
+
+/** Matches the selection against the host: what vfio-pci should own (selected functions and their
+ * companions), what is refused, and which selectors found nothing. */
+export function selectFunctions(selectors: DeviceSelector[], facts: HostFacts): Selection {
+  const byAddress = new Map(facts.functions.map((fn) => [fn.address, fn]));
+  const problems: PlanProblem[] = [];
+  const notes: string[] = [];
+  const unmatched: DeviceSelector[] = [];
+  const chosen = new Map<string, Chosen>();
+  const problem = (message: string) => problems.push({ option: "devices", message });
+
+  for (const sel of [...selectors].sort((a, b) => a.index - b.index)) {
+    const spec = sel.address === null ? null : parseAddress(sel.address);
+    if (typeof spec === "string") {
+      problem(`${describeSelector(sel)}: the address ${spec}.`);
+      continue;
+    }
+    // A literal address with ids that the host holds as another device: the operator meant a
+    // different card (or the card was swapped). Binding by address alone would take the wrong one.
+    if (spec && !spec.isGlob && (sel.vendorId !== null || sel.productId !== null)) {
+      const there = byAddress.get(spec.text);
+      if (there && !selectorMatches(sel, there)) {
+        problem(
+          `${describeSelector(sel)}: ${spec.text} holds ${idsOf(there)}, not ` +
+            `${sel.vendorId ?? "*"}:${sel.productId ?? "*"}. Check the address with the ` +
+            "list-devices action and fix the entry's address or ids.",
+        );
+        continue;
+      }
+    }
+    const matches = facts.functions.filter((fn) => selectorMatches(sel, fn));
+    if (matches.length === 0) {
+      unmatched.push(sel);
+      continue;
+    }
+    for (const fn of matches) {
+      if (fn.isBridge) {
+        problem(
+          `${describeSelector(sel)} selects ${fn.address} (${idsOf(fn)}), a PCI bridge or port: ` +
+            "bridges stay with the host and vfio-pci refuses them. Narrow the entry (add an " +
+            "address or ids) so it selects only the devices behind the bridge.",
+        );
+        continue;
+      }
+      if (fn.bootVga) {
+        problem(
+          `${describeSelector(sel)} selects ${fn.address} (${idsOf(fn)}), the boot VGA: it is ` +
+            "the host's console and its boot framebuffer keeps vfio-pci from claiming it. Select " +
+            "the other GPUs by address instead.",
+        );
+        continue;
+      }
+      const earlier = chosen.get(fn.address);
+      if (earlier) {
+        const clash =
+          earlier.sel.alias !== sel.alias
+            ? `alias ${JSON.stringify(earlier.sel.alias ?? deriveAlias(fn))} and ${JSON.stringify(sel.alias ?? deriveAlias(fn))}`
+            : earlier.sel.numaPolicy !== sel.numaPolicy
+              ? `numa-policy ${earlier.sel.numaPolicy ?? "(unset)"} and ${sel.numaPolicy ?? "(unset)"}`
+              : null;
+        if (clash) {
+          problem(
+            `${describeSelector(earlier.sel)} and ${describeSelector(sel)} both select ` +
+              `${fn.address} (${idsOf(fn)}) with ${clash}. Give both entries the same values ` +
+              "or narrow one so each function is selected once.",
+          );
+        }
+        continue;
+      }
+      chosen.set(fn.address, { fn, sel });
+    }
+  }
+
+  const bound = new Map<string, BoundDevice>();
+  const selectedAddresses = [...chosen.keys()].sort();
+  for (const address of selectedAddresses) {
+    const { fn, sel } = chosen.get(address)!;
+    bound.set(address, {
+      address,
+      vendorId: fn.vendorId,
+      deviceId: fn.deviceId,
+      classCode: fn.classCode,
+      alias: sel.alias ?? deriveAlias(fn),
+      deviceType: novaDeviceType(fn),
+      numaPolicy: sel.numaPolicy,
+      reason: "selected",
+      follows: null,
+    });
+    if (fn.sriov !== null && fn.sriov.numVfs > 0) {
+      notes.push(
+        `${address} is an SR-IOV physical function with ${fn.sriov.numVfs} VFs enabled: vfio-pci ` +
+          "cannot take it until its VFs are disabled (sriov_numvfs = 0).",
+      );
+    }
+  }
+
+  // Companions, decided after every selection so a function both selected and a companion counts
+  // as selected (its own entry's alias wins). Companions get their own alias (`gpu-audio`): nova
+  // aliases are per vendor:product, and most flavors ask only for the GPU, yet the audio function
+  // must sit on vfio-pci too or the group is not viable.
+  for (const address of selectedAddresses) {
+    const { fn, sel } = chosen.get(address)!;
+    if (!sel.companions) continue;
+    const parent = bound.get(address)!;
+    for (const other of companionsOf(fn, facts, byAddress)) {
+      if (bound.has(other.address)) continue;
+      if (other.bootVga) {
+        notes.push(`${other.address} follows ${address} but is the boot VGA: left to the host.`);
+        continue;
+      }
+      bound.set(other.address, {
+        address: other.address,
+        vendorId: other.vendorId,
+        deviceId: other.deviceId,
+        classCode: other.classCode,
+        alias: companionAlias(parent.alias, other),
+        deviceType: novaDeviceType(other),
+        numaPolicy: sel.numaPolicy,
+        reason: "companion",
+        follows: address,
+      });
+    }
+  }
+
+  // Group members that stay with the host make the group unusable for VFIO; that is verify-iommu's
+  // verdict to give (the IOMMU may not even be on yet), so here it is only a note.
+  const seenGroups = new Set<number>();
+  for (const address of [...bound.keys()].sort()) {
+    const group = byAddress.get(address)?.iommuGroup ?? null;
+    if (group === null || seenGroups.has(group)) continue;
+    seenGroups.add(group);
+    const kept = (facts.iommuGroups.get(group) ?? []).filter((member) => {
+      const m = byAddress.get(member);
+      return !bound.has(member) && !(m?.isBridge ?? false);
+    });
+    if (kept.length > 0) {
+      notes.push(
+        `IOMMU group ${group} (${address}) also holds ${kept.join(", ")}, which the host keeps: ` +
+          "the group is not usable by VMs until those are selected too (see verify-iommu).",
+      );
+    }
+  }
+
+  const bind = [...bound.values()].sort((a, b) => (a.address < b.address ? -1 : 1));
+  return { bind, problems, unmatched, notes };
+}
+
+/**
+ * The functions that follow a selected one: the card's other functions in the same slot and the
+ * same IOMMU group (or every one in the slot while the IOMMU is not on yet, as on first install
+ * before the reboot), plus its `consumer:pci:` device links. Only functions of another class
+ * qualify: a second port of the same NIC or a second GPU is a peer the operator selects (or not)
+ * on its own — taking it silently could take the host's management NIC.
+ */
+function companionsOf(
+  fn: PciFunction,
+  facts: HostFacts,
+  byAddress: Map<string, PciFunction>,
+): PciFunction[] {
+  const cls = fn.classCode.slice(0, 4);
+  const slot = slotOf(fn.address);
+  const found = new Map<string, PciFunction>();
+  for (const other of facts.functions) {
+    if (other.address === fn.address || slotOf(other.address) !== slot) continue;
+    if (other.iommuGroup !== fn.iommuGroup) continue;
+    found.set(other.address, other);
+  }
+  for (const consumer of fn.consumers) {
+    const other = byAddress.get(consumer);
+    if (other && other.address !== fn.address) found.set(other.address, other);
+  }
+  return [...found.values()]
+    .filter((other) => !other.isBridge && other.classCode.slice(0, 4) !== cls)
+    .sort((a, b) => (a.address < b.address ? -1 : 1));
+}
+
+/** `gpu` + an HDMI audio function → `gpu-audio`; `p5000` + USB controller → `p5000-usb`. */
+function companionAlias(parentAlias: string, fn: PciFunction): string {
+  return `${parentAlias}-${deriveAlias(fn)}`;
+}

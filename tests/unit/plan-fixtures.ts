@@ -1,0 +1,169 @@
+// Host facts for the planner's unit tests, built in code (the planner takes facts, never reads).
+// The shapes follow real sysfs: modalias strings as the kernel prints them, modules.alias lines
+// as depmod writes them, IOMMU groups derived from the functions.
+import type { DeviceSelector } from "../../src/config";
+import type { HostFacts, ModuleIndex, PciFunction } from "../../src/host/facts";
+
+const hex = (s: string, width: number) => s.toUpperCase().padStart(width, "0");
+
+/** The `modalias` the kernel writes for a function (drivers/pci/pci-sysfs.c). */
+export function modaliasOf(
+  vendor: string,
+  device: string,
+  classCode: string,
+  subVendor = "0000",
+  subDevice = "0000",
+): string {
+  return (
+    `pci:v${hex(vendor, 8)}d${hex(device, 8)}sv${hex(subVendor, 8)}sd${hex(subDevice, 8)}` +
+    `bc${hex(classCode.slice(0, 2), 2)}sc${hex(classCode.slice(2, 4), 2)}i${hex(classCode.slice(4, 6), 2)}`
+  );
+}
+
+/** A PCI function with sensible defaults; `ids` is "vvvv:dddd". */
+export function fn(
+  address: string,
+  ids: string,
+  classCode: string,
+  extra: Partial<PciFunction> = {},
+): PciFunction {
+  const [vendorId = "", deviceId = ""] = ids.split(":");
+  return {
+    address,
+    vendorId,
+    deviceId,
+    subsystemVendorId: null,
+    subsystemDeviceId: null,
+    classCode,
+    driver: null,
+    driverOverride: null,
+    iommuGroup: null,
+    numaNode: null,
+    bootVga: false,
+    modalias: modaliasOf(vendorId, deviceId, classCode),
+    isBridge: classCode.startsWith("0604"),
+    sriov: null,
+    physfn: null,
+    netInterfaces: [],
+    consumers: [],
+    ...extra,
+  };
+}
+
+/** Host facts around the given functions; groups come from each function's iommuGroup. */
+export function host(functions: PciFunction[], extra: Partial<HostFacts> = {}): HostFacts {
+  const iommuGroups = new Map<number, string[]>();
+  for (const f of functions) {
+    if (f.iommuGroup === null) continue;
+    iommuGroups.set(f.iommuGroup, [...(iommuGroups.get(f.iommuGroup) ?? []), f.address].sort());
+  }
+  return {
+    functions: [...functions].sort((a, b) => (a.address < b.address ? -1 : 1)),
+    iommuGroups,
+    iommuUnits: ["dmar0", "dmar1"],
+    cmdline: "BOOT_IMAGE=/vmlinuz-6.8.0-45-generic root=LABEL=cloudimg-rootfs ro console=ttyS0",
+    cpuVendor: "intel",
+    kernelRelease: "6.8.0-45-generic",
+    vfioPci: "builtin",
+    container: false,
+    vfioDevices: new Set(),
+    ...extra,
+  };
+}
+
+/** A ModuleIndex over modules.alias text, matched the way kmod does (fnmatch on the modalias). */
+export function moduleIndex(modulesAlias: string): ModuleIndex {
+  const entries: { re: RegExp; module: string }[] = [];
+  for (const line of modulesAlias.split("\n")) {
+    const m = /^alias\s+(\S+)\s+(\S+)$/.exec(line.trim());
+    if (!m) continue;
+    const glob = m[1]!
+      .replace(/[.+^${}()|\\]/g, "\\$&")
+      .replace(/\*/g, ".*")
+      .replace(/\?/g, ".");
+    entries.push({ re: new RegExp(`^${glob}$`), module: m[2]! });
+  }
+  return {
+    modulesFor(modalias: string) {
+      const out: string[] = [];
+      for (const e of entries)
+        if (e.re.test(modalias) && !out.includes(e.module)) out.push(e.module);
+      return out;
+    },
+  };
+}
+
+/** Lines from a real 6.8 modules.alias for the hardware in these tests. */
+export const MODULES_ALIAS = `# Aliases extracted from modules themselves.
+alias pci:v000010DEd*sv*sd*bc03sc*i* nouveau
+alias pci:v000010DEd*sv*sd*bc03sc*i* nvidiafb
+alias pci:v*d*sv*sd*bc04sc03i00* snd_hda_intel
+alias pci:v00008086d0000A1F0sv*sd*bc*sc*i* snd_hda_intel
+alias pci:v00001A03d00002000sv*sd*bc*sc*i* ast
+alias pci:v00008086d000037D2sv*sd*bc*sc*i* i40e
+alias pci:v00008086d00001593sv*sd*bc*sc*i* ice
+alias pci:v00008086d00001592sv*sd*bc*sc*i* ice
+alias pci:v00008086d00001889sv*sd*bc*sc*i* iavf
+alias pci:v*d*sv*sd*bc01sc06i01* ahci
+alias pci:v*d*sv*sd*bc01sc08i02* nvme
+alias pci:v*d*sv*sd*bc0Csc03i30* xhci_pci
+alias pci:v000010DEd*sv*sd*bc0Csc80i00* ucsi_ccg
+alias pci:v00001002d*sv*sd*bc03sc*i* amdgpu
+alias pci:v00001022d*sv*sd*bc04sc03i* snd_hda_intel
+alias pci:v000015B3d0000101Dsv*sd*bc*sc*i* mlx5_core
+`;
+
+/**
+ * The host of the manual procedure (openstack-charm-guide-pci-passthrough.txt): an Intel server
+ * with two Quadro P5000 (10de:1bb0) at 83:00.0 and 84:00.0, each with its HDMI audio, behind root
+ * ports; an ASPEED BMC console GPU; onboard audio, SATA and two i40e ports.
+ */
+export function seedHost(extra: Partial<HostFacts> = {}): HostFacts {
+  return host(
+    [
+      fn("0000:00:00.0", "8086:2020", "060000", { iommuGroup: 0 }),
+      fn("0000:00:17.0", "8086:a182", "010601", { driver: "ahci", iommuGroup: 8 }),
+      fn("0000:00:1f.3", "8086:a1f0", "040300", { driver: "snd_hda_intel", iommuGroup: 9 }),
+      fn("0000:02:00.0", "1a03:2000", "030000", { driver: "ast", iommuGroup: 11, bootVga: true }),
+      fn("0000:3d:00.0", "8086:37d2", "020000", {
+        driver: "i40e",
+        iommuGroup: 30,
+        netInterfaces: ["eno1"],
+      }),
+      fn("0000:3d:00.1", "8086:37d2", "020000", {
+        driver: "i40e",
+        iommuGroup: 31,
+        netInterfaces: ["eno2"],
+      }),
+      fn("0000:80:02.0", "8086:2032", "060400", { driver: "pcieport", iommuGroup: 50 }),
+      fn("0000:80:03.0", "8086:2033", "060400", { driver: "pcieport", iommuGroup: 51 }),
+      fn("0000:83:00.0", "10de:1bb0", "030000", { driver: "nouveau", iommuGroup: 60, numaNode: 1 }),
+      fn("0000:83:00.1", "10de:10f0", "040300", {
+        driver: "snd_hda_intel",
+        iommuGroup: 60,
+        numaNode: 1,
+      }),
+      fn("0000:84:00.0", "10de:1bb0", "030000", { driver: "nouveau", iommuGroup: 61, numaNode: 1 }),
+      fn("0000:84:00.1", "10de:10f0", "040300", {
+        driver: "snd_hda_intel",
+        iommuGroup: 61,
+        numaNode: 1,
+      }),
+    ],
+    extra,
+  );
+}
+
+/** A selector as parseConfig would produce it. */
+export function sel(partial: Partial<DeviceSelector> & { source: string }): DeviceSelector {
+  return {
+    index: 0,
+    vendorId: null,
+    productId: null,
+    address: null,
+    alias: null,
+    companions: true,
+    numaPolicy: null,
+    ...partial,
+  };
+}

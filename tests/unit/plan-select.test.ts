@@ -1,0 +1,153 @@
+import { describe, expect, it } from "vitest";
+import {
+  deriveAlias,
+  novaDeviceType,
+  selectFunctions,
+  selectorMatches,
+} from "../../src/plan/select";
+import { fn, host, seedHost, sel } from "./plan-fixtures";
+
+const addrs = (bind: { address: string }[]) => bind.map((b) => b.address);
+
+describe("selectFunctions", () => {
+  it("selects both P5000s by id, with their HDMI audio as companions", () => {
+    const s = selectFunctions(
+      [sel({ vendorId: "10de", productId: "1bb0", source: "10de:1bb0" })],
+      seedHost(),
+    );
+    expect(s.problems).toEqual([]);
+    expect(s.unmatched).toEqual([]);
+    expect(addrs(s.bind)).toEqual(["0000:83:00.0", "0000:83:00.1", "0000:84:00.0", "0000:84:00.1"]);
+    expect(s.bind[0]).toMatchObject({ alias: "gpu", reason: "selected", follows: null });
+    expect(s.bind[1]).toMatchObject({
+      alias: "gpu-audio",
+      reason: "companion",
+      follows: "0000:83:00.0",
+      deviceType: "type-PCI",
+    });
+    expect(s.notes).toEqual([]);
+  });
+
+  it("selects one of two identical GPUs by address and leaves the twin", () => {
+    const s = selectFunctions(
+      [sel({ address: "0000:84:00.0", alias: "p5000", source: "0000:84:00.0" })],
+      seedHost(),
+    );
+    expect(addrs(s.bind)).toEqual(["0000:84:00.0", "0000:84:00.1"]);
+    expect(s.bind.map((b) => b.alias)).toEqual(["p5000", "p5000-audio"]);
+  });
+
+  it("honours companions: false, and notes the group member left behind", () => {
+    const s = selectFunctions(
+      [sel({ address: "0000:83:00.0", companions: false, source: "x" })],
+      seedHost(),
+    );
+    expect(addrs(s.bind)).toEqual(["0000:83:00.0"]);
+    expect(s.notes.join("\n")).toMatch(/IOMMU group 60 .*0000:83:00\.1/);
+  });
+
+  it("takes the whole slot as companions while the IOMMU is not on yet (no groups)", () => {
+    const facts = seedHost();
+    for (const f of facts.functions) f.iommuGroup = null;
+    facts.iommuGroups.clear();
+    const s = selectFunctions([sel({ address: "0000:83:00.0", source: "x" })], facts);
+    expect(addrs(s.bind)).toEqual(["0000:83:00.0", "0000:83:00.1"]);
+  });
+
+  it("follows consumer:pci links and never takes a same-class peer (second NIC port)", () => {
+    const facts = host([
+      fn("0000:17:00.0", "8086:1593", "020000", { iommuGroup: 5, driver: "ice" }),
+      fn("0000:17:00.1", "8086:1593", "020000", { iommuGroup: 5, driver: "ice" }),
+      fn("0000:65:00.0", "10de:2204", "030000", {
+        iommuGroup: 7,
+        consumers: ["0000:65:00.2"],
+      }),
+      fn("0000:65:00.2", "10de:1ad8", "0c0330", { iommuGroup: 8 }),
+    ]);
+    const s = selectFunctions(
+      [
+        sel({ address: "0000:17:00.0", source: "a" }),
+        sel({ index: 1, address: "0000:65:00.0", source: "b" }),
+      ],
+      facts,
+    );
+    expect(addrs(s.bind)).toEqual(["0000:17:00.0", "0000:65:00.0", "0000:65:00.2"]);
+    expect(s.bind[2]!.alias).toBe("gpu-usb");
+    expect(s.notes.join("\n")).toMatch(/group 5 .*0000:17:00\.1/);
+  });
+
+  it("refuses a bridge, the boot VGA and an address holding another device", () => {
+    const s = selectFunctions(
+      [
+        sel({ address: "0000:80:02.0", source: "0000:80:02.0" }),
+        sel({ index: 1, address: "0000:02:00.0", source: "0000:02:00.0" }),
+        sel({
+          index: 2,
+          vendorId: "8086",
+          productId: "1593",
+          address: "0000:83:00.0",
+          source: '{"address":"0000:83:00.0"}',
+        }),
+      ],
+      seedHost(),
+    );
+    expect(s.bind).toEqual([]);
+    const text = s.problems.map((p) => p.message).join("\n");
+    expect(s.problems.every((p) => p.option === "devices")).toBe(true);
+    expect(text).toMatch(/entry #1 .*0000:80:02\.0.*bridge/);
+    expect(text).toMatch(/entry #2 .*0000:02:00\.0.*boot VGA/);
+    expect(text).toMatch(/entry #3 .*0000:83:00\.0 holds 10de:1bb0, not 8086:1593/);
+  });
+
+  it("reports two entries giving one function different aliases", () => {
+    const s = selectFunctions(
+      [
+        sel({ vendorId: "10de", productId: "1bb0", alias: "p5000", source: "a" }),
+        sel({ index: 1, address: "0000:8?:00.0", alias: "gpu", source: "b" }),
+      ],
+      seedHost(),
+    );
+    expect(s.problems).toHaveLength(2);
+    expect(s.problems[0]!.message).toMatch(/both select 0000:83:00\.0 .*"p5000" and "gpu"/);
+  });
+
+  it("lists selectors that match nothing (a GPU-less host is normal)", () => {
+    const facts = host([fn("0000:00:17.0", "8086:a182", "010601")]);
+    const one = sel({ vendorId: "10de", productId: "1bb0", source: "10de:1bb0" });
+    const s = selectFunctions([one], facts);
+    expect(s).toEqual({ bind: [], problems: [], unmatched: [one], notes: [] });
+  });
+
+  it("matches address globs inside one component only", () => {
+    const gpu = fn("0000:83:00.0", "10de:1bb0", "030000");
+    expect(selectorMatches(sel({ address: "0000:8?:00.*", source: "" }), gpu)).toBe(true);
+    expect(selectorMatches(sel({ address: "0000:8[0-2]:00.0", source: "" }), gpu)).toBe(false);
+    expect(selectorMatches(sel({ address: "0000:*:00.0", source: "" }), gpu)).toBe(true);
+    expect(selectorMatches(sel({ address: "0001:83:00.0", source: "" }), gpu)).toBe(false);
+  });
+});
+
+describe("deriveAlias / novaDeviceType", () => {
+  it.each([
+    ["030000", "gpu"],
+    ["030200", "gpu"],
+    ["038000", "gpu"],
+    ["020000", "nic"],
+    ["020700", "nic"],
+    ["010802", "nvme"],
+    ["010601", "storage"],
+    ["040300", "audio"],
+    ["120000", "accel"],
+    ["0c0330", "usb"],
+    ["0c8000", "serial"],
+    ["ff0000", "pci"],
+  ])("class %s → %s", (classCode, alias) => {
+    expect(deriveAlias({ classCode })).toBe(alias);
+  });
+
+  it("types VFs, SR-IOV PFs and plain functions", () => {
+    expect(novaDeviceType({ physfn: "0000:17:00.0", sriov: null })).toBe("type-VF");
+    expect(novaDeviceType({ physfn: null, sriov: { totalVfs: 64, numVfs: 0 } })).toBe("type-PF");
+    expect(novaDeviceType({ physfn: null, sriov: null })).toBe("type-PCI");
+  });
+});
