@@ -1,0 +1,224 @@
+// The list-devices action, pure: every PCI function with what an operator needs to choose devices
+// (class, ids, names, driver, the modules that would claim it, IOMMU group, NUMA node, boot VGA,
+// SR-IOV, whether the `devices` option selects it), filtered by class, vendor or selection.
+import { validateActionListDevices } from "../generated/validators.js";
+import type { HostFacts, HostUsage, ModuleIndex, PciFunction } from "../host/facts";
+import type { BoundDevice } from "../plan/types";
+import { driverWords } from "./groups";
+import { type Checked, type ParamError, validateParams } from "./params";
+import { addressKey, type ResultTree, yesNo } from "./results";
+
+/** Human names from pci.ids (host/pci-ids.ts); null when the host has no pci.ids. */
+export interface PciNameLookup {
+  vendorName(vendorId: string): string | null;
+  deviceName(vendorId: string, deviceId: string): string | null;
+}
+
+/** The class words the `class` filter accepts, each a set of hex class-code prefixes. */
+export const CLASS_WORDS: Record<string, string[]> = {
+  // 0300 VGA, 0302 3D (datacenter GPUs), 0380 other display (some AMD Instinct cards).
+  gpu: ["0300", "0302", "0380"],
+  display: ["03"],
+  network: ["02"],
+  storage: ["01"],
+  // 0401 multimedia audio, 0403 HD audio (a GPU's HDMI audio function).
+  audio: ["0401", "0403"],
+  usb: ["0c03"],
+  bridge: ["06"],
+};
+
+/** Base-class words for the output (PCI Code and ID Assignment spec, base classes 00–13, 40). */
+const BASE_CLASS: Record<string, string> = {
+  "00": "unclassified",
+  "01": "storage",
+  "02": "network",
+  "03": "display",
+  "04": "multimedia",
+  "05": "memory",
+  "06": "bridge",
+  "07": "communication",
+  "08": "system",
+  "09": "input",
+  "0a": "docking",
+  "0b": "processor",
+  "0c": "serial-bus",
+  "0d": "wireless",
+  "0e": "intelligent-io",
+  "0f": "satellite",
+  "10": "encryption",
+  "11": "signal-processing",
+  "12": "accelerator",
+  "13": "instrumentation",
+  "40": "coprocessor",
+};
+
+/** A word for a class code: `gpu`, `audio`, `usb` where one fits, else the base class's word. */
+export function classWord(classCode: string): string {
+  for (const word of ["gpu", "audio", "usb"]) {
+    if (CLASS_WORDS[word]!.some((p) => classCode.startsWith(p))) return word;
+  }
+  return BASE_CLASS[classCode.slice(0, 2)] ?? "other";
+}
+
+export interface ListDevicesParams {
+  /** Hex class-code prefixes to keep (a word expands to several), or null for all. */
+  classPrefixes: string[] | null;
+  vendor: string | null;
+  selectedOnly: boolean;
+}
+
+/** Checks raw list-devices params (schema, then the class word / hex prefix and vendor id). */
+export function parseListDevicesParams(raw: unknown): Checked<ListDevicesParams> {
+  const checked = validateParams("list-devices", validateActionListDevices, raw);
+  if (!checked.ok) return checked;
+  const p = checked.params;
+  const errors: ParamError[] = [];
+  let classPrefixes: string[] | null = null;
+  if (typeof p.class === "string") {
+    const value = p.class.trim().toLowerCase().replace(/^0x/, "");
+    if (CLASS_WORDS[value]) classPrefixes = CLASS_WORDS[value]!;
+    else if (/^[0-9a-f]{2,6}$/.test(value)) classPrefixes = [value];
+    else {
+      errors.push({
+        param: "class",
+        message: `class "${p.class}" is neither a class word (${Object.keys(CLASS_WORDS).join(", ")}) nor a hex class prefix (2 to 6 hex digits, e.g. 03 or 0200)`,
+      });
+    }
+  }
+  let vendor: string | null = null;
+  if (typeof p.vendor === "string") {
+    const value = p.vendor.trim().toLowerCase().replace(/^0x/, "");
+    if (/^[0-9a-f]{4}$/.test(value)) vendor = value;
+    else {
+      errors.push({
+        param: "vendor",
+        message: `vendor "${p.vendor}" is not a vendor id: give 4 hex digits, e.g. 10de`,
+      });
+    }
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  return { ok: true, params: { classPrefixes, vendor, selectedOnly: p["selected-only"] === true } };
+}
+
+/** One listed function, structured (the results tree is rendered from these). */
+export interface DeviceRow {
+  address: string;
+  classCode: string;
+  classWord: string;
+  ids: string;
+  vendorName: string | null;
+  deviceName: string | null;
+  driver: string | null;
+  driverOverride: string | null;
+  /** null when modules.alias could not be read. */
+  modules: string[] | null;
+  iommuGroup: number | null;
+  numaNode: number | null;
+  bootVga: boolean;
+  sriov: { role: "pf"; numVfs: number; totalVfs: number } | { role: "vf"; pf: string } | null;
+  selected: BoundDevice | null;
+  /** Why the host uses it (from HostUsage), empty when unknown or unused. */
+  hostUse: string[];
+}
+
+export interface ListDevicesInput {
+  params: ListDevicesParams;
+  facts: HostFacts;
+  usage?: HostUsage;
+  modules: ModuleIndex | null;
+  names: PciNameLookup | null;
+  selection: BoundDevice[];
+}
+
+export interface ListDevicesResult {
+  rows: DeviceRow[];
+  /** For action-set: `count`, `devices.<0000-83-00-0>.<field>`, `notes`. */
+  results: ResultTree;
+}
+
+function rowFor(fn: PciFunction, input: ListDevicesInput, sel: BoundDevice | null): DeviceRow {
+  const { names, modules, usage } = input;
+  let sriov: DeviceRow["sriov"] = null;
+  if (fn.physfn) sriov = { role: "vf", pf: fn.physfn };
+  else if (fn.sriov) sriov = { role: "pf", numVfs: fn.sriov.numVfs, totalVfs: fn.sriov.totalVfs };
+  return {
+    address: fn.address,
+    classCode: fn.classCode,
+    classWord: classWord(fn.classCode),
+    ids: `${fn.vendorId}:${fn.deviceId}`,
+    vendorName: names?.vendorName(fn.vendorId) ?? null,
+    deviceName: names?.deviceName(fn.vendorId, fn.deviceId) ?? null,
+    driver: fn.driver,
+    driverOverride: fn.driverOverride,
+    modules: modules ? modules.modulesFor(fn.modalias) : null,
+    iommuGroup: fn.iommuGroup,
+    numaNode: fn.numaNode,
+    bootVga: fn.bootVga,
+    sriov,
+    selected: sel,
+    hostUse: usage?.get(fn.address) ?? [],
+  };
+}
+
+function rowResult(row: DeviceRow): ResultTree {
+  const out: ResultTree = {
+    address: row.address,
+    class: row.classCode,
+    "class-name": row.classWord,
+    ids: row.ids,
+    name:
+      row.vendorName || row.deviceName
+        ? [row.vendorName ?? row.ids.slice(0, 4), row.deviceName ?? row.ids.slice(5)].join(" ")
+        : row.ids,
+    driver: driverWords(row.driver),
+    "iommu-group": row.iommuGroup === null ? "none" : String(row.iommuGroup),
+    "numa-node": row.numaNode === null ? "none" : String(row.numaNode),
+    "boot-vga": yesNo(row.bootVga),
+    selected: yesNo(row.selected !== null),
+  };
+  if (row.driverOverride) out["driver-override"] = row.driverOverride;
+  if (row.modules) out.modules = row.modules.length > 0 ? row.modules.join(", ") : "none";
+  if (row.sriov?.role === "pf") {
+    out.sriov = {
+      role: "pf",
+      numvfs: String(row.sriov.numVfs),
+      totalvfs: String(row.sriov.totalVfs),
+    };
+  } else if (row.sriov?.role === "vf") {
+    out.sriov = { role: "vf", pf: row.sriov.pf };
+  }
+  if (row.selected) {
+    out.alias = row.selected.alias;
+    out["selected-as"] = row.selected.follows
+      ? `${row.selected.reason} of ${row.selected.follows}`
+      : row.selected.reason;
+  }
+  if (row.hostUse.length > 0) out["host-use"] = row.hostUse.join("; ");
+  return out;
+}
+
+/** Lists the host's PCI functions as structured rows and as action results. Pure. */
+export function listDevices(input: ListDevicesInput): ListDevicesResult {
+  const { params, facts, selection } = input;
+  const selected = new Map(selection.map((b) => [b.address, b]));
+  const rows = facts.functions
+    .filter(
+      (fn) => !params.classPrefixes || params.classPrefixes.some((p) => fn.classCode.startsWith(p)),
+    )
+    .filter((fn) => !params.vendor || fn.vendorId === params.vendor)
+    .filter((fn) => !params.selectedOnly || selected.has(fn.address))
+    .map((fn) => rowFor(fn, input, selected.get(fn.address) ?? null));
+  const devices: ResultTree = {};
+  for (const row of rows) devices[addressKey(row.address)] = rowResult(row);
+  const results: ResultTree = { count: String(rows.length), devices };
+  const notes: string[] = [];
+  if (!input.names)
+    notes.push("no pci.ids on this host: names show the ids only (install pciutils or hwdata)");
+  if (!input.modules)
+    notes.push("the running kernel's modules.alias could not be read: modules are not shown");
+  if (facts.iommuGroups.size === 0)
+    notes.push("no IOMMU groups: the IOMMU is off in the running kernel");
+  if (rows.length === 0) notes.push("no PCI function matches the filters");
+  if (notes.length > 0) results.notes = notes.join("; ");
+  return { rows, results };
+}

@@ -1,0 +1,57 @@
+// Turns an action's raw params (action-get --format=json) into checked values: first the ajv
+// validator generated from actions.yaml (types, enums, unknown keys, defaults), then each action's
+// own semantic checks. Messages name the parameter, the value and what would be accepted.
+import type { ErrorObject } from "ajv";
+import type { Validator } from "../generated/validators.js";
+
+/** A parameter the action refuses, in operator words. */
+export interface ParamError {
+  /** The parameter at fault, or null when the params as a whole are wrong. */
+  param: string | null;
+  message: string;
+}
+
+export type Checked<T> = { ok: true; params: T } | { ok: false; errors: ParamError[] };
+
+function describe(action: string, err: ErrorObject): ParamError {
+  const param = err.instancePath ? err.instancePath.slice(1).replace(/~1/g, "/") : null;
+  switch (err.keyword) {
+    case "additionalProperties": {
+      const extra = String((err.params as { additionalProperty: string }).additionalProperty);
+      return {
+        param: extra,
+        message: `${action} has no parameter "${extra}"; see \`juju show-action pci-passthrough ${action}\``,
+      };
+    }
+    case "enum": {
+      const allowed = (err.params as { allowedValues: unknown[] }).allowedValues.join(" or ");
+      return { param, message: `${param} must be ${allowed}` };
+    }
+    case "type": {
+      const type = String((err.params as { type: string }).type);
+      return { param, message: `${param} must be a ${type}` };
+    }
+    default:
+      return { param, message: `${param ?? "params"}: ${err.message ?? err.keyword}` };
+  }
+}
+
+/** Runs the generated validator on a copy of `raw` (it fills defaults) and explains its errors. */
+export function validateParams(
+  action: string,
+  validator: Validator,
+  raw: unknown,
+): Checked<Record<string, unknown>> {
+  const data: unknown = raw === undefined || raw === null ? {} : structuredClone(raw);
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    return { ok: false, errors: [{ param: null, message: `${action} params must be a mapping` }] };
+  }
+  if (validator(data)) return { ok: true, params: data as Record<string, unknown> };
+  const errors = (validator.errors ?? []).map((e) => describe(action, e));
+  return { ok: false, errors };
+}
+
+/** One line for action-fail: every param error joined. */
+export function paramErrorMessage(action: string, errors: ParamError[]): string {
+  return `${action}: ${errors.map((e) => e.message).join("; ")}`;
+}

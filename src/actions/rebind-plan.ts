@@ -1,0 +1,396 @@
+// The rebind action's decisions, pure: which functions move, which are already where asked, what
+// the host would lose (refusals), and the exact sysfs writes in order. executeRebind (rebind.ts)
+// performs a plan; a dry run prints it. Nothing here touches the host.
+
+import { deviceAttr, driverAttr } from "../apply/sysfs";
+import { validateActionRebind } from "../generated/validators.js";
+import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
+import { READ } from "../host/root";
+import type { BoundDevice } from "../plan/types";
+import { driverWords, functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "./groups";
+import { type Checked, type ParamError, validateParams } from "./params";
+
+export type RebindTarget = "vfio-pci" | "host";
+
+/** The rebind params once checked. `devices` null means "the configured selection". */
+export interface RebindParams {
+  devices: DeviceToken[] | null;
+  to: RebindTarget;
+  dryRun: boolean;
+  force: boolean;
+}
+
+/** One entry of the `devices` param: a full address, or every function with these ids. */
+export type DeviceToken =
+  | { kind: "address"; address: string; source: string }
+  | { kind: "ids"; vendorId: string; deviceId: string; source: string };
+
+/** One write into sysfs, as the kernel will see it. `path` is a host path. */
+export interface SysfsWrite {
+  path: string;
+  value: string;
+}
+
+/** Why a function is in the set being moved. */
+export type MoveReason = "requested" | "selected" | "companion" | "group-member";
+
+export interface PlannedMove {
+  address: string;
+  reason: MoveReason;
+  /** For companions and group members: the function it follows. */
+  follows: string | null;
+  /** Driver and driver_override as the facts saw them; the executor re-checks before writing. */
+  before: { driver: string | null; override: string | null };
+  /** The writes for this function, in order. */
+  writes: SysfsWrite[];
+  /** Host uses that `force` overrode (empty without force). */
+  forced: string[];
+}
+
+export interface UnchangedDevice {
+  address: string;
+  driver: string | null;
+  message: string;
+}
+
+export interface RebindPlan {
+  kind: "plan";
+  to: RebindTarget;
+  dryRun: boolean;
+  force: boolean;
+  /** Make sure /sys/bus/pci/drivers/vfio-pci exists (modprobe vfio-pci) before the first write. */
+  ensureVfioPci: boolean;
+  /** Functions to move, sorted by address. */
+  moves: PlannedMove[];
+  /** Functions already where asked: a no-op, reported. */
+  unchanged: UnchangedDevice[];
+  /** Things the operator should know that do not stop the move. */
+  warnings: string[];
+}
+
+/** Why one function cannot be moved. `forceable` refusals give way to force=true. */
+export interface Refusal {
+  /** The address (or the `devices` entry, for one that matches nothing). */
+  device: string;
+  reason: string;
+  forceable: boolean;
+}
+
+export interface RebindRefusal {
+  kind: "refusal";
+  refusals: Refusal[];
+  /** One paragraph for action-fail. */
+  message: string;
+}
+
+const FULL_ADDRESS = /^([0-9a-f]{4,5}):([0-9a-f]{2}):([01][0-9a-f])\.([0-7])$/;
+const SHORT_ADDRESS = /^([0-9a-f]{2}):([01][0-9a-f])\.([0-7])$/;
+const IDS = /^([0-9a-f]{4}):([0-9a-f]{4})$/;
+
+/** Parses the `devices` param: addresses (`0000:83:00.0`, or `83:00.0` in domain 0000) and
+ * `vendor:product` ids, separated by commas and/or spaces. */
+export function parseDeviceList(text: string): { tokens: DeviceToken[]; errors: ParamError[] } {
+  const tokens: DeviceToken[] = [];
+  const errors: ParamError[] = [];
+  const parts = text
+    .split(/[\s,]+/)
+    .map((p) => p.trim())
+    .filter(Boolean);
+  if (parts.length === 0) {
+    errors.push({
+      param: "devices",
+      message:
+        "devices is empty; give PCI addresses or vendor:product ids, or leave it out to use the `devices` option",
+    });
+  }
+  for (const source of parts) {
+    const lower = source.toLowerCase();
+    const short = SHORT_ADDRESS.exec(lower);
+    if (FULL_ADDRESS.test(lower)) tokens.push({ kind: "address", address: lower, source });
+    else if (short) tokens.push({ kind: "address", address: `0000:${lower}`, source });
+    else {
+      const ids = IDS.exec(lower);
+      if (ids) tokens.push({ kind: "ids", vendorId: ids[1]!, deviceId: ids[2]!, source });
+      else {
+        errors.push({
+          param: "devices",
+          message: `devices entry "${source}" is neither a PCI address (0000:83:00.0) nor vendor:product ids (10de:1bb0)`,
+        });
+      }
+    }
+  }
+  return { tokens, errors };
+}
+
+/** Checks raw rebind params (schema from actions.yaml, then the `devices` syntax). */
+export function parseRebindParams(raw: unknown): Checked<RebindParams> {
+  const checked = validateParams("rebind", validateActionRebind, raw);
+  if (!checked.ok) return checked;
+  const p = checked.params;
+  let devices: DeviceToken[] | null = null;
+  if (typeof p.devices === "string") {
+    const parsed = parseDeviceList(p.devices);
+    if (parsed.errors.length > 0) return { ok: false, errors: parsed.errors };
+    devices = parsed.tokens;
+  }
+  return {
+    ok: true,
+    params: {
+      devices,
+      to: p.to as RebindTarget,
+      dryRun: p["dry-run"] === true,
+      force: p.force === true,
+    },
+  };
+}
+
+export interface PlanRebindInput {
+  params: RebindParams;
+  facts: HostFacts;
+  /** What the host uses each function for (net up, addresses, routes, mounts, swap, console…). */
+  usage: HostUsage;
+  /** The configured selection (planner output): the default set, with companions. */
+  selection: BoundDevice[];
+}
+
+interface Candidate {
+  fn: PciFunction;
+  reason: MoveReason;
+  follows: string | null;
+}
+
+/** Why the host would lose something if this function left its driver (usage + boot VGA). */
+export function hostUses(fn: PciFunction, usage: HostUsage): string[] {
+  const reasons = [...(usage.get(fn.address) ?? [])];
+  const mentionsConsole = reasons.some((r) => /boot vga|console|framebuffer/i.test(r));
+  if (fn.bootVga && !mentionsConsole) {
+    reasons.push("it is the boot VGA device (the host's console)");
+  }
+  return reasons;
+}
+
+function isPfWithVfs(fn: PciFunction): boolean {
+  return fn.sriov !== null && fn.sriov.numVfs > 0;
+}
+
+/** Is `fn` already where `to` asks? Then the reason, for the result; else null. */
+function alreadyThere(fn: PciFunction, to: RebindTarget): string | null {
+  if (to === "vfio-pci") {
+    return isVfioDriver(fn.driver) ? `already bound to ${fn.driver}; nothing to do` : null;
+  }
+  if (isVfioDriver(fn.driver) || fn.driverOverride === "vfio-pci") return null;
+  return fn.driver === null
+    ? "already with the host (no driver claims it and no override is set); nothing to do"
+    : `already with the host on ${fn.driver}; nothing to do`;
+}
+
+function resolveTargets(
+  input: PlanRebindInput,
+): { candidates: Candidate[]; refusals: Refusal[] } | { refusals: Refusal[]; candidates?: never } {
+  const { params, facts, selection } = input;
+  const index = functionIndex(facts);
+  const refusals: Refusal[] = [];
+  const candidates: Candidate[] = [];
+  if (params.devices === null) {
+    if (selection.length === 0) {
+      refusals.push({
+        device: "(none)",
+        reason:
+          "no devices given and the `devices` option selects none; pass devices=<address> or set the option",
+        forceable: false,
+      });
+    }
+    for (const b of selection) {
+      const fn = index.get(b.address);
+      if (!fn) {
+        refusals.push({
+          device: b.address,
+          reason: "selected by the `devices` option but not present on this host",
+          forceable: false,
+        });
+      } else candidates.push({ fn, reason: b.reason, follows: b.follows });
+    }
+    return { candidates, refusals };
+  }
+  for (const token of params.devices) {
+    if (token.kind === "address") {
+      const fn = index.get(token.address);
+      if (fn) candidates.push({ fn, reason: "requested", follows: null });
+      else {
+        refusals.push({
+          device: token.address,
+          reason:
+            "no PCI function at this address on this host; run the list-devices action to see them",
+          forceable: false,
+        });
+      }
+    } else {
+      const matches = facts.functions.filter(
+        (f) => f.vendorId === token.vendorId && f.deviceId === token.deviceId,
+      );
+      if (matches.length === 0) {
+        refusals.push({
+          device: token.source,
+          reason: `no PCI function has ids ${token.vendorId}:${token.deviceId}; run the list-devices action to see them`,
+          forceable: false,
+        });
+      }
+      for (const fn of matches) candidates.push({ fn, reason: "requested", follows: null });
+    }
+  }
+  return { candidates, refusals };
+}
+
+/** The writes that move `fn` to `to`, in the kernel-documented race-free order. */
+export function writesFor(fn: PciFunction, to: RebindTarget): SysfsWrite[] {
+  const writes: SysfsWrite[] = [];
+  // The override goes first: once set, no driver but the named one can grab the function, so
+  // the window between unbind and probe cannot be lost to the old driver.
+  writes.push({
+    path: deviceAttr(fn.address, "driver_override"),
+    value: to === "vfio-pci" ? "vfio-pci" : "\n",
+  });
+  const unbindFrom = to === "vfio-pci" ? (isVfioDriver(fn.driver) ? null : fn.driver) : fn.driver;
+  if (unbindFrom !== null) {
+    // The driver's own unbind file (not the `driver` link): if the function moved to another
+    // driver since we looked, the kernel answers ENODEV instead of unbinding the wrong one.
+    writes.push({ path: driverAttr(unbindFrom, "unbind"), value: fn.address });
+  }
+  writes.push({ path: READ.pciDriversProbe, value: fn.address });
+  return writes;
+}
+
+/** Decides a rebind: the functions to move, in order, with their writes, or why not. Pure. */
+export function planRebind(input: PlanRebindInput): RebindPlan | RebindRefusal {
+  const { params, facts, usage } = input;
+  const { to, force } = params;
+  const resolved = resolveTargets(input);
+  const refusals = [...resolved.refusals];
+  if (refusals.length > 0 || !resolved.candidates) return refuse(refusals);
+
+  // Dedupe (ids and addresses may name the same function); the first reason wins.
+  const chosen = new Map<string, Candidate>();
+  for (const c of resolved.candidates) if (!chosen.has(c.fn.address)) chosen.set(c.fn.address, c);
+
+  // The rest of each group moves too when it would otherwise leave the group half on the host:
+  // to vfio-pci, members on a host driver (a non-viable group is useless to VMs); to the host,
+  // members still on vfio-pci (a group split across vfio and host drivers is not viable either).
+  const queue = [...chosen.values()].filter((c) => alreadyThere(c.fn, to) === null);
+  while (queue.length > 0) {
+    const c = queue.shift()!;
+    for (const mate of groupMates(facts, c.fn)) {
+      if (chosen.has(mate.address)) continue;
+      const needsMove = to === "vfio-pci" ? !isHarmlessMember(mate) : isVfioDriver(mate.driver);
+      if (!needsMove) continue;
+      const follower: Candidate = { fn: mate, reason: "group-member", follows: c.fn.address };
+      chosen.set(mate.address, follower);
+      queue.push(follower);
+    }
+  }
+
+  const ordered = [...chosen.values()].sort((a, b) => a.fn.address.localeCompare(b.fn.address));
+  const moves: PlannedMove[] = [];
+  const unchanged: UnchangedDevice[] = [];
+  const warnings: string[] = [];
+  for (const c of ordered) {
+    const { fn } = c;
+    const done = alreadyThere(fn, to);
+    if (done !== null) {
+      unchanged.push({ address: fn.address, driver: fn.driver, message: done });
+      continue;
+    }
+    const forced: string[] = [];
+    if (to === "vfio-pci") {
+      for (const r of vfioRefusals(fn, facts)) refusals.push(r);
+      for (const reason of hostUses(fn, usage)) {
+        if (force) forced.push(reason);
+        else refusals.push({ device: fn.address, reason, forceable: true });
+      }
+      for (const mate of groupMates(facts, fn)) {
+        const mateUses = hostUses(mate, usage);
+        if (mateUses.length === 0) continue;
+        const reason = `its IOMMU group ${fn.iommuGroup} also holds ${mate.address}, which the host uses (${mateUses.join("; ")}); the whole group goes to the VM`;
+        if (force) forced.push(reason);
+        else refusals.push({ device: fn.address, reason, forceable: true });
+      }
+    }
+    for (const reason of forced) warnings.push(`${fn.address}: forced past: ${reason}`);
+    moves.push({
+      address: fn.address,
+      reason: c.reason,
+      follows: c.follows,
+      before: { driver: fn.driver, override: fn.driverOverride },
+      writes: writesFor(fn, to),
+      forced,
+    });
+  }
+  if (to === "vfio-pci" && moves.length > 0 && facts.vfioPci === "missing") {
+    refusals.push({
+      device: "vfio-pci",
+      reason: `the running kernel (${facts.kernelRelease}) has no vfio-pci driver, built in or as a module; install the kernel's extra modules package (linux-modules-extra-${facts.kernelRelease})`,
+      forceable: false,
+    });
+  }
+  const blocking = refusals.filter((r) => !r.forceable || !force);
+  if (blocking.length > 0) return refuse(blocking);
+  return {
+    kind: "plan",
+    to,
+    dryRun: params.dryRun,
+    force,
+    ensureVfioPci: to === "vfio-pci" && moves.length > 0,
+    moves,
+    unchanged,
+    warnings,
+  };
+}
+
+/** Refusals that no `force` can lift: the kernel would say no anyway. */
+function vfioRefusals(fn: PciFunction, facts: HostFacts): Refusal[] {
+  const out: Refusal[] = [];
+  if (isPfWithVfs(fn)) {
+    out.push({
+      device: fn.address,
+      reason: `it is an SR-IOV PF with ${fn.sriov!.numVfs} VFs enabled: vfio-pci refuses such a PF (EBUSY) and unbinding its driver tears the VFs away from whoever uses them; set sriov_numvfs to 0 first (force does not override this)`,
+      forceable: false,
+    });
+  }
+  if (fn.isBridge) {
+    out.push({
+      device: fn.address,
+      reason: "it is a PCI bridge/port: vfio-pci does not take bridges; pass the devices behind it",
+      forceable: false,
+    });
+  }
+  if (fn.iommuGroup === null) {
+    const why =
+      facts.iommuGroups.size === 0
+        ? "the IOMMU is off in the running kernel"
+        : "the IOMMU did not put it in a group";
+    out.push({
+      device: fn.address,
+      reason: `it has no IOMMU group (${why}), so vfio-pci cannot take it; reboot with the charm's kernel parameters and run verify-iommu`,
+      forceable: false,
+    });
+  }
+  return out;
+}
+
+function refuse(refusals: Refusal[]): RebindRefusal {
+  const anyForceable = refusals.some((r) => r.forceable);
+  const lines = refusals.map((r) => `${r.device}: ${r.reason}`);
+  const tail = anyForceable
+    ? " Nothing was changed. Rerun with force=true to take them anyway (the host loses what is listed)."
+    : " Nothing was changed.";
+  return {
+    kind: "refusal",
+    refusals,
+    message: `rebind refused: ${lines.join("; ")}.${tail}`,
+  };
+}
+
+/** "e1000e → vfio-pci" style summary of a planned move, for results and logs. */
+export function describeMove(move: PlannedMove, to: RebindTarget): string {
+  const target = to === "vfio-pci" ? "vfio-pci" : "the kernel's default driver";
+  return `${driverWords(move.before.driver)} → ${target}`;
+}

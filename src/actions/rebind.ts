@@ -1,0 +1,324 @@
+// Performs a rebind plan through a SysfsWriter: loads vfio-pci when its driver directory is
+// missing, makes each function's writes in order, reads the `driver` link back, and when a
+// function fails, puts every function moved in this call back the way it was, so that each ends
+// either as it was or fully moved, never unbound and orphaned. Also renders plans and outcomes
+// as action results.
+import { deviceAttr, driverAttr, type SysfsWriter } from "../apply/sysfs";
+import { isRealRoot, READ } from "../host/root";
+import { driverWords, isVfioDriver } from "./groups";
+import {
+  describeMove,
+  type PlannedMove,
+  type RebindPlan,
+  type RebindRefusal,
+  type RebindTarget,
+  type SysfsWrite,
+} from "./rebind-plan";
+import { addressKey, listResult, type ResultTree, yesNo } from "./results";
+
+/** Runs an external command (the lead's runner); non-zero exit must be reported, not thrown. */
+export type CommandRunner = (
+  argv: string[],
+) =>
+  | { exitCode: number; stdout: string; stderr: string }
+  | Promise<{ exitCode: number; stdout: string; stderr: string }>;
+
+/** How one function ended. */
+export type DeviceStatus =
+  /** Now where asked. */
+  | "moved"
+  /** Was already where asked. */
+  | "unchanged"
+  /** Moved, then put back because a later function failed. */
+  | "rolled-back"
+  /** This function failed and is back as it was. */
+  | "failed-restored"
+  /** This function (or a rollback) failed and could not be restored: see `after`. */
+  | "stranded"
+  /** Not touched: an earlier failure stopped the run. */
+  | "not-attempted";
+
+export interface DeviceOutcome {
+  address: string;
+  reason: PlannedMove["reason"] | "unchanged";
+  before: string | null;
+  after: string | null;
+  status: DeviceStatus;
+  message: string;
+}
+
+export interface RebindOutcome {
+  ok: boolean;
+  to: RebindTarget;
+  /** One line for the operator (and action-fail when not ok). */
+  message: string;
+  devices: DeviceOutcome[];
+  /** Every write made, in order, including rollback writes. */
+  writes: SysfsWrite[];
+  warnings: string[];
+}
+
+class MoveFailed extends Error {}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Makes /sys/bus/pci/drivers/vfio-pci exist: modprobe on a real host; a clear error otherwise. */
+async function ensureVfioPci(
+  sysfs: SysfsWriter,
+  run: CommandRunner | null,
+): Promise<string | null> {
+  if (sysfs.driverRegistered("vfio-pci")) return null;
+  const dir = `${READ.pciDrivers}/vfio-pci`;
+  if (!isRealRoot(sysfs.root)) {
+    return `${dir} is missing under the root ${sysfs.root}, and modprobe only runs against the real host (/); nothing was changed`;
+  }
+  if (!run) return `${dir} is missing and no command runner was given to load vfio-pci`;
+  const res = await run(["modprobe", "vfio-pci"]);
+  if (res.exitCode !== 0) {
+    return `modprobe vfio-pci failed (exit ${res.exitCode}): ${res.stderr.trim() || "no message"}; nothing was changed`;
+  }
+  if (!sysfs.driverRegistered("vfio-pci")) {
+    return `modprobe vfio-pci succeeded but ${dir} did not appear; nothing was changed`;
+  }
+  return null;
+}
+
+/** Does the plan: returns per-function outcomes. Never throws for kernel refusals. */
+export async function executeRebind(
+  plan: RebindPlan,
+  sysfs: SysfsWriter,
+  run: CommandRunner | null = null,
+): Promise<RebindOutcome> {
+  const writes: SysfsWrite[] = [];
+  const write = (w: SysfsWrite) => {
+    sysfs.writeAttr(w.path, w.value);
+    writes.push(w);
+  };
+  const outcomes: DeviceOutcome[] = plan.moves.map((m) => ({
+    address: m.address,
+    reason: m.reason,
+    before: m.before.driver,
+    after: m.before.driver,
+    status: "not-attempted" as DeviceStatus,
+    message: "not attempted",
+  }));
+  const unchanged: DeviceOutcome[] = plan.unchanged.map((u) => ({
+    address: u.address,
+    reason: "unchanged",
+    before: u.driver,
+    after: u.driver,
+    status: "unchanged",
+    message: u.message,
+  }));
+  const finish = (ok: boolean, message: string): RebindOutcome => ({
+    ok,
+    to: plan.to,
+    message,
+    devices: [...outcomes, ...unchanged].sort((a, b) => a.address.localeCompare(b.address)),
+    writes,
+    warnings: plan.warnings,
+  });
+
+  if (plan.moves.length === 0) {
+    return finish(true, "every device is already where asked; nothing was changed");
+  }
+  if (plan.ensureVfioPci) {
+    const problem = await ensureVfioPci(sysfs, run);
+    if (problem) return finish(false, `rebind failed: ${problem}`);
+  }
+
+  for (let i = 0; i < plan.moves.length; i++) {
+    const move = plan.moves[i]!;
+    const outcome = outcomes[i]!;
+    let touched = false;
+    try {
+      // The plan was made from facts read earlier; if the function moved since, the planned
+      // unbind would name the wrong driver. Stop rather than guess.
+      const live = sysfs.readDriver(move.address);
+      if (live !== move.before.driver) {
+        throw new MoveFailed(
+          `its driver changed since the plan was made (${driverWords(move.before.driver)} → ${driverWords(live)}); run the action again`,
+        );
+      }
+      for (const w of move.writes) {
+        touched = true;
+        write(w);
+      }
+      const after = sysfs.readDriver(move.address);
+      outcome.after = after;
+      if (plan.to === "vfio-pci" && !isVfioDriver(after)) {
+        throw new MoveFailed(
+          `after drivers_probe its driver is ${driverWords(after)}, not vfio-pci (see the kernel log: dmesg | grep ${move.address})`,
+        );
+      }
+      if (plan.to === "host" && isVfioDriver(after)) {
+        throw new MoveFailed(`after drivers_probe it is still on ${after}`);
+      }
+      outcome.status = "moved";
+      outcome.message =
+        plan.to === "vfio-pci"
+          ? `${driverWords(move.before.driver)} → ${after}`
+          : after === null
+            ? `${driverWords(move.before.driver)} → no driver: no host driver claimed it (is its module blacklisted or not loaded? see list-devices for the modules)`
+            : `${driverWords(move.before.driver)} → ${after} (the kernel's default driver)`;
+    } catch (err) {
+      const why = errorText(err);
+      // This function first, then the earlier ones in reverse order.
+      const restoreThis = touched ? restore(move, sysfs, write) : null;
+      if (restoreThis === null) {
+        outcome.status = "failed-restored";
+        outcome.after = move.before.driver;
+        outcome.message = `failed before any write: ${why}`;
+      } else {
+        outcome.after = restoreThis.after;
+        outcome.status = restoreThis.ok ? "failed-restored" : "stranded";
+        outcome.message = restoreThis.ok
+          ? `failed: ${why}; restored to ${driverWords(restoreThis.after)}`
+          : `failed: ${why}; could not restore it (${restoreThis.problem}); it is now on ${driverWords(restoreThis.after)}`;
+      }
+      for (let j = i - 1; j >= 0; j--) {
+        const back = restore(plan.moves[j]!, sysfs, write);
+        const o = outcomes[j]!;
+        o.after = back.after;
+        o.status = back.ok ? "rolled-back" : "stranded";
+        o.message = back.ok
+          ? `moved, then put back on ${driverWords(back.after)} because ${move.address} failed`
+          : `moved, but putting it back failed (${back.problem}); it is now on ${driverWords(back.after)}`;
+      }
+      for (let j = i + 1; j < outcomes.length; j++) {
+        outcomes[j]!.message = `not attempted: ${move.address} failed first`;
+      }
+      const stranded = outcomes.filter((o) => o.status === "stranded").map((o) => o.address);
+      const rolled = outcomes.filter((o) => o.status === "rolled-back").map((o) => o.address);
+      const parts = [`rebind failed at ${move.address}: ${why}`];
+      if (rolled.length > 0) parts.push(`rolled back ${rolled.join(", ")}`);
+      if (stranded.length > 0) {
+        parts.push(
+          `COULD NOT RESTORE ${stranded.join(", ")}: check them with list-devices and rebind them by hand`,
+        );
+      } else parts.push("every device is as it was before the action");
+      return finish(false, parts.join("; "));
+    }
+  }
+  const moved = outcomes.map((o) => `${o.address} (${o.message})`).join(", ");
+  return finish(true, `moved ${moved}`);
+}
+
+/** Puts a function back to its planned `before` state: the old override, then re-probe. */
+function restore(
+  move: PlannedMove,
+  sysfs: SysfsWriter,
+  write: (w: SysfsWrite) => void,
+): { ok: boolean; after: string | null; problem: string } {
+  const problems: string[] = [];
+  const attempt = (w: SysfsWrite) => {
+    try {
+      write(w);
+    } catch (err) {
+      problems.push(errorText(err));
+    }
+  };
+  const readDriver = (): string | null | undefined => {
+    try {
+      return sysfs.readDriver(move.address);
+    } catch (err) {
+      problems.push(errorText(err));
+      return undefined;
+    }
+  };
+  const { driver: wasDriver, override: wasOverride } = move.before;
+  attempt({ path: deviceAttr(move.address, "driver_override"), value: wasOverride ?? "\n" });
+  const now = readDriver();
+  if (now && now !== wasDriver) {
+    attempt({ path: driverAttr(now, "unbind"), value: move.address });
+  }
+  if (wasDriver !== null && readDriver() === null) {
+    attempt({ path: READ.pciDriversProbe, value: move.address });
+  }
+  const after = readDriver() ?? null;
+  if (after !== wasDriver) {
+    problems.push(`expected ${driverWords(wasDriver)}, found ${driverWords(after)}`);
+  }
+  return { ok: after === wasDriver, after, problem: problems.join("; ") };
+}
+
+function writeResult(w: SysfsWrite): ResultTree {
+  return { path: w.path, value: JSON.stringify(w.value) };
+}
+
+/** Action results for a dry run: the exact writes, in order, per function and overall. */
+export function dryRunResults(plan: RebindPlan): ResultTree {
+  const devices: ResultTree = {};
+  for (const m of plan.moves) {
+    devices[addressKey(m.address)] = {
+      address: m.address,
+      reason: m.follows ? `${m.reason} (follows ${m.follows})` : m.reason,
+      before: driverWords(m.before.driver),
+      change: describeMove(m, plan.to),
+      writes: listResult(m.writes, writeResult),
+    };
+  }
+  for (const u of plan.unchanged) {
+    devices[addressKey(u.address)] = {
+      address: u.address,
+      before: driverWords(u.driver),
+      change: u.message,
+    };
+  }
+  const all = plan.moves.flatMap((m) => m.writes);
+  const out: ResultTree = {
+    "dry-run": "yes",
+    to: plan.to,
+    message:
+      plan.moves.length === 0
+        ? "every device is already where asked; nothing would change"
+        : `would make ${all.length} sysfs writes for ${plan.moves.length} functions; nothing was changed`,
+    devices,
+    writes: listResult(all, writeResult),
+  };
+  if (plan.ensureVfioPci) {
+    out["load-module"] = "modprobe vfio-pci (only if /sys/bus/pci/drivers/vfio-pci is missing)";
+  }
+  if (plan.warnings.length > 0) out.warnings = listResult(plan.warnings, (w) => w);
+  return out;
+}
+
+/** Action results for a performed rebind: per-function before/after/status and the writes made. */
+export function outcomeResults(outcome: RebindOutcome): ResultTree {
+  const devices: ResultTree = {};
+  for (const d of outcome.devices) {
+    devices[addressKey(d.address)] = {
+      address: d.address,
+      reason: d.reason,
+      before: driverWords(d.before),
+      after: driverWords(d.after),
+      status: d.status,
+      ok: yesNo(d.status === "moved" || d.status === "unchanged"),
+      message: d.message,
+    };
+  }
+  const out: ResultTree = {
+    ok: yesNo(outcome.ok),
+    to: outcome.to,
+    message: outcome.message,
+    devices,
+  };
+  if (outcome.writes.length > 0) out.writes = listResult(outcome.writes, writeResult);
+  if (outcome.warnings.length > 0) out.warnings = listResult(outcome.warnings, (w) => w);
+  return out;
+}
+
+/** Action results for a refusal (the lead also calls action-fail with `refusal.message`). */
+export function refusalResults(refusal: RebindRefusal): ResultTree {
+  return {
+    ok: "no",
+    message: refusal.message,
+    refusals: listResult(refusal.refusals, (r) => ({
+      device: r.device,
+      reason: r.reason,
+      "force-overrides": yesNo(r.forceable),
+    })),
+  };
+}

@@ -1,0 +1,334 @@
+// The verify-iommu action, pure: "will passthrough work on this host, and if not, why". Checks
+// the IOMMU is on, the running command line carries every planned parameter, interrupt remapping
+// (or the unsafe opt-in), vfio-pci exists, and for each selected function: present with its ids,
+// on vfio-pci, in a group, the group viable, its companions, /dev/vfio/<group>, and that the
+// group holds nothing the host uses. Reads facts only; never changes the host.
+import type { HostFacts, HostUsage } from "../host/facts";
+import type { InterruptRemapping } from "../host/interrupt-remapping";
+import type { BoundDevice } from "../plan/types";
+import { driverWords, functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "./groups";
+import { hostUses } from "./rebind-plan";
+import { addressKey, listResult, type ResultTree, yesNo } from "./results";
+
+export type VerifyCheck =
+  | "iommu"
+  | "cmdline"
+  | "interrupt-remapping"
+  | "vfio-pci"
+  | "present"
+  | "ids"
+  | "driver"
+  | "group"
+  | "viability"
+  | "vfio-device"
+  | "host-use";
+
+export interface VerifyProblem {
+  check: VerifyCheck;
+  /** The function concerned, or null for host-wide problems. */
+  device: string | null;
+  message: string;
+}
+
+export interface GroupMember {
+  address: string;
+  driver: string | null;
+  /** Does not stop the group from going to a VM (vfio, pci-stub, no driver, bridge/port). */
+  harmless: boolean;
+  selected: boolean;
+}
+
+export interface DeviceCheck {
+  address: string;
+  present: boolean;
+  ids: string | null;
+  driver: string | null;
+  group: number | null;
+  /** Other members of the group. */
+  companions: GroupMember[];
+  viable: boolean;
+  vfioDevice: boolean;
+  ok: boolean;
+}
+
+export interface VerifyIommuInput {
+  facts: HostFacts;
+  /** Parameters the grub drop-in adds (plan.kernelParams). */
+  plannedCmdline: string[];
+  selection: BoundDevice[];
+  usage: HostUsage;
+  /** From readInterruptRemapping; null when not read (reported as unknown). */
+  interruptRemapping: InterruptRemapping | null;
+}
+
+export interface VerifyIommuResult {
+  ok: boolean;
+  problems: VerifyProblem[];
+  /** Worth knowing, not a failure. */
+  notes: string[];
+  /** Planned kernel parameters the running kernel was not booted with. */
+  missingParams: string[];
+  devices: DeviceCheck[];
+  /** One line for action-fail / the log. */
+  message: string;
+  results: ResultTree;
+}
+
+/** Kernel parameter name normalised as the kernel compares them (`-` and `_` are the same). */
+function paramKey(param: string): string {
+  const eq = param.indexOf("=");
+  return (eq < 0 ? param : param.slice(0, eq)).replace(/-/g, "_");
+}
+
+function normalisedParam(param: string): string {
+  const eq = param.indexOf("=");
+  return eq < 0
+    ? paramKey(param)
+    : `${paramKey(param)}=${param.slice(eq + 1).replace(/^"|"$/g, "")}`;
+}
+
+/** Splits a command line into parameters, honouring double quotes as the kernel does. */
+export function splitCmdline(cmdline: string): string[] {
+  return (cmdline.match(/(?:[^\s"]+|"[^"]*")+/g) ?? []).map((t) => t.replace(/"/g, ""));
+}
+
+/** Compares the planned parameters with the running command line. */
+export function compareCmdline(
+  running: string,
+  planned: string[],
+): { missing: string[]; problems: VerifyProblem[] } {
+  const tokens = splitCmdline(running);
+  const have = new Set(tokens.map(normalisedParam));
+  const missing: string[] = [];
+  const problems: VerifyProblem[] = [];
+  for (const p of planned) {
+    if (have.has(normalisedParam(p))) continue;
+    missing.push(p);
+    const other = tokens.filter((t) => paramKey(t) === paramKey(p));
+    const found = other.length > 0 ? ` (it has ${other.join(" ")} instead)` : "";
+    problems.push({
+      check: "cmdline",
+      device: null,
+      message: `the running kernel was not booted with ${p}${found}; reboot so the charm's grub drop-in takes effect`,
+    });
+  }
+  return { missing, problems };
+}
+
+function checkDevice(
+  b: BoundDevice,
+  input: VerifyIommuInput,
+  selected: Set<string>,
+  problems: VerifyProblem[],
+): DeviceCheck {
+  const { facts, usage } = input;
+  const fn = functionIndex(facts).get(b.address);
+  const problem = (check: VerifyCheck, message: string) =>
+    problems.push({ check, device: b.address, message: `${b.address}: ${message}` });
+  if (!fn) {
+    problem("present", "selected but not present on this host (removed, or hidden by firmware)");
+    return {
+      address: b.address,
+      present: false,
+      ids: null,
+      driver: null,
+      group: null,
+      companions: [],
+      viable: false,
+      vfioDevice: false,
+      ok: false,
+    };
+  }
+  const before = problems.length;
+  const ids = `${fn.vendorId}:${fn.deviceId}`;
+  if (fn.vendorId !== b.vendorId || fn.deviceId !== b.deviceId) {
+    problem(
+      "ids",
+      `has ids ${ids}, expected ${b.vendorId}:${b.deviceId} (another card in that slot?)`,
+    );
+  }
+  if (!isVfioDriver(fn.driver)) {
+    problem(
+      "driver",
+      `is on ${driverWords(fn.driver)}, not vfio-pci; reboot, or run the rebind action to move it now`,
+    );
+  }
+  const companions: GroupMember[] = groupMates(facts, fn).map((m) => ({
+    address: m.address,
+    driver: m.driver,
+    harmless: isHarmlessMember(m),
+    selected: selected.has(m.address),
+  }));
+  if (fn.iommuGroup === null) {
+    problem("group", "has no IOMMU group: the IOMMU is off or does not cover it");
+  }
+  const offenders = companions.filter((c) => !c.harmless);
+  if (offenders.length > 0) {
+    const list = offenders.map((o) => `${o.address} on ${driverWords(o.driver)}`).join(", ");
+    problem(
+      "viability",
+      `IOMMU group ${fn.iommuGroup} is not viable: ${list} must be on vfio-pci, pci-stub or no driver; select them too (or move the card to a slot with its own group)`,
+    );
+  }
+  const vfioDevice = fn.iommuGroup !== null && facts.vfioDevices.has(fn.iommuGroup);
+  if (fn.iommuGroup !== null && !vfioDevice) {
+    problem(
+      "vfio-device",
+      `/dev/vfio/${fn.iommuGroup} is missing (it appears once a group member is on vfio-pci)`,
+    );
+  }
+  const own = hostUses(fn, usage);
+  if (own.length > 0) problem("host-use", `the host uses it: ${own.join("; ")}`);
+  for (const m of groupMates(facts, fn)) {
+    const uses = hostUses(m, usage);
+    if (uses.length > 0) {
+      problem(
+        "host-use",
+        `IOMMU group ${fn.iommuGroup} also holds ${m.address}, which the host uses (${uses.join("; ")})`,
+      );
+    }
+  }
+  return {
+    address: fn.address,
+    present: true,
+    ids,
+    driver: fn.driver,
+    group: fn.iommuGroup,
+    companions,
+    viable: fn.iommuGroup !== null && offenders.length === 0,
+    vfioDevice,
+    ok: problems.length === before,
+  };
+}
+
+/** Answers whether passthrough will work here and why not. Pure: facts in, verdict out. */
+export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
+  const { facts } = input;
+  const problems: VerifyProblem[] = [];
+  const notes: string[] = [];
+
+  const iommuOn = facts.iommuGroups.size > 0;
+  if (!iommuOn) {
+    problems.push({
+      check: "iommu",
+      device: null,
+      message:
+        "the IOMMU is off: /sys/kernel/iommu_groups is empty; enable VT-d / AMD-Vi (IOMMU) in the firmware and reboot with the charm's kernel parameters",
+    });
+  }
+  if (facts.container) {
+    notes.push("running in a container: these are the host's facts as the container sees them");
+  }
+
+  const cmdline = compareCmdline(facts.cmdline, input.plannedCmdline);
+  problems.push(...cmdline.problems);
+
+  const ir = input.interruptRemapping ?? { state: "unknown", evidence: "not read" };
+  const unsafeAllowed = splitCmdline(facts.cmdline).some(
+    (t) => normalisedParam(t) === "vfio_iommu_type1.allow_unsafe_interrupts=1",
+  );
+  if (ir.state === "disabled") {
+    if (unsafeAllowed) {
+      notes.push(
+        "interrupt remapping is off and vfio_iommu_type1.allow_unsafe_interrupts=1 is set: passthrough works with weaker isolation between guests",
+      );
+    } else {
+      problems.push({
+        check: "interrupt-remapping",
+        device: null,
+        message:
+          "interrupt remapping is off, so VFIO refuses to attach devices; enable it in the firmware (VT-d/AMD-Vi interrupt remapping, x2APIC) or set allow-unsafe-interrupts=true (weakens isolation)",
+      });
+    }
+  } else if (ir.state !== "enabled") {
+    notes.push(`interrupt remapping: ${ir.state} (${ir.evidence})`);
+  }
+
+  if (facts.vfioPci === "missing" && input.selection.length > 0) {
+    problems.push({
+      check: "vfio-pci",
+      device: null,
+      message: `the running kernel (${facts.kernelRelease}) has no vfio-pci; install linux-modules-extra-${facts.kernelRelease}`,
+    });
+  }
+
+  const selected = new Set(input.selection.map((b) => b.address));
+  const devices = input.selection.map((b) => checkDevice(b, input, selected, problems));
+  if (input.selection.length === 0) {
+    notes.push("the `devices` option selects nothing: only the IOMMU was checked");
+  }
+
+  const ok = problems.length === 0;
+  const message = ok
+    ? `passthrough ready: IOMMU on (${facts.iommuUnits.join(", ") || "no units listed"}), ${devices.length} selected functions on vfio-pci in viable groups`
+    : `passthrough not ready: ${problems.map((p) => p.message).join("; ")}`;
+  return {
+    ok,
+    problems,
+    notes,
+    missingParams: cmdline.missing,
+    devices,
+    message,
+    results: renderResults(input, ok, problems, notes, cmdline.missing, devices, ir, unsafeAllowed),
+  };
+}
+
+function renderResults(
+  input: VerifyIommuInput,
+  ok: boolean,
+  problems: VerifyProblem[],
+  notes: string[],
+  missing: string[],
+  devices: DeviceCheck[],
+  ir: InterruptRemapping,
+  unsafeAllowed: boolean,
+): ResultTree {
+  const { facts } = input;
+  const out: ResultTree = {
+    ok: yesNo(ok),
+    iommu: {
+      enabled: yesNo(facts.iommuGroups.size > 0),
+      groups: String(facts.iommuGroups.size),
+      units: facts.iommuUnits.length > 0 ? facts.iommuUnits.join(", ") : "none",
+    },
+    cmdline: {
+      running: facts.cmdline,
+      planned: input.plannedCmdline.join(" "),
+      missing: missing.length > 0 ? missing.join(" ") : "none",
+    },
+    "interrupt-remapping": {
+      state: ir.state,
+      evidence: ir.evidence,
+      "unsafe-interrupts-allowed": yesNo(unsafeAllowed),
+    },
+    "vfio-pci": facts.vfioPci,
+  };
+  const devs: ResultTree = {};
+  for (const d of devices) {
+    const entry: ResultTree = {
+      address: d.address,
+      present: yesNo(d.present),
+      ok: yesNo(d.ok),
+    };
+    if (d.present) {
+      entry.ids = d.ids ?? "";
+      entry.driver = driverWords(d.driver);
+      entry["iommu-group"] = d.group === null ? "none" : String(d.group);
+      entry.viable = yesNo(d.viable);
+      entry["vfio-device"] = yesNo(d.vfioDevice);
+      if (d.companions.length > 0) {
+        entry.companions = listResult(d.companions, (c) => ({
+          address: c.address,
+          driver: driverWords(c.driver),
+          selected: yesNo(c.selected),
+          "blocks-group": yesNo(!c.harmless),
+        }));
+      }
+    }
+    devs[addressKey(d.address)] = entry;
+  }
+  if (devices.length > 0) out.devices = devs;
+  if (problems.length > 0) out.problems = listResult(problems, (p) => p.message);
+  if (notes.length > 0) out.notes = listResult(notes, (n) => n);
+  return out;
+}
