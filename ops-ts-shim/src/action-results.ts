@@ -1,0 +1,88 @@
+// action-set takes flat `a.b.c=value` arguments and refuses keys Juju does not like. We check
+// everything here first, so a charm bug reads as a clear message naming the key, before any
+// process is started and before half of the results have been sent.
+
+/** One segment of a result key, as Juju's action-set checks it. */
+export const ACTION_KEY_SEGMENT = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
+
+/** Keys Juju keeps for itself (it fills them from the action's own output). */
+export const RESERVED_ACTION_KEYS: readonly string[] = [
+  "stdout",
+  "stdout-encoding",
+  "stderr",
+  "stderr-encoding",
+];
+
+/** An action result key that Juju would refuse, or two results that land on the same key. */
+export class ActionResultKeyError extends Error {
+  override name = "ActionResultKeyError";
+  constructor(
+    readonly key: string,
+    reason: string,
+  ) {
+    super(`action result key "${key}" ${reason}`);
+  }
+}
+
+/** Why a dotted key is invalid for action-set, or null when Juju would accept it. */
+export function actionKeyProblem(key: string): string | null {
+  for (const segment of key.split(".")) {
+    if (!ACTION_KEY_SEGMENT.test(segment)) {
+      return `is invalid: segment "${segment}" must start and end with a lower-case letter or digit and contain only lower-case letters, digits and hyphens (e.g. "bound-devices.count")`;
+    }
+    if (RESERVED_ACTION_KEYS.includes(segment)) {
+      return `uses "${segment}", which Juju reserves for the action's own output; choose another name`;
+    }
+  }
+  return null;
+}
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" &&
+  value !== null &&
+  !Array.isArray(value) &&
+  Object.getPrototypeOf(value) === Object.prototype;
+
+/** Juju stores every result as a string: arrays and null become JSON, the rest String(). */
+export function stringifyResult(value: unknown): string {
+  if (typeof value === "string") return value;
+  if (value === null || Array.isArray(value)) return JSON.stringify(value);
+  return String(value);
+}
+
+/**
+ * Flattens nested results to the dotted keys action-set takes, validating every key and
+ * refusing duplicates (`{a: {b: 1}, "a.b": 2}`) and leaf/branch clashes (`{a: 1, "a.b": 2}`),
+ * which Juju would otherwise silently overwrite. Undefined values are skipped.
+ */
+export function flattenActionResults(results: Record<string, unknown>): Map<string, string> {
+  const flat = new Map<string, string>();
+  const walk = (prefix: string, obj: Record<string, unknown>): void => {
+    for (const [k, value] of Object.entries(obj)) {
+      if (value === undefined) continue;
+      const key = prefix ? `${prefix}.${k}` : k;
+      if (isPlainObject(value)) {
+        walk(key, value);
+        continue;
+      }
+      const problem = actionKeyProblem(key);
+      if (problem) throw new ActionResultKeyError(key, problem);
+      if (flat.has(key)) {
+        throw new ActionResultKeyError(key, "is set twice once nested keys are flattened");
+      }
+      flat.set(key, stringifyResult(value));
+    }
+  };
+  walk("", results);
+  const keys = [...flat.keys()];
+  for (const key of keys) {
+    const clash = keys.find((other) => other.startsWith(`${key}.`));
+    if (clash) {
+      throw new ActionResultKeyError(
+        key,
+        `is both a value and the parent of "${clash}"; Juju would keep only one of them`,
+      );
+    }
+  }
+  return flat;
+}

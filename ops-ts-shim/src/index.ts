@@ -1,0 +1,96 @@
+// The public API of ops-ts-shim: the TypeScript counterpart of Python ops for machine charms.
+// Testing helpers live in "ops-ts-shim/testing" and "ops-ts-shim/testing/simulator" so the
+// charm bundle never includes them.
+export {
+  ACTION_KEY_SEGMENT,
+  ActionResultKeyError,
+  actionKeyProblem,
+  flattenActionResults,
+  RESERVED_ACTION_KEYS,
+} from "./action-results";
+export { JujuContext, JujuContextError, type JujuContextFields } from "./context";
+export {
+  ActionEvent,
+  AsyncHandlerError,
+  CharmBase,
+  type CharmClass,
+  CollectStatusEvent,
+  type EventFor,
+  type EventName,
+  Framework,
+  HookEvent,
+  RELATION_EVENT_KINDS,
+  RelationEvent,
+  type RelationEventKind,
+  STANDARD_HOOKS,
+} from "./framework";
+export * as hookcmds from "./hookcmds";
+export {
+  actionFail,
+  actionGet,
+  actionLog,
+  actionSet,
+  applicationVersionSet,
+  configGet,
+  isLeader,
+  jujuLog,
+  jujuReboot,
+  type LogLevel,
+  relationGet,
+  relationIds,
+  relationList,
+  relationSet,
+  type SettableStatusName,
+  stateDelete,
+  stateGet,
+  stateSet,
+  statusSet,
+} from "./hookcmds";
+export {
+  type MainOptions,
+  main,
+  type ParamValidator,
+  type ResolvedEvent,
+  resolveEvent,
+  UnknownEventError,
+} from "./main";
+export {
+  type ActionSpec,
+  type ActionsSpec,
+  type CharmMetadata,
+  CharmMetadataError,
+  type ConfigOptionSpec,
+  type ConfigSpec,
+  type EndpointSpec,
+  endpointsOf,
+  loadActions,
+  loadMetadata,
+  parseDeclaration,
+} from "./metadata";
+export {
+  ActiveStatus,
+  BlockedStatus,
+  LAST_STATUS_KEY,
+  MaintenanceStatus,
+  Model,
+  type ModelBackend,
+  type ModelLogLevel,
+  Relation,
+  SHIM_STATE_PREFIX,
+  StatusBase,
+  type StatusName,
+  StoredState,
+  StoredStateError,
+  TooManyRelationsError,
+  UnknownEndpointError,
+  WaitingStatus,
+  WORKLOAD_VERSION_KEY,
+} from "./model";
+export {
+  createSpawnRunner,
+  formatArgv,
+  HookCmdError,
+  type HookToolResult,
+  type HookToolRunner,
+  runChecked,
+} from "./runner";

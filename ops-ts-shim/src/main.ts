@@ -1,0 +1,201 @@
+// One dispatch, start to finish: read the Juju context, name the event, build the charm, run
+// its handlers, collect status, commit stored state. Returns the exit code for the caller to
+// put in process.exitCode (never process.exit(): output must flush).
+import { JujuContext } from "./context";
+import {
+  ActionEvent,
+  type CharmClass,
+  Framework,
+  HookEvent,
+  RELATION_EVENT_KINDS,
+  RelationEvent,
+  type RelationEventKind,
+  STANDARD_HOOKS,
+} from "./framework";
+import * as hookcmds from "./hookcmds";
+import {
+  type ActionsSpec,
+  type CharmMetadata,
+  endpointsOf,
+  loadActions,
+  loadMetadata,
+} from "./metadata";
+import { Model } from "./model";
+import { createSpawnRunner, type HookToolRunner } from "./runner";
+
+/** Validates action params; the shape of an ajv (standalone) validate function. */
+export interface ParamValidator {
+  (params: unknown): boolean;
+  errors?: ReadonlyArray<{ instancePath?: string; message?: string }> | null;
+}
+
+/** Everything main() can be given instead of reading it from the process. */
+export interface MainOptions {
+  /** Environment to read JUJU_* from (default process.env; also the tools' environment). */
+  env?: NodeJS.ProcessEnv;
+  /** How hook tools are run (default: spawnSync on PATH). */
+  runner?: HookToolRunner;
+  /** metadata.yaml, parsed (default: read from JUJU_CHARM_DIR when needed). */
+  metadata?: CharmMetadata;
+  /** actions.yaml, parsed (default: read from JUJU_CHARM_DIR for actions). */
+  actions?: ActionsSpec;
+  /** Per action name: checked (and may fill defaults) before any handler runs. */
+  actionParamValidators?: Record<string, ParamValidator>;
+}
+
+/** The dispatch path names an event this charm does not have. */
+export class UnknownEventError extends Error {
+  override name = "UnknownEventError";
+}
+
+/** What the dispatch path resolved to. */
+export type ResolvedEvent =
+  | { type: "hook"; name: string }
+  | { type: "relation"; name: string; endpoint: string; kind: RelationEventKind }
+  | { type: "action"; name: string; action: string };
+
+/**
+ * Maps `hooks/<name>` or `actions/<name>` to an event, refusing anything the charm does not
+ * declare: a hook that is neither standard nor `<endpoint>-relation-<kind>` for an endpoint in
+ * metadata.yaml, or an action missing from actions.yaml.
+ */
+export function resolveEvent(
+  dispatchPath: string,
+  metadata: () => CharmMetadata,
+  actions: () => ActionsSpec,
+): ResolvedEvent {
+  const slash = dispatchPath.indexOf("/");
+  const dir = dispatchPath.slice(0, slash);
+  const name = dispatchPath.slice(slash + 1);
+  if (slash < 0 || name === "" || name.includes("/")) {
+    throw new UnknownEventError(
+      `JUJU_DISPATCH_PATH "${dispatchPath}" is neither hooks/<name> nor actions/<name>`,
+    );
+  }
+  if (dir === "actions") {
+    const declared = Object.keys(actions());
+    if (!declared.includes(name)) {
+      throw new UnknownEventError(
+        `unknown action "${name}": actions.yaml declares ${declared.join(", ") || "no actions"}; is the deployed charm older than the command?`,
+      );
+    }
+    return { type: "action", name: `${name}-action`, action: name };
+  }
+  if (dir !== "hooks") {
+    throw new UnknownEventError(
+      `JUJU_DISPATCH_PATH "${dispatchPath}" is neither hooks/<name> nor actions/<name>`,
+    );
+  }
+  if (STANDARD_HOOKS.includes(name)) return { type: "hook", name };
+  const match = /^(.+)-relation-([a-z]+)$/.exec(name);
+  const kind = match?.[2] as RelationEventKind | undefined;
+  const endpoints = endpointsOf(metadata());
+  if (match && kind && RELATION_EVENT_KINDS.includes(kind) && endpoints.has(match[1]!)) {
+    return { type: "relation", name, endpoint: match[1]!, kind };
+  }
+  const declared = [...endpoints.keys()].join(", ") || "none";
+  throw new UnknownEventError(
+    `unknown hook "${name}": not a standard Juju hook, nor <endpoint>-relation-<created|joined|changed|departed|broken> for an endpoint in metadata.yaml (endpoints: ${declared})`,
+  );
+}
+
+const describe = (e: unknown): { message: string; stack: string | null } => {
+  if (e instanceof Error) return { message: `${e.name}: ${e.message}`, stack: e.stack ?? null };
+  return { message: String(e), stack: null };
+};
+
+/** Logs without ever throwing (the hook is already failing; stderr is the last resort). */
+const safeLog = (runner: HookToolRunner, level: hookcmds.LogLevel, message: string): void => {
+  try {
+    hookcmds.jujuLog(runner, level, message);
+  } catch {
+    process.stderr.write(`${level} ${message}\n`);
+  }
+};
+
+/** Runs one Juju dispatch of charmClass and returns the process exit code (0 or 1). */
+export function main(charmClass: CharmClass, options: MainOptions = {}): number {
+  const env = options.env ?? process.env;
+  const runner = options.runner ?? createSpawnRunner(env);
+  let context: JujuContext;
+  try {
+    context = JujuContext.fromEnv(env);
+  } catch (e) {
+    const { message } = describe(e);
+    process.stderr.write(`${message}\n`);
+    safeLog(runner, "ERROR", message);
+    return 1;
+  }
+
+  let metadataCache = options.metadata;
+  const metadata = (): CharmMetadata => {
+    metadataCache ??= loadMetadata(context.charmDir);
+    return metadataCache;
+  };
+  const actions = (): ActionsSpec => options.actions ?? loadActions(context.charmDir);
+  let eventName = context.dispatchPath;
+  let isAction = context.dispatchPath.startsWith("actions/");
+  try {
+    const resolved = resolveEvent(context.dispatchPath, metadata, actions);
+    eventName = resolved.name;
+    isAction = resolved.type === "action";
+    const model = new Model({ runner, context, metadata });
+    const framework = new Framework(model, context, runner);
+    // The charm constructor registers observers; an error there is reported like any other.
+    new charmClass(framework);
+
+    let event: HookEvent;
+    let runHandlers = true;
+    if (resolved.type === "action") {
+      const params = hookcmds.actionGet(runner);
+      const validate = options.actionParamValidators?.[resolved.action];
+      if (validate && !validate(params)) {
+        const reasons = (validate.errors ?? [])
+          .map((err) => `${err.instancePath || "(params)"} ${err.message ?? "is invalid"}`)
+          .join("; ");
+        hookcmds.actionFail(
+          runner,
+          `invalid parameters for ${resolved.action}: ${reasons || "rejected by the validator"}; see \`juju actions --schema\``,
+        );
+        runHandlers = false;
+      }
+      event = new ActionEvent(resolved.name, resolved.action, context.actionId, params, runner);
+    } else if (resolved.type === "relation") {
+      if (context.relationId === null) {
+        throw new UnknownEventError(
+          `${resolved.name} without JUJU_RELATION_ID; Juju always sets it`,
+        );
+      }
+      event = new RelationEvent(
+        resolved.name,
+        `relation-${resolved.kind}`,
+        model,
+        resolved.endpoint,
+        context.relationId,
+        context.remoteUnit,
+        context.remoteApp,
+        context.departingUnit,
+      );
+    } else {
+      event = new HookEvent(resolved.name, resolved.name);
+    }
+    if (runHandlers) framework.emit(event);
+    framework.collectStatus();
+    model.stored.commit();
+    return 0;
+  } catch (e) {
+    const { message, stack } = describe(e);
+    safeLog(runner, "ERROR", `${eventName} failed: ${message}`);
+    // A stack helps with charm bugs, not with a dispatch the charm does not know.
+    if (stack && !(e instanceof UnknownEventError)) safeLog(runner, "DEBUG", stack);
+    if (context.debug) process.stderr.write(`${stack ?? message}\n`);
+    if (isAction) {
+      try {
+        hookcmds.actionFail(runner, message);
+      } catch {
+        process.stderr.write(`${message}\n`);
+      }
+    }
+    return 1;
+  }
+}
