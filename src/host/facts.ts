@@ -79,6 +79,19 @@ export interface HostFacts {
   vfioDevices: Set<number>;
 }
 
+/** Something the readers could not read; the read goes on without it (hostile or racing hosts). */
+export interface HostReadProblem {
+  /** `unreadable`: the file exists but reading failed; `vanished`: the device went away while
+   * being read (hot-unplug, VF teardown); `malformed`: read but not understood. */
+  kind: "unreadable" | "vanished" | "malformed";
+  /** The host path (as on the host, without the test root): what an operator would `cat`. */
+  path: string;
+  /** The PCI function concerned, when there is one. */
+  address: string | null;
+  /** One line an operator can act on; it names the path. */
+  message: string;
+}
+
 /** modules.alias, parsed; answers which modules would claim a device (like `lspci -k`). */
 export interface ModuleIndex {
   /** Module names (as modules.alias spells them, e.g. `e1000e`, `snd_hda_intel`) in file order. */

@@ -57,9 +57,19 @@ export const READ = {
   ifInet6: "/proc/net/if_inet6",
   ipv4Routes: "/proc/net/route",
   ipv6Routes: "/proc/net/ipv6_route",
+  /** IPv4 addresses: the LOCAL leaves of the FIB trie (host/usage.ts maps them to interfaces
+   * through the connected routes in /proc/net/route; procfs has no per-interface IPv4 list). */
+  fibTrie: "/proc/net/fib_trie",
+  /** Fallback for `/dev/root` in /proc/mounts (no initramfs): major:minor of each mount, resolved
+   * through /sys/dev/block/<major>:<minor> (host/usage.ts). */
+  mountinfo: "/proc/self/mountinfo",
+  devBlock: "/sys/dev/block",
   /** Container detection: systemd writes the container type here; LXD also shows in cgroups. */
   containerMarker: "/run/systemd/container",
   initEnviron: "/proc/1/environ",
+  /** More container evidence when systemd is not PID 1 (host/kernel.ts): the LXD/Incus disk
+   * hotplug dir (containers only; not /dev/lxd/sock, which LXD VMs have too), docker's marker. */
+  containerFiles: ["/dev/.lxd-mounts", "/dev/.incus-mounts", "/.dockerenv"],
   /** Human names for ids, shipped by pci.ids / hwdata packages. */
   pciIds: ["/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"],
   /** dpkg status: the installed nova version decides device_spec vs passthrough_whitelist. */

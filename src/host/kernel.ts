@@ -1,0 +1,163 @@
+// The running kernel and its surroundings: command line, CPU vendor, release, how vfio-pci is
+// available, loaded modules, and whether we are in a container (where host preparation is refused).
+import * as fs from "node:fs";
+import type { CpuVendor, HostReadProblem, VfioPciAvailability } from "./facts";
+import { errnoCode, readSmallFile } from "./pci";
+import { moduleFiles, READ, under } from "./root";
+
+/** The command line the running kernel booted with (trimmed); "" with a problem when unreadable. */
+export function readCmdline(root: string, problems: HostReadProblem[] = []): string {
+  const text = readSmallFile(root, READ.cmdline, problems, "the kernel command line is unknown");
+  if (text === null && !problems.some((p) => p.path === READ.cmdline)) {
+    problems.push(missing(READ.cmdline, "the kernel command line is unknown (is /proc mounted?)"));
+  }
+  return text ?? "";
+}
+
+/** CPU vendor from the first `vendor_id` in /proc/cpuinfo (Hygon's Zen clones count as AMD). */
+export function readCpuVendor(root: string, problems: HostReadProblem[] = []): CpuVendor {
+  // /proc/cpuinfo repeats every field per CPU (hundreds of KB on big hosts): the first block
+  // carries vendor_id, so read only the start.
+  let head: string;
+  try {
+    const fd = fs.openSync(under(root, READ.cpuinfo), "r");
+    try {
+      const buffer = Buffer.alloc(8192);
+      const length = fs.readSync(fd, buffer, 0, buffer.length, 0);
+      head = buffer.toString("latin1", 0, length);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (error) {
+    const code = errnoCode(error);
+    problems.push({
+      kind: "unreadable",
+      path: READ.cpuinfo,
+      address: null,
+      message: `cannot read ${READ.cpuinfo} (${code}); CPU vendor unknown — set the iommu option to intel or amd`,
+    });
+    return "unknown";
+  }
+  const vendor = /^vendor_id\s*:\s*(\S+)/m.exec(head)?.[1];
+  if (vendor === "GenuineIntel") return "intel";
+  if (vendor === "AuthenticAMD" || vendor === "HygonGenuine") return "amd";
+  return "unknown";
+}
+
+/** The running kernel's release (`6.8.0-45-generic`); "" with a problem when unreadable. */
+export function readKernelRelease(root: string, problems: HostReadProblem[] = []): string {
+  const text = readSmallFile(root, READ.osrelease, problems, "kernel release unknown");
+  if (text === null && !problems.some((p) => p.path === READ.osrelease)) {
+    problems.push(missing(READ.osrelease, "kernel release unknown, so its modules cannot be read"));
+  }
+  return text ?? "";
+}
+
+const VFIO_PCI_KO = /(?:^|\/)vfio[-_]pci\.ko(?:\.(?:zst|xz|gz))?$/;
+
+/** Whether vfio-pci is built into the running kernel, a loadable module, or missing. */
+export function readVfioPciAvailability(
+  root: string,
+  release: string,
+  problems: HostReadProblem[] = [],
+): VfioPciAvailability {
+  if (release !== "") {
+    const files = moduleFiles(release);
+    const builtin = readSmallFile(root, files.builtin, problems, "vfio-pci assumed not built in");
+    // Ubuntu since 20.04: `kernel/drivers/vfio/pci/vfio-pci.ko` listed here (CONFIG_VFIO_PCI=y).
+    if (builtin?.split("\n").some((line) => VFIO_PCI_KO.test(line.trim()))) return "builtin";
+    for (const ext of ["", ".zst", ".xz", ".gz"]) {
+      if (fs.existsSync(under(root, `${files.dir}/kernel/drivers/vfio/pci/vfio-pci.ko${ext}`))) {
+        return "module";
+      }
+    }
+    // DKMS or distro kernels may keep it elsewhere (updates/, extra/): modules.dep knows.
+    const dep = readSmallFile(
+      root,
+      `${files.dir}/modules.dep`,
+      problems,
+      "vfio-pci module not looked up",
+    );
+    if (dep?.split("\n").some((line) => VFIO_PCI_KO.test(line.slice(0, line.indexOf(":"))))) {
+      return "module";
+    }
+  }
+  // No module file but the driver is registered: built in (or /lib/modules is not there to ask).
+  if (fs.existsSync(under(root, `${READ.pciDrivers}/vfio-pci`))) return "builtin";
+  return "missing";
+}
+
+/** Names of loaded modules from /proc/modules (as the kernel spells them: `snd_hda_intel`). */
+export function readLoadedModules(root: string, problems: HostReadProblem[] = []): Set<string> {
+  const text = readSmallFile(root, READ.modules, problems, "loaded modules unknown");
+  const names = new Set<string>();
+  for (const line of (text ?? "").split("\n")) {
+    const name = line.split(" ", 1)[0];
+    if (name) names.add(name);
+  }
+  return names;
+}
+
+/** Whether we run in a container, and the evidence (for the status line). */
+export interface ContainerDetection {
+  container: boolean;
+  /** Operator words: `/run/systemd/container says "lxc"`. Null on a machine. */
+  evidence: string | null;
+}
+
+/** Detects LXD/LXC, systemd-nspawn, docker & co: host preparation needs a machine. */
+export function detectContainer(root: string): ContainerDetection {
+  const ignored: HostReadProblem[] = [];
+  // systemd (PID 1 in LXD's Ubuntu images) writes the container manager's name here.
+  const marker = readSmallFile(root, READ.containerMarker, ignored, "");
+  if (marker) {
+    return { container: true, evidence: `${READ.containerMarker} says "${marker.split("\n")[0]}"` };
+  }
+  // Container managers hand PID 1 `container=<type>` (LXD, nspawn, podman).
+  try {
+    const environ = fs.readFileSync(under(root, READ.initEnviron), "latin1");
+    const entry = environ.split("\0").find((e) => e.startsWith("container="));
+    if (entry && entry.length > "container=".length) {
+      return { container: true, evidence: `${entry} in ${READ.initEnviron}` };
+    }
+  } catch {
+    // Unreadable without root or absent: other evidence may still answer.
+  }
+  for (const file of READ.containerFiles) {
+    if (fs.existsSync(under(root, file))) return { container: true, evidence: `${file} exists` };
+  }
+  return { container: false, evidence: null };
+}
+
+/** The kernel-side facts HostFacts needs, read in one go. */
+export interface KernelFacts {
+  cmdline: string;
+  cpuVendor: CpuVendor;
+  kernelRelease: string;
+  vfioPci: VfioPciAvailability;
+  container: boolean;
+  containerEvidence: string | null;
+}
+
+/** Reads cmdline, CPU vendor, release, vfio-pci availability and container state. */
+export function readKernelFacts(root: string, problems: HostReadProblem[] = []): KernelFacts {
+  const kernelRelease = readKernelRelease(root, problems);
+  const detection = detectContainer(root);
+  return {
+    cmdline: readCmdline(root, problems),
+    cpuVendor: readCpuVendor(root, problems),
+    kernelRelease,
+    vfioPci: readVfioPciAvailability(root, kernelRelease, problems),
+    container: detection.container,
+    containerEvidence: detection.evidence,
+  };
+}
+
+function missing(hostPath: string, consequence: string): HostReadProblem {
+  return {
+    kind: "unreadable",
+    path: hostPath,
+    address: null,
+    message: `${hostPath} does not exist; ${consequence}`,
+  };
+}

@@ -1,0 +1,387 @@
+// Reads PCI functions and IOMMU groups from sysfs under the root. A host is allowed to be hostile:
+// a device can vanish between the listing and the read (hot-unplug, VFs torn down), a `driver`
+// link can point at a driver that is unloading, an attribute can fail to read. None of that may
+// crash a hook: each becomes a HostReadProblem naming the path, and the read goes on.
+import * as fs from "node:fs";
+import type { HostReadProblem, PciFunction } from "./facts";
+import { READ, under } from "./root";
+
+/** A full PCI address as sysfs spells it: domain:bus:slot.function, lower-case hex. */
+export const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
+
+/** Every PCI address (`0000:83:00.0`) among the components of a sysfs path, outermost first. */
+export function pciAddressesInPath(sysfsPath: string): string[] {
+  return sysfsPath.split("/").filter((part) => PCI_ADDRESS.test(part));
+}
+
+/** The errno code of a failed fs call (`ENOENT`, `EISDIR`…), or `error` when there is none. */
+export function errnoCode(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === "string" ? code : "error";
+}
+
+/** Directory entries of a host path, or null when it does not exist; other errors are problems. */
+export function listDir(
+  root: string,
+  hostPath: string,
+  problems: HostReadProblem[],
+  address: string | null = null,
+): string[] | null {
+  try {
+    return fs.readdirSync(under(root, hostPath));
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code !== "ENOENT") {
+      problems.push({
+        kind: "unreadable",
+        path: hostPath,
+        address,
+        message: `cannot list ${hostPath} (${code}); its entries are left out — check the path by hand`,
+      });
+    }
+    return null;
+  }
+}
+
+/** Text of a small host file, trimmed; null when absent; other errors become a problem. */
+export function readSmallFile(
+  root: string,
+  hostPath: string,
+  problems: HostReadProblem[],
+  what: string,
+): string | null {
+  try {
+    return fs.readFileSync(under(root, hostPath), "latin1").trim();
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code !== "ENOENT") {
+      problems.push({
+        kind: "unreadable",
+        path: hostPath,
+        address: null,
+        message: `cannot read ${hostPath} (${code}); ${what}`,
+      });
+    }
+    return null;
+  }
+}
+
+/** Thrown inside one device's read when its directory is gone: the device is skipped. */
+class DeviceVanished extends Error {}
+
+/** The result of reading the PCI bus: what could be read, and what could not (never thrown). */
+export interface PciReadResult {
+  /** Sorted by address. */
+  functions: PciFunction[];
+  problems: HostReadProblem[];
+}
+
+/** Reads every function under /sys/bus/pci/devices; unreadable or vanishing ones become problems. */
+export function readPciFunctions(root: string): PciReadResult {
+  const problems: HostReadProblem[] = [];
+  const names = listDir(root, READ.pciDevices, problems);
+  if (names === null) {
+    problems.push({
+      kind: "unreadable",
+      path: READ.pciDevices,
+      address: null,
+      message: `${READ.pciDevices} does not exist: no PCI bus is visible here (a container, or /sys not mounted); no devices listed`,
+    });
+    return { functions: [], problems };
+  }
+  const drivers = new Set(listDir(root, READ.pciDrivers, problems) ?? []);
+  const functions: PciFunction[] = [];
+  for (const name of names) {
+    const address = name.toLowerCase();
+    if (!PCI_ADDRESS.test(address)) continue;
+    try {
+      const fn = readOneFunction(root, name, address, drivers, problems);
+      if (fn) functions.push(fn);
+    } catch (error) {
+      if (!(error instanceof DeviceVanished)) throw error;
+      problems.push({
+        kind: "vanished",
+        path: `${READ.pciDevices}/${name}`,
+        address,
+        message: `PCI device ${address} disappeared while it was being read (${READ.pciDevices}/${name} is gone: hot-unplugged, or a VF removed); skipped — run the action again to see the current devices`,
+      });
+    }
+  }
+  functions.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+  return { functions, problems };
+}
+
+/** One device. Returns null (with a problem) when its identity cannot be read. */
+function readOneFunction(
+  root: string,
+  name: string,
+  address: string,
+  drivers: Set<string>,
+  problems: HostReadProblem[],
+): PciFunction | null {
+  const hostDir = `${READ.pciDevices}/${name}`;
+  const dir = under(root, hostDir);
+  let entries: Set<string>;
+  try {
+    entries = new Set(fs.readdirSync(dir));
+  } catch (error) {
+    const code = errnoCode(error);
+    // The bus entry is a symlink into /sys/devices; ENOENT means its target went away.
+    if (code === "ENOENT" || code === "ENOTDIR") throw new DeviceVanished();
+    problems.push({
+      kind: "unreadable",
+      path: hostDir,
+      address,
+      message: `cannot list ${hostDir} (${code}); device ${address} left out of the device list — check it with \`lspci -vvv -s ${address}\``,
+    });
+    return null;
+  }
+
+  const vanishedIfGone = (): void => {
+    if (!fs.existsSync(dir)) throw new DeviceVanished();
+  };
+
+  /** An attribute's trimmed text; undefined when the device has no such attribute; null when it
+   * exists but could not be read (a problem was recorded saying what the reader assumed). */
+  const attr = (file: string, assumed: string): string | null | undefined => {
+    if (!entries.has(file)) return undefined;
+    try {
+      return fs.readFileSync(`${dir}/${file}`, "latin1").trim();
+    } catch (error) {
+      const code = errnoCode(error);
+      if (code === "ENOENT") {
+        vanishedIfGone();
+        return undefined;
+      }
+      problems.push({
+        kind: "unreadable",
+        path: `${hostDir}/${file}`,
+        address,
+        message: `cannot read ${hostDir}/${file} (${code}); ${assumed}`,
+      });
+      return null;
+    }
+  };
+
+  /** Basename of a symlink in the device dir; undefined when absent, null when unreadable. */
+  const link = (file: string): string | null | undefined => {
+    if (!entries.has(file)) return undefined;
+    try {
+      const target = fs.readlinkSync(`${dir}/${file}`);
+      return target.slice(target.lastIndexOf("/") + 1);
+    } catch (error) {
+      const code = errnoCode(error);
+      if (code === "ENOENT") {
+        vanishedIfGone();
+        return undefined;
+      }
+      problems.push({
+        kind: "unreadable",
+        path: `${hostDir}/${file}`,
+        address,
+        message: `cannot read the link ${hostDir}/${file} (${code}); treated as absent`,
+      });
+      return null;
+    }
+  };
+
+  const skipped = `device ${address} left out of the device list — check it with \`lspci -vvv -s ${address}\` and dmesg`;
+  const hexId = (file: string, digits: number, required: boolean): string | null => {
+    const raw = attr(file, required ? skipped : "shown as unknown");
+    if (raw === undefined || raw === null) {
+      if (raw === undefined && required) {
+        problems.push({
+          kind: "malformed",
+          path: `${hostDir}/${file}`,
+          address,
+          message: `${hostDir}/${file} is missing; ${skipped}`,
+        });
+      }
+      return null;
+    }
+    const value = normaliseHex(raw, digits);
+    if (value === null) {
+      problems.push({
+        kind: "malformed",
+        path: `${hostDir}/${file}`,
+        address,
+        message: `${hostDir}/${file} holds ${JSON.stringify(raw)}, not a hex id; ${required ? skipped : "shown as unknown"}`,
+      });
+    }
+    return value;
+  };
+
+  const vendorId = hexId("vendor", 4, true);
+  const deviceId = hexId("device", 4, true);
+  const classCode = hexId("class", 6, true);
+  if (vendorId === null || deviceId === null || classCode === null) return null;
+  const subsystemVendorId = hexId("subsystem_vendor", 4, false);
+  const subsystemDeviceId = hexId("subsystem_device", 4, false);
+
+  const driver = readDriver(dir, hostDir, address, link("driver"), drivers, problems);
+
+  const overrideRaw = attr("driver_override", "treated as no override");
+  const driverOverride =
+    overrideRaw === undefined ||
+    overrideRaw === null ||
+    overrideRaw === "" ||
+    overrideRaw === "(null)"
+      ? null
+      : overrideRaw;
+
+  const groupName = link("iommu_group");
+  let iommuGroup: number | null = null;
+  if (groupName !== undefined && groupName !== null) {
+    iommuGroup = /^\d+$/.test(groupName) ? Number(groupName) : null;
+    if (iommuGroup === null) {
+      problems.push({
+        kind: "malformed",
+        path: `${hostDir}/iommu_group`,
+        address,
+        message: `${hostDir}/iommu_group points to ${JSON.stringify(groupName)}, not a group number; treated as no IOMMU group`,
+      });
+    }
+  }
+
+  const numaRaw = attr("numa_node", "NUMA node shown as unknown");
+  const numa = numaRaw ? Number.parseInt(numaRaw, 10) : Number.NaN;
+  const numaNode = Number.isInteger(numa) && numa >= 0 ? numa : null;
+
+  const bootVga = attr("boot_vga", "treated as not the boot VGA") === "1";
+
+  const modalias =
+    attr("modalias", "rebuilt from the ids") ||
+    synthModalias(vendorId, deviceId, subsystemVendorId, subsystemDeviceId, classCode);
+
+  let sriov: PciFunction["sriov"] = null;
+  const totalRaw = attr("sriov_totalvfs", "treated as not SR-IOV capable");
+  if (totalRaw) {
+    const totalVfs = Number.parseInt(totalRaw, 10);
+    const numRaw = attr("sriov_numvfs", "VFs enabled counted as 0");
+    const numVfs = numRaw ? Number.parseInt(numRaw, 10) : 0;
+    if (Number.isInteger(totalVfs))
+      sriov = { totalVfs, numVfs: Number.isInteger(numVfs) ? numVfs : 0 };
+  }
+
+  const physfnName = link("physfn");
+  const physfn = physfnName && PCI_ADDRESS.test(physfnName) ? physfnName : null;
+
+  let netInterfaces: string[] = [];
+  if (entries.has("net")) {
+    netInterfaces = (listDir(root, `${hostDir}/net`, problems, address) ?? []).sort();
+  }
+
+  const consumers: string[] = [];
+  for (const entry of entries) {
+    if (entry.startsWith("consumer:pci:")) {
+      const consumer = entry.slice("consumer:pci:".length);
+      if (PCI_ADDRESS.test(consumer)) consumers.push(consumer);
+    }
+  }
+  consumers.sort();
+
+  return {
+    address,
+    vendorId,
+    deviceId,
+    subsystemVendorId,
+    subsystemDeviceId,
+    classCode,
+    driver,
+    driverOverride,
+    iommuGroup,
+    numaNode,
+    bootVga,
+    modalias,
+    isBridge: classCode.startsWith("0604"),
+    sriov,
+    physfn,
+    netInterfaces,
+    consumers,
+  };
+}
+
+/** The bound driver's name, or null when unbound or when the link points at no driver. */
+function readDriver(
+  dir: string,
+  hostDir: string,
+  address: string,
+  name: string | null | undefined,
+  drivers: Set<string>,
+  problems: HostReadProblem[],
+): string | null {
+  if (name === undefined || name === null) return null;
+  // The cheap check: a registered driver by that name. Otherwise follow the link for real, so a
+  // link into nowhere (a driver mid-unload, a damaged tree) reads as unbound, not as a driver.
+  if (drivers.has(name) || fs.existsSync(`${dir}/driver`)) return name;
+  problems.push({
+    kind: "malformed",
+    path: `${hostDir}/driver`,
+    address,
+    message: `${hostDir}/driver points to driver "${name}", which does not exist (unloading right now?); ${address} treated as unbound — read it again in a moment`,
+  });
+  return null;
+}
+
+/** `0x10de\n` → `10de`; null when not hex. Pads short values to the given width. */
+function normaliseHex(raw: string, digits: number): string | null {
+  const text = raw.toLowerCase().replace(/^0x/, "");
+  if (!/^[0-9a-f]+$/.test(text) || text.length > digits) return null;
+  return text.padStart(digits, "0");
+}
+
+/** The modalias the kernel would print (drivers/pci/pci-sysfs.c), for when the file is unreadable. */
+export function synthModalias(
+  vendorId: string,
+  deviceId: string,
+  subsystemVendorId: string | null,
+  subsystemDeviceId: string | null,
+  classCode: string,
+): string {
+  const hex8 = (id: string | null): string => (id ?? "0").toUpperCase().padStart(8, "0");
+  const cls = classCode.toUpperCase();
+  return `pci:v${hex8(vendorId)}d${hex8(deviceId)}sv${hex8(subsystemVendorId)}sd${hex8(subsystemDeviceId)}bc${cls.slice(0, 2)}sc${cls.slice(2, 4)}i${cls.slice(4, 6)}`;
+}
+
+/** IOMMU state: groups and their members, hardware units, and which groups have a VFIO node. */
+export interface IommuReadResult {
+  /** Group number → member addresses (sorted); ascending by group. Empty when the IOMMU is off. */
+  groups: Map<number, string[]>;
+  /** `/sys/class/iommu` entries (`dmar0`, `ivhd0`), in natural order. */
+  units: string[];
+  /** Groups that have `/dev/vfio/<n>`. */
+  vfioDevices: Set<number>;
+  problems: HostReadProblem[];
+}
+
+/** Reads /sys/kernel/iommu_groups, /sys/class/iommu and /dev/vfio under the root. */
+export function readIommu(root: string): IommuReadResult {
+  const problems: HostReadProblem[] = [];
+  const groupNumbers = (listDir(root, READ.iommuGroups, problems) ?? [])
+    .filter((n) => /^\d+$/.test(n))
+    .map(Number)
+    .sort((a, b) => a - b);
+  const groups = new Map<number, string[]>();
+  for (const group of groupNumbers) {
+    const members = listDir(root, `${READ.iommuGroups}/${group}/devices`, problems);
+    // A group whose devices dir is gone was torn down while we read (its last member left).
+    if (members === null) continue;
+    groups.set(
+      group,
+      members
+        .map((m) => m.toLowerCase())
+        .filter((m) => PCI_ADDRESS.test(m))
+        .sort(),
+    );
+  }
+  const units = (listDir(root, READ.iommuUnits, problems) ?? []).sort(naturalCompare);
+  const vfioDevices = new Set(
+    (listDir(root, READ.devVfio, problems) ?? []).filter((n) => /^\d+$/.test(n)).map(Number),
+  );
+  return { groups, units, vfioDevices, problems };
+}
+
+/** `dmar2` before `dmar10`. */
+function naturalCompare(a: string, b: string): number {
+  return a.localeCompare(b, "en", { numeric: true });
+}

@@ -1,0 +1,52 @@
+// The host-facts layer in one import. readHostFacts is what every hook pays for, so it reads only
+// sysfs/procfs: modules.alias (loadModuleIndex), pci.ids (loadPciIds) and host usage
+// (readHostUsage) are separate so the hooks and actions that do not need them skip them.
+import type { HostFacts, HostReadProblem } from "./facts";
+import { readKernelFacts } from "./kernel";
+import { readIommu, readPciFunctions } from "./pci";
+
+export type { ContainerDetection, KernelFacts } from "./kernel";
+export {
+  detectContainer,
+  readCmdline,
+  readCpuVendor,
+  readKernelRelease,
+  readLoadedModules,
+  readVfioPciAvailability,
+} from "./kernel";
+export { EMPTY_MODULE_INDEX, loadModuleIndex, parseModuleAliases } from "./modules";
+export type { IommuReadResult, PciReadResult } from "./pci";
+export { readIommu, readPciFunctions } from "./pci";
+export type { PciIdNames } from "./pci-ids";
+export { loadPciIds, parsePciIds } from "./pci-ids";
+export { readHostUsage, readNetInterfaces } from "./usage";
+
+/** Everything the planner needs about the host, plus what could not be read (never throws). */
+export function readHostFacts(root: string): {
+  facts: HostFacts;
+  problems: HostReadProblem[];
+  /** Operator words for why this is a container (`/run/systemd/container says "lxc"`), or null. */
+  containerEvidence: string | null;
+} {
+  const problems: HostReadProblem[] = [];
+  const pci = readPciFunctions(root);
+  problems.push(...pci.problems);
+  const iommu = readIommu(root);
+  problems.push(...iommu.problems);
+  const kernel = readKernelFacts(root, problems);
+  return {
+    facts: {
+      functions: pci.functions,
+      iommuGroups: iommu.groups,
+      iommuUnits: iommu.units,
+      cmdline: kernel.cmdline,
+      cpuVendor: kernel.cpuVendor,
+      kernelRelease: kernel.kernelRelease,
+      vfioPci: kernel.vfioPci,
+      container: kernel.container,
+      vfioDevices: iommu.vfioDevices,
+    },
+    problems,
+    containerEvidence: kernel.containerEvidence,
+  };
+}
