@@ -1,5 +1,7 @@
 // The charm's configuration, validated. The raw values come from `config-get --format=json`; the
 // parser (parseConfig) turns them into this shape or into ConfigErrors that name the option.
+import { isMap, isScalar, isSeq, type Node, parseDocument } from "yaml";
+import { validateDevices } from "./generated/validators.js";
 
 export type IommuMode = "auto" | "intel" | "amd" | "off";
 export type NumaPolicy = "legacy" | "preferred" | "required" | "socket";
@@ -104,4 +106,567 @@ export function parseAddress(raw: string): AddressSpec | string {
     isGlob,
     pattern: new RegExp(`^${domain}:${regexes[0]}:${regexes[1]}\\.${regexes[2]}$`),
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// parseConfig: raw `config-get --format=json --all` values → Config, or every error at once.
+
+/** The defaults of config.yaml (a test keeps the two in step). Used when Juju sends null. */
+export const CONFIG_DEFAULTS = {
+  devices: "",
+  iommu: "auto",
+  "iommu-passthrough-mode": true,
+  "allow-unsafe-interrupts": false,
+  "blacklist-drivers": "auto",
+  "extra-kernel-params": "",
+  "nova-pci-option": "auto",
+} as const;
+
+export type ParseResult = { ok: true; config: Config } | { ok: false; errors: ConfigError[] };
+
+/** Shortens a value for a status line: operators need to recognise it, not read all of it. */
+export function clip(value: string, max = 60): string {
+  const flat = value.replace(/\s+/g, " ").trim();
+  return flat.length > max ? `${flat.slice(0, max - 3)}...` : flat;
+}
+
+/** One line for `status-set` / logs: option, value, problem, fix. */
+export function formatConfigError(e: ConfigError): string {
+  return `${e.option}: ${JSON.stringify(e.value)} ${e.problem}; ${e.fix}`;
+}
+
+/** Validates every option the charm reads; collects all errors rather than stopping at the first. */
+export function parseConfig(raw: Record<string, unknown>): ParseResult {
+  const errors: ConfigError[] = [];
+  const get = <K extends keyof typeof CONFIG_DEFAULTS>(key: K): unknown =>
+    raw[key] === null || raw[key] === undefined ? CONFIG_DEFAULTS[key] : raw[key];
+
+  const devices = parseDevices(get("devices"), errors);
+  const iommu = parseEnum("iommu", get("iommu"), ["auto", "intel", "amd", "off"] as const, errors);
+  const iommuPassthroughMode = parseBool(
+    "iommu-passthrough-mode",
+    get("iommu-passthrough-mode"),
+    errors,
+  );
+  const allowUnsafeInterrupts = parseBool(
+    "allow-unsafe-interrupts",
+    get("allow-unsafe-interrupts"),
+    errors,
+  );
+  const blacklistDrivers = parseBlacklist(get("blacklist-drivers"), errors);
+  const extraKernelParams = parseKernelParams(get("extra-kernel-params"), errors);
+  const novaPciOption = parseEnum(
+    "nova-pci-option",
+    get("nova-pci-option"),
+    ["auto", "device_spec", "passthrough_whitelist"] as const,
+    errors,
+  );
+
+  if (iommu === "off" && devices.length > 0) {
+    errors.push({
+      option: "iommu",
+      value: "off",
+      problem: `turns the IOMMU off while \`devices\` selects ${devices.length} entr${devices.length === 1 ? "y" : "ies"} (${clip(devices.map((d) => d.source).join(", "), 40)}): vfio-pci needs the IOMMU`,
+      fix: "set iommu to auto (or intel/amd), or empty the devices option",
+    });
+  }
+
+  if (errors.length > 0) return { ok: false, errors };
+  return {
+    ok: true,
+    config: {
+      devices,
+      iommu: iommu!,
+      iommuPassthroughMode: iommuPassthroughMode!,
+      allowUnsafeInterrupts: allowUnsafeInterrupts!,
+      blacklistDrivers: blacklistDrivers!,
+      extraKernelParams: extraKernelParams!,
+      novaPciOption: novaPciOption!,
+    },
+  };
+}
+
+function parseEnum<T extends string>(
+  option: string,
+  value: unknown,
+  allowed: readonly T[],
+  errors: ConfigError[],
+): T | null {
+  const text = typeof value === "string" ? value.trim().toLowerCase() : null;
+  if (text !== null && (allowed as readonly string[]).includes(text)) return text as T;
+  errors.push({
+    option,
+    value: clip(typeof value === "string" ? value : JSON.stringify(value)),
+    problem: `is not one of ${allowed.join(", ")}`,
+    fix: `set ${option} to one of ${allowed.join(", ")}`,
+  });
+  return null;
+}
+
+function parseBool(option: string, value: unknown, errors: ConfigError[]): boolean | null {
+  if (typeof value === "boolean") return value;
+  errors.push({
+    option,
+    value: clip(JSON.stringify(value)),
+    problem: "is not a boolean",
+    fix: `set ${option} to true or false`,
+  });
+  return null;
+}
+
+// --- blacklist-drivers ------------------------------------------------------------------------
+
+const MODULE_NAME = /^[a-z0-9_-]+$/;
+
+/** kmod treats `-` and `_` in module names as the same character; we store the `_` spelling,
+ * which is how modules.alias and /proc/modules spell them, so comparisons just work. */
+export function normaliseModule(name: string): string {
+  return name.replace(/-/g, "_");
+}
+
+/** Modules the charm needs on the host: blacklisting them would break passthrough or every PCIe
+ * port. (`vfio_pci`, `vfio_iommu_type1`, `vfio_pci_core`… all start with vfio.) */
+export function isProtectedModule(name: string): boolean {
+  const n = normaliseModule(name);
+  return n.startsWith("vfio") || n === "pcieport";
+}
+
+function parseBlacklist(value: unknown, errors: ConfigError[]): BlacklistSetting | null {
+  const option = "blacklist-drivers";
+  if (typeof value !== "string") {
+    errors.push({
+      option,
+      value: clip(JSON.stringify(value)),
+      problem: "is not a string",
+      fix: 'set it to "auto", a list of module names, or ""',
+    });
+    return null;
+  }
+  const tokens = value.split(/[\s,]+/).filter((t) => t.length > 0);
+  if (tokens.length === 0) return { mode: "list", modules: [] };
+  if (tokens.length === 1 && tokens[0]!.toLowerCase() === "auto") return { mode: "auto" };
+  const modules = new Set<string>();
+  let ok = true;
+  for (const token of tokens) {
+    const fail = (problem: string, fix: string) => {
+      errors.push({ option, value: clip(token), problem, fix });
+      ok = false;
+    };
+    if (token.toLowerCase() === "auto") {
+      fail(
+        "cannot be combined with module names",
+        'use "auto" alone, or list every module yourself',
+      );
+    } else if (!MODULE_NAME.test(token)) {
+      fail(
+        "is not a kernel module name (lower-case letters, digits, _ and - only)",
+        "use the name lsmod or `lspci -k` prints, e.g. nouveau",
+      );
+    } else if (isProtectedModule(token)) {
+      fail(
+        "is needed for passthrough itself (vfio) or by every PCIe port (pcieport)",
+        "remove it from blacklist-drivers",
+      );
+    } else {
+      modules.add(normaliseModule(token));
+    }
+  }
+  return ok ? { mode: "list", modules: [...modules].sort() } : null;
+}
+
+// --- extra-kernel-params ----------------------------------------------------------------------
+
+/** `name` or `name=value`; the value keeps to characters that mean nothing to the shell (the grub
+ * drop-in is sourced by grub-mkconfig as root). */
+const KERNEL_PARAM = /^[A-Za-z0-9_][A-Za-z0-9_.-]*(?:=[A-Za-z0-9._,:=/+-]*)?$/;
+const SHELL_CHARS: [RegExp, string][] = [
+  [/"/, "a double quote"],
+  [/'/, "a single quote"],
+  [/\$/, "a $"],
+  [/`/, "a backtick"],
+  [/\\/, "a backslash"],
+  [/;/, "a ;"],
+  [/\|/, "a |"],
+  [/&/, "an &"],
+  [/[<>]/, "a redirection (< or >)"],
+  [/[()]/, "a parenthesis"],
+  [/#/, "a #"],
+];
+/** Parameters the charm sets itself, by name (kernel param names treat - and _ alike). */
+const OWNED_PARAMS: Record<string, string> = {
+  intel_iommu: "iommu",
+  amd_iommu: "iommu",
+  iommu: "iommu-passthrough-mode (and iommu)",
+  "vfio_iommu_type1.allow_unsafe_interrupts": "allow-unsafe-interrupts",
+  "modprobe.blacklist": "blacklist-drivers",
+  "vfio_pci.ids": "devices",
+};
+/** Longer than this cannot fit a kernel command line next to root= and the rest (x86: 2048). */
+const MAX_EXTRA_PARAMS = 1024;
+
+function parseKernelParams(value: unknown, errors: ConfigError[]): string[] | null {
+  const option = "extra-kernel-params";
+  if (typeof value !== "string") {
+    errors.push({
+      option,
+      value: clip(JSON.stringify(value)),
+      problem: "is not a string",
+      fix: 'set it to space separated parameters, e.g. "pcie_acs_override=downstream"',
+    });
+    return null;
+  }
+  if (/[\r\n]/.test(value.trim())) {
+    errors.push({
+      option,
+      value: clip(value),
+      problem: "contains a line break, which would end the line in the grub drop-in",
+      fix: "put every parameter on one line, separated by spaces",
+    });
+    return null;
+  }
+  if (value.length > MAX_EXTRA_PARAMS) {
+    errors.push({
+      option,
+      value: clip(value),
+      problem: `is ${value.length} characters long; the kernel command line holds 2048 in all`,
+      fix: `keep extra-kernel-params under ${MAX_EXTRA_PARAMS} characters`,
+    });
+    return null;
+  }
+  const params: string[] = [];
+  let ok = true;
+  for (const token of value.split(/[ \t]+/).filter((t) => t.length > 0)) {
+    const fail = (problem: string, fix: string) => {
+      errors.push({ option, value: clip(token), problem, fix });
+      ok = false;
+    };
+    const shell = SHELL_CHARS.find(([re]) => re.test(token));
+    if (shell) {
+      fail(
+        `contains ${shell[1]}, which the shell that reads the grub drop-in would interpret`,
+        "use only letters, digits and . _ , : = / + - (no quoting is needed or allowed)",
+      );
+      continue;
+    }
+    if (!KERNEL_PARAM.test(token)) {
+      fail(
+        "is not a kernel parameter of the form name or name=value (letters, digits, . _ , : = / + -)",
+        "fix or remove that parameter",
+      );
+      continue;
+    }
+    const name = token.split("=")[0]!.replace(/-/g, "_");
+    const owner = OWNED_PARAMS[name];
+    if (owner) {
+      fail(
+        `is set by the charm itself from the ${owner} option`,
+        `remove it from extra-kernel-params and set option ${owner} instead`,
+      );
+      continue;
+    }
+    params.push(token);
+  }
+  return ok ? params : null;
+}
+
+// --- devices ----------------------------------------------------------------------------------
+
+const DEVICE_KEYS = ["vendor-id", "product-id", "address", "alias", "companions", "numa-policy"];
+/** Keys operators type from nova or lspci habits, and the key they meant. */
+const KEY_HINTS: Record<string, string> = {
+  vendor_id: "vendor-id",
+  vendor: "vendor-id",
+  vendorid: "vendor-id",
+  product_id: "product-id",
+  product: "product-id",
+  device: "product-id",
+  "device-id": "product-id",
+  device_id: "product-id",
+  productid: "product-id",
+  addr: "address",
+  name: "alias",
+  numa_policy: "numa-policy",
+  companion: "companions",
+};
+const IDS_SHORT = /^(?:0x)?([0-9a-f]{4}):(?:0x)?([0-9a-f]{4})$/;
+const ID_KEYS = new Set(["vendor-id", "product-id"]);
+const STRING_KEYS = new Set(["vendor-id", "product-id", "address", "alias", "numa-policy"]);
+
+interface RawEntry {
+  index: number;
+  /** What the operator typed for this entry, for messages. */
+  source: string;
+  /** Plain values; hex ids and other string keys hold the typed text even when YAML saw a number. */
+  values: Record<string, unknown>;
+}
+
+/** The `devices` value as entries: a YAML/JSON list (or single mapping), or short forms. */
+function parseDevices(value: unknown, errors: ConfigError[]): DeviceSelector[] {
+  const option = "devices";
+  if (typeof value !== "string") {
+    errors.push({
+      option,
+      value: clip(JSON.stringify(value)),
+      problem: "is not a string",
+      fix: 'set it to a YAML list or short forms such as "10de:1bb0"',
+    });
+    return [];
+  }
+  const text = value.trim();
+  if (text.length === 0) return [];
+  const entries = looksLikeYaml(text)
+    ? yamlEntries(text, errors)
+    : shortForms(
+        text.split(/[\s,]+/).filter((t) => t.length > 0),
+        0,
+        errors,
+      );
+  if (entries === null) return [];
+  return checkEntries(entries, errors);
+}
+
+/** Short forms are one line of tokens; YAML is anything with structure (list, mapping, quotes). */
+function looksLikeYaml(text: string): boolean {
+  return /[\r\n]/.test(text) || /^[[{\-"'#]/.test(text) || /:\s/.test(text);
+}
+
+/** `10de:1bb0` → ids; anything else must be an address (`0000:83:00.0`, `83:00.0`, globs). */
+function shortForms(tokens: string[], firstIndex: number, errors: ConfigError[]): RawEntry[] {
+  const out: RawEntry[] = [];
+  tokens.forEach((token, i) => {
+    const index = firstIndex + i;
+    const ids = IDS_SHORT.exec(token.toLowerCase());
+    if (ids) {
+      out.push({ index, source: token, values: { "vendor-id": ids[1], "product-id": ids[2] } });
+    } else if (/^(?:0x)?[0-9a-f]{4}$/i.test(token)) {
+      errors.push({
+        option: "devices",
+        value: clip(token),
+        problem: `(entry #${index + 1}) is a lone id: a short form names vendor:product or an address`,
+        fix: 'write both ids, e.g. "10de:1bb0", or a full address such as 0000:83:00.0',
+      });
+    } else {
+      out.push({ index, source: token, values: { address: token } });
+    }
+  });
+  return out;
+}
+
+function yamlEntries(text: string, errors: ConfigError[]): RawEntry[] | null {
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    for (const err of doc.errors.slice(0, 3)) {
+      const line = err.linePos?.[0]?.line ?? 1;
+      errors.push({
+        option: "devices",
+        value: clip(text.split(/\r?\n/)[line - 1] ?? text),
+        problem: `is not valid YAML/JSON (line ${line}: ${clip(err.message.split("\n")[0] ?? "", 80)})`,
+        fix: 'write a YAML list, e.g. - {vendor-id: "10de", product-id: "1bb0"}, or short forms such as "10de:1bb0"',
+      });
+    }
+    return null;
+  }
+  const root = doc.contents;
+  if (root === null) return [];
+  const items: Node[] = isSeq(root) ? (root.items as Node[]) : [root as Node];
+  const out: RawEntry[] = [];
+  items.forEach((item, index) => {
+    const source = item?.range ? text.slice(item.range[0], item.range[1]) : String(item);
+    if (isScalar(item) && typeof item.value === "string") {
+      // A list of short forms: one per item (its own index, so messages count list items).
+      if (item.value.trim().length === 0) {
+        out.push({ index, source, values: {} });
+      } else {
+        out.push(...shortForms([item.value.trim()], index, errors));
+      }
+      return;
+    }
+    if (isMap(item)) {
+      const values: Record<string, unknown> = {};
+      for (const pair of item.items) {
+        const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+        const v = pair.value;
+        if (isScalar(v)) {
+          // YAML reads an unquoted 8086 as the number 8086; the operator typed the hex id "8086".
+          // Take the source text for every string-typed key, never the converted number.
+          values[key] =
+            STRING_KEYS.has(key) && (typeof v.value === "number" || typeof v.value === "bigint")
+              ? (v.source ?? String(v.value))
+              : v.value;
+        } else {
+          values[key] = v === null ? null : (v as Node).toJSON();
+        }
+      }
+      out.push({ index, source, values });
+      return;
+    }
+    out.push({
+      index,
+      source,
+      values: { __notAnEntry: item === null ? null : (item as Node).toJSON() },
+    });
+  });
+  return out;
+}
+
+/** Schema (shape, keys, types) per entry, then the rules a schema cannot say. */
+function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelector[] {
+  const selectors: DeviceSelector[] = [];
+  const seen = new Map<string, RawEntry>();
+  const aliasByAddress = new Map<string, { entry: RawEntry; alias: string | null }>();
+
+  for (const entry of entries) {
+    const label = `(entry #${entry.index + 1})`;
+    const before = errors.length;
+    const err = (problem: string, fix: string, value = entry.source) =>
+      errors.push({ option: "devices", value: clip(value), problem: `${label} ${problem}`, fix });
+
+    if ("__notAnEntry" in entry.values) {
+      err(
+        "is neither a mapping nor a short form",
+        'write {vendor-id: "10de", product-id: "1bb0"}, {address: 0000:83:00.0} or "10de:1bb0"',
+      );
+      continue;
+    }
+    // Normalise what the schema checks: hex ids lower case without 0x, enums lower case.
+    const values: Record<string, unknown> = {};
+    for (const [key, v] of Object.entries(entry.values)) {
+      if (ID_KEYS.has(key) && typeof v === "string") {
+        values[key] = v.trim().toLowerCase().replace(/^0x/, "");
+      } else if (key === "address" && typeof v === "string") {
+        values[key] = v.trim().toLowerCase();
+      } else if (key === "numa-policy" && typeof v === "string") {
+        values[key] = v.trim().toLowerCase();
+      } else {
+        values[key] = v;
+      }
+    }
+    if (!validateDevices([values])) {
+      for (const e of validateDevices.errors ?? []) {
+        const key = e.instancePath.split("/")[2] ?? "";
+        const raw = key ? entry.values[key] : undefined;
+        const shown =
+          raw === undefined ? entry.source : typeof raw === "string" ? raw : JSON.stringify(raw);
+        if (e.keyword === "additionalProperties") {
+          const extra = String((e.params as { additionalProperty?: string }).additionalProperty);
+          const hint = KEY_HINTS[extra.toLowerCase()];
+          err(
+            `has an unknown key "${extra}"`,
+            hint
+              ? `did you mean "${hint}"? Keys are ${DEVICE_KEYS.join(", ")}`
+              : `use only ${DEVICE_KEYS.join(", ")}`,
+            extra,
+          );
+        } else if (e.keyword === "minProperties") {
+          err("is empty", "remove it, or give vendor-id + product-id and/or address");
+        } else if (e.keyword === "type" && key === "") {
+          err(
+            "is not a mapping",
+            'write {vendor-id: "10de", product-id: "1bb0"} or a short form such as "10de:1bb0"',
+          );
+        } else if (ID_KEYS.has(key)) {
+          err(
+            `has ${key} ${JSON.stringify(shown)}, which is not 4 hex digits`,
+            `write the id lspci -nn shows, e.g. ${key}: "10de"`,
+            shown,
+          );
+        } else if (key === "alias") {
+          err(
+            `has alias ${JSON.stringify(shown)}: nova alias names here are 1-64 lower-case letters, digits, _ or -, starting with a letter or digit`,
+            typeof raw === "string" && /^[a-z0-9][a-z0-9_-]{0,63}$/.test(raw.toLowerCase())
+              ? `write it in lower case: ${raw.toLowerCase()}`
+              : "pick a name such as gpu or p5000 (flavors ask for pci_passthrough:alias=<name>:1)",
+            shown,
+          );
+        } else if (key === "companions") {
+          err(
+            `has companions ${JSON.stringify(shown)}`,
+            "write companions: true or companions: false",
+            shown,
+          );
+        } else if (key === "numa-policy") {
+          err(
+            `has numa-policy ${JSON.stringify(shown)}`,
+            "use one of legacy, preferred, required, socket",
+            shown,
+          );
+        } else {
+          err(
+            `has ${key || "a value"} ${JSON.stringify(shown)} that ${e.message ?? "is invalid"}`,
+            "fix the entry",
+            shown,
+          );
+        }
+      }
+      continue;
+    }
+
+    const vendorId = (values["vendor-id"] as string | undefined) ?? null;
+    const productId = (values["product-id"] as string | undefined) ?? null;
+    const alias = (values["alias"] as string | undefined) ?? null;
+    let address: AddressSpec | null = null;
+    if (vendorId !== null && productId === null) {
+      err(
+        `has vendor-id ${vendorId} without product-id: that would take every ${vendorId} device`,
+        "add product-id (lspci -nn shows [vendor:product]), or select by address",
+      );
+    } else if (productId !== null && vendorId === null) {
+      err(
+        `has product-id ${productId} without vendor-id`,
+        "add vendor-id (lspci -nn shows [vendor:product])",
+      );
+    }
+    if (typeof values["address"] === "string") {
+      const parsed = parseAddress(values["address"]);
+      if (typeof parsed === "string") {
+        err(
+          `has address ${JSON.stringify(entry.values["address"])} that ${parsed}`,
+          "copy the address from lspci -D or the list-devices action; globs *, ? and [0-7] may replace bus, device or function digits",
+          String(entry.values["address"]),
+        );
+      } else {
+        address = parsed;
+      }
+    }
+    if (vendorId === null && productId === null && values["address"] === undefined) {
+      err(
+        "selects nothing: it has neither vendor-id + product-id nor address",
+        'add vendor-id and product-id (e.g. "10de"/"1bb0") and/or address (e.g. 0000:83:00.0)',
+      );
+    }
+    if (errors.length > before) continue;
+
+    const key = `${vendorId ?? "*"}:${productId ?? "*"}@${address?.text ?? "*"}`;
+    const twin = seen.get(key);
+    if (twin) {
+      err(
+        `selects the same devices as entry #${twin.index + 1} (${clip(twin.source, 40)})`,
+        "remove one of the two entries",
+      );
+      continue;
+    }
+    seen.set(key, entry);
+    if (address && !address.isGlob) {
+      const other = aliasByAddress.get(address.text);
+      if (other && other.alias !== alias) {
+        err(
+          `gives ${address.text} the alias ${alias ?? "(derived)"} while entry #${other.entry.index + 1} gives it ${other.alias ?? "(derived)"}`,
+          "one address gets one alias: merge the two entries",
+        );
+        continue;
+      }
+      aliasByAddress.set(address.text, { entry, alias });
+    }
+    selectors.push({
+      index: entry.index,
+      vendorId,
+      productId,
+      address: address?.text ?? null,
+      alias,
+      companions: (values["companions"] as boolean | undefined) ?? true,
+      numaPolicy: (values["numa-policy"] as NumaPolicy | undefined) ?? null,
+      source: entry.source.replace(/\s+/g, " ").trim(),
+    });
+  }
+  return selectors;
 }
