@@ -1,0 +1,362 @@
+// What nova-compute must be told about the functions this host gives to VMs: the [pci] device_spec
+// and alias values, and the relation data that carries them to nova-compute.
+//
+// How nova-compute takes them (openstack/charm-nova-compute, hooks/nova_compute_utils.py and
+// charmhelpers' SubordinateConfigContext): each container-scoped subordinate publishes the unit key
+// `subordinate_configuration`, a JSON string `{"nova": {"/etc/nova/nova.conf": {"sections":
+// {"pci": [[key, value], ...]}}}}`. nova-compute renders every non-DEFAULT section through
+// `templates/parts/section-ephemeral` as `[pci]` then one `key = value` line per pair, after its own
+// sections; oslo.config merges repeated sections and collects repeated keys of a MultiStrOpt
+// (`device_spec`, `alias`) into one list. So one pair per device_spec / alias value is exactly the
+// "repeat the option" form nova documents.
+//
+// Values must survive three parsers: jinja renders `{{ value }}` raw (no escaping); oslo.config's
+// ini parser strips the value and substitutes `$name` templates; nova parses JSON and validates it
+// (nova/pci/devspec.py, nova/pci/request.py). Compact JSON of lower-case hex ids and full addresses
+// passes all three; alias names are checked below because they come from the operator.
+import type { NovaPciOption } from "../config";
+import type { BoundDevice, NovaDeviceType, PlanProblem } from "./types";
+
+/** The nova.conf [pci] option names that carry the device spec (the alias option is `alias`). */
+export type NovaSpecOptionName = "device_spec" | "passthrough_whitelist";
+
+/** The nova installed on this host, from dpkg (host/nova-release.ts). */
+export interface NovaRelease {
+  /** The package that said so: `nova-common` (preferred) or `python3-nova`. */
+  package: string;
+  /** The dpkg version as installed: `3:29.0.1-0ubuntu1`. */
+  version: string;
+  /** Upstream major.minor.patch, epoch, Debian revision and pre-release tags dropped: [29, 0, 1]. */
+  upstream: [number, number, number];
+}
+
+/** One `[pci] device_spec` value: a single function, pinned by address and ids. */
+export interface NovaDeviceSpec {
+  vendor_id: string;
+  product_id: string;
+  address: string;
+}
+
+/** One `[pci] alias` value (nova/pci/request.py `_ALIAS_SCHEMA`). */
+export interface NovaAlias {
+  name: string;
+  vendor_id: string;
+  product_id: string;
+  device_type: NovaDeviceType;
+  /** Absent means nova's default, `legacy`. */
+  numa_policy?: string;
+}
+
+export interface NovaPciEntries {
+  deviceSpecs: NovaDeviceSpec[];
+  aliases: NovaAlias[];
+}
+
+/** The option name chosen for device specs, why, and a warning when the choice looks wrong. */
+export interface NovaOptionChoice {
+  name: NovaSpecOptionName;
+  reason: string;
+  /** Set when the operator forced a name the installed nova does not read. */
+  warning: string | null;
+}
+
+/** The relation key nova-compute reads (charmhelpers SubordinateConfigContext). */
+export const SUBORDINATE_CONFIGURATION_KEY = "subordinate_configuration";
+/** The service and file keys nova-compute looks up; it asks for `nova-compute` first, then `nova`,
+ * and uses only the first it finds, so exactly one (`nova`, as ceilometer-agent and the vGPU
+ * charm send) is published. */
+const SERVICE_KEY = "nova";
+const NOVA_CONF = "/etc/nova/nova.conf";
+
+/** nova 26.0.0 (Zed) renamed `[pci] passthrough_whitelist` to `device_spec` (nova commit
+ * 14e68ac6e9, first tagged 26.0.0.0rc1); every later release still reads the old name as a
+ * deprecated alias, so `passthrough_whitelist` is the one name all supported releases accept. */
+const DEVICE_SPEC_SINCE_MAJOR = 26;
+
+// nova's major version per OpenStack release (nova tags; releasenotes/source). Ubuntu packages
+// carry an epoch (`2:`/`3:`) and a revision, which host/nova-release.ts strips.
+const RELEASE_BY_MAJOR: Record<number, string> = {
+  16: "Pike",
+  17: "Queens",
+  18: "Rocky",
+  19: "Stein",
+  20: "Train",
+  21: "Ussuri",
+  22: "Victoria",
+  23: "Wallaby",
+  24: "Xena",
+  25: "Yoga",
+  26: "Zed",
+  27: "2023.1 Antelope",
+  28: "2023.2 Bobcat",
+  29: "2024.1 Caracal",
+  30: "2024.2 Dalmatian",
+  31: "2025.1 Epoxy",
+  32: "2025.2 Flamingo",
+  33: "2026.1 Gazpacho",
+};
+
+/** The OpenStack release name of a nova major version, e.g. 25 → "Yoga"; null when unknown. */
+export function openstackReleaseName(major: number): string | null {
+  return RELEASE_BY_MAJOR[major] ?? null;
+}
+
+/** "nova 29.0.1 (2024.1 Caracal, nova-common 3:29.0.1-0ubuntu1)": how messages name a release. */
+export function describeNovaRelease(release: NovaRelease): string {
+  const name = openstackReleaseName(release.upstream[0]);
+  return (
+    `nova ${release.upstream.join(".")} (${name ? `${name}, ` : ""}` +
+    `${release.package} ${release.version})`
+  );
+}
+
+/** Which [pci] option name carries the device specs, with the reason (for the action and logs). */
+export function chooseOptionName(
+  setting: NovaPciOption,
+  installed: NovaRelease | null,
+): NovaOptionChoice {
+  const hasDeviceSpec = installed !== null && installed.upstream[0] >= DEVICE_SPEC_SINCE_MAJOR;
+  const seen = installed
+    ? `${describeNovaRelease(installed)} is installed`
+    : "no installed nova-common or python3-nova was found in the dpkg status";
+  if (setting === "device_spec") {
+    const warning =
+      installed !== null && !hasDeviceSpec
+        ? `nova-pci-option=device_spec but ${seen}: releases before Zed (26.0.0) ignore ` +
+          "device_spec and will offer no devices. Set nova-pci-option=auto or passthrough_whitelist."
+        : null;
+    return {
+      name: "device_spec",
+      reason: `nova-pci-option is set to device_spec (${seen})`,
+      warning,
+    };
+  }
+  if (setting === "passthrough_whitelist") {
+    const note = hasDeviceSpec ? "; nova reads it as the deprecated name of device_spec" : "";
+    return {
+      name: "passthrough_whitelist",
+      reason: `nova-pci-option is set to passthrough_whitelist (${seen}${note})`,
+      warning: null,
+    };
+  }
+  if (installed === null) {
+    return {
+      name: "passthrough_whitelist",
+      reason:
+        `nova-pci-option=auto and ${seen}: passthrough_whitelist is read by every supported ` +
+        "release (deprecated name of device_spec since Zed, 26.0.0)",
+      warning: null,
+    };
+  }
+  return hasDeviceSpec
+    ? {
+        name: "device_spec",
+        reason: `nova-pci-option=auto and ${seen}: device_spec is the option name from Zed (26.0.0) on`,
+        warning: null,
+      }
+    : {
+        name: "passthrough_whitelist",
+        reason: `nova-pci-option=auto and ${seen}: releases before Zed (26.0.0) only know passthrough_whitelist`,
+        warning: null,
+      };
+}
+
+/** The [pci] option name for device specs (see chooseOptionName for the reason). */
+export function resolveOptionName(
+  setting: NovaPciOption,
+  installedNova: NovaRelease | null,
+): NovaSpecOptionName {
+  return chooseOptionName(setting, installedNova).name;
+}
+
+// nova checks domain ≤ ffff, bus ≤ ff, slot ≤ 1f, function ≤ 7 (nova/pci/devspec.py).
+const ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/;
+/** Alias names that pass untouched through oslo.config (`$` is a template, `\$` an escape),
+ * the nova.conf line (no newline), nova's schema (1–256 characters, stripped) and the flavor
+ * extra spec `pci_passthrough:alias` = `name:count[,name:count…]` (no `,` or `:`); also no quotes,
+ * so the `juju config` and `openstack flavor set` lines paste as printed. */
+const ALIAS_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,254}[A-Za-z0-9])?$/;
+
+/** 4 lower-case hex digits from `10de`, `0x10DE`, `10DE`; null when it is not a 16-bit hex id. */
+function hexId(value: string): string | null {
+  const v = value.trim().toLowerCase().replace(/^0x/, "");
+  return /^[0-9a-f]{1,4}$/.test(v) ? v.padStart(4, "0") : null;
+}
+
+/** Why nova would refuse this function's entries, or null when they are fine. */
+function entryProblem(device: BoundDevice): string | null {
+  if (!ADDRESS.test(device.address.toLowerCase())) {
+    return `PCI address "${device.address}" is not a full domain:bus:device.function address`;
+  }
+  if (hexId(device.vendorId) === null || hexId(device.deviceId) === null) {
+    return `ids "${device.vendorId}:${device.deviceId}" of ${device.address} are not 4-digit hex`;
+  }
+  return null;
+}
+
+function aliasKey(a: NovaAlias): string {
+  return [a.name, a.vendor_id, a.product_id, a.device_type, a.numa_policy ?? ""].join("\u0000");
+}
+
+function byAddress(a: BoundDevice, b: BoundDevice): number {
+  return a.address < b.address ? -1 : a.address > b.address ? 1 : 0;
+}
+
+/** One pass over the functions: the entries nova will accept, and what was left out and why. */
+function buildEntries(bound: BoundDevice[]): { entries: NovaPciEntries; problems: PlanProblem[] } {
+  const deviceSpecs: NovaDeviceSpec[] = [];
+  const aliases: NovaAlias[] = [];
+  const problems: PlanProblem[] = [];
+  const seen = new Set<string>();
+  // alias name → the device_type/numa_policy of its first entry: later entries must agree.
+  const shapeOf = new Map<string, { shape: string; address: string }>();
+  for (const device of [...bound].sort(byAddress)) {
+    const bad = entryProblem(device);
+    if (bad !== null) {
+      problems.push({ option: null, message: `${bad}: not offered to nova.` });
+      continue;
+    }
+    const address = device.address.toLowerCase();
+    const vendor = hexId(device.vendorId)!;
+    const product = hexId(device.deviceId)!;
+    deviceSpecs.push({ vendor_id: vendor, product_id: product, address });
+
+    if (!ALIAS_NAME.test(device.alias)) {
+      problems.push({
+        option: "devices",
+        message:
+          `alias ${JSON.stringify(device.alias)} of ${address} cannot be a nova alias name ` +
+          "(use letters, digits, '.', '_' or '-', starting and ending with a letter or digit, at " +
+          "most 256): its device_spec is offered, its alias is not. Set `alias` in `devices`.",
+      });
+      continue;
+    }
+    const alias: NovaAlias = {
+      name: device.alias,
+      vendor_id: vendor,
+      product_id: product,
+      device_type: device.deviceType,
+    };
+    if (device.numaPolicy !== null) alias.numa_policy = device.numaPolicy;
+    const shape = `${alias.device_type}/${alias.numa_policy ?? "legacy"}`;
+    const first = shapeOf.get(alias.name);
+    if (first !== undefined && first.shape !== shape) {
+      problems.push({
+        option: "devices",
+        message:
+          `alias "${alias.name}" is ${first.shape} for ${first.address} but ${shape} for ` +
+          `${address} (device_type/numa_policy): nova refuses an alias whose entries differ, so ` +
+          `${address} is left out of it. Give one of them its own alias in \`devices\`.`,
+      });
+      continue;
+    }
+    if (first === undefined) shapeOf.set(alias.name, { shape, address });
+    const key = aliasKey(alias);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    aliases.push(alias);
+  }
+  return { entries: { deviceSpecs, aliases }, problems };
+}
+
+/**
+ * The [pci] values for these functions: one device_spec per function, pinned by address (so one of
+ * two identical cards can be offered) and by ids; one alias per distinct (name, ids, device_type,
+ * numa_policy), in address order.
+ *
+ * One alias name over two vendor:product pairs is published as two alias lines: nova ORs alias
+ * entries with the same name (nova/pci/request.py get_alias_from_config), as long as they share
+ * device_type and numa_policy (it raises PciInvalidAlias otherwise, and, with
+ * [filter_scheduler]pci_in_placement, for any name with more than one spec). Entries nova would
+ * refuse are left out here and reported by novaEntryProblems: a bad line stops nova-compute.
+ */
+export function novaPciEntries(bound: BoundDevice[]): NovaPciEntries {
+  return buildEntries(bound).entries;
+}
+
+/** What novaPciEntries had to leave out, and why, naming the device and what to change. */
+export function novaEntryProblems(bound: BoundDevice[]): PlanProblem[] {
+  return buildEntries(bound).problems;
+}
+
+/** The compact JSON nova.conf carries for one value (no spaces, keys in nova's documented order). */
+export function novaJson(value: NovaDeviceSpec | NovaAlias): string {
+  return JSON.stringify(value);
+}
+
+/** The [pci] (key, value) pairs in publishing order: every device_spec, then every alias. */
+export function pciPairs(
+  entries: NovaPciEntries,
+  optionName: NovaSpecOptionName,
+): [string, string][] {
+  return [
+    ...entries.deviceSpecs.map((s): [string, string] => [optionName, novaJson(s)]),
+    ...entries.aliases.map((a): [string, string] => ["alias", novaJson(a)]),
+  ];
+}
+
+/**
+ * The JSON string for the relation key `subordinate_configuration`.
+ *
+ * With nothing to offer it still publishes an empty `pci` list rather than deleting the key:
+ * nova-compute's `ephemeral-backend-relation-changed` hook only rewrites nova.conf when the
+ * ceilometer/ephemeral-backend context is complete, and SubordinateConfigContext calls a context
+ * with no sections incomplete. Deleting the key on a host without ceilometer-agent would leave the
+ * old device_spec lines in nova.conf (nova would keep offering functions the host took back); an
+ * empty `pci` list keeps the context complete, so nova-compute re-renders and the lines go (an
+ * empty `[pci]` header remains, which oslo.config ignores). Within that context sections from
+ * several units are merged, so ceilometer-agent's [DEFAULT] lines are kept either way.
+ */
+export function subordinateConfiguration(
+  entries: NovaPciEntries,
+  optionName: NovaSpecOptionName,
+): string {
+  return JSON.stringify({
+    [SERVICE_KEY]: { [NOVA_CONF]: { sections: { pci: pciPairs(entries, optionName) } } },
+  });
+}
+
+/** The [pci] lines exactly as nova-compute's section-ephemeral template renders our data. */
+export function renderPciSection(entries: NovaPciEntries, optionName: NovaSpecOptionName): string {
+  return `[pci]\n${pciPairs(entries, optionName)
+    .map(([k, v]) => `${k} = ${v}\n`)
+    .join("")}\n`;
+}
+
+export interface NovaRelationData {
+  /** Our unit's relation data: a value to set, or null to delete the key. */
+  data: Record<string, string | null>;
+  /** Bound functions not on vfio-pci yet (they wait for a reboot or the rebind action). */
+  waiting: BoundDevice[];
+}
+
+/** This unit's data for nova-compute: only the functions on vfio-pci now are offered. */
+export function novaRelationData(
+  bound: BoundDevice[],
+  onVfio: (address: string) => boolean,
+  optionName: NovaSpecOptionName,
+): NovaRelationData {
+  const offered = bound.filter((d) => onVfio(d.address));
+  const waiting = bound.filter((d) => !onVfio(d.address));
+  return {
+    data: {
+      [SUBORDINATE_CONFIGURATION_KEY]: subordinateConfiguration(
+        novaPciEntries(offered),
+        optionName,
+      ),
+    },
+    waiting,
+  };
+}
+
+/** The data that clears our key (relation departed/broken, charm removal). */
+export function clearedNovaRelationData(): Record<string, string | null> {
+  return { [SUBORDINATE_CONFIGURATION_KEY]: null };
+}
+
+/** The status line for functions bound in the plan but not on vfio-pci yet; null when none. */
+export function novaWaitingMessage(waiting: BoundDevice[]): string | null {
+  if (waiting.length === 0) return null;
+  const n = waiting.length;
+  return `waiting for reboot before offering ${n} device${n === 1 ? "" : "s"} to nova`;
+}
