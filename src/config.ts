@@ -130,11 +130,6 @@ export function clip(value: string, max = 60): string {
   return flat.length > max ? `${flat.slice(0, max - 3)}...` : flat;
 }
 
-/** One line for `status-set` / logs: option, value, problem, fix. */
-export function formatConfigError(e: ConfigError): string {
-  return `${e.option}: ${JSON.stringify(e.value)} ${e.problem}; ${e.fix}`;
-}
-
 /** Validates every option the charm reads; collects all errors rather than stopping at the first. */
 export function parseConfig(raw: Record<string, unknown>): ParseResult {
   const errors: ConfigError[] = [];
@@ -301,6 +296,11 @@ const OWNED_PARAMS: Record<string, string> = {
   "modprobe.blacklist": "blacklist-drivers",
   "vfio_pci.ids": "devices",
 };
+/** True for a token that may go into the grub drop-in as is (the renderer re-checks every one). */
+export function isSafeKernelParam(token: string): boolean {
+  return KERNEL_PARAM.test(token);
+}
+
 /** Longer than this cannot fit a kernel command line next to root= and the rest (x86: 2048). */
 const MAX_EXTRA_PARAMS = 1024;
 

@@ -1,0 +1,133 @@
+// Boot-time decisions: the kernel parameters our grub drop-in appends and the modules kept off the
+// host. Pure: config, facts and the modules.alias index in, lists out. The file texts that carry
+// these decisions are rendered in render-files.ts.
+import { type Config, isProtectedModule, normaliseModule } from "../config";
+import type { HostFacts, ModuleIndex, PciFunction } from "../host/facts";
+import { idsOf } from "./select";
+import type { BoundDevice, PlanProblem } from "./types";
+
+/** The kernel parameters, in the order the drop-in appends them, and what is worth saying. */
+export function planKernelParams(
+  config: Config,
+  facts: HostFacts,
+  blacklist: string[],
+): { params: string[]; notes: string[] } {
+  const params: string[] = [];
+  const notes: string[] = [];
+  // AMD: `amd_iommu=on` is not a valid value (the kernel logs "AMD-Vi: Unknown option" and the
+  // IOMMU is on by default anyway), so AMD hosts get no IOMMU switch at all.
+  switch (config.iommu) {
+    case "auto":
+      if (facts.cpuVendor === "intel") params.push("intel_iommu=on");
+      if (facts.cpuVendor === "unknown") {
+        notes.push(
+          "iommu=auto: CPU vendor unknown, no IOMMU switch added (set iommu to intel or amd)",
+        );
+      }
+      break;
+    case "intel":
+      params.push("intel_iommu=on");
+      if (facts.cpuVendor === "amd")
+        notes.push("iommu=intel on an AMD CPU: intel_iommu=on has no effect");
+      break;
+    case "amd":
+      if (facts.cpuVendor === "intel")
+        notes.push("iommu=amd on an Intel CPU: no IOMMU switch added");
+      break;
+    case "off":
+      break;
+  }
+  if (config.iommuPassthroughMode && config.iommu !== "off") params.push("iommu=pt");
+  if (config.allowUnsafeInterrupts) {
+    params.push("vfio_iommu_type1.allow_unsafe_interrupts=1");
+    notes.push("allow-unsafe-interrupts is on: guests are less isolated");
+  }
+  // On the command line as well as in modprobe.d: kmod reads /proc/cmdline in the initramfs too,
+  // and we cannot know which drivers the next initramfs will carry.
+  if (blacklist.length > 0) params.push(`modprobe.blacklist=${blacklist.join(",")}`);
+  params.push(...config.extraKernelParams);
+  return { params, notes };
+}
+
+/** The modules that serve or would claim a function: modules.alias matches (as `lspci -k`
+ * shows them) plus its current driver, in kmod's `_` spelling, without vfio modules, pcieport or pci-stub. */
+export function claimersOf(fn: PciFunction, moduleIndex: ModuleIndex | null): string[] {
+  const names = new Set<string>();
+  for (const m of moduleIndex?.modulesFor(fn.modalias) ?? []) names.add(normaliseModule(m));
+  if (fn.driver !== null) names.add(normaliseModule(fn.driver));
+  return [...names].filter((m) => !isProtectedModule(m) && m !== "pci_stub").sort();
+}
+
+/** The native drivers of the functions given to VMs: each gets `softdep <m> pre: vfio-pci`. */
+export function nativeDrivers(
+  bind: BoundDevice[],
+  facts: HostFacts,
+  moduleIndex: ModuleIndex | null,
+): string[] {
+  const byAddress = new Map(facts.functions.map((f) => [f.address, f]));
+  const out = new Set<string>();
+  for (const b of bind) {
+    const fn = byAddress.get(b.address);
+    if (fn) for (const m of claimersOf(fn, moduleIndex)) out.add(m);
+  }
+  return [...out].sort();
+}
+
+/**
+ * The host-wide blacklist. `auto`: every module that would claim a function given to VMs, minus
+ * every module that serves or would claim a function the host keeps (the management NIC on the
+ * same driver, the identical twin of a GPU selected by address). An explicit list is taken as is,
+ * but refused when it would strand a kept function: its current driver is listed, or every module
+ * that could claim it is.
+ */
+export function planBlacklist(
+  config: Config,
+  facts: HostFacts,
+  moduleIndex: ModuleIndex | null,
+  bind: BoundDevice[],
+): { modules: string[]; problems: PlanProblem[]; notes: string[] } {
+  const bound = new Set(bind.map((b) => b.address));
+  const kept = facts.functions.filter((fn) => !bound.has(fn.address));
+  const setting = config.blacklistDrivers;
+
+  if (setting.mode === "auto") {
+    if (bind.length === 0) return { modules: [], problems: [], notes: [] };
+    if (moduleIndex === null) {
+      // Without modules.alias we cannot know what else a module would claim: blacklist nothing
+      // (per-address binding works without a blacklist).
+      return {
+        modules: [],
+        problems: [],
+        notes: ["modules.alias unreadable: blacklist-drivers=auto blacklists nothing"],
+      };
+    }
+    const wanted = new Set(nativeDrivers(bind, facts, moduleIndex));
+    for (const fn of kept) for (const m of claimersOf(fn, moduleIndex)) wanted.delete(m);
+    return { modules: [...wanted].sort(), problems: [], notes: [] };
+  }
+
+  const listed = new Set(setting.modules.map(normaliseModule));
+  const problems: PlanProblem[] = [];
+  for (const module of [...listed].sort()) {
+    const stranded = kept.filter((fn) => {
+      const driver = fn.driver === null ? null : normaliseModule(fn.driver);
+      if (driver === module) return true;
+      const candidates = claimersOf(fn, moduleIndex);
+      return candidates.includes(module) && candidates.every((m) => listed.has(m));
+    });
+    if (stranded.length === 0) continue;
+    const named = stranded
+      .slice(0, 3)
+      .map((fn) => `${fn.address} (${idsOf(fn)}${fn.driver ? `, on ${fn.driver}` : ""})`)
+      .join(", ");
+    const more = stranded.length > 3 ? ` and ${stranded.length - 3} more` : "";
+    problems.push({
+      option: "blacklist-drivers",
+      message:
+        `blacklisting ${module} would leave ${named}${more} without a driver, and the host keeps ` +
+        `${stranded.length === 1 ? "it" : "them"}: remove ${module} from blacklist-drivers ` +
+        "(per-address binding needs no blacklist), use auto, or select those devices too.",
+    });
+  }
+  return { modules: [...listed].sort(), problems, notes: [] };
+}

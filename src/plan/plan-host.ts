@@ -1,0 +1,145 @@
+// The host plan: config + facts → every owned file with its bytes, the kernel parameters, the
+// blacklist, the functions for vfio-pci, and what blocks or is worth saying. Pure and
+// deterministic (same input, same bytes): the apply step writes exactly this, nothing more.
+import type { Config } from "../config";
+import type { HostFacts, ModuleIndex } from "../host/facts";
+import { OWNED } from "../host/root";
+import { nativeDrivers, planBlacklist, planKernelParams } from "./boot";
+import {
+  renderBindHelper,
+  renderGrubDropIn,
+  renderInitramfsHook,
+  renderModprobeConf,
+  renderUdevRules,
+} from "./render-files";
+import { describeSelector, idsOf, selectFunctions } from "./select";
+import type { BoundDevice, FileSpec, HostPlan, PlanProblem, Regenerate } from "./types";
+
+/** What the charm stored the last time it applied a plan. */
+export interface PreviousBinding {
+  /** Address → "vvvv:dddd" of every function set up for vfio-pci. */
+  boundIds: Record<string, string>;
+}
+
+/** Which regeneration each owned file feeds, whether it is written or removed. */
+export const FEEDS: Record<string, Regenerate[]> = {
+  [OWNED.grubDropIn]: ["grub"],
+  [OWNED.modprobeConf]: ["initramfs"],
+  [OWNED.udevRule]: ["initramfs"],
+  [OWNED.bindHelper]: ["initramfs"],
+  [OWNED.initramfsHook]: ["initramfs"],
+};
+
+/** Plans the host: the files the charm should own and why, or the problems that stop it. */
+export function planHost(
+  config: Config,
+  facts: HostFacts,
+  moduleIndex: ModuleIndex | null,
+  previous: PreviousBinding,
+): HostPlan {
+  const problems: PlanProblem[] = [];
+  const notes: string[] = [];
+
+  if (facts.container) {
+    problems.push({
+      option: null,
+      message:
+        "host preparation needs a machine, not a container: deploy to the compute host itself",
+    });
+  }
+
+  const selection = selectFunctions(config.devices, facts);
+  const bind = selection.bind;
+  problems.push(...selection.problems);
+  if (bind.length > 0) {
+    for (const sel of selection.unmatched)
+      notes.push(`${describeSelector(sel)} matches nothing here`);
+  }
+  notes.push(...selection.notes);
+
+  problems.push(...identityChanges(config, facts, bind, previous, notes));
+
+  if (bind.length > 0 && facts.vfioPci === "missing") {
+    problems.push({
+      option: "devices",
+      message:
+        `kernel ${facts.kernelRelease} has no vfio-pci (neither built in nor a module): install ` +
+        `linux-modules-extra-${facts.kernelRelease} (or a kernel with CONFIG_VFIO_PCI), then retry.`,
+    });
+  }
+
+  const blacklist = planBlacklist(config, facts, moduleIndex, bind);
+  problems.push(...blacklist.problems);
+  notes.push(...blacklist.notes);
+
+  const kernel = planKernelParams(config, facts, blacklist.modules);
+  notes.push(...kernel.notes);
+
+  const files: FileSpec[] = [];
+  if (kernel.params.length > 0) {
+    files.push({ path: OWNED.grubDropIn, content: renderGrubDropIn(kernel.params), mode: 0o644 });
+  }
+  const modprobe = renderModprobeConf(blacklist.modules, nativeDrivers(bind, facts, moduleIndex));
+  if (modprobe !== null) files.push({ path: OWNED.modprobeConf, content: modprobe, mode: 0o644 });
+  const udev = renderUdevRules(bind);
+  if (udev !== null) {
+    files.push({ path: OWNED.udevRule, content: udev, mode: 0o644 });
+    files.push({ path: OWNED.bindHelper, content: renderBindHelper(), mode: 0o755 });
+    files.push({ path: OWNED.initramfsHook, content: renderInitramfsHook(), mode: 0o755 });
+  }
+  files.sort((a, b) => (a.path < b.path ? -1 : 1));
+
+  return {
+    files,
+    feeds: { ...FEEDS },
+    kernelParams: kernel.params,
+    blacklist: blacklist.modules,
+    bind,
+    problems,
+    notes,
+  };
+}
+
+/**
+ * The charm stored vendor:device next to each address it bound. A function planned for vfio-pci
+ * whose address now holds another device (a card swapped, a slot renumbered by a BIOS update) is
+ * refused, unless an entry that selects it names its current ids: that is the operator's
+ * confirmation. An address that changed but is no longer planned only gets a note.
+ */
+function identityChanges(
+  config: Config,
+  facts: HostFacts,
+  bind: BoundDevice[],
+  previous: PreviousBinding,
+  notes: string[],
+): PlanProblem[] {
+  const problems: PlanProblem[] = [];
+  const planned = new Map(bind.map((b) => [b.address, b]));
+  const byAddress = new Map(facts.functions.map((f) => [f.address, f]));
+  const confirmedByIds = (b: BoundDevice): boolean => {
+    const anchor = b.follows === null ? b : (planned.get(b.follows) ?? b);
+    const fn = byAddress.get(anchor.address);
+    return config.devices.some(
+      (s) => s.vendorId === fn?.vendorId && s.productId === fn?.deviceId && s.vendorId !== null,
+    );
+  };
+  for (const address of Object.keys(previous.boundIds).sort()) {
+    const before = previous.boundIds[address]!;
+    const fn = byAddress.get(address);
+    const now = fn ? idsOf(fn) : null;
+    if (now === before) continue;
+    const b = planned.get(address);
+    if (b && !confirmedByIds(b)) {
+      problems.push({
+        option: "devices",
+        message:
+          `${address} was ${before} when the charm bound it and is now ${now}: the card in that ` +
+          `slot changed. Check the hardware; to give the new device to VMs, add vendor-id ` +
+          `${fn!.vendorId} and product-id ${fn!.deviceId} to its devices entry, or remove it from devices.`,
+      });
+    } else if (!b) {
+      notes.push(`${address} was ${before} and is now ${now ?? "gone"}: left to the host`);
+    }
+  }
+  return problems;
+}
