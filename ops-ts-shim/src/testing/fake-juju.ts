@@ -1,0 +1,668 @@
+// A small imitation of Juju's hook tools over a plain state object, shared by the in-memory
+// Scenario harness and the process-level simulator (whose executables call it). It parses
+// arguments the way Juju's gnuflag-based commands do, prints Juju's output formats, and
+// refuses what Juju refuses, with Juju's messages and exit codes: 2 for a usage error
+// (bad flag or argument, found before the command runs), 1 for a failure while running.
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
+import type { HookToolResult } from "../runner";
+
+/** One relation as the fake controller knows it. */
+export interface FakeRelation {
+  id: number;
+  endpoint: string;
+  remoteApp: string;
+  remoteUnits: string[];
+  remoteUnitsData: Record<string, Record<string, string>>;
+  remoteAppData: Record<string, string>;
+  localUnitData: Record<string, string>;
+  localAppData: Record<string, string>;
+}
+
+/** One action run: its params in, what the charm reported out. */
+export interface FakeAction {
+  id: string;
+  name: string;
+  params: Record<string, unknown>;
+  /** Nested, as Juju assembles dotted action-set keys. */
+  results: Record<string, unknown>;
+  failed: boolean;
+  failureMessage: string | null;
+  logs: string[];
+}
+
+/** A status as status-set left it. */
+export interface FakeStatus {
+  status: string;
+  message: string;
+}
+
+/** Everything the fake controller knows about one unit. Plain JSON, so it can live in a file. */
+export interface FakeUnitState {
+  unitName: string;
+  leader: boolean;
+  /** Every declared option; null for unset options without a default. */
+  config: Record<string, unknown>;
+  relations: FakeRelation[];
+  /** Juju's unit state (state-get/state-set): strings only. */
+  stored: Record<string, string>;
+  unitStatus: FakeStatus;
+  appStatus: FakeStatus;
+  statusHistory: Array<FakeStatus & { application: boolean }>;
+  logs: Array<{ level: string; message: string }>;
+  actions: Record<string, FakeAction>;
+  workloadVersion: string | null;
+  reboot: "after-hook" | "now" | null;
+  calls: Array<{ argv: string[]; exitCode: number; stdin?: string }>;
+}
+
+/** The hook context a tool call runs in, as Juju's environment tells it. */
+export type FakeToolEnv = Record<string, string | undefined>;
+
+/** Names of the tools this fake implements. */
+export const FAKE_TOOL_NAMES = [
+  "action-fail",
+  "action-get",
+  "action-log",
+  "action-set",
+  "application-version-set",
+  "config-get",
+  "is-leader",
+  "juju-log",
+  "juju-reboot",
+  "relation-get",
+  "relation-ids",
+  "relation-list",
+  "relation-set",
+  "state-delete",
+  "state-get",
+  "state-set",
+  "status-get",
+  "status-set",
+] as const;
+
+/** A new, empty unit state. */
+export function emptyUnitState(unitName: string): FakeUnitState {
+  return {
+    unitName,
+    leader: false,
+    config: {},
+    relations: [],
+    stored: {},
+    unitStatus: { status: "unknown", message: "" },
+    appStatus: { status: "unknown", message: "" },
+    statusHistory: [],
+    logs: [],
+    actions: {},
+    workloadVersion: null,
+    reboot: null,
+    calls: [],
+  };
+}
+
+class UsageError extends Error {}
+class RunError extends Error {}
+
+// Go's %q, near enough for messages.
+const q = (s: string): string => JSON.stringify(s);
+
+type FlagSpec = Record<string, { type: "string" | "boolean"; short?: string }>;
+
+const GO_BOOL: Record<string, boolean> = {
+  "1": true,
+  t: true,
+  T: true,
+  true: true,
+  TRUE: true,
+  True: true,
+  "0": false,
+  f: false,
+  F: false,
+  false: false,
+  FALSE: false,
+  False: false,
+};
+
+/** gnuflag semantics on node's parseArgs: interspersed flags, `--`, unknown flag = usage error. */
+function parseFlags(
+  spec: FlagSpec,
+  args: readonly string[],
+): { flags: Record<string, string | boolean>; positionals: string[] } {
+  const { tokens } = parseArgs({
+    args: [...args],
+    options: spec,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const flags: Record<string, string | boolean> = {};
+  const positionals: string[] = [];
+  for (const token of tokens) {
+    if (token.kind === "positional") positionals.push(token.value);
+    if (token.kind !== "option") continue;
+    const option = spec[token.name];
+    if (!option) throw new UsageError(`flag provided but not defined: ${token.rawName}`);
+    if (option.type === "boolean") {
+      if (token.value === undefined) flags[token.name] = true;
+      else if (token.value in GO_BOOL) flags[token.name] = GO_BOOL[token.value]!;
+      else
+        throw new UsageError(
+          `invalid value ${q(token.value)} for flag ${token.rawName}: parse error`,
+        );
+    } else {
+      if (token.value === undefined)
+        throw new UsageError(`flag needs an argument: ${token.rawName}`);
+      flags[token.name] = token.value;
+    }
+  }
+  return { flags, positionals };
+}
+
+const checkEmpty = (rest: readonly string[]): void => {
+  if (rest.length > 0) throw new UsageError(`unrecognized args: [${rest.map(q).join(" ")}]`);
+};
+
+const FORMAT_FLAG: FlagSpec = {
+  format: { type: "string" },
+  o: { type: "string" },
+  output: { type: "string" },
+};
+
+const sortKeys = (value: unknown): unknown => {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(
+      Object.keys(value)
+        .sort()
+        .map((k) => [k, sortKeys((value as Record<string, unknown>)[k])]),
+    );
+  }
+  return value;
+};
+
+/** Juju's cmd.Output: json, yaml, or "smart" (plain strings, True/False, YAML otherwise). */
+function formatOutput(format: string, value: unknown): string {
+  const sorted = sortKeys(value);
+  switch (format) {
+    case "json":
+      return `${JSON.stringify(sorted ?? null)}\n`;
+    case "yaml":
+      return value === null || value === undefined ? "" : stringifyYaml(sorted);
+    case "smart":
+      if (value === null || value === undefined) return "";
+      if (typeof value === "string") return `${value}\n`;
+      if (typeof value === "boolean") return value ? "True\n" : "False\n";
+      if (typeof value === "number") return `${value}\n`;
+      return stringifyYaml(sorted);
+    default:
+      throw new UsageError(
+        `invalid value ${q(format)} for flag --format: unknown format ${q(format)}`,
+      );
+  }
+}
+
+const outputFormat = (flags: Record<string, string | boolean>): string => {
+  const format = (flags.format ?? flags.output ?? flags.o ?? "smart") as string;
+  formatOutput(format, null); // validate early: a bad format is a usage error
+  return format;
+};
+
+const UNIT_NAME = /^[a-z][a-z0-9]*(?:-[a-z0-9]*[a-z][a-z0-9]*)*\/\d+$/;
+const APP_NAME = /^[a-z][a-z0-9]*(?:-[a-z0-9]*[a-z][a-z0-9]*)*$/;
+const ACTION_KEY = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
+const RESERVED = ["stdout", "stdout-encoding", "stderr", "stderr-encoding"];
+const LOG_LEVELS = ["TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
+const SETTABLE = ["maintenance", "blocked", "waiting", "active"];
+
+interface Invocation {
+  state: FakeUnitState;
+  args: readonly string[];
+  stdin: string;
+  env: FakeToolEnv;
+  cwd: string;
+  out: string[];
+}
+
+const fakeId = (r: FakeRelation): string => `${r.endpoint}:${r.id}`;
+
+function hookRelation(inv: Invocation): FakeRelation | null {
+  const raw = inv.env.JUJU_RELATION_ID;
+  if (!raw) return null;
+  const id = Number(raw.slice(raw.lastIndexOf(":") + 1));
+  return inv.state.relations.find((r) => r.id === id) ?? null;
+}
+
+function relationFlagValue(
+  inv: Invocation,
+  flags: Record<string, string | boolean>,
+): FakeRelation | null {
+  const raw = (flags.relation ?? flags.r) as string | undefined;
+  if (raw === undefined) return hookRelation(inv);
+  const flag = flags.relation !== undefined ? "--relation" : "-r";
+  const tail = raw.slice(raw.lastIndexOf(":") + 1);
+  if (!/^-?\d+$/.test(tail))
+    throw new UsageError(`invalid value ${q(raw)} for flag ${flag}: invalid relation id`);
+  const relation = inv.state.relations.find((r) => r.id === Number(tail));
+  if (!relation)
+    throw new UsageError(`invalid value ${q(raw)} for flag ${flag}: unknown relation id`);
+  return relation;
+}
+
+function currentAction(inv: Invocation): FakeAction {
+  const id = inv.env.JUJU_ACTION_UUID;
+  const action = id ? inv.state.actions[id] : undefined;
+  if (!action) throw new RunError("not running an action");
+  return action;
+}
+
+/** key=value arguments, as juju/utils keyvalues.Parse(args, true). */
+function parseKeyValues(args: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const arg of args) {
+    const eq = arg.indexOf("=");
+    if (eq < 1) throw new UsageError(`expected "key=value", got ${q(arg)}`);
+    const key = arg.slice(0, eq);
+    if (key in out) throw new UsageError(`key ${q(key)} specified more than once`);
+    out[key] = arg.slice(eq + 1);
+  }
+  return out;
+}
+
+/** A --file argument: a YAML (or JSON) map whose scalar values become strings, as goyaml does. */
+function readSettingsFile(inv: Invocation, path: string): Record<string, string> {
+  let text: string;
+  if (path === "-") text = inv.stdin;
+  else {
+    try {
+      text = readFileSync(resolve(inv.cwd, path), "utf8");
+    } catch (e) {
+      throw new RunError(
+        `open ${path}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file or directory" : (e as Error).message}`,
+      );
+    }
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    try {
+      data = parseYaml(text);
+    } catch (e) {
+      throw new RunError(`yaml: ${(e as Error).message.split("\n")[0]}`);
+    }
+  }
+  if (data === null || data === undefined) return {};
+  if (typeof data !== "object" || Array.isArray(data)) {
+    throw new RunError(
+      "yaml: unmarshal errors:\n  line 1: cannot unmarshal into map[string]string",
+    );
+  }
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(data)) {
+    if (v !== null && typeof v === "object") {
+      throw new RunError(
+        `yaml: unmarshal errors:\n  cannot unmarshal ${Array.isArray(v) ? "!!seq" : "!!map"} into string (key ${q(k)})`,
+      );
+    }
+    out[k] = v === null ? "" : String(v);
+  }
+  return out;
+}
+
+function setNested(target: Record<string, unknown>, keys: string[], value: string): void {
+  let node = target;
+  for (const key of keys.slice(0, -1)) {
+    const next = node[key];
+    if (next === null || typeof next !== "object") node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[keys[keys.length - 1]!] = value;
+}
+
+type Tool = (inv: Invocation) => void;
+
+const TOOLS: Record<string, Tool> = {
+  "config-get": (inv) => {
+    const { flags, positionals } = parseFlags(
+      { ...FORMAT_FLAG, a: { type: "boolean" }, all: { type: "boolean" } },
+      inv.args,
+    );
+    const format = outputFormat(flags);
+    const all = Boolean(flags.a || flags.all);
+    const key = positionals[0] ?? "";
+    if (key !== "" && all)
+      throw new UsageError(`cannot use argument --all together with key ${q(key)}`);
+    checkEmpty(positionals.slice(1));
+    if (key === "") {
+      const settings = Object.fromEntries(
+        Object.entries(inv.state.config).filter(([, v]) => all || (v !== null && v !== undefined)),
+      );
+      inv.out.push(formatOutput(format, settings));
+    } else {
+      inv.out.push(formatOutput(format, inv.state.config[key] ?? null));
+    }
+  },
+
+  "action-get": (inv) => {
+    const { flags, positionals } = parseFlags(FORMAT_FLAG, inv.args);
+    const format = outputFormat(flags);
+    checkEmpty(positionals.slice(1));
+    const action = currentAction(inv);
+    if (positionals.length === 0) {
+      inv.out.push(formatOutput(format, action.params ?? {}));
+      return;
+    }
+    let node: unknown = action.params;
+    for (const key of positionals[0]!.split(".")) {
+      node = node && typeof node === "object" ? (node as Record<string, unknown>)[key] : undefined;
+    }
+    inv.out.push(formatOutput(format, node ?? null));
+  },
+
+  "action-set": (inv) => {
+    const { positionals } = parseFlags({}, inv.args);
+    const pairs: Array<[string[], string]> = [];
+    for (const arg of positionals) {
+      const eq = arg.indexOf("=");
+      if (eq < 0) throw new UsageError(`argument ${q(arg)} must be of the form key...=value`);
+      const keys = arg.slice(0, eq).split(".");
+      for (const key of keys) {
+        if (!ACTION_KEY.test(key)) {
+          throw new UsageError(
+            `key ${q(key)} must start and end with lowercase alphanumeric, and contain only lowercase alphanumeric and hyphens`,
+          );
+        }
+        if (RESERVED.includes(key))
+          throw new UsageError(`cannot set reserved action key ${q(key)}`);
+      }
+      pairs.push([keys, arg.slice(eq + 1)]);
+    }
+    const action = currentAction(inv);
+    for (const [keys, value] of pairs) setNested(action.results, keys, value);
+  },
+
+  "action-fail": (inv) => {
+    const { positionals } = parseFlags({}, inv.args);
+    let message = "action failed without reason given, check action for errors";
+    if (positionals.length > 0) {
+      message = positionals[0]!;
+      checkEmpty(positionals.slice(1));
+    }
+    const action = currentAction(inv);
+    action.failed = true;
+    action.failureMessage = message;
+  },
+
+  "action-log": (inv) => {
+    const { positionals } = parseFlags({}, inv.args);
+    if (positionals.length === 0) throw new UsageError("no message specified");
+    currentAction(inv).logs.push(positionals.join(" "));
+  },
+
+  "status-set": (inv) => {
+    const { flags, positionals } = parseFlags({ application: { type: "boolean" } }, inv.args);
+    if (positionals.length < 1) throw new UsageError("invalid args, require <status> [message]");
+    const status = positionals[0]!;
+    if (!SETTABLE.includes(status)) {
+      throw new UsageError(`invalid status ${q(status)}, expected one of [${SETTABLE.join(" ")}]`);
+    }
+    const message = positionals[1] ?? "";
+    checkEmpty(positionals.slice(2));
+    const application = Boolean(flags.application);
+    if (application && !inv.state.leader) throw new RunError("this unit is not the leader");
+    if (application) inv.state.appStatus = { status, message };
+    else inv.state.unitStatus = { status, message };
+    inv.state.statusHistory.push({ status, message, application });
+  },
+
+  "status-get": (inv) => {
+    const { flags, positionals } = parseFlags(
+      { ...FORMAT_FLAG, application: { type: "boolean" }, "include-data": { type: "boolean" } },
+      inv.args,
+    );
+    const format = outputFormat(flags);
+    checkEmpty(positionals);
+    const s = flags.application ? inv.state.appStatus : inv.state.unitStatus;
+    inv.out.push(
+      formatOutput(
+        format,
+        flags["include-data"]
+          ? { status: s.status, message: s.message, "status-data": {} }
+          : s.status,
+      ),
+    );
+  },
+
+  "juju-log": (inv) => {
+    const { flags, positionals } = parseFlags(
+      {
+        debug: { type: "boolean" },
+        l: { type: "string" },
+        "log-level": { type: "string" },
+        format: { type: "string" },
+      },
+      inv.args,
+    );
+    if (positionals.length === 0) throw new UsageError("no message specified");
+    let level = "INFO";
+    if (flags.debug) level = "DEBUG";
+    else {
+      const wanted = String(flags["log-level"] ?? flags.l ?? "INFO").toUpperCase();
+      const normalised = wanted === "WARN" ? "WARNING" : wanted;
+      if (LOG_LEVELS.includes(normalised)) level = normalised;
+      else
+        inv.state.logs.push({
+          level: "WARNING",
+          message: `Specified log level of ${q(wanted)} is not valid`,
+        });
+    }
+    inv.state.logs.push({ level, message: positionals.join(" ") });
+  },
+
+  "relation-ids": (inv) => {
+    const { flags, positionals } = parseFlags(FORMAT_FLAG, inv.args);
+    const format = outputFormat(flags);
+    const name = positionals[0] ?? hookRelation(inv)?.endpoint;
+    if (!name) throw new UsageError("no endpoint name specified");
+    checkEmpty(positionals.slice(1));
+    const ids = inv.state.relations
+      .filter((r) => r.endpoint === name)
+      .map(fakeId)
+      .sort();
+    inv.out.push(formatOutput(format, ids));
+  },
+
+  "relation-list": (inv) => {
+    const { flags, positionals } = parseFlags(
+      {
+        ...FORMAT_FLAG,
+        r: { type: "string" },
+        relation: { type: "string" },
+        app: { type: "boolean" },
+      },
+      inv.args,
+    );
+    const format = outputFormat(flags);
+    const relation = relationFlagValue(inv, flags);
+    if (!relation) throw new UsageError("no relation id specified");
+    checkEmpty(positionals);
+    inv.out.push(formatOutput(format, flags.app ? relation.remoteApp : [...relation.remoteUnits]));
+  },
+
+  "relation-get": (inv) => {
+    const { flags, positionals } = parseFlags(
+      {
+        ...FORMAT_FLAG,
+        r: { type: "string" },
+        relation: { type: "string" },
+        app: { type: "boolean" },
+      },
+      inv.args,
+    );
+    const format = outputFormat(flags);
+    const relation = relationFlagValue(inv, flags);
+    if (!relation) throw new UsageError("no relation id specified");
+    const args = [...positionals];
+    let key = args.shift() ?? "";
+    if (key === "-") key = "";
+    let app = Boolean(flags.app);
+    let target: string | undefined = args.shift();
+    if (target !== undefined) {
+      if (app) {
+        if (UNIT_NAME.test(target)) target = target.split("/")[0]!;
+      } else if (!UNIT_NAME.test(target)) {
+        throw new UsageError(
+          APP_NAME.test(target)
+            ? `expected unit name, got application name ${q(target)}`
+            : `invalid unit name ${q(target)}`,
+        );
+      }
+    } else if (app) {
+      target = inv.env.JUJU_REMOTE_APP || undefined;
+      if (!target) throw new UsageError("no unit or application specified");
+    } else if (inv.env.JUJU_REMOTE_UNIT) {
+      target = inv.env.JUJU_REMOTE_UNIT;
+    } else if (inv.env.JUJU_REMOTE_APP) {
+      target = inv.env.JUJU_REMOTE_APP;
+      app = true;
+    } else {
+      throw new UsageError("no unit or application specified");
+    }
+    checkEmpty(args);
+    const localApp = inv.state.unitName.split("/")[0];
+    let settings: Record<string, string> | undefined;
+    if (!app && target === inv.state.unitName) settings = relation.localUnitData;
+    else if (app && target === localApp) settings = relation.localAppData;
+    else if (app) settings = target === relation.remoteApp ? relation.remoteAppData : undefined;
+    else
+      settings =
+        relation.remoteUnitsData[target] ??
+        (relation.remoteUnits.includes(target) ? {} : undefined);
+    if (settings === undefined) {
+      throw new RunError(
+        `cannot read settings for ${app ? "application" : "unit"} ${q(target)} in relation ${q(fakeId(relation))}: settings not found`,
+      );
+    }
+    inv.out.push(formatOutput(format, key === "" ? { ...settings } : (settings[key] ?? null)));
+  },
+
+  "relation-set": (inv) => {
+    const { flags, positionals } = parseFlags(
+      {
+        r: { type: "string" },
+        relation: { type: "string" },
+        app: { type: "boolean" },
+        file: { type: "string" },
+        format: { type: "string" },
+      },
+      inv.args,
+    );
+    const relation = relationFlagValue(inv, flags);
+    if (!relation) throw new UsageError("no relation id specified");
+    const overrides = parseKeyValues(positionals);
+    const settings = typeof flags.file === "string" ? readSettingsFile(inv, flags.file) : {};
+    Object.assign(settings, overrides);
+    if (flags.app && !inv.state.leader) throw new RunError("cannot write relation settings");
+    const bag = flags.app ? relation.localAppData : relation.localUnitData;
+    for (const [k, v] of Object.entries(settings)) {
+      if (v === "") delete bag[k];
+      else bag[k] = v;
+    }
+  },
+
+  "is-leader": (inv) => {
+    const { flags, positionals } = parseFlags(FORMAT_FLAG, inv.args);
+    const format = outputFormat(flags);
+    checkEmpty(positionals);
+    inv.out.push(formatOutput(format, inv.state.leader));
+  },
+
+  "application-version-set": (inv) => {
+    const { positionals } = parseFlags({}, inv.args);
+    if (positionals.length === 0) throw new UsageError("no version specified");
+    checkEmpty(positionals.slice(1));
+    inv.state.workloadVersion = positionals[0]!;
+  },
+
+  "state-get": (inv) => {
+    const { flags, positionals } = parseFlags(
+      { ...FORMAT_FLAG, strict: { type: "boolean" } },
+      inv.args,
+    );
+    const format = outputFormat(flags);
+    let key = positionals[0] ?? "";
+    if (key === "-") key = "";
+    checkEmpty(positionals.slice(1));
+    if (key === "") {
+      inv.out.push(formatOutput(format, { ...inv.state.stored }));
+      return;
+    }
+    if (!(key in inv.state.stored) && flags.strict) throw new RunError(`${q(key)} not found`);
+    inv.out.push(formatOutput(format, inv.state.stored[key] ?? null));
+  },
+
+  "state-set": (inv) => {
+    const { flags, positionals } = parseFlags({ file: { type: "string" } }, inv.args);
+    const overrides = parseKeyValues(positionals);
+    const values = typeof flags.file === "string" ? readSettingsFile(inv, flags.file) : {};
+    Object.assign(values, overrides);
+    Object.assign(inv.state.stored, values);
+  },
+
+  "state-delete": (inv) => {
+    const { positionals } = parseFlags({}, inv.args);
+    if (positionals.length === 0) throw new UsageError("specify a key");
+    checkEmpty(positionals.slice(1));
+    delete inv.state.stored[positionals[0]!];
+  },
+
+  "juju-reboot": (inv) => {
+    const { flags, positionals } = parseFlags({ now: { type: "boolean" } }, inv.args);
+    checkEmpty(positionals);
+    if (inv.env.JUJU_ACTION_UUID)
+      throw new RunError("juju-reboot is not supported when running an action.");
+    inv.state.reboot = flags.now ? "now" : (inv.state.reboot ?? "after-hook");
+  },
+};
+
+/**
+ * Runs one fake hook tool against state (mutating it) and records the call. Unknown tool
+ * names behave like a missing executable (exit 127).
+ */
+export function runFakeHookTool(
+  state: FakeUnitState,
+  argv: readonly string[],
+  options: { stdin?: string; env?: FakeToolEnv; cwd?: string } = {},
+): HookToolResult {
+  const [tool = "", ...args] = argv;
+  const out: string[] = [];
+  let result: HookToolResult;
+  const impl = TOOLS[tool];
+  if (!impl) {
+    result = { exitCode: 127, stdout: "", stderr: `${tool}: command not found\n` };
+  } else {
+    try {
+      impl({
+        state,
+        args,
+        stdin: options.stdin ?? "",
+        env: options.env ?? {},
+        cwd: options.cwd ?? process.cwd(),
+        out,
+      });
+      result = { exitCode: 0, stdout: out.join(""), stderr: "" };
+    } catch (e) {
+      if (e instanceof UsageError)
+        result = { exitCode: 2, stdout: "", stderr: `ERROR ${e.message}\n` };
+      else if (e instanceof RunError)
+        result = { exitCode: 1, stdout: "", stderr: `ERROR ${e.message}\n` };
+      else throw e;
+    }
+  }
+  const call: FakeUnitState["calls"][number] = { argv: [...argv], exitCode: result.exitCode };
+  if (options.stdin) call.stdin = options.stdin;
+  state.calls.push(call);
+  return result;
+}

@@ -1,0 +1,38 @@
+// Test helpers: the Scenario-style harness and the in-memory fake Juju behind it. The process
+// simulator is separate ("ops-ts-shim/testing/simulator") because it needs esbuild.
+export {
+  type CharmSpec,
+  type CheckedState,
+  checkConsistency,
+  InconsistentScenarioError,
+} from "./consistency";
+export {
+  emptyUnitState,
+  FAKE_TOOL_NAMES,
+  type FakeAction,
+  type FakeRelation,
+  type FakeStatus,
+  type FakeToolEnv,
+  type FakeUnitState,
+  runFakeHookTool,
+} from "./fake-juju";
+export {
+  Context,
+  type ContextOptions,
+  type OutputState,
+  type RelationOutput,
+  type RelationState,
+  type State,
+  UncaughtCharmError,
+} from "./scenario";
+export {
+  buildFakeUnit,
+  classifyEvent,
+  completeRelation,
+  type EventSpec,
+  effectiveConfig,
+  type HookEnvOptions,
+  hookEnvironment,
+  type RelationSpec,
+  type UnitSpec,
+} from "./unit-spec";
