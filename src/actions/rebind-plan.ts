@@ -302,7 +302,10 @@ export function planRebind(input: PlanRebindInput): RebindPlan | RebindRefusal {
     const forced: string[] = [];
     if (to === "vfio-pci") {
       for (const r of vfioRefusals(fn, facts)) refusals.push(r);
-      for (const reason of hostUses(fn, usage)) {
+      // A PF with VFs has its own refusal that force cannot lift (vfioRefusals); host/usage.ts
+      // also lists it as a use, which would repeat it as a forceable one.
+      const uses = hostUses(fn, usage).filter((r) => !(isPfWithVfs(fn) && /SR-IOV/i.test(r)));
+      for (const reason of uses) {
         if (force) forced.push(reason);
         else refusals.push({ device: fn.address, reason, forceable: true });
       }

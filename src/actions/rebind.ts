@@ -4,17 +4,22 @@
 // either as it was or fully moved, never unbound and orphaned. Also renders plans and outcomes
 // as action results.
 import { deviceAttr, driverAttr, type SysfsWriter } from "../apply/sysfs";
+import type { HostFacts, HostUsage } from "../host/facts";
 import { isRealRoot, READ } from "../host/root";
+import type { BoundDevice } from "../plan/types";
 import { driverWords, isVfioDriver } from "./groups";
+import { paramErrorMessage } from "./params";
 import {
   describeMove,
   type PlannedMove,
+  parseRebindParams,
+  planRebind,
   type RebindPlan,
   type RebindRefusal,
   type RebindTarget,
   type SysfsWrite,
 } from "./rebind-plan";
-import { addressKey, listResult, type ResultTree, yesNo } from "./results";
+import { type ActionReply, addressKey, listResult, type ResultTree, yesNo } from "./results";
 
 /** Runs an external command (the lead's runner); non-zero exit must be reported, not thrown. */
 export type CommandRunner = (
@@ -321,4 +326,40 @@ export function refusalResults(refusal: RebindRefusal): ResultTree {
       "force-overrides": yesNo(r.forceable),
     })),
   };
+}
+
+export interface RebindActionInput {
+  /** action-get --format=json, unvalidated. */
+  rawParams: unknown;
+  facts: HostFacts;
+  usage: HostUsage;
+  /** The configured selection (selectFunctions(config.devices, facts).bind). */
+  selection: BoundDevice[];
+  sysfs: SysfsWriter;
+  /** Runs `modprobe vfio-pci` when its driver directory is missing (real root only). */
+  run: CommandRunner | null;
+}
+
+/** The whole rebind action: check params, plan, then print (dry-run) or perform the plan. */
+export async function rebindAction(input: RebindActionInput): Promise<ActionReply> {
+  const checked = parseRebindParams(input.rawParams);
+  if (!checked.ok) {
+    const message = paramErrorMessage("rebind", checked.errors);
+    return { ok: false, message, results: { ok: "no", message } };
+  }
+  const plan = planRebind({
+    params: checked.params,
+    facts: input.facts,
+    usage: input.usage,
+    selection: input.selection,
+  });
+  if (plan.kind === "refusal") {
+    return { ok: false, message: plan.message, results: refusalResults(plan) };
+  }
+  if (plan.dryRun) {
+    const results = dryRunResults(plan);
+    return { ok: true, message: String(results.message), results };
+  }
+  const outcome = await executeRebind(plan, input.sysfs, input.run);
+  return { ok: outcome.ok, message: outcome.message, results: outcomeResults(outcome) };
 }

@@ -44,3 +44,11 @@ export function invalidResultKeys(tree: ResultTree, prefix = ""): string[] {
   }
   return bad;
 }
+
+/** What an action hands back to the charm handler: action-set `results`, and action-fail with
+ * `message` when `ok` is false. */
+export interface ActionReply {
+  ok: boolean;
+  message: string;
+  results: ResultTree;
+}
