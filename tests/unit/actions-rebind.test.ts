@@ -26,7 +26,7 @@ const params = (p: Partial<RebindParams> = {}): RebindParams => ({
   force: false,
   ...p,
 });
-const addr = (...addresses: string[]): RebindParams["devices"] =>
+const addr = (...addresses: string[]): DeviceToken[] =>
   addresses.map((a) => ({ kind: "address", address: a, source: a }));
 
 function bound(address: string, extra: Partial<BoundDevice> = {}): BoundDevice {
