@@ -6,6 +6,7 @@ import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { executeRebind, rebindAction } from "../../src/actions/rebind";
 import {
+  type DeviceToken,
   parseRebindParams,
   planRebind,
   type RebindParams,
