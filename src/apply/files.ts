@@ -30,8 +30,9 @@ export type FileAction = "created" | "updated" | "removed" | "unchanged" | "abse
 export class FileApplyError extends Error {
   constructor(
     readonly hostPath: string,
-    readonly cause: unknown,
+    readonly underlying: unknown,
   ) {
+    const cause = underlying;
     const code = (cause as NodeJS.ErrnoException)?.code;
     const why =
       code === "ENOSPC"

@@ -1,0 +1,129 @@
+// `juju run` glue: each action reads the host facts it needs, hands them to its pure decision
+// in actions/, and reports the structured result (or action-fail with the reason). Actions never
+// run host preparation and never write files; only rebind writes to sysfs.
+import type { ActionEvent, Model } from "ops-ts-shim";
+import { listDevices, parseListDevicesParams } from "./actions/list-devices";
+import { paramErrorMessage } from "./actions/params";
+import { rebindAction } from "./actions/rebind";
+import type { ActionReply } from "./actions/results";
+import { verifyIommu } from "./actions/verify-iommu";
+import { createSysfsWriter } from "./apply/sysfs";
+import { type Config, parseConfig } from "./config";
+import type { HostFacts, ModuleIndex } from "./host/facts";
+import { readInterruptRemapping } from "./host/interrupt-remapping";
+import { loadModuleIndex, loadPciIds, readHostFacts, readHostUsage } from "./host/read-facts";
+import type { PreparationDeps } from "./host-preparation";
+import { planHost } from "./plan/plan-host";
+import { selectFunctions } from "./plan/select";
+import { formatConfigError } from "./plan/status";
+import type { BoundDevice } from "./plan/types";
+
+export type ActionName = "list-devices" | "verify-iommu" | "rebind" | "nova-config";
+
+export interface ActionContext {
+  model: Model;
+  deps: PreparationDeps;
+}
+
+/** Runs one action and reports it to Juju. */
+export function runActionHandler(name: ActionName, event: ActionEvent, ctx: ActionContext): void {
+  const reply = ACTIONS[name](event.params, ctx);
+  event.setResults(reply.results);
+  if (!reply.ok) event.fail(reply.message);
+}
+
+/** What every action starts from: the host as it is, and the configured selection on it. */
+interface Snapshot {
+  facts: HostFacts;
+  config: Config | null;
+  configProblem: string | null;
+  selection: BoundDevice[];
+}
+
+function snapshot(ctx: ActionContext): Snapshot {
+  const { facts, problems } = readHostFacts(ctx.deps.root);
+  for (const p of problems) ctx.deps.log("WARNING", p.message);
+  const parsed = parseConfig(ctx.model.config());
+  if (!parsed.ok) {
+    return {
+      facts,
+      config: null,
+      configProblem: formatConfigError(parsed.errors[0]!),
+      selection: [],
+    };
+  }
+  return {
+    facts,
+    config: parsed.config,
+    configProblem: null,
+    selection: selectFunctions(parsed.config.devices, facts).bind,
+  };
+}
+
+function modules(ctx: ActionContext, facts: HostFacts): ModuleIndex {
+  const loaded = loadModuleIndex(ctx.deps.root, facts.kernelRelease);
+  for (const p of loaded.problems) ctx.deps.log("WARNING", p.message);
+  return loaded.index;
+}
+
+const ACTIONS: Record<
+  ActionName,
+  (params: Record<string, unknown>, ctx: ActionContext) => ActionReply
+> = {
+  "list-devices": (params, ctx) => {
+    const checked = parseListDevicesParams(params);
+    if (!checked.ok) return failed(paramErrorMessage("list-devices", checked.errors));
+    const snap = snapshot(ctx);
+    const usage = readHostUsage(ctx.deps.root, { functions: snap.facts.functions });
+    const result = listDevices({
+      params: checked.params,
+      facts: snap.facts,
+      usage,
+      modules: modules(ctx, snap.facts),
+      names: loadPciIds(ctx.deps.root),
+      selection: snap.selection,
+    });
+    const results = snap.configProblem
+      ? { ...result.results, "config-problem": snap.configProblem }
+      : result.results;
+    return { ok: true, message: "", results };
+  },
+
+  "verify-iommu": (params, ctx) => {
+    if (Object.keys(params).length > 0) {
+      return failed(`verify-iommu takes no parameters (got ${Object.keys(params).join(", ")})`);
+    }
+    const snap = snapshot(ctx);
+    if (!snap.config)
+      return failed(
+        `the charm config is invalid, so there is no plan to verify: ${snap.configProblem}`,
+      );
+    const plan = planHost(snap.config, snap.facts, modules(ctx, snap.facts), { boundIds: {} });
+    const result = verifyIommu({
+      facts: snap.facts,
+      plannedCmdline: plan.kernelParams,
+      selection: snap.selection,
+      usage: readHostUsage(ctx.deps.root, { functions: snap.facts.functions }),
+      interruptRemapping: readInterruptRemapping(ctx.deps.root),
+    });
+    return { ok: result.ok, message: result.message, results: result.results };
+  },
+
+  rebind: (params, ctx) => {
+    const snap = snapshot(ctx);
+    return rebindAction({
+      rawParams: params,
+      facts: snap.facts,
+      usage: readHostUsage(ctx.deps.root, { functions: snap.facts.functions }),
+      selection: snap.selection,
+      sysfs: createSysfsWriter(ctx.deps.root),
+      run: ctx.deps.runner,
+    });
+  },
+
+  "nova-config": (_params, _ctx) => failed("nova-config: not wired yet"),
+};
+
+function failed(message: string): ActionReply {
+  return { ok: false, message, results: { ok: "no", message } };
+}

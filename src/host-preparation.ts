@@ -1,0 +1,133 @@
+// Host preparation, start to finish, for one hook: config → facts → plan → apply. Each step can
+// stop the run with an outcome the status names; nothing is written unless every check passed.
+import type { CommandRunner } from "./apply/commands";
+import type { FsOps } from "./apply/files";
+import {
+  type ApplyReport,
+  applyHostFiles,
+  EMPTY_FILES_STATE,
+  type FilesState,
+  NotOursError,
+} from "./apply/host-files";
+import { parseConfig } from "./config";
+import type { HostFacts, HostReadProblem, ModuleIndex } from "./host/facts";
+import { loadModuleIndex } from "./host/modules";
+import { readHostFacts } from "./host/read-facts";
+import { planHost } from "./plan/plan-host";
+import { type PreparationOutcome, pendingReboot } from "./plan/status";
+import type { HostPlan } from "./plan/types";
+
+/** What host preparation remembers between hooks (kept in Juju stored state). */
+export interface PreparationMemory {
+  files: FilesState;
+  /** Address → "vendor:device" of every function the charm set up for vfio-pci. */
+  boundIds: Record<string, string>;
+}
+
+export const EMPTY_MEMORY: PreparationMemory = { files: EMPTY_FILES_STATE, boundIds: {} };
+
+export interface PreparationDeps {
+  root: string;
+  runner: CommandRunner;
+  log: (level: "DEBUG" | "INFO" | "WARNING" | "ERROR", message: string) => void;
+  fs?: FsOps;
+}
+
+export interface PreparationResult {
+  outcome: PreparationOutcome;
+  memory: PreparationMemory;
+  /** Present when files were applied (even if nothing changed). */
+  report: ApplyReport | null;
+  facts: HostFacts | null;
+  plan: HostPlan | null;
+}
+
+/** Brings the host in line with the config; see PreparationOutcome for how it can stop. */
+export function prepareHost(
+  rawConfig: Readonly<Record<string, unknown>>,
+  memory: PreparationMemory,
+  deps: PreparationDeps,
+): PreparationResult {
+  const stop = (
+    outcome: PreparationOutcome,
+    facts: HostFacts | null = null,
+    plan: HostPlan | null = null,
+  ) => ({
+    outcome,
+    memory,
+    report: null,
+    facts,
+    plan,
+  });
+  const parsed = parseConfig(rawConfig);
+  if (!parsed.ok) {
+    for (const e of parsed.errors)
+      deps.log("ERROR", `config ${e.option}=${JSON.stringify(e.value)}: ${e.problem}; ${e.fix}`);
+    return stop({ kind: "config-error", errors: parsed.errors });
+  }
+  const config = parsed.config;
+  const { facts, problems } = readHostFacts(deps.root);
+  logProblems(problems, deps);
+  if (facts.container) return stop({ kind: "container" }, facts);
+
+  // modules.alias costs milliseconds to parse: only a selection needs it (blacklist, softdeps).
+  let modules: ModuleIndex | null = null;
+  if (config.devices.length > 0) {
+    const loaded = loadModuleIndex(deps.root, facts.kernelRelease);
+    logProblems(loaded.problems, deps);
+    modules = loaded.index;
+  }
+  const plan = planHost(config, facts, modules, { boundIds: memory.boundIds });
+  if (plan.problems.length > 0) {
+    for (const p of plan.problems)
+      deps.log("ERROR", `${p.option ? `${p.option}: ` : ""}${p.message}`);
+    return stop({ kind: "plan-problems", problems: plan.problems }, facts, plan);
+  }
+
+  let report: ApplyReport;
+  try {
+    report = applyHostFiles(plan, memory.files, {
+      root: deps.root,
+      runner: deps.runner,
+      fs: deps.fs,
+    });
+  } catch (err) {
+    if (err instanceof NotOursError) {
+      deps.log("ERROR", err.message);
+      return stop({ kind: "refused", message: err.message }, facts, plan);
+    }
+    throw err;
+  }
+  logReport(report, deps);
+  const boundIds = Object.fromEntries(
+    plan.bind.map((d) => [d.address, `${d.vendorId}:${d.deviceId}`]),
+  );
+  return {
+    outcome: { kind: "prepared", plan, facts, pending: pendingReboot(plan, facts) },
+    memory: { files: report.state, boundIds },
+    report,
+    facts,
+    plan,
+  };
+}
+
+/** Takes away everything host preparation added; the host needs a reboot to drop vfio-pci. */
+export function restoreHost(memory: PreparationMemory, deps: PreparationDeps): PreparationResult {
+  const report = applyHostFiles({ files: [], feeds: {} }, memory.files, {
+    root: deps.root,
+    runner: deps.runner,
+    fs: deps.fs,
+  });
+  logReport(report, deps);
+  return { outcome: { kind: "removed" }, memory: EMPTY_MEMORY, report, facts: null, plan: null };
+}
+
+function logReport(report: ApplyReport, deps: PreparationDeps): void {
+  for (const f of report.files)
+    if (f.action !== "unchanged") deps.log("INFO", `${f.action} ${f.path}`);
+  for (const argv of report.ran) deps.log("INFO", `ran ${argv.join(" ")}`);
+}
+
+function logProblems(problems: HostReadProblem[], deps: PreparationDeps): void {
+  for (const p of problems) deps.log("WARNING", p.message);
+}

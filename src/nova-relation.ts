@@ -1,0 +1,62 @@
+// Publishes this host's [pci] device_spec and alias to nova-compute over the container-scoped
+// relation, for the functions that are really on vfio-pci now. What to publish is decided in
+// plan/nova.ts; this module only reads the installed nova release and talks to the relation.
+import type { Model, Relation } from "ops-ts-shim";
+import type { NovaPciOption } from "./config";
+import type { HostFacts } from "./host/facts";
+import { readNovaRelease } from "./host/nova-release";
+import {
+  clearedNovaRelationData,
+  novaRelationData,
+  novaWaitingMessage,
+  resolveOptionName,
+  SUBORDINATE_CONFIGURATION_KEY,
+} from "./plan/nova";
+import type { HostPlan } from "./plan/types";
+
+/** Stored-state key: the subordinate_configuration value last published (on every relation). */
+const PUBLISHED_KEY = "nova-published";
+
+export interface PublishOptions {
+  root: string;
+  /** The raw `nova-pci-option` config value (already validated by parseConfig). */
+  setting: unknown;
+  /** Go to the relations even if the value is unchanged (relation hooks: a new relation). */
+  force: boolean;
+}
+
+/** Sends the current values to every nova-compute relation when they changed; returns the
+ * status line for devices still waiting for a reboot (null when none). */
+export function publishNova(
+  model: Model,
+  endpoint: string,
+  plan: HostPlan,
+  facts: HostFacts,
+  options: PublishOptions,
+): { waitingMessage: string | null } {
+  const onVfio = new Set(
+    facts.functions.filter((f) => f.driver === "vfio-pci").map((f) => f.address),
+  );
+  // dpkg's status file is large: read it only when the option name really depends on it.
+  const setting = (options.setting ?? "auto") as NovaPciOption;
+  const release = setting === "auto" && plan.bind.length > 0 ? readNovaRelease(options.root) : null;
+  const { data, waiting } = novaRelationData(
+    plan.bind,
+    (a) => onVfio.has(a),
+    resolveOptionName(setting, release),
+  );
+  const value = data[SUBORDINATE_CONFIGURATION_KEY] ?? null;
+  // Unchanged since the last publish: no relation-ids / relation-get / relation-set at all, so an
+  // idle hook stays within its few hook-tool calls. New relations arrive with their own hooks.
+  if (options.force || model.stored.get<string | null>(PUBLISHED_KEY) !== value) {
+    for (const relation of model.relations(endpoint)) relation.setLocalUnitData(data);
+    model.stored.set(PUBLISHED_KEY, value);
+  }
+  return { waitingMessage: novaWaitingMessage(waiting) };
+}
+
+/** Removes our key from the given relations (departed, broken, removal). */
+export function clearNovaRelations(model: Model, relations: Relation[]): void {
+  for (const relation of relations) relation.setLocalUnitData(clearedNovaRelationData());
+  model.stored.delete(PUBLISHED_KEY);
+}

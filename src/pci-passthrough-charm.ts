@@ -1,0 +1,138 @@
+// Event wiring only: which Juju event does what. The work lives in host-preparation.ts (hooks),
+// nova-relation.ts (the relation to nova-compute) and charm-actions.ts (juju run).
+import {
+  type ActionEvent,
+  ActiveStatus,
+  BlockedStatus,
+  CharmBase,
+  type Framework,
+  MaintenanceStatus,
+  type RelationEvent,
+  type StatusBase,
+  WaitingStatus,
+} from "ops-ts-shim";
+import { runActionHandler } from "./charm-actions";
+import {
+  EMPTY_MEMORY,
+  type PreparationDeps,
+  type PreparationMemory,
+  type PreparationResult,
+  prepareHost,
+  restoreHost,
+} from "./host-preparation";
+import { clearNovaRelations, publishNova } from "./nova-relation";
+import { statusFor, type UnitStatus } from "./plan/status";
+import { runtimeEnv } from "./runtime-env";
+
+/** Our endpoint to nova-compute (interface ephemeral-backend) and the principal attachment. */
+export const NOVA_ENDPOINT = "nova-compute";
+const CONTAINER_ENDPOINTS = [NOVA_ENDPOINT, "juju-info"];
+/** Stored-state key of PreparationMemory. */
+const MEMORY_KEY = "preparation";
+
+/** Hooks after which the host must match the config (all idempotent: a no-op writes nothing). */
+const RECONCILE_EVENTS = [
+  "install",
+  "start",
+  "config-changed",
+  "upgrade-charm",
+  "update-status",
+  "leader-elected",
+  "juju-info-relation-joined",
+  `${NOVA_ENDPOINT}-relation-created`,
+  `${NOVA_ENDPOINT}-relation-joined`,
+  `${NOVA_ENDPOINT}-relation-changed`,
+] as const;
+
+export class PciPassthroughCharm extends CharmBase {
+  /** What this dispatch found; null when it did not look (actions, unrelated hooks). */
+  private status: UnitStatus | null = null;
+
+  constructor(framework: Framework) {
+    super(framework);
+    for (const event of RECONCILE_EVENTS) {
+      framework.observe(event, () => this.reconcile(event.includes("-relation-")));
+    }
+    framework.observe(`${NOVA_ENDPOINT}-relation-departed`, (e) => this.onNovaLeaving(e));
+    framework.observe(`${NOVA_ENDPOINT}-relation-broken`, (e) => this.onContainerBroken(e));
+    framework.observe("juju-info-relation-broken", (e) => this.onContainerBroken(e));
+    framework.observe("stop", () => this.removeFromHost());
+    framework.observe("remove", () => this.removeFromHost());
+    for (const action of ["list-devices", "verify-iommu", "rebind", "nova-config"] as const) {
+      framework.observe(`${action}-action`, (e: ActionEvent) =>
+        runActionHandler(action, e, this.actionContext()),
+      );
+    }
+    framework.observe("collect-unit-status", (e) => {
+      if (this.status) e.addStatus(toShimStatus(this.status));
+    });
+  }
+
+  private deps(): PreparationDeps {
+    const log = (level: "DEBUG" | "INFO" | "WARNING" | "ERROR", message: string) =>
+      this.model.log(level, message);
+    const env = runtimeEnv((m) => log("INFO", m));
+    return { root: env.root, runner: env.runner, log };
+  }
+
+  private memory(): PreparationMemory {
+    return this.model.stored.get<PreparationMemory>(MEMORY_KEY) ?? EMPTY_MEMORY;
+  }
+
+  private remember(result: PreparationResult): void {
+    if (JSON.stringify(result.memory) !== JSON.stringify(this.memory())) {
+      this.model.stored.set(MEMORY_KEY, result.memory);
+    }
+  }
+
+  /** Makes the host match the config, then tells nova-compute what is really bound. */
+  private reconcile(relationHook: boolean): void {
+    const deps = this.deps();
+    const result = prepareHost(this.model.config(), this.memory(), deps);
+    this.remember(result);
+    this.status = statusFor(result.outcome);
+    if (result.outcome.kind === "prepared") {
+      publishNova(this.model, NOVA_ENDPOINT, result.outcome.plan, result.outcome.facts, {
+        root: deps.root,
+        setting: this.model.config()["nova-pci-option"],
+        force: relationHook,
+      });
+    }
+  }
+
+  private onNovaLeaving(event: RelationEvent): void {
+    clearNovaRelations(this.model, [event.relation]);
+  }
+
+  /** The unit is going away with its last container relation: leave the host as it was found. */
+  private onContainerBroken(event: RelationEvent): void {
+    const others = CONTAINER_ENDPOINTS.flatMap((ep) => this.model.relations(ep)).filter(
+      (r) => !(r.name === event.endpoint && r.id === event.relationId),
+    );
+    if (others.length === 0) this.removeFromHost();
+  }
+
+  private removeFromHost(): void {
+    clearNovaRelations(this.model, this.model.relations(NOVA_ENDPOINT));
+    const result = restoreHost(this.memory(), this.deps());
+    this.remember(result);
+    this.status = statusFor(result.outcome);
+  }
+
+  private actionContext() {
+    return { model: this.model, deps: this.deps() };
+  }
+}
+
+function toShimStatus(status: UnitStatus): StatusBase {
+  switch (status.name) {
+    case "active":
+      return new ActiveStatus(status.message);
+    case "blocked":
+      return new BlockedStatus(status.message);
+    case "maintenance":
+      return new MaintenanceStatus(status.message);
+    case "waiting":
+      return new WaitingStatus(status.message);
+  }
+}
