@@ -1,0 +1,118 @@
+#!/bin/bash
+# Prepares the tier-1 VM test bed: a Debian kernel with its modules and a busybox initramfs.
+#
+# Idempotent and cached under .cache/vm/kernel-<release>/ (VM_CACHE_DIR overrides .cache/vm):
+#   vmlinuz                 the kernel of linux-image-amd64's current dependency (apt-get download)
+#   root/lib/modules/<rel>  its modules, depmod'ed; the guest bind-mounts this as its /lib/modules
+#   initramfs.cpio.gz       busybox + the modules the init needs + init + the command runner
+# and writes .cache/vm/kernel.env (shell) and .cache/vm/kernel.json (tests/vm/lib reads it).
+# Needs: apt-get, dpkg, kmod (depmod, modprobe), busybox-static, cpio, gzip. Root for mknod.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${VM_CACHE_DIR:-$repo/.cache/vm}
+mkdir -p "$cache"
+cache=$(cd "$cache" && pwd)
+
+log() { echo "prepare-vm: $*" >&2; }
+die() {
+  echo "prepare-vm: ERROR: $*" >&2
+  exit 1
+}
+
+for tool in apt-get apt-cache dpkg depmod modprobe cpio gzip; do
+  command -v "$tool" >/dev/null || die "'$tool' is missing; install it (apt-get install kmod cpio gzip)"
+done
+busybox=${VM_BUSYBOX:-/bin/busybox}
+[ -x "$busybox" ] || die "'$busybox' is missing; apt-get install busybox-static"
+if ! (LC_ALL=C ldd "$busybox" 2>&1 || true) | grep -q 'not a dynamic executable'; then
+  # A dynamic busybox would need its libc in the initramfs; the static one does not.
+  die "'$busybox' is not a static busybox; apt-get install busybox-static"
+fi
+
+# The kernel: linux-image-amd64 is a metapackage whose one Depends names the versioned image.
+pkg=${VM_KERNEL_PKG:-$(apt-cache depends linux-image-amd64 2>/dev/null |
+  awk '/Depends: linux-image-[0-9]/ { print $2; exit }')}
+[ -n "$pkg" ] || die "cannot resolve linux-image-amd64's kernel package; run apt-get update"
+release=${pkg#linux-image-}
+kdir=$cache/kernel-$release
+root=$kdir/root
+mods=$root/lib/modules/$release
+
+if [ ! -f "$kdir/.kernel-complete" ]; then
+  log "fetching $pkg"
+  rm -rf "$kdir"
+  mkdir -p "$kdir/deb"
+  (cd "$kdir/deb" && apt-get download "$pkg" >&2) || die "apt-get download $pkg failed"
+  dpkg -x "$kdir"/deb/*.deb "$root"
+  cp "$root/boot/vmlinuz-$release" "$kdir/vmlinuz"
+  depmod -b "$root" "$release"
+  rm -rf "$kdir/deb"
+  touch "$kdir/.kernel-complete"
+fi
+
+# What the init insmods, in the order modprobe would load them. The guest's own modprobe (inside
+# the chroot, over the bind-mounted module tree) loads everything else — vfio-pci included, so the
+# charm's own "load vfio-pci first" step is exercised.
+init_modules=(virtio_pci virtio_console 9pnet_virtio 9p overlay e1000e e1000)
+order_file=$kdir/modules.order.txt
+: >"$order_file.new"
+for m in "${init_modules[@]}"; do
+  modprobe -d "$root" -S "$release" --show-depends "$m" >>"$order_file.new" ||
+    die "module $m not found in $pkg"
+done
+# "insmod /path/x.ko" lines (builtin ones say "builtin x"); keep the first occurrence of each.
+awk '$1 == "insmod" && !seen[$2]++ { print $2 }' "$order_file.new" >"$order_file"
+rm -f "$order_file.new"
+
+# Rebuild the initramfs only when something that goes into it changed.
+stamp=$(
+  {
+    cat "$here/initramfs-init.sh" "$here/guest-agent.sh" "$order_file"
+    sha256sum "$busybox"
+  } | sha256sum | cut -c1-16
+)
+initramfs=$kdir/initramfs.cpio.gz
+if [ "$(cat "$kdir/.initramfs-stamp" 2>/dev/null)" != "$stamp" ] || [ ! -f "$initramfs" ]; then
+  log "building initramfs ($stamp)"
+  stage=$(mktemp -d "$kdir/stage.XXXXXX")
+  trap 'rm -rf "$stage"' EXIT
+  mkdir -p "$stage"/{bin,dev,proc,sys,run,etc/vmbed,lib/modules}
+  cp "$busybox" "$stage/bin/busybox"
+  ln -s busybox "$stage/bin/sh"
+  mknod -m 600 "$stage/dev/console" c 5 1
+  mknod -m 666 "$stage/dev/null" c 1 3
+  : >"$stage/etc/vmbed/modules.order"
+  while read -r path; do
+    base=$(basename "$path")
+    cp "$path" "$stage/lib/modules/$base"
+    echo "/lib/modules/$base" >>"$stage/etc/vmbed/modules.order"
+  done <"$order_file"
+  install -m 755 "$here/initramfs-init.sh" "$stage/init"
+  install -m 755 "$here/guest-agent.sh" "$stage/etc/vmbed/agent.sh"
+  echo "$release" >"$stage/etc/vmbed/release"
+  (cd "$stage" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1) >"$initramfs.new"
+  mv "$initramfs.new" "$initramfs"
+  echo "$stamp" >"$kdir/.initramfs-stamp"
+fi
+
+cat >"$cache/kernel.env.new" <<EOT
+VM_KERNEL_RELEASE=$release
+VM_KERNEL=$kdir/vmlinuz
+VM_INITRAMFS=$initramfs
+VM_MODULES=$mods
+EOT
+mv "$cache/kernel.env.new" "$cache/kernel.env"
+cat >"$cache/kernel.json.new" <<EOT
+{
+  "release": "$release",
+  "package": "$pkg",
+  "kernel": "$kdir/vmlinuz",
+  "initramfs": "$initramfs",
+  "modules": "$mods",
+  "modulesRoot": "$root"
+}
+EOT
+mv "$cache/kernel.json.new" "$cache/kernel.json"
+log "ready: $release ($cache/kernel.json)"

@@ -1,0 +1,106 @@
+/**
+ * Builds the QEMU command line of a test-bed guest. Pure: the caller supplies the kernel files and
+ * the command-channel socket; nothing here touches the host.
+ */
+import type { Topology } from "./topologies";
+
+export type IommuKind = "intel" | "amd" | "none";
+
+/** How the guest gets its root. */
+export type GuestRoot =
+  /** Tier 1: busybox initramfs, the host's root read-only over 9p, overlay on tmpfs, chroot. */
+  | { kind: "bed"; modules: string }
+  /** Tier 2: a disk image with its own systemd root. */
+  | { kind: "disk"; image: string; rootDevice?: string };
+
+export interface QemuPlan {
+  kernel: string;
+  initrd: string;
+  topology: Topology;
+  iommu: IommuKind;
+  root: GuestRoot;
+  /** Unix socket the host listens on; QEMU connects to it as the agent's port. */
+  agentSocket: string;
+  /** Guest hostname (tier 1) and the name in logs. */
+  name: string;
+  /** Extra kernel command-line words. */
+  append?: string[];
+  /** A complete kernel command line that replaces the computed one (tier 2's grub.cfg line). */
+  cmdline?: string;
+  memoryMb?: number;
+  cpus?: number;
+}
+
+/** Kernel command-line words that switch the emulated IOMMU on in the guest kernel. */
+export function iommuKernelArgs(iommu: IommuKind): string[] {
+  // The AMD IOMMU is on by default in the kernel; "amd_iommu=on" is not a valid value.
+  return iommu === "intel" ? ["intel_iommu=on"] : [];
+}
+
+/** The kernel command line the bed boots with unless the plan gives one. */
+export function defaultCmdline(plan: QemuPlan): string {
+  const words = ["console=ttyS0", "panic=-1", ...iommuKernelArgs(plan.iommu)];
+  if (plan.root.kind === "bed") {
+    words.push(`vmbed_modules=${plan.root.modules}`, `vmbed_name=${plan.name}`);
+  } else {
+    words.push(`root=${plan.root.rootDevice ?? "/dev/vda"}`, "rw");
+  }
+  return [...words, ...(plan.append ?? [])].join(" ");
+}
+
+/** The qemu-system-x86_64 argument vector for a plan. */
+export function qemuArgs(plan: QemuPlan): string[] {
+  const args = [
+    "-accel",
+    "tcg",
+    "-M",
+    "q35",
+    "-m",
+    String(plan.memoryMb ?? 1024),
+    "-smp",
+    String(plan.cpus ?? 2),
+    // No default NIC, VGA, monitor or serial: every device is one the topology asked for.
+    "-nodefaults",
+    "-display",
+    "none",
+    "-serial",
+    "stdio",
+    "-no-reboot",
+  ];
+  // The IOMMU first: it must exist before the devices it translates for are realized.
+  if (plan.iommu === "intel") {
+    args.push("-device", "intel-iommu");
+  } else if (plan.iommu === "amd") {
+    args.push("-cpu", "EPYC", "-device", "amd-iommu");
+  }
+  args.push(
+    "-kernel",
+    plan.kernel,
+    "-initrd",
+    plan.initrd,
+    "-append",
+    plan.cmdline ?? defaultCmdline(plan),
+  );
+  // The bed's own devices, at slots the topologies keep free.
+  args.push(
+    "-fsdev",
+    "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
+    "-device",
+    "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot,addr=10.0",
+    "-device",
+    "virtio-serial-pci,addr=11.0,id=vmbedserial",
+    "-chardev",
+    `socket,id=vmbedagent,path=${plan.agentSocket}`,
+    "-device",
+    "virtserialport,bus=vmbedserial.0,chardev=vmbedagent,name=vmbed.agent",
+  );
+  if (plan.root.kind === "disk") {
+    args.push("-drive", `file=${plan.root.image},format=raw,if=none,id=rootdisk`);
+    args.push("-device", "virtio-blk-pci,drive=rootdisk,addr=12.0");
+  }
+  for (const d of plan.topology.devices) {
+    if (d.qemu) args.push("-device", d.qemu);
+  }
+  args.push(...(plan.topology.extraArgs ?? []));
+  return args;
+}

@@ -1,0 +1,111 @@
+/**
+ * Decides whether the VM suites can run here, preparing the cached kernel/initramfs on the way.
+ *
+ * A missing tool never skips silently: with CI set the suite fails with the reason and the package
+ * to install; locally it is skipped with a loud banner on stderr.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { describe, it } from "vitest";
+import { SCRIPTS, VM_CACHE } from "./paths";
+
+/** The kernel and initramfs scripts/vm/prepare.sh produced (.cache/vm/kernel.json). */
+export interface BedKernel {
+  release: string;
+  package: string;
+  kernel: string;
+  initramfs: string;
+  /** The guest kernel's module tree on the host (visible to the guest over 9p). */
+  modules: string;
+  modulesRoot: string;
+}
+
+export type BedStatus = { ok: true; kernel: BedKernel } | { ok: false; reason: string };
+
+/** Tools each tier needs, with the Debian package that provides each. */
+const TOOLS: Record<1 | 2, Array<[tool: string, pkg: string]>> = {
+  1: [
+    ["qemu-system-x86_64", "qemu-system-x86"],
+    ["busybox", "busybox-static"],
+    ["cpio", "cpio"],
+    ["depmod", "kmod"],
+    ["apt-get", "apt"],
+  ],
+  2: [
+    ["debootstrap", "debootstrap"],
+    ["mkfs.ext4", "e2fsprogs"],
+    ["debugfs", "e2fsprogs"],
+  ],
+};
+
+function onPath(tool: string): boolean {
+  return spawnSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" }).status === 0;
+}
+
+/** Checks the tools of a tier and makes sure the cached kernel and initramfs are current. */
+export function checkVmBed(tier: 1 | 2): BedStatus {
+  const wanted = tier === 2 ? [...TOOLS[1], ...TOOLS[2]] : TOOLS[1];
+  const missing = wanted.filter(([tool]) => !onPath(tool));
+  if (missing.length > 0) {
+    const pkgs = [...new Set(missing.map(([, pkg]) => pkg))].join(" ");
+    return {
+      ok: false,
+      reason: `missing ${missing.map(([t]) => t).join(", ")}: apt-get install ${pkgs}`,
+    };
+  }
+  if (process.getuid?.() !== 0) {
+    return { ok: false, reason: "the VM bed must be prepared as root (mknod, debootstrap)" };
+  }
+  // prepare.sh is idempotent: well under a second when the cache is current.
+  const prep = spawnSync("bash", [path.join(SCRIPTS, "prepare.sh")], {
+    encoding: "utf8",
+    env: { ...process.env, VM_CACHE_DIR: VM_CACHE },
+  });
+  if (prep.status !== 0) {
+    const tail = `${prep.stderr ?? ""}${prep.error?.message ?? ""}`.trim().split("\n").slice(-8);
+    return {
+      ok: false,
+      reason: `scripts/vm/prepare.sh failed (exit ${prep.status}):\n${tail.join("\n")}`,
+    };
+  }
+  const manifest = path.join(VM_CACHE, "kernel.json");
+  const kernel = JSON.parse(readFileSync(manifest, "utf8")) as BedKernel;
+  for (const file of [kernel.kernel, kernel.initramfs, kernel.modules]) {
+    if (!existsSync(file)) {
+      return { ok: false, reason: `${manifest} names ${file}, which does not exist` };
+    }
+  }
+  return { ok: true, kernel };
+}
+
+/**
+ * `describe` for a VM suite: runs `body` when the bed is usable; otherwise fails (CI) or skips
+ * loudly (local), naming what is missing.
+ */
+export function describeVm(
+  title: string,
+  status: BedStatus,
+  body: (kernel: BedKernel) => void,
+): void {
+  if (status.ok) {
+    describe(title, () => body(status.kernel));
+    return;
+  }
+  if (process.env.CI) {
+    describe(title, () => {
+      it("has the VM test bed it needs", () => {
+        throw new Error(`VM test bed unavailable (CI is set, so this fails): ${status.reason}`);
+      });
+    });
+    return;
+  }
+  const bar = "!".repeat(78);
+  console.warn(
+    `\n${bar}\n!! SKIPPING VM SUITE "${title}"\n!! ${status.reason.replaceAll("\n", "\n!! ")}\n` +
+      `!! (with CI set this is a failure)\n${bar}\n`,
+  );
+  describe.skip(`${title} [SKIPPED: ${status.reason.split("\n")[0]}]`, () => {
+    it("needs the VM test bed", () => {});
+  });
+}

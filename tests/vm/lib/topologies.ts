@@ -1,0 +1,164 @@
+/**
+ * The emulated PCI topologies of the VM test bed, as data: which QEMU devices a guest gets, at which
+ * guest address each one appears, and what the tests may expect of it. Addresses are fixed (`addr=`)
+ * so a test can name "the second e1000e twin" as 0000:00:04.0 on every run.
+ *
+ * Slots 0x10 and 0x11 belong to the bed itself (9p share, command channel): never select them.
+ */
+
+/** One PCI function a topology adds to the guest. */
+export interface PciDeviceSpec {
+  /** Short name the tests use (`twinA`, `bootVga`, …). */
+  key: string;
+  /** The `-device` value; empty for a function QEMU adds implicitly (the bridge's secondary). */
+  qemu: string;
+  /** The function's address inside the guest. */
+  address: string;
+  /** `vendor:device`, lower-case hex, as sysfs reports it. */
+  ids: string;
+  /** The driver the guest binds at boot (the bed's init loads e1000e and e1000 only). */
+  bootDriver?: string;
+  /** Why the device is there: the case it emulates. */
+  role: string;
+}
+
+/** A named set of devices a guest boots with. */
+export interface Topology {
+  name: string;
+  devices: PciDeviceSpec[];
+  /** Extra QEMU arguments the devices need (audio backends and the like). */
+  extraArgs?: string[];
+}
+
+/** Two identical e1000e NICs (8086:10d3): selecting one by id would take both. */
+export const TWINS: PciDeviceSpec[] = [
+  {
+    key: "twinA",
+    qemu: "e1000e,addr=03.0,id=twinA",
+    address: "0000:00:03.0",
+    ids: "8086:10d3",
+    bootDriver: "e1000e",
+    role: "identical twin A (the one the tests select)",
+  },
+  {
+    key: "twinB",
+    qemu: "e1000e,addr=04.0,id=twinB",
+    address: "0000:00:04.0",
+    ids: "8086:10d3",
+    bootDriver: "e1000e",
+    role: "identical twin B (must stay on e1000e)",
+  },
+];
+
+/**
+ * The boot VGA (QEMU's std VGA; the kernel marks it boot_vga=1, it is the host's console) and two
+ * secondary-vga twins that share its 1234:1111 ids.
+ */
+export const VGA: PciDeviceSpec[] = [
+  {
+    key: "bootVga",
+    qemu: "VGA,addr=01.0,id=bootVga",
+    address: "0000:00:01.0",
+    ids: "1234:1111",
+    role: "boot VGA (boot_vga=1): must be refused",
+  },
+  {
+    key: "vgaA",
+    qemu: "secondary-vga,addr=05.0,id=vgaA",
+    address: "0000:00:05.0",
+    ids: "1234:1111",
+    role: "secondary VGA twin A",
+  },
+  {
+    key: "vgaB",
+    qemu: "secondary-vga,addr=06.0,id=vgaB",
+    address: "0000:00:06.0",
+    ids: "1234:1111",
+    role: "secondary VGA twin B",
+  },
+];
+
+/**
+ * A PCIe-to-PCI bridge with two e1000 behind it: no ACS below a conventional PCI bridge, so the
+ * bridge and both NICs form one IOMMU group — not viable unless every member moves.
+ */
+export const SHARED_GROUP: PciDeviceSpec[] = [
+  {
+    key: "bridge",
+    qemu: "pcie-pci-bridge,addr=07.0,id=br1",
+    address: "0000:00:07.0",
+    ids: "1b36:000e",
+    role: "PCIe-to-PCI bridge heading the shared group",
+  },
+  {
+    key: "sharedA",
+    qemu: "e1000,bus=br1,addr=01.0,id=sharedA",
+    address: "0000:01:01.0",
+    ids: "8086:100e",
+    bootDriver: "e1000",
+    role: "e1000 behind the bridge (shared group)",
+  },
+  {
+    key: "sharedB",
+    qemu: "e1000,bus=br1,addr=02.0,id=sharedB",
+    address: "0000:01:02.0",
+    ids: "8086:100e",
+    bootDriver: "e1000",
+    role: "e1000 behind the bridge (shared group)",
+  },
+];
+
+/**
+ * A NIC the guest uses: tests give it 192.0.2.10/24 and set it up. It has no backend (no
+ * -netdev), so nothing leaves the guest and it never gets a carrier — operstate stays "down".
+ */
+export const IN_USE_NIC: PciDeviceSpec[] = [
+  {
+    key: "uplink",
+    qemu: "e1000-82545em,addr=08.0,id=uplink",
+    address: "0000:00:08.0",
+    ids: "8086:100f",
+    bootDriver: "e1000",
+    role: "NIC in use by the host (address configured): must be refused",
+  },
+];
+
+/**
+ * A multi-function device shaped like a GPU with its HDMI audio: a display controller at .0 and an
+ * HD-audio function (class 0x0403) at .1 of the same slot, which share one IOMMU group.
+ */
+export const MULTI_FUNCTION: PciDeviceSpec[] = [
+  {
+    key: "gpu",
+    qemu: "virtio-gpu-pci,addr=09.0,multifunction=on,id=gpu",
+    address: "0000:00:09.0",
+    ids: "1af4:1050",
+    bootDriver: "virtio-pci",
+    role: "display function .0 of a multi-function slot",
+  },
+  {
+    key: "gpuAudio",
+    qemu: "ich9-intel-hda,addr=09.1,id=gpuAudio",
+    address: "0000:00:09.1",
+    ids: "8086:293e",
+    role: "audio function .1 of the same slot (class 0x0403)",
+  },
+];
+
+/** Every case in one guest: tier 1 boots this once per IOMMU flavour. */
+export const FULL: Topology = {
+  name: "full",
+  devices: [...VGA, ...TWINS, ...SHARED_GROUP, ...IN_USE_NIC, ...MULTI_FUNCTION],
+};
+
+/** Just the e1000e twins: the tier-2 boot cycle and quick checks. */
+export const TWINS_ONLY: Topology = { name: "twins", devices: [...TWINS] };
+
+/** Looks a device of a topology up by its key; throws when the topology lacks it. */
+export function device(topology: Topology, key: string): PciDeviceSpec {
+  const found = topology.devices.find((d) => d.key === key);
+  if (!found) {
+    throw new Error(`topology ${topology.name} has no device "${key}"`);
+  }
+  return found;
+}

@@ -1,0 +1,52 @@
+/**
+ * vitest wiring for a guest shared by the tests of one describe block: boot once in beforeAll, save
+ * the console whenever a test fails, stop QEMU in afterAll.
+ */
+import { afterAll, beforeAll, beforeEach } from "vitest";
+import { bootGuest, type Guest } from "./guest";
+import type { IommuKind } from "./qemu-args";
+import type { BedKernel } from "./require-tools";
+import type { Topology } from "./topologies";
+
+export interface BedGuestOptions {
+  topology: Topology;
+  iommu: IommuKind;
+  name: string;
+  append?: string[];
+  memoryMb?: number;
+}
+
+/** Boots a tier-1 guest (busybox initramfs, the host's root over 9p, chroot). */
+export function bootBedGuest(kernel: BedKernel, opts: BedGuestOptions): Promise<Guest> {
+  return bootGuest({
+    ...opts,
+    kernel: kernel.kernel,
+    initrd: kernel.initramfs,
+    root: { kind: "bed", modules: kernel.modules },
+  });
+}
+
+/** Boot times of this process, printed by the suites (name → ms). */
+export const bootTimes: Record<string, number> = {};
+
+/** Registers the hooks and returns a getter for the guest (valid inside tests). */
+export function useGuest(boot: () => Promise<Guest>): () => Guest {
+  let guest: Guest | undefined;
+  beforeAll(async () => {
+    guest = await boot();
+    bootTimes[guest.name] = guest.bootMs;
+    console.log(`[vm] ${guest.name}: booted in ${(guest.bootMs / 1000).toFixed(1)} s`);
+  });
+  beforeEach((ctx) => {
+    ctx.onTestFailed(() => {
+      guest?.saveConsole(`test failed: ${ctx.task.name}`);
+    });
+  });
+  afterAll(async () => {
+    await guest?.shutdown();
+  });
+  return () => {
+    if (!guest) throw new Error("the guest did not boot (see the beforeAll error)");
+    return guest;
+  };
+}
