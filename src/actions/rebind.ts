@@ -3,6 +3,7 @@
 // function fails, puts every function moved in this call back the way it was, so that each ends
 // either as it was or fully moved, never unbound and orphaned. Also renders plans and outcomes
 // as action results.
+import type { CommandRunner } from "../apply/commands";
 import { deviceAttr, driverAttr, type SysfsWriter } from "../apply/sysfs";
 import type { HostFacts, HostUsage } from "../host/facts";
 import { isRealRoot, READ } from "../host/root";
@@ -20,13 +21,6 @@ import {
   type SysfsWrite,
 } from "./rebind-plan";
 import { type ActionReply, addressKey, listResult, type ResultTree, yesNo } from "./results";
-
-/** Runs an external command (the lead's runner); non-zero exit must be reported, not thrown. */
-export type CommandRunner = (
-  argv: string[],
-) =>
-  | { exitCode: number; stdout: string; stderr: string }
-  | Promise<{ exitCode: number; stdout: string; stderr: string }>;
 
 /** How one function ended. */
 export type DeviceStatus =
@@ -70,17 +64,14 @@ function errorText(err: unknown): string {
 }
 
 /** Makes /sys/bus/pci/drivers/vfio-pci exist: modprobe on a real host; a clear error otherwise. */
-async function ensureVfioPci(
-  sysfs: SysfsWriter,
-  run: CommandRunner | null,
-): Promise<string | null> {
+function ensureVfioPci(sysfs: SysfsWriter, run: CommandRunner | null): string | null {
   if (sysfs.driverRegistered("vfio-pci")) return null;
   const dir = `${READ.pciDrivers}/vfio-pci`;
   if (!isRealRoot(sysfs.root)) {
     return `${dir} is missing under the root ${sysfs.root}, and modprobe only runs against the real host (/); nothing was changed`;
   }
   if (!run) return `${dir} is missing and no command runner was given to load vfio-pci`;
-  const res = await run(["modprobe", "vfio-pci"]);
+  const res = run(["modprobe", "vfio-pci"]);
   if (res.exitCode !== 0) {
     return `modprobe vfio-pci failed (exit ${res.exitCode}): ${res.stderr.trim() || "no message"}; nothing was changed`;
   }
@@ -91,11 +82,11 @@ async function ensureVfioPci(
 }
 
 /** Does the plan: returns per-function outcomes. Never throws for kernel refusals. */
-export async function executeRebind(
+export function executeRebind(
   plan: RebindPlan,
   sysfs: SysfsWriter,
   run: CommandRunner | null = null,
-): Promise<RebindOutcome> {
+): RebindOutcome {
   const writes: SysfsWrite[] = [];
   const write = (w: SysfsWrite) => {
     sysfs.writeAttr(w.path, w.value);
@@ -130,7 +121,7 @@ export async function executeRebind(
     return finish(true, "every device is already where asked; nothing was changed");
   }
   if (plan.ensureVfioPci) {
-    const problem = await ensureVfioPci(sysfs, run);
+    const problem = ensureVfioPci(sysfs, run);
     if (problem) return finish(false, `rebind failed: ${problem}`);
   }
 
@@ -341,7 +332,7 @@ export interface RebindActionInput {
 }
 
 /** The whole rebind action: check params, plan, then print (dry-run) or perform the plan. */
-export async function rebindAction(input: RebindActionInput): Promise<ActionReply> {
+export function rebindAction(input: RebindActionInput): ActionReply {
   const checked = parseRebindParams(input.rawParams);
   if (!checked.ok) {
     const message = paramErrorMessage("rebind", checked.errors);
@@ -360,6 +351,6 @@ export async function rebindAction(input: RebindActionInput): Promise<ActionRepl
     const results = dryRunResults(plan);
     return { ok: true, message: String(results.message), results };
   }
-  const outcome = await executeRebind(plan, input.sysfs, input.run);
+  const outcome = executeRebind(plan, input.sysfs, input.run);
   return { ok: outcome.ok, message: outcome.message, results: outcomeResults(outcome) };
 }
