@@ -1,0 +1,174 @@
+// The nova-config action, pure: what nova needs for this unit's devices. The [pci] lines this charm
+// sends nova-compute (and why that option name), plus what a subordinate on a compute host cannot
+// set itself: nova-cloud-controller's pci-alias and scheduler filters, and a flavor that asks for
+// the devices.
+
+import type { NovaPciOption } from "../config";
+import { validateActionNovaConfig } from "../generated/validators.js";
+import {
+  chooseOptionName,
+  type NovaRelease,
+  novaEntryProblems,
+  novaJson,
+  novaPciEntries,
+  openstackReleaseName,
+  renderPciSection,
+} from "../plan/nova";
+import type { BoundDevice } from "../plan/types";
+import { type Checked, validateParams } from "./params";
+import { type ActionReply, addressKey, listResult, type ResultTree } from "./results";
+
+/** nova-config takes no parameters; this still refuses unknown ones with the usual message. */
+export function parseNovaConfigParams(raw: unknown): Checked<Record<string, never>> {
+  const checked = validateParams("nova-config", validateActionNovaConfig, raw);
+  return checked.ok ? { ok: true, params: {} } : checked;
+}
+
+export interface NovaConfigInput {
+  /** The functions the plan binds to vfio-pci (selected and companions), sorted by address. */
+  bound: BoundDevice[];
+  /** Whether a function is on vfio-pci now (only those are sent to nova-compute). */
+  onVfio: (address: string) => boolean;
+  /** The `nova-pci-option` setting. */
+  setting: NovaPciOption;
+  /** The nova installed on this host (host/nova-release.ts), or null. */
+  installed: NovaRelease | null;
+  /** Whether the `nova-compute` relation exists (there is someone to send the lines to). */
+  related: boolean;
+}
+
+// nova-cloud-controller's scheduler filters when `scheduler-default-filters` is unset
+// (charm-nova-cloud-controller hooks/nova_cc_context.py default_enabled_filters, by release).
+// Setting the option replaces this list, so the line we print is the default plus our filter.
+const NCC_FILTERS_BOBCAT = [
+  "ComputeFilter",
+  "ComputeCapabilitiesFilter",
+  "ImagePropertiesFilter",
+  "ServerGroupAntiAffinityFilter",
+  "ServerGroupAffinityFilter",
+  "DifferentHostFilter",
+  "SameHostFilter",
+];
+const NCC_FILTERS_VICTORIA = ["AvailabilityZoneFilter", ...NCC_FILTERS_BOBCAT];
+const NCC_FILTERS_PIKE = ["RetryFilter", ...NCC_FILTERS_VICTORIA];
+/** nova major → the list for that release and later (28 = 2023.2 Bobcat, 22 = Victoria, 16 = Pike). */
+const NCC_DEFAULT_FILTERS: [number, string[]][] = [
+  [28, NCC_FILTERS_BOBCAT],
+  [22, NCC_FILTERS_VICTORIA],
+  [16, NCC_FILTERS_PIKE],
+];
+
+/** nova-cloud-controller's default filter list for a nova major (unknown → the newest list). */
+export function controllerDefaultFilters(major: number | null): string[] {
+  if (major === null) return NCC_FILTERS_BOBCAT;
+  for (const [since, filters] of NCC_DEFAULT_FILTERS) if (major >= since) return filters;
+  return NCC_FILTERS_PIKE;
+}
+
+/** The ready-to-paste lines for nova-cloud-controller and a flavor, with the caveats. */
+function controllerResults(bound: BoundDevice[], installed: NovaRelease | null): ResultTree {
+  const aliases = novaPciEntries(bound).aliases;
+  const major = installed?.upstream[0] ?? null;
+  const filters = [...controllerDefaultFilters(major), "PciPassthroughFilter"].join(",");
+  const releaseWords =
+    major === null
+      ? "the default for 2023.2 (Bobcat) and later (this host's nova version is unknown)"
+      : `the default for ${openstackReleaseName(major) ?? `nova ${major}`} (this host's nova; the controller should run the same release)`;
+  const out: ResultTree = {
+    "scheduler-filters": `juju config nova-cloud-controller scheduler-default-filters='${filters}'`,
+    "scheduler-filters-note":
+      "Setting scheduler-default-filters replaces nova-cloud-controller's release default; this " +
+      `line is ${releaseWords} plus PciPassthroughFilter. If you have set the option already, ` +
+      "append ,PciPassthroughFilter to your value instead (`juju config nova-cloud-controller " +
+      "scheduler-default-filters` prints it). With neutron-api enable-sriov or " +
+      "enable-hardware-offload, nova-cloud-controller adds PciPassthroughFilter itself.",
+  };
+  if (aliases.length > 0) {
+    out["pci-alias"] = `juju config nova-cloud-controller pci-alias='${JSON.stringify(aliases)}'`;
+    out["pci-alias-note"] =
+      "pci-alias is one setting for the whole cloud: merge these aliases with those of your " +
+      "other compute hosts (run nova-config on each) before setting it. This charm already " +
+      "sends the same aliases to nova-compute on this host (needed for resize and migration).";
+  }
+  return out;
+}
+
+/** One flavor example per alias name, asking for one device. */
+function flavorResults(bound: BoundDevice[]): ResultTree | null {
+  const perName = new Map<string, number>();
+  for (const a of novaPciEntries(bound).aliases) perName.set(a.name, 0);
+  for (const d of bound) if (perName.has(d.alias)) perName.set(d.alias, perName.get(d.alias)! + 1);
+  if (perName.size === 0) return null;
+  const names = [...perName.keys()];
+  const out = listResult(
+    names,
+    (name) => `openstack flavor set <flavor> --property "pci_passthrough:alias"="${name}:1"`,
+  );
+  out.note =
+    "Replace <flavor> with your flavor's name. Ask for several aliases with a comma " +
+    `("${names.map((n) => `${n}:1`).join(",")}") and for more devices with a higher count; this ` +
+    `host offers ${names.map((n) => `${perName.get(n)} × ${n}`).join(", ")}.`;
+  return out;
+}
+
+/** Builds the nova-config action's reply from the plan's bound set and the installed nova. */
+export function novaConfig(input: NovaConfigInput): ActionReply {
+  const { bound, onVfio, setting, installed, related } = input;
+  const choice = chooseOptionName(setting, installed);
+  const offered = bound.filter((d) => onVfio(d.address));
+  const waiting = bound.filter((d) => !onVfio(d.address));
+  const entries = novaPciEntries(offered);
+
+  const option: ResultTree = { name: choice.name, setting, reason: choice.reason };
+  if (choice.warning) option.warning = choice.warning;
+
+  const results: ResultTree = {
+    option,
+    "nova-compute": related
+      ? {
+          related: "yes",
+          sends: `${entries.deviceSpecs.length} device_spec, ${entries.aliases.length} alias`,
+        }
+      : {
+          related: "no",
+          note:
+            "No nova-compute relation: nothing is sent. Run `juju integrate nova-compute " +
+            "pci-passthrough:nova-compute`.",
+        },
+    offered: String(offered.length),
+    "nova-conf": renderPciSection(entries, choice.name).trimEnd(),
+  };
+  if (entries.deviceSpecs.length > 0) {
+    results["device-spec"] = listResult(entries.deviceSpecs, novaJson);
+  }
+  if (entries.aliases.length > 0) results.alias = listResult(entries.aliases, novaJson);
+  if (waiting.length > 0) {
+    const w: ResultTree = {};
+    for (const d of waiting) {
+      w[addressKey(d.address)] =
+        `${d.address} ${d.vendorId}:${d.deviceId} (${d.alias}) is not on vfio-pci yet: reboot, or ` +
+        "run the rebind action, and it is sent to nova-compute";
+    }
+    results.waiting = w;
+  }
+  const problems = novaEntryProblems(bound);
+  if (problems.length > 0) results.problems = listResult(problems, (p) => p.message);
+
+  if (bound.length === 0) {
+    results.note =
+      "The devices option selects nothing on this host, so there is nothing for nova; set " +
+      "`devices` (see `juju run pci-passthrough/N list-devices`).";
+  } else {
+    // Controller and flavor lines cover every bound function, waiting ones too: they are set once.
+    results.controller = controllerResults(bound, installed);
+    const flavor = flavorResults(bound);
+    if (flavor) results.flavor = flavor;
+  }
+
+  const summary =
+    bound.length === 0
+      ? "nothing selected"
+      : `${offered.length} of ${bound.length} functions offered to nova as [pci] ${choice.name}` +
+        (waiting.length > 0 ? ` (${waiting.length} waiting for vfio-pci)` : "");
+  return { ok: true, message: summary, results };
+}
