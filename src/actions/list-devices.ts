@@ -3,16 +3,11 @@
 // SR-IOV, whether the `devices` option selects it), filtered by class, vendor or selection.
 import { validateActionListDevices } from "../generated/validators.js";
 import type { HostFacts, HostUsage, ModuleIndex, PciFunction } from "../host/facts";
+import type { PciIdNames } from "../host/pci-ids";
 import type { BoundDevice } from "../plan/types";
 import { driverWords } from "./groups";
 import { type Checked, type ParamError, validateParams } from "./params";
 import { addressKey, type ResultTree, yesNo } from "./results";
-
-/** Human names from pci.ids (host/pci-ids.ts); null when the host has no pci.ids. */
-export interface PciNameLookup {
-  vendorName(vendorId: string): string | null;
-  deviceName(vendorId: string, deviceId: string): string | null;
-}
 
 /** The class words the `class` filter accepts, each a set of hex class-code prefixes. */
 export const CLASS_WORDS: Record<string, string[]> = {
@@ -108,6 +103,8 @@ export interface DeviceRow {
   ids: string;
   vendorName: string | null;
   deviceName: string | null;
+  /** pci.ids' name for the class code ("VGA compatible controller"). */
+  className: string | null;
   driver: string | null;
   driverOverride: string | null;
   /** null when modules.alias could not be read. */
@@ -126,7 +123,8 @@ export interface ListDevicesInput {
   facts: HostFacts;
   usage?: HostUsage;
   modules: ModuleIndex | null;
-  names: PciNameLookup | null;
+  /** loadPciIds(root); null or `source: null` when the host has no pci.ids. */
+  names: PciIdNames | null;
   selection: BoundDevice[];
 }
 
@@ -148,6 +146,7 @@ function rowFor(fn: PciFunction, input: ListDevicesInput, sel: BoundDevice | nul
     ids: `${fn.vendorId}:${fn.deviceId}`,
     vendorName: names?.vendorName(fn.vendorId) ?? null,
     deviceName: names?.deviceName(fn.vendorId, fn.deviceId) ?? null,
+    className: names?.className(fn.classCode) ?? null,
     driver: fn.driver,
     driverOverride: fn.driverOverride,
     modules: modules ? modules.modulesFor(fn.modalias) : null,
@@ -165,6 +164,7 @@ function rowResult(row: DeviceRow): ResultTree {
     address: row.address,
     class: row.classCode,
     "class-name": row.classWord,
+    ...(row.className ? { "class-description": row.className } : {}),
     ids: row.ids,
     name:
       row.vendorName || row.deviceName
@@ -212,7 +212,7 @@ export function listDevices(input: ListDevicesInput): ListDevicesResult {
   for (const row of rows) devices[addressKey(row.address)] = rowResult(row);
   const results: ResultTree = { count: String(rows.length), devices };
   const notes: string[] = [];
-  if (!input.names)
+  if (!input.names?.source)
     notes.push("no pci.ids on this host: names show the ids only (install pciutils or hwdata)");
   if (!input.modules)
     notes.push("the running kernel's modules.alias could not be read: modules are not shown");
