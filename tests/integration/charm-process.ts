@@ -1,0 +1,126 @@
+// Runs the packed charm the way Juju does: unzip build/pci-passthrough.charm, then exec its
+// `dispatch` with Juju's environment, fake hook tools on PATH (the shim's unit simulator), a
+// sandbox root, and NO node on PATH, so only the runtime inside the charm can run it.
+import { execFileSync, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import {
+  createUnitSimulator,
+  type UnitSimulator,
+  type UnitSimulatorOptions,
+} from "ops-ts-shim/testing/simulator";
+import { tempDir } from "../helpers/tree";
+
+export const TOP = path.resolve(__dirname, "..", "..");
+export const PACKED = path.join(TOP, "build", "pci-passthrough.charm");
+
+/** Fails with the command to run when the charm was not packed (the test command packs first). */
+export function requirePackedCharm(): string {
+  if (!fs.existsSync(PACKED)) throw new Error(`${PACKED} is missing: run \`npm run pack\` first`);
+  return PACKED;
+}
+
+/** A directory of the few programs dispatch itself needs (sh, uname, cat), and no node. */
+function minimalBin(dir: string): string {
+  const bin = path.join(dir, "sysbin");
+  fs.mkdirSync(bin, { recursive: true });
+  for (const tool of ["sh", "uname", "cat", "dirname"]) {
+    const found = ["/bin", "/usr/bin"].map((d) => path.join(d, tool)).find((p) => fs.existsSync(p));
+    if (!found) throw new Error(`no ${tool} on this machine`);
+    fs.symlinkSync(found, path.join(bin, tool));
+  }
+  return bin;
+}
+
+/** Recording stand-ins for update-grub / update-initramfs / modprobe: each appends its argv. */
+function fakeCommands(dir: string, log: string): string {
+  const bin = path.join(dir, "fakecmds");
+  fs.mkdirSync(bin, { recursive: true });
+  for (const tool of ["update-grub", "update-initramfs", "modprobe"]) {
+    fs.writeFileSync(path.join(bin, tool), `#!/bin/sh\necho "\${0##*/} $*" >> '${log}'\n`, {
+      mode: 0o755,
+    });
+  }
+  return bin;
+}
+
+let unpacked: string | null = null;
+
+/** The packed charm unzipped once per test process (126 MB of runtime: unzipping it for every
+ * test would dominate the suite); each unit gets a cheap copy with hard-linked files. */
+function copyUnpacked(charmDir: string): void {
+  if (unpacked === null) {
+    const { dir } = tempDir("pci-charm-");
+    execFileSync("unzip", ["-q", requirePackedCharm(), "-d", dir]);
+    unpacked = dir;
+  }
+  execFileSync("cp", ["-al", unpacked, charmDir]);
+}
+
+export interface DispatchResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CharmUnderTest {
+  sim: UnitSimulator;
+  charmDir: string;
+  /** The sandbox `/` the charm reads and writes. */
+  root: string;
+  /** Commands the charm ran (update-grub …), one line each, in order. */
+  commands(): string[];
+  clearCommands(): void;
+  dispatch(
+    event: Parameters<UnitSimulator["env"]>[0],
+    extraEnv?: Record<string, string>,
+  ): DispatchResult;
+  cleanup(): void;
+}
+
+/** Unpacks the charm into a temp unit directory and wires the simulator around it. */
+export function deployPackedCharm(
+  root: string,
+  options: Omit<UnitSimulatorOptions, "dir" | "charmDir" | "configYaml"> = {},
+): CharmUnderTest {
+  const { dir, cleanup } = tempDir("pci-unit-");
+  const charmDir = path.join(dir, "charm");
+  copyUnpacked(charmDir);
+  const sim = createUnitSimulator({
+    dir,
+    charmDir,
+    unitName: "pci-passthrough/0",
+    principalUnit: "nova-compute/0",
+    configYaml: fs.readFileSync(path.join(charmDir, "config.yaml"), "utf8"),
+    ...options,
+  });
+  const commandLog = path.join(dir, "commands.log");
+  const searchPath = `${fakeCommands(dir, commandLog)}:${minimalBin(dir)}`;
+  return {
+    sim,
+    charmDir,
+    root,
+    commands: () =>
+      fs.existsSync(commandLog)
+        ? fs
+            .readFileSync(commandLog, "utf8")
+            .split("\n")
+            .filter(Boolean)
+            .map((l) => l.trim())
+        : [],
+    clearCommands: () => fs.rmSync(commandLog, { force: true }),
+    dispatch(event, extraEnv = {}) {
+      const env = sim.env(event, {
+        path: searchPath,
+        extra: { PCI_PASSTHROUGH_ROOT: root, PCI_PASSTHROUGH_RUN_COMMANDS: "1", ...extraEnv },
+      });
+      const r = spawnSync(path.join(charmDir, "dispatch"), [], {
+        env,
+        encoding: "utf8",
+        timeout: 30_000,
+      });
+      return { exitCode: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+    },
+    cleanup,
+  };
+}

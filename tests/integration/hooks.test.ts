@@ -1,0 +1,122 @@
+// The packed charm, run as Juju runs it, on a fake host tree shaped like real sysfs.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { OWNED, SHARED } from "../../src/host/root";
+import { makeTempHost } from "../fixtures/hosts/build-host";
+import { seedHost } from "../fixtures/hosts/presets";
+import { diffTrees, snapshotTree } from "../helpers/tree";
+import { type CharmUnderTest, deployPackedCharm } from "./charm-process";
+
+const ONE_GPU = { devices: "0000:83:00.0" };
+
+describe("packed charm under the unit simulator (no node on PATH)", () => {
+  let host: ReturnType<typeof makeTempHost>;
+  let unit: CharmUnderTest;
+  beforeEach(() => {
+    host = makeTempHost(seedHost());
+  });
+  afterEach(() => {
+    unit?.cleanup();
+    host.cleanup();
+  });
+
+  it("install then config-changed prepare the host with the bundled runtime", () => {
+    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    const install = unit.dispatch("install");
+    expect(install.stderr).toBe("");
+    expect(install.exitCode).toBe(0);
+    const grub = fs.readFileSync(path.join(host.root, OWNED.grubDropIn), "utf8");
+    expect(grub).toContain("intel_iommu=on iommu=pt");
+    const rule = fs.readFileSync(path.join(host.root, OWNED.udevRule), "utf8");
+    expect(rule).toContain('KERNEL=="0000:83:00.0"');
+    expect(rule).toContain('KERNEL=="0000:83:00.1"'); // the HDMI audio follows its GPU
+    expect(rule).not.toContain("0000:84:00.0"); // the identical twin stays on the host
+    expect(unit.commands()).toEqual(["update-initramfs -u -k all", "update-grub"]);
+    expect(fs.existsSync(path.join(host.root, SHARED.rebootRequired))).toBe(true);
+    const state = unit.sim.readState();
+    expect(state.unitStatus.status).toBe("blocked");
+    expect(state.unitStatus.message).toMatch(
+      /^reboot required: kernel command line lacks intel_iommu=on iommu=pt/,
+    );
+
+    unit.clearCommands();
+    const before = snapshotTree(host.root);
+    const callsBefore = unit.sim.readState().calls.length;
+    const again = unit.dispatch("config-changed");
+    expect(again.exitCode).toBe(0);
+    expect(diffTrees(before, snapshotTree(host.root))).toEqual([]);
+    expect(unit.commands()).toEqual([]);
+    const calls = unit.sim
+      .readState()
+      .calls.slice(callsBefore)
+      .map((c) => c.argv[0]);
+    expect(calls.length).toBeLessThanOrEqual(3);
+  });
+
+  it("a real config change regenerates only what it feeds", () => {
+    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    expect(unit.dispatch("install").exitCode).toBe(0);
+    unit.clearCommands();
+    unit.sim.updateState((s) => {
+      s.config["extra-kernel-params"] = "pcie_aspm=off";
+    });
+    expect(unit.dispatch("config-changed").exitCode).toBe(0);
+    expect(unit.commands()).toEqual(["update-grub"]);
+    expect(fs.readFileSync(path.join(host.root, OWNED.grubDropIn), "utf8")).toContain(
+      "pcie_aspm=off",
+    );
+  });
+
+  it("bad config blocks naming the option and changes nothing", () => {
+    unit = deployPackedCharm(host.root, { config: { devices: "10de:zzzz" } });
+    const before = snapshotTree(host.root);
+    expect(unit.dispatch("config-changed").exitCode).toBe(0);
+    expect(diffTrees(before, snapshotTree(host.root))).toEqual([]);
+    expect(unit.commands()).toEqual([]);
+    const status = unit.sim.readState().unitStatus;
+    expect(status.status).toBe("blocked");
+    expect(status.message).toMatch(/^devices=/);
+    expect(status.message).toContain("zzzz");
+  });
+
+  it("stop and remove leave the host as it was found", () => {
+    const pristine = snapshotTree(host.root);
+    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    expect(unit.dispatch("install").exitCode).toBe(0);
+    unit.clearCommands();
+    expect(unit.dispatch("stop").exitCode).toBe(0);
+    expect(unit.dispatch("remove").exitCode).toBe(0);
+    expect(unit.commands()).toEqual(["update-initramfs -u -k all", "update-grub"]);
+    const after = snapshotTree(host.root);
+    const changes = diffTrees(pristine, after).filter((l) => {
+      const rel = l.slice(2);
+      // Directories created for our files and the reboot-required flag are all that may remain.
+      return (
+        !rel.startsWith("var/run") &&
+        !(l.startsWith("+ ") && fs.statSync(path.join(host.root, rel)).isDirectory())
+      );
+    });
+    expect(changes).toEqual([]);
+  });
+
+  it("an unknown event is a clear error and a non-zero exit", () => {
+    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    const r = unit.dispatch("frobnicate-the-host");
+    expect(r.exitCode).not.toBe(0);
+    const logs = unit.sim.readState().logs.filter((l) => l.level === "ERROR");
+    expect(logs.map((l) => l.message).join("\n")).toMatch(/frobnicate-the-host/);
+  });
+
+  it("dispatch refuses clearly when no runtime is usable", () => {
+    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    // Unlink first: the unpacked charm's files are hard links shared with other tests.
+    fs.rmSync(path.join(unit.charmDir, "runtime", "arch"));
+    fs.writeFileSync(path.join(unit.charmDir, "runtime", "arch"), "sparc64\n");
+    const r = unit.dispatch("install");
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain("no usable Node.js runtime");
+    const logs = unit.sim.readState().logs.filter((l) => l.level === "ERROR");
+    expect(logs[0]?.message).toContain("no usable Node.js runtime");
+  });
+});
