@@ -3,6 +3,7 @@
 // run host preparation and never write files; only rebind writes to sysfs.
 import type { ActionEvent, Model } from "ops-ts-shim";
 import { listDevices, parseListDevicesParams } from "./actions/list-devices";
+import { novaConfig, parseNovaConfigParams } from "./actions/nova-config";
 import { paramErrorMessage } from "./actions/params";
 import { rebindAction } from "./actions/rebind";
 import type { ActionReply } from "./actions/results";
@@ -11,12 +12,16 @@ import { createSysfsWriter } from "./apply/sysfs";
 import { type Config, parseConfig } from "./config";
 import type { HostFacts, ModuleIndex } from "./host/facts";
 import { readInterruptRemapping } from "./host/interrupt-remapping";
+import { readNovaRelease } from "./host/nova-release";
 import { loadModuleIndex, loadPciIds, readHostFacts, readHostUsage } from "./host/read-facts";
 import type { PreparationDeps } from "./host-preparation";
 import { planHost } from "./plan/plan-host";
 import { selectFunctions } from "./plan/select";
 import { formatConfigError } from "./plan/status";
 import type { BoundDevice } from "./plan/types";
+
+/** Our endpoint to nova-compute (interface ephemeral-backend). */
+export const NOVA_ENDPOINT = "nova-compute";
 
 export type ActionName = "list-devices" | "verify-iommu" | "rebind" | "nova-config";
 
@@ -121,7 +126,22 @@ const ACTIONS: Record<
     });
   },
 
-  "nova-config": (_params, _ctx) => failed("nova-config: not wired yet"),
+  "nova-config": (params, ctx) => {
+    const checked = parseNovaConfigParams(params);
+    if (!checked.ok) return failed(paramErrorMessage("nova-config", checked.errors));
+    const snap = snapshot(ctx);
+    if (!snap.config) return failed(`the charm config is invalid: ${snap.configProblem}`);
+    const onVfio = new Set(
+      snap.facts.functions.filter((f) => f.driver === "vfio-pci").map((f) => f.address),
+    );
+    return novaConfig({
+      bound: snap.selection,
+      onVfio: (address) => onVfio.has(address),
+      setting: snap.config.novaPciOption,
+      installed: readNovaRelease(ctx.deps.root),
+      related: ctx.model.relations(NOVA_ENDPOINT).length > 0,
+    });
+  },
 };
 
 function failed(message: string): ActionReply {

@@ -11,7 +11,7 @@ import {
   type StatusBase,
   WaitingStatus,
 } from "ops-ts-shim";
-import { runActionHandler } from "./charm-actions";
+import { NOVA_ENDPOINT, runActionHandler } from "./charm-actions";
 import {
   EMPTY_MEMORY,
   type PreparationDeps,
@@ -24,8 +24,6 @@ import { clearNovaRelations, publishNova } from "./nova-relation";
 import { statusFor, type UnitStatus } from "./plan/status";
 import { runtimeEnv } from "./runtime-env";
 
-/** Our endpoint to nova-compute (interface ephemeral-backend) and the principal attachment. */
-export const NOVA_ENDPOINT = "nova-compute";
 const CONTAINER_ENDPOINTS = [NOVA_ENDPOINT, "juju-info"];
 /** Stored-state key of PreparationMemory. */
 const MEMORY_KEY = "preparation";

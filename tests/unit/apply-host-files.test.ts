@@ -5,13 +5,13 @@ import type { CommandRunner } from "../../src/apply/commands";
 import { type FsOps, realFs } from "../../src/apply/files";
 import { applyHostFiles, EMPTY_FILES_STATE, NotOursError } from "../../src/apply/host-files";
 import { OWNED, SHARED } from "../../src/host/root";
-import type { HostPlan } from "../../src/plan/types";
+import type { FileSpec, HostPlan } from "../../src/plan/types";
 import { diffTrees, snapshotTree, tempDir, writeTree } from "../helpers/tree";
 
 const HEADER = "# Managed by the pci-passthrough Juju charm. Do not edit.\n";
 
 function plan(grubParams: string, bound: boolean): Pick<HostPlan, "files" | "feeds"> {
-  const files = [
+  const files: FileSpec[] = [
     {
       path: OWNED.grubDropIn,
       content: `${HEADER}GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT ${grubParams}"\n`,
