@@ -291,7 +291,7 @@ const SHELL_CHARS: [RegExp, string][] = [
 const OWNED_PARAMS: Record<string, string> = {
   intel_iommu: "iommu",
   amd_iommu: "iommu",
-  iommu: "iommu-passthrough-mode (and iommu)",
+  iommu: "iommu-passthrough-mode",
   "vfio_iommu_type1.allow_unsafe_interrupts": "allow-unsafe-interrupts",
   "modprobe.blacklist": "blacklist-drivers",
   "vfio_pci.ids": "devices",
@@ -455,7 +455,8 @@ function shortForms(tokens: string[], firstIndex: number, errors: ConfigError[])
 function yamlEntries(text: string, errors: ConfigError[]): RawEntry[] | null {
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
   if (doc.errors.length > 0) {
-    for (const err of doc.errors.slice(0, 3)) {
+    // Only the first: later ones are mostly the parser tripping over the first.
+    for (const err of doc.errors.slice(0, 1)) {
       const line = err.linePos?.[0]?.line ?? 1;
       errors.push({
         option: "devices",
@@ -472,6 +473,10 @@ function yamlEntries(text: string, errors: ConfigError[]): RawEntry[] | null {
   const out: RawEntry[] = [];
   items.forEach((item, index) => {
     const source = item?.range ? text.slice(item.range[0], item.range[1]) : String(item);
+    if (item === null || (isScalar(item) && item.value === null)) {
+      out.push({ index, source: "(empty list item)", values: {} });
+      return;
+    }
     if (isScalar(item) && typeof item.value === "string") {
       // A list of short forms: one per item (its own index, so messages count list items).
       if (item.value.trim().length === 0) {
@@ -567,7 +572,7 @@ function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelecto
         } else if (ID_KEYS.has(key)) {
           err(
             `has ${key} ${JSON.stringify(shown)}, which is not 4 hex digits`,
-            `write the id lspci -nn shows, e.g. ${key}: "10de"`,
+            `write the id lspci -nn shows, e.g. ${key}: "${key === "vendor-id" ? "10de" : "1bb0"}"`,
             shown,
           );
         } else if (key === "alias") {
@@ -636,6 +641,17 @@ function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelecto
     }
     if (errors.length > before) continue;
 
+    // One literal address gets one alias (nova would see the same device under two names).
+    if (address && !address.isGlob) {
+      const other = aliasByAddress.get(address.text);
+      if (other && other.alias !== alias) {
+        err(
+          `gives ${address.text} the alias ${alias ?? "(derived)"} while entry #${other.entry.index + 1} gives it ${other.alias ?? "(derived)"}`,
+          "one address gets one alias: merge the two entries",
+        );
+        continue;
+      }
+    }
     const key = `${vendorId ?? "*"}:${productId ?? "*"}@${address?.text ?? "*"}`;
     const twin = seen.get(key);
     if (twin) {
@@ -646,15 +662,7 @@ function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelecto
       continue;
     }
     seen.set(key, entry);
-    if (address && !address.isGlob) {
-      const other = aliasByAddress.get(address.text);
-      if (other && other.alias !== alias) {
-        err(
-          `gives ${address.text} the alias ${alias ?? "(derived)"} while entry #${other.entry.index + 1} gives it ${other.alias ?? "(derived)"}`,
-          "one address gets one alias: merge the two entries",
-        );
-        continue;
-      }
+    if (address && !address.isGlob && !aliasByAddress.has(address.text)) {
       aliasByAddress.set(address.text, { entry, alias });
     }
     selectors.push({
