@@ -1,0 +1,101 @@
+// Issue 6: the exact relation data the charm publishes to nova-compute, through the real charm.
+import { afterEach, describe, expect, it, vi } from "vitest";
+import type { HostSpec } from "../fixtures/hosts/build-host";
+import { makeTempHost } from "../fixtures/hosts/build-host";
+import { seedHost } from "../fixtures/hosts/presets";
+import { charmContext, useRoot } from "./scenario";
+
+const RELEASE = "6.8.0-45-generic";
+const BOOTED = `BOOT_IMAGE=/vmlinuz-${RELEASE} root=/dev/sda1 ro intel_iommu=on iommu=pt`;
+
+/** The seed host after the reboot: the listed functions are on vfio-pci, the kernel has our params. */
+function bootedSeedHost(onVfio: string[]): HostSpec {
+  const spec = seedHost();
+  return {
+    ...spec,
+    cmdline: BOOTED,
+    pci: spec.pci!.map((p) => (onVfio.includes(p.address) ? { ...p, driver: "vfio-pci" } : p)),
+  };
+}
+
+const NOVA = {
+  endpoint: "nova-compute",
+  remoteApp: "nova-compute",
+  remoteUnits: ["nova-compute/0"],
+};
+
+function published(devices: string, onVfio: string[]) {
+  const host = makeTempHost(bootedSeedHost(onVfio));
+  cleanups.push(host.cleanup);
+  useRoot(host.root);
+  const out = charmContext().run("nova-compute-relation-joined", {
+    config: { devices },
+    relations: [{ ...NOVA, id: 7 }],
+  });
+  const raw = out.relations[0]!.localUnitData.subordinate_configuration;
+  return { out, raw, parsed: raw === undefined ? undefined : JSON.parse(raw) };
+}
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+  vi.unstubAllEnvs();
+});
+
+/** The [pci] pairs as nova-compute will render them: [key, parsed JSON value]. */
+function pciPairs(parsed: {
+  nova: { "/etc/nova/nova.conf": { sections: { pci: [string, string][] } } };
+}) {
+  expect(Object.keys(parsed)).toEqual(["nova"]);
+  return parsed.nova["/etc/nova/nova.conf"].sections.pci.map(([k, v]) => [k, JSON.parse(v)]);
+}
+
+describe("nova-compute relation data", () => {
+  it("one GPU with its HDMI audio: a device_spec per address and an alias per kind", () => {
+    const { out, parsed } = published("0000:83:00.0", ["0000:83:00.0", "0000:83:00.1"]);
+    expect(pciPairs(parsed)).toEqual([
+      ["passthrough_whitelist", { vendor_id: "10de", product_id: "1bb0", address: "0000:83:00.0" }],
+      ["passthrough_whitelist", { vendor_id: "10de", product_id: "10f1", address: "0000:83:00.1" }],
+      ["alias", { name: "gpu", vendor_id: "10de", product_id: "1bb0", device_type: "type-PCI" }],
+      [
+        "alias",
+        expect.objectContaining({ vendor_id: "10de", product_id: "10f1", device_type: "type-PCI" }),
+      ],
+    ]);
+    expect(out.unitStatus.name).toBe("active");
+    expect(out.unitStatus.message).toMatch(/^2 devices .* on vfio-pci; IOMMU on/);
+  });
+
+  it("two identical GPUs, one selected by address: only that address is offered", () => {
+    const { parsed } = published("0000:84:00.0", ["0000:84:00.0", "0000:84:00.1"]);
+    const specs = pciPairs(parsed)
+      .filter(([k]) => k === "passthrough_whitelist")
+      .map(([, v]) => v.address);
+    expect(specs).toEqual(["0000:84:00.0", "0000:84:00.1"]);
+  });
+
+  it("a device not on vfio-pci yet is not offered, and the status says why", () => {
+    const { out, parsed } = published("0000:83:00.0", []);
+    expect(pciPairs(parsed)).toEqual([]);
+    expect(out.unitStatus.name).toBe("blocked");
+    expect(out.unitStatus.message).toContain("waiting for reboot before offering devices to nova");
+  });
+
+  it("no devices selected: an empty [pci] list, so nova-compute re-renders without stale lines", () => {
+    const { out, parsed } = published("", []);
+    expect(pciPairs(parsed)).toEqual([]);
+    expect(out.unitStatus.message).toMatch(/^no matching devices on this host; IOMMU on/);
+  });
+
+  it("removal clears the key", () => {
+    const { out } = published("0000:83:00.0", ["0000:83:00.0", "0000:83:00.1"]);
+    const after = charmContext().run("stop", out);
+    expect(after.relations[0]!.localUnitData.subordinate_configuration).toBeUndefined();
+  });
+
+  it("an idle hook republishes nothing and calls no relation tool", () => {
+    const { out } = published("0000:83:00.0", ["0000:83:00.0", "0000:83:00.1"]);
+    const idle = charmContext().run("update-status", out);
+    expect(idle.hookToolCalls.map((c) => c[0])).toEqual(["config-get", "state-get"]);
+  });
+});
