@@ -20,7 +20,7 @@ function describe(action: string, err: ErrorObject): ParamError {
       const extra = String((err.params as { additionalProperty: string }).additionalProperty);
       return {
         param: extra,
-        message: `${action} has no parameter "${extra}"; see \`juju show-action pci-passthrough ${action}\``,
+        message: `there is no parameter "${extra}" (see \`juju show-action pci-passthrough ${action}\`)`,
       };
     }
     case "enum": {
@@ -44,7 +44,10 @@ export function validateParams(
 ): Checked<Record<string, unknown>> {
   const data: unknown = raw === undefined || raw === null ? {} : structuredClone(raw);
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
-    return { ok: false, errors: [{ param: null, message: `${action} params must be a mapping` }] };
+    return {
+      ok: false,
+      errors: [{ param: null, message: "params must be key=value pairs (a mapping)" }],
+    };
   }
   if (validator(data)) return { ok: true, params: data as Record<string, unknown> };
   const errors = (validator.errors ?? []).map((e) => describe(action, e));

@@ -3,10 +3,12 @@
 // (or the unsafe opt-in), vfio-pci exists, and for each selected function: present with its ids,
 // on vfio-pci, in a group, the group viable, its companions, /dev/vfio/<group>, and that the
 // group holds nothing the host uses. Reads facts only; never changes the host.
+import { validateActionVerifyIommu } from "../generated/validators.js";
 import type { HostFacts, HostUsage } from "../host/facts";
 import type { InterruptRemapping } from "../host/interrupt-remapping";
 import type { BoundDevice } from "../plan/types";
 import { driverWords, functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "./groups";
+import { type Checked, validateParams } from "./params";
 import { hostUses } from "./rebind-plan";
 import { addressKey, listResult, type ResultTree, yesNo } from "./results";
 
@@ -72,6 +74,12 @@ export interface VerifyIommuResult {
   /** One line for action-fail / the log. */
   message: string;
   results: ResultTree;
+}
+
+/** verify-iommu takes no parameters: refuses any, naming it (schema from actions.yaml). */
+export function parseVerifyIommuParams(raw: unknown): Checked<Record<string, never>> {
+  const checked = validateParams("verify-iommu", validateActionVerifyIommu, raw);
+  return checked.ok ? { ok: true, params: {} } : checked;
 }
 
 /** Kernel parameter name normalised as the kernel compares them (`-` and `_` are the same). */

@@ -1,0 +1,100 @@
+// The bad-input corpus: every file in tests/fixtures/bad-action-params is one invalid call of an
+// action, with the message fragment the operator must see. Each must fail with that message,
+// leave the host untouched (rebind runs against a reacting FakeKernel tree), and return results
+// under keys Juju accepts.
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { parseListDevicesParams } from "../../src/actions/list-devices";
+import { paramErrorMessage } from "../../src/actions/params";
+import { rebindAction } from "../../src/actions/rebind";
+import { invalidResultKeys } from "../../src/actions/results";
+import { parseVerifyIommuParams } from "../../src/actions/verify-iommu";
+import { seedHost } from "./plan-fixtures";
+import { FakeKernel, writeSysfsTree } from "./sysfs-fake-kernel";
+
+const DIR = path.join(__dirname, "../fixtures/bad-action-params");
+const cases = fs
+  .readdirSync(DIR)
+  .filter((f) => f.endsWith(".yaml"))
+  .sort()
+  .map((file) => {
+    const doc = parse(fs.readFileSync(path.join(DIR, file), "utf8")) as {
+      action: string;
+      expect: string;
+      params: unknown;
+    };
+    return { file, ...doc };
+  });
+
+let root: string;
+beforeEach(() => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), "bad-params-"));
+});
+afterEach(() => {
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+function snapshot(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of fs
+      .readdirSync(d, { withFileTypes: true })
+      .sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = path.join(d, e.name);
+      if (e.isSymbolicLink()) out.push(`${p} -> ${fs.readlinkSync(p)}`);
+      else if (e.isDirectory()) walk(p);
+      else out.push(`${p} = ${fs.readFileSync(p, "utf8")}`);
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+describe("bad action params corpus", () => {
+  it("has cases for every action with params", () => {
+    expect(new Set(cases.map((c) => c.action))).toEqual(
+      new Set(["rebind", "list-devices", "verify-iommu"]),
+    );
+    expect(cases.length).toBeGreaterThanOrEqual(20);
+  });
+
+  for (const c of cases) {
+    it(`${c.file}: ${c.expect}`, () => {
+      if (c.action === "rebind") {
+        const facts = seedHost();
+        writeSysfsTree(root, facts, ["vfio-pci"]);
+        const kernel = new FakeKernel(
+          root,
+          new Map(facts.functions.map((f) => [f.address, f.driver])),
+        );
+        const before = snapshot(root);
+        const reply = rebindAction({
+          rawParams: c.params,
+          facts,
+          usage: new Map(),
+          selection: [],
+          sysfs: kernel,
+          run: () => {
+            throw new Error("no command may run for a bad call");
+          },
+        });
+        expect(reply.ok).toBe(false);
+        expect(reply.message).toContain(c.expect);
+        expect(kernel.writes).toEqual([]);
+        expect(snapshot(root)).toEqual(before);
+        expect(invalidResultKeys(reply.results)).toEqual([]);
+        return;
+      }
+      const checked =
+        c.action === "list-devices"
+          ? parseListDevicesParams(c.params)
+          : parseVerifyIommuParams(c.params);
+      expect(checked.ok).toBe(false);
+      if (checked.ok) return;
+      expect(paramErrorMessage(c.action, checked.errors)).toContain(c.expect);
+    });
+  }
+});
