@@ -469,6 +469,14 @@ function yamlEntries(text: string, errors: ConfigError[]): RawEntry[] | null {
   }
   const root = doc.contents;
   if (root === null) return [];
+  if (isScalar(root) && typeof root.value === "string") {
+    // A quoted string of short forms: "10de:1bb0, 0000:83:00.0".
+    return shortForms(
+      root.value.split(/[\s,]+/).filter((t) => t.length > 0),
+      0,
+      errors,
+    );
+  }
   const items: Node[] = isSeq(root) ? (root.items as Node[]) : [root as Node];
   const out: RawEntry[] = [];
   items.forEach((item, index) => {

@@ -12,7 +12,7 @@ import {
   renderModprobeConf,
   renderUdevRules,
 } from "./render-files";
-import { describeSelector, idsOf, selectFunctions } from "./select";
+import { idsOf, listOf, selectFunctions } from "./select";
 import type { BoundDevice, FileSpec, HostPlan, PlanProblem, Regenerate } from "./types";
 
 /** What the charm stored the last time it applied a plan. */
@@ -51,9 +51,11 @@ export function planHost(
   const selection = selectFunctions(config.devices, facts);
   const bind = selection.bind;
   problems.push(...selection.problems);
-  if (bind.length > 0) {
-    for (const sel of selection.unmatched)
-      notes.push(`${describeSelector(sel)} matches nothing here`);
+  if (bind.length > 0 && selection.unmatched.length > 0) {
+    // With nothing bound at all the status already says "no matching devices on this host".
+    const entries = selection.unmatched.map((s) => `#${s.index + 1}`).join(", ");
+    const noun = selection.unmatched.length === 1 ? "entry" : "entries";
+    notes.push(`devices ${noun} ${entries} match nothing here`);
   }
   notes.push(...selection.notes);
 
@@ -114,6 +116,7 @@ function identityChanges(
   notes: string[],
 ): PlanProblem[] {
   const problems: PlanProblem[] = [];
+  const gone: string[] = [];
   const planned = new Map(bind.map((b) => [b.address, b]));
   const byAddress = new Map(facts.functions.map((f) => [f.address, f]));
   const confirmedByIds = (b: BoundDevice): boolean => {
@@ -138,8 +141,9 @@ function identityChanges(
           `${fn!.vendorId} and product-id ${fn!.deviceId} to its devices entry, or remove it from devices.`,
       });
     } else if (!b) {
-      notes.push(`${address} was ${before} and is now ${now ?? "gone"}: left to the host`);
+      gone.push(`${address} was ${before}, now ${now ?? "absent"}`);
     }
   }
+  if (gone.length > 0) notes.push(`left to the host: ${listOf(gone)}`);
   return problems;
 }

@@ -11,7 +11,8 @@ const CHARM = "pci-passthrough";
 export function managedHeader(options: string): string {
   return [
     `# Managed by the ${CHARM} Juju charm. Do not edit: the charm rewrites or removes this file.`,
-    `# Change it with \`juju config ${CHARM} <option>=...\` (${options}).`,
+    `# Change it with \`juju config ${CHARM} <option>=...\`; the options behind it:`,
+    `# ${options}.`,
     "",
   ].join("\n");
 }

@@ -169,8 +169,7 @@ export function selectFunctions(selectors: DeviceSelector[], facts: HostFacts): 
     });
     if (fn.sriov !== null && fn.sriov.numVfs > 0) {
       notes.push(
-        `${address} is an SR-IOV physical function with ${fn.sriov.numVfs} VFs enabled: vfio-pci ` +
-          "cannot take it until its VFs are disabled (sriov_numvfs = 0).",
+        `${address} has ${fn.sriov.numVfs} SR-IOV VFs enabled: vfio-pci takes it only without VFs`,
       );
     }
   }
@@ -205,7 +204,9 @@ export function selectFunctions(selectors: DeviceSelector[], facts: HostFacts): 
 
   // Group members that stay with the host make the group unusable for VFIO; that is verify-iommu's
   // verdict to give (the IOMMU may not even be on yet), so here it is only a note.
+  // One note for all such groups: notes end up in the unit's status line.
   const seenGroups = new Set<number>();
+  const shared: string[] = [];
   for (const address of [...bound.keys()].sort()) {
     const group = byAddress.get(address)?.iommuGroup ?? null;
     if (group === null || seenGroups.has(group)) continue;
@@ -214,12 +215,12 @@ export function selectFunctions(selectors: DeviceSelector[], facts: HostFacts): 
       const m = byAddress.get(member);
       return !bound.has(member) && !(m?.isBridge ?? false);
     });
-    if (kept.length > 0) {
-      notes.push(
-        `IOMMU group ${group} (${address}) also holds ${kept.join(", ")}, which the host keeps: ` +
-          "the group is not usable by VMs until those are selected too (see verify-iommu).",
-      );
-    }
+    if (kept.length > 0) shared.push(`group ${group} also holds ${kept.join(", ")}`);
+  }
+  if (shared.length > 0) {
+    notes.push(
+      `IOMMU ${listOf(shared)}, kept by the host: not usable by VMs until selected too (see verify-iommu)`,
+    );
   }
 
   const bind = [...bound.values()].sort((a, b) => (a.address < b.address ? -1 : 1));
@@ -258,4 +259,10 @@ function companionsOf(
 /** `gpu` + an HDMI audio function → `gpu-audio`; `p5000` + USB controller → `p5000-usb`. */
 function companionAlias(parentAlias: string, fn: PciFunction): string {
   return `${parentAlias}-${deriveAlias(fn)}`;
+}
+
+/** `a, b, c and 2 more`: keeps lists short enough for a status line. */
+export function listOf(items: string[], max = 3): string {
+  if (items.length <= max) return items.join("; ");
+  return `${items.slice(0, max).join("; ")} and ${items.length - max} more`;
 }

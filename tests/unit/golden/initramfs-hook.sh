@@ -1,6 +1,7 @@
 #!/bin/sh
 # Managed by the pci-passthrough Juju charm. Do not edit: the charm rewrites or removes this file.
-# Change it with `juju config pci-passthrough <option>=...` (devices).
+# Change it with `juju config pci-passthrough <option>=...`; the options behind it:
+# devices.
 #
 # Run by update-initramfs (mkinitramfs). Copies what per-address binding needs at early boot.
 PREREQ="udev"

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Managed by the pci-passthrough Juju charm. Do not edit: the charm rewrites or removes this file.
-# Change it with `juju config pci-passthrough <option>=...` (devices).
+# Change it with `juju config pci-passthrough <option>=...`; the options behind it:
+# devices.
 #
 # vfio-bind <pci-address>: run by /etc/udev/rules.d/40-pci-passthrough.rules after it set the
 # function's driver_override to vfio-pci. Loads vfio-pci (a no-op when it is built in), unbinds
