@@ -81,6 +81,10 @@ describe("devices", () => {
     expect(ids(ok({ devices: "{vendor-id: '10de', product-id: '1bb0'}" }))).toEqual([
       "10de:1bb0@null",
     ]);
+    expect(ids(ok({ devices: '"10de:1bb0, 0000:83:00.0"' }))).toEqual([
+      "10de:1bb0@null",
+      "null:null@0000:83:00.0",
+    ]);
   });
 
   it("keeps alias, companions and numa-policy, and the entry as typed for messages", () => {
