@@ -66,6 +66,21 @@ export function readSmallFile(
   }
 }
 
+// One buffer for every attribute read: sysfs attributes are at most a page. open/read/close is
+// about twice as fast as readFileSync (no fstat, no allocation), which matters at 10,000 functions.
+const attrBuffer = Buffer.alloc(4096);
+
+/** A sysfs attribute's text (untrimmed); throws the fs error. Synchronous and allocation-light. */
+export function readAttrFile(file: string): string {
+  const fd = fs.openSync(file, "r");
+  try {
+    const length = fs.readSync(fd, attrBuffer, 0, attrBuffer.length, 0);
+    return attrBuffer.toString("latin1", 0, length);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Thrown inside one device's read when its directory is gone: the device is skipped. */
 class DeviceVanished extends Error {}
 
@@ -146,7 +161,7 @@ function readOneFunction(
   const attr = (file: string, assumed: string): string | null | undefined => {
     if (!entries.has(file)) return undefined;
     try {
-      return fs.readFileSync(`${dir}/${file}`, "latin1").trim();
+      return readAttrFile(`${dir}/${file}`).trim();
     } catch (error) {
       const code = errnoCode(error);
       if (code === "ENOENT") {
@@ -211,12 +226,31 @@ function readOneFunction(
     return value;
   };
 
-  const vendorId = hexId("vendor", 4, true);
-  const deviceId = hexId("device", 4, true);
-  const classCode = hexId("class", 6, true);
-  if (vendorId === null || deviceId === null || classCode === null) return null;
-  const subsystemVendorId = hexId("subsystem_vendor", 4, false);
-  const subsystemDeviceId = hexId("subsystem_device", 4, false);
+  // The modalias carries vendor, device, subsystem ids and class (the kernel prints it from the
+  // same fields as the separate attributes): one read instead of six. The attributes are read
+  // only when the modalias is unreadable or not in the kernel's format.
+  const modaliasText = attr("modalias", "ids read from the separate attributes instead");
+  const fromModalias = modaliasText ? parseModalias(modaliasText) : null;
+  let ids: Omit<ModaliasIds, "subsystemVendorId" | "subsystemDeviceId"> & {
+    subsystemVendorId: string | null;
+    subsystemDeviceId: string | null;
+  };
+  if (fromModalias) {
+    ids = fromModalias;
+  } else {
+    const vendorId = hexId("vendor", 4, true);
+    const deviceId = hexId("device", 4, true);
+    const classCode = hexId("class", 6, true);
+    if (vendorId === null || deviceId === null || classCode === null) return null;
+    ids = {
+      vendorId,
+      deviceId,
+      classCode,
+      subsystemVendorId: hexId("subsystem_vendor", 4, false),
+      subsystemDeviceId: hexId("subsystem_device", 4, false),
+    };
+  }
+  const { vendorId, deviceId, classCode, subsystemVendorId, subsystemDeviceId } = ids;
 
   const driver = readDriver(dir, hostDir, address, link("driver"), drivers, problems);
 
@@ -250,7 +284,7 @@ function readOneFunction(
   const bootVga = attr("boot_vga", "treated as not the boot VGA") === "1";
 
   const modalias =
-    attr("modalias", "rebuilt from the ids") ||
+    modaliasText ||
     synthModalias(vendorId, deviceId, subsystemVendorId, subsystemDeviceId, classCode);
 
   let sriov: PciFunction["sriov"] = null;
@@ -330,6 +364,30 @@ function normaliseHex(raw: string, digits: number): string | null {
   return text.padStart(digits, "0");
 }
 
+interface ModaliasIds {
+  vendorId: string;
+  deviceId: string;
+  subsystemVendorId: string;
+  subsystemDeviceId: string;
+  classCode: string;
+}
+
+const MODALIAS =
+  /^pci:v0000([0-9A-F]{4})d0000([0-9A-F]{4})sv0000([0-9A-F]{4})sd0000([0-9A-F]{4})bc([0-9A-F]{2})sc([0-9A-F]{2})i([0-9A-F]{2})$/;
+
+/** Ids from a kernel-format PCI modalias; null when it is not one. */
+export function parseModalias(modalias: string): ModaliasIds | null {
+  const m = MODALIAS.exec(modalias);
+  if (!m) return null;
+  return {
+    vendorId: m[1]!.toLowerCase(),
+    deviceId: m[2]!.toLowerCase(),
+    subsystemVendorId: m[3]!.toLowerCase(),
+    subsystemDeviceId: m[4]!.toLowerCase(),
+    classCode: (m[5]! + m[6]! + m[7]!).toLowerCase(),
+  };
+}
+
 /** The modalias the kernel would print (drivers/pci/pci-sysfs.c), for when the file is unreadable. */
 export function synthModalias(
   vendorId: string,
@@ -354,25 +412,50 @@ export interface IommuReadResult {
   problems: HostReadProblem[];
 }
 
-/** Reads /sys/kernel/iommu_groups, /sys/class/iommu and /dev/vfio under the root. */
-export function readIommu(root: string): IommuReadResult {
+/** Reads /sys/kernel/iommu_groups, /sys/class/iommu and /dev/vfio under the root.
+ *
+ * With `known` (a PCI read just done), members come from each function's `iommu_group` link
+ * instead of one directory listing per group — the same kernel data, and on a host with 10,000
+ * VFs in 10,000 groups it saves a quarter of the read. Functions that could not be read are still
+ * placed in their group (their link is read directly), so a group is never shown smaller than it
+ * is; a group with no known member is listed the slow way. */
+export function readIommu(root: string, known?: PciReadResult): IommuReadResult {
   const problems: HostReadProblem[] = [];
   const groupNumbers = (listDir(root, READ.iommuGroups, problems) ?? [])
     .filter((n) => /^\d+$/.test(n))
     .map(Number)
     .sort((a, b) => a - b);
+  const derived = new Map<number, string[]>();
+  if (known) {
+    const add = (group: number, address: string): void => {
+      const members = derived.get(group);
+      if (!members) derived.set(group, [address]);
+      else if (!members.includes(address)) members.push(address);
+    };
+    for (const fn of known.functions) if (fn.iommuGroup !== null) add(fn.iommuGroup, fn.address);
+    for (const problem of known.problems) {
+      if (problem.address === null || problem.kind === "vanished") continue;
+      try {
+        const target = fs.readlinkSync(
+          under(root, `${READ.pciDevices}/${problem.address}/iommu_group`),
+        );
+        const group = target.slice(target.lastIndexOf("/") + 1);
+        if (/^\d+$/.test(group)) add(Number(group), problem.address);
+      } catch {
+        // No group link either: nothing more to know about it.
+      }
+    }
+  }
   const groups = new Map<number, string[]>();
   for (const group of groupNumbers) {
-    const members = listDir(root, `${READ.iommuGroups}/${group}/devices`, problems);
-    // A group whose devices dir is gone was torn down while we read (its last member left).
-    if (members === null) continue;
-    groups.set(
-      group,
-      members
-        .map((m) => m.toLowerCase())
-        .filter((m) => PCI_ADDRESS.test(m))
-        .sort(),
-    );
+    let members = derived.get(group);
+    if (!members) {
+      // A group whose devices dir is gone was torn down while we read (its last member left).
+      const listed = listDir(root, `${READ.iommuGroups}/${group}/devices`, problems);
+      if (listed === null) continue;
+      members = listed.map((m) => m.toLowerCase()).filter((m) => PCI_ADDRESS.test(m));
+    }
+    groups.set(group, members.sort());
   }
   const units = (listDir(root, READ.iommuUnits, problems) ?? []).sort(naturalCompare);
   const vfioDevices = new Set(

@@ -31,7 +31,7 @@ export function readHostFacts(root: string): {
   const problems: HostReadProblem[] = [];
   const pci = readPciFunctions(root);
   problems.push(...pci.problems);
-  const iommu = readIommu(root);
+  const iommu = readIommu(root, pci);
   problems.push(...iommu.problems);
   const kernel = readKernelFacts(root, problems);
   return {

@@ -297,7 +297,7 @@ function readIpv6Addresses(root: string, problems: HostReadProblem[]): Array<[st
     if (f.length < 6 || !/^[0-9a-f]{32}$/i.test(f[0]!)) continue;
     const scope = Number.parseInt(f[3]!, 16);
     if (scope === 0x20 || scope === 0x10) continue;
-    pairs.push([f[5]!, `${formatIpv6(f[0]!)}/${Number.parseInt(f[2]!, 16)}`]);
+    pairs.push([f[5]!, formatIpv6(f[0]!)]);
   }
   return pairs;
 }
