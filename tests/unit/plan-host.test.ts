@@ -219,7 +219,9 @@ describe("planHost decisions", () => {
     // Selected by id, the swapped card is simply not selected any more: a note, no block.
     const byId = planHost(config({ devices: "10de:1bb0" }), facts, index, previous);
     expect(byId.problems).toEqual([]);
-    expect(byId.notes.join("\n")).toContain("left to the host: 0000:83:00.0 was 10de:1bb0, now 8086:1593");
+    expect(byId.notes.join("\n")).toContain(
+      "left to the host: 0000:83:00.0 was 10de:1bb0, now 8086:1593",
+    );
   });
 
   it("blocks in a container and when the kernel has no vfio-pci", () => {
