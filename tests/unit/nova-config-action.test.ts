@@ -255,6 +255,6 @@ describe("params", () => {
     expect(parseNovaConfigParams({})).toEqual({ ok: true, params: {} });
     const bad = parseNovaConfigParams({ flavor: "x" });
     expect(bad.ok).toBe(false);
-    if (!bad.ok) expect(bad.errors[0]?.message).toContain('nova-config has no parameter "flavor"');
+    if (!bad.ok) expect(bad.errors[0]?.message).toContain('no parameter "flavor"');
   });
 });
