@@ -346,6 +346,30 @@ describe("initramfs hook", () => {
     expect(execFileSync("sh", [file, "prereqs"], { encoding: "utf8" })).toBe("udev\n");
   });
 
+  it.skipIf(!canUnshare || !existsSync("/usr/share/initramfs-tools/hook-functions"))(
+    "puts the rule and the helper into DESTDIR with initramfs-tools' own hook-functions",
+    () => {
+      const t = temp();
+      const hookFile = write(join(t, "hook"), hook, 0o755);
+      const script = [
+        `mkdir -p ${dirname(OWNED.udevRule)} ${dirname(dirname(OWNED.bindHelper))}`,
+        `mount -t tmpfs none ${dirname(OWNED.udevRule)}`,
+        `mount -t tmpfs none ${dirname(dirname(OWNED.bindHelper))}`,
+        `mkdir -p ${dirname(OWNED.bindHelper)}`,
+        `echo 'ACTION=="add"' > ${OWNED.udevRule}`,
+        `printf '#!/bin/sh\\nexit 0\\n' > ${OWNED.bindHelper}`,
+        `chmod 755 ${OWNED.bindHelper}`,
+        // No modules for this made-up kernel version: manual_add_modules must stay quiet.
+        `DESTDIR='${t}/dest' version=0.0.0-none verbose=n CONFDIR=/etc/initramfs-tools sh '${hookFile}'`,
+      ].join(" && ");
+      const r = spawnSync("unshare", ["-m", "sh", "-c", script], { encoding: "utf8" });
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toBe("");
+      expect(readFileSync(join(t, "dest", OWNED.udevRule), "utf8")).toBe('ACTION=="add"\n');
+      expect(readFileSync(join(t, "dest", OWNED.bindHelper), "utf8")).toBe("#!/bin/sh\nexit 0\n");
+    },
+  );
+
   it.skipIf(!canUnshare || !existsSync("/usr/share/initramfs-tools"))(
     "adds the vfio modules, the udev rule and the helper (hook-functions recorded)",
     () => {
