@@ -1,0 +1,91 @@
+// The actions as `juju run` runs them: the packed charm's dispatch with JUJU_ACTION_* set, on a fake
+// host tree. The kernel's reactions to sysfs writes are proven in tests/vm (real vfio-pci) and in
+// tests/unit/actions-*.test.ts (FakeKernel); here the glue, params, refusals and results are.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeTempHost } from "../fixtures/hosts/build-host";
+import { seedHost } from "../fixtures/hosts/presets";
+import { diffTrees, snapshotTree } from "../helpers/tree";
+import { type CharmUnderTest, deployPackedCharm } from "./charm-process";
+
+describe("actions through dispatch", () => {
+  let host: ReturnType<typeof makeTempHost>;
+  let unit: CharmUnderTest;
+  beforeAll(() => {
+    host = makeTempHost(seedHost());
+    unit = deployPackedCharm(host.root, { config: { devices: "0000:83:00.0" } });
+  });
+  afterAll(() => {
+    unit.cleanup();
+    host.cleanup();
+  });
+
+  function run(name: string, params: Record<string, unknown> = {}) {
+    const before = snapshotTree(host.root);
+    const r = unit.dispatch({ name: `${name}-action`, params });
+    expect(r.exitCode).toBe(0);
+    const action = unit.sim.readState().lastAction!;
+    return { action, changed: diffTrees(before, snapshotTree(host.root)) };
+  }
+
+  it("list-devices lists every function with driver, group and selection", () => {
+    const { action, changed } = run("list-devices", { class: "gpu" });
+    expect(action.failed).toBe(false);
+    expect(changed).toEqual([]);
+    const text = JSON.stringify(action.results);
+    expect(text).toContain("0000:83:00.0");
+    expect(text).toContain("0000:84:00.0");
+    expect(text).toContain("nouveau");
+    expect(text).not.toContain("0000:18:00.0"); // the NIC is not a GPU
+  });
+
+  it("verify-iommu fails on a host not booted with the planned parameters, and says why", () => {
+    const { action, changed } = run("verify-iommu");
+    expect(action.failed).toBe(true);
+    expect(action.failureMessage).toMatch(/intel_iommu=on/);
+    expect(changed).toEqual([]);
+  });
+
+  it("rebind dry-run prints the exact writes in order and changes nothing", () => {
+    const { action, changed } = run("rebind", { "dry-run": true });
+    expect(action.failed).toBe(false);
+    expect(changed).toEqual([]);
+    const text = JSON.stringify(action.results);
+    const override = text.indexOf("/sys/bus/pci/devices/0000:83:00.0/driver_override");
+    const unbind = text.indexOf("/sys/bus/pci/drivers/nouveau/unbind");
+    const probe = text.indexOf("/sys/bus/pci/drivers_probe");
+    expect(override).toBeGreaterThan(-1);
+    expect(unbind).toBeGreaterThan(override);
+    expect(probe).toBeGreaterThan(unbind);
+  });
+
+  it("rebind refuses the management NIC that is up with an address, naming why", () => {
+    const { action, changed } = run("rebind", { devices: "0000:18:00.0" });
+    expect(action.failed).toBe(true);
+    expect(action.failureMessage).toContain("0000:18:00.0");
+    expect(action.failureMessage).toMatch(/eno1/);
+    expect(changed).toEqual([]);
+  });
+
+  it("rebind refuses the boot VGA", () => {
+    const { action } = run("rebind", { devices: "0000:03:00.0" });
+    expect(action.failed).toBe(true);
+    expect(action.failureMessage).toMatch(/boot VGA|console/i);
+  });
+
+  it("bad parameters are refused before anything happens", () => {
+    const bad = run("rebind", { to: "guest" });
+    expect(bad.action.failed).toBe(true);
+    expect(bad.action.failureMessage).toMatch(/to/);
+    expect(bad.changed).toEqual([]);
+    const unknown = run("rebind", { devices: "0000:99:00.0" });
+    expect(unknown.action.failed).toBe(true);
+    expect(unknown.action.failureMessage).toContain("0000:99:00.0");
+  });
+
+  it("nova-config prints the controller lines", () => {
+    const { action } = run("nova-config");
+    const text = JSON.stringify(action.results);
+    expect(text).toContain("PciPassthroughFilter");
+    expect(text).toContain("pci_passthrough:alias");
+  });
+});
