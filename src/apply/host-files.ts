@@ -26,7 +26,8 @@ export interface ApplyDeps {
 }
 
 export interface ApplyReport {
-  files: { path: string; action: FileAction }[];
+  /** `kept`: an edited file the plan no longer needs, left as the operator made it. */
+  files: { path: string; action: FileAction | "kept" }[];
   /** Commands that ran, in order. */
   ran: string[][];
   regenerated: Regenerate[];
@@ -67,19 +68,25 @@ export function applyHostFiles(
   const wanted = new Map(plan.files.map((f) => [f.path, f]));
   const managed = [...new Set([...Object.values(OWNED), ...wanted.keys()])].sort();
 
-  const present = new Set<string>();
+  // Classify every managed path before touching any, so a refusal writes nothing at all.
+  const present = new Map<string, "ours" | "foreign" | "edited">();
   for (const hostPath of managed) {
     const bytes = readHostFile(deps.root, hostPath, fs);
     if (bytes === null) continue;
-    present.add(hostPath);
     const recorded = previous.written[hostPath];
-    if (recorded === undefined) {
-      // Not in our records: ours only if it carries our header (stored state lost on redeploy).
-      if (!MANAGED.test(bytes.subarray(0, 512).toString("utf8"))) {
-        throw new NotOursError(hostPath, "foreign");
-      }
-    } else if (recorded !== sha256(bytes) && wanted.get(hostPath)?.content !== bytes.toString()) {
-      throw new NotOursError(hostPath, "edited");
+    const kind =
+      recorded === undefined
+        ? // Not in our records: ours only if it carries our header (stored state lost on redeploy).
+          MANAGED.test(bytes.subarray(0, 512).toString("utf8"))
+          ? "ours"
+          : "foreign"
+        : recorded === sha256(bytes)
+          ? "ours"
+          : "edited";
+    present.set(hostPath, kind);
+    const spec = wanted.get(hostPath);
+    if (spec && kind !== "ours" && spec.content !== bytes.toString("utf8")) {
+      throw new NotOursError(hostPath, kind);
     }
   }
 
@@ -87,12 +94,17 @@ export function applyHostFiles(
   const files: ApplyReport["files"] = [];
   for (const hostPath of managed) {
     const spec = wanted.get(hostPath);
+    const kind = present.get(hostPath);
     if (spec) {
       files.push({ path: hostPath, action: ensureFile(deps.root, spec, fs) });
       written[hostPath] = sha256(spec.content);
-    } else if (present.has(hostPath)) {
+    } else if (kind === "ours") {
       files.push({ path: hostPath, action: removeFile(deps.root, hostPath, fs) });
+    } else if (kind === "edited") {
+      // Not needed any more, but someone changed it: their bytes are kept (removal included).
+      files.push({ path: hostPath, action: "kept" });
     }
+    // A foreign file at a path we do not need is simply not ours: left alone, not reported.
   }
 
   const state: FilesState = { written, regenerated: { ...previous.regenerated } };

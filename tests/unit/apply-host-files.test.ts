@@ -176,3 +176,37 @@ function isCreatedDir(root: string, line: string): boolean {
   if (!line.startsWith("+ ")) return false;
   return fs.statSync(path.join(root, line.slice(2))).isDirectory();
 }
+
+describe("applyHostFiles around files that are not ours", () => {
+  let root: string;
+  let cleanup: () => void;
+  const runner: CommandRunner = () => ({ exitCode: 0, stdout: "", stderr: "" });
+  beforeEach(() => {
+    ({ dir: root, cleanup } = tempDir());
+  });
+  afterEach(() => cleanup());
+
+  it("leaves a foreign file alone when the plan does not need its path", () => {
+    writeTree(root, { [OWNED.modprobeConf]: "options kvm ignore_msrs=1\n" });
+    const report = applyHostFiles(plan("intel_iommu=on", false), EMPTY_FILES_STATE, {
+      root,
+      runner,
+    });
+    expect(fs.readFileSync(path.join(root, OWNED.modprobeConf), "utf8")).toBe(
+      "options kvm ignore_msrs=1\n",
+    );
+    expect(report.files.map((f) => f.path)).not.toContain(OWNED.modprobeConf);
+  });
+
+  it("removal keeps an operator's edit and removes the rest", () => {
+    const installed = applyHostFiles(plan("intel_iommu=on", true), EMPTY_FILES_STATE, {
+      root,
+      runner,
+    });
+    fs.appendFileSync(path.join(root, OWNED.udevRule), "# keep me\n");
+    const removed = applyHostFiles({ files: [], feeds: {} }, installed.state, { root, runner });
+    expect(removed.files).toContainEqual({ path: OWNED.udevRule, action: "kept" });
+    expect(fs.readFileSync(path.join(root, OWNED.udevRule), "utf8")).toContain("# keep me");
+    expect(fs.existsSync(path.join(root, OWNED.grubDropIn))).toBe(false);
+  });
+});
