@@ -33,12 +33,21 @@ function slotOf(address: string): string {
   return address.slice(0, address.lastIndexOf("."));
 }
 
+/** Compiled address patterns by address text: selectors are few, functions can be 10,000 VFs. */
+const patternCache = new Map<string, RegExp>();
+
 function addressPattern(sel: DeviceSelector): RegExp | null {
   if (sel.address === null) return null;
-  const spec = parseAddress(sel.address);
-  // Selectors come from parseConfig (or an action's own parsing), which refuses bad addresses;
-  // one that slips through matches nothing rather than everything.
-  return typeof spec === "string" ? /^$/ : spec.pattern;
+  let pattern = patternCache.get(sel.address);
+  if (pattern === undefined) {
+    const spec = parseAddress(sel.address);
+    // Selectors come from parseConfig (or an action's own parsing), which refuses bad addresses;
+    // one that slips through matches nothing rather than everything.
+    pattern = typeof spec === "string" ? /^(?!)/ : spec.pattern;
+    if (patternCache.size > 1000) patternCache.clear();
+    patternCache.set(sel.address, pattern);
+  }
+  return pattern;
 }
 
 /** True when the selector picks this function (ids and address both, when both are given). */
@@ -84,6 +93,13 @@ interface Chosen {
  * companions), what is refused, and which selectors found nothing. */
 export function selectFunctions(selectors: DeviceSelector[], facts: HostFacts): Selection {
   const byAddress = new Map(facts.functions.map((fn) => [fn.address, fn]));
+  const bySlot = new Map<string, PciFunction[]>();
+  for (const fn of facts.functions) {
+    const slot = slotOf(fn.address);
+    const list = bySlot.get(slot);
+    if (list) list.push(fn);
+    else bySlot.set(slot, [fn]);
+  }
   const problems: PlanProblem[] = [];
   const notes: string[] = [];
   const unmatched: DeviceSelector[] = [];
@@ -182,7 +198,7 @@ export function selectFunctions(selectors: DeviceSelector[], facts: HostFacts): 
     const { fn, sel } = chosen.get(address)!;
     if (!sel.companions) continue;
     const parent = bound.get(address)!;
-    for (const other of companionsOf(fn, facts, byAddress)) {
+    for (const other of companionsOf(fn, bySlot, byAddress)) {
       if (bound.has(other.address)) continue;
       if (other.bootVga) {
         notes.push(`${other.address} follows ${address} but is the boot VGA: left to the host.`);
@@ -236,15 +252,13 @@ export function selectFunctions(selectors: DeviceSelector[], facts: HostFacts): 
  */
 function companionsOf(
   fn: PciFunction,
-  facts: HostFacts,
+  bySlot: Map<string, PciFunction[]>,
   byAddress: Map<string, PciFunction>,
 ): PciFunction[] {
   const cls = fn.classCode.slice(0, 4);
-  const slot = slotOf(fn.address);
   const found = new Map<string, PciFunction>();
-  for (const other of facts.functions) {
-    if (other.address === fn.address || slotOf(other.address) !== slot) continue;
-    if (other.iommuGroup !== fn.iommuGroup) continue;
+  for (const other of bySlot.get(slotOf(fn.address)) ?? []) {
+    if (other.address === fn.address || other.iommuGroup !== fn.iommuGroup) continue;
     found.set(other.address, other);
   }
   for (const consumer of fn.consumers) {
