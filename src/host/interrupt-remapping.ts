@@ -9,11 +9,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { READ, under } from "./root";
 
-// TODO(lead): move these two into READ in root.ts (kept here to avoid editing a file other
-// helpers have uncommitted changes in).
-/** Interrupt chips per IRQ; `IR-` marks remapped ones. Read by verify-iommu. */
-const PROC_INTERRUPTS = "/proc/interrupts";
-/** Intel VT-d extended capability register (hex) of each DMAR unit. Read by verify-iommu. */
+const PROC_INTERRUPTS = READ.procInterrupts;
+/** Intel VT-d extended capability register (hex) of a DMAR unit. */
 const intelEcap = (unit: string) => `${READ.iommuUnits}/${unit}/intel-iommu/ecap`;
 
 export type InterruptRemappingState = "enabled" | "disabled" | "supported" | "unknown";

@@ -53,6 +53,9 @@ export const READ = {
   swaps: "/proc/swaps",
   /** Loaded modules (name first on each line). */
   modules: "/proc/modules",
+  /** Interrupt chips per IRQ: `IR-` names mean interrupt remapping is on (host/interrupt-remapping.ts,
+   * for verify-iommu). Intel units' `intel-iommu/ecap` under iommuUnits says whether it is supported. */
+  procInterrupts: "/proc/interrupts",
   /** IPv6 addresses and IPv4/IPv6 routes per interface. */
   ifInet6: "/proc/net/if_inet6",
   ipv4Routes: "/proc/net/route",
