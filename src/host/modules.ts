@@ -17,7 +17,8 @@ interface AliasEntry {
   /** The glob without the `pci:` prefix. */
   glob: string;
   module: string;
-  regex: RegExp | null;
+  /** Compiled on first use: most aliases are never tried. */
+  matches: GlobMatcher | null;
 }
 
 // In `pci:v00008086d000010D3sv…` (after `pci:`), the vendor id is at 1..9 and the device at 10..18.
@@ -42,7 +43,7 @@ export function parseModuleAliases(text: string): ModuleIndex {
         const glob = line.slice(0, space);
         const module = line.slice(space).trim();
         if (module !== "") {
-          const entry: AliasEntry = { order: order++, glob, module, regex: null };
+          const entry: AliasEntry = { order: order++, glob, module, matches: null };
           const vendor = literalField(glob, VENDOR, "v");
           if (vendor === null) {
             anyVendor.push(entry);
@@ -80,8 +81,8 @@ export function parseModuleAliases(text: string): ModuleIndex {
     ].sort((a, b) => a.order - b.order);
     const modules: string[] = [];
     for (const entry of candidates) {
-      entry.regex ??= globToRegExp(entry.glob);
-      if (entry.regex.test(subject) && !modules.includes(entry.module)) modules.push(entry.module);
+      entry.matches ??= compileGlob(entry.glob);
+      if (entry.matches(subject) && !modules.includes(entry.module)) modules.push(entry.module);
     }
     return modules;
   }
@@ -104,53 +105,102 @@ function push(map: Map<string, AliasEntry[]>, key: string, entry: AliasEntry): v
   else map.set(key, [entry]);
 }
 
-/** fnmatch(3) without flags, as kmod calls it: `*`, `?`, `[a-f]`, `[!x]`/`[^x]`, `\` escapes. */
-export function globToRegExp(glob: string): RegExp {
-  let out = "^";
+/** One element of a compiled glob. */
+type GlobToken =
+  | { kind: "char"; char: string }
+  | { kind: "any" }
+  | { kind: "star" }
+  | { kind: "set"; negate: boolean; singles: string; ranges: Array<[string, string]> };
+
+/** A compiled glob: tells whether a whole string matches it. */
+export type GlobMatcher = (subject: string) => boolean;
+
+/** Compiles an fnmatch(3) pattern (no flags, as kmod calls it): `*`, `?`, `[a-f]`, `[!x]`/`[^x]`,
+ * `]` first in a set is literal, an unterminated `[` is literal, `\` escapes.
+ *
+ * Matching is the greedy two-pointer walk (on a mismatch, let the last `*` take one more
+ * character), linear in practice. A RegExp with one `[^]*` per `*` backtracks polynomially on a
+ * near miss: alias globs have four or five stars, and that made a lookup cost milliseconds. */
+export function compileGlob(glob: string): GlobMatcher {
+  const tokens: GlobToken[] = [];
   for (let i = 0; i < glob.length; i++) {
     const c = glob[i]!;
-    if (c === "*") out += "[^]*";
-    else if (c === "?") out += "[^]";
-    else if (c === "\\" && i + 1 < glob.length) out += escapeRegExp(glob[++i]!);
+    if (c === "*") {
+      if (tokens.at(-1)?.kind !== "star") tokens.push({ kind: "star" });
+    } else if (c === "?") tokens.push({ kind: "any" });
+    else if (c === "\\" && i + 1 < glob.length) tokens.push({ kind: "char", char: glob[++i]! });
     else if (c === "[") {
-      const parsed = parseBracket(glob, i);
-      if (parsed === null) out += "\\[";
+      const set = parseBracket(glob, i);
+      if (set === null) tokens.push({ kind: "char", char: "[" });
       else {
-        out += parsed.regex;
-        i = parsed.end;
+        tokens.push(set.token);
+        i = set.end;
       }
-    } else out += escapeRegExp(c);
+    } else tokens.push({ kind: "char", char: c });
   }
-  return new RegExp(`${out}$`);
+  return (subject) => matchTokens(tokens, subject);
+}
+
+function matchTokens(tokens: GlobToken[], subject: string): boolean {
+  let t = 0;
+  let s = 0;
+  let starToken = -1;
+  let starSubject = 0;
+  while (s < subject.length) {
+    const token = tokens[t];
+    if (token !== undefined) {
+      if (token.kind === "star") {
+        starToken = t++;
+        starSubject = s;
+        continue;
+      }
+      if (matchesOne(token, subject[s]!)) {
+        t++;
+        s++;
+        continue;
+      }
+    }
+    if (starToken === -1) return false;
+    t = starToken + 1;
+    s = ++starSubject;
+  }
+  while (tokens[t]?.kind === "star") t++;
+  return t === tokens.length;
+}
+
+function matchesOne(token: Exclude<GlobToken, { kind: "star" }>, c: string): boolean {
+  if (token.kind === "char") return token.char === c;
+  if (token.kind === "any") return true;
+  const inSet =
+    token.singles.includes(c) || token.ranges.some(([from, to]) => c >= from && c <= to);
+  return inSet !== token.negate;
 }
 
 /** A bracket expression starting at `[`; null when unterminated (then `[` is literal, as in glibc). */
-function parseBracket(glob: string, open: number): { regex: string; end: number } | null {
+function parseBracket(glob: string, open: number): { token: GlobToken; end: number } | null {
   let i = open + 1;
   let negate = false;
   if (glob[i] === "!" || glob[i] === "^") {
     negate = true;
     i++;
   }
-  let body = "";
+  let singles = "";
+  const ranges: Array<[string, string]> = [];
   let first = true;
   for (; i < glob.length; i++) {
-    const c = glob[i]!;
-    if (c === "]" && !first) return { regex: `[${negate ? "^" : ""}${body}]`, end: i };
+    let c = glob[i]!;
+    if (c === "]" && !first) return { token: { kind: "set", negate, singles, ranges }, end: i };
     first = false;
-    if (c === "\\" && i + 1 < glob.length) body += escapeClass(glob[++i]!);
-    else if (c === "-" && body !== "" && glob[i + 1] !== "]" && i + 1 < glob.length) body += "-";
-    else body += escapeClass(c);
+    if (c === "\\" && i + 1 < glob.length) c = glob[++i]!;
+    // `a-z` is a range unless the `-` is last (`[a-]`): then both are literal.
+    if (glob[i + 1] === "-" && glob[i + 2] !== undefined && glob[i + 2] !== "]") {
+      let to = glob[i + 2]!;
+      i += 2;
+      if (to === "\\" && i + 1 < glob.length) to = glob[++i]!;
+      ranges.push([c, to]);
+    } else singles += c;
   }
   return null;
-}
-
-function escapeRegExp(c: string): string {
-  return /[.*+?^${}()|[\]\\/]/.test(c) ? `\\${c}` : c;
-}
-
-function escapeClass(c: string): string {
-  return /[\]\\^-]/.test(c) ? `\\${c}` : c;
 }
 
 /** A ModuleIndex that knows no module (modules.alias unreadable): every answer is empty. */

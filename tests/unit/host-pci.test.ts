@@ -1,0 +1,338 @@
+// readPciFunctions / readIommu against real sysfs-shaped trees (real dirs, relative symlinks).
+//
+// Unreadable files: the tests run as root, and root ignores `chmod 000`, so unreadability is made
+// the way a hostile host can really show it: a DIRECTORY where an attribute file is expected
+// (read fails with EISDIR), or a symlink loop (ELOOP). A vanishing device is a bus entry whose
+// target directory was removed after the tree was built (what a hot-unplug between the listing and
+// the read looks like).
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseModalias, readIommu, readPciFunctions, synthModalias } from "../../src/host/pci";
+import { type BuiltHost, type HostSpec, makeTempHost } from "../fixtures/hosts/build-host";
+import {
+  amdHost,
+  iommuOffHost,
+  PRESETS,
+  qemuQ35Host,
+  seedHost,
+  sharedGroupHost,
+} from "../fixtures/hosts/presets";
+
+let hosts: Array<BuiltHost & { cleanup(): void }> = [];
+function host(spec: HostSpec): BuiltHost {
+  const built = makeTempHost(spec);
+  hosts.push(built);
+  return built;
+}
+afterEach(() => {
+  for (const h of hosts) h.cleanup();
+  hosts = [];
+});
+
+/** Replaces an attribute file of a function with a directory: reading it fails (EISDIR). */
+function makeUnreadable(built: BuiltHost, address: string, attr: string): void {
+  const file = path.join(built.deviceDirs.get(address)!, attr);
+  fs.rmSync(file);
+  fs.mkdirSync(file);
+}
+
+describe("readPciFunctions on the seed host", () => {
+  it("reads ids, class, driver, group, NUMA node and boot VGA the way sysfs shows them", () => {
+    const { functions, problems } = readPciFunctions(host(seedHost()).root);
+    expect(problems).toEqual([]);
+    expect(functions.map((f) => f.address)).toEqual([...functions.map((f) => f.address)].sort());
+    const gpu = functions.find((f) => f.address === "0000:83:00.0")!;
+    expect(gpu).toEqual({
+      address: "0000:83:00.0",
+      vendorId: "10de",
+      deviceId: "1bb0",
+      subsystemVendorId: "10de",
+      subsystemDeviceId: "11a3",
+      classCode: "030000",
+      driver: "nouveau",
+      driverOverride: null,
+      iommuGroup: 42,
+      numaNode: 1,
+      bootVga: false,
+      modalias: "pci:v000010DEd00001BB0sv000010DEsd000011A3bc03sc00i00",
+      isBridge: false,
+      sriov: null,
+      physfn: null,
+      netInterfaces: [],
+      consumers: [],
+    });
+    const audio = functions.find((f) => f.address === "0000:83:00.1")!;
+    expect([audio.classCode, audio.driver, audio.iommuGroup]).toEqual([
+      "040300",
+      "snd_hda_intel",
+      42,
+    ]);
+    const vga = functions.find((f) => f.address === "0000:03:00.0")!;
+    expect([vga.vendorId, vga.deviceId, vga.driver, vga.bootVga]).toEqual([
+      "1a03",
+      "2000",
+      "ast",
+      true,
+    ]);
+    const nic = functions.find((f) => f.address === "0000:18:00.0")!;
+    expect(nic.netInterfaces).toEqual(["eno1"]);
+    expect(functions.find((f) => f.address === "0000:00:1c.0")!.isBridge).toBe(true);
+    // The ASPEED PCI bridge has no driver bound at all.
+    expect(functions.find((f) => f.address === "0000:02:00.0")!.driver).toBeNull();
+  });
+
+  it("finds the device nested under its bridges (the bus entry is a relative symlink)", () => {
+    const built = host(seedHost());
+    const link = fs.readlinkSync(path.join(built.root, "sys/bus/pci/devices/0000:03:00.0"));
+    expect(link).toBe("../../../devices/pci0000:00/0000:00:1c.0/0000:02:00.0/0000:03:00.0");
+    expect(fs.readlinkSync(path.join(built.deviceDirs.get("0000:03:00.0")!, "driver"))).toBe(
+      "../../../../../bus/pci/drivers/ast",
+    );
+  });
+});
+
+describe("attribute formats", () => {
+  it("turns driver_override `(null)` into null and keeps a real override", () => {
+    const spec = qemuQ35Host();
+    spec.pci = spec.pci!.map((p) =>
+      p.address === "0000:00:04.0" ? { ...p, driverOverride: "vfio-pci" } : p,
+    );
+    const { functions } = readPciFunctions(host(spec).root);
+    expect(functions.find((f) => f.address === "0000:00:03.0")!.driverOverride).toBeNull();
+    expect(functions.find((f) => f.address === "0000:00:04.0")!.driverOverride).toBe("vfio-pci");
+  });
+
+  it("reads numa_node -1 as null and boot_vga only where the kernel writes it", () => {
+    const { functions } = readPciFunctions(host(qemuQ35Host()).root);
+    expect(functions.every((f) => f.numaNode === null)).toBe(true);
+    expect(functions.filter((f) => f.bootVga).map((f) => f.address)).toEqual(["0000:00:01.0"]);
+    // secondary-vga is class 0380: no boot_vga file, same ids as the boot VGA.
+    const twin = functions.find((f) => f.address === "0000:00:05.0")!;
+    expect([twin.vendorId, twin.deviceId, twin.classCode, twin.bootVga]).toEqual([
+      "1234",
+      "1111",
+      "038000",
+      false,
+    ]);
+  });
+
+  it("reads SR-IOV state on PFs and the physfn link on VFs", () => {
+    const { functions } = readPciFunctions(host(amdHost()).root);
+    const pf = functions.find((f) => f.address === "0000:41:00.0")!;
+    expect(pf.sriov).toEqual({ totalVfs: 64, numVfs: 4 });
+    expect(functions.find((f) => f.address === "0000:41:00.1")!.sriov).toEqual({
+      totalVfs: 64,
+      numVfs: 0,
+    });
+    const vfs = functions.filter((f) => f.physfn === "0000:41:00.0");
+    expect(vfs.map((f) => f.address)).toEqual([
+      "0000:41:02.0",
+      "0000:41:02.1",
+      "0000:41:02.2",
+      "0000:41:02.3",
+    ]);
+    expect(vfs.every((f) => f.sriov === null && f.deviceId === "154c" && f.driver === "iavf")).toBe(
+      true,
+    );
+  });
+
+  it("lists consumer:pci device links", () => {
+    const spec = seedHost();
+    spec.pci = spec.pci!.map((p) =>
+      p.address === "0000:84:00.0" ? { ...p, consumers: ["0000:84:00.1", "0000:84:00.2"] } : p,
+    );
+    spec.pci.push({
+      address: "0000:84:00.2",
+      parent: "0000:80:03.0",
+      vendor: "10de",
+      device: "1ad8",
+      class: "0c0330",
+      driver: "xhci_hcd",
+      iommuGroup: 43,
+    });
+    const { functions } = readPciFunctions(host(spec).root);
+    expect(functions.find((f) => f.address === "0000:84:00.0")!.consumers).toEqual([
+      "0000:84:00.1",
+      "0000:84:00.2",
+    ]);
+  });
+
+  it("parses modaliases of the kernel's format and rebuilds them", () => {
+    const text = "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00";
+    const ids = parseModalias(text)!;
+    expect(ids).toEqual({
+      vendorId: "8086",
+      deviceId: "10d3",
+      subsystemVendorId: "8086",
+      subsystemDeviceId: "0000",
+      classCode: "020000",
+    });
+    expect(
+      synthModalias(
+        ids.vendorId,
+        ids.deviceId,
+        ids.subsystemVendorId,
+        ids.subsystemDeviceId,
+        ids.classCode,
+      ),
+    ).toBe(text);
+    expect(parseModalias("pci:v00008086d000010D3")).toBeNull();
+  });
+});
+
+describe("hostile hosts", () => {
+  it("reads a dangling driver link as unbound, with a problem naming the path", () => {
+    const spec = seedHost();
+    spec.pci = spec.pci!.map((p) =>
+      p.address === "0000:84:00.0" ? { ...p, driver: undefined, danglingDriver: "nvidia" } : p,
+    );
+    const { functions, problems } = readPciFunctions(host(spec).root);
+    expect(functions.find((f) => f.address === "0000:84:00.0")!.driver).toBeNull();
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatchObject({
+      kind: "malformed",
+      address: "0000:84:00.0",
+      path: "/sys/bus/pci/devices/0000:84:00.0/driver",
+    });
+    expect(problems[0]!.message).toContain("/sys/bus/pci/devices/0000:84:00.0/driver");
+    expect(problems[0]!.message).toContain("nvidia");
+  });
+
+  it("keeps a device whose numa_node cannot be read, with that field unknown and the path named", () => {
+    const built = host(seedHost());
+    makeUnreadable(built, "0000:83:00.0", "numa_node");
+    const { functions, problems } = readPciFunctions(built.root);
+    const gpu = functions.find((f) => f.address === "0000:83:00.0")!;
+    expect(gpu.numaNode).toBeNull();
+    expect(gpu.driver).toBe("nouveau");
+    expect(problems).toEqual([
+      expect.objectContaining({
+        kind: "unreadable",
+        address: "0000:83:00.0",
+        path: "/sys/bus/pci/devices/0000:83:00.0/numa_node",
+        message: expect.stringMatching(
+          /cannot read \/sys\/bus\/pci\/devices\/0000:83:00\.0\/numa_node \(EISDIR\)/,
+        ),
+      }),
+    ]);
+    expect(functions).toHaveLength(15);
+  });
+
+  it("falls back to the id attributes when modalias is unreadable, and rebuilds the modalias", () => {
+    const built = host(seedHost());
+    makeUnreadable(built, "0000:83:00.0", "modalias");
+    const { functions, problems } = readPciFunctions(built.root);
+    const gpu = functions.find((f) => f.address === "0000:83:00.0")!;
+    expect([gpu.vendorId, gpu.deviceId, gpu.classCode]).toEqual(["10de", "1bb0", "030000"]);
+    expect(gpu.modalias).toBe("pci:v000010DEd00001BB0sv000010DEsd000011A3bc03sc00i00");
+    expect(problems.map((p) => p.path)).toEqual(["/sys/bus/pci/devices/0000:83:00.0/modalias"]);
+  });
+
+  it("leaves out a device whose identity cannot be read at all, saying which file and what to run", () => {
+    const built = host(seedHost());
+    makeUnreadable(built, "0000:84:00.1", "modalias");
+    makeUnreadable(built, "0000:84:00.1", "vendor");
+    const { functions, problems } = readPciFunctions(built.root);
+    expect(functions.map((f) => f.address)).not.toContain("0000:84:00.1");
+    expect(functions).toHaveLength(14);
+    const vendor = problems.find((p) => p.path.endsWith("/vendor"))!;
+    expect(vendor.message).toContain("/sys/bus/pci/devices/0000:84:00.1/vendor");
+    expect(vendor.message).toContain("lspci -vvv -s 0000:84:00.1");
+  });
+
+  it("survives a symlink loop where an attribute should be (ELOOP)", () => {
+    const built = host(seedHost());
+    const file = path.join(built.deviceDirs.get("0000:18:00.0")!, "driver_override");
+    fs.rmSync(file);
+    fs.symlinkSync("driver_override", file);
+    const { functions, problems } = readPciFunctions(built.root);
+    expect(functions.find((f) => f.address === "0000:18:00.0")!.driverOverride).toBeNull();
+    expect(problems[0]!.message).toMatch(/driver_override \(ELOOP\)/);
+  });
+
+  it("rejects an id that is not hex as malformed", () => {
+    const built = host(seedHost());
+    const dir = built.deviceDirs.get("0000:00:1f.0")!;
+    fs.writeFileSync(path.join(dir, "modalias"), "garbage\n");
+    fs.writeFileSync(path.join(dir, "vendor"), "0xzz99\n");
+    const { functions, problems } = readPciFunctions(built.root);
+    expect(functions.map((f) => f.address)).not.toContain("0000:00:1f.0");
+    expect(problems.find((p) => p.kind === "malformed")!.message).toContain('"0xzz99"');
+  });
+
+  it("skips a device that vanished between the listing and the read, with a note", () => {
+    const built = host(seedHost());
+    // The bus entry stays (listed), its target is gone: hot-unplug in between.
+    fs.rmSync(built.deviceDirs.get("0000:84:00.1")!, { recursive: true });
+    const { functions, problems } = readPciFunctions(built.root);
+    expect(functions.map((f) => f.address)).not.toContain("0000:84:00.1");
+    expect(functions.map((f) => f.address)).toContain("0000:84:00.0");
+    expect(problems).toEqual([
+      expect.objectContaining({
+        kind: "vanished",
+        address: "0000:84:00.1",
+        path: "/sys/bus/pci/devices/0000:84:00.1",
+      }),
+    ]);
+    expect(problems[0]!.message).toMatch(/disappeared while it was being read/);
+  });
+
+  it("says so when there is no PCI bus at all", () => {
+    const built = host(seedHost());
+    fs.rmSync(path.join(built.root, "sys/bus/pci"), { recursive: true });
+    const { functions, problems } = readPciFunctions(built.root);
+    expect(functions).toEqual([]);
+    expect(problems[0]!.message).toContain("/sys/bus/pci/devices does not exist");
+  });
+});
+
+describe("readIommu", () => {
+  it("maps groups to sorted members, lists units and /dev/vfio nodes", () => {
+    const spec = seedHost();
+    spec.pci = spec.pci!.map((p) =>
+      p.address.startsWith("0000:84:00.") ? { ...p, driver: "vfio-pci" } : p,
+    );
+    const result = readIommu(host(spec).root);
+    expect(result.problems).toEqual([]);
+    expect(result.groups.get(42)).toEqual(["0000:83:00.0", "0000:83:00.1"]);
+    expect(result.groups.get(11)).toEqual(["0000:02:00.0", "0000:03:00.0"]);
+    expect([...result.groups.keys()]).toEqual([...result.groups.keys()].sort((a, b) => a - b));
+    expect(result.units).toEqual(["dmar0", "dmar1", "dmar2", "dmar3"]);
+    expect([...result.vfioDevices]).toEqual([43]);
+  });
+
+  it("is empty when the IOMMU is off", () => {
+    const result = readIommu(host(iommuOffHost()).root);
+    expect(result.groups.size).toBe(0);
+    expect(result.units).toEqual([]);
+    expect(result.vfioDevices.size).toBe(0);
+  });
+
+  it("shows the shared group behind the PCIe-to-PCI bridge", () => {
+    const result = readIommu(host(sharedGroupHost()).root);
+    expect(result.groups.get(5)).toEqual(["0000:00:05.0", "0000:01:01.0", "0000:01:02.0"]);
+  });
+
+  it("finds AMD's ivhd0 under its PCI function", () => {
+    expect(readIommu(host(amdHost()).root).units).toEqual(["ivhd0"]);
+  });
+
+  it("gives the same groups from the functions' links as from the group listings, on every preset", () => {
+    for (const [name, make] of Object.entries(PRESETS)) {
+      const built = host(make());
+      const listed = readIommu(built.root);
+      const derived = readIommu(built.root, readPciFunctions(built.root));
+      expect([name, derived.groups]).toEqual([name, listed.groups]);
+    }
+  });
+
+  it("keeps an unreadable device in its group when membership comes from the functions", () => {
+    const built = host(seedHost());
+    makeUnreadable(built, "0000:83:00.1", "modalias");
+    makeUnreadable(built, "0000:83:00.1", "class");
+    const pci = readPciFunctions(built.root);
+    expect(pci.functions.map((f) => f.address)).not.toContain("0000:83:00.1");
+    expect(readIommu(built.root, pci).groups.get(42)).toEqual(["0000:83:00.0", "0000:83:00.1"]);
+  });
+});
