@@ -318,6 +318,13 @@ export function planRebind(input: PlanRebindInput): RebindPlan | RebindRefusal {
       }
     }
     for (const reason of forced) warnings.push(`${fn.address}: forced past: ${reason}`);
+    if (fn.driver === "nvidia") {
+      // The proprietary driver's unbind blocks while persistence mode or a CUDA process holds the
+      // GPU; the action would then hang rather than fail.
+      warnings.push(
+        `${fn.address}: unbinding nvidia blocks while nvidia-persistenced or a GPU process holds it; stop them first (systemctl stop nvidia-persistenced)`,
+      );
+    }
     moves.push({
       address: fn.address,
       reason: c.reason,

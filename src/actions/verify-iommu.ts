@@ -224,6 +224,11 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
         "the IOMMU is off: /sys/kernel/iommu_groups is empty; enable VT-d / AMD-Vi (IOMMU) in the firmware and reboot with the charm's kernel parameters",
     });
   }
+  if (iommuOn && facts.iommuUnits.length === 0) {
+    notes.push(
+      "IOMMU groups exist but /sys/class/iommu lists no unit (a virtual IOMMU such as virtio-iommu?)",
+    );
+  }
   if (facts.container) {
     notes.push("running in a container: these are the host's facts as the container sees them");
   }

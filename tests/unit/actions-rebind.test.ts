@@ -213,6 +213,15 @@ describe("planRebind: which functions and which writes", () => {
     ]);
   });
 
+  it("warns that unbinding the proprietary nvidia driver can block", () => {
+    const facts = richHost();
+    facts.functions.find((f) => f.address === "0000:84:00.0")!.driver = "nvidia";
+    const p = asPlan(plan({ devices: addr("0000:84:00.0") }, facts));
+    expect(p.warnings).toEqual([
+      "0000:84:00.0: unbinding nvidia blocks while nvidia-persistenced or a GPU process holds it; stop them first (systemctl stop nvidia-persistenced)",
+    ]);
+  });
+
   it("to host: a function already with its host driver is a no-op", () => {
     const p = asPlan(plan({ to: "host", devices: addr("0000:00:17.0") }));
     expect(p.moves).toEqual([]);

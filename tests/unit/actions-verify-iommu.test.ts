@@ -210,6 +210,13 @@ describe("verifyIommu", () => {
     ]);
   });
 
+  it("notes groups without a listed IOMMU unit", () => {
+    const r = verify({ facts: { ...readyHost(), iommuUnits: [] } });
+    expect(r.ok).toBe(true);
+    expect(r.notes[0]).toContain("lists no unit");
+    expect(r.results.iommu).toMatchObject({ enabled: "yes", units: "none" });
+  });
+
   it("reports a kernel without vfio-pci and notes an empty selection", () => {
     const r = verify({ facts: { ...readyHost(), vfioPci: "missing" } });
     expect(checks(r)).toContain("vfio-pci -");
