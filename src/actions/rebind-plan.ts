@@ -275,7 +275,11 @@ export function planRebind(input: PlanRebindInput): RebindPlan | RebindRefusal {
   // The rest of each group moves too when it would otherwise leave the group half on the host:
   // to vfio-pci, members on a host driver (a non-viable group is useless to VMs); to the host,
   // members still on vfio-pci (a group split across vfio and host drivers is not viable either).
-  const queue = [...chosen.values()].filter((c) => alreadyThere(c.fn, to) === null);
+  // A function already on vfio-pci still pulls its group-mates along (that is what makes its group
+  // usable); one already with the host does not push its vfio-pci mates back unasked.
+  const queue = [...chosen.values()].filter(
+    (c) => to === "vfio-pci" || alreadyThere(c.fn, to) === null,
+  );
   while (queue.length > 0) {
     const c = queue.shift()!;
     for (const mate of groupMates(facts, c.fn)) {

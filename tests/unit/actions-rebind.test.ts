@@ -213,6 +213,16 @@ describe("planRebind: which functions and which writes", () => {
     ]);
   });
 
+  it("completes a half-moved group: the function on vfio-pci is a no-op, its mate moves", () => {
+    const facts = richHost();
+    facts.functions.find((f) => f.address === "0000:83:00.0")!.driver = "vfio-pci";
+    const p = asPlan(plan({ devices: addr("0000:83:00.0") }, facts));
+    expect(p.unchanged.map((u) => u.address)).toEqual(["0000:83:00.0"]);
+    expect(p.moves.map((m) => [m.address, m.reason, m.follows])).toEqual([
+      ["0000:83:00.1", "group-member", "0000:83:00.0"],
+    ]);
+  });
+
   it("warns that unbinding the proprietary nvidia driver can block", () => {
     const facts = richHost();
     facts.functions.find((f) => f.address === "0000:84:00.0")!.driver = "nvidia";
