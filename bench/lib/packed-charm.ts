@@ -1,0 +1,43 @@
+// The packed charm, unzipped the way Juju unpacks it on a unit, plus a minimal PATH for its
+// dispatch (sh, cat, uname, dirname and nothing else: no node, so only the bundled runtime runs).
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+/** The repository's top directory (bench/run.mjs runs the bundle with it as the cwd). */
+export const TOP = process.cwd();
+export const PACKED = path.join(TOP, "build", "pci-passthrough.charm");
+
+export interface UnpackedCharm {
+  /** JUJU_CHARM_DIR: dispatch, dist/charm.js, runtime/bin/node, the yaml files. */
+  charmDir: string;
+  /** The bundled Node.js (what dispatch execs). */
+  runtime: string;
+  runtimeVersion: string;
+  /** Directory with sh, cat, uname, dirname: dispatch's whole PATH besides the hook tools. */
+  sysbin: string;
+  cleanup(): void;
+}
+
+/** Unzips build/pci-passthrough.charm into a fresh temp directory. */
+export function unpackCharm(packed = PACKED): UnpackedCharm {
+  if (!fs.existsSync(packed)) throw new Error(`${packed} is missing: run \`npm run pack\` first`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pci-bench-charm-"));
+  const charmDir = path.join(dir, "charm");
+  execFileSync("unzip", ["-q", packed, "-d", charmDir]);
+  const sysbin = path.join(dir, "sysbin");
+  fs.mkdirSync(sysbin);
+  for (const tool of ["sh", "cat", "uname", "dirname"]) {
+    const found = ["/bin", "/usr/bin"].map((d) => path.join(d, tool)).find((p) => fs.existsSync(p));
+    if (!found) throw new Error(`no ${tool} on this machine`);
+    fs.symlinkSync(found, path.join(sysbin, tool));
+  }
+  return {
+    charmDir,
+    runtime: path.join(charmDir, "runtime", "bin", "node"),
+    runtimeVersion: fs.readFileSync(path.join(charmDir, "runtime", "VERSION"), "utf8").trim(),
+    sysbin,
+    cleanup: () => fs.rmSync(dir, { recursive: true, force: true }),
+  };
+}
