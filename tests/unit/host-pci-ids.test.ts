@@ -1,0 +1,100 @@
+// pci.ids names: vendors, devices under their vendor, classes down to the prog-if.
+import * as fs from "node:fs";
+import { afterEach, describe, expect, it } from "vitest";
+import { loadPciIds, parsePciIds } from "../../src/host/pci-ids";
+import { makeTempHost } from "../fixtures/hosts/build-host";
+
+// An excerpt in the file's real layout (tabs, two spaces before the name, subsystems, classes).
+const EXCERPT = [
+  "#\tList of PCI ID's",
+  "#",
+  "10de  NVIDIA Corporation",
+  "\t10f1  GP106 High Definition Audio Controller",
+  "\t1bb0  GP104GL [Quadro P5000]",
+  "\t\t10de 11a3  GP104GL [Quadro P5000]",
+  "1a03  ASPEED Technology, Inc.",
+  "\t2000  ASPEED Graphics Family",
+  "1bb0  SimpliVity Corporation",
+  "\t0002  OmniCube Accelerator OA-3000",
+  "8086  Intel Corporation",
+  "\t1593  Ethernet Controller E810-C for SFP",
+  "",
+  "# List of known device classes, subclasses and programming interfaces",
+  "C 03  Display controller",
+  "\t00  VGA compatible controller",
+  "\t\t00  VGA controller",
+  "\t80  Display controller",
+  "C 04  Multimedia controller",
+  "\t03  Audio device",
+  "",
+].join("\n");
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
+
+describe("parsePciIds", () => {
+  const names = parsePciIds(EXCERPT, "/usr/share/misc/pci.ids");
+
+  it("names vendors and their devices, whatever the case of the ids", () => {
+    expect(names.vendorName("10de")).toBe("NVIDIA Corporation");
+    expect(names.deviceName("10de", "1bb0")).toBe("GP104GL [Quadro P5000]");
+    expect(names.deviceName("10DE", "10F1")).toBe("GP106 High Definition Audio Controller");
+    expect(names.deviceName("8086", "1593")).toBe("Ethernet Controller E810-C for SFP");
+  });
+
+  it("does not confuse a device id with a vendor of the same number", () => {
+    expect(names.vendorName("1bb0")).toBe("SimpliVity Corporation");
+    expect(names.deviceName("1bb0", "0002")).toBe("OmniCube Accelerator OA-3000");
+    expect(names.deviceName("1a03", "1bb0")).toBeNull();
+  });
+
+  it("gives the most precise class name it knows", () => {
+    expect(names.className("030000")).toBe("VGA controller");
+    expect(names.className("038000")).toBe("Display controller");
+    expect(names.className("040300")).toBe("Audio device");
+    expect(names.className("040380")).toBe("Audio device");
+    expect(names.className("0c0330")).toBeNull();
+  });
+
+  it("answers null for unknown ids", () => {
+    expect(names.vendorName("abcd")).toBeNull();
+    expect(names.deviceName("10de", "ffff")).toBeNull();
+  });
+});
+
+describe("loadPciIds", () => {
+  it("reads the host's pci.ids under the root", () => {
+    const built = makeTempHost({ pciIds: EXCERPT });
+    cleanups.push(built.cleanup);
+    const names = loadPciIds(built.root);
+    expect(names.source).toBe("/usr/share/misc/pci.ids");
+    expect(names.deviceName("1a03", "2000")).toBe("ASPEED Graphics Family");
+  });
+
+  it("falls back to hwdata's copy", () => {
+    const built = makeTempHost({ files: { "/usr/share/hwdata/pci.ids": EXCERPT } });
+    cleanups.push(built.cleanup);
+    expect(loadPciIds(built.root).source).toBe("/usr/share/hwdata/pci.ids");
+  });
+
+  it("answers null everywhere when the host has no pci.ids", () => {
+    const built = makeTempHost({});
+    cleanups.push(built.cleanup);
+    const names = loadPciIds(built.root);
+    expect(names.source).toBeNull();
+    expect([
+      names.vendorName("10de"),
+      names.deviceName("10de", "1bb0"),
+      names.className("030000"),
+    ]).toEqual([null, null, null]);
+  });
+
+  it.skipIf(!fs.existsSync("/usr/share/misc/pci.ids"))("parses this machine's full pci.ids", () => {
+    const names = loadPciIds("/");
+    expect(names.vendorName("8086")).toBe("Intel Corporation");
+    expect(names.deviceName("10de", "1bb0")).toBe("GP104GL [Quadro P5000]");
+    expect(names.className("010802")).toBe("NVM Express");
+  });
+});

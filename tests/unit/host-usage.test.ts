@@ -1,0 +1,301 @@
+// What the host uses, read from built trees: network interfaces (flags, master, addresses,
+// routes), console GPU, storage through partitions, dm, md and NVMe multipath, SR-IOV PFs.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { HostReadProblem } from "../../src/host/facts";
+import { formatIpv6, readHostUsage, readNetInterfaces } from "../../src/host/usage";
+import { type BuiltHost, type HostSpec, makeTempHost } from "../fixtures/hosts/build-host";
+import {
+  amdHost,
+  gpuLessHost,
+  qemuQ35Host,
+  seedHost,
+  sharedGroupHost,
+} from "../fixtures/hosts/presets";
+
+let hosts: Array<BuiltHost & { cleanup(): void }> = [];
+function host(spec: HostSpec): BuiltHost {
+  const built = makeTempHost(spec);
+  hosts.push(built);
+  return built;
+}
+afterEach(() => {
+  for (const h of hosts) h.cleanup();
+  hosts = [];
+});
+
+const usageOf = (spec: HostSpec) => Object.fromEntries(readHostUsage(host(spec).root));
+
+describe("readHostUsage on the presets", () => {
+  it("seed: the management NIC, the console VGA and the root disk controller — not the GPUs", () => {
+    expect(usageOf(seedHost())).toEqual({
+      "0000:18:00.0": [
+        "network interface eno1 is up",
+        "network interface eno1 has addresses 10.0.0.5",
+        "network interface eno1 carries 2 routes",
+      ],
+      "0000:03:00.0": [
+        "boot VGA (boot_vga=1)",
+        "console framebuffer fb0",
+        "DRM card0 in use by the console",
+      ],
+      "0000:00:1f.2": [
+        "disk controller for / (sda1 mounted)",
+        "disk controller for /boot/efi (sda2 mounted)",
+      ],
+    });
+  });
+
+  it("amd: SR-IOV PF with VFs, IPv6, LVM root on NVMe, swap; a GPU with a DRM card is not in use", () => {
+    expect(usageOf(amdHost())).toEqual({
+      "0000:41:00.0": [
+        "network interface enp65s0f0 is up",
+        "network interface enp65s0f0 has addresses 192.168.10.21, 2001:db8:10::21",
+        "network interface enp65s0f0 carries 4 routes",
+        "SR-IOV PF with 4 VFs enabled",
+      ],
+      "0000:43:00.0": [
+        "disk controller for / (vg0-root mounted, on nvme0n1p3)",
+        "disk controller for /boot/efi (nvme0n1p1 mounted)",
+        "disk controller for swap on nvme0n1p2",
+      ],
+    });
+  });
+
+  it("gpu-less: bonded NICs (each enslaved, up) and both halves of an md mirror on one controller", () => {
+    expect(usageOf(gpuLessHost())).toEqual({
+      "0000:01:00.0": [
+        "network interface eno1 is up",
+        "network interface eno1 is enslaved to bond0",
+      ],
+      "0000:01:00.1": [
+        "network interface eno2 is up",
+        "network interface eno2 is enslaved to bond0",
+      ],
+      "0000:00:1f.2": ["disk controller for / (md0 mounted, on sda1)"],
+    });
+  });
+
+  it("shared group: an up NIC without carrier (operstate down) is still in use", () => {
+    expect(usageOf(sharedGroupHost())).toEqual({
+      "0000:01:02.0": [
+        "network interface eth1 is up",
+        "network interface eth1 has addresses 10.10.0.2",
+        "network interface eth1 carries 1 route",
+      ],
+      "0000:00:06.0": ["disk controller for / (vda mounted)"],
+    });
+  });
+
+  it("qemu: only the boot VGA is the console; the secondary-vga twins' DRM cards are not", () => {
+    const usage = usageOf(qemuQ35Host());
+    expect(usage["0000:00:01.0"]).toEqual([
+      "boot VGA (boot_vga=1)",
+      "console framebuffer fb0",
+      "DRM card0 in use by the console",
+    ]);
+    expect(usage["0000:00:05.0"]).toBeUndefined();
+    expect(usage["0000:00:06.0"]).toBeUndefined();
+    expect(usage["0000:00:03.0"]).toEqual(["network interface enp0s3 is up"]);
+    expect(usage["0000:00:04.0"]).toBeUndefined();
+  });
+});
+
+describe("console", () => {
+  it("does not blame a PCI device for an EFI framebuffer (a platform device)", () => {
+    const spec = seedHost();
+    spec.framebuffers = [{ name: "fb0", platform: "efi-framebuffer.0" }];
+    const usage = usageOf(spec);
+    expect(usage["0000:03:00.0"]).toEqual(["boot VGA (boot_vga=1)"]);
+  });
+
+  it("takes fb0 as the console even when it is not on the boot VGA, and only fb0", () => {
+    const spec = seedHost();
+    spec.framebuffers = [
+      { name: "fb0", pci: "0000:83:00.0" },
+      { name: "fb1", pci: "0000:84:00.0" },
+    ];
+    const usage = usageOf(spec);
+    expect(usage["0000:83:00.0"]).toEqual([
+      "console framebuffer fb0",
+      "DRM card1 in use by the console",
+    ]);
+    expect(usage["0000:84:00.0"]).toBeUndefined();
+    expect(usage["0000:03:00.0"]).toEqual(["boot VGA (boot_vga=1)"]);
+  });
+});
+
+describe("storage", () => {
+  it("finds the controller of / when /proc/mounts says /dev/root (no initramfs), via mountinfo", () => {
+    const spec = seedHost();
+    spec.mounts = [{ device: "/dev/root", mountpoint: "/", block: "sda1" }];
+    expect(usageOf(spec)["0000:00:1f.2"]).toEqual(["disk controller for / (sda1 mounted)"]);
+  });
+
+  it("follows native NVMe multipath to every controller of the subsystem", () => {
+    const spec = amdHost();
+    spec.pci!.push({
+      address: "0000:44:00.0",
+      parent: "0000:40:03.1",
+      vendor: "144d",
+      device: "a824",
+      class: "010802",
+      driver: "nvme",
+      iommuGroup: 35,
+    });
+    spec.block!.push({
+      name: "nvme1n1",
+      nvmeSubsystem: {
+        index: 1,
+        controllers: [
+          { name: "nvme1", pci: "0000:43:00.0" },
+          { name: "nvme2", pci: "0000:44:00.0" },
+        ],
+      },
+      partitions: ["nvme1n1p1"],
+    });
+    spec.mounts!.push({ device: "/dev/nvme1n1p1", mountpoint: "/srv/data store" });
+    const usage = usageOf(spec);
+    expect(usage["0000:44:00.0"]).toEqual([
+      "disk controller for /srv/data store (nvme1n1p1 mounted)",
+    ]);
+    expect(usage["0000:43:00.0"]).toContain(
+      "disk controller for /srv/data store (nvme1n1p1 mounted)",
+    );
+  });
+
+  it("goes through stacked dm devices (LVM on LUKS) and md to the disks' controllers", () => {
+    const spec = gpuLessHost();
+    spec.pci!.push({
+      address: "0000:02:00.0",
+      parent: "0000:00:1c.0",
+      vendor: "1000",
+      device: "0097",
+      class: "010700",
+      driver: "mpt3sas",
+      iommuGroup: 3,
+    });
+    spec.block = [
+      { name: "sda", pci: "0000:00:1f.2", partitions: ["sda1"] },
+      { name: "sdb", pci: "0000:02:00.0", bus: "scsi", partitions: ["sdb1"] },
+      { name: "md0", slaves: ["sda1", "sdb1"] },
+      { name: "dm-0", slaves: ["md0"], dmName: "luks-root" },
+      { name: "dm-1", slaves: ["dm-0"], dmName: "vg0-root" },
+    ];
+    spec.mounts = [{ device: "/dev/mapper/vg0-root", mountpoint: "/" }];
+    const usage = usageOf(spec);
+    expect(usage["0000:00:1f.2"]).toEqual(["disk controller for / (vg0-root mounted, on sda1)"]);
+    expect(usage["0000:02:00.0"]).toEqual(["disk controller for / (vg0-root mounted, on sdb1)"]);
+  });
+
+  it("finds a dm device by its dm/name when /dev/mapper has no link", () => {
+    const spec = amdHost();
+    const built = host(spec);
+    fs.rmSync(path.join(built.root, "dev/mapper/vg0-root"));
+    expect(Object.fromEntries(readHostUsage(built.root))["0000:43:00.0"]).toContain(
+      "disk controller for / (vg0-root mounted, on nvme0n1p3)",
+    );
+  });
+
+  it("ignores pseudo filesystems, loop devices and swap files; reports a device it cannot place", () => {
+    const built = host(seedHost());
+    const mounts = path.join(built.root, "proc/mounts");
+    fs.appendFileSync(
+      mounts,
+      "overlay /var/lib/docker/overlay2/x/merged overlay rw 0 0\n/dev/loop0 /snap/core/1 squashfs ro 0 0\n/dev/sdz9 /mnt ext4 rw 0 0\n",
+    );
+    fs.appendFileSync(path.join(built.root, "proc/swaps"), "/swap.img  file  2097148  0  -2\n");
+    // A snap's loop device: a real block device, but virtual (no PCI on its path).
+    fs.mkdirSync(path.join(built.root, "sys/devices/virtual/block/loop0"), { recursive: true });
+    fs.symlinkSync(
+      "../../devices/virtual/block/loop0",
+      path.join(built.root, "sys/class/block/loop0"),
+    );
+    const problems: HostReadProblem[] = [];
+    const usage = Object.fromEntries(readHostUsage(built.root, { problems }));
+    expect(usage["0000:00:1f.2"]).toEqual([
+      "disk controller for / (sda1 mounted)",
+      "disk controller for /boot/efi (sda2 mounted)",
+    ]);
+    expect(problems.map((p) => p.message)).toEqual([
+      expect.stringContaining(
+        "cannot find the block device /dev/sdz9 (mounted on /mnt) under /sys/class/block",
+      ),
+    ]);
+  });
+});
+
+describe("readNetInterfaces", () => {
+  it("reads admin state from flags, not operstate", () => {
+    const nets = readNetInterfaces(host(sharedGroupHost()).root);
+    const eth1 = nets.find((n) => n.name === "eth1")!;
+    expect([eth1.adminUp, eth1.operstate, eth1.pciAddress]).toEqual([true, "down", "0000:01:02.0"]);
+    expect(nets.find((n) => n.name === "eth0")!.adminUp).toBe(false);
+  });
+
+  it("places IPv4 addresses by their connected route, leaves out loopback and link-local IPv6", () => {
+    const nets = readNetInterfaces(host(amdHost()).root);
+    const pf = nets.find((n) => n.name === "enp65s0f0")!;
+    expect(pf).toEqual({
+      name: "enp65s0f0",
+      pciAddress: "0000:41:00.0",
+      adminUp: true,
+      operstate: "up",
+      master: null,
+      addresses: ["192.168.10.21", "2001:db8:10::21"],
+      // IPv4 default + connected, IPv6 prefix + default; not fe80::/64, ff00::/8 or local routes.
+      routes: 4,
+    });
+    const lo = nets.find((n) => n.name === "lo")!;
+    expect([lo.pciAddress, lo.addresses, lo.routes]).toEqual([null, [], 0]);
+  });
+
+  it("gives an address to the most specific connected route", () => {
+    const nets = readNetInterfaces(
+      host({
+        net: [
+          { name: "eno1", up: true, ipv4: ["10.0.0.5/16"] },
+          { name: "eno2", up: true, ipv4: ["10.0.1.7/24"] },
+          { name: "eno3", up: true, ipv4: ["192.0.2.9/32"] },
+        ],
+      }).root,
+    );
+    const addresses = Object.fromEntries(nets.map((n) => [n.name, n.addresses]));
+    expect(addresses["eno1"]).toEqual(["10.0.0.5"]);
+    expect(addresses["eno2"]).toEqual(["10.0.1.7"]);
+    // A /32 has no connected route: it cannot be placed from procfs (documented in usage.ts).
+    expect(addresses["eno3"]).toEqual([]);
+  });
+
+  it("names the master and the upper devices (VLANs) of an interface", () => {
+    const built = host(seedHost());
+    const eno2 = fs.realpathSync(path.join(built.root, "sys/class/net/eno2"));
+    const vlan = path.join(built.root, "sys/devices/virtual/net/eno2.100");
+    fs.mkdirSync(vlan, { recursive: true });
+    fs.symlinkSync(path.relative(eno2, vlan), path.join(eno2, "upper_eno2.100"));
+    const usage = Object.fromEntries(readHostUsage(built.root));
+    expect(usage["0000:18:00.1"]).toEqual([
+      "network interface eno2 is the lower device of eno2.100",
+    ]);
+    const nets = readNetInterfaces(host(gpuLessHost()).root);
+    expect(nets.find((n) => n.name === "eno1")!.master).toBe("bond0");
+  });
+
+  it("skips /sys/class/net/bonding_masters, which is a file", () => {
+    const built = host(gpuLessHost());
+    fs.writeFileSync(path.join(built.root, "sys/class/net/bonding_masters"), "bond0\n");
+    const problems: HostReadProblem[] = [];
+    const names = readNetInterfaces(built.root, problems).map((n) => n.name);
+    expect(names).not.toContain("bonding_masters");
+    expect(names).toContain("bond0");
+  });
+
+  it("formats IPv6 addresses the RFC 5952 way", () => {
+    expect(formatIpv6("20010db8000000000000000000000005")).toBe("2001:db8::5");
+    expect(formatIpv6("fd000000000000000000000000000002")).toBe("fd00::2");
+    expect(formatIpv6("20010db8000100000001000000000001")).toBe("2001:db8:1:0:1::1");
+    expect(formatIpv6("00000000000000000000000000000000")).toBe("::");
+    expect(formatIpv6("20010db8000000010001000100010001")).toBe("2001:db8:0:1:1:1:1:1");
+  });
+});
