@@ -146,7 +146,9 @@ export function executeRebind(
       outcome.after = after;
       if (plan.to === "vfio-pci" && !isVfioDriver(after)) {
         throw new MoveFailed(
-          `after drivers_probe its driver is ${driverWords(after)}, not vfio-pci (see the kernel log: dmesg | grep ${move.address})`,
+          after === null
+            ? `after drivers_probe no driver has it: vfio-pci refused it (see the kernel log: dmesg | grep ${move.address})`
+            : `after drivers_probe it is on ${after}, not vfio-pci`,
         );
       }
       if (plan.to === "host" && isVfioDriver(after)) {
