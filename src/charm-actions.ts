@@ -7,7 +7,7 @@ import { novaConfig, parseNovaConfigParams } from "./actions/nova-config";
 import { paramErrorMessage } from "./actions/params";
 import { rebindAction } from "./actions/rebind";
 import type { ActionReply } from "./actions/results";
-import { verifyIommu } from "./actions/verify-iommu";
+import { parseVerifyIommuParams, verifyIommu } from "./actions/verify-iommu";
 import { createSysfsWriter } from "./apply/sysfs";
 import { type Config, parseConfig } from "./config";
 import type { HostFacts, ModuleIndex } from "./host/facts";
@@ -95,9 +95,8 @@ const ACTIONS: Record<
   },
 
   "verify-iommu": (params, ctx) => {
-    if (Object.keys(params).length > 0) {
-      return failed(`verify-iommu takes no parameters (got ${Object.keys(params).join(", ")})`);
-    }
+    const checked = parseVerifyIommuParams(params);
+    if (!checked.ok) return failed(paramErrorMessage("verify-iommu", checked.errors));
     const snap = snapshot(ctx);
     if (!snap.config)
       return failed(
