@@ -6,20 +6,29 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # zip/unzip: pack and inspect the .charm. qemu/busybox/cpio/kmod/debootstrap/e2fsprogs: the
-# real-kernel suites (a Debian kernel under QEMU). shellcheck: lints the scripts the charm installs.
-DEBIAN_PACKAGES=(zip unzip qemu-system-x86 busybox-static cpio kmod debootstrap e2fsprogs shellcheck)
+# real-kernel suites (a Debian kernel under QEMU). The files the charm installs are checked by the
+# programs that read them: shellcheck, grub-mkconfig (grub-common), initramfs-tools' hook
+# functions (initramfs-tools-core), udevadm (udev), modprobe (kmod).
+DEBIAN_PACKAGES=(zip unzip qemu-system-x86 busybox-static cpio kmod debootstrap e2fsprogs
+  shellcheck grub-common initramfs-tools-core udev)
+
+# The real-kernel bed downloads the kernel package with apt-get download: it needs package lists.
+need_lists=0
+compgen -G "/var/lib/apt/lists/*_Packages" >/dev/null || need_lists=1
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-if ((${#missing[@]})); then
+if ((${#missing[@]})) || ((need_lists)); then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "setup: missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
+    echo "setup: missing Debian packages (${missing[*]}) or package lists; run as root" >&2
     exit 1
   fi
-  echo "setup: installing ${missing[*]}"
   apt-get update -qq
+fi
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 

@@ -31,7 +31,7 @@ async function bootWithCharm(
     root: { kind: "bed", modules: kernel.modules },
     share,
   });
-  return { guest, unit: deployCharmInGuest(guest, share, config) };
+  return { guest, unit: await deployCharmInGuest(guest, share, config) };
 }
 
 /** Runs an action and returns the simulator's record of it. */
@@ -124,13 +124,20 @@ describeVm("tier 1 on an Intel IOMMU: one of two identical NICs", bed, (kernel) 
     expect(await driverOf(guest(), vga)).toBe(before);
   });
 
-  it("refuses one NIC of a shared, non-viable group, listing the rest of the group", async () => {
+  it("moves a shared group together: asking for one NIC takes its group mate too, and back", async () => {
     const sharedA = device(FULL, "sharedA").address;
     const sharedB = device(FULL, "sharedB").address;
+    const bridge = device(FULL, "bridge").address;
     const a = await action(unit, "rebind", { devices: sharedA });
-    expect(a.failed).toBe(true);
-    expect(a.failureMessage).toContain(sharedB);
+    expect(a.failed, a.failureMessage ?? "").toBe(false);
+    expect(JSON.stringify(a.results)).toContain("group-member");
+    expect(await driverOf(guest(), sharedA)).toBe("vfio-pci");
+    expect(await driverOf(guest(), sharedB)).toBe("vfio-pci");
+    expect(await driverOf(guest(), bridge)).not.toBe("vfio-pci"); // bridges stay as they are
+    const back = await action(unit, "rebind", { devices: sharedA, to: "host" });
+    expect(back.failed, back.failureMessage ?? "").toBe(false);
     expect(await driverOf(guest(), sharedA)).toBe("e1000");
+    expect(await driverOf(guest(), sharedB)).toBe("e1000");
   });
 
   it("rebind to=host gives the twin back to e1000e and /dev/vfio/N goes away", async () => {

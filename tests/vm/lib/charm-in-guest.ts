@@ -33,11 +33,15 @@ export interface GuestUnit {
 }
 
 /** Unpacks the packed charm into the share and wires a simulated unit around it. */
-export function deployCharmInGuest(
+export async function deployCharmInGuest(
   guest: Guest,
   share: string,
   config: Record<string, unknown>,
-): GuestUnit {
+): Promise<GuestUnit> {
+  // The bed's root is this machine's, which may itself be a container: its marker (/.dockerenv)
+  // would make the charm refuse host preparation. The guest is a real machine; drop the marker
+  // from the guest's overlay (the host's file is untouched).
+  await guest.exec("rm -f /.dockerenv /run/systemd/container");
   if (!fs.existsSync(PACKED_CHARM)) throw new Error(`${PACKED_CHARM} is missing: run npm run pack`);
   const charmDir = path.join(share, "charm");
   fs.mkdirSync(charmDir, { recursive: true });
