@@ -8,35 +8,8 @@ import {
 } from "../../src/actions/nova-config";
 import { invalidResultKeys, type ResultTree } from "../../src/actions/results";
 import type { NovaRelease } from "../../src/plan/nova";
-import type { BoundDevice } from "../../src/plan/types";
+import { bound, gpu, gpuAudio } from "./nova-fixtures";
 
-function bound(
-  address: string,
-  ids: string,
-  alias: string,
-  extra: Partial<BoundDevice> = {},
-): BoundDevice {
-  const [vendorId = "", deviceId = ""] = ids.split(":");
-  return {
-    address,
-    vendorId,
-    deviceId,
-    classCode: "030000",
-    alias,
-    deviceType: "type-PCI",
-    numaPolicy: null,
-    reason: "selected",
-    follows: null,
-    ...extra,
-  };
-}
-
-const gpu = bound("0000:83:00.0", "10de:1bb0", "gpu");
-const gpuAudio = bound("0000:83:00.1", "10de:10f0", "gpu-audio", {
-  classCode: "040300",
-  reason: "companion",
-  follows: "0000:83:00.0",
-});
 const caracal: NovaRelease = {
   package: "nova-common",
   version: "3:29.0.1-0ubuntu1",

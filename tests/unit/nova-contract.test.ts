@@ -28,6 +28,7 @@ import {
   renderPciSection,
 } from "../../src/plan/nova";
 import type { BoundDevice } from "../../src/plan/types";
+import { bound, gpu, gpuAudio, secondGpu } from "./nova-fixtures";
 
 // ---------------------------------------------------------------- nova-compute, emulated
 
@@ -291,35 +292,6 @@ function specMatches(
 }
 
 // ---------------------------------------------------------------- fixtures
-
-function bound(
-  address: string,
-  ids: string,
-  alias: string,
-  extra: Partial<BoundDevice> = {},
-): BoundDevice {
-  const [vendorId = "", deviceId = ""] = ids.split(":");
-  return {
-    address,
-    vendorId,
-    deviceId,
-    classCode: "030000",
-    alias,
-    deviceType: "type-PCI",
-    numaPolicy: null,
-    reason: "selected",
-    follows: null,
-    ...extra,
-  };
-}
-
-const gpu = bound("0000:83:00.0", "10de:1bb0", "gpu");
-const secondGpu = bound("0000:84:00.0", "10de:1bb0", "gpu");
-const gpuAudio = bound("0000:83:00.1", "10de:10f0", "gpu-audio", {
-  classCode: "040300",
-  reason: "companion",
-  follows: "0000:83:00.0",
-});
 
 /** ceilometer-agent's data on nova-ceilometer (charm-ceilometer-agent NOVA_SETTINGS, json.dumps). */
 const CEILOMETER: UnitData = {

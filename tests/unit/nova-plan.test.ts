@@ -14,35 +14,8 @@ import {
   resolveOptionName,
   subordinateConfiguration,
 } from "../../src/plan/nova";
-import type { BoundDevice } from "../../src/plan/types";
+import { bound, gpu, gpuAudio } from "./nova-fixtures";
 
-function bound(
-  address: string,
-  ids: string,
-  alias: string,
-  extra: Partial<BoundDevice> = {},
-): BoundDevice {
-  const [vendorId = "", deviceId = ""] = ids.split(":");
-  return {
-    address,
-    vendorId,
-    deviceId,
-    classCode: "030000",
-    alias,
-    deviceType: "type-PCI",
-    numaPolicy: null,
-    reason: "selected",
-    follows: null,
-    ...extra,
-  };
-}
-
-const gpu = bound("0000:83:00.0", "10de:1bb0", "gpu");
-const gpuAudio = bound("0000:83:00.1", "10de:10f0", "gpu-audio", {
-  classCode: "040300",
-  reason: "companion",
-  follows: "0000:83:00.0",
-});
 const all = () => true;
 
 const release = (version: string, upstream: [number, number, number]): NovaRelease => ({
