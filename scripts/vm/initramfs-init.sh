@@ -51,6 +51,11 @@ mount -t tmpfs tmpfs $n/dev/shm
 # Fresh /tmp and /run: the host's would otherwise leak into the guest through the lower layer.
 mount -t tmpfs -o mode=1777 tmpfs $n/tmp
 mount -t tmpfs -o mode=0755 tmpfs $n/run
+# The overlay's upper layer, read-only: every file the guest wrote (or copied up) and nothing
+# else, so tests can see exactly what an action changed under /etc without walking the lower layer.
+mkdir -p $n/run/vmbed/upper
+mount --bind /rw/upper $n/run/vmbed/upper
+mount -o remount,bind,ro $n/run/vmbed/upper
 
 release=$(uname -r)
 modules=$(arg vmbed_modules)
@@ -65,11 +70,18 @@ name=$(arg vmbed_name)
 [ -n "$name" ] && hostname "$name" && echo "$name" >$n/etc/hostname
 ip link set lo up
 
-port=
+# No udev here: name the virtio-serial ports the way its rules would (/dev/virtio-ports/<name>).
+mkdir -p /dev/virtio-ports
 for p in /sys/class/virtio-ports/*; do
-  [ "$(cat "$p/name" 2>/dev/null)" = vmbed.agent ] && port=/dev/${p##*/}
+  pname=$(cat "$p/name" 2>/dev/null)
+  [ -n "$pname" ] && ln -sf "../${p##*/}" "/dev/virtio-ports/$pname"
 done
-[ -n "$port" ] || fail "no virtio-serial port named vmbed.agent"
+port=/dev/virtio-ports/vmbed.agent
+[ -e "$port" ] || fail "no virtio-serial port named vmbed.agent"
+
+# The guest is a virtual machine: markers of the container the host may run in must not leak in
+# through the shared root (the charm refuses to prepare a container).
+rm -f $n/.dockerenv $n/run/.containerenv
 
 mkdir -p $n/run/vmbed
 cp /etc/vmbed/agent.sh $n/run/vmbed/agent.sh

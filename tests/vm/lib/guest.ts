@@ -28,6 +28,18 @@ export interface RunOptions {
   timeoutMs?: number;
 }
 
+/** A hook-tool call a guest forwarded to the host (scripts/vm/hook-tool-proxy.sh). */
+export interface ToolCall {
+  tool: string;
+  env: Record<string, string>;
+  /** What the tool got on stdin; null unless it was called with `--file -`. */
+  stdin: string | null;
+  argv: string[];
+}
+
+/** Runs a forwarded hook-tool call on the host. */
+export type ToolHandler = (call: ToolCall) => RunResult | Promise<RunResult>;
+
 /** A command that exited non-zero when the caller asked for success. */
 export class GuestCommandError extends Error {
   constructor(
@@ -61,6 +73,11 @@ export interface BootOptions {
   root: GuestRoot;
   append?: string[];
   cmdline?: string;
+  /**
+   * A host folder the guest may write, mounted at the same path inside the guest (so paths the
+   * host writes into files, like the unit simulator's tool wrappers, stay valid there).
+   */
+  share?: string;
   memoryMb?: number;
   cpus?: number;
   /** Give up on the boot after this long (default 180 s; TCG on a busy 2-core CI is slow). */
@@ -90,6 +107,7 @@ export class Guest {
   private pending = new Map<number, Pending>();
   private exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   private onReady: ((release: string) => void) | undefined;
+  private toolHandler: ToolHandler | undefined;
   private deathListeners: Array<(why: string) => void> = [];
 
   constructor(
@@ -224,6 +242,66 @@ export class Guest {
     socket.on("error", () => {});
   }
 
+  /** Sets who answers hook-tool calls the guest forwards (one handler at a time). */
+  setToolHandler(handler: ToolHandler | undefined): void {
+    this.toolHandler = handler;
+  }
+
+  /** @internal Called once QEMU connected to the hook-tool proxy's socket. */
+  attachTools(socket: net.Socket): void {
+    let buffered = "";
+    // One call at a time: the guest's proxy waits for each answer before the charm goes on.
+    let chain = Promise.resolve();
+    socket.setEncoding("utf8");
+    socket.on("data", (data: string) => {
+      buffered += data;
+      let nl = buffered.indexOf("\n");
+      while (nl >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        chain = chain.then(async () => {
+          const reply = await this.answerToolCall(line);
+          socket.write(`${reply.exitCode} ${b64(reply.stdout)} ${b64(reply.stderr)}\n`);
+        });
+        nl = buffered.indexOf("\n");
+      }
+    });
+    socket.on("error", () => {});
+  }
+
+  private async answerToolCall(line: string): Promise<RunResult> {
+    const f = line.trim().split(" ");
+    if (f[0] !== "CALL" || f.length !== 4) {
+      return { exitCode: 126, stdout: "", stderr: `vmbed: malformed hook-tool call: ${line}\n` };
+    }
+    // env entries (never empty), one empty entry, then argv (whose entries may be empty).
+    const entries = Buffer.from(f[2]!, "base64").toString("utf8").split("\0").slice(0, -1);
+    const split = entries.indexOf("");
+    const env: Record<string, string> = {};
+    for (const entry of entries.slice(0, split)) {
+      const eq = entry.indexOf("=");
+      if (eq > 0) env[entry.slice(0, eq)] = entry.slice(eq + 1);
+    }
+    const call: ToolCall = {
+      tool: f[1]!,
+      env,
+      stdin: f[3] === "-" ? null : Buffer.from(f[3]!, "base64").toString("utf8"),
+      argv: entries.slice(split + 1),
+    };
+    if (!this.toolHandler) {
+      return {
+        exitCode: 127,
+        stdout: "",
+        stderr: `${call.tool}: no hook-tool handler on the host\n`,
+      };
+    }
+    try {
+      return await this.toolHandler(call);
+    } catch (e) {
+      return { exitCode: 126, stdout: "", stderr: `${call.tool}: host side failed: ${e}\n` };
+    }
+  }
+
   /** @internal Resolves with the guest's kernel release when the agent says READY. */
   ready(timeoutMs: number): Promise<string> {
     return new Promise((resolve, reject) => {
@@ -293,6 +371,10 @@ export class Guest {
   }
 }
 
+function b64(text: string): string {
+  return text === "" ? "-" : Buffer.from(text, "utf8").toString("base64");
+}
+
 /** Quotes a word for sh. */
 export function shellQuote(word: string): string {
   return `'${word.replaceAll("'", `'\\''`)}'`;
@@ -305,18 +387,28 @@ export function shellQuote(word: string): string {
 export async function bootGuest(opts: BootOptions): Promise<Guest> {
   const tmp = mkdtempSync(path.join(os.tmpdir(), "vmbed-"));
   const agentSocket = path.join(tmp, "agent.sock");
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(agentSocket, resolve);
-  });
-  const args = qemuArgs({ ...opts, agentSocket });
+  const toolsSocket = path.join(tmp, "tools.sock");
+  const listen = async (file: string) => {
+    const server = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(file, resolve);
+    });
+    return server;
+  };
+  const server = await listen(agentSocket);
+  const toolsServer = await listen(toolsSocket);
+  const args = qemuArgs({ ...opts, agentSocket, toolsSocket });
   const started = Date.now();
   const qemu = spawn("qemu-system-x86_64", args, { stdio: ["pipe", "pipe", "pipe"] });
   const guest = new Guest(opts.name, qemu, tmp);
   const spawnFailed = new Promise<never>((_, reject) =>
     qemu.once("error", (e) => reject(new GuestBootError(`cannot start QEMU: ${e.message}`))),
   );
+  toolsServer.once("connection", (socket) => {
+    toolsServer.close();
+    guest.attachTools(socket);
+  });
   try {
     const socket = await Promise.race([
       new Promise<net.Socket>((resolve) => server.once("connection", resolve)),
@@ -331,9 +423,17 @@ export async function bootGuest(opts: BootOptions): Promise<Guest> {
     guest.attach(socket);
     await Promise.race([guest.ready(opts.bootTimeoutMs ?? 180_000), spawnFailed]);
     guest.bootMs = Date.now() - started;
+    if (opts.share) {
+      // cache=none: the host reads what the guest wrote (and the reverse) at once.
+      const q = shellQuote(opts.share);
+      await guest.exec(
+        `mkdir -p ${q} && mount -t 9p -o trans=virtio,version=9p2000.L,cache=none,msize=512000 vmbedshare ${q}`,
+      );
+    }
     return guest;
   } catch (e) {
     server.close();
+    toolsServer.close();
     guest.note(`qemu-system-x86_64 ${args.join(" ")}`);
     const file = guest.saveConsole(`boot failed: ${(e as Error).message}`);
     await guest.shutdown();

@@ -19,8 +19,12 @@ export interface QemuPlan {
   topology: Topology;
   iommu: IommuKind;
   root: GuestRoot;
+  /** A host folder shared read-write (9p tag "vmbedshare"); guest.ts mounts it at the same path. */
+  share?: string;
   /** Unix socket the host listens on; QEMU connects to it as the agent's port. */
   agentSocket: string;
+  /** Unix socket for the hook-tool proxy's port (vmbed.tools). */
+  toolsSocket: string;
   /** Guest hostname (tier 1) and the name in logs. */
   name: string;
   /** Extra kernel command-line words. */
@@ -93,7 +97,19 @@ export function qemuArgs(plan: QemuPlan): string[] {
     `socket,id=vmbedagent,path=${plan.agentSocket}`,
     "-device",
     "virtserialport,bus=vmbedserial.0,chardev=vmbedagent,name=vmbed.agent",
+    "-chardev",
+    `socket,id=vmbedtools,path=${plan.toolsSocket}`,
+    "-device",
+    "virtserialport,bus=vmbedserial.0,chardev=vmbedtools,name=vmbed.tools",
   );
+  if (plan.share) {
+    args.push(
+      "-fsdev",
+      `local,id=vmbedshare,path=${plan.share},security_model=none`,
+      "-device",
+      "virtio-9p-pci,fsdev=vmbedshare,mount_tag=vmbedshare,addr=13.0",
+    );
+  }
   if (plan.root.kind === "disk") {
     args.push("-drive", `file=${plan.root.image},format=raw,if=none,id=rootdisk`);
     args.push("-device", "virtio-blk-pci,drive=rootdisk,addr=12.0");

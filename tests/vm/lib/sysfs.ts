@@ -87,3 +87,20 @@ export async function bindByHand(guest: Guest, address: string, driver: string):
     ].join("\n"),
   );
 }
+
+/**
+ * Everything a rebind could change, in one round trip and a handful of processes (each costs
+ * ~50 ms under TCG): every function's driver link and driver_override, /dev/vfio, the loaded
+ * modules, and what the guest wrote below /etc (tier 1: the overlay's upper layer).
+ */
+export async function guestStateSnapshot(guest: Guest): Promise<string> {
+  return guest.exec(
+    [
+      "find /sys/bus/pci/devices/ -mindepth 2 -maxdepth 2 -name driver -printf '%p -> %l\\n' | sort",
+      "grep -H . /sys/bus/pci/devices/*/driver_override",
+      "echo /dev/vfio: $(ls /dev/vfio)",
+      "echo modules: $(cut -d' ' -f1 /proc/modules | sort)",
+      "find /run/vmbed/upper/etc -printf '%p %s %T@\\n' 2>/dev/null | sort",
+    ].join("\n"),
+  );
+}

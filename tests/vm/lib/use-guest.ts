@@ -2,8 +2,11 @@
  * vitest wiring for a guest shared by the tests of one describe block: boot once in beforeAll, save
  * the console whenever a test fails, stop QEMU in afterAll.
  */
+import { mkdirSync, rmSync } from "node:fs";
+import path from "node:path";
 import { afterAll, beforeAll, beforeEach } from "vitest";
 import { bootGuest, type Guest } from "./guest";
+import { VM_CACHE } from "./paths";
 import type { IommuKind } from "./qemu-args";
 import type { BedKernel } from "./require-tools";
 import type { Topology } from "./topologies";
@@ -13,6 +16,7 @@ export interface BedGuestOptions {
   iommu: IommuKind;
   name: string;
   append?: string[];
+  share?: string;
   memoryMb?: number;
 }
 
@@ -49,4 +53,18 @@ export function useGuest(boot: () => Promise<Guest>): () => Guest {
     if (!guest) throw new Error("the guest did not boot (see the beforeAll error)");
     return guest;
   };
+}
+
+/**
+ * A fresh host folder for a guest's read-write share (removed after the describe block). Not under
+ * /tmp: a tier-1 guest mounts its own tmpfs there, which would hide the path.
+ */
+export function useShare(name: string): string {
+  const dir = path.join(VM_CACHE, "run", `${name}-${process.pid}`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  afterAll(() => {
+    if (!process.env.VM_KEEP_SHARE) rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
 }
