@@ -47,7 +47,11 @@ async function devices(guest: Guest): Promise<Map<string, Row>> {
   return rows;
 }
 
+/** Slots 10, 11 and 13 are the test bed's own virtio devices (host root, command channel, share). */
+const BED_SLOTS = ["0000:00:10.0", "0000:00:11.0", "0000:00:13.0"];
+
 function role(address: string): string {
+  if (BED_SLOTS.includes(address)) return "(the test bed's own virtio device)";
   return FULL.devices.find((d) => d.address === address)?.role ?? "";
 }
 
@@ -86,7 +90,8 @@ async function step(unit: GuestUnit, title: string, event: Parameters<GuestUnit[
   if (r.exitCode !== 0) throw new Error(`dispatch failed (${r.exitCode}): ${r.stderr}`);
   if (typeof event !== "string" && event.name.endsWith("-action")) {
     const a = state.lastAction!;
-    console.log(a.failed ? `  action failed: ${a.failureMessage}` : "  action completed");
+    const message = typeof a.results.message === "string" ? `: ${a.results.message}` : "";
+    console.log(a.failed ? `  action failed: ${a.failureMessage}` : `  action completed${message}`);
     return a;
   }
   console.log(`  unit status: ${state.unitStatus.status}: ${state.unitStatus.message}`);
