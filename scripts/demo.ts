@@ -2,10 +2,10 @@
 // Intel IOMMU (QEMU, no KVM needed), on a host with two identical e1000e NICs, a boot VGA, a NIC
 // the host uses and a shared IOMMU group. Prints what an operator would see: the devices, their
 // drivers and IOMMU groups before and after, and the unit's status along the way.
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import * as path from "node:path";
-import { deployCharmInGuest, type GuestUnit, shareDir } from "../tests/vm/lib/charm-in-guest";
 import { bootGuest, type Guest } from "../tests/vm/lib/guest";
+import { deployCharmInGuest, type GuestCharm } from "../tests/vm/lib/guest-charm";
 import { VM_CACHE } from "../tests/vm/lib/paths";
 import type { BedKernel } from "../tests/vm/lib/require-tools";
 import { device, FULL } from "../tests/vm/lib/topologies";
@@ -83,7 +83,7 @@ function table(before: Map<string, Row>, after: Map<string, Row>): string {
     .join("\n");
 }
 
-async function step(unit: GuestUnit, title: string, event: Parameters<GuestUnit["dispatch"]>[0]) {
+async function step(unit: GuestCharm, title: string, event: Parameters<GuestCharm["dispatch"]>[0]) {
   const r = await unit.dispatch(event);
   const state = unit.sim.readState();
   console.log(`\n$ ${title}`);
@@ -100,7 +100,9 @@ async function step(unit: GuestUnit, title: string, event: Parameters<GuestUnit[
 
 async function main(): Promise<void> {
   const kernel = JSON.parse(readFileSync(path.join(VM_CACHE, "kernel.json"), "utf8")) as BedKernel;
-  const share = shareDir("demo");
+  const share = path.join(VM_CACHE, "run", "demo");
+  rmSync(share, { recursive: true, force: true });
+  mkdirSync(share, { recursive: true });
   console.log(`Booting Linux ${kernel.release} under QEMU (q35, intel-iommu, TCG)...`);
   const guest = await bootGuest({
     topology: FULL,
@@ -122,7 +124,14 @@ async function main(): Promise<void> {
     await guest.exec(`ip addr add 192.0.2.10/24 dev ${ifname} && ip link set ${ifname} up`);
     const before = await devices(guest);
 
-    const unit = await deployCharmInGuest(guest, share, { devices: SELECTED });
+    // This guest's root is the host's, which has no grub: recorders stand in for update-grub and
+    // update-initramfs here (the test suite's tier 2 runs the real ones and reboots).
+    const unit = await deployCharmInGuest({
+      guest,
+      share,
+      config: { devices: SELECTED },
+      recordedCommands: ["update-grub", "update-initramfs"],
+    });
     await step(
       unit,
       `juju deploy pci-passthrough --config devices=${SELECTED}   (install)`,
