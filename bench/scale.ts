@@ -1,0 +1,305 @@
+// Scale: list-devices and verify-iommu on synthetic SR-IOV hosts of 100, 1,000 and 10,000 PCI
+// functions (syntheticHost(n): ConnectX-5 PFs and their VFs, a real-sized modules.alias, and the
+// machine's own pci.ids when it has one).
+//
+// Measured three ways:
+// - the action's work in-process: the readers and pure functions the glue (src/charm-actions.ts)
+//   calls, each timed, summed per action;
+// - the whole action through the glue (the Scenario harness runs the real main() and charm class
+//   against an in-memory Juju), which adds turning the results into action-set arguments;
+// - end to end through the packed dispatch under the real unit simulator, for 10,000.
+// The last two run in child processes with a time limit: a step that does not scale must show up
+// as "did not finish in N s", not hang the benchmark.
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { flattenActionResults } from "ops-ts-shim";
+import { Context } from "ops-ts-shim/testing";
+import { createUnitSimulator } from "ops-ts-shim/testing/simulator";
+import { listDevices, parseListDevicesParams } from "../src/actions/list-devices";
+import { verifyIommu } from "../src/actions/verify-iommu";
+import { parseConfig } from "../src/config";
+import { readInterruptRemapping } from "../src/host/interrupt-remapping";
+import { loadModuleIndex, loadPciIds, readHostFacts, readHostUsage } from "../src/host/read-facts";
+import { PciPassthroughCharm } from "../src/pci-passthrough-charm";
+import { planHost } from "../src/plan/plan-host";
+import { selectFunctions } from "../src/plan/select";
+import { makeTempHost } from "../tests/fixtures/hosts/build-host";
+import { syntheticHost } from "../tests/fixtures/hosts/presets";
+import { median } from "./lib/measure";
+import { TOP, unpackCharm } from "./lib/packed-charm";
+
+export const SCALE_SIZES = [100, 1_000, 10_000] as const;
+
+/** Every VF selected by ids: the heavy SR-IOV case (thousands of selected functions). */
+export const SCALE_CONFIG = { devices: "15b3:1018" };
+
+/** Limit for one child-process measurement. */
+const CHILD_LIMIT_MS = 60_000;
+const MACHINE_PCI_IDS = "/usr/share/misc/pci.ids";
+
+type Action = "list-devices" | "verify-iommu";
+
+/** A measurement that may not finish: ms, or null with the reason. */
+export interface Bounded {
+  ms: number | null;
+  note: string;
+}
+
+export interface ScaleRow {
+  functions: number;
+  selected: number;
+  buildMs: number;
+  /** Median ms of each step the glue takes (in-process). */
+  parts: Record<string, number>;
+  /** Sum of the steps each action takes: its work, before reporting. */
+  work: Record<Action, { ms: number; usPerFunction: number }>;
+  /** Size of what the action hands to action-set. */
+  results: Record<Action, { keys: number; argvBytes: number }>;
+  /** ops-ts-shim's flattenActionResults on those results (checks every key pair). */
+  flatten: Record<Action, Bounded>;
+  /** The whole action through the glue (Context.run), in a child process. */
+  glue: Record<Action, Bounded>;
+}
+
+export interface ScaleResult {
+  config: Record<string, string>;
+  pciIds: string | null;
+  childLimitMs: number;
+  rows: ScaleRow[];
+  /** work(10k) / work(1k) per action: flat cost per function means within 1.5x of 10. */
+  workRatio10kTo1k: Record<Action, number>;
+  endToEnd: { functions: number } & Record<Action, Bounded>;
+}
+
+function timed<T>(fn: () => T): { ms: number; value: T } {
+  const t0 = process.hrtime.bigint();
+  const value = fn();
+  return { ms: Number(process.hrtime.bigint() - t0) / 1e6, value };
+}
+
+function buildHost(n: number) {
+  const spec = syntheticHost(n);
+  if (fs.existsSync(MACHINE_PCI_IDS)) spec.pciIds = fs.readFileSync(MACHINE_PCI_IDS, "utf8");
+  return makeTempHost(spec, "pci-bench-scale-");
+}
+
+/** Key count and argv bytes of action-set for these results, flattened in linear time. */
+function resultSize(results: Record<string, unknown>): { keys: number; argvBytes: number } {
+  let keys = 0;
+  let argvBytes = "action-set".length + 1;
+  const walk = (prefix: string, obj: Record<string, unknown>) => {
+    for (const [k, v] of Object.entries(obj)) {
+      const key = prefix ? `${prefix}.${k}` : k;
+      if (v && typeof v === "object" && !Array.isArray(v)) walk(key, v as Record<string, unknown>);
+      else {
+        keys++;
+        argvBytes += Buffer.byteLength(`${key}=${String(v)}`) + 1;
+      }
+    }
+  };
+  walk("", results);
+  return { keys, argvBytes };
+}
+
+/** The steps of both actions, as the glue takes them, timed; returns the results too. */
+function actionSteps(root: string) {
+  const parts: Record<string, number> = {};
+  const part = <T>(name: string, fn: () => T): T => {
+    const r = timed(fn);
+    parts[name] = r.ms;
+    return r.value;
+  };
+  const { facts } = part("readHostFacts", () => readHostFacts(root));
+  const config = part("parseConfig", () => parseConfig(SCALE_CONFIG));
+  if (!config.ok) throw new Error("scale config refused");
+  const selection = part("selectFunctions", () =>
+    selectFunctions(config.config.devices, facts),
+  ).bind;
+  const usage = part("readHostUsage", () => readHostUsage(root, { functions: facts.functions }));
+  const modules = part("loadModuleIndex", () => loadModuleIndex(root, facts.kernelRelease)).index;
+  const names = part("loadPciIds", () => loadPciIds(root));
+  const params = parseListDevicesParams({});
+  if (!params.ok) throw new Error("list-devices params refused");
+  const list = part("listDevices (pure)", () =>
+    listDevices({ params: params.params, facts, usage, modules, names, selection }),
+  );
+  const plan = part("planHost", () => planHost(config.config, facts, modules, { boundIds: {} }));
+  const interruptRemapping = part("readInterruptRemapping", () => readInterruptRemapping(root));
+  const verify = part("verifyIommu (pure)", () =>
+    verifyIommu({ facts, plannedCmdline: plan.kernelParams, selection, usage, interruptRemapping }),
+  );
+  const common = [
+    "readHostFacts",
+    "parseConfig",
+    "selectFunctions",
+    "readHostUsage",
+    "loadModuleIndex",
+  ];
+  const work: Record<Action, string[]> = {
+    "list-devices": [...common, "loadPciIds", "listDevices (pure)"],
+    "verify-iommu": [...common, "planHost", "readInterruptRemapping", "verifyIommu (pure)"],
+  };
+  return {
+    parts,
+    work,
+    selected: selection.length,
+    results: {
+      "list-devices": list.results as Record<string, unknown>,
+      "verify-iommu": verify.results as Record<string, unknown>,
+    },
+  };
+}
+
+/** Child-process tasks (bench/main.ts `--scale-child <task> <root>`): prints ms as JSON. */
+export function scaleChild(task: string, root: string): void {
+  process.env.PCI_PASSTHROUGH_ROOT = root;
+  if (task.startsWith("flatten:")) {
+    const action = task.slice("flatten:".length) as Action;
+    const { results } = actionSteps(root);
+    const t = timed(() => flattenActionResults(results[action]));
+    console.log(JSON.stringify({ ms: t.ms, keys: t.value.size }));
+    return;
+  }
+  if (task.startsWith("glue:")) {
+    const action = task.slice("glue:".length);
+    const read = (f: string) => fs.readFileSync(path.join(TOP, f), "utf8");
+    const ctx = new Context(PciPassthroughCharm, {
+      metadata: read("metadata.yaml"),
+      config: read("config.yaml"),
+      actions: read("actions.yaml"),
+      unitName: "pci-passthrough/0",
+    });
+    const t = timed(() => ctx.run(`${action}-action`, { config: SCALE_CONFIG, actionParams: {} }));
+    console.log(JSON.stringify({ ms: t.ms, failure: t.value.actionFailure }));
+    return;
+  }
+  throw new Error(`unknown scale task ${task}`);
+}
+
+/** Runs a scale task in a child with the time limit. */
+function child(task: string, root: string): Bounded {
+  const r = spawnSync(process.execPath, [process.argv[1]!, "--scale-child", task, root], {
+    encoding: "utf8",
+    timeout: CHILD_LIMIT_MS,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (r.error || r.signal) {
+    return { ms: null, note: `did not finish in ${CHILD_LIMIT_MS / 1000} s` };
+  }
+  if (r.status !== 0) return { ms: null, note: `failed: ${r.stderr.trim().split("\n").pop()}` };
+  const out = JSON.parse(r.stdout.trim().split("\n").pop()!) as { ms: number; failure?: string };
+  return { ms: out.ms, note: out.failure ? `action failed: ${out.failure.slice(0, 160)}` : "" };
+}
+
+function measureHost(n: number, runs: number): ScaleRow {
+  const build = timed(() => buildHost(n));
+  const host = build.value;
+  try {
+    actionSteps(host.root); // warm: page cache, JIT
+    const all: Array<Record<string, number>> = [];
+    let last = actionSteps(host.root);
+    all.push(last.parts);
+    for (let i = 1; i < runs; i++) {
+      last = actionSteps(host.root);
+      all.push(last.parts);
+    }
+    const parts = Object.fromEntries(
+      Object.keys(all[0]!).map((k) => [k, median(all.map((p) => p[k]!))]),
+    );
+    const actions: Action[] = ["list-devices", "verify-iommu"];
+    const work = Object.fromEntries(
+      actions.map((a) => {
+        const ms = last.work[a].reduce((sum, k) => sum + parts[k]!, 0);
+        return [a, { ms, usPerFunction: (ms * 1000) / n }];
+      }),
+    ) as ScaleRow["work"];
+    return {
+      functions: n,
+      selected: last.selected,
+      buildMs: build.ms,
+      parts,
+      work,
+      results: Object.fromEntries(
+        actions.map((a) => [a, resultSize(last.results[a])]),
+      ) as ScaleRow["results"],
+      flatten: Object.fromEntries(
+        actions.map((a) => [a, child(`flatten:${a}`, host.root)]),
+      ) as ScaleRow["flatten"],
+      glue: Object.fromEntries(
+        actions.map((a) => [a, child(`glue:${a}`, host.root)]),
+      ) as ScaleRow["glue"],
+    };
+  } finally {
+    host.cleanup();
+  }
+}
+
+/** Each action once through the packed charm's dispatch under the real simulator. */
+function endToEnd(n: number): ScaleResult["endToEnd"] {
+  const host = buildHost(n);
+  const charm = unpackCharm();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pci-bench-e2e-"));
+  try {
+    const sim = createUnitSimulator({
+      dir,
+      charmDir: charm.charmDir,
+      unitName: "pci-passthrough/0",
+      principalUnit: "nova-compute/0",
+      configYaml: fs.readFileSync(path.join(charm.charmDir, "config.yaml"), "utf8"),
+      config: SCALE_CONFIG,
+    });
+    const one = (action: Action): Bounded => {
+      const env = sim.env(
+        { name: `${action}-action`, params: {} },
+        { path: charm.sysbin, extra: { PCI_PASSTHROUGH_ROOT: host.root } },
+      );
+      const t0 = process.hrtime.bigint();
+      const r = spawnSync(path.join(charm.charmDir, "dispatch"), [], {
+        env,
+        encoding: "utf8",
+        timeout: CHILD_LIMIT_MS,
+      });
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      if (r.error || r.signal) {
+        return { ms: null, note: `did not finish in ${CHILD_LIMIT_MS / 1000} s` };
+      }
+      const state = sim.readState();
+      const last = state.lastAction;
+      const errors = state.logs.filter((l) => l.level === "ERROR").map((l) => l.message);
+      if (r.status !== 0 || !last || last.failed) {
+        const why = `${last?.failureMessage ?? ""} ${errors.join(" | ")} ${r.stderr}`.trim();
+        return { ms, note: `exit ${r.status}: ${why.slice(0, 300)}` };
+      }
+      return { ms, note: "" };
+    };
+    return {
+      functions: n,
+      "list-devices": one("list-devices"),
+      "verify-iommu": one("verify-iommu"),
+    };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+    charm.cleanup();
+    host.cleanup();
+  }
+}
+
+/** The scale benchmark. */
+export function benchScale(runs: number): ScaleResult {
+  const rows = SCALE_SIZES.map((n) => measureHost(n, n >= 10_000 ? Math.max(3, runs >> 1) : runs));
+  const at = (n: number) => rows.find((r) => r.functions === n)!;
+  const ratio = (a: Action) => at(10_000).work[a].ms / at(1_000).work[a].ms;
+  return {
+    config: SCALE_CONFIG,
+    pciIds: fs.existsSync(MACHINE_PCI_IDS) ? MACHINE_PCI_IDS : null,
+    childLimitMs: CHILD_LIMIT_MS,
+    rows,
+    workRatio10kTo1k: {
+      "list-devices": ratio("list-devices"),
+      "verify-iommu": ratio("verify-iommu"),
+    },
+    endToEnd: endToEnd(10_000),
+  };
+}
