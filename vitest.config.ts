@@ -9,7 +9,11 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["tests/unit/**/*.test.ts", "tests/charm/**/*.test.ts", "ops-ts-shim/tests/**/*.test.ts"],
+          include: [
+            "tests/unit/**/*.test.ts",
+            "tests/charm/**/*.test.ts",
+            "ops-ts-shim/tests/**/*.test.ts",
+          ],
         },
       },
       {

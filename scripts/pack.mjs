@@ -2,7 +2,15 @@
 // produces for this charm (see charmcraft.yaml), a zip Juju can deploy with `juju deploy ./…charm`.
 // Run `npm run pack` (it builds dist/ first). Output is reproducible: fixed mtimes, sorted entries.
 import { execFileSync } from "node:child_process";
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -47,8 +55,17 @@ writeFileSync(join(stage, "runtime", "VERSION"), `${runtimeVersion}\n`);
 const manifest = {
   "charmcraft-version": "3.0.0",
   "charmcraft-started-at": "1980-01-02T00:00:00Z",
-  analysis: { attributes: [{ name: "language", result: "unknown" }, { name: "framework", result: "unknown" }] },
-  bases: ["22.04", "24.04"].map((channel) => ({ name: "ubuntu", channel, architectures: [runtime.juju] })),
+  analysis: {
+    attributes: [
+      { name: "language", result: "unknown" },
+      { name: "framework", result: "unknown" },
+    ],
+  },
+  bases: ["22.04", "24.04"].map((channel) => ({
+    name: "ubuntu",
+    channel,
+    architectures: [runtime.juju],
+  })),
 };
 writeFileSync(join(stage, "manifest.yaml"), stringify(manifest));
 
@@ -67,4 +84,6 @@ execFileSync("zip", ["-q", "-X", "-D", out, "-@"], {
   input: entries.join("\n"),
   env: { ...process.env, TZ: "UTC" },
 });
-console.log(`pack: ${out.replace(`${top}/`, "")} (runtime Node.js ${runtimeVersion}, ${runtime.juju})`);
+console.log(
+  `pack: ${out.replace(`${top}/`, "")} (runtime Node.js ${runtimeVersion}, ${runtime.juju})`,
+);
