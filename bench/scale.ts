@@ -36,7 +36,7 @@ export const SCALE_SIZES = [100, 1_000, 10_000] as const;
 export const SCALE_CONFIG = { devices: "15b3:1018" };
 
 /** Limit for one child-process measurement. */
-const CHILD_LIMIT_MS = 60_000;
+const CHILD_LIMIT_MS = 30_000;
 const MACHINE_PCI_IDS = "/usr/share/misc/pci.ids";
 
 type Action = "list-devices" | "verify-iommu";
