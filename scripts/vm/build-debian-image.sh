@@ -161,6 +161,10 @@ EOT
   rm -rf "$dir"
   touch "$out/.complete"
   trap - EXIT
+  # Older images of this kernel (another script or package list) are dead weight now.
+  for old in "$cache/debian-$VM_KERNEL_RELEASE"-*; do
+    [ "$old" = "$out" ] || rm -rf "$old"
+  done
 fi
 
 cat >"$cache/debian.json.new" <<EOT

@@ -75,12 +75,22 @@ export interface ActionRun {
 /** The charm, deployed in a guest. */
 export class GuestCharm {
   constructor(
-    readonly guest: Guest,
+    public guest: Guest,
     readonly sim: UnitSimulator,
     private readonly searchPath: string,
     private readonly commandLog: string,
     private readonly proxyDir: string | null,
+    private readonly share: string,
   ) {}
+
+  /**
+   * Follows the unit into the next boot of the same disk: the charm and its unit state are where
+   * they were; only the command channel and the hook-tool forwarding are new.
+   */
+  reattach(guest: Guest): void {
+    this.guest = guest;
+    if (this.proxyDir) guest.setToolHandler((call) => runSimulatorTool(this.sim, this.share, call));
+  }
 
   /** Runs the charm's dispatch for an event inside the guest, as Juju would. */
   async dispatch(
@@ -135,6 +145,18 @@ export class GuestCharm {
       : [];
   }
 
+  /**
+   * Everything worth reading when a dispatch went wrong: its exit code and output, and what the
+   * charm logged through juju-log.
+   */
+  explain(run: DispatchRun): string {
+    const logs = this.sim
+      .readState()
+      .logs.map((l) => `${l.level}: ${l.message}`)
+      .slice(-30);
+    return `exit ${run.exitCode} after ${run.ms} ms\n--- stdout\n${run.stdout}--- stderr\n${run.stderr}--- juju-log (last 30)\n${logs.join("\n")}`;
+  }
+
   /** The unit's status as the charm last set it. */
   status(): { status: string; message: string } {
     return this.sim.readState().unitStatus;
@@ -168,7 +190,9 @@ export async function deployCharmInGuest(opts: GuestCharmOptions): Promise<Guest
     configYaml: readFileSync(path.join(staged, "config.yaml"), "utf8"),
     config: opts.config ?? {},
   });
-  if (opts.toolNode) retargetToolInterpreter(sim.binDir, opts.toolNode);
+  const toolsOnHost = opts.toolsOnHost ?? process.env.VM_TOOLS_IN_GUEST !== "1";
+  // The wrappers run in the guest only when not forwarded; forwarded, the host runs them as made.
+  if (opts.toolNode && !toolsOnHost) retargetToolInterpreter(sim.binDir, opts.toolNode);
 
   const commandLog = path.join(share, "commands.log");
   rmSync(commandLog, { force: true });
@@ -189,7 +213,7 @@ export async function deployCharmInGuest(opts: GuestCharmOptions): Promise<Guest
   const searchPath = [...dirs.slice(1), SYSTEM_PATH].join(":");
 
   let proxyDir: string | null = null;
-  if (opts.toolsOnHost ?? process.env.VM_TOOLS_IN_GUEST !== "1") {
+  if (toolsOnHost) {
     proxyDir = path.join(share, "tool-proxy");
     rmSync(proxyDir, { recursive: true, force: true });
     mkdirSync(proxyDir, { recursive: true });
@@ -197,9 +221,10 @@ export async function deployCharmInGuest(opts: GuestCharmOptions): Promise<Guest
       copyFileSync(path.join(SCRIPTS, "hook-tool-proxy.sh"), path.join(proxyDir, tool));
     }
     execFileSync("chmod", ["-R", "a+rx", proxyDir]);
-    guest.setToolHandler((call) => runSimulatorTool(sim, share, call));
   }
-  return new GuestCharm(guest, sim, searchPath, commandLog, proxyDir);
+  const charm = new GuestCharm(guest, sim, searchPath, commandLog, proxyDir, share);
+  charm.reattach(guest);
+  return charm;
 }
 
 /** Runs the simulator's own executable for a call the guest forwarded. */

@@ -73,7 +73,9 @@ export function qemuArgs(plan: QemuPlan): string[] {
   ];
   // The IOMMU first: it must exist before the devices it translates for are realized.
   if (plan.iommu === "intel") {
-    args.push("-device", "intel-iommu");
+    // TCG's default CPU says AuthenticAMD; an Intel IOMMU belongs with an Intel CPU (the charm
+    // reads the vendor from /proc/cpuinfo to choose intel_iommu=on).
+    args.push("-cpu", "qemu64,vendor=GenuineIntel", "-device", "intel-iommu");
   } else if (plan.iommu === "amd") {
     args.push("-cpu", "EPYC", "-device", "amd-iommu");
   }

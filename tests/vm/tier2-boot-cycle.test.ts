@@ -1,0 +1,231 @@
+/**
+ * Tier 2: the whole seed procedure on a real Debian guest (systemd, udev, initramfs-tools, grub's
+ * update-grub), across real reboots.
+ *
+ * Boot 1 (no IOMMU parameter, as a fresh host): install + config-changed select ONE of two
+ * identical e1000e twins by address; the charm runs the guest's own update-grub and
+ * update-initramfs. Then "reboot": QEMU is relaunched with the kernel command line and initrd read
+ * out of the guest's regenerated /boot/grub/grub.cfg (debugfs, no mount). Boot 2: the selected
+ * twin — and not the other — is on vfio-pci before any charm code runs, verify-iommu passes and
+ * update-status clears "reboot required"; then stop + remove. Boot 3: the twin is back on e1000e
+ * and /etc (and /usr/local, and grub.cfg) are as they were before install.
+ */
+import { mkdirSync, rmSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeEach, expect, it } from "vitest";
+import {
+  checkDebianImage,
+  copyImage,
+  type DebianImage,
+  defaultGrubEntry,
+  extractImageFile,
+  type GrubEntry,
+  readImageFile,
+} from "./lib/debian-image";
+import { bootGuest, type Guest } from "./lib/guest";
+import { deployCharmInGuest, type GuestCharm, JUJU_CHARM_DIR } from "./lib/guest-charm";
+import { VM_CACHE } from "./lib/paths";
+import { type BedStatus, checkVmBed, describeVm } from "./lib/require-tools";
+import { driverOf, exists, groupOf } from "./lib/sysfs";
+import { device, TWINS_ONLY } from "./lib/topologies";
+
+const twinA = device(TWINS_ONLY, "twinA").address;
+const twinB = device(TWINS_ONLY, "twinB").address;
+const key = (address: string) => address.replace(/[:.]/g, "-");
+type Tree = { [k: string]: string | Tree };
+
+// The image is part of the bed: a machine that cannot build it fails in CI, skips locally.
+let image: DebianImage | undefined;
+function tier2Status(): BedStatus {
+  const tools = checkVmBed(2);
+  if (!tools.ok) return tools;
+  const built = checkDebianImage();
+  if (!built.ok) return built;
+  image = built.image;
+  return tools;
+}
+
+/** Files, links and folders below `dir` with mode and owner, then a checksum of every file. */
+const manifest = (dir: string) =>
+  [
+    `find ${dir} -xdev -printf '%y %m %u:%g %p -> %l\\n' | sort`,
+    `find ${dir} -xdev -type f -print0 | sort -z | xargs -0 sha256sum`,
+  ].join("\n");
+
+describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tier2Status(), () => {
+  const run = path.join(VM_CACHE, "run", `tier2-${process.pid}`);
+  const share = path.join(run, "share");
+  const disk = path.join(run, "root.img");
+  let guest: Guest | undefined;
+  let charm: GuestCharm;
+  let baseline = { etc: "", usrLocal: "", grubCfg: "" };
+  let entry: GrubEntry;
+  const times: Record<string, number> = {};
+
+  // Each step needs the one before: after a failure the rest are skipped, not failed in cascade.
+  let broken = "";
+  beforeEach((ctx) => {
+    if (broken) ctx.skip(`an earlier step failed: ${broken}`);
+    ctx.onTestFailed(() => {
+      broken = ctx.task.name;
+      guest?.saveConsole(`test failed: ${ctx.task.name}`);
+    });
+  });
+  afterAll(async () => {
+    await guest?.shutdown();
+    console.log(`[vm] tier 2 timings (ms): ${JSON.stringify(times)}`);
+    if (!process.env.VM_KEEP_SHARE) rmSync(run, { recursive: true, force: true });
+  });
+
+  /** Boots the working copy of the disk with a kernel, an initrd and a full command line. */
+  async function boot(name: string, kernel: string, initrd: string, cmdline: string) {
+    guest = await bootGuest({
+      topology: TWINS_ONLY,
+      iommu: "intel",
+      name,
+      kernel,
+      initrd,
+      cmdline,
+      root: { kind: "disk", image: disk },
+      share,
+      memoryMb: 2048,
+    });
+    times[`${name}-boot`] = guest.bootMs;
+    console.log(`[vm] ${name}: booted in ${(guest.bootMs / 1000).toFixed(1)} s`);
+    return guest;
+  }
+
+  /** Powers off cleanly (the disk must be consistent for debugfs and the next boot). */
+  async function powerOff() {
+    await guest?.shutdown({ clean: true });
+    guest = undefined;
+  }
+
+  /** The default entry of the guest's grub.cfg, and its kernel and initrd copied out. */
+  function readGrub(label: string): { entry: GrubEntry; kernel: string; initrd: string } {
+    const cfg = readImageFile(disk, "/boot/grub/grub.cfg").toString("utf8");
+    const found = defaultGrubEntry(cfg);
+    return {
+      entry: found,
+      kernel: extractImageFile(disk, found.kernel, path.join(run, `${label}.vmlinuz`)),
+      initrd: extractImageFile(disk, found.initrd, path.join(run, `${label}.initrd`)),
+    };
+  }
+
+  async function timed<T>(label: string, work: () => Promise<T>): Promise<T> {
+    const t = Date.now();
+    try {
+      return await work();
+    } finally {
+      times[label] = Date.now() - t;
+    }
+  }
+
+  it("boot 1: a fresh host, without IOMMU parameters", async () => {
+    rmSync(run, { recursive: true, force: true });
+    mkdirSync(share, { recursive: true });
+    copyImage(image!, disk);
+    const g = await boot(
+      "tier2-boot1",
+      image!.kernel,
+      image!.initrd,
+      "console=ttyS0 root=/dev/vda rw panic=-1",
+    );
+    await g.exec("udevadm settle", { timeoutMs: 120_000 });
+    expect(await g.exec("cat /proc/cmdline")).not.toContain("iommu");
+    expect(await driverOf(g, twinA)).toBe("e1000e");
+    expect(await driverOf(g, twinB)).toBe("e1000e");
+    // What the host's own grub.cfg says before the charm: generated by the guest's update-grub.
+    await timed("baseline-update-grub", () => g.exec("update-grub", { timeoutMs: 300_000 }));
+    baseline = {
+      etc: await g.exec(manifest("/etc"), { timeoutMs: 300_000 }),
+      usrLocal: await g.exec(manifest("/usr/local"), { timeoutMs: 300_000 }),
+      grubCfg: await g.readFile("/boot/grub/grub.cfg"),
+    };
+    expect(defaultGrubEntry(baseline.grubCfg).args).not.toContain("iommu");
+  }, 900_000);
+
+  it("install + config-changed with one twin selected run the guest's update-grub and update-initramfs", async () => {
+    charm = await deployCharmInGuest({
+      guest: guest!,
+      share,
+      config: { devices: twinA },
+      // Only if VM_TOOLS_IN_GUEST=1: the Debian guest has no node but the charm's own.
+      toolNode: `${JUJU_CHARM_DIR}/runtime/bin/node`,
+    });
+    const install = await timed("install", () => charm.dispatch("install"));
+    expect(install.exitCode, charm.explain(install)).toBe(0);
+    expect(charm.status().message).toMatch(/reboot required/);
+
+    const changed = await timed("config-changed", () => charm.dispatch("config-changed"));
+    expect(changed.exitCode, charm.explain(changed)).toBe(0);
+
+    // The guest's real tools did the work: the new grub.cfg carries the IOMMU parameters, and
+    // the new initrd carries vfio-pci and the charm's udev rule.
+    const grub = defaultGrubEntry(await guest!.readFile("/boot/grub/grub.cfg"));
+    expect(grub.args).toContain("intel_iommu=on");
+    expect(grub.args).toContain("iommu=pt");
+    const initrd = await guest!.exec(`lsinitramfs ${grub.initrd} | sort`, { timeoutMs: 300_000 });
+    expect(initrd).toMatch(/vfio-pci\.ko/);
+    expect(initrd).toContain("40-pci-passthrough.rules");
+    await powerOff();
+  }, 1_800_000);
+
+  it("boot 2 from the regenerated grub.cfg and initrd: only the selected twin is on vfio-pci", async () => {
+    const grub = readGrub("boot2");
+    entry = grub.entry;
+    expect(entry.args).toContain("intel_iommu=on");
+    const g = await boot("tier2-boot2", grub.kernel, grub.initrd, entry.args);
+    charm.reattach(g);
+    // No charm code has run in this boot: whatever bound the twin came from the boot itself.
+    await g.exec("udevadm settle", { timeoutMs: 120_000 });
+    expect((await g.exec("cat /proc/cmdline")).trim()).toBe(entry.args);
+    expect(await driverOf(g, twinA)).toBe("vfio-pci");
+    expect(await driverOf(g, twinB)).toBe("e1000e");
+    expect(await exists(g, `/dev/vfio/${await groupOf(g, twinA)}`)).toBe(true);
+    // The auto blacklist must not have kept e1000e off the host: the other twin needs it.
+    expect(await g.exec("cat /proc/cmdline")).not.toMatch(/blacklist=[^ ]*e1000e/);
+    expect(await g.exec("grep -c '^e1000e ' /proc/modules")).toBe("1\n");
+  }, 900_000);
+
+  it("boot 2: verify-iommu passes and update-status clears 'reboot required'", async () => {
+    const verify = await charm.action("verify-iommu");
+    expect(verify.action.failureMessage).toBeNull();
+    const r = verify.action.results as Tree;
+    expect(r.ok).toBe("yes");
+    expect((r.devices as Tree)[key(twinA)]).toMatchObject({ driver: "vfio-pci", viable: "yes" });
+
+    const status = await charm.dispatch("update-status");
+    expect(status.exitCode, charm.explain(status)).toBe(0);
+    expect(charm.status().message).not.toMatch(/reboot required/);
+    expect(charm.status().status).toBe("active");
+  }, 900_000);
+
+  it("boot 2: stop + remove undo the host preparation", async () => {
+    const stop = await timed("stop", () => charm.dispatch("stop"));
+    expect(stop.exitCode, charm.explain(stop)).toBe(0);
+    const remove = await timed("remove", () => charm.dispatch("remove"));
+    expect(remove.exitCode, charm.explain(remove)).toBe(0);
+    // Juju deletes the unit's agent directory once the unit is gone.
+    await guest!.exec("rm -rf /var/lib/juju");
+    await powerOff();
+  }, 1_800_000);
+
+  it("boot 3: the twin is back on e1000e, and /etc and grub.cfg are as before install", async () => {
+    const grub = readGrub("boot3");
+    expect(grub.entry.args).not.toContain("iommu");
+    const g = await boot("tier2-boot3", grub.kernel, grub.initrd, grub.entry.args);
+    await g.exec("udevadm settle", { timeoutMs: 120_000 });
+    expect(await driverOf(g, twinA)).toBe("e1000e");
+    expect(await driverOf(g, twinB)).toBe("e1000e");
+    expect(await g.readFile("/boot/grub/grub.cfg")).toBe(baseline.grubCfg);
+    expect(await g.exec(manifest("/etc"), { timeoutMs: 300_000 })).toBe(baseline.etc);
+  }, 900_000);
+
+  it("boot 3: nothing of the charm is left in /usr/local either", async () => {
+    // The charm's vfio-bind helper lives in /usr/local/lib/pci-passthrough/ (src/host/root.ts).
+    const after = await guest!.exec(manifest("/usr/local"), { timeoutMs: 300_000 });
+    await powerOff();
+    expect(after).toBe(baseline.usrLocal);
+  }, 900_000);
+});
