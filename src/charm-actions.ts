@@ -6,7 +6,7 @@ import { listDevices, parseListDevicesParams } from "./actions/list-devices";
 import { novaConfig, parseNovaConfigParams } from "./actions/nova-config";
 import { paramErrorMessage } from "./actions/params";
 import { rebindAction } from "./actions/rebind";
-import type { ActionReply } from "./actions/results";
+import { type ActionReply, listResult, type ResultTree } from "./actions/results";
 import { parseVerifyIommuParams, verifyIommu } from "./actions/verify-iommu";
 import { createSysfsWriter } from "./apply/sysfs";
 import { type Config, parseConfig } from "./config";
@@ -40,6 +40,8 @@ export function runActionHandler(name: ActionName, event: ActionEvent, ctx: Acti
 /** What every action starts from: the host as it is, and the configured selection on it. */
 interface Snapshot {
   facts: HostFacts;
+  /** What the readers could not read (each names the path): shown in the results, not only the log. */
+  readProblems: string[];
   config: Config | null;
   configProblem: string | null;
   selection: BoundDevice[];
@@ -48,10 +50,12 @@ interface Snapshot {
 function snapshot(ctx: ActionContext): Snapshot {
   const { facts, problems } = readHostFacts(ctx.deps.root);
   for (const p of problems) ctx.deps.log("WARNING", p.message);
+  const readProblems = problems.map((p) => p.message);
   const parsed = parseConfig(ctx.model.config());
   if (!parsed.ok) {
     return {
       facts,
+      readProblems,
       config: null,
       configProblem: formatConfigError(parsed.errors[0]!),
       selection: [],
@@ -59,6 +63,7 @@ function snapshot(ctx: ActionContext): Snapshot {
   }
   return {
     facts,
+    readProblems,
     config: parsed.config,
     configProblem: null,
     selection: selectFunctions(parsed.config.devices, facts).bind,
@@ -88,10 +93,7 @@ const ACTIONS: Record<
       names: loadPciIds(ctx.deps.root),
       selection: snap.selection,
     });
-    const results = snap.configProblem
-      ? { ...result.results, "config-problem": snap.configProblem }
-      : result.results;
-    return { ok: true, message: "", results };
+    return { ok: true, message: "", results: withSnapshotNotes(result.results, snap) };
   },
 
   "verify-iommu": (params, ctx) => {
@@ -110,7 +112,11 @@ const ACTIONS: Record<
       usage: readHostUsage(ctx.deps.root, { functions: snap.facts.functions }),
       interruptRemapping: readInterruptRemapping(ctx.deps.root),
     });
-    return { ok: result.ok, message: result.message, results: result.results };
+    return {
+      ok: result.ok,
+      message: result.message,
+      results: withSnapshotNotes(result.results, snap),
+    };
   },
 
   rebind: (params, ctx) => {
@@ -142,6 +148,16 @@ const ACTIONS: Record<
     });
   },
 };
+
+/** Adds what the operator must know about the snapshot itself: an invalid config (the selection
+ * is then empty) and every sysfs file that could not be read (a function may be missing). */
+function withSnapshotNotes(results: ResultTree, snap: Snapshot): ResultTree {
+  const extra: ResultTree = {};
+  if (snap.configProblem) extra["config-problem"] = snap.configProblem;
+  if (snap.readProblems.length > 0)
+    extra["read-problems"] = listResult(snap.readProblems, (m) => m);
+  return { ...results, ...extra };
+}
 
 function failed(message: string): ActionReply {
   return { ok: false, message, results: { ok: "no", message } };

@@ -9,11 +9,12 @@ import {
   type FilesState,
   NotOursError,
 } from "./apply/host-files";
-import { parseConfig } from "./config";
-import type { HostFacts, HostReadProblem, ModuleIndex } from "./host/facts";
+import { type DeviceSelector, parseConfig } from "./config";
+import type { HostFacts, HostReadProblem, ModuleIndex, PciFunction } from "./host/facts";
 import { loadModuleIndex } from "./host/modules";
 import { readHostFacts } from "./host/read-facts";
 import { planHost } from "./plan/plan-host";
+import { selectorMatches } from "./plan/select";
 import { type PreparationOutcome, pendingReboot } from "./plan/status";
 import type { HostPlan } from "./plan/types";
 
@@ -69,6 +70,24 @@ export function prepareHost(
   const { facts, problems } = readHostFacts(deps.root);
   logProblems(problems, deps);
   if (facts.container) return stop({ kind: "container" }, facts);
+  // A function whose identity could not be read is left out of the facts. If it may be one of
+  // ours, planning without it would unconfigure it (remove its udev rule, rebuild the initramfs):
+  // a read error is not a removed card, so change nothing until the read works again.
+  const listed = new Set(facts.functions.map((f) => f.address));
+  // The last problem of a function is the one that made the reader give up on it.
+  const unsure = problems.findLast(
+    (p) =>
+      p.address !== null && !listed.has(p.address) && mayBeOurs(p, config.devices, memory.boundIds),
+  );
+  if (unsure) {
+    return stop(
+      {
+        kind: "refused",
+        message: `${unsure.message}; nothing was changed while ${unsure.address} may be a device this charm manages`,
+      },
+      facts,
+    );
+  }
 
   // modules.alias costs milliseconds to parse: only a selection needs it (blacklist, softdeps).
   let modules: ModuleIndex | null = null;
@@ -126,6 +145,25 @@ function logReport(report: ApplyReport, deps: PreparationDeps): void {
   for (const f of report.files)
     if (f.action !== "unchanged") deps.log("INFO", `${f.action} ${f.path}`);
   for (const argv of report.ran) deps.log("INFO", `ran ${argv.join(" ")}`);
+}
+
+/** Whether a function left out of the facts (unreadable, not vanished) may be one the selection
+ * covers or the charm set up. */
+function mayBeOurs(
+  problem: HostReadProblem,
+  selectors: DeviceSelector[],
+  boundIds: Record<string, string>,
+): boolean {
+  const address = problem.address;
+  if (problem.kind === "vanished" || address === null) return false;
+  if (boundIds[address] !== undefined) return true;
+  return selectors.some(
+    (sel) =>
+      // An id selector could match a function whose ids are unknown; an address one only if it
+      // matches the address.
+      sel.vendorId !== null ||
+      selectorMatches({ ...sel, vendorId: null, productId: null }, { address } as PciFunction),
+  );
 }
 
 function logProblems(problems: HostReadProblem[], deps: PreparationDeps): void {

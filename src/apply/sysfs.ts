@@ -113,7 +113,11 @@ export function createSysfsWriter(root: string): SysfsWriter {
       const devDir = under(root, devPath);
       if (!fs.existsSync(devDir)) throw sysfsError(devPath.replace(/\/$/, ""), null, "ENOENT");
       try {
-        return path.basename(fs.readlinkSync(path.join(devDir, "driver")));
+        const link = path.join(devDir, "driver");
+        const target = fs.readlinkSync(link);
+        // A link to a driver that is gone binds nothing; the facts readers say "no driver" too,
+        // and both must agree or rebind would see a change that never happened.
+        return fs.existsSync(link) ? path.basename(target) : null;
       } catch (err) {
         if (errnoOf(err) === "ENOENT") return null;
         throw sysfsError(deviceAttr(address, "driver"), null, errnoOf(err));

@@ -60,7 +60,7 @@ describe("unreadable sysfs attributes", () => {
   // FAILS today (reported): list-devices drops a function whose identity it cannot read and says
   // so only in the unit log (WARNING); the operator reading the action's results sees 14 of 15
   // functions and no hint. The read problems should be in the results (e.g. `problems.*`).
-  it.fails("list-devices still answers, and says which device it could not read", () => {
+  it("list-devices still answers, and says which device it could not read", () => {
     const root = host();
     const vendor = unreadableAttribute(root, "0000:18:00.1", "vendor");
     unreadableAttribute(root, "0000:18:00.1", "modalias");
@@ -76,7 +76,7 @@ describe("unreadable sysfs attributes", () => {
   // the function out, the selection by address matches nothing, and the hook REMOVES the udev
   // rule, bind helper, initramfs hook and blacklist and runs update-initramfs: a read error
   // unconfigures the device at the next reboot, and the status only says "reboot required".
-  it.fails("the selected GPU's identity becomes unreadable after it was set up: the charm does not silently drop it", () => {
+  it("the selected GPU's identity becomes unreadable after it was set up: the charm does not silently drop it", () => {
     const root = host();
     const first = charmContext().run("install", { config: ONE_GPU });
     const rule = read(root, OWNED.udevRule);
@@ -107,7 +107,7 @@ describe("a driver link pointing nowhere", () => {
   // writer's readDriver returns the link's basename ("nvidia"), so executeRebind's live check
   // sees "no driver → nvidia" and fails with "its driver changed since the plan was made ...; run
   // the action again" — every time.
-  it.fails("rebind of that function does not tell the operator to retry something that cannot change", () => {
+  it("rebind of that function does not tell the operator to retry something that cannot change", () => {
     const root = host();
     driverLinkToNowhere(root, "0000:83:00.0", "nvidia");
     const out = charmContext().run("rebind-action", {
