@@ -57,9 +57,9 @@ describe("unreadable sysfs attributes", () => {
     for (const p of [numa, ...ids]) expect(warnings(out).join("\n")).toContain(p);
   });
 
-  // FAILS today (reported): list-devices drops a function whose identity it cannot read and says
-  // so only in the unit log (WARNING); the operator reading the action's results sees 14 of 15
-  // functions and no hint. The read problems should be in the results (e.g. `problems.*`).
+  // Regression guard (was a bug, fixed in 93da54d): the function whose identity cannot be read
+  // was dropped from the results with only a WARNING in the unit log; the operator reading the
+  // action's output must see the unreadable path there.
   it("list-devices still answers, and says which device it could not read", () => {
     const root = host();
     const vendor = unreadableAttribute(root, "0000:18:00.1", "vendor");
@@ -72,10 +72,9 @@ describe("unreadable sysfs attributes", () => {
     expect(JSON.stringify(out.actionResults)).toContain(vendor);
   });
 
-  // FAILS today (reported): when the bound GPU's vendor/modalias cannot be read, the reader leaves
-  // the function out, the selection by address matches nothing, and the hook REMOVES the udev
-  // rule, bind helper, initramfs hook and blacklist and runs update-initramfs: a read error
-  // unconfigures the device at the next reboot, and the status only says "reboot required".
+  // Regression guard (was a bug, fixed in 93da54d): the reader left the function out, the
+  // selection matched nothing, and the hook removed the udev rule, bind helper, initramfs hook and
+  // blacklist and ran update-initramfs — a read error unconfigured the device at the next reboot.
   it("the selected GPU's identity becomes unreadable after it was set up: the charm does not silently drop it", () => {
     const root = host();
     const first = charmContext().run("install", { config: ONE_GPU });
@@ -103,10 +102,9 @@ describe("a driver link pointing nowhere", () => {
     expect(read(root, OWNED.udevRule)).toContain('KERNEL=="0000:83:00.0"');
   });
 
-  // FAILS today (reported): the reader treats a dangling `driver` link as unbound, but the sysfs
-  // writer's readDriver returns the link's basename ("nvidia"), so executeRebind's live check
-  // sees "no driver → nvidia" and fails with "its driver changed since the plan was made ...; run
-  // the action again" — every time.
+  // Regression guard (was a bug, fixed in 93da54d): the reader treated a dangling `driver` link
+  // as unbound but the sysfs writer's readDriver returned the link's basename, so rebind always
+  // failed with "its driver changed since the plan was made ...; run the action again".
   it("rebind of that function does not tell the operator to retry something that cannot change", () => {
     const root = host();
     driverLinkToNowhere(root, "0000:83:00.0", "nvidia");
