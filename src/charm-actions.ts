@@ -34,7 +34,16 @@ export interface ActionContext {
 export function runActionHandler(name: ActionName, event: ActionEvent, ctx: ActionContext): void {
   const reply = ACTIONS[name](event.params, ctx);
   event.setResults(reply.results);
-  if (!reply.ok) event.fail(reply.message);
+  if (!reply.ok) event.fail(clipMessage(reply.message));
+}
+
+/** `juju run` prints the failure message whole: keep it readable (and one argv word); every
+ * problem is also in the results. */
+const MAX_FAIL_MESSAGE = 2000;
+
+function clipMessage(message: string): string {
+  if (message.length <= MAX_FAIL_MESSAGE) return message;
+  return `${message.slice(0, MAX_FAIL_MESSAGE)}... (${message.length - MAX_FAIL_MESSAGE} more characters: see the results)`;
 }
 
 /** What every action starts from: the host as it is, and the configured selection on it. */

@@ -37,14 +37,31 @@ export function actionGet(runner: HookToolRunner): Record<string, unknown> {
   return (runJson(runner, ["action-get", "--format=json"]) ?? {}) as Record<string, unknown>;
 }
 
+/** Bytes of key=value arguments per action-set call: well under Linux's 2 MiB for argv+environ
+ * (and each argument under its 128 KiB limit), so large results go in several calls, which Juju
+ * merges into one result set. */
+export const ACTION_SET_CHUNK_BYTES = 256 * 1024;
+
 /**
  * Sets action results (`action-set k=v ...`), nested objects flattened to dotted keys. Every
  * key is checked first; a bad or duplicate key throws ActionResultKeyError and nothing runs.
  */
 export function actionSet(runner: HookToolRunner, results: Record<string, unknown>): void {
   const flat = flattenActionResults(results);
-  if (flat.size === 0) return;
-  runChecked(runner, ["action-set", ...[...flat].map(([k, v]) => `${k}=${v}`)]);
+  let chunk: string[] = [];
+  let bytes = 0;
+  for (const [k, v] of flat) {
+    const arg = `${k}=${v}`;
+    const size = Buffer.byteLength(arg) + 1;
+    if (chunk.length > 0 && bytes + size > ACTION_SET_CHUNK_BYTES) {
+      runChecked(runner, ["action-set", ...chunk]);
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(arg);
+    bytes += size;
+  }
+  if (chunk.length > 0) runChecked(runner, ["action-set", ...chunk]);
 }
 
 /** Marks the running action failed with a message (`action-fail -- msg`). */

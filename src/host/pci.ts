@@ -465,6 +465,10 @@ export function readIommu(root: string, known?: PciReadResult): IommuReadResult 
 }
 
 /** `dmar2` before `dmar10`. */
+/** dmar2 before dmar10. By hand: localeCompare with `numeric` loads ICU, ~10 ms on every hook. */
 function naturalCompare(a: string, b: string): number {
-  return a.localeCompare(b, "en", { numeric: true });
+  const [, aName = a, aNum = ""] = /^(.*?)(\d*)$/.exec(a) ?? [];
+  const [, bName = b, bNum = ""] = /^(.*?)(\d*)$/.exec(b) ?? [];
+  if (aName !== bName) return aName < bName ? -1 : 1;
+  return Number(aNum || -1) - Number(bNum || -1);
 }
