@@ -48,8 +48,9 @@ mount --bind /dev $n/dev
 mkdir -p $n/dev/pts $n/dev/shm
 mount -t devpts devpts $n/dev/pts
 mount -t tmpfs tmpfs $n/dev/shm
-# Fresh /tmp and /run: the host's would otherwise leak into the guest through the lower layer.
-mount -t tmpfs -o mode=1777 tmpfs $n/tmp
+# A fresh /run: the host's would otherwise leak into the guest through the lower layer. /tmp stays
+# the overlay's (host files visible, guest writes in memory): the repo, its node_modules and the
+# kernel modules of the bed may live under /tmp (CI clones anywhere), and a tmpfs would hide them.
 mount -t tmpfs -o mode=0755 tmpfs $n/run
 # The overlay's upper layer, read-only: every file the guest wrote (or copied up) and nothing
 # else, so tests can see exactly what an action changed under /etc without walking the lower layer.
