@@ -200,7 +200,16 @@ export class Guest {
     if (this.alive && opts.clean && this.socket) {
       const id = this.nextId++;
       // Not awaited: the guest goes away before it can answer.
-      const script = "sync; mount -o remount,ro / 2>/dev/null; sync; echo o > /proc/sysrq-trigger";
+      // sysrq s/u/o: sync, force every filesystem read-only (a plain remount fails while
+      // journald holds files open), power off. The next boot finds a clean journal, and debugfs
+      // reads what the guest wrote without replaying anything.
+      const script = [
+        "sync",
+        "echo s > /proc/sysrq-trigger",
+        "echo u > /proc/sysrq-trigger",
+        "sleep 2",
+        "echo o > /proc/sysrq-trigger",
+      ].join("; ");
       this.socket.write(`${id} 30 ${Buffer.from(script).toString("base64")}\n`);
       await this.waitExit(opts.timeoutMs ?? 60_000);
     }
