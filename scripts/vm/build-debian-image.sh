@@ -142,6 +142,8 @@ EOT
     ln -sf /dev/null "$dir/etc/systemd/system/$unit"
   done
   ln -sf /lib/systemd/system/multi-user.target "$dir/etc/systemd/system/default.target"
+  # The command port early (systemd-modules-load), not after udev's coldplug of every device.
+  echo virtio_console >"$dir/etc/modules-load.d/vmbed.conf"
 
   for fs in proc sys dev; do
     mount --bind "/$fs" "$dir/$fs"

@@ -10,6 +10,7 @@
  * update-status clears "reboot required"; then stop + remove. Boot 3: the twin is back on e1000e
  * and /etc (and /usr/local, and grub.cfg) are as they were before install.
  */
+import { spawnSync } from "node:child_process";
 import { mkdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeEach, expect, it } from "vitest";
@@ -103,6 +104,9 @@ describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tie
 
   /** The default entry of the guest's grub.cfg, and its kernel and initrd copied out. */
   function readGrub(label: string): { entry: GrubEntry; kernel: string; initrd: string } {
+    // The guest powered off cleanly: no journal to replay, so debugfs reads what it wrote.
+    const fsck = spawnSync("e2fsck", ["-fn", disk], { encoding: "utf8" });
+    expect(fsck.status, `e2fsck -fn ${disk}\n${fsck.stdout}${fsck.stderr}`).toBe(0);
     const cfg = readImageFile(disk, "/boot/grub/grub.cfg").toString("utf8");
     const found = defaultGrubEntry(cfg);
     return {
@@ -175,6 +179,7 @@ describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tie
     const grub = readGrub("boot2");
     entry = grub.entry;
     expect(entry.args).toContain("intel_iommu=on");
+    const callsBefore = charm.sim.readState().calls.length;
     const g = await boot("tier2-boot2", grub.kernel, grub.initrd, entry.args);
     charm.reattach(g);
     // No charm code has run in this boot: whatever bound the twin came from the boot itself.
@@ -186,6 +191,12 @@ describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tie
     // The auto blacklist must not have kept e1000e off the host: the other twin needs it.
     expect(await g.exec("cat /proc/cmdline")).not.toMatch(/blacklist=[^ ]*e1000e/);
     expect(await g.exec("grep -c '^e1000e ' /proc/modules")).toBe("1\n");
+    // The binding happened during boot, by what the charm installed (its udev rule set the
+    // override), and the charm itself has not run: no hook tool was called since the last boot.
+    expect((await g.readFile(`/sys/bus/pci/devices/${twinA}/driver_override`)).trim()).toBe(
+      "vfio-pci",
+    );
+    expect(charm.sim.readState().calls.length).toBe(callsBefore);
   }, 900_000);
 
   it("boot 2: verify-iommu passes and update-status clears 'reboot required'", async () => {
@@ -225,7 +236,7 @@ describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tie
   it("boot 3: nothing of the charm is left in /usr/local either", async () => {
     // The charm's vfio-bind helper lives in /usr/local/lib/pci-passthrough/ (src/host/root.ts).
     const after = await guest!.exec(manifest("/usr/local"), { timeoutMs: 300_000 });
-    await powerOff();
     expect(after).toBe(baseline.usrLocal);
+    await powerOff();
   }, 900_000);
 });

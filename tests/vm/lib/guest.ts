@@ -197,6 +197,12 @@ export class Guest {
    * consistent); otherwise QEMU is just stopped (tier 1 keeps nothing).
    */
   async shutdown(opts: { clean?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    if (process.env.VM_KEEP_CONSOLE === "1") {
+      // Saved once QEMU is gone, so the log includes the power-off.
+      const save = () => this.saveConsole("VM_KEEP_CONSOLE=1");
+      if (this.alive) this.qemu.once("exit", save);
+      else save();
+    }
     if (this.alive && opts.clean && this.socket) {
       const id = this.nextId++;
       // Not awaited: the guest goes away before it can answer.

@@ -31,6 +31,8 @@ const TOOLS: Record<1 | 2, Array<[tool: string, pkg: string]>> = {
     ["cpio", "cpio"],
     ["depmod", "kmod"],
     ["apt-get", "apt"],
+    // The packed charm is unzipped on the host before it is copied into a guest.
+    ["unzip", "unzip"],
   ],
   2: [
     ["debootstrap", "debootstrap"],
