@@ -18,6 +18,7 @@ export interface FsOps {
   chmodSync(p: string, mode: number): void;
   renameSync(from: string, to: string): void;
   unlinkSync(p: string): void;
+  rmdirSync(p: string): void;
   readdirSync(p: string): string[];
 }
 
@@ -79,6 +80,19 @@ export function ensureFile(root: string, spec: FileSpec, fs: FsOps = realFs): Fi
     throw new FileApplyError(spec.path, err);
   }
   return existing ? "updated" : "created";
+}
+
+/** Removes a directory of ours when it is there and empty (others' files in it keep it). */
+export function removeEmptyDir(root: string, hostPath: string, fs: FsOps = realFs): FileAction {
+  const dir = under(root, hostPath);
+  try {
+    if (fs.readdirSync(dir).length > 0) return "unchanged";
+    fs.rmdirSync(dir);
+    return "removed";
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return "absent";
+    throw new FileApplyError(hostPath, err);
+  }
 }
 
 /** Removes a host file if present. */

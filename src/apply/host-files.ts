@@ -2,10 +2,18 @@
 // inputs really changed. It decides nothing about *what* to write (that is plan/); it only makes the
 // host match, refuses to overwrite what is not ours, and reports exactly what it did.
 import { createHash } from "node:crypto";
-import { OWNED, SHARED } from "../host/root";
+import { OWNED, OWNED_DIRS, SHARED } from "../host/root";
 import type { FileSpec, HostPlan, Regenerate } from "../plan/types";
 import { type CommandRunner, REGENERATE, runChecked } from "./commands";
-import { ensureFile, type FileAction, type FsOps, readHostFile, realFs, removeFile } from "./files";
+import {
+  ensureFile,
+  type FileAction,
+  type FsOps,
+  readHostFile,
+  realFs,
+  removeEmptyDir,
+  removeFile,
+} from "./files";
 
 /** What the charm remembers between hooks (Juju stored state) about the files it manages. */
 export interface FilesState {
@@ -105,6 +113,12 @@ export function applyHostFiles(
       files.push({ path: hostPath, action: "kept" });
     }
     // A foreign file at a path we do not need is simply not ours: left alone, not reported.
+  }
+
+  for (const dir of OWNED_DIRS) {
+    if (plan.files.some((f) => f.path.startsWith(`${dir}/`))) continue;
+    const action = removeEmptyDir(deps.root, dir, fs);
+    if (action === "removed") files.push({ path: dir, action });
   }
 
   const state: FilesState = { written, regenerated: { ...previous.regenerated } };

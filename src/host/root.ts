@@ -104,6 +104,10 @@ export const OWNED = {
   initramfsHook: "/etc/initramfs-tools/hooks/pci-passthrough",
 } as const;
 
+/** Directories the charm creates for its own files and removes, once empty, on removal. (The
+ * others it writes into — /etc/udev/rules.d, /etc/modprobe.d… — belong to the system.) */
+export const OWNED_DIRS = ["/usr/local/lib/pci-passthrough"] as const;
+
 /** Files shared with the system that the charm adds to and takes away from (Ubuntu convention). */
 export const SHARED = {
   /** Shown by motd / landscape: "*** System restart required ***". */

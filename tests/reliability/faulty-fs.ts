@@ -14,6 +14,7 @@ export const MUTATING_OPS = [
   "chmodSync",
   "renameSync",
   "unlinkSync",
+  "rmdirSync",
 ] as const;
 export type MutatingOp = (typeof MUTATING_OPS)[number];
 
@@ -100,6 +101,10 @@ export function faultyFs(fault: Fault | null = null): FsOps & { calls: FsCall[] 
     unlinkSync(p) {
       step({ op: "unlinkSync", path: p });
       nodeFs.unlinkSync(p);
+    },
+    rmdirSync(p) {
+      step({ op: "rmdirSync", path: p });
+      nodeFs.rmdirSync(p);
     },
   };
 }

@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { effectiveConfig } from "ops-ts-shim/testing";
 import { parse } from "yaml";
 import { realFs } from "../../src/apply/files";
-import { OWNED, SHARED } from "../../src/host/root";
+import { OWNED, OWNED_DIRS, SHARED } from "../../src/host/root";
 import { EMPTY_MEMORY, type PreparationMemory } from "../../src/host-preparation";
 import { makeTempHost } from "../fixtures/hosts/build-host";
 import { seedHost } from "../fixtures/hosts/presets";
@@ -17,6 +17,8 @@ const TOP = path.resolve(__dirname, "..", "..");
 
 /** Every path the charm manages: the files it owns and the shared reboot-required pair. */
 export const MANAGED: readonly string[] = [...Object.values(OWNED), ...Object.values(SHARED)];
+/** The directory the charm creates for its own files (removed once empty). */
+export const MANAGED_DIRS: readonly string[] = OWNED_DIRS;
 
 /** config-get --all for these option values (config.yaml defaults for the rest). */
 export function fullConfig(values: Record<string, unknown>): Record<string, unknown> {
@@ -155,7 +157,7 @@ export function afterFailureProblems(
   const managedDirs = new Set(MANAGED.flatMap((p) => ancestors(p)));
   for (const line of diffTrees(s.before.snapshot, snapshotTree(root))) {
     const rel = `/${line.slice(2)}`;
-    if (MANAGED.includes(rel)) continue;
+    if (MANAGED.includes(rel) || MANAGED_DIRS.includes(rel)) continue;
     if (
       line.startsWith("+ ") &&
       managedDirs.has(rel) &&

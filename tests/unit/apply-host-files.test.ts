@@ -21,6 +21,7 @@ function plan(grubParams: string, bound: boolean): Pick<HostPlan, "files" | "fee
   if (bound) {
     files.push({ path: OWNED.udevRule, content: `${HEADER}ACTION=="add"\n`, mode: 0o644 });
     files.push({ path: OWNED.initramfsHook, content: `#!/bin/sh\n${HEADER}`, mode: 0o755 });
+    files.push({ path: OWNED.bindHelper, content: `#!/bin/sh\n${HEADER}`, mode: 0o755 });
   }
   return {
     files,
@@ -132,11 +133,19 @@ describe("applyHostFiles", () => {
     commands = [];
     const removed = applyHostFiles({ files: [], feeds: {} }, installed.state, { root, runner });
     expect(commands).toEqual([["update-initramfs", "-u", "-k", "all"], ["update-grub"]]);
-    expect(removed.files.map((f) => f.action)).toEqual(["removed", "removed", "removed"]);
+    expect(removed.files.filter((f) => f.action === "removed").map((f) => f.path)).toEqual([
+      OWNED.grubDropIn,
+      OWNED.initramfsHook,
+      OWNED.udevRule,
+      OWNED.bindHelper,
+      "/usr/local/lib/pci-passthrough",
+    ]);
     const after = snapshotTree(root, (rel) => rel.startsWith("var"));
     // Directories the charm created stay (they are shared: /etc/udev/rules.d etc.); files are gone.
     expect(diffTrees(before, after).filter((l) => !isCreatedDir(root, l))).toEqual([]);
     expect(fs.existsSync(path.join(root, SHARED.rebootRequired))).toBe(true);
+    // The charm's own directory goes too (tier 2 found it left behind, empty).
+    expect(fs.existsSync(path.join(root, "/usr/local/lib/pci-passthrough"))).toBe(false);
   });
 
   it("refuses a foreign file at our path and writes nothing at all", () => {

@@ -21,6 +21,7 @@ import {
   copyTree,
   type FaultScenario,
   MANAGED,
+  MANAGED_DIRS,
   normalizedCall,
 } from "../reliability/host-trees";
 
@@ -96,7 +97,7 @@ describe.each(scenarios)("$name", (s) => {
     } else {
       expect(error).toBeInstanceOf(FileApplyError);
       const e = error as FileApplyError;
-      expect(MANAGED).toContain(e.hostPath);
+      expect([...MANAGED, ...MANAGED_DIRS]).toContain(e.hostPath);
       expect(e.message).toContain(e.hostPath);
       expect(e.message).toContain(code);
       expect(path.dirname(e.hostPath)).toBe(callDirectory(call));
