@@ -56,8 +56,8 @@ export function useGuest(boot: () => Promise<Guest>): () => Guest {
 }
 
 /**
- * A fresh host folder for a guest's read-write share (removed after the describe block). Not under
- * /tmp: a tier-1 guest mounts its own tmpfs there, which would hide the path.
+ * A fresh host folder for a guest's read-write share, in the bed's cache (removed after the describe
+ * block; VM_KEEP_SHARE=1 keeps it).
  */
 export function useShare(name: string): string {
   const dir = path.join(VM_CACHE, "run", `${name}-${process.pid}`);
