@@ -28,6 +28,7 @@ cache=$(cd "$cache" && pwd)
 . "$cache/kernel.env"
 kroot=$(dirname "$(dirname "$(dirname "$VM_MODULES")")")
 
+# shellcheck source=/dev/null
 suite=${VM_DEBIAN_SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")}
 packages=systemd,systemd-sysv,udev,kmod,initramfs-tools,grub2-common,pciutils,iproute2
 

@@ -19,6 +19,8 @@ fail() {
   poweroff -f
 }
 arg() {
+  # Words, not lines: the kernel command line is one line of space-separated words.
+  # shellcheck disable=SC2013
   for word in $(cat /proc/cmdline); do
     case "$word" in "$1="*) echo "${word#*=}" ;; esac
   done
