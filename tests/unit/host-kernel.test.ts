@@ -2,7 +2,7 @@
 // loaded modules, container detection.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { HostReadProblem } from "../../src/host/facts";
 import {
   detectContainer,
@@ -13,19 +13,11 @@ import {
   readLoadedModules,
   readVfioPciAvailability,
 } from "../../src/host/kernel";
-import { type BuiltHost, type HostSpec, makeTempHost } from "../fixtures/hosts/build-host";
+import type { BuiltHost } from "../fixtures/hosts/build-host";
 import { amdHost, qemuQ35Host, seedHost } from "../fixtures/hosts/presets";
+import { useTempHosts } from "../fixtures/hosts/use-temp-hosts";
 
-let hosts: Array<BuiltHost & { cleanup(): void }> = [];
-function host(spec: HostSpec): BuiltHost {
-  const built = makeTempHost(spec);
-  hosts.push(built);
-  return built;
-}
-afterEach(() => {
-  for (const h of hosts) h.cleanup();
-  hosts = [];
-});
+const host = useTempHosts();
 
 describe("command line, release, CPU", () => {
   it("reads the command line trimmed and the release", () => {

@@ -7,9 +7,9 @@
 // the read looks like).
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parseModalias, readIommu, readPciFunctions, synthModalias } from "../../src/host/pci";
-import { type BuiltHost, type HostSpec, makeTempHost } from "../fixtures/hosts/build-host";
+import type { BuiltHost } from "../fixtures/hosts/build-host";
 import {
   amdHost,
   iommuOffHost,
@@ -18,17 +18,9 @@ import {
   seedHost,
   sharedGroupHost,
 } from "../fixtures/hosts/presets";
+import { useTempHosts } from "../fixtures/hosts/use-temp-hosts";
 
-let hosts: Array<BuiltHost & { cleanup(): void }> = [];
-function host(spec: HostSpec): BuiltHost {
-  const built = makeTempHost(spec);
-  hosts.push(built);
-  return built;
-}
-afterEach(() => {
-  for (const h of hosts) h.cleanup();
-  hosts = [];
-});
+const host = useTempHosts();
 
 /** Replaces an attribute file of a function with a directory: reading it fails (EISDIR). */
 function makeUnreadable(built: BuiltHost, address: string, attr: string): void {

@@ -2,10 +2,10 @@
 // routes), console GPU, storage through partitions, dm, md and NVMe multipath, SR-IOV PFs.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { HostReadProblem } from "../../src/host/facts";
 import { formatIpv6, readHostUsage, readNetInterfaces } from "../../src/host/usage";
-import { type BuiltHost, type HostSpec, makeTempHost } from "../fixtures/hosts/build-host";
+import type { HostSpec } from "../fixtures/hosts/build-host";
 import {
   amdHost,
   gpuLessHost,
@@ -13,17 +13,9 @@ import {
   seedHost,
   sharedGroupHost,
 } from "../fixtures/hosts/presets";
+import { useTempHosts } from "../fixtures/hosts/use-temp-hosts";
 
-let hosts: Array<BuiltHost & { cleanup(): void }> = [];
-function host(spec: HostSpec): BuiltHost {
-  const built = makeTempHost(spec);
-  hosts.push(built);
-  return built;
-}
-afterEach(() => {
-  for (const h of hosts) h.cleanup();
-  hosts = [];
-});
+const host = useTempHosts();
 
 const usageOf = (spec: HostSpec) => Object.fromEntries(readHostUsage(host(spec).root));
 
