@@ -292,7 +292,7 @@ export function planRebind(input: PlanRebindInput): RebindPlan | RebindRefusal {
     }
   }
 
-  const ordered = [...chosen.values()].sort((a, b) => a.fn.address.localeCompare(b.fn.address));
+  const ordered = [...chosen.values()].sort((a, b) => (a.fn.address < b.fn.address ? -1 : 1));
   const moves: PlannedMove[] = [];
   const unchanged: UnchangedDevice[] = [];
   const warnings: string[] = [];

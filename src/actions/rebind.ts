@@ -112,7 +112,7 @@ export function executeRebind(
     ok,
     to: plan.to,
     message,
-    devices: [...outcomes, ...unchanged].sort((a, b) => a.address.localeCompare(b.address)),
+    devices: [...outcomes, ...unchanged].sort((a, b) => (a.address < b.address ? -1 : 1)),
     writes,
     warnings: plan.warnings,
   });

@@ -1,15 +1,29 @@
 // Writes files so a crash, a full disk or a kill at any instant leaves either the old bytes or the
 // new bytes, never half a file: temp file beside the target, write, fsync, chmod, rename, fsync the
 // directory. A file whose bytes and mode already match is not touched (hooks stay quiet).
-import * as nodeFs from "node:fs";
-import * as path from "node:path";
+import {
+  chmodSync,
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  type Stats,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { under } from "../host/root";
 import type { FileSpec } from "../plan/types";
 
 /** The filesystem calls apply makes, as a seam: fault-injection tests fail or kill at each one. */
 export interface FsOps {
   readFileSync(p: string): Buffer;
-  statSync(p: string): nodeFs.Stats;
+  statSync(p: string): Stats;
   mkdirSync(p: string, opts: { recursive: true; mode?: number }): unknown;
   openSync(p: string, flags: string, mode?: number): number;
   writeSync(fd: number, data: Buffer): number;
@@ -22,7 +36,22 @@ export interface FsOps {
   readdirSync(p: string): string[];
 }
 
-export const realFs: FsOps = nodeFs;
+// Named, not `import * as fs`: a namespace import makes the bundle copy node:fs's whole export
+// table at load, on every hook.
+export const realFs: FsOps = {
+  readFileSync,
+  statSync,
+  mkdirSync,
+  openSync,
+  writeSync,
+  fsyncSync,
+  closeSync,
+  chmodSync,
+  renameSync,
+  unlinkSync,
+  rmdirSync,
+  readdirSync,
+};
 
 /** What happened to one file. */
 export type FileAction = "created" | "updated" | "removed" | "unchanged" | "absent";
@@ -99,7 +128,7 @@ export function removeEmptyDir(root: string, hostPath: string, fs: FsOps = realF
 export function removeFile(root: string, hostPath: string, fs: FsOps = realFs): FileAction {
   const target = under(root, hostPath);
   try {
-    removeStaleTemps(path.dirname(target), `.${path.basename(target)}.pci-passthrough-`, fs);
+    removeStaleTemps(dirname(target), `.${basename(target)}.pci-passthrough-`, fs);
   } catch {
     // the directory may be gone already; nothing of ours can be in it then
   }
@@ -113,12 +142,12 @@ export function removeFile(root: string, hostPath: string, fs: FsOps = realFs): 
 }
 
 function writeAtomically(target: string, bytes: Buffer, mode: number, fs: FsOps): void {
-  const dir = path.dirname(target);
+  const dir = dirname(target);
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
   // A dot-name never matches the globs the readers use (*.cfg, *.conf, *.rules, hooks/[a-z]*).
-  const prefix = `.${path.basename(target)}.pci-passthrough-`;
+  const prefix = `.${basename(target)}.pci-passthrough-`;
   removeStaleTemps(dir, prefix, fs);
-  const temp = path.join(dir, `${prefix}${process.pid}-${Date.now().toString(36)}.tmp`);
+  const temp = join(dir, `${prefix}${process.pid}-${Date.now().toString(36)}.tmp`);
   let fd: number | null = fs.openSync(temp, "wx", 0o600);
   try {
     let offset = 0;
@@ -146,7 +175,7 @@ function writeAtomically(target: string, bytes: Buffer, mode: number, fs: FsOps)
  * nothing outside the managed set lingers. */
 function removeStaleTemps(dir: string, prefix: string, fs: FsOps): void {
   for (const name of fs.readdirSync(dir)) {
-    if (name.startsWith(prefix) && name.endsWith(".tmp")) fs.unlinkSync(path.join(dir, name));
+    if (name.startsWith(prefix) && name.endsWith(".tmp")) fs.unlinkSync(join(dir, name));
   }
 }
 

@@ -1,7 +1,6 @@
 // Applies a HostPlan's files to the host and regenerates grub / the initramfs only when their
 // inputs really changed. It decides nothing about *what* to write (that is plan/); it only makes the
 // host match, refuses to overwrite what is not ours, and reports exactly what it did.
-import { createHash } from "node:crypto";
 import { OWNED, OWNED_DIRS, SHARED } from "../host/root";
 import type { FileSpec, HostPlan, Regenerate } from "../plan/types";
 import { type CommandRunner, REGENERATE, runChecked } from "./commands";
@@ -17,9 +16,9 @@ import {
 
 /** What the charm remembers between hooks (Juju stored state) about the files it manages. */
 export interface FilesState {
-  /** Host path → sha256 of the bytes the charm last wrote there. */
+  /** Host path → fingerprint of the bytes the charm last wrote there. */
   written: Record<string, string>;
-  /** Regeneration → sha256 of its inputs when it last ran successfully. */
+  /** Regeneration → fingerprint of its inputs when it last ran successfully. */
   regenerated: Partial<Record<Regenerate, string>>;
 }
 
@@ -60,7 +59,25 @@ export class NotOursError extends Error {
   }
 }
 
-const sha256 = (bytes: Buffer | string) => createHash("sha256").update(bytes).digest("hex");
+/** Tells our last write from anything else at that path: an operator's edit, a package's file.
+ * Nobody forges these, so a 53-bit non-cryptographic hash plus the length does it (cyrb53, public
+ * domain, by bryc). Loading node:crypto, or node:zlib for its crc32, would cost every hook on every
+ * compute host several milliseconds before it hashed a byte (see bench/RESULTS.md). */
+export function fingerprint(content: Buffer | string): string {
+  const bytes = typeof content === "string" ? Buffer.from(content, "utf8") : content;
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < bytes.length; i++) {
+    // An index loop, not for-of: this runs cold on every hook, where iterators are slow.
+    const byte = bytes[i]!;
+    h1 = Math.imul(h1 ^ byte, 2654435761);
+    h2 = Math.imul(h2 ^ byte, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  const hash = 4294967296 * (2097151 & h2) + (h1 >>> 0);
+  return `cyrb53:${hash.toString(16).padStart(14, "0")}:${bytes.length}`;
+}
 
 /** The marker every owned file carries in its header (see plan/ renderers). */
 const MANAGED = /managed by the pci-passthrough (juju )?charm/i;
@@ -88,7 +105,7 @@ export function applyHostFiles(
           MANAGED.test(bytes.subarray(0, 512).toString("utf8"))
           ? "ours"
           : "foreign"
-        : recorded === sha256(bytes)
+        : recorded === fingerprint(bytes)
           ? "ours"
           : "edited";
     present.set(hostPath, kind);
@@ -105,7 +122,7 @@ export function applyHostFiles(
     const kind = present.get(hostPath);
     if (spec) {
       files.push({ path: hostPath, action: ensureFile(deps.root, spec, fs) });
-      written[hostPath] = sha256(spec.content);
+      written[hostPath] = fingerprint(spec.content);
     } else if (kind === "ours") {
       files.push({ path: hostPath, action: removeFile(deps.root, hostPath, fs) });
     } else if (kind === "edited") {
@@ -144,9 +161,10 @@ export function applyHostFiles(
 function inputsHash(plan: Pick<HostPlan, "files" | "feeds">, kind: Regenerate): string {
   const inputs = plan.files
     .filter((f: FileSpec) => plan.feeds[f.path]?.includes(kind))
-    .sort((a, b) => a.path.localeCompare(b.path))
+    // Plain code-unit order: localeCompare would load ICU (~10 ms) on every hook.
+    .sort((a, b) => (a.path < b.path ? -1 : 1))
     .map((f) => `${f.path}\0${f.mode.toString(8)}\0${f.content}`);
-  return sha256(inputs.join("\0\0"));
+  return fingerprint(inputs.join("\0\0"));
 }
 
 /** Ubuntu's convention (update-notifier, motd, landscape): the file says a reboot is needed and

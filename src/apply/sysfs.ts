@@ -3,8 +3,8 @@
 // into, a write is one call into the kernel's store() and its errno is the kernel's answer. So this
 // module opens with O_WRONLY only, writes once, and turns the errno into a typed error that names
 // the path and says what the kernel meant. It makes no decisions: the rebind plan says what to write.
-import * as fs from "node:fs";
-import * as path from "node:path";
+import { closeSync, constants, existsSync, openSync, readlinkSync, writeSync } from "node:fs";
+import { basename, join } from "node:path";
 import { READ, under } from "../host/root";
 
 /** What the kernel said, in operator words, for the errnos a sysfs store() returns. */
@@ -82,7 +82,7 @@ export function createSysfsWriter(root: string): SysfsWriter {
       try {
         // No O_CREAT: a missing attribute means the device (or driver) is gone, and creating a
         // regular file in its place would hide that. No O_TRUNC: sysfs ignores it anyway.
-        fd = fs.openSync(full, fs.constants.O_WRONLY);
+        fd = openSync(full, constants.O_WRONLY);
       } catch (err) {
         throw sysfsError(hostPath, value, errnoOf(err));
       }
@@ -90,7 +90,7 @@ export function createSysfsWriter(root: string): SysfsWriter {
         const bytes = Buffer.from(value, "utf8");
         let written: number;
         try {
-          written = fs.writeSync(fd, bytes, 0, bytes.length, null);
+          written = writeSync(fd, bytes, 0, bytes.length, null);
         } catch (err) {
           throw sysfsError(hostPath, value, errnoOf(err));
         }
@@ -105,26 +105,26 @@ export function createSysfsWriter(root: string): SysfsWriter {
           );
         }
       } finally {
-        fs.closeSync(fd);
+        closeSync(fd);
       }
     },
     readDriver(address: string): string | null {
       const devPath = deviceAttr(address, "");
       const devDir = under(root, devPath);
-      if (!fs.existsSync(devDir)) throw sysfsError(devPath.replace(/\/$/, ""), null, "ENOENT");
+      if (!existsSync(devDir)) throw sysfsError(devPath.replace(/\/$/, ""), null, "ENOENT");
       try {
-        const link = path.join(devDir, "driver");
-        const target = fs.readlinkSync(link);
+        const link = join(devDir, "driver");
+        const target = readlinkSync(link);
         // A link to a driver that is gone binds nothing; the facts readers say "no driver" too,
         // and both must agree or rebind would see a change that never happened.
-        return fs.existsSync(link) ? path.basename(target) : null;
+        return existsSync(link) ? basename(target) : null;
       } catch (err) {
         if (errnoOf(err) === "ENOENT") return null;
         throw sysfsError(deviceAttr(address, "driver"), null, errnoOf(err));
       }
     },
     driverRegistered(name: string): boolean {
-      return fs.existsSync(under(root, `${READ.pciDrivers}/${name}`));
+      return existsSync(under(root, `${READ.pciDrivers}/${name}`));
     },
   };
 }

@@ -5,8 +5,8 @@
 //     or IO-APIC chips without the prefix = off. This is the running state, so it wins.
 //   - /sys/class/iommu/dmar*/intel-iommu/ecap: bit 3 (IR) says the Intel unit *supports* it. Only
 //     consulted when /proc/interrupts says nothing, and only ever reported as "supported".
-import * as fs from "node:fs";
-import * as path from "node:path";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { READ, under } from "./root";
 
 const PROC_INTERRUPTS = READ.procInterrupts;
@@ -55,7 +55,7 @@ export function interpretInterruptRemapping(
 
 function readOrNull(file: string): string | null {
   try {
-    return fs.readFileSync(file, "latin1");
+    return readFileSync(file, "latin1");
   } catch {
     return null;
   }
@@ -66,12 +66,12 @@ export function readInterruptRemapping(root: string): InterruptRemapping {
   const ecaps = new Map<string, string>();
   let units: string[] = [];
   try {
-    units = fs.readdirSync(under(root, READ.iommuUnits)).filter((u) => u.startsWith("dmar"));
+    units = readdirSync(under(root, READ.iommuUnits)).filter((u) => u.startsWith("dmar"));
   } catch {
     units = [];
   }
   for (const unit of units.sort()) {
-    const text = readOrNull(path.join(under(root, intelEcap(unit))));
+    const text = readOrNull(join(under(root, intelEcap(unit))));
     if (text !== null) ecaps.set(unit, text);
   }
   return interpretInterruptRemapping(readOrNull(under(root, PROC_INTERRUPTS)), ecaps);

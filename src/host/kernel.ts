@@ -1,6 +1,6 @@
 // The running kernel and its surroundings: command line, CPU vendor, release, how vfio-pci is
 // available, loaded modules, and whether we are in a container (where host preparation is refused).
-import * as fs from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
 import type { CpuVendor, HostReadProblem, VfioPciAvailability } from "./facts";
 import { errnoCode, readSmallFile } from "./pci";
 import { moduleFiles, READ, under } from "./root";
@@ -20,13 +20,13 @@ export function readCpuVendor(root: string, problems: HostReadProblem[] = []): C
   // carries vendor_id, so read only the start.
   let head: string;
   try {
-    const fd = fs.openSync(under(root, READ.cpuinfo), "r");
+    const fd = openSync(under(root, READ.cpuinfo), "r");
     try {
       const buffer = Buffer.alloc(8192);
-      const length = fs.readSync(fd, buffer, 0, buffer.length, 0);
+      const length = readSync(fd, buffer, 0, buffer.length, 0);
       head = buffer.toString("latin1", 0, length);
     } finally {
-      fs.closeSync(fd);
+      closeSync(fd);
     }
   } catch (error) {
     const code = errnoCode(error);
@@ -67,7 +67,7 @@ export function readVfioPciAvailability(
     // Ubuntu since 20.04: `kernel/drivers/vfio/pci/vfio-pci.ko` listed here (CONFIG_VFIO_PCI=y).
     if (builtin?.split("\n").some((line) => VFIO_PCI_KO.test(line.trim()))) return "builtin";
     for (const ext of ["", ".zst", ".xz", ".gz"]) {
-      if (fs.existsSync(under(root, `${files.dir}/kernel/drivers/vfio/pci/vfio-pci.ko${ext}`))) {
+      if (existsSync(under(root, `${files.dir}/kernel/drivers/vfio/pci/vfio-pci.ko${ext}`))) {
         return "module";
       }
     }
@@ -83,7 +83,7 @@ export function readVfioPciAvailability(
     }
   }
   // No module file but the driver is registered: built in (or /lib/modules is not there to ask).
-  if (fs.existsSync(under(root, `${READ.pciDrivers}/vfio-pci`))) return "builtin";
+  if (existsSync(under(root, `${READ.pciDrivers}/vfio-pci`))) return "builtin";
   return "missing";
 }
 
@@ -115,7 +115,7 @@ export function detectContainer(root: string): ContainerDetection {
   }
   // Container managers hand PID 1 `container=<type>` (LXD, nspawn, podman).
   try {
-    const environ = fs.readFileSync(under(root, READ.initEnviron), "latin1");
+    const environ = readFileSync(under(root, READ.initEnviron), "latin1");
     const entry = environ.split("\0").find((e) => e.startsWith("container="));
     if (entry && entry.length > "container=".length) {
       return { container: true, evidence: `${entry} in ${READ.initEnviron}` };
@@ -124,7 +124,7 @@ export function detectContainer(root: string): ContainerDetection {
     // Unreadable without root or absent: other evidence may still answer.
   }
   for (const file of READ.containerFiles) {
-    if (fs.existsSync(under(root, file))) return { container: true, evidence: `${file} exists` };
+    if (existsSync(under(root, file))) return { container: true, evidence: `${file} exists` };
   }
   return { container: false, evidence: null };
 }

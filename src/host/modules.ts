@@ -6,7 +6,7 @@
 // bucketed by their literal vendor and device ids, so a lookup tries only the aliases for its
 // vendor:device, its vendor with any device, and the handful with a wildcard vendor; each glob is
 // compiled once, on first use; answers are cached per distinct modalias (VFs share one).
-import * as fs from "node:fs";
+import { readFileSync } from "node:fs";
 import type { HostReadProblem, ModuleIndex } from "./facts";
 import { errnoCode } from "./pci";
 import { moduleFiles, under } from "./root";
@@ -214,7 +214,7 @@ export function loadModuleIndex(
   const file = moduleFiles(release).alias;
   try {
     return {
-      index: parseModuleAliases(fs.readFileSync(under(root, file), "latin1")),
+      index: parseModuleAliases(readFileSync(under(root, file), "latin1")),
       problems: [],
     };
   } catch (error) {

@@ -3,7 +3,7 @@
 //
 // Format (https://pci-ids.ucw.cz): `vvvv  Vendor` at column 0, `\tdddd  Device` under it,
 // `\t\tssss ssss  Subsystem` under that; then `C cc  Class`, `\tss  Subclass`, `\t\tpp  Prog-if`.
-import * as fs from "node:fs";
+import { readFileSync } from "node:fs";
 import { READ, under } from "./root";
 
 /** Names for ids; every answer is null when the host has no pci.ids or does not know the id. */
@@ -21,7 +21,7 @@ export function loadPciIds(root: string): PciIdNames {
   for (const hostPath of READ.pciIds) {
     let text: string;
     try {
-      text = fs.readFileSync(under(root, hostPath), "utf8");
+      text = readFileSync(under(root, hostPath), "utf8");
     } catch {
       continue;
     }

@@ -2,7 +2,15 @@
 // a device can vanish between the listing and the read (hot-unplug, VFs torn down), a `driver`
 // link can point at a driver that is unloading, an attribute can fail to read. None of that may
 // crash a hook: each becomes a HostReadProblem naming the path, and the read goes on.
-import * as fs from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  readSync,
+} from "node:fs";
 import type { HostReadProblem, PciFunction } from "./facts";
 import { READ, under } from "./root";
 
@@ -28,7 +36,7 @@ export function listDir(
   address: string | null = null,
 ): string[] | null {
   try {
-    return fs.readdirSync(under(root, hostPath));
+    return readdirSync(under(root, hostPath));
   } catch (error) {
     const code = errnoCode(error);
     if (code !== "ENOENT") {
@@ -51,7 +59,7 @@ export function readSmallFile(
   what: string,
 ): string | null {
   try {
-    return fs.readFileSync(under(root, hostPath), "latin1").trim();
+    return readFileSync(under(root, hostPath), "latin1").trim();
   } catch (error) {
     const code = errnoCode(error);
     if (code !== "ENOENT") {
@@ -72,12 +80,12 @@ const attrBuffer = Buffer.alloc(4096);
 
 /** A sysfs attribute's text (untrimmed); throws the fs error. Synchronous and allocation-light. */
 export function readAttrFile(file: string): string {
-  const fd = fs.openSync(file, "r");
+  const fd = openSync(file, "r");
   try {
-    const length = fs.readSync(fd, attrBuffer, 0, attrBuffer.length, 0);
+    const length = readSync(fd, attrBuffer, 0, attrBuffer.length, 0);
     return attrBuffer.toString("latin1", 0, length);
   } finally {
-    fs.closeSync(fd);
+    closeSync(fd);
   }
 }
 
@@ -138,7 +146,7 @@ function readOneFunction(
   const dir = under(root, hostDir);
   let entries: Set<string>;
   try {
-    entries = new Set(fs.readdirSync(dir));
+    entries = new Set(readdirSync(dir));
   } catch (error) {
     const code = errnoCode(error);
     // The bus entry is a symlink into /sys/devices; ENOENT means its target went away.
@@ -153,7 +161,7 @@ function readOneFunction(
   }
 
   const vanishedIfGone = (): void => {
-    if (!fs.existsSync(dir)) throw new DeviceVanished();
+    if (!existsSync(dir)) throw new DeviceVanished();
   };
 
   /** An attribute's trimmed text; undefined when the device has no such attribute; null when it
@@ -182,7 +190,7 @@ function readOneFunction(
   const link = (file: string): string | null | undefined => {
     if (!entries.has(file)) return undefined;
     try {
-      const target = fs.readlinkSync(`${dir}/${file}`);
+      const target = readlinkSync(`${dir}/${file}`);
       return target.slice(target.lastIndexOf("/") + 1);
     } catch (error) {
       const code = errnoCode(error);
@@ -347,7 +355,7 @@ function readDriver(
   if (name === undefined || name === null) return null;
   // The cheap check: a registered driver by that name. Otherwise follow the link for real, so a
   // link into nowhere (a driver mid-unload, a damaged tree) reads as unbound, not as a driver.
-  if (drivers.has(name) || fs.existsSync(`${dir}/driver`)) return name;
+  if (drivers.has(name) || existsSync(`${dir}/driver`)) return name;
   problems.push({
     kind: "malformed",
     path: `${hostDir}/driver`,
@@ -436,7 +444,7 @@ export function readIommu(root: string, known?: PciReadResult): IommuReadResult 
     for (const problem of known.problems) {
       if (problem.address === null || problem.kind === "vanished") continue;
       try {
-        const target = fs.readlinkSync(
+        const target = readlinkSync(
           under(root, `${READ.pciDevices}/${problem.address}/iommu_group`),
         );
         const group = target.slice(target.lastIndexOf("/") + 1);
@@ -464,7 +472,6 @@ export function readIommu(root: string, known?: PciReadResult): IommuReadResult 
   return { groups, units, vfioDevices, problems };
 }
 
-/** `dmar2` before `dmar10`. */
 /** dmar2 before dmar10. By hand: localeCompare with `numeric` loads ICU, ~10 ms on every hook. */
 function naturalCompare(a: string, b: string): number {
   const [, aName = a, aNum = ""] = /^(.*?)(\d*)$/.exec(a) ?? [];

@@ -1,6 +1,6 @@
 // The one place that knows absolute paths. Everything the charm reads or writes hangs off a root
 // directory: `/` on a real host, a temp dir in tests, the demo's sandbox, or a copy of a host.
-import * as path from "node:path";
+import { join, resolve } from "node:path";
 
 /** The environment variable that moves the root away from `/` (tests, demo, dry runs on a copy). */
 export const ROOT_ENV = "PCI_PASSTHROUGH_ROOT";
@@ -8,17 +8,17 @@ export const ROOT_ENV = "PCI_PASSTHROUGH_ROOT";
 /** The root from the environment: PCI_PASSTHROUGH_ROOT when set and non-empty, else `/`. */
 export function rootFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   const value = env[ROOT_ENV];
-  return value && value.length > 0 ? path.resolve(value) : "/";
+  return value && value.length > 0 ? resolve(value) : "/";
 }
 
 /** True when the root is the real host: external commands (update-grub, modprobe…) may run. */
 export function isRealRoot(root: string): boolean {
-  return path.resolve(root) === "/";
+  return resolve(root) === "/";
 }
 
 /** Joins an absolute host path onto the root: `under("/tmp/x", "/sys/bus")` → `/tmp/x/sys/bus`. */
 export function under(root: string, hostPath: string): string {
-  return path.join(root, hostPath);
+  return join(root, hostPath);
 }
 
 /** Paths we only read. Who writes them is the kernel (sysfs, procfs) or a package. */

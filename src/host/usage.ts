@@ -16,7 +16,7 @@
 // - console: `boot_vga`, the console framebuffer fb0 (fbcon maps every console to fb0 unless
 //   booted with fbcon=map:, which is not read), and the DRM card behind fb0 — only that one: every
 //   GPU with a DRM driver has a card, which says nothing about the host using it.
-import * as fs from "node:fs";
+import { existsSync, readlinkSync, realpathSync } from "node:fs";
 import type { HostReadProblem, HostUsage, NetInterface, PciFunction } from "./facts";
 import { listDir, pciAddressesInPath, readPciFunctions, readSmallFile } from "./pci";
 import { READ, under } from "./root";
@@ -150,8 +150,8 @@ function deviceAddress(root: string, hostLink: string): string | null {
 /** Resolves a host path under the root to a host path (root prefix removed); null if absent. */
 function realHostPath(root: string, hostPath: string): string | null {
   try {
-    const real = fs.realpathSync(under(root, hostPath));
-    const realRoot = fs.realpathSync(root);
+    const real = realpathSync(under(root, hostPath));
+    const realRoot = realpathSync(root);
     if (realRoot === "/") return real;
     return real.startsWith(`${realRoot}/`) ? real.slice(realRoot.length) : null;
   } catch {
@@ -161,7 +161,7 @@ function realHostPath(root: string, hostPath: string): string | null {
 
 function linkName(root: string, hostLink: string): string | null {
   try {
-    const target = fs.readlinkSync(under(root, hostLink));
+    const target = readlinkSync(under(root, hostLink));
     return target.slice(target.lastIndexOf("/") + 1);
   } catch {
     return null;
@@ -396,7 +396,7 @@ function resolveBlockDevice(root: string, devPath: string): BlockRef | null {
   const label = devPath.startsWith("/dev/mapper/")
     ? devPath.slice("/dev/mapper/".length)
     : devPath.slice(5);
-  const exists = (name: string): boolean => fs.existsSync(under(root, `${READ.block}/${name}`));
+  const exists = (name: string): boolean => existsSync(under(root, `${READ.block}/${name}`));
   const real = realHostPath(root, devPath);
   const realName = real?.slice(real.lastIndexOf("/") + 1);
   if (realName && exists(realName)) return { name: realName, label };

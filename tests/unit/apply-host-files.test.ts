@@ -3,7 +3,12 @@ import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { CommandRunner } from "../../src/apply/commands";
 import { type FsOps, realFs } from "../../src/apply/files";
-import { applyHostFiles, EMPTY_FILES_STATE, NotOursError } from "../../src/apply/host-files";
+import {
+  applyHostFiles,
+  EMPTY_FILES_STATE,
+  fingerprint,
+  NotOursError,
+} from "../../src/apply/host-files";
 import { OWNED, SHARED } from "../../src/host/root";
 import type { FileSpec, HostPlan } from "../../src/plan/types";
 import { diffTrees, snapshotTree, tempDir, writeTree } from "../helpers/tree";
@@ -217,5 +222,25 @@ describe("applyHostFiles around files that are not ours", () => {
     expect(removed.files).toContainEqual({ path: OWNED.udevRule, action: "kept" });
     expect(fs.readFileSync(path.join(root, OWNED.udevRule), "utf8")).toContain("# keep me");
     expect(fs.existsSync(path.join(root, OWNED.grubDropIn))).toBe(false);
+  });
+});
+
+describe("fingerprint", () => {
+  it("is cyrb53 (the published values) plus the byte length", () => {
+    // From the algorithm's own README (seed 0), so a slip in a constant cannot pass.
+    expect(fingerprint("a")).toBe(`cyrb53:${(7929297801672961).toString(16).padStart(14, "0")}:1`);
+    expect(fingerprint("revenge")).toBe(
+      `cyrb53:${(4051478007546757).toString(16).padStart(14, "0")}:7`,
+    );
+    expect(fingerprint("revenue")).toBe(
+      `cyrb53:${(8309097637345594).toString(16).padStart(14, "0")}:7`,
+    );
+  });
+
+  it("hashes bytes: the same for a string and its UTF-8 buffer, different for one edit", () => {
+    const text = "options vfio-pci ids=10de:1bb0 # ünïcode\n";
+    expect(fingerprint(Buffer.from(text, "utf8"))).toBe(fingerprint(text));
+    expect(fingerprint(text.replace("1bb0", "1bb1"))).not.toBe(fingerprint(text));
+    expect(fingerprint("")).toMatch(/^cyrb53:[0-9a-f]{14}:0$/);
   });
 });
