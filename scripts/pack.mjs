@@ -40,6 +40,7 @@ const files = [
   ["README.md", "README.md", 0o644],
   ["dispatch", "dispatch", 0o755],
   ["dist/charm.js", "dist/charm.js", 0o644],
+  ["dist/yaml.js", "dist/yaml.js", 0o644],
   [join(runtimeDir, "bin", "node"), "runtime/bin/node", 0o755],
   [join(runtimeDir, "LICENSE"), "runtime/LICENSE", 0o644],
 ];

@@ -1,6 +1,6 @@
 // The charm's configuration, validated. The raw values come from `config-get --format=json`; the
 // parser (parseConfig) turns them into this shape or into ConfigErrors that name the option.
-import { isMap, isScalar, isSeq, type Node, parseDocument } from "yaml";
+import type { Node } from "yaml";
 import { validateDevices } from "./generated/validators.js";
 
 export type IommuMode = "auto" | "intel" | "amd" | "off";
@@ -452,7 +452,14 @@ function shortForms(tokens: string[], firstIndex: number, errors: ConfigError[])
   return out;
 }
 
+/** `yaml` is half of dist/charm.js and only a `devices` value written as YAML needs it, so it is
+ * required here, on first use: the bundle keeps it in a closure that runs then, not at start-up. */
+function yaml(): typeof import("yaml") {
+  return require("yaml");
+}
+
 function yamlEntries(text: string, errors: ConfigError[]): RawEntry[] | null {
+  const { isMap, isScalar, isSeq, parseDocument } = yaml();
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
   if (doc.errors.length > 0) {
     // Only the first: later ones are mostly the parser tripping over the first.

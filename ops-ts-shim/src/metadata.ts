@@ -2,7 +2,12 @@
 // dispatch needs them: they decide which events exist and which relation endpoints are real.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parse } from "yaml";
+
+/** `yaml` is most of a small charm's bundle and most dispatches never read a declaration, so it is
+ * required on first use: a bundler keeps it in a closure that runs then, not at start-up. */
+function parse(text: string): unknown {
+  return (require("yaml") as typeof import("yaml")).parse(text);
+}
 
 /** One relation endpoint from metadata.yaml. */
 export interface EndpointSpec {

@@ -27,6 +27,7 @@ describe("build/pci-passthrough.charm", () => {
         "config.yaml",
         "dispatch",
         "dist/charm.js",
+        "dist/yaml.js",
         "manifest.yaml",
         "metadata.yaml",
         "runtime/LICENSE",
