@@ -92,5 +92,8 @@ export {
   HookCmdError,
   type HookToolResult,
   type HookToolRunner,
+  PREFETCHED_ENV,
+  parsePrefetched,
   runChecked,
+  withPrefetched,
 } from "./runner";

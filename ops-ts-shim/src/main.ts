@@ -21,7 +21,13 @@ import {
   loadMetadata,
 } from "./metadata";
 import { Model } from "./model";
-import { createSpawnRunner, type HookToolRunner } from "./runner";
+import {
+  createSpawnRunner,
+  type HookToolRunner,
+  PREFETCHED_ENV,
+  readStdin,
+  withPrefetched,
+} from "./runner";
 
 /** Validates action params; the shape of an ajv (standalone) validate function. */
 export interface ParamValidator {
@@ -33,7 +39,8 @@ export interface ParamValidator {
 export interface MainOptions {
   /** Environment to read JUJU_* from (default process.env; also the tools' environment). */
   env?: NodeJS.ProcessEnv;
-  /** How hook tools are run (default: spawnSync on PATH). */
+  /** How hook tools are run (default: spawnSync on PATH, first serving any results the dispatch
+   * script piped in when it set OPS_TS_PREFETCHED=stdin; see withPrefetched). */
   runner?: HookToolRunner;
   /** metadata.yaml, parsed (default: read from JUJU_CHARM_DIR when needed). */
   metadata?: CharmMetadata;
@@ -113,10 +120,18 @@ const safeLog = (runner: HookToolRunner, level: hookcmds.LogLevel, message: stri
   }
 };
 
+function defaultRunner(env: NodeJS.ProcessEnv): HookToolRunner {
+  const spawn = createSpawnRunner(env);
+  if (env[PREFETCHED_ENV] !== "stdin") return spawn;
+  // Meant for this process only: not for the tools and commands it starts.
+  delete env[PREFETCHED_ENV];
+  return withPrefetched(spawn, readStdin);
+}
+
 /** Runs one Juju dispatch of charmClass and returns the process exit code (0 or 1). */
 export function main(charmClass: CharmClass, options: MainOptions = {}): number {
   const env = options.env ?? process.env;
-  const runner = options.runner ?? createSpawnRunner(env);
+  const runner = options.runner ?? defaultRunner(env);
   let context: JujuContext;
   try {
     context = JujuContext.fromEnv(env);

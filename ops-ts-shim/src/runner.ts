@@ -1,6 +1,6 @@
 // The one seam between the shim and the processes it starts: every hook tool goes through a
 // HookToolRunner, so tests substitute an in-memory Juju and the charm never spawns directly.
-import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 
 /** What a finished hook tool left behind. */
 export interface HookToolResult {
@@ -45,6 +45,9 @@ export function createSpawnRunner(env: NodeJS.ProcessEnv = process.env): HookToo
   return (argv, input) => {
     const [file, ...args] = argv;
     if (file === undefined) throw new TypeError("hook tool argv is empty");
+    // Required on first use: most dispatches of a quiet charm start no process at all (see
+    // withPrefetched), and loading child_process costs every one of them several milliseconds.
+    const { spawnSync } = require("node:child_process") as typeof import("node:child_process");
     const child = spawnSync(file, args, {
       env,
       input: input ?? "",
@@ -72,4 +75,55 @@ export function runChecked(
   const result = runner(argv, input);
   if (result.exitCode !== 0) throw new HookCmdError(argv, result);
   return result.stdout;
+}
+
+/** Set by the charm's dispatch script when stdin carries results of hook tools it already ran. */
+export const PREFETCHED_ENV = "OPS_TS_PREFETCHED";
+
+/**
+ * Serves results the dispatch script already fetched, then runs everything else for real.
+ *
+ * Why: forking the Node.js process (tens of MB mapped) to run a hook tool costs several times
+ * what forking sh does, and every dispatch needs the same reads (config-get, state-get). So
+ * dispatch runs them in sh while Node.js starts, on the other core, and pipes one line per
+ * tool that succeeded: `<argv joined by spaces><TAB><its one line of stdout>`. Each result
+ * answers the first call with exactly that argv and no stdin; a tool that failed, printed
+ * more than a line, or was called with other flags is not there and simply runs here, so its
+ * error is reported exactly as before. `read` is called once, at the first tool call.
+ */
+export function withPrefetched(runner: HookToolRunner, read: () => string): HookToolRunner {
+  let results: Map<string, string> | null = null;
+  return (argv, input) => {
+    if (!input) {
+      results ??= parsePrefetched(read());
+      const key = argv.join(" ");
+      const stdout = results.get(key);
+      if (stdout !== undefined) {
+        results.delete(key);
+        return { exitCode: 0, stdout: `${stdout}\n`, stderr: "" };
+      }
+    }
+    return runner(argv, input);
+  };
+}
+
+/** `<argv><TAB><stdout>` lines; anything malformed is ignored (the tool then runs for real). */
+export function parsePrefetched(text: string): Map<string, string> {
+  const results = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    const tab = line.indexOf("\t");
+    if (tab > 0 && !results.has(line.slice(0, tab))) {
+      results.set(line.slice(0, tab), line.slice(tab + 1));
+    }
+  }
+  return results;
+}
+
+/** All of stdin, or "" when it cannot be read (then every tool simply runs). */
+export function readStdin(): string {
+  try {
+    return readFileSync(0, "utf8");
+  } catch {
+    return "";
+  }
 }

@@ -1,7 +1,6 @@
 // Runs the few external programs host preparation needs (update-grub, update-initramfs, modprobe).
 // They are only meaningful on the real host: under any other root (tests, the demo sandbox, a copy
 // of a host) they are skipped with a log line, unless a test substitutes a runner of its own.
-import { spawnSync } from "node:child_process";
 
 export interface CommandResult {
   exitCode: number;
@@ -29,6 +28,8 @@ export class CommandError extends Error {
 /** The real runner: spawns the program with the hook's environment. */
 export const spawnRunner: CommandRunner = (argv) => {
   const [cmd, ...args] = argv;
+  // Required here: a hook with nothing to change runs no program, and should not pay to load this.
+  const { spawnSync } = require("node:child_process") as typeof import("node:child_process");
   const r = spawnSync(cmd!, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
   if (r.error) {
     const code = (r.error as NodeJS.ErrnoException).code;

@@ -119,4 +119,41 @@ describe("packed charm under the unit simulator (no node on PATH)", () => {
     const logs = unit.sim.readState().logs.filter((l) => l.level === "ERROR");
     expect(logs[0]?.message).toContain("no usable Node.js runtime");
   });
+  it("a quiet hook: dispatch reads config and state in sh; the charm starts no process at all", () => {
+    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    expect(unit.dispatch("install").exitCode).toBe(0);
+    expect(unit.dispatch("config-changed").exitCode).toBe(0);
+    // Every hook tool now says who started it: the charm's node (cmdline names dist/charm.js)
+    // or dispatch's sh. The tools stay the simulator's own, so the hook sees the same Juju.
+    const calls = path.join(unit.charmDir, "..", "tool-callers.log");
+    for (const name of fs.readdirSync(unit.sim.binDir)) {
+      const tool = path.join(unit.sim.binDir, name);
+      fs.renameSync(tool, `${tool}.real`);
+      fs.writeFileSync(
+        tool,
+        [
+          "#!/bin/sh",
+          'case "$(cat /proc/"$PPID"/cmdline)" in *dist/charm.js*) by=charm ;; *) by=dispatch ;; esac',
+          `echo "$by ${name}" >>'${calls}'`,
+          `exec '${tool}.real' "$@"`,
+          "",
+        ].join("\n"),
+        { mode: 0o755 },
+      );
+    }
+    const before = snapshotTree(host.root);
+    for (const event of ["config-changed", "update-status"]) {
+      const r = unit.dispatch(event);
+      expect(r.stderr).toBe("");
+      expect(r.exitCode).toBe(0);
+    }
+    expect(fs.readFileSync(calls, "utf8").trim().split("\n")).toEqual([
+      "dispatch config-get",
+      "dispatch state-get",
+      "dispatch config-get",
+      "dispatch state-get",
+    ]);
+    expect(diffTrees(before, snapshotTree(host.root))).toEqual([]);
+    expect(unit.commands()).toEqual(["update-initramfs -u -k all", "update-grub"]);
+  });
 });

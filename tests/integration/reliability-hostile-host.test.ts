@@ -27,12 +27,20 @@ describe("hostile host, packed charm", () => {
     unit = deployPackedCharm(host.root, { config: ONE_GPU });
     // The glue reads the host facts, then asks config-get for the selection, then writes. A
     // config-get that hot-unplugs the GPU first (once) puts the unplug exactly in that window.
+    // dispatch's own early config-get (its parent is sh, not the charm's node) is made to fail, so
+    // the charm falls back to calling the tool itself, as it does whenever that prefetch fails.
     const tool = path.join(unit.sim.binDir, "config-get");
     const marker = path.join(path.dirname(unit.sim.stateFile), "unplugged");
     fs.renameSync(tool, `${tool}.real`);
     fs.writeFileSync(
       tool,
-      `#!/bin/sh\nif [ ! -e '${marker}' ]; then : > '${marker}'; ${unplugCommand(host.root, "0000:83:00.0")}; fi\nexec '${tool}.real' "$@"\n`,
+      [
+        "#!/bin/sh",
+        'case "$(cat /proc/"$PPID"/cmdline)" in *dist/charm.js*) ;; *) exit 1 ;; esac',
+        `if [ ! -e '${marker}' ]; then : > '${marker}'; ${unplugCommand(host.root, "0000:83:00.0")}; fi`,
+        `exec '${tool}.real' "$@"`,
+        "",
+      ].join("\n"),
       { mode: 0o755 },
     );
     const before = snapshotTree(host.root);
