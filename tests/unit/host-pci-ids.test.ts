@@ -37,6 +37,28 @@ afterEach(() => {
 describe("parsePciIds", () => {
   const names = parsePciIds(EXCERPT, "/usr/share/misc/pci.ids");
 
+  it("finds a block at the very start, one at the end without a newline, across comments", () => {
+    const edges = parsePciIds(
+      [
+        "1af4  Red Hat, Inc.",
+        "# a comment inside the block",
+        "\t1041  Virtio network device",
+        "C 02  Network controller",
+        "\t00  Ethernet controller",
+        "\t\t01  made up prog-if",
+      ].join("\n"),
+      null,
+    );
+    expect(edges.vendorName("1af4")).toBe("Red Hat, Inc.");
+    expect(edges.deviceName("1AF4", "1041")).toBe("Virtio network device");
+    expect(edges.className("020001")).toBe("made up prog-if");
+    expect(edges.className("0200ff")).toBe("Ethernet controller");
+    expect(edges.className("0280ff")).toBe("Network controller");
+    // A class line is not a vendor, a device line is not a class.
+    expect(edges.vendorName("C 02")).toBeNull();
+    expect(edges.className("104100")).toBeNull();
+  });
+
   it("names vendors and their devices, whatever the case of the ids", () => {
     expect(names.vendorName("10de")).toBe("NVIDIA Corporation");
     expect(names.deviceName("10de", "1bb0")).toBe("GP104GL [Quadro P5000]");
