@@ -61,12 +61,14 @@ export function flattenActionResults(results: Record<string, unknown>): Map<stri
     for (const [k, value] of Object.entries(obj)) {
       if (value === undefined) continue;
       const key = prefix ? `${prefix}.${k}` : k;
+      // Each object key is checked once, where it appears, not again in every key below it:
+      // list-devices on 10,000 functions has 160,000 leaves under 10,000 parents.
+      const problem = actionKeyProblem(k);
+      if (problem) throw new ActionResultKeyError(key, problem);
       if (isPlainObject(value)) {
         walk(key, value);
         continue;
       }
-      const problem = actionKeyProblem(key);
-      if (problem) throw new ActionResultKeyError(key, problem);
       if (flat.has(key)) {
         throw new ActionResultKeyError(key, "is set twice once nested keys are flattened");
       }
