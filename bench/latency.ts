@@ -54,7 +54,8 @@ export interface LatencyResult {
       /** Peak RSS over the RSS runs (max) and their median. */
       peakRssMiB: number | null;
       medianRssMiB: number | null;
-      /** Same event, bundle run directly by the runtime (no sh dispatch): what dispatch adds. */
+      /** Same event, bundle run directly by the runtime: no sh, so the charm runs config-get and
+       * state-get itself, and no compile cache. What dispatch saves (or adds). */
       direct: TimeStats;
       /** Hook-tool calls the simulator counted for one dispatch, and the stand-ins counted. */
       simulatorCalls: string[];
@@ -64,16 +65,19 @@ export interface LatencyResult {
 }
 
 /** Runs the event under the REAL simulator and returns its calls, replayed for their outputs. */
-function captureEvent(
+export function captureEvent(
   sim: UnitSimulator,
   charm: UnpackedCharm,
   root: string,
-  event: string,
+  event: Parameters<UnitSimulator["env"]>[0],
 ): { calls: CannedCall[]; argv: string[][] } {
-  const before = sim.readState();
+  // env() first: for an action it registers the pending action, which action-get then reads.
   const env = sim.env(event, { path: charm.sysbin, extra: { PCI_PASSTHROUGH_ROOT: root } });
+  const before = sim.readState();
   const r = timeRun({ argv: [path.join(charm.charmDir, "dispatch")], env });
-  if (r.exitCode !== 0) throw new Error(`${event} under the simulator failed: ${r.stderr}`);
+  if (r.exitCode !== 0) {
+    throw new Error(`${JSON.stringify(event)} under the simulator failed: ${r.stderr}`);
+  }
   const recorded = sim.readState().calls.slice(before.calls.length);
   return {
     calls: cannedCalls(before, recorded, env),

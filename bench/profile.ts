@@ -1,35 +1,38 @@
 // Where a no-op hook's time goes, for when the latency target is missed:
 // 1. load-only bundles (built exactly like scripts/build.mjs) against `node -e 0`: what loading
 //    yaml, the generated ajv validators, and the whole charm costs before any work is done;
-// 2. `node --cpu-prof` of the real bundle (rebuilt with a source map) running a no-op hook, each
+// 2. `node --cpu-prof` of the real bundle (rebuilt with a source map) running a no-op hook as
+//    dispatch runs it (config and state piped in, compile cache warm), each
 //    sample's function mapped back to its source file, self time summed per module group.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import { SourceMap } from "node:module";
 import * as path from "node:path";
-import { buildSync } from "esbuild";
+import { type BuildOptions, buildSync } from "esbuild";
 import type { LatencyUnit } from "./latency";
 import { type Command, type CpuTimed, median, timeWithCpu } from "./lib/measure";
 import { TOP } from "./lib/packed-charm";
 
-/** The options of scripts/build.mjs, so what is measured is what ships. */
-const SHIPPED = {
+/** The options of scripts/build.mjs, so what is measured is what ships. That build keeps yaml
+ * apart in dist/yaml.js, required on first use; `external` does the same here (buildSync takes no
+ * plugins), so none of these bundles parses or loads yaml unless a variant imports it. */
+const SHIPPED: BuildOptions = {
   bundle: true,
   platform: "node",
   format: "cjs",
   target: "node20",
   minifySyntax: true,
   minifyWhitespace: true,
-  keepNames: true,
   legalComments: "none",
   logLevel: "silent",
-} as const;
+  external: ["yaml"],
+};
 
 const OUT = path.join(TOP, "build", "bench", "profile");
 
 /** Load-only entries: each imports something and keeps it alive, and does nothing else. */
 const VARIANTS: Record<string, string> = {
-  "yaml (import only)": `import { parse } from "yaml"; (globalThis as any).k = parse;`,
+  "yaml (import only; the charm requires it only for a YAML devices value)": `const { parse } = require("./dist/yaml.js"); (globalThis as any).k = parse;`,
   "generated ajv validators (import only)": `import * as v from "./src/generated/validators.js"; (globalThis as any).k = v;`,
   "ops-ts-shim (import only)": `import * as shim from "ops-ts-shim"; (globalThis as any).k = shim;`,
   "whole charm (import only, main not called)": `import { main } from "ops-ts-shim"; import { PciPassthroughCharm } from "./src/pci-passthrough-charm"; (globalThis as any).k = [main, PciPassthroughCharm];`,
@@ -156,8 +159,24 @@ function buildSnapshot(runtime: string): string | null {
   return r.status === 0 ? blob : null;
 }
 
-/** Profiles `runs` runs of the event's direct command (bundle rebuilt with a source map), and
- * measures what loading costs and what some fixes would save. */
+/** What dispatch pipes into the charm: its early config-get and state-get, run with the same
+ * (instant) tools, in the ops-ts-shim withPrefetched format. */
+function prefetched(env: NodeJS.ProcessEnv): string {
+  return [
+    ["config-get", "--format=json", "--all"],
+    ["state-get", "--format=json"],
+  ]
+    .map((argv) => {
+      const r = spawnSync(argv[0]!, argv.slice(1), { env, encoding: "utf8" });
+      if (r.status !== 0) throw new Error(`${argv.join(" ")}: exit ${r.status}`);
+      return `${argv.join(" ")}\t${r.stdout.trim()}\n`;
+    })
+    .join("");
+}
+
+/** Profiles `runs` runs of the event as dispatch runs it (bundle rebuilt with a source map,
+ * the prefetched reads on stdin, a warm compile cache), and measures what loading costs and
+ * what the alternatives would. */
 export function profileHook(
   unit: LatencyUnit,
   runs: number,
@@ -166,16 +185,10 @@ export function profileHook(
   fs.rmSync(OUT, { recursive: true, force: true });
   fs.mkdirSync(OUT, { recursive: true });
   const runtime = unit.charm.runtime;
-  const direct = unit.cmds[event as keyof LatencyUnit["cmds"]].direct;
+  const { dispatch, direct } = unit.cmds[event as keyof LatencyUnit["cmds"]];
   const tool = path.join(unit.tools.binDir, "state-get");
 
   // 1. load-only variants and what-ifs against node -e 0, interleaved.
-  const cache = path.join(OUT, "compile-cache");
-  const withCache: Command = {
-    argv: direct.argv,
-    env: { ...direct.env, NODE_COMPILE_CACHE: cache },
-  };
-  spawnSync(withCache.argv[0]!, withCache.argv.slice(1), { env: withCache.env }); // fill it
   const snapshot = buildSnapshot(runtime);
   const node = (code: string): Command => ({ argv: [runtime, "-e", code], env: direct.env });
   const loads = compare(
@@ -186,21 +199,21 @@ export function profileHook(
         { argv: [runtime, buildVariant(name, code)], env: unit.baseline.env },
       ]),
       [
-        "first Intl collator (localeCompare with options, as src/host/pci.ts naturalCompare)",
+        "first Intl collator (localeCompare with options; the charm compares by hand)",
         node(`"dmar10".localeCompare("dmar2", "en", { numeric: true })`),
       ],
       [
-        "two spawnSync of an instant sh hook tool (the no-op hook's 2 calls)",
+        "two spawnSync of an instant sh hook tool (what the two reads would cost from node)",
         node(
           `const c = require("child_process"); c.spawnSync(${JSON.stringify(tool)}); c.spawnSync(${JSON.stringify(tool)});`,
         ),
       ],
-      [`${event} hook, bundle run directly`, direct],
-      [`${event} hook, NODE_COMPILE_CACHE warm (what-if)`, withCache],
+      [`${event} hook through dispatch (as shipped)`, dispatch],
+      [`${event} hook, bundle run directly (no prefetch, no compile cache)`, direct],
       ...(snapshot
         ? [
             [
-              `${event} hook from a startup snapshot (what-if)`,
+              `${event} hook from a startup snapshot (what-if; no prefetch)`,
               { argv: [runtime, "--snapshot-blob", snapshot], env: direct.env },
             ] as [string, Command],
           ]
@@ -209,7 +222,7 @@ export function profileHook(
     runs,
   );
 
-  // 2. CPU profiles of the real hook.
+  // 2. CPU profiles of the real hook, run the way dispatch runs it.
   const bundle = path.join(OUT, "charm.js");
   buildSync({
     ...SHIPPED,
@@ -218,21 +231,27 @@ export function profileHook(
     sourcemap: "external",
     sourcesContent: false,
   });
-  const map = new SourceMap(JSON.parse(fs.readFileSync(`${bundle}.map`, "utf8")));
+  const input = prefetched(direct.env);
+  const env = {
+    ...direct.env,
+    OPS_TS_PREFETCHED: "stdin",
+    NODE_COMPILE_CACHE: path.join(OUT, "compile-cache"),
+  };
+  spawnSync(runtime, [bundle], { env, input }); // fills the compile cache, as a first hook does
   const perGroup = new Map<string, number[]>();
   const lengths: number[] = [];
   for (let i = 0; i < runs; i++) {
     const dir = path.join(OUT, `prof-${i}`);
     const r = spawnSync(
-      unit.charm.runtime,
+      runtime,
       ["--cpu-prof", "--cpu-prof-dir", dir, "--cpu-prof-interval", "100", bundle],
-      { env: direct.env, encoding: "utf8" },
+      { env, input, encoding: "utf8" },
     );
     if (r.status !== 0) throw new Error(`profiled ${event} failed: ${r.stderr}`);
     const file = fs.readdirSync(dir).find((f) => f.endsWith(".cpuprofile"))!;
     const profile = JSON.parse(fs.readFileSync(path.join(dir, file), "utf8")) as CpuProfile;
     lengths.push((profile.endTime - profile.startTime) / 1000);
-    for (const [g, ms] of selfTimes(profile, `file://${bundle}`, map)) {
+    for (const [g, ms] of selfTimes(profile, `file://${bundle}`, map())) {
       perGroup.set(g, [...(perGroup.get(g) ?? []), ms]);
     }
   }
@@ -240,4 +259,8 @@ export function profileHook(
     .map(([group, all]) => ({ group, ms: median([...all, ...Array(runs - all.length).fill(0)]) }))
     .sort((a, b) => b.ms - a.ms);
   return { runs, event, loads, selfMs, profiledMs: median(lengths) };
+
+  function map(): SourceMap {
+    return new SourceMap(JSON.parse(fs.readFileSync(`${bundle}.map`, "utf8")));
+  }
 }
