@@ -4,9 +4,10 @@
 import type { Model, Relation } from "ops-ts-shim";
 import type { NovaPciOption } from "./config";
 import type { HostFacts } from "./host/facts";
-import { readNovaRelease } from "./host/nova-release";
+import { dpkgStatusStamp, readNovaRelease } from "./host/nova-release";
 import {
   clearedNovaRelationData,
+  type NovaRelease,
   novaRelationData,
   novaWaitingMessage,
   resolveOptionName,
@@ -16,6 +17,9 @@ import type { HostPlan } from "./plan/types";
 
 /** Stored-state key: the subordinate_configuration value last published (on every relation). */
 const PUBLISHED_KEY = "nova-published";
+
+/** Stored-state key: the nova release last read from dpkg's status, with that file's stamp. */
+const RELEASE_KEY = "nova-release";
 
 export interface PublishOptions {
   root: string;
@@ -39,7 +43,8 @@ export function publishNova(
   );
   // dpkg's status file is large: read it only when the option name really depends on it.
   const setting = (options.setting ?? "auto") as NovaPciOption;
-  const release = setting === "auto" && plan.bind.length > 0 ? readNovaRelease(options.root) : null;
+  const release =
+    setting === "auto" && plan.bind.length > 0 ? installedNova(model, options.root) : null;
   const { data, waiting } = novaRelationData(
     plan.bind,
     (a) => onVfio.has(a),
@@ -55,8 +60,21 @@ export function publishNova(
   return { waitingMessage: novaWaitingMessage(waiting) };
 }
 
+/** The installed nova. dpkg's status runs to megabytes on a compute host and update-status comes
+ * every five minutes, so it is read again only when the file changed since the last read. */
+function installedNova(model: Model, root: string): NovaRelease | null {
+  const stamp = dpkgStatusStamp(root);
+  const known = model.stored.get<{ stamp: string; release: NovaRelease | null }>(RELEASE_KEY);
+  if (stamp !== null && known?.stamp === stamp) return known.release;
+  const release = readNovaRelease(root);
+  if (stamp === null) model.stored.delete(RELEASE_KEY);
+  else model.stored.set(RELEASE_KEY, { stamp, release });
+  return release;
+}
+
 /** Removes our key from the given relations (departed, broken, removal). */
 export function clearNovaRelations(model: Model, relations: Relation[]): void {
   for (const relation of relations) relation.setLocalUnitData(clearedNovaRelationData());
   model.stored.delete(PUBLISHED_KEY);
+  model.stored.delete(RELEASE_KEY);
 }

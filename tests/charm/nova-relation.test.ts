@@ -1,4 +1,6 @@
 // Issue 6: the exact relation data the charm publishes to nova-compute, through the real charm.
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { HostSpec } from "../fixtures/hosts/build-host";
 import { makeTempHost } from "../fixtures/hosts/build-host";
@@ -97,5 +99,47 @@ describe("nova-compute relation data", () => {
     const { out } = published("0000:83:00.0", ["0000:83:00.0", "0000:83:00.1"]);
     const idle = charmContext().run("update-status", out);
     expect(idle.hookToolCalls.map((c) => c[0])).toEqual(["config-get", "state-get"]);
+  });
+  it("reads dpkg's status again only when the file changed", () => {
+    const host = makeTempHost(bootedSeedHost(["0000:83:00.0", "0000:83:00.1"]));
+    cleanups.push(host.cleanup);
+    useRoot(host.root);
+    const status = path.join(host.root, "var/lib/dpkg/status");
+    const novaCommon = (version: string) =>
+      `Package: nova-common\nStatus: install ok installed\nVersion: ${version}\n\n`;
+    fs.mkdirSync(path.dirname(status), { recursive: true });
+    fs.writeFileSync(status, novaCommon("3:29.0.1-0ubuntu1"));
+    const optionNames = (out: { relations: { localUnitData: Record<string, string> }[] }) => [
+      ...new Set(
+        JSON.parse(out.relations[0]!.localUnitData.subordinate_configuration!).nova[
+          "/etc/nova/nova.conf"
+        ].sections.pci.map(([k]: [string, string]) => k),
+      ),
+    ];
+    const hook = (stored?: Record<string, unknown>) =>
+      charmContext().run("nova-compute-relation-joined", {
+        config: { devices: "0000:83:00.0" },
+        relations: [{ ...NOVA, id: 7 }],
+        ...(stored ? { stored } : {}),
+      });
+    const first = hook();
+    expect(optionNames(first)).toEqual(["device_spec", "alias"]);
+    const remembered = first.stored["nova-release"] as { stamp: string; release: unknown };
+    expect(remembered.release).toMatchObject({ package: "nova-common", upstream: [29, 0, 1] });
+    // Same file: the remembered answer is used, even one that says Yoga (proof of no re-read).
+    const yoga = {
+      ...remembered,
+      release: { ...(remembered.release as object), upstream: [25, 2, 0] },
+    };
+    expect(optionNames(hook({ ...first.stored, "nova-release": yoga }))).toEqual([
+      "passthrough_whitelist",
+      "alias",
+    ]);
+    // dpkg replaced the file (an upgrade): read again.
+    fs.writeFileSync(`${status}.new`, novaCommon("3:30.0.0-0ubuntu1"));
+    fs.renameSync(`${status}.new`, status);
+    const upgraded = hook({ ...first.stored, "nova-release": yoga });
+    expect(optionNames(upgraded)).toEqual(["device_spec", "alias"]);
+    expect(upgraded.stored["nova-release"]).toMatchObject({ release: { upstream: [30, 0, 0] } });
   });
 });
