@@ -27,6 +27,10 @@ import {
 import { type UnpackedCharm, unpackCharm } from "./lib/packed-charm";
 import { treeFingerprint } from "./lib/tree-fingerprint";
 
+const DPKG_STATUS = "/var/lib/dpkg/status";
+const NOVA_STANZA =
+  "Package: nova-common\nStatus: install ok installed\nVersion: 3:29.0.1-0ubuntu1\n\n";
+
 export const LATENCY_EVENTS = ["config-changed", "update-status"] as const;
 type LatencyEvent = (typeof LATENCY_EVENTS)[number];
 
@@ -104,6 +108,14 @@ export interface LatencyUnit {
 export function deployLatencyUnit(): LatencyUnit {
   const charm = unpackCharm();
   const host = makeTempHost(seedHost());
+  // A compute host's dpkg status runs to megabytes and the charm reads nova's version from it:
+  // this machine's own status plus a nova-common stanza, so that cost is in the numbers.
+  const status = path.join(host.root, "var/lib/dpkg/status");
+  fs.mkdirSync(path.dirname(status), { recursive: true });
+  fs.writeFileSync(
+    status,
+    `${fs.existsSync(DPKG_STATUS) ? fs.readFileSync(DPKG_STATUS, "utf8").trimEnd() : ""}\n\n${NOVA_STANZA}`,
+  );
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pci-bench-unit-"));
   const config = { devices: "0000:83:00.0" };
   const cleanup = () => {

@@ -27,7 +27,7 @@ export function report(r: BenchResults): string {
   if (r.latency) {
     const l = r.latency;
     out.push(
-      `- runtime: the charm's bundled Node.js ${l.runtimeVersion} (dispatch execs runtime/bin/node)`,
+      `- runtime: the charm's bundled Node.js ${l.runtimeVersion} (dispatch runs runtime/bin/node)`,
       `- peak RSS: ${l.rssMethod ?? "not measured (/usr/bin/time missing: apt-get install time)"}`,
       "",
       `## Hook latency (${l.runs} interleaved runs per command; config ${JSON.stringify(l.config)}, seed host prepared, instant hook tools)`,

@@ -48,7 +48,7 @@ export function timeRun(cmd: Command): RunResult {
 
 /** How peak RSS is measured on this machine. */
 export const RSS_METHOD = fs.existsSync("/usr/bin/time")
-  ? "GNU time (/usr/bin/time -f %M: ru_maxrss of the child, in KiB)"
+  ? "GNU time (/usr/bin/time -f %M: ru_maxrss of the child or the largest process it waited for, in KiB)"
   : null;
 
 /** Peak RSS of one run in MiB, through GNU time; null when /usr/bin/time is missing. */

@@ -12,7 +12,7 @@ export const PACKED = path.join(TOP, "build", "pci-passthrough.charm");
 export interface UnpackedCharm {
   /** JUJU_CHARM_DIR: dispatch, dist/charm.js, runtime/bin/node, the yaml files. */
   charmDir: string;
-  /** The bundled Node.js (what dispatch execs). */
+  /** The bundled Node.js (what dispatch runs). */
   runtime: string;
   runtimeVersion: string;
   /** Directory with sh, cat, uname, dirname: dispatch's whole PATH besides the hook tools. */
