@@ -6,7 +6,6 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { createUnitSimulator } from "ops-ts-shim/testing/simulator";
 import { EMPTY_MEMORY } from "../src/host-preparation";
 import { makeTempHost } from "../tests/fixtures/hosts/build-host";
 import { PRESETS } from "../tests/fixtures/hosts/presets";
@@ -14,7 +13,7 @@ import { recordingRunner, runHook } from "../tests/reliability/apply-scenarios";
 import { faultyFs } from "../tests/reliability/faulty-fs";
 import { fullConfig } from "../tests/reliability/host-trees";
 import { timeRun } from "./lib/measure";
-import { unpackCharm } from "./lib/packed-charm";
+import { simulateUnit, unpackCharm } from "./lib/packed-charm";
 import { treeChanges, treeStat } from "./lib/tree-fingerprint";
 
 export interface HookCount {
@@ -93,15 +92,9 @@ function throughDispatch(): IdempotenceResult["dispatch"] {
         mode: 0o755,
       });
     }
-    const sim = createUnitSimulator({
-      dir: path.join(dir, "sim"),
-      charmDir: charm.charmDir,
-      unitName: "pci-passthrough/0",
-      principalUnit: "nova-compute/0",
-      configYaml: fs.readFileSync(path.join(charm.charmDir, "config.yaml"), "utf8"),
-      config,
-      relations: [{ endpoint: "juju-info", remoteApp: "nova-compute" }],
-    });
+    const sim = simulateUnit(charm, path.join(dir, "sim"), config, [
+      { endpoint: "juju-info", remoteApp: "nova-compute" },
+    ]);
     const hooks: IdempotenceResult["dispatch"]["hooks"] = [];
     for (const event of ["install", "config-changed", "update-status", "config-changed"]) {
       fs.rmSync(log, { force: true });

@@ -4,7 +4,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { createUnitSimulator, type UnitSimulator } from "ops-ts-shim/testing/simulator";
+import type { UnitSimulator } from "ops-ts-shim/testing/simulator";
 import { makeTempHost } from "../tests/fixtures/hosts/build-host";
 import { seedHost } from "../tests/fixtures/hosts/presets";
 import {
@@ -24,7 +24,7 @@ import {
   timeRun,
   timeWithCpu,
 } from "./lib/measure";
-import { type UnpackedCharm, unpackCharm } from "./lib/packed-charm";
+import { simulateUnit, type UnpackedCharm, unpackCharm } from "./lib/packed-charm";
 import { treeFingerprint } from "./lib/tree-fingerprint";
 
 const DPKG_STATUS = "/var/lib/dpkg/status";
@@ -124,18 +124,10 @@ export function deployLatencyUnit(): LatencyUnit {
     charm.cleanup();
   };
   try {
-    const sim = createUnitSimulator({
-      dir: path.join(dir, "sim"),
-      charmDir: charm.charmDir,
-      unitName: "pci-passthrough/0",
-      principalUnit: "nova-compute/0",
-      configYaml: fs.readFileSync(path.join(charm.charmDir, "config.yaml"), "utf8"),
-      config,
-      relations: [
-        { endpoint: "juju-info", remoteApp: "nova-compute", remoteUnits: ["nova-compute/0"] },
-        { endpoint: "nova-compute", remoteApp: "nova-compute", remoteUnits: ["nova-compute/0"] },
-      ],
-    });
+    const sim = simulateUnit(charm, path.join(dir, "sim"), config, [
+      { endpoint: "juju-info", remoteApp: "nova-compute", remoteUnits: ["nova-compute/0"] },
+      { endpoint: "nova-compute", remoteApp: "nova-compute", remoteUnits: ["nova-compute/0"] },
+    ]);
     // A deployed unit: install, the relation hooks, the first config-changed. After these, the
     // host is prepared and stored state holds what was written: the next hooks are no-ops.
     for (const event of ["install", "nova-compute-relation-joined", "config-changed"]) {

@@ -19,7 +19,6 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { flattenActionResults } from "ops-ts-shim";
 import { Context } from "ops-ts-shim/testing";
-import { createUnitSimulator } from "ops-ts-shim/testing/simulator";
 import { listDevices, parseListDevicesParams } from "../src/actions/list-devices";
 import { verifyIommu } from "../src/actions/verify-iommu";
 import { parseConfig } from "../src/config";
@@ -33,7 +32,7 @@ import { syntheticHost } from "../tests/fixtures/hosts/presets";
 import { captureEvent } from "./latency";
 import { writeInstantTools } from "./lib/instant-tools";
 import { median, timeRun } from "./lib/measure";
-import { TOP, unpackCharm } from "./lib/packed-charm";
+import { simulateUnit, TOP, unpackCharm } from "./lib/packed-charm";
 
 export const SCALE_SIZES = [100, 1_000, 10_000] as const;
 
@@ -249,14 +248,7 @@ function endToEnd(n: number, runs: number): ScaleResult["endToEnd"] {
   const charm = unpackCharm();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pci-bench-e2e-"));
   try {
-    const sim = createUnitSimulator({
-      dir: path.join(dir, "sim"),
-      charmDir: charm.charmDir,
-      unitName: "pci-passthrough/0",
-      principalUnit: "nova-compute/0",
-      configYaml: fs.readFileSync(path.join(charm.charmDir, "config.yaml"), "utf8"),
-      config: SCALE_CONFIG,
-    });
+    const sim = simulateUnit(charm, path.join(dir, "sim"), SCALE_CONFIG);
     const one = (action: Action): { simulator: Bounded; instant: Bounded } => {
       const event = { name: `${action}-action`, params: {} };
       const extra = { PCI_PASSTHROUGH_ROOT: host.root };

@@ -4,6 +4,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { createUnitSimulator, type UnitSimulator } from "ops-ts-shim/testing/simulator";
 
 /** The repository's top directory (bench/run.mjs runs the bundle with it as the cwd). */
 export const TOP = process.cwd();
@@ -40,4 +41,23 @@ export function unpackCharm(packed = PACKED): UnpackedCharm {
     sysbin,
     cleanup: () => fs.rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+/** This charm as a subordinate unit of nova-compute/0 under the shim's unit simulator (its state
+ * and tools in `dir`), with the unpacked charm's config.yaml and the given config and relations. */
+export function simulateUnit(
+  charm: UnpackedCharm,
+  dir: string,
+  config: Record<string, string>,
+  relations: Parameters<typeof createUnitSimulator>[0]["relations"] = [],
+): UnitSimulator {
+  return createUnitSimulator({
+    dir,
+    charmDir: charm.charmDir,
+    unitName: "pci-passthrough/0",
+    principalUnit: "nova-compute/0",
+    configYaml: fs.readFileSync(path.join(charm.charmDir, "config.yaml"), "utf8"),
+    config,
+    relations,
+  });
 }

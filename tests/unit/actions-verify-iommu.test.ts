@@ -12,27 +12,16 @@ import {
   readInterruptRemapping,
 } from "../../src/host/interrupt-remapping";
 import type { BoundDevice } from "../../src/plan/types";
+import { bound as boundDevice } from "./nova-fixtures";
 import { fn, host, seedHost } from "./plan-fixtures";
 
 const PLANNED = ["intel_iommu=on", "iommu=pt"];
 const RUNNING =
   "BOOT_IMAGE=/vmlinuz-6.8.0-45-generic root=LABEL=cloudimg-rootfs ro intel_iommu=on iommu=pt";
 
-function bound(address: string, ids = "10de:1bb0", extra: Partial<BoundDevice> = {}): BoundDevice {
-  const [vendorId = "", deviceId = ""] = ids.split(":");
-  return {
-    address,
-    vendorId,
-    deviceId,
-    classCode: "030000",
-    alias: "gpu",
-    deviceType: "type-PCI",
-    numaPolicy: null,
-    reason: "selected",
-    follows: null,
-    ...extra,
-  };
-}
+/** A selected GPU function (alias gpu) with the given ids. */
+const bound = (address: string, ids = "10de:1bb0", extra: Partial<BoundDevice> = {}) =>
+  boundDevice(address, ids, "gpu", extra);
 
 /** The seed host after a good boot: both functions of 83:00 on vfio-pci, /dev/vfio/60 there. */
 function readyHost(): HostFacts {

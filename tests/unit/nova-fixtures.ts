@@ -1,4 +1,4 @@
-// Bound functions as the planner hands them to the nova code: shared by the nova tests.
+// Bound functions as the planner hands them to the nova and verify-iommu code: shared by their tests.
 import type { BoundDevice } from "../../src/plan/types";
 
 /** A bound function with the given ids and alias; a GPU (class 030000) unless `extra` says else. */
