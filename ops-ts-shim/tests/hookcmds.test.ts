@@ -145,6 +145,17 @@ describe("action result keys are checked before anything runs", () => {
   it("refuses duplicates after flattening, and values that are also parents", () => {
     expect(() => flattenActionResults({ a: { b: 1 }, "a.b": 2 })).toThrow(/set twice/);
     expect(() => flattenActionResults({ a: 1, "a.b": 2 })).toThrow(/both a value and the parent/);
+    // Either order: the dotted key may come first or last (the checks start at the first dot).
+    expect(() => flattenActionResults({ "a.b": 2, a: { b: 1 } })).toThrow(/set twice/);
+    expect(() => flattenActionResults({ "a.b": 2, a: 1 })).toThrow(/both a value and the parent/);
+    expect(() => flattenActionResults({ x: { "a.b": 2 }, y: 1, a: { b: { c: 1 } } })).not.toThrow();
+  });
+
+  it("checks every occurrence of a key name, not only the first", () => {
+    // Names are checked once each; a bad name deep in the tenth entry is still found.
+    const results: Record<string, unknown> = {};
+    for (let i = 0; i < 10; i++) results[`dev-${i}`] = { ok: 1, ...(i === 9 ? { Bad: 2 } : {}) };
+    expect(() => flattenActionResults(results)).toThrow('"dev-9.Bad"');
   });
 
   it("accepts digits and inner hyphens", () => {
