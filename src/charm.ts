@@ -1,5 +1,8 @@
 // Entry point bundled into dist/charm.js; ./dispatch runs it for every hook and action.
 import { main } from "ops-ts-shim";
+import { declaredActions } from "./generated/actions";
 import { PciPassthroughCharm } from "./pci-passthrough-charm";
 
-process.exitCode = main(PciPassthroughCharm);
+// The actions come with the bundle (generated from the same actions.yaml the pack step ships), so
+// an action's dispatch does not parse YAML to learn that it is declared.
+process.exitCode = main(PciPassthroughCharm, { actions: declaredActions });
