@@ -10,8 +10,12 @@ import {
   NotOursError,
 } from "./apply/host-files";
 import { type DeviceSelector, parseConfig } from "./config";
-import type { HostFacts, HostReadProblem, ModuleIndex, PciFunction } from "./host/facts";
-import { loadModuleIndex } from "./host/modules";
+import type { HostFacts, HostReadProblem, PciFunction } from "./host/facts";
+import {
+  type RememberedModules,
+  type RememberingModuleIndex,
+  rememberingModuleIndex,
+} from "./host/modules";
 import { readHostFacts } from "./host/read-facts";
 import { planHost } from "./plan/plan-host";
 import { selectorMatches } from "./plan/select";
@@ -23,6 +27,8 @@ export interface PreparationMemory {
   files: FilesState;
   /** Address → "vendor:device" of every function the charm set up for vfio-pci. */
   boundIds: Record<string, string>;
+  /** The modules that would claim this host's devices, while modules.alias stays the same file. */
+  modules?: RememberedModules;
 }
 
 export const EMPTY_MEMORY: PreparationMemory = { files: EMPTY_FILES_STATE, boundIds: {} };
@@ -89,14 +95,13 @@ export function prepareHost(
     );
   }
 
-  // modules.alias costs milliseconds to parse: only a selection needs it (blacklist, softdeps).
-  let modules: ModuleIndex | null = null;
-  if (config.devices.length > 0) {
-    const loaded = loadModuleIndex(deps.root, facts.kernelRelease);
-    logProblems(loaded.problems, deps);
-    modules = loaded.index;
-  }
-  const plan = planHost(config, facts, modules, { boundIds: memory.boundIds });
+  // Only a selection needs modules.alias (blacklist, softdeps); the answers are remembered.
+  const modules =
+    config.devices.length > 0
+      ? rememberingModuleIndex(deps.root, facts.kernelRelease, memory.modules ?? null)
+      : null;
+  const plan = planHost(config, facts, modules?.index ?? null, { boundIds: memory.boundIds });
+  if (modules) logProblems(modules.problems(), deps);
   if (plan.problems.length > 0) {
     for (const p of plan.problems)
       deps.log("ERROR", `${p.option ? `${p.option}: ` : ""}${p.message}`);
@@ -123,11 +128,20 @@ export function prepareHost(
   );
   return {
     outcome: { kind: "prepared", plan, facts, pending: pendingReboot(plan, facts) },
-    memory: { files: report.state, boundIds },
+    memory: { files: report.state, boundIds, ...rememberedModules(modules, memory) },
     report,
     facts,
     plan,
   };
+}
+
+/** The module answers to keep: this hook's, or the last ones when this hook asked none. */
+function rememberedModules(
+  modules: RememberingModuleIndex | null,
+  memory: PreparationMemory,
+): Pick<PreparationMemory, "modules"> {
+  const kept = modules?.remembered() ?? memory.modules;
+  return kept ? { modules: kept } : {};
 }
 
 /** Takes away everything host preparation added; the host needs a reboot to drop vfio-pci. */

@@ -6,7 +6,7 @@
 // bucketed by their literal vendor and device ids, so a lookup tries only the aliases for its
 // vendor:device, its vendor with any device, and the handful with a wildcard vendor; each glob is
 // compiled once, on first use; answers are cached per distinct modalias (VFs share one).
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import type { HostReadProblem, ModuleIndex } from "./facts";
 import { errnoCode } from "./pci";
 import { moduleFiles, under } from "./root";
@@ -231,4 +231,74 @@ export function loadModuleIndex(
       ],
     };
   }
+}
+
+/** What modules.alias answered for the modaliases a hook asked about, and which file that was. */
+export interface RememberedModules {
+  /** `<path>:<inode>:<size>:<mtime ms>` of the modules.alias the answers came from. */
+  stamp: string;
+  /** Modalias → modules, as modulesFor answered; keys sorted, so equal answers store equal. */
+  answers: Record<string, string[]>;
+}
+
+/** Says cheaply whether modules.alias changed: depmod writes a new file and renames it over the
+ * old one (a kernel or module package), so its inode, size and mtime change with it. Null when it
+ * cannot be stat'ed. */
+export function moduleAliasStamp(root: string, release: string): string | null {
+  const file = moduleFiles(release).alias;
+  try {
+    const st = statSync(under(root, file));
+    return `${file}:${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return null;
+  }
+}
+
+/** A hook's ModuleIndex, with what to remember for the next hook. */
+export interface RememberingModuleIndex {
+  index: ModuleIndex;
+  /** Why the file could not be read, when a question made the index read it. */
+  problems(): HostReadProblem[];
+  /** This hook's answers with the file's stamp; null when there is nothing to keep. */
+  remembered(): RememberedModules | null;
+}
+
+/**
+ * A ModuleIndex that answers from `remembered` while modules.alias is the same file, and reads the
+ * file only for a question it has no answer to. A real modules.alias is a megabyte (~26,000 lines)
+ * and parsing it cold costs tens of milliseconds, on every hook of every compute host; the
+ * questions (the host's few distinct modaliases) are the same from one hook to the next.
+ * Answers from an unreadable file are not kept, so the next hook tries the file again.
+ */
+export function rememberingModuleIndex(
+  root: string,
+  release: string,
+  remembered: RememberedModules | null,
+): RememberingModuleIndex {
+  const stamp = moduleAliasStamp(root, release);
+  const known = stamp !== null && remembered?.stamp === stamp ? remembered.answers : {};
+  const asked = new Map<string, string[]>();
+  let loaded: { index: ModuleIndex; problems: HostReadProblem[] } | null = null;
+  return {
+    index: {
+      modulesFor(modalias: string): string[] {
+        let answer =
+          asked.get(modalias) ?? (Object.hasOwn(known, modalias) ? known[modalias] : undefined);
+        if (answer === undefined) {
+          loaded ??= loadModuleIndex(root, release);
+          answer = loaded.index.modulesFor(modalias);
+          if (loaded.problems.length > 0) return answer;
+        }
+        asked.set(modalias, answer);
+        return answer.slice();
+      },
+    },
+    problems: () => loaded?.problems ?? [],
+    remembered: () => {
+      if (stamp === null || asked.size === 0) return null;
+      const answers: Record<string, string[]> = {};
+      for (const key of [...asked.keys()].sort()) answers[key] = asked.get(key)!;
+      return { stamp, answers };
+    },
+  };
 }

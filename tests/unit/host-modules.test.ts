@@ -8,7 +8,12 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { compileGlob, loadModuleIndex, parseModuleAliases } from "../../src/host/modules";
+import {
+  compileGlob,
+  loadModuleIndex,
+  parseModuleAliases,
+  rememberingModuleIndex,
+} from "../../src/host/modules";
 import { makeTempHost, pciModalias } from "../fixtures/hosts/build-host";
 import { ALIAS_LINES, seedHost, syntheticAliasLines } from "../fixtures/hosts/presets";
 
@@ -191,5 +196,78 @@ describe("loadModuleIndex", () => {
     expect(problems).toHaveLength(1);
     expect(problems[0]!.path).toBe("/lib/modules/6.8.0-45-generic/modules.alias");
     expect(problems[0]!.message).toMatch(/ENOENT.*linux-modules-6\.8\.0-45-generic/);
+  });
+});
+
+describe("rememberingModuleIndex (answers kept between hooks while modules.alias is unchanged)", () => {
+  const RELEASE = "6.8.0-45-generic";
+  const aliasFile = (root: string) => path.join(root, "lib/modules", RELEASE, "modules.alias");
+  const seed = () => {
+    const built = makeTempHost(seedHost());
+    cleanups.push(built.cleanup);
+    return built.root;
+  };
+
+  it("answers as the file does, and remembers exactly the questions asked, sorted", () => {
+    const root = seed();
+    const first = rememberingModuleIndex(root, RELEASE, null);
+    expect(first.index.modulesFor(P5000_AUDIO)).toEqual(["snd_hda_intel"]);
+    expect(first.index.modulesFor(P5000)).toEqual(["nouveau", "nvidiafb"]);
+    expect(first.index.modulesFor(P5000)).toEqual(["nouveau", "nvidiafb"]);
+    expect(first.problems()).toEqual([]);
+    const kept = first.remembered()!;
+    expect(Object.keys(kept.answers)).toEqual([P5000, P5000_AUDIO].sort());
+    expect(kept.stamp).toMatch(/^\/lib\/modules\/6\.8\.0-45-generic\/modules\.alias:\d+:\d+:/);
+  });
+
+  it("does not read the file again while its inode, size and mtime are the same", () => {
+    const root = seed();
+    const file = aliasFile(root);
+    fs.utimesSync(file, 1_700_000_000, 1_700_000_000);
+    const first = rememberingModuleIndex(root, RELEASE, null);
+    first.index.modulesFor(P5000);
+    const kept = first.remembered()!;
+    // Same inode, same size, same mtime, different text: only a reader of the file would notice.
+    // (depmod never does this; it writes a new file and renames it over the old one.)
+    const text = fs.readFileSync(file, "latin1");
+    fs.writeFileSync(file, text.replaceAll("nouveau", "nouvea2"), { flag: "r+" });
+    fs.utimesSync(file, 1_700_000_000, 1_700_000_000);
+    const second = rememberingModuleIndex(root, RELEASE, kept);
+    expect(second.index.modulesFor(P5000)).toEqual(["nouveau", "nvidiafb"]);
+    // A question it was not asked before does read the file (and sees the new text).
+    expect(second.index.modulesFor(E1000E_TWIN)).toEqual(["e1000e"]);
+    expect(second.remembered()!.answers[P5000]).toEqual(["nouveau", "nvidiafb"]);
+  });
+
+  it("reads the file again once depmod replaced it", () => {
+    const root = seed();
+    const first = rememberingModuleIndex(root, RELEASE, null);
+    first.index.modulesFor(P5000);
+    const file = aliasFile(root);
+    const text = fs.readFileSync(file, "latin1");
+    fs.writeFileSync(`${file}.tmp`, text.replaceAll(" nouveau", " nouveau_next"));
+    fs.renameSync(`${file}.tmp`, file);
+    const second = rememberingModuleIndex(root, RELEASE, first.remembered());
+    expect(second.index.modulesFor(P5000)).toEqual(["nouveau_next", "nvidiafb"]);
+    expect(second.remembered()!.stamp).not.toBe(first.remembered()!.stamp);
+  });
+
+  it("keeps nothing from an unreadable file, so the next hook tries it again", () => {
+    const root = seed();
+    fs.rmSync(aliasFile(root));
+    const index = rememberingModuleIndex(root, RELEASE, null);
+    expect(index.index.modulesFor(P5000)).toEqual([]);
+    expect(index.problems()[0]!.message).toMatch(/ENOENT/);
+    expect(index.remembered()).toBeNull();
+  });
+
+  it("hands out copies of remembered answers", () => {
+    const root = seed();
+    const first = rememberingModuleIndex(root, RELEASE, null);
+    first.index.modulesFor(P5000);
+    const second = rememberingModuleIndex(root, RELEASE, first.remembered());
+    second.index.modulesFor(P5000).push("poison");
+    expect(second.index.modulesFor(P5000)).toEqual(["nouveau", "nvidiafb"]);
+    expect(second.remembered()!.answers[P5000]).toEqual(["nouveau", "nvidiafb"]);
   });
 });
