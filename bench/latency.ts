@@ -6,7 +6,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { UnitSimulator } from "ops-ts-shim/testing/simulator";
 import { makeTempHost } from "../tests/fixtures/hosts/build-host";
-import { seedHost } from "../tests/fixtures/hosts/presets";
+import { seedHost, syntheticAliasLines } from "../tests/fixtures/hosts/presets";
 import {
   type CannedCall,
   cannedCalls,
@@ -107,7 +107,14 @@ export interface LatencyUnit {
  * first config-changed), captures the no-op events' tool calls and writes the instant tools. */
 export function deployLatencyUnit(): LatencyUnit {
   const charm = unpackCharm();
-  const host = makeTempHost(seedHost());
+  // A real kernel's modules.alias (~26,000 lines, ~1.3 MB), not the seed's few lines: the charm
+  // consults it for the modules that would claim each device, so its cost belongs in the numbers.
+  const spec = seedHost();
+  spec.modules = {
+    ...spec.modules,
+    alias: [...(spec.modules?.alias ?? []), ...syntheticAliasLines()],
+  };
+  const host = makeTempHost(spec);
   // A compute host's dpkg status runs to megabytes and the charm reads nova's version from it:
   // this machine's own status plus a nova-common stanza, so that cost is in the numbers.
   const status = path.join(host.root, "var/lib/dpkg/status");
