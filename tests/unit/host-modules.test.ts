@@ -130,6 +130,17 @@ describe("parseModuleAliases", () => {
     expect(index.modulesFor(E1000E_TWIN)).toEqual(["e1000e"]);
   });
 
+  it("reads a pci alias on the first and on an unterminated last line, only at a line start", () => {
+    const first = "alias pci:v00008086d000010D3sv*sd*bc*sc*i* first";
+    const last = "alias pci:v00008086d000010D3sv*sd*bc*sc*i* last";
+    const text = [first, "alias usb:v1234p5678d*dc*dsc*dp*ic*isc*ip*in* usbonly", last].join("\n");
+    expect(parseModuleAliases(text).modulesFor(E1000E_TWIN)).toEqual(["first", "last"]);
+    // Not at a line start: "xalias pci:…" and " alias pci:…" are not alias lines.
+    const inside =
+      "xalias pci:v00008086d000010D3sv*sd*bc*sc*i* no\n alias pci:v*d*sv*sd*bc*sc*i* no2";
+    expect(parseModuleAliases(inside).modulesFor(E1000E_TWIN)).toEqual([]);
+  });
+
   it("hands out copies: a caller changing an answer does not poison the cache", () => {
     const index = parseModuleAliases(seedAliases);
     index.modulesFor(P5000).push("oops");
