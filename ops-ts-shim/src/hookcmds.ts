@@ -1,7 +1,7 @@
 // One thin typed function per Juju hook tool, invoked exactly as Juju documents it: JSON output
 // where the tool offers it, `--` before free text (a message may start with "-"), and bulk data
 // on stdin (`--file -`) so no value is limited by the command-line length.
-import { flattenActionResults } from "./action-results";
+import { actionSetArguments } from "./action-results";
 import { type HookToolRunner, runChecked } from "./runner";
 
 /** The statuses a charm may set (Juju sets error and unknown itself). */
@@ -52,11 +52,9 @@ export const argvCost = (arg: string): number => Buffer.byteLength(arg) + 1 + 8;
  * key is checked first; a bad or duplicate key throws ActionResultKeyError and nothing runs.
  */
 export function actionSet(runner: HookToolRunner, results: Record<string, unknown>): void {
-  const flat = flattenActionResults(results);
   let chunk: string[] = [];
   let bytes = 0;
-  for (const [k, v] of flat) {
-    const arg = `${k}=${v}`;
+  for (const arg of actionSetArguments(results)) {
     const size = argvCost(arg);
     if (chunk.length > 0 && bytes + size > ACTION_SET_CHUNK_BYTES) {
       runChecked(runner, ["action-set", ...chunk]);

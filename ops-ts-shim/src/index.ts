@@ -5,6 +5,7 @@ export {
   ACTION_KEY_SEGMENT,
   ActionResultKeyError,
   actionKeyProblem,
+  actionSetArguments,
   flattenActionResults,
   RESERVED_ACTION_KEYS,
 } from "./action-results";

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   ActionResultKeyError,
+  actionSetArguments,
   createSpawnRunner,
   flattenActionResults,
   HookCmdError,
@@ -149,6 +150,29 @@ describe("action result keys are checked before anything runs", () => {
     expect(() => flattenActionResults({ "a.b": 2, a: { b: 1 } })).toThrow(/set twice/);
     expect(() => flattenActionResults({ "a.b": 2, a: 1 })).toThrow(/both a value and the parent/);
     expect(() => flattenActionResults({ x: { "a.b": 2 }, y: 1, a: { b: { c: 1 } } })).not.toThrow();
+  });
+
+  it("gives action-set the flattened pairs in the same order, by the short path or the checked one", () => {
+    const plain = {
+      count: 2,
+      devices: { "a-1": { x: "1", y: [1, 2] }, "b-2": { x: null, z: true } },
+    };
+    const dotted = { "devices.c-3": { x: "3" }, ...plain };
+    for (const results of [plain, dotted]) {
+      expect(actionSetArguments(results)).toEqual(
+        [...flattenActionResults(results)].map(([k, v]) => `${k}=${v}`),
+      );
+    }
+    expect(actionSetArguments(plain)).toEqual([
+      "count=2",
+      "devices.a-1.x=1",
+      "devices.a-1.y=[1,2]",
+      "devices.b-2.x=null",
+      "devices.b-2.z=true",
+    ]);
+    expect(() => actionSetArguments({ "a.b": 1, a: { b: 2 } })).toThrow(/set twice/);
+    expect(() => actionSetArguments({ a: { "b.c": 1, b: 2 } })).toThrow(/both a value/);
+    expect(() => actionSetArguments({ a: { Bad: 1 } })).toThrow('"a.Bad"');
   });
 
   it("checks every occurrence of a key name, not only the first", () => {
