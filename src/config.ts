@@ -93,8 +93,11 @@ export function parseAddress(raw: string): AddressSpec | string {
     if (!GLOB_COMPONENT.test(part)) {
       return `has a ${name} "${part}" that is neither hex digits nor a glob (*, ?, [0-7])`;
     }
-    const re = new RegExp(`^${componentRegex(part)}$`);
-    if (!COMPONENT_VALUES[name].some((v) => re.test(v))) {
+    // A plain number is looked up; only a glob is tried against every value (cold regexes cost
+    // a hook more than the rest of the parse).
+    const glob = /^[0-9a-f]+$/.test(part) ? null : new RegExp(`^${componentRegex(part)}$`);
+    const values: readonly string[] = COMPONENT_VALUES[name];
+    if (glob ? !values.some((v) => glob.test(v)) : !values.includes(part)) {
       const range = { bus: "00-ff", device: "00-1f", function: "0-7" }[name];
       return `has a ${name} "${part}" that no PCI ${name} number (${range}) can have`;
     }
