@@ -12,8 +12,9 @@ import { createSysfsWriter } from "./apply/sysfs";
 import { type Config, parseConfig } from "./config";
 import type { HostFacts, ModuleIndex } from "./host/facts";
 import { readInterruptRemapping } from "./host/interrupt-remapping";
+import { type RememberedModules, rememberingModuleIndex } from "./host/modules";
 import { readNovaRelease } from "./host/nova-release";
-import { loadModuleIndex, loadPciIds, readHostFacts, readHostUsage } from "./host/read-facts";
+import { loadPciIds, readHostFacts, readHostUsage } from "./host/read-facts";
 import type { PreparationDeps } from "./host-preparation";
 import { planHost } from "./plan/plan-host";
 import { selectFunctions } from "./plan/select";
@@ -28,6 +29,8 @@ export type ActionName = "list-devices" | "verify-iommu" | "rebind" | "nova-conf
 export interface ActionContext {
   model: Model;
   deps: PreparationDeps;
+  /** What the hooks learnt from modules.alias (the preparation memory); null before any. */
+  rememberedModules: RememberedModules | null;
 }
 
 /** Runs one action and reports it to Juju. */
@@ -79,10 +82,27 @@ function snapshot(ctx: ActionContext): Snapshot {
   };
 }
 
+/** modules.alias for an action: what the hooks remembered while the file is unchanged, the file
+ * itself for anything else (a real one is a megabyte, and list-devices asks about every function).
+ * Actions only read: what they learn is not stored. */
 function modules(ctx: ActionContext, facts: HostFacts): ModuleIndex {
-  const loaded = loadModuleIndex(ctx.deps.root, facts.kernelRelease);
-  for (const p of loaded.problems) ctx.deps.log("WARNING", p.message);
-  return loaded.index;
+  const remembering = rememberingModuleIndex(
+    ctx.deps.root,
+    facts.kernelRelease,
+    ctx.rememberedModules,
+  );
+  let logged = false;
+  return {
+    modulesFor(modalias: string): string[] {
+      const answer = remembering.index.modulesFor(modalias);
+      const problems = logged ? [] : remembering.problems();
+      if (problems.length > 0) {
+        logged = true;
+        for (const p of problems) ctx.deps.log("WARNING", p.message);
+      }
+      return answer;
+    },
+  };
 }
 
 const ACTIONS: Record<

@@ -118,7 +118,11 @@ export class PciPassthroughCharm extends CharmBase {
   }
 
   private actionContext() {
-    return { model: this.model, deps: this.deps() };
+    return {
+      model: this.model,
+      deps: this.deps(),
+      rememberedModules: this.memory().modules ?? null,
+    };
   }
 }
 

@@ -1,6 +1,8 @@
 // The actions as `juju run` runs them: the packed charm's dispatch with JUJU_ACTION_* set, on a fake
 // host tree. The kernel's reactions to sysfs writes are proven in tests/vm (real vfio-pci) and in
 // tests/unit/actions-*.test.ts (FakeKernel); here the glue, params, refusals and results are.
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTempHost } from "../fixtures/hosts/build-host";
 import { seedHost } from "../fixtures/hosts/presets";
@@ -87,5 +89,28 @@ describe("actions through dispatch", () => {
     const text = JSON.stringify(action.results);
     expect(text).toContain("PciPassthroughFilter");
     expect(text).toContain("pci_passthrough:alias");
+  });
+
+  // Last: it edits modules.alias. A real one is a megabyte; an action asks it about every function.
+  it("list-devices answers from what the hooks remembered of modules.alias until the file changes", () => {
+    const file = path.join(host.root, "lib/modules/6.8.0-45-generic/modules.alias");
+    const gpuModules = () => {
+      const { action } = run("list-devices", { class: "gpu" });
+      const devices = action.results.devices as Record<string, Record<string, string>>;
+      return devices["0000-83-00-0"]!.modules;
+    };
+    // A round mtime, then a hook, so the remembered stamp is one this test can reproduce.
+    fs.utimesSync(file, 1_700_000_000, 1_700_000_000);
+    expect(unit.dispatch("config-changed").exitCode).toBe(0);
+    expect(gpuModules()).toBe("nouveau, nvidiafb");
+    // The same file (inode, size, mtime) with other text: the remembered answer is used.
+    const text = fs.readFileSync(file, "latin1");
+    fs.writeFileSync(file, text.replaceAll(" nouveau", " nouvea2"), { flag: "r+" });
+    fs.utimesSync(file, 1_700_000_000, 1_700_000_000);
+    expect(gpuModules()).toBe("nouveau, nvidiafb");
+    // Replaced the way depmod does it (a new file renamed over): read again.
+    fs.writeFileSync(`${file}.new`, fs.readFileSync(file));
+    fs.renameSync(`${file}.new`, file);
+    expect(gpuModules()).toBe("nouvea2, nvidiafb");
   });
 });
