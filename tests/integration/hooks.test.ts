@@ -119,6 +119,7 @@ describe("packed charm under the unit simulator (no node on PATH)", () => {
     const logs = unit.sim.readState().logs.filter((l) => l.level === "ERROR");
     expect(logs[0]?.message).toContain("no usable Node.js runtime");
   });
+
   /** Wraps every hook tool so it logs who started it: the charm's node (its cmdline names
    * dist/charm.js) or dispatch's sh. The tools stay the simulator's own, so the hook sees the same
    * Juju. Returns the callers logged so far, `<by> <tool>` each. */
@@ -176,108 +177,5 @@ describe("packed charm under the unit simulator (no node on PATH)", () => {
       "dispatch action-get",
       "charm action-set",
     ]);
-  });
-
-  it("a real config change regenerates only what it feeds", () => {
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
-    expect(unit.dispatch("install").exitCode).toBe(0);
-    unit.clearCommands();
-    unit.sim.updateState((s) => {
-      s.config["extra-kernel-params"] = "pcie_aspm=off";
-    });
-    expect(unit.dispatch("config-changed").exitCode).toBe(0);
-    expect(unit.commands()).toEqual(["update-grub"]);
-    expect(fs.readFileSync(path.join(host.root, OWNED.grubDropIn), "utf8")).toContain(
-      "pcie_aspm=off",
-    );
-  });
-
-  it("bad config blocks naming the option and changes nothing", () => {
-    unit = deployPackedCharm(host.root, { config: { devices: "10de:zzzz" } });
-    const before = snapshotTree(host.root);
-    expect(unit.dispatch("config-changed").exitCode).toBe(0);
-    expect(diffTrees(before, snapshotTree(host.root))).toEqual([]);
-    expect(unit.commands()).toEqual([]);
-    const status = unit.sim.readState().unitStatus;
-    expect(status.status).toBe("blocked");
-    expect(status.message).toMatch(/^devices=/);
-    expect(status.message).toContain("zzzz");
-  });
-
-  it("stop and remove leave the host as it was found", () => {
-    const pristine = snapshotTree(host.root);
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
-    expect(unit.dispatch("install").exitCode).toBe(0);
-    unit.clearCommands();
-    expect(unit.dispatch("stop").exitCode).toBe(0);
-    expect(unit.dispatch("remove").exitCode).toBe(0);
-    expect(unit.commands()).toEqual(["update-initramfs -u -k all", "update-grub"]);
-    const after = snapshotTree(host.root);
-    const changes = diffTrees(pristine, after).filter((l) => {
-      const rel = l.slice(2);
-      // Directories created for our files and the reboot-required flag are all that may remain.
-      return (
-        !rel.startsWith("var/run") &&
-        !(l.startsWith("+ ") && fs.statSync(path.join(host.root, rel)).isDirectory())
-      );
-    });
-    expect(changes).toEqual([]);
-  });
-
-  it("an unknown event is a clear error and a non-zero exit", () => {
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
-    const r = unit.dispatch("frobnicate-the-host");
-    expect(r.exitCode).not.toBe(0);
-    const logs = unit.sim.readState().logs.filter((l) => l.level === "ERROR");
-    expect(logs.map((l) => l.message).join("\n")).toMatch(/frobnicate-the-host/);
-  });
-
-  it("dispatch refuses clearly when no runtime is usable", () => {
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
-    // Unlink first: the unpacked charm's files are hard links shared with other tests.
-    fs.rmSync(path.join(unit.charmDir, "runtime", "arch"));
-    fs.writeFileSync(path.join(unit.charmDir, "runtime", "arch"), "sparc64\n");
-    const r = unit.dispatch("install");
-    expect(r.exitCode).toBe(1);
-    expect(r.stderr).toContain("no usable Node.js runtime");
-    const logs = unit.sim.readState().logs.filter((l) => l.level === "ERROR");
-    expect(logs[0]?.message).toContain("no usable Node.js runtime");
-  });
-  it("a quiet hook: dispatch reads config and state in sh; the charm starts no process at all", () => {
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
-    expect(unit.dispatch("install").exitCode).toBe(0);
-    expect(unit.dispatch("config-changed").exitCode).toBe(0);
-    // Every hook tool now says who started it: the charm's node (cmdline names dist/charm.js)
-    // or dispatch's sh. The tools stay the simulator's own, so the hook sees the same Juju.
-    const calls = path.join(unit.charmDir, "..", "tool-callers.log");
-    for (const name of fs.readdirSync(unit.sim.binDir)) {
-      const tool = path.join(unit.sim.binDir, name);
-      fs.renameSync(tool, `${tool}.real`);
-      fs.writeFileSync(
-        tool,
-        [
-          "#!/bin/sh",
-          'case "$(cat /proc/"$PPID"/cmdline)" in *dist/charm.js*) by=charm ;; *) by=dispatch ;; esac',
-          `echo "$by ${name}" >>'${calls}'`,
-          `exec '${tool}.real' "$@"`,
-          "",
-        ].join("\n"),
-        { mode: 0o755 },
-      );
-    }
-    const before = snapshotTree(host.root);
-    for (const event of ["config-changed", "update-status"]) {
-      const r = unit.dispatch(event);
-      expect(r.stderr).toBe("");
-      expect(r.exitCode).toBe(0);
-    }
-    expect(fs.readFileSync(calls, "utf8").trim().split("\n")).toEqual([
-      "dispatch config-get",
-      "dispatch state-get",
-      "dispatch config-get",
-      "dispatch state-get",
-    ]);
-    expect(diffTrees(before, snapshotTree(host.root))).toEqual([]);
-    expect(unit.commands()).toEqual(["update-initramfs -u -k all", "update-grub"]);
   });
 });
