@@ -4,7 +4,9 @@
 import type { Model, Relation } from "ops-ts-shim";
 import type { NovaPciOption } from "./config";
 import type { HostFacts } from "./host/facts";
-import { dpkgStatusStamp, readNovaRelease } from "./host/nova-release";
+import { fileStamp } from "./host/file-stamp";
+import { readNovaRelease } from "./host/nova-release";
+import { READ } from "./host/root";
 import {
   clearedNovaRelationData,
   type NovaRelease,
@@ -63,7 +65,7 @@ export function publishNova(
 /** The installed nova. dpkg's status runs to megabytes on a compute host and update-status comes
  * every five minutes, so it is read again only when the file changed since the last read. */
 function installedNova(model: Model, root: string): NovaRelease | null {
-  const stamp = dpkgStatusStamp(root);
+  const stamp = fileStamp(root, READ.dpkgStatus);
   const known = model.stored.get<{ stamp: string; release: NovaRelease | null }>(RELEASE_KEY);
   if (stamp !== null && known?.stamp === stamp) return known.release;
   const release = readNovaRelease(root);

@@ -6,8 +6,9 @@
 // bucketed by their literal vendor and device ids, so a lookup tries only the aliases for its
 // vendor:device, its vendor with any device, and the handful with a wildcard vendor; each glob is
 // compiled once, on first use; answers are cached per distinct modalias (VFs share one).
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import type { HostReadProblem, ModuleIndex } from "./facts";
+import { fileStamp } from "./file-stamp";
 import { errnoCode } from "./pci";
 import { moduleFiles, under } from "./root";
 
@@ -241,19 +242,6 @@ export interface RememberedModules {
   answers: Record<string, string[]>;
 }
 
-/** Says cheaply whether modules.alias changed: depmod writes a new file and renames it over the
- * old one (a kernel or module package), so its inode, size and mtime change with it. Null when it
- * cannot be stat'ed. */
-export function moduleAliasStamp(root: string, release: string): string | null {
-  const file = moduleFiles(release).alias;
-  try {
-    const st = statSync(under(root, file));
-    return `${file}:${st.ino}:${st.size}:${st.mtimeMs}`;
-  } catch {
-    return null;
-  }
-}
-
 /** A hook's ModuleIndex, with what to remember for the next hook. */
 export interface RememberingModuleIndex {
   index: ModuleIndex;
@@ -275,7 +263,7 @@ export function rememberingModuleIndex(
   release: string,
   remembered: RememberedModules | null,
 ): RememberingModuleIndex {
-  const stamp = moduleAliasStamp(root, release);
+  const stamp = fileStamp(root, moduleFiles(release).alias);
   const known = stamp !== null && remembered?.stamp === stamp ? remembered.answers : {};
   const asked = new Map<string, string[]>();
   let loaded: { index: ModuleIndex; problems: HostReadProblem[] } | null = null;

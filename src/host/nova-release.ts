@@ -1,7 +1,7 @@
 // Which nova is installed on this host. nova-compute (the principal) shares the machine, so its
 // packages are in our dpkg status; the version decides `device_spec` (Zed, 26.0.0, and later) vs
 // `passthrough_whitelist` (plan/nova.ts).
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import type { NovaRelease } from "../plan/nova";
 import { READ, under } from "./root";
 
@@ -92,15 +92,4 @@ export function readNovaRelease(root: string): NovaRelease | null {
     return null;
   }
   return novaReleaseFromStatus(text);
-}
-
-/** Says cheaply whether the status file changed: dpkg replaces it by rename on every change, so
- * its inode, size and mtime change with it. Null when it cannot be stat'ed. */
-export function dpkgStatusStamp(root: string): string | null {
-  try {
-    const st = statSync(under(root, READ.dpkgStatus));
-    return `${st.ino}:${st.size}:${st.mtimeMs}`;
-  } catch {
-    return null;
-  }
 }
