@@ -1,5 +1,8 @@
 import { defineConfig } from "vitest/config";
 
+// .mts: next to a package.json without "type": "module", Vite would load a .ts config as CommonJS
+// and warn about its ESM syntax on every run.
+
 // Three layers (see README): unit + charm tests are pure and fast; integration runs the packed
 // charm's dispatch as Juju would; vm boots a real kernel under QEMU. Each is a vitest project so the
 // test command can run them in order and a failure names its layer.
