@@ -20,16 +20,46 @@ missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+# A fresh cloud machine often runs unattended-upgrades or cloud-init's apt at first boot, and
+# apt-get fails at once on a lock another apt holds: wait for it instead, saying who holds it.
+# lslocks (util-linux, essential) sees dpkg's and apt's fcntl locks; flock(1) would not.
+apt_lock_holder() {
+  lslocks -n -r -o PID,COMMAND,PATH 2>/dev/null | awk '
+    $3 ~ /^\/var\/lib\/dpkg\/lock(-frontend)?$|^\/var\/lib\/apt\/lists\/lock$|^\/var\/cache\/apt\/archives\/lock$/ {
+      print $2 " (pid " $1 ")"; exit
+    }'
+}
+wait_for_apt() {
+  local holder waited=0 limit=1800
+  holder=$(apt_lock_holder)
+  [ -n "$holder" ] || return 0
+  echo "setup: waiting for $holder to release apt's lock (up to $((limit / 60)) min)..."
+  while holder=$(apt_lock_holder) && [ -n "$holder" ]; do
+    if ((waited >= limit)); then
+      echo "setup: $holder still holds apt's lock after $((limit / 60)) min; let it finish, then run this again" >&2
+      exit 1
+    fi
+    sleep 5
+    waited=$((waited + 5))
+  done
+  echo "setup: apt's lock is free (waited ${waited} s)"
+}
+# DPkg::Lock::Timeout covers a lock taken again between our check and apt-get install.
+apt_get() {
+  wait_for_apt
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"
+}
+
 if ((${#missing[@]})) || ((need_lists)); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing Debian packages (${missing[*]}) or package lists; run as root" >&2
     exit 1
   fi
-  apt-get update -qq
+  apt_get update -qq
 fi
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # node_modules is rebuilt only when the lock file changed since the last install.
