@@ -43,12 +43,16 @@ mods=$root/lib/modules/$release
 if [ ! -f "$kdir/.kernel-complete" ]; then
   log "fetching $pkg"
   rm -rf "$kdir"
-  mkdir -p "$kdir/deb"
-  (cd "$kdir/deb" && apt-get download "$pkg" >&2) || die "apt-get download $pkg failed"
-  dpkg -x "$kdir"/deb/*.deb "$root"
+  # apt downloads as its unprivileged _apt user; in a folder _apt cannot write it falls back to
+  # root with an "unsandboxed" warning, so the .deb lands in a private temporary folder of _apt's.
+  deb=$(mktemp -d)
+  if id _apt >/dev/null 2>&1; then chown _apt "$deb"; fi
+  (cd "$deb" && apt-get download -q "$pkg" >&2) || die "apt-get download $pkg failed"
+  mkdir -p "$kdir"
+  dpkg -x "$deb"/*.deb "$root"
+  rm -rf "$deb"
   cp "$root/boot/vmlinuz-$release" "$kdir/vmlinuz"
   depmod -b "$root" "$release"
-  rm -rf "$kdir/deb"
   touch "$kdir/.kernel-complete"
 fi
 
