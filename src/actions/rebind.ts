@@ -272,7 +272,7 @@ export function dryRunResults(plan: RebindPlan): ResultTree {
     message:
       plan.moves.length === 0
         ? "every device is already where asked; nothing would change"
-        : `would make ${all.length} sysfs writes for ${plan.moves.length} functions; nothing was changed`,
+        : `would make ${all.length} sysfs write${all.length === 1 ? "" : "s"} for ${plan.moves.length} function${plan.moves.length === 1 ? "" : "s"}; nothing was changed`,
     devices,
     writes: listResult(all, writeResult),
   };

@@ -273,7 +273,7 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
 
   const ok = problems.length === 0;
   const message = ok
-    ? `passthrough ready: IOMMU on (${facts.iommuUnits.join(", ") || "no units listed"}), ${devices.length} selected functions on vfio-pci in viable groups`
+    ? `passthrough ready: IOMMU on (${facts.iommuUnits.join(", ") || "no units listed"}), ${devices.length} selected function${devices.length === 1 ? "" : "s"} on vfio-pci in viable group${devices.length === 1 ? "" : "s"}`
     : `passthrough not ready: ${problems.map((p) => p.message).join("; ")}`;
   return {
     ok,

@@ -582,6 +582,9 @@ describe("rebindAction (what the handler calls)", () => {
       '/sys/bus/pci/drivers_probe "0000:84:00.1"',
     ]);
     expect(Object.keys(writes)).toEqual(["1", "2", "3", "4", "5", "6"]);
+    expect(reply.message).toBe("would make 6 sysfs writes for 2 functions; nothing was changed");
+    const one = await rebindAction(input({ "dry-run": true, devices: "0000:5e:00.0" }, facts, k));
+    expect(one.message).toBe("would make 3 sysfs writes for 1 function; nothing was changed");
     expect(invalidResultKeys(reply.results)).toEqual([]);
   });
 

@@ -56,7 +56,13 @@ describe("verifyIommu", () => {
     const r = verify();
     expect(r.problems).toEqual([]);
     expect(r.ok).toBe(true);
-    expect(r.message).toContain("passthrough ready: IOMMU on (dmar0, dmar1)");
+    expect(r.message).toBe(
+      "passthrough ready: IOMMU on (dmar0, dmar1), 2 selected functions on vfio-pci in viable groups",
+    );
+    // One function is one function (the demo and tier 2 select a single NIC).
+    expect(verify({ selection: SELECTION.slice(0, 1) }).message).toMatch(
+      /, 1 selected function on vfio-pci in viable group$/,
+    );
     expect(r.results).toMatchObject({
       ok: "yes",
       iommu: { enabled: "yes", units: "dmar0, dmar1" },
