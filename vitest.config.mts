@@ -30,6 +30,7 @@ export default defineConfig({
         test: {
           name: "vm",
           include: ["tests/vm/**/*.test.ts"],
+          setupFiles: ["tests/vm/lib/progress-setup.ts"],
           testTimeout: 600_000,
           hookTimeout: 900_000,
           fileParallelism: false,

@@ -6,6 +6,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { SCRIPTS, VM_CACHE } from "./paths";
+import { progress } from "./progress";
 
 /** What build-debian-image.sh recorded in .cache/vm/debian.json. */
 export interface DebianImage {
@@ -19,6 +20,7 @@ export interface DebianImage {
 export function checkDebianImage():
   | { ok: true; image: DebianImage }
   | { ok: false; reason: string } {
+  progress("the tier-2 Debian image: cached, or built now (debootstrap, about a minute)");
   const r = spawnSync("bash", [path.join(SCRIPTS, "build-debian-image.sh")], {
     encoding: "utf8",
     env: { ...process.env, VM_CACHE_DIR: VM_CACHE },

@@ -32,6 +32,7 @@ import {
 } from "ops-ts-shim/testing/simulator";
 import { type Guest, type RunResult, shellQuote, type ToolCall } from "./guest";
 import { REPO, SCRIPTS } from "./paths";
+import { progress, seconds } from "./progress";
 
 /** Where Juju unpacks a unit's charm; the charm must not care, but we put it there anyway. */
 export const JUJU_UNIT_DIR = "/var/lib/juju/agents/unit-pci-passthrough-0";
@@ -109,6 +110,7 @@ export class GuestCharm {
       .join(" ");
     const name = typeof event === "string" ? event : event.name;
     this.guest.note(`dispatch ${name}`);
+    progress(`${this.guest.name}: dispatch ${name}`);
     const started = Date.now();
     const result = await this.guest.run(
       `cd ${JUJU_CHARM_DIR} && exec env -i ${assignments} ./dispatch`,
@@ -116,6 +118,7 @@ export class GuestCharm {
     );
     const ms = Date.now() - started;
     this.guest.note(`dispatch ${name} exited ${result.exitCode} after ${ms} ms`);
+    progress(`${this.guest.name}: ${name} exited ${result.exitCode} after ${seconds(ms)}`);
     return { ...result, ms };
   }
 

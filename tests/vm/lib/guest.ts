@@ -13,6 +13,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { ARTIFACTS } from "./paths";
+import { progress, seconds } from "./progress";
 import { type GuestRoot, type IommuKind, qemuArgs } from "./qemu-args";
 import type { Topology } from "./topologies";
 
@@ -414,6 +415,8 @@ export async function bootGuest(opts: BootOptions): Promise<Guest> {
   const server = await listen(agentSocket);
   const toolsServer = await listen(toolsSocket);
   const args = qemuArgs({ ...opts, agentSocket, toolsSocket });
+  const root = opts.root.kind === "disk" ? "Debian disk" : "bed initramfs";
+  progress(`${opts.name}: booting (${root}, ${opts.topology.name} devices, IOMMU ${opts.iommu})`);
   const started = Date.now();
   const qemu = spawn("qemu-system-x86_64", args, { stdio: ["pipe", "pipe", "pipe"] });
   const guest = new Guest(opts.name, qemu, tmp);
@@ -438,6 +441,7 @@ export async function bootGuest(opts: BootOptions): Promise<Guest> {
     guest.attach(socket);
     await Promise.race([guest.ready(opts.bootTimeoutMs ?? 180_000), spawnFailed]);
     guest.bootMs = Date.now() - started;
+    progress(`${opts.name}: booted in ${seconds(guest.bootMs)}`);
     if (opts.share) {
       // cache=none: the host reads what the guest wrote (and the reverse) at once.
       const q = shellQuote(opts.share);

@@ -39,7 +39,6 @@ export function useGuest(boot: () => Promise<Guest>): () => Guest {
   beforeAll(async () => {
     guest = await boot();
     bootTimes[guest.name] = guest.bootMs;
-    console.log(`[vm] ${guest.name}: booted in ${(guest.bootMs / 1000).toFixed(1)} s`);
   });
   beforeEach((ctx) => {
     ctx.onTestFailed(() => {
