@@ -121,7 +121,9 @@ function actionSteps(root: string) {
     listDevices({ params: params.params, facts, usage, modules, names, selection }),
   );
   const plan = part("planHost", () => planHost(config.config, facts, modules, { boundIds: {} }));
-  const interruptRemapping = part("readInterruptRemapping", () => readInterruptRemapping(root));
+  const interruptRemapping = part("readInterruptRemapping", () =>
+    readInterruptRemapping(root, facts.arch),
+  );
   const verify = part("verifyIommu (pure)", () =>
     verifyIommu({ facts, plannedCmdline: plan.kernelParams, selection, usage, interruptRemapping }),
   );

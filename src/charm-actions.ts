@@ -139,7 +139,7 @@ const ACTIONS: Record<
       plannedCmdline: plan.kernelParams,
       selection: snap.selection,
       usage: readHostUsage(ctx.deps.root, { functions: snap.facts.functions }),
-      interruptRemapping: readInterruptRemapping(ctx.deps.root),
+      interruptRemapping: readInterruptRemapping(ctx.deps.root, snap.facts.arch),
     });
     return {
       ok: result.ok,

@@ -3,7 +3,8 @@
 import type { Node } from "yaml";
 import { validateDevices } from "./generated/validators.js";
 
-export type IommuMode = "auto" | "intel" | "amd" | "off";
+/** `arm`: the Arm SMMU of arm64 hosts (on by default: no enable parameter). */
+export type IommuMode = "auto" | "intel" | "amd" | "arm" | "off";
 export type NumaPolicy = "legacy" | "preferred" | "required" | "socket";
 export type NovaPciOption = "auto" | "device_spec" | "passthrough_whitelist";
 
@@ -140,7 +141,12 @@ export function parseConfig(raw: Record<string, unknown>): ParseResult {
     raw[key] === null || raw[key] === undefined ? CONFIG_DEFAULTS[key] : raw[key];
 
   const devices = parseDevices(get("devices"), errors);
-  const iommu = parseEnum("iommu", get("iommu"), ["auto", "intel", "amd", "off"] as const, errors);
+  const iommu = parseEnum(
+    "iommu",
+    get("iommu"),
+    ["auto", "intel", "amd", "arm", "off"] as const,
+    errors,
+  );
   const iommuPassthroughMode = parseBool(
     "iommu-passthrough-mode",
     get("iommu-passthrough-mode"),
@@ -165,7 +171,7 @@ export function parseConfig(raw: Record<string, unknown>): ParseResult {
       option: "iommu",
       value: "off",
       problem: `turns the IOMMU off while \`devices\` selects ${devices.length} entr${devices.length === 1 ? "y" : "ies"} (${clip(devices.map((d) => d.source).join(", "), 40)}): vfio-pci needs the IOMMU`,
-      fix: "set iommu to auto (or intel/amd), or empty the devices option",
+      fix: "set iommu to auto (or intel/amd/arm), or empty the devices option",
     });
   }
 
@@ -295,6 +301,7 @@ const OWNED_PARAMS: Record<string, string> = {
   intel_iommu: "iommu",
   amd_iommu: "iommu",
   iommu: "iommu-passthrough-mode",
+  "iommu.passthrough": "iommu-passthrough-mode",
   "vfio_iommu_type1.allow_unsafe_interrupts": "allow-unsafe-interrupts",
   "modprobe.blacklist": "blacklist-drivers",
   "vfio_pci.ids": "devices",

@@ -1,6 +1,6 @@
 // The verify-iommu action, pure: "will passthrough work on this host, and if not, why". Checks
 // the IOMMU is on, the running command line carries every planned parameter, interrupt remapping
-// (or the unsafe opt-in), vfio-pci exists, and for each selected function: present with its ids,
+// (arm64: MSI isolation by the GIC ITS) or the unsafe opt-in, vfio-pci exists, and for each selected function: present with its ids,
 // on vfio-pci, in a group, the group viable, its companions, /dev/vfio/<group>, and that the
 // group holds nothing the host uses. Reads facts only; never changes the host.
 import { validateActionVerifyIommu } from "../generated/validators.js";
@@ -16,6 +16,7 @@ export type VerifyCheck =
   | "iommu"
   | "cmdline"
   | "interrupt-remapping"
+  | "msi-isolation"
   | "vfio-pci"
   | "present"
   | "ids"
@@ -215,13 +216,15 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
   const problems: VerifyProblem[] = [];
   const notes: string[] = [];
 
+  const arm = facts.arch === "arm64";
   const iommuOn = facts.iommuGroups.size > 0;
   if (!iommuOn) {
     problems.push({
       check: "iommu",
       device: null,
-      message:
-        "the IOMMU is off: /sys/kernel/iommu_groups is empty; enable VT-d / AMD-Vi (IOMMU) in the firmware and reboot with the charm's kernel parameters",
+      message: arm
+        ? "the IOMMU is off: /sys/kernel/iommu_groups is empty; enable the SMMU in the firmware (on ACPI hosts: the IORT table) and reboot with the charm's kernel parameters"
+        : "the IOMMU is off: /sys/kernel/iommu_groups is empty; enable VT-d / AMD-Vi (IOMMU) in the firmware and reboot with the charm's kernel parameters",
     });
   }
   if (iommuOn && facts.iommuUnits.length === 0) {
@@ -243,8 +246,17 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
   if (ir.state === "disabled") {
     if (unsafeAllowed) {
       notes.push(
-        "interrupt remapping is off and vfio_iommu_type1.allow_unsafe_interrupts=1 is set: passthrough works with weaker isolation between guests",
+        arm
+          ? "MSIs are not isolated (no GIC ITS) and vfio_iommu_type1.allow_unsafe_interrupts=1 is set: passthrough works with weaker isolation between guests"
+          : "interrupt remapping is off and vfio_iommu_type1.allow_unsafe_interrupts=1 is set: passthrough works with weaker isolation between guests",
       );
+    } else if (arm) {
+      problems.push({
+        check: "msi-isolation",
+        device: null,
+        message:
+          "MSIs are not isolated: they do not go through a GIC ITS (GICv2m or another MSI controller), so VFIO refuses to attach devices; use a GICv3 with its ITS enabled in the firmware, or set allow-unsafe-interrupts=true (weakens isolation)",
+      });
     } else {
       problems.push({
         check: "interrupt-remapping",
@@ -254,7 +266,9 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
       });
     }
   } else if (ir.state !== "enabled") {
-    notes.push(`interrupt remapping: ${ir.state} (${ir.evidence})`);
+    notes.push(
+      `${arm ? "MSI isolation (GIC ITS)" : "interrupt remapping"}: ${ir.state} (${ir.evidence})`,
+    );
   }
 
   if (facts.vfioPci === "missing" && input.selection.length > 0) {
@@ -309,8 +323,10 @@ function renderResults(
       planned: input.plannedCmdline.join(" "),
       missing: missing.length > 0 ? missing.join(" ") : "none",
     },
-    "interrupt-remapping": {
+    // arm64 says it in its own terms: MSIs isolated by the GIC ITS, not interrupt remapping.
+    [facts.arch === "arm64" ? "msi-isolation" : "interrupt-remapping"]: {
       state: ir.state,
+      ...(facts.arch === "arm64" ? { by: "GIC ITS" } : {}),
       evidence: ir.evidence,
       "unsafe-interrupts-allowed": yesNo(unsafeAllowed),
     },

@@ -60,17 +60,26 @@ export type VfioPciAvailability = "builtin" | "module" | "missing";
 
 export type CpuVendor = "intel" | "amd" | "unknown";
 
+/** The running kernel's architecture family, as far as the IOMMU is concerned: x86 (Intel VT-d /
+ * AMD-Vi, `intel_iommu=`, `iommu=pt`), arm64 (Arm SMMU, `iommu.passthrough=`), another one, or not
+ * known (no kernel answer and no x86 vendor line). */
+export type HostArch = "x86" | "arm64" | "other" | "unknown";
+
 /** Everything the planner and the actions need to know about the host. */
 export interface HostFacts {
   /** Sorted by address. */
   functions: PciFunction[];
   /** IOMMU group number → member addresses (sorted). Empty when the IOMMU is off. */
   iommuGroups: Map<number, string[]>;
-  /** `/sys/class/iommu` entries: `dmar0`, `ivhd0`… */
+  /** `/sys/class/iommu` entries: `dmar0`, `ivhd0`, `smmu3.0x0000000009050000`, `arm-smmu.0.auto`… */
   iommuUnits: string[];
   /** `/proc/cmdline`, trimmed. */
   cmdline: string;
   cpuVendor: CpuVendor;
+  /** The running kernel's machine (`uname -m`: `x86_64`, `aarch64`); "" when not known. */
+  machine: string;
+  /** The architecture the IOMMU decisions follow: from `machine`, else from an x86 `cpuVendor`. */
+  arch: HostArch;
   kernelRelease: string;
   vfioPci: VfioPciAvailability;
   /** True inside LXD/systemd-nspawn/docker: host preparation needs a machine. */

@@ -5,8 +5,13 @@
 //     or IO-APIC chips without the prefix = off. This is the running state, so it wins.
 //   - /sys/class/iommu/dmar*/intel-iommu/ecap: bit 3 (IR) says the Intel unit *supports* it. Only
 //     consulted when /proc/interrupts says nothing, and only ever reported as "supported".
+// arm64 has no interrupt remapping: MSIs are isolated by the GICv3 ITS, which tags every MSI with
+// the device that wrote it (VFIO asks the MSI domain for IRQ_DOMAIN_FLAG_ISOLATED_MSI, which the
+// ITS sets and GICv2m does not). Its chips show in /proc/interrupts as `ITS-MSI`, `ITS-pMSI`,
+// `ITS-fMSI` (or `ITS-PCI-MSIX-<device>` on newer kernels): any of them = MSIs isolated.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { HostArch } from "./facts";
 import { READ, under } from "./root";
 
 const PROC_INTERRUPTS = READ.procInterrupts;
@@ -19,6 +24,37 @@ export interface InterruptRemapping {
   state: InterruptRemappingState;
   /** What the state was read from, for the result. */
   evidence: string;
+  /** What isolates MSIs: absent for x86 interrupt remapping; `gic-its` on arm64 (state then says
+   * whether MSIs are isolated by an ITS). */
+  mechanism?: "gic-its";
+}
+
+/** arm64: are MSIs isolated, i.e. do they go through a GICv3 ITS? Pure. */
+export function interpretArmMsiIsolation(procInterrupts: string | null): InterruptRemapping {
+  const mechanism = "gic-its";
+  const its =
+    procInterrupts === null
+      ? null
+      : /\b(ITS-(?:[A-Za-z]+-)?[A-Za-z]*MSI[A-Za-z]*)/.exec(procInterrupts);
+  if (its) {
+    return {
+      state: "enabled",
+      evidence: `${PROC_INTERRUPTS} lists GIC ITS interrupt chips (${its[1]}): MSIs are isolated per device`,
+      mechanism,
+    };
+  }
+  if (procInterrupts !== null && /\b(?:GICv2m\S*|\S*PCI-MSI\S*|MSI)\s/.test(procInterrupts)) {
+    return {
+      state: "disabled",
+      evidence: `${PROC_INTERRUPTS} lists MSIs that do not go through a GIC ITS (GICv2m or another MSI controller)`,
+      mechanism,
+    };
+  }
+  return {
+    state: "unknown",
+    evidence: `${PROC_INTERRUPTS} lists no MSI interrupt chip`,
+    mechanism,
+  };
 }
 
 /** Decides the state from the text of /proc/interrupts and the units' ecap values. Pure. */
@@ -61,8 +97,10 @@ function readOrNull(file: string): string | null {
   }
 }
 
-/** Reads /proc/interrupts and the Intel units' ecap under the root; never throws. */
-export function readInterruptRemapping(root: string): InterruptRemapping {
+/** Reads /proc/interrupts and the Intel units' ecap under the root (arm64: the GIC ITS, from
+ * /proc/interrupts); never throws. */
+export function readInterruptRemapping(root: string, arch: HostArch = "x86"): InterruptRemapping {
+  if (arch === "arm64") return interpretArmMsiIsolation(readOrNull(under(root, PROC_INTERRUPTS)));
   const ecaps = new Map<string, string>();
   let units: string[] = [];
   try {

@@ -1,9 +1,10 @@
 // The running kernel and its surroundings: command line, CPU vendor, release, how vfio-pci is
 // available, loaded modules, and whether we are in a container (where host preparation is refused).
 import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
-import type { CpuVendor, HostReadProblem, VfioPciAvailability } from "./facts";
+import { machine as unameMachine } from "node:os";
+import type { CpuVendor, HostArch, HostReadProblem, VfioPciAvailability } from "./facts";
 import { errnoCode, readSmallFile } from "./pci";
-import { moduleFiles, READ, under } from "./root";
+import { isRealRoot, moduleFiles, READ, under } from "./root";
 
 /** The command line the running kernel booted with (trimmed); "" with a problem when unreadable. */
 export function readCmdline(root: string, problems: HostReadProblem[] = []): string {
@@ -42,6 +43,25 @@ export function readCpuVendor(root: string, problems: HostReadProblem[] = []): C
   if (vendor === "GenuineIntel") return "intel";
   if (vendor === "AuthenticAMD" || vendor === "HygonGenuine") return "amd";
   return "unknown";
+}
+
+/**
+ * The running kernel's machine (`uname -m`): /proc/sys/kernel/arch (Linux 6.1+), else, on the
+ * real host, uname(2) itself; "" under another root whose kernel does not say. Never /proc/cpuinfo:
+ * its x86 `vendor_id` line says nothing about an arm64 host (it has none).
+ */
+export function readMachine(root: string): string {
+  const text = readSmallFile(root, READ.kernelArch, [], "");
+  if (text) return text.split("\n")[0]!.trim();
+  return isRealRoot(root) ? unameMachine() : "";
+}
+
+/** The architecture family of a kernel machine; an x86 CPU vendor answers when the kernel did not. */
+export function archOf(machine: string, cpuVendor: CpuVendor): HostArch {
+  if (/^(?:x86_64|i[3-6]86)$/.test(machine)) return "x86";
+  if (/^(?:aarch64|arm64)$/.test(machine)) return "arm64";
+  if (machine !== "") return "other";
+  return cpuVendor === "unknown" ? "unknown" : "x86";
 }
 
 /** The running kernel's release (`6.8.0-45-generic`); "" with a problem when unreadable. */
@@ -133,19 +153,29 @@ export function detectContainer(root: string): ContainerDetection {
 export interface KernelFacts {
   cmdline: string;
   cpuVendor: CpuVendor;
+  machine: string;
+  arch: HostArch;
   kernelRelease: string;
   vfioPci: VfioPciAvailability;
   container: boolean;
   containerEvidence: string | null;
 }
 
-/** Reads cmdline, CPU vendor, release, vfio-pci availability and container state. */
+/** Reads cmdline, CPU vendor, machine and architecture, release, vfio-pci availability and container state. */
 export function readKernelFacts(root: string, problems: HostReadProblem[] = []): KernelFacts {
   const kernelRelease = readKernelRelease(root, problems);
   const detection = detectContainer(root);
+  const machine = readMachine(root);
+  // arm64's /proc/cpuinfo has no vendor_id line: not a problem worth reporting there.
+  const cpuProblems: HostReadProblem[] = [];
+  const cpuVendor = readCpuVendor(root, cpuProblems);
+  const arch = archOf(machine, cpuVendor);
+  if (arch === "x86" || arch === "unknown") problems.push(...cpuProblems);
   return {
     cmdline: readCmdline(root, problems),
-    cpuVendor: readCpuVendor(root, problems),
+    cpuVendor,
+    machine,
+    arch,
     kernelRelease,
     vfioPci: readVfioPciAvailability(root, kernelRelease, problems),
     container: detection.container,

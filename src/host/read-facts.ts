@@ -7,11 +7,13 @@ import { readIommu, readPciFunctions } from "./pci";
 
 export type { ContainerDetection, KernelFacts } from "./kernel";
 export {
+  archOf,
   detectContainer,
   readCmdline,
   readCpuVendor,
   readKernelRelease,
   readLoadedModules,
+  readMachine,
   readVfioPciAvailability,
 } from "./kernel";
 export { EMPTY_MODULE_INDEX, loadModuleIndex, parseModuleAliases } from "./modules";
@@ -41,6 +43,8 @@ export function readHostFacts(root: string): {
       iommuUnits: iommu.units,
       cmdline: kernel.cmdline,
       cpuVendor: kernel.cpuVendor,
+      machine: kernel.machine,
+      arch: kernel.arch,
       kernelRelease: kernel.kernelRelease,
       vfioPci: kernel.vfioPci,
       container: kernel.container,

@@ -31,7 +31,8 @@ export const READ = {
   pciDriversProbe: "/sys/bus/pci/drivers_probe",
   /** IOMMU groups: `<n>/devices/*` links and `<n>/type`. Empty or absent when the IOMMU is off. */
   iommuGroups: "/sys/kernel/iommu_groups",
-  /** IOMMU hardware units: Intel `dmar<n>`, AMD `ivhd<n>`. */
+  /** IOMMU hardware units: Intel `dmar<n>`, AMD `ivhd<n>`, Arm SMMUv3 `smmu3.0x<base>`, SMMUv2
+   * `arm-smmu.<n>.auto` / `<base>.iommu`. */
   iommuUnits: "/sys/class/iommu",
   /** Network interfaces: `flags`, `operstate`, `master`, `device` link to the PCI function. */
   net: "/sys/class/net",
@@ -46,6 +47,8 @@ export const READ = {
   cmdline: "/proc/cmdline",
   /** CPU vendor (GenuineIntel / AuthenticAMD). */
   cpuinfo: "/proc/cpuinfo",
+  /** The running kernel's machine (`uname -m`: x86_64, aarch64); Linux 6.1 and later. */
+  kernelArch: "/proc/sys/kernel/arch",
   /** Running kernel release, e.g. 6.8.0-45-generic (selects /lib/modules/<release>). */
   osrelease: "/proc/sys/kernel/osrelease",
   /** Mounted filesystems and active swap: a storage controller behind them is in use. */

@@ -6,38 +6,72 @@ import type { HostFacts, ModuleIndex, PciFunction } from "../host/facts";
 import { idsOf } from "./select";
 import type { BoundDevice, PlanProblem } from "./types";
 
-/** The kernel parameters, in the order the drop-in appends them, and what is worth saying. */
+/** The kernel parameters, in the order the drop-in appends them, what is worth saying, and what
+ * stops the plan (an IOMMU option naming hardware this architecture does not have). */
 export function planKernelParams(
   config: Config,
   facts: HostFacts,
   blacklist: string[],
-): { params: string[]; notes: string[] } {
+): { params: string[]; notes: string[]; problems: PlanProblem[] } {
   const params: string[] = [];
   const notes: string[] = [];
+  const problems: PlanProblem[] = [];
+  const arm = facts.arch === "arm64" || (config.iommu === "arm" && facts.arch !== "x86");
+  const kernel = facts.machine || facts.arch;
   // AMD: `amd_iommu=on` is not a valid value (the kernel logs "AMD-Vi: Unknown option" and the
-  // IOMMU is on by default anyway), so AMD hosts get no IOMMU switch at all.
+  // IOMMU is on by default anyway), so AMD hosts get no IOMMU switch at all. Arm's SMMU is on by
+  // default too (it has no switch to add).
   switch (config.iommu) {
     case "auto":
-      if (facts.cpuVendor === "intel") params.push("intel_iommu=on");
-      if (facts.cpuVendor === "unknown") {
+      if (facts.arch === "x86" && facts.cpuVendor === "intel") params.push("intel_iommu=on");
+      if (facts.arch === "x86" && facts.cpuVendor === "unknown") {
         notes.push(
           "iommu=auto: CPU vendor unknown, no IOMMU switch added (set iommu to intel or amd)",
+        );
+      } else if (facts.arch === "unknown") {
+        notes.push(
+          "iommu=auto: neither the kernel nor /proc/cpuinfo says which architecture this is; no IOMMU switch added (set iommu to intel, amd or arm)",
         );
       }
       break;
     case "intel":
-      params.push("intel_iommu=on");
-      if (facts.cpuVendor === "amd")
-        notes.push("iommu=intel on an AMD CPU: intel_iommu=on has no effect");
-      break;
     case "amd":
-      if (facts.cpuVendor === "intel")
+      if (facts.arch === "arm64" || facts.arch === "other") {
+        problems.push({
+          option: "iommu",
+          message:
+            `iommu=${config.iommu} names the ${config.iommu === "intel" ? "Intel VT-d" : "AMD-Vi"} IOMMU of x86 hosts, ` +
+            `but this host runs a ${kernel} kernel${facts.arch === "arm64" ? ", whose IOMMU is an Arm SMMU" : ""}: ` +
+            `set iommu to auto${facts.arch === "arm64" ? " (or arm)" : ""}.`,
+        });
+        break;
+      }
+      if (config.iommu === "intel") {
+        params.push("intel_iommu=on");
+        if (facts.cpuVendor === "amd")
+          notes.push("iommu=intel on an AMD CPU: intel_iommu=on has no effect");
+      } else if (facts.cpuVendor === "intel") {
         notes.push("iommu=amd on an Intel CPU: no IOMMU switch added");
+      }
+      break;
+    case "arm":
+      if (facts.arch === "x86" || facts.arch === "other") {
+        problems.push({
+          option: "iommu",
+          message:
+            `iommu=arm names the Arm SMMU of arm64 hosts, but this host runs a ${kernel} kernel: ` +
+            `set iommu to auto${facts.arch === "x86" ? " (or intel/amd)" : ""}.`,
+        });
+      }
       break;
     case "off":
       break;
   }
-  if (config.iommuPassthroughMode && config.iommu !== "off") params.push("iommu=pt");
+  // The passthrough (identity) mapping for host-owned devices: `iommu=pt` on x86; arm64 does not
+  // know that word and spells it `iommu.passthrough=1`.
+  if (config.iommuPassthroughMode && config.iommu !== "off") {
+    params.push(arm ? "iommu.passthrough=1" : "iommu=pt");
+  }
   if (config.allowUnsafeInterrupts) {
     params.push("vfio_iommu_type1.allow_unsafe_interrupts=1");
     notes.push("allow-unsafe-interrupts is on: guests are less isolated");
@@ -46,7 +80,7 @@ export function planKernelParams(
   // and we cannot know which drivers the next initramfs will carry.
   if (blacklist.length > 0) params.push(`modprobe.blacklist=${blacklist.join(",")}`);
   params.push(...config.extraKernelParams);
-  return { params, notes };
+  return { params, notes, problems };
 }
 
 /** The modules that serve or would claim a function: modules.alias matches (as `lspci -k`

@@ -75,6 +75,7 @@ export function planHost(
   notes.push(...blacklist.notes);
 
   const kernel = planKernelParams(config, facts, blacklist.modules);
+  problems.push(...kernel.problems);
   notes.push(...kernel.notes);
 
   const files: FileSpec[] = [];

@@ -63,6 +63,8 @@ export function host(functions: PciFunction[], extra: Partial<HostFacts> = {}): 
     iommuUnits: ["dmar0", "dmar1"],
     cmdline: "BOOT_IMAGE=/vmlinuz-6.8.0-45-generic root=LABEL=cloudimg-rootfs ro console=ttyS0",
     cpuVendor: "intel",
+    machine: "x86_64",
+    arch: "x86",
     kernelRelease: "6.8.0-45-generic",
     vfioPci: "builtin",
     container: false,
