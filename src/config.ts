@@ -21,6 +21,9 @@ export interface DeviceSelector {
   alias: string | null;
   /** The card's other functions in the same slot and IOMMU group follow this one. */
   companions: boolean;
+  /** Take the functions of this entry even when the host uses them (or a member of their IOMMU
+   * group): the per-entry override of plan/host-safety.ts. Never global, never the default. */
+  force: boolean;
   numaPolicy: NumaPolicy | null;
   /** The entry as the operator wrote it, for messages ("10de:1bb0" or its JSON). */
   source: string;
@@ -381,7 +384,15 @@ function parseKernelParams(value: unknown, errors: ConfigError[]): string[] | nu
 
 // --- devices ----------------------------------------------------------------------------------
 
-const DEVICE_KEYS = ["vendor-id", "product-id", "address", "alias", "companions", "numa-policy"];
+const DEVICE_KEYS = [
+  "vendor-id",
+  "product-id",
+  "address",
+  "alias",
+  "companions",
+  "numa-policy",
+  "force",
+];
 /** Keys operators type from nova or lspci habits, and the key they meant. */
 const KEY_HINTS: Record<string, string> = {
   vendor_id: "vendor-id",
@@ -614,6 +625,12 @@ function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelecto
             "write companions: true or companions: false",
             shown,
           );
+        } else if (key === "force") {
+          err(
+            `has force ${JSON.stringify(shown)}`,
+            "write force: true to take the entry's devices even though the host uses them, or leave it out",
+            shown,
+          );
         } else if (key === "numa-policy") {
           err(
             `has numa-policy ${JSON.stringify(shown)}`,
@@ -697,6 +714,7 @@ function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelecto
       address: address?.text ?? null,
       alias,
       companions: (values["companions"] as boolean | undefined) ?? true,
+      force: (values["force"] as boolean | undefined) ?? false,
       numaPolicy: (values["numa-policy"] as NumaPolicy | undefined) ?? null,
       source: entry.source.replace(/\s+/g, " ").trim(),
     });

@@ -99,6 +99,7 @@ describe("devices", () => {
       address: "0000:8?:00.0",
       alias: "p5000",
       companions: false,
+      force: false,
       numaPolicy: "preferred",
       source:
         '{vendor-id: "10de", product-id: "1bb0", address: "0000:8?:00.0", alias: p5000, companions: false, numa-policy: Preferred}',

@@ -165,6 +165,7 @@ export function sel(partial: Partial<DeviceSelector> & { source: string }): Devi
     address: null,
     alias: null,
     companions: true,
+    force: false,
     numaPolicy: null,
     ...partial,
   };
