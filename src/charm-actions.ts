@@ -10,7 +10,7 @@ import { type ActionReply, listResult, type ResultTree } from "./actions/results
 import { parseVerifyIommuParams, verifyIommu } from "./actions/verify-iommu";
 import { createSysfsWriter } from "./apply/sysfs";
 import { type Config, parseConfig } from "./config";
-import type { HostFacts, ModuleIndex } from "./host/facts";
+import type { HostFacts, HostUsage, ModuleIndex } from "./host/facts";
 import { readInterruptRemapping } from "./host/interrupt-remapping";
 import { type RememberedModules, rememberingModuleIndex } from "./host/modules";
 import { readNovaRelease } from "./host/nova-release";
@@ -52,6 +52,8 @@ function clipMessage(message: string): string {
 /** What every action starts from: the host as it is, and the configured selection on it. */
 interface Snapshot {
   facts: HostFacts;
+  /** What the host uses (network, disks, console): the selection withholds those, as hooks do. */
+  usage: HostUsage;
   /** What the readers could not read (each names the path): shown in the results, not only the log. */
   readProblems: string[];
   config: Config | null;
@@ -61,12 +63,14 @@ interface Snapshot {
 
 function snapshot(ctx: ActionContext): Snapshot {
   const { facts, problems } = readHostFacts(ctx.deps.root);
+  const usage = readHostUsage(ctx.deps.root, { functions: facts.functions, problems });
   for (const p of problems) ctx.deps.log("WARNING", p.message);
   const readProblems = problems.map((p) => p.message);
   const parsed = parseConfig(ctx.model.config());
   if (!parsed.ok) {
     return {
       facts,
+      usage,
       readProblems,
       config: null,
       configProblem: formatConfigError(parsed.errors[0]!),
@@ -75,10 +79,11 @@ function snapshot(ctx: ActionContext): Snapshot {
   }
   return {
     facts,
+    usage,
     readProblems,
     config: parsed.config,
     configProblem: null,
-    selection: selectFunctions(parsed.config.devices, facts).bind,
+    selection: selectFunctions(parsed.config.devices, facts, usage).bind,
   };
 }
 
@@ -113,11 +118,10 @@ const ACTIONS: Record<
     const checked = parseListDevicesParams(params);
     if (!checked.ok) return failed(paramErrorMessage("list-devices", checked.errors));
     const snap = snapshot(ctx);
-    const usage = readHostUsage(ctx.deps.root, { functions: snap.facts.functions });
     const result = listDevices({
       params: checked.params,
       facts: snap.facts,
-      usage,
+      usage: snap.usage,
       modules: modules(ctx, snap.facts),
       names: loadPciIds(ctx.deps.root),
       selection: snap.selection,
@@ -133,12 +137,19 @@ const ACTIONS: Record<
       return failed(
         `the charm config is invalid, so there is no plan to verify: ${snap.configProblem}`,
       );
-    const plan = planHost(snap.config, snap.facts, modules(ctx, snap.facts), { boundIds: {} });
+    const plan = planHost(
+      snap.config,
+      snap.facts,
+      modules(ctx, snap.facts),
+      { boundIds: {} },
+      snap.usage,
+    );
     const result = verifyIommu({
       facts: snap.facts,
       plannedCmdline: plan.kernelParams,
       selection: snap.selection,
-      usage: readHostUsage(ctx.deps.root, { functions: snap.facts.functions }),
+      withheld: plan.withheld,
+      usage: snap.usage,
       interruptRemapping: readInterruptRemapping(ctx.deps.root, snap.facts.arch),
     });
     return {
@@ -153,7 +164,7 @@ const ACTIONS: Record<
     return rebindAction({
       rawParams: params,
       facts: snap.facts,
-      usage: readHostUsage(ctx.deps.root, { functions: snap.facts.functions }),
+      usage: snap.usage,
       selection: snap.selection,
       sysfs: createSysfsWriter(ctx.deps.root),
       run: ctx.deps.runner,

@@ -16,7 +16,7 @@ import {
   type RememberingModuleIndex,
   rememberingModuleIndex,
 } from "./host/modules";
-import { readHostFacts } from "./host/read-facts";
+import { readHostFacts, readHostUsage } from "./host/read-facts";
 import { planHost } from "./plan/plan-host";
 import { selectorMatches } from "./plan/select";
 import { type PreparationOutcome, pendingReboot } from "./plan/status";
@@ -100,8 +100,28 @@ export function prepareHost(
     config.devices.length > 0
       ? rememberingModuleIndex(deps.root, facts.kernelRelease, memory.modules ?? null)
       : null;
-  const plan = planHost(config, facts, modules?.index ?? null, { boundIds: memory.boundIds });
+  // What the host uses (network, disks, console) is withheld from the selection: read only when
+  // there is a selection to judge.
+  const usageProblems: HostReadProblem[] = [];
+  const usage =
+    config.devices.length > 0
+      ? readHostUsage(deps.root, { functions: facts.functions, problems: usageProblems })
+      : new Map<string, string[]>();
+  logProblems(usageProblems, deps);
+  const plan = planHost(
+    config,
+    facts,
+    modules?.index ?? null,
+    { boundIds: memory.boundIds },
+    usage,
+  );
   if (modules) logProblems(modules.problems(), deps);
+  for (const w of plan.withheld) {
+    deps.log(
+      "WARNING",
+      `${w.address} (${w.vendorId}:${w.deviceId}, ${w.entry}) ${w.forceable ? "kept for the host" : "refused"}: ${w.reasons.join("; ")}`,
+    );
+  }
   if (plan.problems.length > 0) {
     for (const p of plan.problems)
       deps.log("ERROR", `${p.option ? `${p.option}: ` : ""}${p.message}`);

@@ -6,6 +6,7 @@ import { deviceAttr, driverAttr } from "../apply/sysfs";
 import { validateActionRebind } from "../generated/validators.js";
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import { READ } from "../host/root";
+import { chipsetRole, describeHazards, type HostSafety, hostSafety } from "../plan/host-safety";
 import type { BoundDevice } from "../plan/types";
 import { driverWords, functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "./groups";
 import { type Checked, type ParamError, validateParams } from "./params";
@@ -159,16 +160,6 @@ interface Candidate {
   follows: string | null;
 }
 
-/** Why the host would lose something if this function left its driver (usage + boot VGA). */
-export function hostUses(fn: PciFunction, usage: HostUsage): string[] {
-  const reasons = [...(usage.get(fn.address) ?? [])];
-  const mentionsConsole = reasons.some((r) => /boot vga|console|framebuffer/i.test(r));
-  if (fn.bootVga && !mentionsConsole) {
-    reasons.push("it is the boot VGA device (the host's console)");
-  }
-  return reasons;
-}
-
 function isPfWithVfs(fn: PciFunction): boolean {
   return fn.sriov !== null && fn.sriov.numVfs > 0;
 }
@@ -264,6 +255,7 @@ export function writesFor(fn: PciFunction, to: RebindTarget): SysfsWrite[] {
 export function planRebind(input: PlanRebindInput): RebindPlan | RebindRefusal {
   const { params, facts, usage } = input;
   const { to, force } = params;
+  const safety: HostSafety = hostSafety(facts, usage);
   const resolved = resolveTargets(input);
   const refusals = [...resolved.refusals];
   if (refusals.length > 0 || !resolved.candidates) return refuse(refusals);
@@ -306,15 +298,29 @@ export function planRebind(input: PlanRebindInput): RebindPlan | RebindRefusal {
     const forced: string[] = [];
     if (to === "vfio-pci") {
       for (const r of vfioRefusals(fn, facts)) refusals.push(r);
+      // A chipset function, or a group holding one, never goes to a VM (host-safety.ts).
+      const role = chipsetRole(fn);
+      const chipset = safety.groupHazards(fn).filter((h) => h.kind === "chipset");
+      if (role !== null || chipset.length > 0) {
+        const what =
+          role !== null
+            ? `it is the chipset's ${role}`
+            : `its IOMMU group ${fn.iommuGroup} holds chipset functions ${describeHazards(chipset)}`;
+        refusals.push({
+          device: fn.address,
+          reason: `${what}: the host keeps its chipset, so this never goes to a VM (force does not override this)`,
+          forceable: false,
+        });
+      }
       // A PF with VFs has its own refusal that force cannot lift (vfioRefusals); host/usage.ts
       // also lists it as a use, which would repeat it as a forceable one.
-      const uses = hostUses(fn, usage).filter((r) => !(isPfWithVfs(fn) && /SR-IOV/i.test(r)));
+      const uses = safety.uses(fn).filter((r) => !(isPfWithVfs(fn) && /SR-IOV/i.test(r)));
       for (const reason of uses) {
         if (force) forced.push(reason);
         else refusals.push({ device: fn.address, reason, forceable: true });
       }
       for (const mate of groupMates(facts, fn)) {
-        const mateUses = hostUses(mate, usage);
+        const mateUses = safety.uses(mate);
         if (mateUses.length === 0) continue;
         const reason = `its IOMMU group ${fn.iommuGroup} also holds ${mate.address}, which the host uses (${mateUses.join("; ")}); the whole group goes to the VM`;
         if (force) forced.push(reason);

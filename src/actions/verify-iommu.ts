@@ -6,10 +6,11 @@
 import { validateActionVerifyIommu } from "../generated/validators.js";
 import type { HostFacts, HostUsage } from "../host/facts";
 import type { InterruptRemapping } from "../host/interrupt-remapping";
-import type { BoundDevice } from "../plan/types";
+import { hostSafety } from "../plan/host-safety";
+import { withheldMessage } from "../plan/status";
+import type { BoundDevice, WithheldFunction } from "../plan/types";
 import { driverWords, functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "./groups";
 import { type Checked, validateParams } from "./params";
-import { hostUses } from "./rebind-plan";
 import { addressKey, listResult, type ResultTree, yesNo } from "./results";
 
 export type VerifyCheck =
@@ -59,6 +60,8 @@ export interface VerifyIommuInput {
   /** Parameters the grub drop-in adds (plan.kernelParams). */
   plannedCmdline: string[];
   selection: BoundDevice[];
+  /** Selected functions the plan leaves with the host (plan/host-safety.ts); absent: none. */
+  withheld?: WithheldFunction[];
   usage: HostUsage;
   /** From readInterruptRemapping; null when not read (reported as unknown). */
   interruptRemapping: InterruptRemapping | null;
@@ -171,13 +174,50 @@ function checkDevice(
   if (fn.iommuGroup === null) {
     problem("group", "has no IOMMU group: the IOMMU is off or does not cover it");
   }
+  // Each member that keeps the group from being viable gets the one piece of advice that fits it:
+  // a selected one waits for the reboot (or rebind), a chipset function can never go, one the host
+  // uses is a host-use problem below, and only the rest are worth selecting too.
+  const safety = hostSafety(facts, usage);
+  const mates = new Map(groupMates(facts, fn).map((m) => [m.address, m]));
   const offenders = companions.filter((c) => !c.harmless);
+  const waiting = offenders.filter((o) => o.selected);
+  const chipsetMembers = new Set(
+    safety
+      .groupHazards(fn)
+      .filter((h) => h.kind === "chipset")
+      .map((h) => h.fn.address),
+  );
+  const chipset = offenders.filter((o) => !o.selected && chipsetMembers.has(o.address));
+  const used = offenders.filter(
+    (o) => !o.selected && !chipset.includes(o) && safety.uses(mates.get(o.address)!).length > 0,
+  );
+  const unselected = offenders.filter(
+    (o) => !waiting.includes(o) && !chipset.includes(o) && !used.includes(o),
+  );
+  const onDriver = (list: GroupMember[]) =>
+    list.map((o) => `${o.address} on ${driverWords(o.driver)}`).join(", ");
   if (offenders.length > 0) {
-    const list = offenders.map((o) => `${o.address} on ${driverWords(o.driver)}`).join(", ");
-    problem(
-      "viability",
-      `IOMMU group ${fn.iommuGroup} is not viable: ${list} must be on vfio-pci, pci-stub or no driver; select them too (or move the card to a slot with its own group)`,
-    );
+    const advice: string[] = [];
+    if (chipset.length > 0) {
+      advice.push(
+        `${onDriver(chipset)}: chipset functions the host keeps, so the group can never be viable; move the card to a slot with its own group`,
+      );
+    }
+    if (used.length > 0)
+      advice.push(
+        `${onDriver(used)}: the host uses ${used.length === 1 ? "it" : "them"} (see below)`,
+      );
+    if (unselected.length > 0) {
+      advice.push(
+        `${onDriver(unselected)} must be on vfio-pci, pci-stub or no driver; select ${unselected.length === 1 ? "it" : "them"} too (or move the card to a slot with its own group)`,
+      );
+    }
+    if (waiting.length > 0) {
+      advice.push(
+        `${onDriver(waiting)}: selected, not on vfio-pci yet; reboot, or run the rebind action`,
+      );
+    }
+    problem("viability", `IOMMU group ${fn.iommuGroup} is not viable: ${advice.join("; ")}`);
   }
   const vfioDevice = fn.iommuGroup !== null && facts.vfioDevices.has(fn.iommuGroup);
   if (fn.iommuGroup !== null && !vfioDevice) {
@@ -186,10 +226,10 @@ function checkDevice(
       `/dev/vfio/${fn.iommuGroup} is missing (it appears once a group member is on vfio-pci)`,
     );
   }
-  const own = hostUses(fn, usage);
+  const own = safety.uses(fn);
   if (own.length > 0) problem("host-use", `the host uses it: ${own.join("; ")}`);
   for (const m of groupMates(facts, fn)) {
-    const uses = hostUses(m, usage);
+    const uses = safety.uses(m);
     if (uses.length > 0) {
       problem(
         "host-use",
@@ -281,6 +321,15 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
 
   const selected = new Set(input.selection.map((b) => b.address));
   const devices = input.selection.map((b) => checkDevice(b, input, selected, problems));
+  // What the selection matched but the host keeps: a refusal (chipset group) fails the check, a
+  // function kept for the host's use is worth knowing (the status says the same).
+  const withheld = input.withheld ?? [];
+  const refused = withheld.filter((w) => !w.forceable);
+  if (refused.length > 0) {
+    problems.push({ check: "group", device: null, message: withheldMessage(refused) });
+  }
+  const kept = withheld.filter((w) => w.forceable);
+  if (kept.length > 0) notes.push(withheldMessage(kept));
   if (input.selection.length === 0) {
     notes.push("the `devices` option selects nothing: only the IOMMU was checked");
   }

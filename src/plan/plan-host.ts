@@ -2,7 +2,7 @@
 // blacklist, the functions for vfio-pci, and what blocks or is worth saying. Pure and
 // deterministic (same input, same bytes): the apply step writes exactly this, nothing more.
 import type { Config } from "../config";
-import type { HostFacts, ModuleIndex } from "../host/facts";
+import type { HostFacts, HostUsage, ModuleIndex } from "../host/facts";
 import { OWNED } from "../host/root";
 import { nativeDrivers, planBlacklist, planKernelParams } from "./boot";
 import {
@@ -30,12 +30,14 @@ export const FEEDS: Record<string, Regenerate[]> = {
   [OWNED.initramfsHook]: ["initramfs"],
 };
 
-/** Plans the host: the files the charm should own and why, or the problems that stop it. */
+/** Plans the host: the files the charm should own and why, or the problems that stop it.
+ * `usage` (host/usage.ts) is what the host uses: those functions are withheld, never bound. */
 export function planHost(
   config: Config,
   facts: HostFacts,
   moduleIndex: ModuleIndex | null,
   previous: PreviousBinding,
+  usage: HostUsage = new Map(),
 ): HostPlan {
   const problems: PlanProblem[] = [];
   const notes: string[] = [];
@@ -48,7 +50,7 @@ export function planHost(
     });
   }
 
-  const selection = selectFunctions(config.devices, facts);
+  const selection = selectFunctions(config.devices, facts, usage);
   const bind = selection.bind;
   problems.push(...selection.problems);
   if (bind.length > 0 && selection.unmatched.length > 0) {
@@ -98,6 +100,7 @@ export function planHost(
     kernelParams: kernel.params,
     blacklist: blacklist.modules,
     bind,
+    withheld: selection.withheld,
     problems,
     notes,
   };

@@ -2,13 +2,16 @@
 // them. Pure: takes the selectors and the host facts, never reads. Used by the host planner, the
 // rebind/list-devices actions and the nova values, so they all agree on one selection.
 import { type DeviceSelector, parseAddress } from "../config";
-import type { HostFacts, PciFunction } from "../host/facts";
-import type { BoundDevice, NovaDeviceType, PlanProblem } from "./types";
+import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
+import { chipsetRole, describeHazards, hostSafety, slotOf } from "./host-safety";
+import type { BoundDevice, NovaDeviceType, PlanProblem, WithheldFunction } from "./types";
 
 /** The outcome of matching the selection against one host. */
 export interface Selection {
   /** Selected functions and their companions, sorted by address. */
   bind: BoundDevice[];
+  /** Selected functions left with the host: it uses them, or their group holds what it keeps. */
+  withheld: WithheldFunction[];
   /** Blocking: the selection takes something it must not (bridge, boot VGA, wrong device…). */
   problems: PlanProblem[];
   /** Selectors that matched nothing here (normal on a host without that hardware). */
@@ -26,11 +29,6 @@ export function describeSelector(sel: DeviceSelector): string {
 /** `10de:1bb0`: the ids as lspci -nn and nova write them. */
 export function idsOf(fn: { vendorId: string; deviceId: string }): string {
   return `${fn.vendorId}:${fn.deviceId}`;
-}
-
-/** The slot (`0000:83:00`) a function sits in: its functions are one physical card. */
-function slotOf(address: string): string {
-  return address.slice(0, address.lastIndexOf("."));
 }
 
 /** Compiled address patterns by address text: selectors are few, functions can be 10,000 VFs. */
@@ -90,8 +88,15 @@ interface Chosen {
 }
 
 /** Matches the selection against the host: what vfio-pci should own (selected functions and their
- * companions), what is refused, and which selectors found nothing. */
-export function selectFunctions(selectors: DeviceSelector[], facts: HostFacts): Selection {
+ * companions), what the host keeps for its own safety (host-safety.ts), what is refused, and which
+ * selectors found nothing. `usage` is what the host uses (host/usage.ts); without it only the boot
+ * VGA and chipset groups are known. */
+export function selectFunctions(
+  selectors: DeviceSelector[],
+  facts: HostFacts,
+  usage: HostUsage = new Map(),
+): Selection {
+  const safety = hostSafety(facts, usage);
   const byAddress = new Map(facts.functions.map((fn) => [fn.address, fn]));
   const bySlot = new Map<string, PciFunction[]>();
   for (const fn of facts.functions) {
@@ -104,6 +109,8 @@ export function selectFunctions(selectors: DeviceSelector[], facts: HostFacts): 
   const notes: string[] = [];
   const unmatched: DeviceSelector[] = [];
   const chosen = new Map<string, Chosen>();
+  /** Addresses some entry with `force: true` selects: the override is per entry, never global. */
+  const forced = new Set<string>();
   const problem = (message: string) => problems.push({ option: "devices", message });
 
   for (const sel of [...selectors].sort((a, b) => a.index - b.index)) {
@@ -139,15 +146,8 @@ export function selectFunctions(selectors: DeviceSelector[], facts: HostFacts): 
         );
         continue;
       }
-      if (fn.bootVga) {
-        problem(
-          `${describeSelector(sel)} selects ${fn.address} (${idsOf(fn)}), the boot VGA: it is ` +
-            "the host's console and its boot framebuffer keeps vfio-pci from claiming it. Select " +
-            "the other GPUs by address instead.",
-        );
-        continue;
-      }
       const earlier = chosen.get(fn.address);
+      if (sel.force) forced.add(fn.address);
       if (earlier) {
         const clash =
           earlier.sel.alias !== sel.alias
@@ -168,10 +168,45 @@ export function selectFunctions(selectors: DeviceSelector[], facts: HostFacts): 
     }
   }
 
+  const withheld = new Map<string, WithheldFunction>();
+  const withhold = (
+    fn: PciFunction,
+    sel: DeviceSelector,
+    reasons: string[],
+    forceable: boolean,
+  ) => {
+    const earlier = withheld.get(fn.address);
+    if (earlier) {
+      earlier.reasons.push(...reasons.filter((r) => !earlier.reasons.includes(r)));
+      earlier.forceable &&= forceable;
+      return;
+    }
+    withheld.set(fn.address, {
+      address: fn.address,
+      vendorId: fn.vendorId,
+      deviceId: fn.deviceId,
+      entry: describeSelector(sel),
+      reasons: [...reasons],
+      forceable,
+    });
+  };
+
   const bound = new Map<string, BoundDevice>();
   const selectedAddresses = [...chosen.keys()].sort();
   for (const address of selectedAddresses) {
     const { fn, sel } = chosen.get(address)!;
+    const role = chipsetRole(fn);
+    if (role !== null) {
+      withhold(fn, sel, [`it is the chipset's ${role}: it serves the whole machine`], false);
+      continue;
+    }
+    // What the host uses stays with the host, however it was selected (by address too), unless
+    // an entry that selects it says `force: true`.
+    const uses = safety.uses(fn);
+    if (uses.length > 0 && !forced.has(address)) {
+      withhold(fn, sel, uses, true);
+      continue;
+    }
     bound.set(address, {
       address,
       vendorId: fn.vendorId,
@@ -191,19 +226,18 @@ export function selectFunctions(selectors: DeviceSelector[], facts: HostFacts): 
   }
 
   // Companions, decided after every selection so a function both selected and a companion counts
-  // as selected (its own entry's alias wins). Companions get their own alias (`gpu-audio`): nova
-  // aliases are per vendor:product, and most flavors ask only for the GPU, yet the audio function
-  // must sit on vfio-pci too or the group is not viable.
+  // as selected (its own entry's alias wins). Companions get their own alias (`gpu-audio`) but are
+  // not offered to nova on their own (plan/nova.ts): they sit on vfio-pci because the group needs
+  // them there, and go to the VM with the function they follow.
   for (const address of selectedAddresses) {
+    if (!bound.has(address)) continue;
     const { fn, sel } = chosen.get(address)!;
     if (!sel.companions) continue;
     const parent = bound.get(address)!;
     for (const other of companionsOf(fn, bySlot, byAddress)) {
-      if (bound.has(other.address)) continue;
-      if (other.bootVga) {
-        notes.push(`${other.address} follows ${address} but is the boot VGA: left to the host.`);
-        continue;
-      }
+      if (bound.has(other.address) || withheld.has(other.address)) continue;
+      // A companion the host uses is no companion: the group check below keeps its card.
+      if (safety.uses(other).length > 0) continue;
       bound.set(other.address, {
         address: other.address,
         vendorId: other.vendorId,
@@ -216,6 +250,29 @@ export function selectFunctions(selectors: DeviceSelector[], facts: HostFacts): 
         follows: address,
       });
     }
+  }
+
+  // A VM takes a whole IOMMU group. A group that holds a chipset function can never be given away
+  // (no override); one that holds a function the host uses is kept unless the entry forces it.
+  // Either way the selected function stays with the host, and so do its companions.
+  for (const address of selectedAddresses) {
+    if (!bound.has(address)) continue;
+    const { fn, sel } = chosen.get(address)!;
+    const hazards = safety
+      .groupHazards(fn)
+      .filter((h) => h.kind === "chipset" || !forced.has(address));
+    if (hazards.length === 0) continue;
+    const chipset = hazards.some((h) => h.kind === "chipset");
+    const where =
+      fn.iommuGroup !== null
+        ? `its IOMMU group ${fn.iommuGroup} also holds`
+        : `its slot ${slotOf(address)} (one IOMMU group once the IOMMU is on) also holds`;
+    const tail = chipset
+      ? "chipset functions stay with the host, so this group can never go to a VM"
+      : "a VM takes the whole group";
+    withhold(fn, sel, [`${where} ${describeHazards(hazards)}: ${tail}`], !chipset);
+    bound.delete(address);
+    for (const [other, b] of bound) if (b.follows === address) bound.delete(other);
   }
 
   // Group members that stay with the host make the group unusable for VFIO; that is verify-iommu's
@@ -240,7 +297,8 @@ export function selectFunctions(selectors: DeviceSelector[], facts: HostFacts): 
   }
 
   const bind = [...bound.values()].sort((a, b) => (a.address < b.address ? -1 : 1));
-  return { bind, problems, unmatched, notes };
+  const keptBack = [...withheld.values()].sort((a, b) => (a.address < b.address ? -1 : 1));
+  return { bind, withheld: keptBack, problems, unmatched, notes };
 }
 
 /**
@@ -248,7 +306,8 @@ export function selectFunctions(selectors: DeviceSelector[], facts: HostFacts): 
  * same IOMMU group (or every one in the slot while the IOMMU is not on yet, as on first install
  * before the reboot), plus its `consumer:pci:` device links. Only functions of another class
  * qualify: a second port of the same NIC or a second GPU is a peer the operator selects (or not)
- * on its own — taking it silently could take the host's management NIC.
+ * on its own — taking it silently could take the host's management NIC. Chipset functions (host
+ * and ISA bridges, SMBus) are never a card's: they serve the machine.
  */
 function companionsOf(
   fn: PciFunction,
@@ -266,7 +325,10 @@ function companionsOf(
     if (other && other.address !== fn.address) found.set(other.address, other);
   }
   return [...found.values()]
-    .filter((other) => !other.isBridge && other.classCode.slice(0, 4) !== cls)
+    .filter(
+      (other) =>
+        !other.isBridge && chipsetRole(other) === null && other.classCode.slice(0, 4) !== cls,
+    )
     .sort((a, b) => (a.address < b.address ? -1 : 1));
 }
 

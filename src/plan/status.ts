@@ -2,7 +2,7 @@
 // charm hands it the outcome; it never looks at the host itself.
 import type { ConfigError } from "../config";
 import type { HostFacts } from "../host/facts";
-import type { BoundDevice, HostPlan, PlanProblem } from "./types";
+import type { BoundDevice, HostPlan, PlanProblem, WithheldFunction } from "./types";
 
 export type UnitStatus = {
   name: "active" | "blocked" | "maintenance" | "waiting";
@@ -68,9 +68,20 @@ export function formatConfigError(e: ConfigError): string {
 }
 
 function preparedStatus(plan: HostPlan, facts: HostFacts, pending: string[]): UnitStatus {
+  const kept = plan.withheld.length > 0 ? `; ${withheldMessage(plan.withheld)}` : "";
+  // A refusal (a chipset group) comes first: no reboot will make it work.
+  if (pending.length > 0 && plan.withheld.some((w) => !w.forceable)) {
+    return blocked(`${withheldMessage(plan.withheld)}; reboot required: ${pending.join("; ")}`);
+  }
   if (pending.length > 0) {
     const nova = plan.bind.length > 0 ? "; waiting for reboot before offering devices to nova" : "";
-    return blocked(`reboot required: ${pending.join("; ")}${nova}`);
+    return blocked(`reboot required: ${pending.join("; ")}${nova}${kept}`);
+  }
+  // Something selected that no override can take, or nothing given to VMs because the host keeps
+  // all of it: the selection is not met, the operator must act.
+  if (plan.withheld.some((w) => !w.forceable) || (plan.bind.length === 0 && kept !== "")) {
+    const given = plan.bind.length > 0 ? `; ${devicesSummary(plan.bind)} on vfio-pci` : "";
+    return blocked(`${withheldMessage(plan.withheld)}${given}`);
   }
   const iommu = iommuSummary(facts);
   if (plan.bind.length > 0 && facts.iommuGroups.size === 0) {
@@ -80,7 +91,42 @@ function preparedStatus(plan: HostPlan, facts: HostFacts, pending: string[]): Un
   }
   const notes = plan.notes.length > 0 ? `; ${plan.notes.join("; ")}` : "";
   if (plan.bind.length === 0) return active(`no matching devices on this host; ${iommu}${notes}`);
-  return active(`${devicesSummary(plan.bind)} on vfio-pci; ${iommu}${notes}`);
+  return active(`${devicesSummary(plan.bind)} on vfio-pci; ${iommu}${notes}${kept}`);
+}
+
+/**
+ * The functions the selection matched but the host keeps: which, why, and how to override.
+ * "kept for the host: 0000:18:00.0 (network interface eno1 is up; ...), not bound and its drivers
+ * not blacklisted; to give it to VMs anyway add force: true to devices entry #1 "8086:1593" (or an
+ * entry {address: 0000:18:00.0, force: true})". Refused ones (chipset groups) say no override.
+ */
+export function withheldMessage(withheld: WithheldFunction[]): string {
+  const parts: string[] = [];
+  const forceable = withheld.filter((w) => w.forceable);
+  const refused = withheld.filter((w) => !w.forceable);
+  if (refused.length > 0) {
+    parts.push(
+      `refused: ${listed(refused)}; no override exists: remove or narrow the devices entry`,
+    );
+  }
+  if (forceable.length > 0) {
+    const first = forceable[0]!;
+    parts.push(
+      `kept for the host (not bound, its drivers not blacklisted): ${listed(forceable)}; to give ` +
+        `${forceable.length === 1 ? "it" : "one"} to VMs anyway, select it with force: true, e.g. ` +
+        `{address: ${first.address}, force: true}`,
+    );
+  }
+  return parts.join("; ");
+}
+
+function listed(withheld: WithheldFunction[]): string {
+  const shown = withheld
+    .slice(0, 3)
+    .map((w) => `${w.address} ${w.vendorId}:${w.deviceId} of ${w.entry} (${w.reasons.join("; ")})`);
+  return withheld.length > 3
+    ? `${shown.join(", ")} and ${withheld.length - 3} more`
+    : shown.join(", ");
 }
 
 function devicesSummary(bind: BoundDevice[]): string {

@@ -26,6 +26,20 @@ export interface BoundDevice {
   follows: string | null;
 }
 
+/** A selected function the plan leaves with the host (not bound, its drivers not blacklisted). */
+export interface WithheldFunction {
+  address: string;
+  vendorId: string;
+  deviceId: string;
+  /** The entry that selected it, as messages name entries: `devices entry #1 "8086:10d3"`. */
+  entry: string;
+  /** Operator words: what the host uses it for, or what its IOMMU group holds. */
+  reasons: string[];
+  /** True when `force: true` on a devices entry that selects it would take it anyway; false when
+   * no override can (its group holds chipset functions: it can never be made viable). */
+  forceable: boolean;
+}
+
 /** Something that stops the plan from being applied; the charm goes blocked with `message`. */
 export interface PlanProblem {
   /** The config option at fault, when there is one. */
@@ -47,6 +61,8 @@ export interface HostPlan {
   blacklist: string[];
   /** Functions vfio-pci should own, sorted by address. */
   bind: BoundDevice[];
+  /** Selected functions left with the host for its own safety, sorted by address. */
+  withheld: WithheldFunction[];
   /** Blocking problems: nothing may be written while this is non-empty. */
   problems: PlanProblem[];
   /** Facts worth a status line but not blocking (unsafe interrupts on, nothing matched…). */

@@ -158,9 +158,13 @@ describe("verifyIommu", () => {
       "vfio-device 0000:83:00.1",
     ]);
     expect(r.problems[0]!.message).toContain("is on nouveau, not vfio-pci");
+    // The audio is selected (a companion): it waits for the reboot like the GPU. Telling the
+    // operator to "select it too" would contradict the selection.
     expect(r.problems[1]!.message).toContain(
-      "IOMMU group 60 is not viable: 0000:83:00.1 on snd_hda_intel must be on vfio-pci",
+      "IOMMU group 60 is not viable: 0000:83:00.1 on snd_hda_intel: selected, not on vfio-pci yet; reboot, or run the rebind action",
     );
+    expect(r.problems.map((p) => p.message).join("\n")).not.toContain("select them too");
+    expect(r.problems.map((p) => p.message).join("\n")).not.toContain("select it too");
     expect(r.problems[2]!.message).toContain("/dev/vfio/60 is missing");
   });
 

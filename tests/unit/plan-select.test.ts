@@ -95,7 +95,15 @@ describe("selectFunctions", () => {
     const text = s.problems.map((p) => p.message).join("\n");
     expect(s.problems.every((p) => p.option === "devices")).toBe(true);
     expect(text).toMatch(/entry #1 .*0000:80:02\.0.*bridge/);
-    expect(text).toMatch(/entry #2 .*0000:02:00\.0.*boot VGA/);
+    // The boot VGA is no longer a refusal that blocks everything: the host keeps it (it uses it
+    // as its console), and `force: true` on its entry would take it (host-safety.ts).
+    expect(s.withheld).toEqual([
+      expect.objectContaining({
+        address: "0000:02:00.0",
+        entry: expect.stringMatching(/entry #2/),
+      }),
+    ]);
+    expect(s.withheld[0]!.reasons.join(" ")).toMatch(/boot VGA/);
     expect(text).toMatch(/entry #3 .*0000:83:00\.0 holds 10de:1bb0, not 8086:1593/);
   });
 
@@ -115,7 +123,7 @@ describe("selectFunctions", () => {
     const facts = host([fn("0000:00:17.0", "8086:a182", "010601")]);
     const one = sel({ vendorId: "10de", productId: "1bb0", source: "10de:1bb0" });
     const s = selectFunctions([one], facts);
-    expect(s).toEqual({ bind: [], problems: [], unmatched: [one], notes: [] });
+    expect(s).toEqual({ bind: [], withheld: [], problems: [], unmatched: [one], notes: [] });
   });
 
   it("matches address globs inside one component only", () => {

@@ -1,0 +1,126 @@
+// The one safety judgement: what the host would lose if a function left its driver, and what an
+// IOMMU group would drag along. Written once, used by the boot plan (select.ts), the rebind action
+// and verify-iommu alike, so a hook never binds at boot what an action would refuse to move.
+// Pure: host facts and host usage (host/usage.ts) in, reasons in operator words out.
+import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
+
+/** Chipset functions by class: they serve the whole machine, never belong to a card, and a group
+ * holding one can never go to a VM (the host would lose its LPC bus, flash or SMBus). */
+const CHIPSET_CLASSES: Record<string, string> = {
+  "0600": "host bridge",
+  "0601": "ISA/LPC bridge",
+  "0c05": "SMBus controller",
+};
+
+/** "ISA/LPC bridge" for a chipset function, null for anything a card can carry. */
+export function chipsetRole(fn: Pick<PciFunction, "classCode">): string | null {
+  return CHIPSET_CLASSES[fn.classCode.slice(0, 4)] ?? null;
+}
+
+/** A group (or slot) member that keeps a function from being given to VMs. */
+export interface GroupHazard {
+  fn: PciFunction;
+  /** `chipset`: no override can make the group viable; `host-use`: `force` can take it. */
+  kind: "chipset" | "host-use";
+  /** Operator words: "ISA/LPC bridge", or the host's uses of it. */
+  why: string[];
+}
+
+/** The safety judgement on one host, built once per hook or action. */
+export interface HostSafety {
+  /** Why the host would lose something if this function left its driver (empty: nothing). */
+  uses(fn: PciFunction): string[];
+  /** The other members of `fn`'s IOMMU group that the host keeps: chipset functions and functions
+   * it uses. While the IOMMU is off (no groups yet) a chipset slot is taken as one group: the
+   * kernel groups a multi-function slot without ACS as a whole, and chipset slots have none. */
+  groupHazards(fn: PciFunction): GroupHazard[];
+}
+
+/** Builds the judgement for these facts and this usage. */
+export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
+  const byAddress = new Map(facts.functions.map((f) => [f.address, f]));
+  const vfsOf = new Map<string, PciFunction[]>();
+  const bySlot = new Map<string, PciFunction[]>();
+  for (const fn of facts.functions) {
+    if (fn.physfn !== null) {
+      const list = vfsOf.get(fn.physfn);
+      if (list) list.push(fn);
+      else vfsOf.set(fn.physfn, [fn]);
+    }
+    const slot = slotOf(fn.address);
+    const list = bySlot.get(slot);
+    if (list) list.push(fn);
+    else bySlot.set(slot, [fn]);
+  }
+
+  const direct = (fn: PciFunction): string[] => {
+    const reasons = [...(usage.get(fn.address) ?? [])];
+    const mentionsConsole = reasons.some((r) => /boot vga|console|framebuffer/i.test(r));
+    if (fn.bootVga && !mentionsConsole) {
+      reasons.push("it is the boot VGA device (the host's console)");
+    }
+    return reasons;
+  };
+
+  const uses = (fn: PciFunction): string[] => {
+    const reasons = direct(fn);
+    // A PF's VFs die with its driver: whatever the host does through a VF, it does through the PF.
+    for (const vf of vfsOf.get(fn.address) ?? []) {
+      const vfUses = direct(vf);
+      if (vfUses.length > 0) reasons.push(`its VF ${vf.address} is in use (${vfUses.join("; ")})`);
+    }
+    return reasons;
+  };
+
+  const groupHazards = (fn: PciFunction): GroupHazard[] => {
+    const hazards: GroupHazard[] = [];
+    let mates: PciFunction[];
+    let chipsetOnly = false;
+    if (fn.iommuGroup !== null) {
+      mates = (facts.iommuGroups.get(fn.iommuGroup) ?? [])
+        .map((a) => byAddress.get(a))
+        .filter((m): m is PciFunction => m !== undefined);
+    } else {
+      mates = bySlot.get(slotOf(fn.address)) ?? [];
+      chipsetOnly = true;
+    }
+    for (const mate of mates) {
+      if (mate.address === fn.address || mate.isBridge) continue;
+      const role = chipsetRole(mate);
+      if (role !== null) {
+        hazards.push({ fn: mate, kind: "chipset", why: [role] });
+        continue;
+      }
+      if (chipsetOnly) continue;
+      const mateUses = uses(mate);
+      if (mateUses.length > 0) hazards.push({ fn: mate, kind: "host-use", why: mateUses });
+    }
+    // A chipset slot's other functions (SPI flash, PMC, thermal) are the chipset's too: named with
+    // it, so the operator sees everything the group would take.
+    const chipsetSlots = new Set(
+      hazards.filter((h) => h.kind === "chipset").map((h) => slotOf(h.fn.address)),
+    );
+    if (chipsetSlots.size > 0) {
+      for (const mate of mates) {
+        if (mate.address === fn.address || mate.isBridge) continue;
+        if (!chipsetSlots.has(slotOf(mate.address))) continue;
+        if (hazards.some((h) => h.fn.address === mate.address)) continue;
+        hazards.push({ fn: mate, kind: "chipset", why: ["in the chipset's slot"] });
+      }
+      hazards.sort((a, b) => (a.fn.address < b.fn.address ? -1 : 1));
+    }
+    return hazards;
+  };
+
+  return { uses, groupHazards };
+}
+
+/** The slot (`0000:83:00`) a function sits in: its functions are one physical card or chip. */
+export function slotOf(address: string): string {
+  return address.slice(0, address.lastIndexOf("."));
+}
+
+/** "0000:00:1f.0 (ISA/LPC bridge), 0000:00:1f.4 (SMBus controller)": hazards for a message. */
+export function describeHazards(hazards: GroupHazard[]): string {
+  return hazards.map((h) => `${h.fn.address} (${h.why.join("; ")})`).join(", ");
+}
