@@ -1,0 +1,100 @@
+// Issue 12 points 1 and 2 through the packed charm's dispatch: the hooks keep what the host uses
+// (and say so), refuse a chipset group naming every member, and the actions judge alike.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { OWNED } from "../../src/host/root";
+import { makeTempHost } from "../fixtures/hosts/build-host";
+import { laptopHost, seedHost } from "../fixtures/hosts/presets";
+import { diffTrees, snapshotTree } from "../helpers/tree";
+import { type CharmUnderTest, deployPackedCharm } from "./charm-process";
+
+describe("host safety through dispatch", () => {
+  let host: ReturnType<typeof makeTempHost> | undefined;
+  let unit: CharmUnderTest | undefined;
+  afterEach(() => {
+    unit?.cleanup();
+    host?.cleanup();
+    unit = undefined;
+    host = undefined;
+  });
+  const read = (hostPath: string): string => {
+    const file = path.join(host!.root, hostPath);
+    return fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
+  };
+
+  it("install with two identical E810 ports by ids binds the free one, keeps eno1's and names it", () => {
+    host = makeTempHost(seedHost());
+    unit = deployPackedCharm(host.root, { config: { devices: "8086:1593" } });
+    const r = unit.dispatch("install");
+    expect(r.exitCode).toBe(0);
+    const rule = read(OWNED.udevRule);
+    expect(rule).toContain('KERNEL=="0000:18:00.1"');
+    expect(rule).not.toContain("0000:18:00.0");
+    // ice still drives eno1: it is neither blacklisted on the command line nor in modprobe.d.
+    expect(read(OWNED.grubDropIn)).not.toMatch(/modprobe\.blacklist=[^ "]*\bice\b/);
+    expect(read(OWNED.modprobeConf)).not.toMatch(/^blacklist ice$/m);
+    const status = unit.sim.readState().unitStatus;
+    expect(status.status).toBe("blocked");
+    expect(status.message).toMatch(/^reboot required: /);
+    expect(status.message).toContain("kept for the host");
+    expect(status.message).toContain("0000:18:00.0 8086:1593");
+    expect(status.message).toContain("network interface eno1 is up");
+    expect(status.message).toContain("{address: 0000:18:00.0, force: true}");
+    const warnings = unit.sim
+      .readState()
+      .logs.filter((l) => l.level === "WARNING")
+      .map((l) => l.message);
+    expect(warnings.join("\n")).toMatch(
+      /0000:18:00\.0 .*kept for the host: network interface eno1/,
+    );
+  });
+
+  it("force: true on an address entry takes the management port too", () => {
+    host = makeTempHost(seedHost());
+    unit = deployPackedCharm(host.root, {
+      config: { devices: '- "8086:1593"\n- {address: "0000:18:00.0", force: true}\n' },
+    });
+    expect(unit.dispatch("install").exitCode).toBe(0);
+    const rule = read(OWNED.udevRule);
+    expect(rule).toContain('KERNEL=="0000:18:00.0"');
+    expect(rule).toContain('KERNEL=="0000:18:00.1"');
+    expect(unit.sim.readState().unitStatus.message).not.toContain("kept for the host");
+  });
+
+  it("the laptop's HDA audio (group 13 with ISA bridge, SMBus, SPI flash) is refused, all named", () => {
+    host = makeTempHost(laptopHost());
+    unit = deployPackedCharm(host.root, { config: { devices: "8086:51c8" } });
+    expect(unit.dispatch("install").exitCode).toBe(0);
+    expect(read(OWNED.udevRule)).toBe("");
+    expect(read(OWNED.modprobeConf)).toBe("");
+    const status = unit.sim.readState().unitStatus;
+    expect(status.status).toBe("blocked");
+    expect(status.message).toMatch(/^refused: 0000:00:1f\.3 8086:51c8 of devices entry #1/);
+    expect(status.message).toContain("its IOMMU group 13 also holds");
+    for (const member of ["1f.0 (ISA/LPC bridge)", "1f.4 (SMBus controller)", "1f.5 ("]) {
+      expect(status.message).toContain(`0000:00:${member}`);
+    }
+    expect(status.message).toContain("no override exists");
+  });
+
+  it("verify-iommu and rebind give the same judgement, and change nothing", () => {
+    host = makeTempHost(laptopHost());
+    unit = deployPackedCharm(host.root, { config: { devices: "8086:51c8" } });
+    const before = snapshotTree(host.root);
+
+    expect(unit.dispatch({ name: "verify-iommu-action", params: {} }).exitCode).toBe(0);
+    const verify = unit.sim.readState().lastAction!;
+    expect(verify.failed).toBe(true);
+    expect(verify.failureMessage).toContain("refused: 0000:00:1f.3");
+    expect(JSON.stringify(verify.results)).not.toMatch(/select (them|it) too/);
+
+    const rebind = { devices: "0000:00:1f.3", force: true };
+    expect(unit.dispatch({ name: "rebind-action", params: rebind }).exitCode).toBe(0);
+    const moved = unit.sim.readState().lastAction!;
+    expect(moved.failed).toBe(true);
+    expect(moved.failureMessage).toMatch(/0000:00:1f\.4: it is the chipset's SMBus controller/);
+    expect(moved.failureMessage).toContain("force does not override this");
+    expect(diffTrees(before, snapshotTree(host.root))).toEqual([]);
+  });
+});
