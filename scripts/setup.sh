@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # programs that read them: shellcheck, grub-mkconfig (grub-common), initramfs-tools' hook
 # functions (initramfs-tools-core), udevadm (udev), modprobe (kmod).
 DEBIAN_PACKAGES=(zip unzip qemu-system-x86 busybox-static cpio kmod debootstrap e2fsprogs
-  shellcheck grub-common initramfs-tools-core udev)
+  shellcheck grub-common initramfs-tools-core udev bzip2)
 
 # The real-kernel bed downloads the kernel package with apt-get download: it needs package lists.
 need_lists=0
@@ -67,3 +67,7 @@ stamp=node_modules/.package-lock.json
 if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
+
+# Recordings of real hosts (Debian source packages) and a Debian kernel's module index, for the
+# real-host corpus tests (tests/real-hosts/); cached under .cache/real-hosts/.
+bash scripts/real-hosts.sh
