@@ -1,9 +1,12 @@
 // The packed charm, run as Juju runs it, on recordings of real machines (tests/real-hosts/corpus.ts:
 // Debian source packages, unpacked at test time). Each host gets several selections an operator
 // would write for it; the tests assert invariants that must hold on any host, not golden output.
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import {
   corpusKernel,
+  danglingDrivers,
   type RealHostManifest,
   realHostManifests,
   type UnpackedHost,
@@ -43,6 +46,8 @@ function crashed(r: DispatchResult): string | null {
 
 interface SelectionRun {
   run: HostRun;
+  /** The recording has /sys/kernel/iommu_groups (none of today's do). */
+  groupsDirRecorded: boolean;
   hooks: DispatchResult[];
   status: { status: string; message: string };
   listDevices: {
@@ -81,6 +86,7 @@ function runSelection(m: RealHostManifest, devices: string, withList: boolean): 
     const verifyIommu = action("verify-iommu");
     const functions = recordedFunctions(host.root);
     return {
+      groupsDirRecorded: fs.existsSync(path.join(host.root, "sys/kernel/iommu_groups")),
       run: {
         functions,
         uses: m.uses,
@@ -105,11 +111,44 @@ function addressesIn(text: string): string[] {
   return [...text.matchAll(/\b[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]\b/g)].map((m) => m[0]);
 }
 
+/** Everything verify-iommu said: its failure message and every result value. */
+function verifyText(v: SelectionRun["verifyIommu"]): string {
+  return `${v.failureMessage ?? ""}\n${JSON.stringify(v.results)}`;
+}
+
+/** Point 1: a selected function the host keeps is named in the status, with the override. */
+function keptNotNamed(r: SelectionRun): string[] {
+  const out: string[] = [];
+  for (const address of Object.keys(r.run.uses)) {
+    if (!r.run.selection.has(address) || r.run.written.boundAtBoot.has(address)) continue;
+    if (!r.status.message.includes(address))
+      out.push(
+        `the host keeps the selected ${address}, but the status does not name it: "${r.status.message}"`,
+      );
+    else if (!/\bforce\b/.test(r.status.message))
+      out.push(
+        `the status names the kept ${address} but not the override (force): "${r.status.message}"`,
+      );
+  }
+  return out;
+}
+
+/** Point 6: /sys/kernel/iommu_groups that does not exist is not "empty". */
+function absentGroupsCalledEmpty(recorded: boolean, texts: string[]): string[] {
+  if (recorded) return [];
+  return texts
+    .filter((t) => /iommu_groups (is|are) empty/.test(t))
+    .map(
+      (t) =>
+        `/sys/kernel/iommu_groups does not exist, yet: ${t.match(/.{0,80}iommu_groups (is|are) empty.{0,40}/)?.[0]}`,
+    );
+}
+
 /** verify-iommu's advice must not contradict itself or the selection. */
 function contradictoryAdvice(r: SelectionRun): string[] {
   const out: string[] = [];
   const v = r.verifyIommu;
-  const text = `${v.failureMessage ?? ""}\n${JSON.stringify(v.results)}`;
+  const text = verifyText(v);
   for (const sentence of text.split(/(?<=[.;])\s|\\n|\n/)) {
     if (!/select them too/i.test(sentence)) continue;
     for (const address of addressesIn(sentence)) {
@@ -203,6 +242,24 @@ describe.each(manifests.map((m) => [m.id, m] as const))("real host %s", (_id, m)
       check(m.id, devices, "verify-iommu's advice is not contradictory", () => {
         holds(contradictoryAdvice(r()));
       });
+
+      check(
+        m.id,
+        devices,
+        "the status names each selected function the host keeps, and the override",
+        () => {
+          holds(keptNotNamed(r()));
+        },
+      );
+
+      check(m.id, devices, "an absent /sys/kernel/iommu_groups is not called empty", () => {
+        holds(
+          absentGroupsCalledEmpty(r().groupsDirRecorded, [
+            r().status.message,
+            verifyText(r().verifyIommu),
+          ]),
+        );
+      });
     },
   );
 
@@ -236,25 +293,114 @@ describe.each(manifests.map((m) => [m.id, m] as const))("real host %s", (_id, m)
   });
 });
 
-describe("real hosts as recorded, with nothing added", () => {
-  it.each(manifests.map((m) => [m.id, m] as const))(
-    "%s: every hook and action runs without a crash",
-    (_id, m) => {
-      const host = unpackRealHost(m, { additions: false });
-      const unit = deployPackedCharm(host.root, { config: { devices: m.selections[0]!.devices } });
-      try {
-        const results = [
-          unit.dispatch("install"),
-          unit.dispatch("config-changed"),
-          unit.dispatch({ name: "list-devices-action", params: {} }),
-          unit.dispatch({ name: "verify-iommu-action", params: {} }),
-        ];
-        holds(results.map(crashed).filter((p) => p !== null));
-        expect(unit.sim.readState().unitStatus.status).not.toBe("error");
-      } finally {
-        unit.cleanup();
-        host.cleanup();
-      }
-    },
-  );
-});
+/** What the charm said on a recording with nothing added (no osrelease, no module index, no
+ * /proc/cmdline on four of them, driver links into missing directories). */
+interface RawRun {
+  dispatches: DispatchResult[];
+  status: string;
+  statusMessage: string;
+  /** config-changed's juju-log lines. */
+  logs: string[];
+  verify: SelectionRun["verifyIommu"];
+  cmdlineRecorded: boolean;
+  groupsDirRecorded: boolean;
+  /** Missing driver directory → how many recorded devices link to it. */
+  danglingDrivers: string[];
+}
+
+function runRaw(m: RealHostManifest): RawRun {
+  const host = unpackRealHost(m, { additions: false });
+  const unit = deployPackedCharm(host.root, { config: { devices: m.selections[0]!.devices } });
+  try {
+    const install = unit.dispatch("install");
+    const before = unit.sim.readState().calls.length;
+    const hooks = [install, unit.dispatch("config-changed")];
+    const state = unit.sim.readState();
+    // config-changed's own log lines: each hook reads the host afresh and may say it again.
+    const logs = state.calls
+      .slice(before)
+      .filter((c) => c.argv[0] === "juju-log")
+      .map((c) => c.argv.slice(1).join(" "));
+    const list = unit.dispatch({ name: "list-devices-action", params: {} });
+    const verifyDispatch = unit.dispatch({ name: "verify-iommu-action", params: {} });
+    const a = unit.sim.readState().lastAction!;
+    return {
+      dispatches: [...hooks, list, verifyDispatch],
+      status: state.unitStatus.status,
+      statusMessage: state.unitStatus.message,
+      logs,
+      verify: {
+        failed: a.failed,
+        failureMessage: a.failureMessage,
+        results: a.results as Record<string, unknown>,
+        dispatch: verifyDispatch,
+      },
+      cmdlineRecorded: fs.existsSync(path.join(host.root, "proc/cmdline")),
+      groupsDirRecorded: fs.existsSync(path.join(host.root, "sys/kernel/iommu_groups")),
+      danglingDrivers: danglingDrivers(host.root),
+    };
+  } finally {
+    unit.cleanup();
+    host.cleanup();
+  }
+}
+
+describe.each(manifests.map((m) => [m.id, m] as const))(
+  "real host %s as recorded, with nothing added",
+  (_id, m) => {
+    let raw: RawRun;
+    beforeAll(() => {
+      raw = runRaw(m);
+    }, 120_000);
+    const said = () => [raw.statusMessage, ...raw.logs, verifyText(raw.verify)];
+
+    check(m.id, "raw", "every hook and action runs without a crash or a hook error", () => {
+      holds(raw.dispatches.map(crashed).filter((p) => p !== null));
+      expect(raw.status).not.toBe("error");
+    });
+
+    check(m.id, "raw", "a missing osrelease does not read as a kernel with an empty name", () => {
+      holds(
+        said()
+          .filter((t) => /kernel\s{2}|kernel \(\)|linux-modules-extra-(?![0-9a-z])/.test(t))
+          .map((t) => `empty kernel release in: ${t.slice(0, 200)}`),
+      );
+    });
+
+    check(m.id, "raw", "a missing /proc/cmdline reads as unknown, not as not booted with", () => {
+      if (raw.cmdlineRecorded) return;
+      holds(
+        said()
+          .filter((t) => /not booted with/.test(t))
+          .map(
+            (t) =>
+              `no /proc/cmdline was recorded, yet: ${t.match(/.{0,60}not booted with.{0,40}/)?.[0]}`,
+          ),
+      );
+    });
+
+    check(
+      m.id,
+      "raw",
+      "driver links into missing driver directories are stated once, not per device",
+      () => {
+        const mentions = raw.logs.filter((line) =>
+          raw.danglingDrivers.some(
+            (d) => line.includes(`"${d}"`) || line.includes(`/drivers/${d}`),
+          ),
+        );
+        holds(
+          mentions.length <= raw.danglingDrivers.length
+            ? []
+            : [
+                `${mentions.length} log lines for ${raw.danglingDrivers.length} missing drivers, e.g. ${mentions[0]}`,
+              ],
+        );
+      },
+    );
+
+    check(m.id, "raw", "an absent /sys/kernel/iommu_groups is not called empty", () => {
+      holds(absentGroupsCalledEmpty(raw.groupsDirRecorded, said()));
+    });
+  },
+);
