@@ -29,7 +29,7 @@ export function unpackCharm(packed = PACKED): UnpackedCharm {
   execFileSync("unzip", ["-q", packed, "-d", charmDir]);
   const sysbin = path.join(dir, "sysbin");
   fs.mkdirSync(sysbin);
-  for (const tool of ["sh", "cat", "uname", "dirname"]) {
+  for (const tool of ["sh", "cat", "uname", "dirname", "mkfifo", "rm"]) {
     const found = ["/bin", "/usr/bin"].map((d) => path.join(d, tool)).find((p) => fs.existsSync(p));
     if (!found) throw new Error(`no ${tool} on this machine`);
     fs.symlinkSync(found, path.join(sysbin, tool));

@@ -24,7 +24,7 @@ export function requirePackedCharm(): string {
 function minimalBin(dir: string): string {
   const bin = path.join(dir, "sysbin");
   fs.mkdirSync(bin, { recursive: true });
-  for (const tool of ["sh", "uname", "cat", "dirname"]) {
+  for (const tool of ["sh", "uname", "cat", "dirname", "mkfifo", "rm"]) {
     const found = ["/bin", "/usr/bin"].map((d) => path.join(d, tool)).find((p) => fs.existsSync(p));
     if (!found) throw new Error(`no ${tool} on this machine`);
     fs.symlinkSync(found, path.join(bin, tool));
@@ -59,6 +59,8 @@ function copyUnpacked(charmDir: string): void {
 
 export interface DispatchResult {
   exitCode: number;
+  /** The pid of the process the test started (as Juju starts it): dispatch's. */
+  pid: number;
   stdout: string;
   stderr: string;
 }
@@ -119,7 +121,12 @@ export function deployPackedCharm(
         encoding: "utf8",
         timeout: 30_000,
       });
-      return { exitCode: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+      return {
+        exitCode: r.status ?? -1,
+        pid: r.pid,
+        stdout: r.stdout ?? "",
+        stderr: r.stderr ?? "",
+      };
     },
     cleanup,
   };

@@ -55,7 +55,25 @@ export interface FakeUnitState {
   actions: Record<string, FakeAction>;
   workloadVersion: string | null;
   reboot: "after-hook" | "now" | null;
-  calls: Array<{ argv: string[]; exitCode: number; stdin?: string }>;
+  calls: FakeToolCall[];
+}
+
+/** One hook-tool call as the fake controller saw it. */
+export interface FakeToolCall {
+  argv: string[];
+  exitCode: number;
+  stdin?: string;
+  /** Process-level simulator only: the tool's process, the process that started it (its
+   * parent: the tool wrapper execs), and that parent's executable. A charm that Juju can stop is
+   * the process Juju started, so its tools' parent is dispatch's own pid. */
+  caller?: ToolCaller;
+}
+
+/** Who ran a tool (see FakeToolCall.caller). */
+export interface ToolCaller {
+  pid: number;
+  ppid: number;
+  parentExe: string | null;
 }
 
 /** The hook context a tool call runs in, as Juju's environment tells it. */
@@ -634,7 +652,7 @@ const TOOLS: Record<string, Tool> = {
 export function runFakeHookTool(
   state: FakeUnitState,
   argv: readonly string[],
-  options: { stdin?: string; env?: FakeToolEnv; cwd?: string } = {},
+  options: { stdin?: string; env?: FakeToolEnv; cwd?: string; caller?: ToolCaller } = {},
 ): HookToolResult {
   const [tool = "", ...args] = argv;
   const out: string[] = [];
@@ -661,8 +679,9 @@ export function runFakeHookTool(
       else throw e;
     }
   }
-  const call: FakeUnitState["calls"][number] = { argv: [...argv], exitCode: result.exitCode };
+  const call: FakeToolCall = { argv: [...argv], exitCode: result.exitCode };
   if (options.stdin) call.stdin = options.stdin;
+  if (options.caller) call.caller = options.caller;
   state.calls.push(call);
   return result;
 }

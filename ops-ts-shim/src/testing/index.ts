@@ -12,9 +12,11 @@ export {
   type FakeAction,
   type FakeRelation,
   type FakeStatus,
+  type FakeToolCall,
   type FakeToolEnv,
   type FakeUnitState,
   runFakeHookTool,
+  type ToolCaller,
 } from "./fake-juju";
 export {
   Context,

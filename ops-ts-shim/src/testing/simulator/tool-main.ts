@@ -1,7 +1,7 @@
 // Entry point of the fake hook-tool executables (bundled to one .cjs by the simulator).
 // argv: <state.json> <tool> <tool args...>. Loads the unit state, runs the tool as Juju would,
 // saves the state atomically, and exits with the tool's code.
-import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync, readlinkSync, renameSync, writeFileSync } from "node:fs";
 import { runFakeHookTool } from "../fake-juju";
 
 const [stateFile, tool, ...args] = process.argv.slice(2);
@@ -16,11 +16,20 @@ const wantsStdin =
   fileIndex >= 0 && (args[fileIndex] === "--file=-" || args[fileIndex + 1] === "-");
 const stdin = wantsStdin ? readFileSync(0, "utf8") : "";
 
+// The wrapper script execs this, so our parent is whoever ran the tool.
+let parentExe: string | null = null;
+try {
+  parentExe = readlinkSync(`/proc/${process.ppid}/exe`);
+} catch {
+  parentExe = null;
+}
+
 const state = JSON.parse(readFileSync(stateFile, "utf8"));
 const result = runFakeHookTool(state, [tool, ...args], {
   stdin,
   env: process.env,
   cwd: process.cwd(),
+  caller: { pid: process.pid, ppid: process.ppid, parentExe },
 });
 const tmp = `${stateFile}.${process.pid}.tmp`;
 writeFileSync(tmp, JSON.stringify(state, null, 1));
