@@ -48,6 +48,9 @@ export interface MainOptions {
   actions?: ActionsSpec;
   /** Per action name: checked (and may fill defaults) before any handler runs. */
   actionParamValidators?: Record<string, ParamValidator>;
+  /** Told of an error the charm raised (the testing harness raises it again: an action that
+   * raised exits 0, so the exit code alone does not say). */
+  onUncaught?: (error: unknown) => void;
 }
 
 /** The dispatch path names an event this charm does not have. */
@@ -150,10 +153,22 @@ export function main(charmClass: CharmClass, options: MainOptions = {}): number 
   const actions = (): ActionsSpec => options.actions ?? loadActions(context.charmDir);
   let eventName = context.dispatchPath;
   let isAction = context.dispatchPath.startsWith("actions/");
+  let resolved: ResolvedEvent;
   try {
-    const resolved = resolveEvent(context.dispatchPath, metadata, actions);
-    eventName = resolved.name;
-    isAction = resolved.type === "action";
+    resolved = resolveEvent(context.dispatchPath, metadata, actions);
+  } catch (e) {
+    if (!(e instanceof UnknownEventError))
+      return failed(runner, context, eventName, isAction, e, options);
+    // As ops does: an event the charm does not know is not an error of the unit (a newer Juju
+    // may run hooks this charm predates). Say so and exit 0; an action still gets its answer.
+    const message = `${context.dispatchPath} ignored: ${e.message}`;
+    safeLog(runner, "WARNING", message);
+    if (isAction) failAction(runner, message);
+    return 0;
+  }
+  eventName = resolved.name;
+  isAction = resolved.type === "action";
+  try {
     const model = new Model({ runner, context, metadata });
     const framework = new Framework(model, context, runner);
     // The charm constructor registers observers; an error there is reported like any other.
@@ -199,18 +214,41 @@ export function main(charmClass: CharmClass, options: MainOptions = {}): number 
     model.stored.commit();
     return 0;
   } catch (e) {
-    const { message, stack } = describe(e);
-    safeLog(runner, "ERROR", `${eventName} failed: ${message}`);
-    // A stack helps with charm bugs, not with a dispatch the charm does not know.
-    if (stack && !(e instanceof UnknownEventError)) safeLog(runner, "DEBUG", stack);
-    if (context.debug) process.stderr.write(`${stack ?? message}\n`);
-    if (isAction) {
-      try {
-        hookcmds.actionFail(runner, message);
-      } catch {
-        process.stderr.write(`${message}\n`);
-      }
-    }
-    return 1;
+    return failed(runner, context, eventName, isAction, e, options);
   }
+}
+
+/** action-fail that never throws: the message also goes to stderr, which Juju keeps too. */
+function failAction(runner: HookToolRunner, message: string): void {
+  process.stderr.write(`${message}\n`);
+  try {
+    hookcmds.actionFail(runner, message);
+  } catch {
+    // stderr above already carries it.
+  }
+}
+
+/**
+ * An uncaught error: ERROR with the message, the stack at DEBUG, nothing committed.
+ * A hook exits 1 (Juju marks the unit in error and retries it). An action fails with the message
+ * and exits 0: Juju replaces the message of an action whose process exits non-zero with
+ * "exit status 1", even one set with action-fail, and the operator would lose the reason.
+ */
+function failed(
+  runner: HookToolRunner,
+  context: JujuContext,
+  eventName: string,
+  isAction: boolean,
+  e: unknown,
+  options: MainOptions,
+): number {
+  options.onUncaught?.(e);
+  const { message, stack } = describe(e);
+  safeLog(runner, "ERROR", `${eventName} failed: ${message}`);
+  // A stack helps with charm bugs, not with a dispatch the charm does not know.
+  if (stack && !(e instanceof UnknownEventError)) safeLog(runner, "DEBUG", stack);
+  if (context.debug) process.stderr.write(`${stack ?? message}\n`);
+  if (!isAction) return 1;
+  failAction(runner, message);
+  return 0;
 }

@@ -136,24 +136,27 @@ describe("dispatch path → event", () => {
     expect(SpyCharm.seen[0]!.event).toMatchObject({ departingUnit: "nova/1" });
   });
 
-  it("an unknown hook is logged at ERROR and exits 1, running no handler", () => {
+  it("an unknown hook is ignored as ops ignores it: logged, no handler, exit 0", () => {
     const { exitCode, state } = dispatch("frobnicate");
-    expect(exitCode).toBe(1);
+    expect(exitCode).toBe(0);
     expect(SpyCharm.seen).toEqual([]);
     expect(state.logs).toEqual([
       {
-        level: "ERROR",
-        message: expect.stringMatching(
-          /^hooks\/frobnicate failed: UnknownEventError: unknown hook "frobnicate"/,
-        ),
+        level: "WARNING",
+        message: expect.stringMatching(/^hooks\/frobnicate ignored: unknown hook "frobnicate"/),
       },
     ]);
+    expect(state.calls.map((c) => c.argv[0])).not.toContain("state-set");
   });
 
-  it("an undeclared action is refused the same way", () => {
+  it("an undeclared action is ignored too, but the action says why (exit 0)", () => {
     const { exitCode, state } = dispatch("reboot-everything-action");
-    expect(exitCode).toBe(1);
+    expect(exitCode).toBe(0);
     expect(state.logs[0]!.message).toMatch(/unknown action "reboot-everything"/);
+    expect(state.actions["1"]).toMatchObject({
+      failed: true,
+      failureMessage: expect.stringMatching(/^actions\/reboot-everything ignored: unknown action/),
+    });
   });
 
   it("an observed but standard event with no handler is fine (exit 0)", () => {
@@ -188,9 +191,10 @@ describe("errors in charm code", () => {
     expect(state.calls.map((c) => c.argv[0])).not.toContain("state-set");
   });
 
-  it("an action handler's error also fails the action with the message", () => {
+  it("an action handler's error fails the action with the message and exits 0 (Juju would replace it with 'exit status 1')", () => {
     const { exitCode, state } = dispatch("greet-action", Crashing);
-    expect(exitCode).toBe(1);
+    expect(exitCode).toBe(0);
+    expect(state.logs[0]!.level).toBe("ERROR");
     expect(state.actions["1"]).toMatchObject({
       failed: true,
       failureMessage: "Error: no such device 0000:83:00.0",
@@ -300,7 +304,7 @@ describe("metadata from the charm directory", () => {
       for (const [event, expected] of [
         ["backend-relation-changed", 0],
         ["greet-action", 0],
-        ["nope-relation-changed", 1],
+        ["nope-relation-changed", 0],
       ] as const) {
         const env = hookEnvironment(state, event, { charmDir: dir });
         const code = main(SpyCharm, {
@@ -309,6 +313,10 @@ describe("metadata from the charm directory", () => {
         });
         expect([event, code]).toEqual([event, expected]);
       }
+      // Only the undeclared endpoint was ignored: metadata.yaml was read.
+      expect(state.logs.filter((l) => l.message.includes("ignored")).map((l) => l.message)).toEqual(
+        [expect.stringMatching(/^hooks\/nope-relation-changed ignored: unknown hook/)],
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

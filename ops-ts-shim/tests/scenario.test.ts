@@ -170,7 +170,7 @@ describe("running the demo charm", () => {
       error = e as UncaughtCharmError;
     }
     expect(error).toBeInstanceOf(UncaughtCharmError);
-    expect(error!.message).toMatch(/charm failed on explode-action \(exit 1\): .*kaboom/);
+    expect(error!.message).toMatch(/charm failed on explode-action \(exit 0\): .*kaboom/);
     expect(error!.state.actionFailure).toBe("Error: kaboom: the demo action always fails");
   });
 

@@ -143,21 +143,21 @@ describe("unit simulator: fake hook tools as real processes", { timeout: 60_000 
       logs: ["greeting sim"],
       failed: false,
     });
-    expect(dispatch(sim, sim.env("explode-action")).status).toBe(1);
+    const explode = dispatch(sim, sim.env("explode-action"));
+    expect(explode.status).toBe(0);
+    expect(explode.stderr).toContain("kaboom: the demo action always fails");
     expect(sim.readState().lastAction).toMatchObject({
       failed: true,
       failureMessage: "Error: kaboom: the demo action always fails",
     });
   });
 
-  it("an unknown event is refused with a clear error and exit 1", () => {
+  it("an unknown event is ignored with a clear log line and exit 0, as ops does", () => {
     const sim = simulator("unknown");
-    expect(dispatch(sim, sim.env("frobnicate")).status).toBe(1);
+    expect(dispatch(sim, sim.env("frobnicate")).status).toBe(0);
     expect(sim.readState().logs[0]).toEqual({
-      level: "ERROR",
-      message: expect.stringMatching(
-        /^hooks\/frobnicate failed: UnknownEventError: unknown hook "frobnicate"/,
-      ),
+      level: "WARNING",
+      message: expect.stringMatching(/^hooks\/frobnicate ignored: unknown hook "frobnicate"/),
     });
   });
 

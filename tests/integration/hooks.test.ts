@@ -100,12 +100,15 @@ describe("packed charm under the unit simulator (no node on PATH)", () => {
     expect(changes).toEqual([]);
   });
 
-  it("an unknown event is a clear error and a non-zero exit", () => {
+  it("an unknown event is ignored as ops ignores it: logged, nothing touched, exit 0 (issue 13 item 6)", () => {
     unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    const before = snapshotTree(host.root);
     const r = unit.dispatch("frobnicate-the-host");
-    expect(r.exitCode).not.toBe(0);
-    const logs = unit.sim.readState().logs.filter((l) => l.level === "ERROR");
-    expect(logs.map((l) => l.message).join("\n")).toMatch(/frobnicate-the-host/);
+    expect(r.exitCode).toBe(0);
+    const logs = unit.sim.readState().logs.filter((l) => l.level === "WARNING");
+    expect(logs.map((l) => l.message).join("\n")).toMatch(/frobnicate-the-host ignored/);
+    expect(diffTrees(before, snapshotTree(host.root))).toEqual([]);
+    expect(unit.commands()).toEqual([]);
   });
 
   it("dispatch refuses clearly when no runtime is usable", () => {

@@ -1,5 +1,6 @@
 // Issue 13: the packed charm keeps Juju's contract, run through its dispatch as Juju runs it.
 import * as fs from "node:fs";
+import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { makeTempHost } from "../fixtures/hosts/build-host";
 import { seedHost } from "../fixtures/hosts/presets";
@@ -49,5 +50,44 @@ describe("issue 13: Juju's contract through the packed dispatch", () => {
     expect(others.length).toBeGreaterThan(0); // the prefetch still runs, in parallel
     // The fifo it came through is gone.
     expect(fs.readdirSync(unit.charmDir).filter((n) => n.startsWith(".prefetch"))).toEqual([]);
+  });
+
+  // Juju replaces the message of an action whose process exits non-zero with "exit status 1".
+  it("item 4: an action that throws fails with its message, on stderr too, and exits 0", () => {
+    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    // The controller refuses the results (an API error): the charm's action-set call throws.
+    fs.writeFileSync(
+      path.join(unit.sim.binDir, "action-set"),
+      "#!/bin/sh\necho 'ERROR connection is shut down' >&2\nexit 1\n",
+    );
+    const r = unit.dispatch({ name: "list-devices-action", params: {} });
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toMatch(/action-set .*failed with exit code 1: ERROR connection is shut down/);
+    const action = unit.sim.readState().lastAction!;
+    expect(action.failed).toBe(true);
+    expect(action.failureMessage).toMatch(/ERROR connection is shut down/);
+    const errors = unit.sim.readState().logs.filter((l) => l.level === "ERROR");
+    expect(errors[0]!.message).toMatch(/^list-devices-action failed: HookCmdError: /);
+  });
+
+  it("item 4: a hook that throws still exits non-zero, so Juju retries it", () => {
+    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    fs.writeFileSync(
+      path.join(unit.sim.binDir, "status-set"),
+      "#!/bin/sh\necho 'ERROR connection is shut down' >&2\nexit 1\n",
+    );
+    const r = unit.dispatch("install");
+    expect(r.exitCode).toBe(1);
+    expect(unit.sim.readState().logs.some((l) => /^install failed: /.test(l.message))).toBe(true);
+  });
+
+  it("item 6: an unknown action is not an error of the unit: exit 0, the action says why", () => {
+    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    const r = unit.dispatch({ name: "defragment-action", params: {} });
+    expect(r.exitCode).toBe(0);
+    expect(unit.sim.readState().lastAction).toMatchObject({
+      failed: true,
+      failureMessage: expect.stringMatching(/^actions\/defragment ignored: unknown action/),
+    });
   });
 });

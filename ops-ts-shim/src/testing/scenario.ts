@@ -152,15 +152,19 @@ export class Context {
     const env = { ...(this.options.env ?? {}), ...jujuEnv };
     const runner: HookToolRunner = (argv, input) =>
       runFakeHookTool(fake, argv, { stdin: input, env });
+    let raised = false;
     const exitCode = main(this.charmClass, {
       env,
       runner,
       metadata: this.spec.metadata,
       actions: this.spec.actions,
       actionParamValidators: this.options.actionParamValidators,
+      onUncaught: () => {
+        raised = true;
+      },
     });
     const output = this.output(fake, state, jujuEnv.JUJU_ACTION_UUID, exitCode);
-    if (exitCode !== 0) {
+    if (exitCode !== 0 || raised) {
       const errors = output.logs.filter((l) => l.level === "ERROR").map((l) => l.message);
       throw new UncaughtCharmError(
         `charm failed on ${spec.name} (exit ${exitCode}): ${errors.join("; ") || "no error logged"}`,
