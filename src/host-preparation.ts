@@ -9,6 +9,7 @@ import {
   type FilesState,
   NotOursError,
 } from "./apply/host-files";
+import { type PackedBindings, packBindings, unpackBindings } from "./bound-memory";
 import { type DeviceSelector, parseConfig } from "./config";
 import type { HostFacts, HostReadProblem, PciFunction } from "./host/facts";
 import {
@@ -22,16 +23,31 @@ import { selectorMatches } from "./plan/select";
 import { type PreparationOutcome, pendingReboot } from "./plan/status";
 import type { HostPlan } from "./plan/types";
 
-/** What host preparation remembers between hooks (kept in Juju stored state). */
+/** What host preparation remembers between hooks (kept in Juju stored state, as ONE value: it
+ * must stay within Juju's quotas with 10,000 selected functions, see bound-memory.ts). */
 export interface PreparationMemory {
   files: FilesState;
-  /** Address → "vendor:device" of every function the charm set up for vfio-pci. */
-  boundIds: Record<string, string>;
+  /** "vendor:device" → the functions the charm set up for vfio-pci, as address ranges. */
+  bound: PackedBindings;
   /** The modules that would claim this host's devices, while modules.alias stays the same file. */
   modules?: RememberedModules;
 }
 
-export const EMPTY_MEMORY: PreparationMemory = { files: EMPTY_FILES_STATE, boundIds: {} };
+export const EMPTY_MEMORY: PreparationMemory = { files: EMPTY_FILES_STATE, bound: { byIds: {} } };
+
+/** Memory as stored by any version of the charm: before the packed form it kept `boundIds`, an
+ * address → ids map (upgrade-charm reads that once; the next change stores the packed form). */
+export function loadMemory(stored: unknown): PreparationMemory {
+  if (!stored || typeof stored !== "object") return EMPTY_MEMORY;
+  const { boundIds, bound, ...rest } = stored as Partial<PreparationMemory> & {
+    boundIds?: Record<string, string>;
+  };
+  return {
+    ...EMPTY_MEMORY,
+    ...rest,
+    bound: bound ?? (boundIds ? packBindings(boundIds) : EMPTY_MEMORY.bound),
+  };
+}
 
 export interface PreparationDeps {
   root: string;
@@ -73,6 +89,7 @@ export function prepareHost(
     return stop({ kind: "config-error", errors: parsed.errors });
   }
   const config = parsed.config;
+  const boundIds = unpackBindings(memory.bound);
   const { facts, problems } = readHostFacts(deps.root);
   logProblems(problems, deps);
   if (facts.container) return stop({ kind: "container" }, facts);
@@ -82,8 +99,7 @@ export function prepareHost(
   const listed = new Set(facts.functions.map((f) => f.address));
   // The last problem of a function is the one that made the reader give up on it.
   const unsure = problems.findLast(
-    (p) =>
-      p.address !== null && !listed.has(p.address) && mayBeOurs(p, config.devices, memory.boundIds),
+    (p) => p.address !== null && !listed.has(p.address) && mayBeOurs(p, config.devices, boundIds),
   );
   if (unsure) {
     return stop(
@@ -112,7 +128,7 @@ export function prepareHost(
     config,
     facts,
     modules?.index ?? null,
-    { boundIds: memory.boundIds },
+    { boundIds },
     usage,
   );
   if (modules) logProblems(modules.problems(), deps);
@@ -143,12 +159,17 @@ export function prepareHost(
     throw err;
   }
   logReport(report, deps);
-  const boundIds = Object.fromEntries(
-    plan.bind.map((d) => [d.address, `${d.vendorId}:${d.deviceId}`]),
+  const bound = packBindings(
+    Object.fromEntries(plan.bind.map((d) => [d.address, `${d.vendorId}:${d.deviceId}`])),
   );
+  if (bound.dropped)
+    deps.log(
+      "WARNING",
+      `${bound.dropped} of ${plan.bind.length} bound functions are not remembered (their addresses do not fit Juju's stored-state quota): a card swapped in their slots is not noticed`,
+    );
   return {
     outcome: { kind: "prepared", plan, facts, pending: pendingReboot(plan, facts) },
-    memory: { files: report.state, boundIds, ...rememberedModules(modules, memory) },
+    memory: { files: report.state, bound, ...rememberedModules(modules, memory) },
     report,
     facts,
     plan,

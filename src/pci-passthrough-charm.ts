@@ -13,7 +13,7 @@ import {
 } from "ops-ts-shim";
 import { NOVA_ENDPOINT, runActionHandler } from "./charm-actions";
 import {
-  EMPTY_MEMORY,
+  loadMemory,
   type PreparationDeps,
   type PreparationMemory,
   type PreparationResult,
@@ -74,7 +74,7 @@ export class PciPassthroughCharm extends CharmBase {
   }
 
   private memory(): PreparationMemory {
-    return this.model.stored.get<PreparationMemory>(MEMORY_KEY) ?? EMPTY_MEMORY;
+    return loadMemory(this.model.stored.get<unknown>(MEMORY_KEY));
   }
 
   private remember(result: PreparationResult): void {

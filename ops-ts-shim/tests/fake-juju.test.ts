@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   buildFakeUnit,
+  commitHook,
   type FakeUnitState,
   hookEnvironment,
   runFakeHookTool,
@@ -135,10 +136,17 @@ describe("the fake hook tools behave like Juju's", () => {
     expect(
       run(s, ["relation-set", "--file", "-", "extra=1"], env, "a: 1\nb: two\nc: null\n").exitCode,
     ).toBe(0);
+    // The hook sees its own writes; the controller has them once the hook exits 0.
+    expect(run(s, ["relation-get", "--format=json", "-", "demo/0"], env).stdout).toBe(
+      '{"a":"1","b":"two","extra":"1"}\n',
+    );
+    expect(s.relations[0]!.localUnitData).toEqual({});
+    commitHook(s, 0);
     expect(s.relations[0]!.localUnitData).toEqual({ a: "1", b: "two", extra: "1" });
     expect(
       run(s, ["relation-set", "-r", "3", "--file", "-"], {}, '{"a":"","b":"3"}').exitCode,
     ).toBe(0);
+    commitHook(s, 0);
     expect(s.relations[0]!.localUnitData).toEqual({ b: "3", extra: "1" });
     expect(run(s, ["relation-set", "-r", "3", "k"]).stderr).toBe(
       'ERROR expected "key=value", got "k"\n',
@@ -160,6 +168,7 @@ describe("the fake hook tools behave like Juju's", () => {
     expect(run(s, ["state-get", "k"]).stdout).toBe('{"x":1}\n');
     expect(run(s, ["state-get", "--strict", "nope"]).stderr).toBe('ERROR "nope" not found\n');
     expect(run(s, ["state-delete", "k"]).exitCode).toBe(0);
+    commitHook(s, 0);
     expect(s.stored).toEqual({ k2: "v2" });
     expect(run(s, ["is-leader"]).stdout).toBe("False\n");
     expect(run(s, ["is-leader", "--format=json"]).stdout).toBe("false\n");

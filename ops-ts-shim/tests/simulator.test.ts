@@ -44,7 +44,9 @@ function simulator(name: string, options: Partial<Parameters<typeof createUnitSi
 
 /** Runs the bundled charm as Juju would: absolute interpreter, the simulator's environment. */
 function dispatch(sim: UnitSimulator, env: NodeJS.ProcessEnv) {
-  return spawnSync(process.execPath, [charmJs], { env, cwd: sim.charmDir, encoding: "utf8" });
+  const r = spawnSync(process.execPath, [charmJs], { env, cwd: sim.charmDir, encoding: "utf8" });
+  sim.finish(r.status);
+  return r;
 }
 
 // Each dispatch starts several node processes; on a busy 2-core machine that takes seconds.

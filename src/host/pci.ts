@@ -17,6 +17,27 @@ import { READ, under } from "./root";
 /** A full PCI address as sysfs spells it: domain:bus:slot.function, lower-case hex. */
 export const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
 
+/** An address as one number (domain, bus, slot, function, most significant first), so that
+ * functions one after another on the bus (a PF's VFs) are consecutive numbers; null if malformed. */
+export function addressNumber(address: string): number | null {
+  if (!PCI_ADDRESS.test(address)) return null;
+  const domain = Number.parseInt(address.slice(0, 4), 16);
+  const bus = Number.parseInt(address.slice(5, 7), 16);
+  const slot = Number.parseInt(address.slice(8, 10), 16);
+  if (slot > 0x1f) return null;
+  return ((domain * 256 + bus) * 32 + slot) * 8 + Number(address[11]);
+}
+
+/** The address addressNumber() made `n` from. */
+export function addressOfNumber(n: number): string {
+  const hex = (v: number, width: number) => v.toString(16).padStart(width, "0");
+  const fn = n % 8;
+  const slot = Math.floor(n / 8) % 32;
+  const bus = Math.floor(n / 256) % 256;
+  const domain = Math.floor(n / 65536);
+  return `${hex(domain, 4)}:${hex(bus, 2)}:${hex(slot, 2)}.${fn}`;
+}
+
 /** Every PCI address (`0000:83:00.0`) among the components of a sysfs path, outermost first. */
 export function pciAddressesInPath(sysfsPath: string): string[] {
   return sysfsPath.split("/").filter((part) => PCI_ADDRESS.test(part));

@@ -121,6 +121,7 @@ export function deployPackedCharm(
         encoding: "utf8",
         timeout: 30_000,
       });
+      sim.finish(r.status);
       return {
         exitCode: r.status ?? -1,
         pid: r.pid,

@@ -2,8 +2,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { unpackBindings } from "../../src/bound-memory";
 import { makeTempHost } from "../fixtures/hosts/build-host";
-import { seedHost } from "../fixtures/hosts/presets";
+import { seedHost, syntheticHost } from "../fixtures/hosts/presets";
 import { type CharmUnderTest, deployPackedCharm } from "./charm-process";
 
 const ONE_GPU = { devices: "0000:83:00.0" };
@@ -90,4 +91,34 @@ describe("issue 13: Juju's contract through the packed dispatch", () => {
       failureMessage: expect.stringMatching(/^actions\/defragment ignored: unknown action/),
     });
   });
+
+  // Juju refuses a state-set value over 64 KiB and the whole state over max-charm-state-size;
+  // the preparation memory once grew ~27 bytes a selected function (270 KB at 10,000).
+  it("item 5: config-changed with 10,000 selected functions passes under the enforced quotas", () => {
+    const big = makeTempHost(syntheticHost(10_007), "pci-10k-");
+    try {
+      unit = deployPackedCharm(big.root, {
+        config: { devices: "15b3:1018" },
+        maxCharmStateSize: 64 * 1024,
+      });
+      for (const event of ["install", "config-changed"]) {
+        const r = unit.dispatch(event);
+        expect(r.exitCode, r.stderr).toBe(0);
+      }
+      const state = unit.sim.readState();
+      expect(state.flushErrors ?? []).toEqual([]);
+      expect(state.logs.filter((l) => l.level === "ERROR")).toEqual([]);
+      const sizes = Object.entries(state.stored).map(
+        ([k, v]) => [k, Buffer.byteLength(v)] as const,
+      );
+      for (const [key, size] of sizes) expect(size, key).toBeLessThan(16 * 1024);
+      expect(sizes.reduce((n, [k, v]) => n + k.length + v, 0)).toBeLessThan(64 * 1024);
+      // It is really remembered: all 10,000 bound VFs (of seven PFs), as address ranges.
+      const memory = JSON.parse(state.stored.preparation!);
+      expect(memory.bound.dropped).toBeUndefined();
+      expect(Object.keys(unpackBindings(memory.bound))).toHaveLength(10_000);
+    } finally {
+      big.cleanup();
+    }
+  }, 180_000);
 });

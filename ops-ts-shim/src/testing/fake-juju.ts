@@ -56,7 +56,29 @@ export interface FakeUnitState {
   workloadVersion: string | null;
   reboot: "after-hook" | "now" | null;
   calls: FakeToolCall[];
+  /** What the running hook changed that Juju commits only when it exits 0 (HookContext.Flush):
+   * stored state and relation settings. status-set and juju-log take effect at once. */
+  pending?: PendingChanges | null;
+  /** The model's max-charm-state-size: the whole unit state's cap (Juju's default 2 MiB). */
+  maxCharmStateSize?: number;
+  /** Why Juju refused to commit a hook that exited 0 (the hook then counts as failed). */
+  flushErrors?: string[];
 }
+
+/** A hook's uncommitted writes: stored keys (null deletes) and relation settings per relation id
+ * ("" deletes, as relation-set does). */
+export interface PendingChanges {
+  stored: Record<string, string | null>;
+  relations: Record<string, { unit: Record<string, string>; app: Record<string, string> }>;
+}
+
+/** Juju's quotas on unit state (juju/juju core/quota): each key, each value, and the default of
+ * the model's max-charm-state-size. */
+export const CHARM_STATE_QUOTA = {
+  maxKeySize: 256,
+  maxValueSize: 64 * 1024,
+  defaultMaxStateSize: 2 * 1024 * 1024,
+} as const;
 
 /** One hook-tool call as the fake controller saw it. */
 export interface FakeToolCall {
@@ -244,6 +266,65 @@ interface Invocation {
 }
 
 const fakeId = (r: FakeRelation): string => `${r.endpoint}:${r.id}`;
+
+function pendingOf(state: FakeUnitState): PendingChanges {
+  state.pending ??= { stored: {}, relations: {} };
+  return state.pending;
+}
+
+/** The unit state as the running hook sees it: committed, with its own writes on top. */
+export function storedView(state: FakeUnitState): Record<string, string> {
+  const view = { ...state.stored };
+  for (const [k, v] of Object.entries(state.pending?.stored ?? {})) {
+    if (v === null) delete view[k];
+    else view[k] = v;
+  }
+  return view;
+}
+
+/** A local settings bag as the running hook sees it. */
+function localView(
+  state: FakeUnitState,
+  relation: FakeRelation,
+  app: boolean,
+): Record<string, string> {
+  const view = { ...(app ? relation.localAppData : relation.localUnitData) };
+  const own = state.pending?.relations[String(relation.id)];
+  for (const [k, v] of Object.entries((app ? own?.app : own?.unit) ?? {})) {
+    if (v === "") delete view[k];
+    else view[k] = v;
+  }
+  return view;
+}
+
+const bytes = (s: string): number => Buffer.byteLength(s, "utf8");
+
+/**
+ * Ends a hook as Juju's HookContext.Flush does: exit 0 commits the hook's stored-state and
+ * relation writes (unless the state would exceed max-charm-state-size, which fails the hook);
+ * any other exit drops them. Returns the reason a commit was refused, or null.
+ */
+export function commitHook(state: FakeUnitState, exitCode: number): string | null {
+  const pending = state.pending;
+  state.pending = null;
+  if (!pending || exitCode !== 0) return null;
+  const stored = storedView({ ...state, pending });
+  const max = state.maxCharmStateSize ?? CHARM_STATE_QUOTA.defaultMaxStateSize;
+  const total = Object.entries(stored).reduce((n, [k, v]) => n + bytes(k) + bytes(v), 0);
+  if (max > 0 && total > max) {
+    const error = `persisting charm state: max allowed size (${max}) exceeded: the unit state would be ${total} bytes`;
+    state.flushErrors = [...(state.flushErrors ?? []), error];
+    return error;
+  }
+  state.stored = stored;
+  for (const id of Object.keys(pending.relations)) {
+    const relation = state.relations.find((r) => String(r.id) === id);
+    if (!relation) continue;
+    relation.localUnitData = localView({ ...state, pending }, relation, false);
+    relation.localAppData = localView({ ...state, pending }, relation, true);
+  }
+  return null;
+}
 
 function hookRelation(inv: Invocation): FakeRelation | null {
   const raw = inv.env.JUJU_RELATION_ID;
@@ -551,9 +632,15 @@ const TOOLS: Record<string, Tool> = {
     checkEmpty(args);
     const localApp = inv.state.unitName.split("/")[0];
     let settings: Record<string, string> | undefined;
-    if (!app && target === inv.state.unitName) settings = relation.localUnitData;
-    else if (app && target === localApp) settings = relation.localAppData;
-    else if (app) settings = target === relation.remoteApp ? relation.remoteAppData : undefined;
+    if (!app && target === inv.state.unitName) settings = localView(inv.state, relation, false);
+    else if (app && target === localApp) {
+      // Juju: only the leader may read its own application's settings.
+      if (!inv.state.leader)
+        throw new RunError(
+          `cannot read settings for application ${q(target)} in relation ${q(fakeId(relation))}: permission denied`,
+        );
+      settings = localView(inv.state, relation, true);
+    } else if (app) settings = target === relation.remoteApp ? relation.remoteAppData : undefined;
     else
       settings =
         relation.remoteUnitsData[target] ??
@@ -583,11 +670,10 @@ const TOOLS: Record<string, Tool> = {
     const settings = typeof flags.file === "string" ? readSettingsFile(inv, flags.file) : {};
     Object.assign(settings, overrides);
     if (flags.app && !inv.state.leader) throw new RunError("cannot write relation settings");
-    const bag = flags.app ? relation.localAppData : relation.localUnitData;
-    for (const [k, v] of Object.entries(settings)) {
-      if (v === "") delete bag[k];
-      else bag[k] = v;
-    }
+    // Committed when the hook exits 0 (commitHook), dropped otherwise.
+    const pending = pendingOf(inv.state);
+    pending.relations[String(relation.id)] ??= { unit: {}, app: {} };
+    Object.assign(pending.relations[String(relation.id)]![flags.app ? "app" : "unit"], settings);
   },
 
   "is-leader": (inv) => {
@@ -613,12 +699,14 @@ const TOOLS: Record<string, Tool> = {
     let key = positionals[0] ?? "";
     if (key === "-") key = "";
     checkEmpty(positionals.slice(1));
+    const stored = storedView(inv.state);
     if (key === "") {
-      inv.out.push(formatOutput(format, { ...inv.state.stored }));
+      inv.out.push(formatOutput(format, stored));
       return;
     }
-    if (!(key in inv.state.stored) && flags.strict) throw new RunError(`${q(key)} not found`);
-    inv.out.push(formatOutput(format, inv.state.stored[key] ?? null));
+    if (!(key in stored) && flags.strict) throw new RunError(`${q(key)} not found`);
+    // Juju prints an empty string for a missing key, not null.
+    inv.out.push(formatOutput(format, stored[key] ?? ""));
   },
 
   "state-set": (inv) => {
@@ -626,14 +714,21 @@ const TOOLS: Record<string, Tool> = {
     const overrides = parseKeyValues(positionals);
     const values = typeof flags.file === "string" ? readSettingsFile(inv, flags.file) : {};
     Object.assign(values, overrides);
-    Object.assign(inv.state.stored, values);
+    // quota.CheckTupleSize(key, value, 256, 64 KiB), checked as each call runs (HookContext).
+    for (const [k, v] of Object.entries(values)) {
+      if (bytes(k) > CHARM_STATE_QUOTA.maxKeySize)
+        throw new RunError(`max allowed key length (${CHARM_STATE_QUOTA.maxKeySize}) exceeded`);
+      if (bytes(v) > CHARM_STATE_QUOTA.maxValueSize)
+        throw new RunError(`max allowed value length (${CHARM_STATE_QUOTA.maxValueSize}) exceeded`);
+    }
+    Object.assign(pendingOf(inv.state).stored, values);
   },
 
   "state-delete": (inv) => {
     const { positionals } = parseFlags({}, inv.args);
     if (positionals.length === 0) throw new UsageError("specify a key");
     checkEmpty(positionals.slice(1));
-    delete inv.state.stored[positionals[0]!];
+    pendingOf(inv.state).stored[positionals[0]!] = null;
   },
 
   "juju-reboot": (inv) => {

@@ -7,6 +7,8 @@ export {
   InconsistentScenarioError,
 } from "./consistency";
 export {
+  CHARM_STATE_QUOTA,
+  commitHook,
   emptyUnitState,
   FAKE_TOOL_NAMES,
   type FakeAction,
@@ -15,7 +17,9 @@ export {
   type FakeToolCall,
   type FakeToolEnv,
   type FakeUnitState,
+  type PendingChanges,
   runFakeHookTool,
+  storedView,
   type ToolCaller,
 } from "./fake-juju";
 export {

@@ -13,7 +13,7 @@ import {
 import { SHIM_STATE_PREFIX, StatusBase, type StatusName } from "../model";
 import type { HookToolRunner } from "../runner";
 import { type CharmSpec, checkConsistency } from "./consistency";
-import { type FakeUnitState, runFakeHookTool } from "./fake-juju";
+import { commitHook, type FakeUnitState, runFakeHookTool } from "./fake-juju";
 import {
   buildFakeUnit,
   classifyEvent,
@@ -163,7 +163,11 @@ export class Context {
         raised = true;
       },
     });
+    const refused = commitHook(fake, exitCode);
     const output = this.output(fake, state, jujuEnv.JUJU_ACTION_UUID, exitCode);
+    if (refused !== null) {
+      throw new UncaughtCharmError(`Juju refused to commit ${spec.name}: ${refused}`, output);
+    }
     if (exitCode !== 0 || raised) {
       const errors = output.logs.filter((l) => l.level === "ERROR").map((l) => l.message);
       throw new UncaughtCharmError(

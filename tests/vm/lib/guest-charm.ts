@@ -117,6 +117,7 @@ export class GuestCharm {
       { timeoutMs: opts.timeoutMs ?? 600_000 },
     );
     const ms = Date.now() - started;
+    this.sim.finish(result.exitCode);
     this.guest.note(`dispatch ${name} exited ${result.exitCode} after ${ms} ms`);
     progress(`${this.guest.name}: ${name} exited ${result.exitCode} after ${seconds(ms)}`);
     return { ...result, ms };

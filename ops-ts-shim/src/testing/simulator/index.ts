@@ -6,7 +6,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildSync } from "esbuild";
 import { type ConfigSpec, parseDeclaration } from "../../metadata";
-import { FAKE_TOOL_NAMES, type FakeAction, type FakeUnitState } from "../fake-juju";
+import { commitHook, FAKE_TOOL_NAMES, type FakeAction, type FakeUnitState } from "../fake-juju";
 import {
   buildFakeUnit,
   type EventSpec,
@@ -36,6 +36,8 @@ export interface UnitSimulatorOptions {
   /** JUJU_PRINCIPAL_UNIT, for subordinates. */
   principalUnit?: string;
   jujuVersion?: string;
+  /** The model's max-charm-state-size (default Juju's 2 MiB). */
+  maxCharmStateSize?: number;
 }
 
 /** The state file's content, plus the most recent action run for convenience. */
@@ -59,6 +61,14 @@ export interface UnitSimulator {
     event: EventSpec,
     options?: { path?: string; inherit?: boolean; extra?: Record<string, string> },
   ): NodeJS.ProcessEnv;
+  /**
+   * Ends the dispatch env() began, as Juju does when the process exits: exit 0 commits its
+   * stored-state and relation writes, anything else drops them. Returns why Juju refused to
+   * commit (the state over max-charm-state-size), or null. A dispatch env() began and nobody
+   * finished is committed as a success when env() starts the next one (benchmarks that only
+   * time a dispatch need not care; tests of failure call finish).
+   */
+  finish(exitCode: number | null): string | null;
   /** The state file, parsed. */
   readState(): SimulatorState;
   /** Changes the state between hooks (e.g. new config, a remote unit joining). */
@@ -113,6 +123,8 @@ export function createUnitSimulator(options: UnitSimulatorOptions): UnitSimulato
     relations: options.relations,
     stored: options.stored,
   });
+  if (options.maxCharmStateSize !== undefined)
+    initial.maxCharmStateSize = options.maxCharmStateSize;
   const save = (state: FakeUnitState): void => {
     const tmp = `${stateFile}.tmp`;
     writeFileSync(tmp, JSON.stringify(state, null, 1));
@@ -121,6 +133,7 @@ export function createUnitSimulator(options: UnitSimulatorOptions): UnitSimulato
   const load = (): FakeUnitState => JSON.parse(readFileSync(stateFile, "utf8")) as FakeUnitState;
   save(initial);
   let dispatches = 0;
+  let running = false;
   const envOptions: HookEnvOptions = {
     charmDir,
     principalUnit: options.principalUnit,
@@ -133,6 +146,8 @@ export function createUnitSimulator(options: UnitSimulatorOptions): UnitSimulato
     charmDir,
     env(event, envOpts = {}) {
       const state = load();
+      if (running) commitHook(state, 0);
+      running = true;
       const spec = typeof event === "string" ? { name: event } : event;
       const withParams = spec.name.endsWith("-action")
         ? { ...spec, params: spec.params ?? options.actionParams ?? {} }
@@ -148,6 +163,13 @@ export function createUnitSimulator(options: UnitSimulatorOptions): UnitSimulato
         ...(envOpts.extra ?? {}),
         PATH: `${binDir}:${envOpts.path ?? process.env.PATH ?? "/usr/bin:/bin"}`,
       };
+    },
+    finish(exitCode) {
+      running = false;
+      const state = load();
+      const refused = commitHook(state, exitCode ?? -1);
+      save(state);
+      return refused;
     },
     readState() {
       const state = load();
