@@ -27,9 +27,9 @@ export function packBindings(
   for (const [address, ids] of Object.entries(bound)) {
     const n = addressNumber(address);
     if (n === null) continue;
-    let list = numbers.get(ids);
-    if (!list) numbers.set(ids, (list = []));
-    list.push(n);
+    const list = numbers.get(ids);
+    if (list) list.push(n);
+    else numbers.set(ids, [n]);
   }
   const byIds: Record<string, string> = {};
   let size = 0;
