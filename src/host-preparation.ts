@@ -124,13 +124,7 @@ export function prepareHost(
       ? readHostUsage(deps.root, { functions: facts.functions, problems: usageProblems })
       : new Map<string, string[]>();
   logProblems(usageProblems, deps);
-  const plan = planHost(
-    config,
-    facts,
-    modules?.index ?? null,
-    { boundIds },
-    usage,
-  );
+  const plan = planHost(config, facts, modules?.index ?? null, { boundIds }, usage);
   if (modules) logProblems(modules.problems(), deps);
   for (const w of plan.withheld) {
     deps.log(
