@@ -63,6 +63,32 @@ export function extractImageFile(image: string, file: string, to: string): strin
   return to;
 }
 
+/** What a machine's grub would boot next from this disk: its default entry, kernel and initrd. */
+export interface NextBoot {
+  entry: GrubEntry;
+  /** The entry's kernel and initrd, copied out of the image to host paths. */
+  kernel: string;
+  initrd: string;
+}
+
+/**
+ * Reads the default entry of the image's /boot/grub/grub.cfg and copies its kernel and initrd to
+ * `dir` (named after `label`), so QEMU can boot what grub would. The guest must have powered off
+ * cleanly: debugfs does not replay a journal, so the check refuses an unclean filesystem.
+ */
+export function nextBoot(disk: string, dir: string, label: string): NextBoot {
+  const fsck = spawnSync("e2fsck", ["-fn", disk], { encoding: "utf8" });
+  if (fsck.status !== 0) {
+    throw new Error(`e2fsck -fn ${disk} found the disk unclean:\n${fsck.stdout}${fsck.stderr}`);
+  }
+  const entry = defaultGrubEntry(readImageFile(disk, "/boot/grub/grub.cfg").toString("utf8"));
+  return {
+    entry,
+    kernel: extractImageFile(disk, entry.kernel, path.join(dir, `${label}.vmlinuz`)),
+    initrd: extractImageFile(disk, entry.initrd, path.join(dir, `${label}.initrd`)),
+  };
+}
+
 /** The default entry of a grub.cfg: kernel path, kernel arguments and initrd path. */
 export interface GrubEntry {
   title: string;
