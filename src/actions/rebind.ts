@@ -7,6 +7,7 @@ import type { CommandRunner } from "../apply/commands";
 import { deviceAttr, driverAttr, type SysfsWriter } from "../apply/sysfs";
 import type { HostFacts, HostUsage } from "../host/facts";
 import { isRealRoot, READ } from "../host/root";
+import { describeUser, readVfioGroupUsers } from "../host/vfio-users";
 import type { BoundDevice } from "../plan/types";
 import { driverWords, isVfioDriver } from "./groups";
 import { paramErrorMessage } from "./params";
@@ -349,10 +350,55 @@ export function rebindAction(input: RebindActionInput): ActionReply {
   if (plan.kind === "refusal") {
     return { ok: false, message: plan.message, results: refusalResults(plan) };
   }
+  const busy = busyGroupRefusal(plan, input.facts, input.sysfs.root);
+  if (busy) {
+    return { ok: false, message: busy.message, results: refusalResults(busy) };
+  }
   if (plan.dryRun) {
     const results = dryRunResults(plan);
     return { ok: true, message: String(results.message), results };
   }
   const outcome = executeRebind(plan, input.sysfs, input.run);
   return { ok: outcome.ok, message: outcome.message, results: outcomeResults(outcome) };
+}
+
+/** What force=true risks when a running VM holds the group (said in the refusal and the warning). */
+const PULL_RISK =
+  "taking it from vfio-pci pulls the device out of that running guest: the guest sees it vanish (its driver may hang or crash it) and the host driver gets a device in whatever state the guest left it";
+
+/**
+ * A function on vfio-pci whose IOMMU group a process holds open (/dev/vfio/<group>) belongs to a
+ * running VM. Moving it (to the host, or anywhere) is refused, naming the process and the nova
+ * instance; with force=true it goes ahead and the plan's warnings say what that risks.
+ */
+function busyGroupRefusal(plan: RebindPlan, facts: HostFacts, root: string): RebindRefusal | null {
+  const groupOf = new Map(facts.functions.map((f) => [f.address, f.iommuGroup]));
+  const leaving = plan.moves.filter((m) => isVfioDriver(m.before.driver));
+  const groups = new Set(
+    leaving.map((m) => groupOf.get(m.address)).filter((g): g is number => typeof g === "number"),
+  );
+  if (groups.size === 0) return null;
+  const users = readVfioGroupUsers(root, groups);
+  const refusals: RebindRefusal["refusals"] = [];
+  for (const move of leaving) {
+    const group = groupOf.get(move.address);
+    const holders = typeof group === "number" ? users.get(group) : undefined;
+    if (!holders) continue;
+    const reason = `it is on vfio-pci and IOMMU group ${group} is open by ${holders.map(describeUser).join("; ")}: ${PULL_RISK}`;
+    if (plan.force) plan.warnings.push(`${move.address}: forced past: ${reason}`);
+    else refusals.push({ device: move.address, reason, forceable: true });
+  }
+  if (refusals.length === 0) return null;
+  const instances = [
+    ...new Set([...users.values()].flat().flatMap((u) => (u.instance ? [u.instance] : []))),
+  ];
+  const stop =
+    instances.length > 0
+      ? `Stop or migrate ${instances.join(", ")} first (openstack server stop / migrate)`
+      : "Stop the process that holds it first";
+  return {
+    kind: "refusal",
+    refusals,
+    message: `rebind refused: ${refusals.map((r) => `${r.device}: ${r.reason}`).join("; ")}. ${stop}, or rerun with force=true to take it anyway. Nothing was changed.`,
+  };
 }
