@@ -12,7 +12,9 @@ export interface PciIdNames {
   source: string | null;
   vendorName(vendorId: string): string | null;
   deviceName(vendorId: string, deviceId: string): string | null;
-  /** The most precise name for a 6-digit class code: prog-if, else subclass, else class. */
+  /** The class of a 6-digit class code as lspci names it: the subclass ("PCI bridge", "USB
+   * controller"), else the base class. Never the prog-if ("Normal decode", "XHCI"): that says how
+   * the device is programmed, not what it is. */
   className(classCode: string): string | null;
 }
 
@@ -57,13 +59,12 @@ export function parsePciIds(text: Buffer | string, source: string | null): PciId
     className: (classCode) => {
       const code = classCode.toLowerCase();
       const c = cls(code.slice(0, 2));
-      const sub = c?.children.get(code.slice(2, 4));
-      return sub?.children.get(code.slice(4, 6)) ?? sub?.name ?? c?.name ?? null;
+      return c?.children.get(code.slice(2, 4))?.name ?? c?.name ?? null;
     },
   };
 }
 
-/** A device (its subsystems are not kept) or a subclass (with its prog-ifs). */
+/** A device (its subsystems are not kept) or a subclass (with its prog-ifs, unused today). */
 interface Entry {
   name: string;
   children: Map<string, string>;

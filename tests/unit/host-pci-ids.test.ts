@@ -1,4 +1,4 @@
-// pci.ids names: vendors, devices under their vendor, classes down to the prog-if.
+// pci.ids names: vendors, devices under their vendor, classes as lspci names them.
 import * as fs from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadPciIds, parsePciIds } from "../../src/host/pci-ids";
@@ -26,6 +26,13 @@ const EXCERPT = [
   "\t80  Display controller",
   "C 04  Multimedia controller",
   "\t03  Audio device",
+  "C 06  Bridge",
+  "\t04  PCI bridge",
+  "\t\t00  Normal decode",
+  "\t\t01  Subtractive decode",
+  "C 0c  Serial bus controller",
+  "\t03  USB controller",
+  "\t\t30  XHCI",
   "",
 ].join("\n");
 
@@ -51,7 +58,8 @@ describe("parsePciIds", () => {
     );
     expect(edges.vendorName("1af4")).toBe("Red Hat, Inc.");
     expect(edges.deviceName("1AF4", "1041")).toBe("Virtio network device");
-    expect(edges.className("020001")).toBe("made up prog-if");
+    // The prog-if says how the device is programmed, not what it is: lspci shows the subclass.
+    expect(edges.className("020001")).toBe("Ethernet controller");
     expect(edges.className("0200ff")).toBe("Ethernet controller");
     expect(edges.className("0280ff")).toBe("Network controller");
     // A class line is not a vendor, a device line is not a class.
@@ -72,12 +80,16 @@ describe("parsePciIds", () => {
     expect(names.deviceName("1a03", "1bb0")).toBeNull();
   });
 
-  it("gives the most precise class name it knows", () => {
-    expect(names.className("030000")).toBe("VGA controller");
+  it("names the class as lspci does (the subclass), never the programming interface", () => {
+    expect(names.className("030000")).toBe("VGA compatible controller");
     expect(names.className("038000")).toBe("Display controller");
     expect(names.className("040300")).toBe("Audio device");
     expect(names.className("040380")).toBe("Audio device");
-    expect(names.className("0c0330")).toBeNull();
+    expect(names.className("060400")).toBe("PCI bridge");
+    expect(names.className("060401")).toBe("PCI bridge");
+    expect(names.className("0c0330")).toBe("USB controller");
+    expect(names.className("0c0500")).toBe("Serial bus controller");
+    expect(names.className("0d0000")).toBeNull();
   });
 
   it("answers null for unknown ids", () => {
@@ -117,6 +129,8 @@ describe("loadPciIds", () => {
     const names = loadPciIds("/");
     expect(names.vendorName("8086")).toBe("Intel Corporation");
     expect(names.deviceName("10de", "1bb0")).toBe("GP104GL [Quadro P5000]");
-    expect(names.className("010802")).toBe("NVM Express");
+    expect(names.className("010802")).toBe("Non-Volatile memory controller");
+    expect(names.className("060400")).toBe("PCI bridge");
+    expect(names.className("0c0330")).toBe("USB controller");
   });
 });
