@@ -10,7 +10,7 @@ import {
   NotOursError,
 } from "./apply/host-files";
 import { type PackedBindings, packBindings, unpackBindings } from "./bound-memory";
-import { type DeviceSelector, parseConfig } from "./config";
+import { type Config, type DeviceSelector, parseConfig } from "./config";
 import type { HostFacts, HostReadProblem, PciFunction } from "./host/facts";
 import {
   type RememberedModules,
@@ -58,6 +58,9 @@ export interface PreparationDeps {
 
 export interface PreparationResult {
   outcome: PreparationOutcome;
+  /** The config as parsed (null when it was refused): what the rest of the hook acts on, never
+   * the raw values (`DEVICE_SPEC` is device_spec). */
+  config: Config | null;
   memory: PreparationMemory;
   /** Present when files were applied (even if nothing changed). */
   report: ApplyReport | null;
@@ -71,18 +74,19 @@ export function prepareHost(
   memory: PreparationMemory,
   deps: PreparationDeps,
 ): PreparationResult {
+  const parsed = parseConfig(rawConfig);
   const stop = (
     outcome: PreparationOutcome,
     facts: HostFacts | null = null,
     plan: HostPlan | null = null,
   ) => ({
     outcome,
+    config: parsed.ok ? parsed.config : null,
     memory,
     report: null,
     facts,
     plan,
   });
-  const parsed = parseConfig(rawConfig);
   if (!parsed.ok) {
     for (const e of parsed.errors)
       deps.log("ERROR", `config ${e.option}=${JSON.stringify(e.value)}: ${e.problem}; ${e.fix}`);
@@ -163,6 +167,7 @@ export function prepareHost(
     );
   return {
     outcome: { kind: "prepared", plan, facts, pending: pendingReboot(plan, facts) },
+    config,
     memory: { files: report.state, bound, ...rememberedModules(modules, memory) },
     report,
     facts,
@@ -187,7 +192,14 @@ export function restoreHost(memory: PreparationMemory, deps: PreparationDeps): P
     fs: deps.fs,
   });
   logReport(report, deps);
-  return { outcome: { kind: "removed" }, memory: EMPTY_MEMORY, report, facts: null, plan: null };
+  return {
+    outcome: { kind: "removed" },
+    config: null,
+    memory: EMPTY_MEMORY,
+    report,
+    facts: null,
+    plan: null,
+  };
 }
 
 function logReport(report: ApplyReport, deps: PreparationDeps): void {

@@ -25,8 +25,8 @@ const RELEASE_KEY = "nova-release";
 
 export interface PublishOptions {
   root: string;
-  /** The raw `nova-pci-option` config value (already validated by parseConfig). */
-  setting: unknown;
+  /** The parsed `nova-pci-option` (parseConfig lower-cases it: `DEVICE_SPEC` is device_spec). */
+  setting: NovaPciOption;
   /** Go to the relations even if the value is unchanged (relation hooks: a new relation). */
   force: boolean;
 }
@@ -44,7 +44,7 @@ export function publishNova(
     facts.functions.filter((f) => f.driver === "vfio-pci").map((f) => f.address),
   );
   // dpkg's status file is large: read it only when the option name really depends on it.
-  const setting = (options.setting ?? "auto") as NovaPciOption;
+  const setting = options.setting;
   const release =
     setting === "auto" && plan.bind.length > 0 ? installedNova(model, options.root) : null;
   const { data, waiting } = novaRelationData(

@@ -92,7 +92,7 @@ export class PciPassthroughCharm extends CharmBase {
     if (result.outcome.kind === "prepared") {
       publishNova(this.model, NOVA_ENDPOINT, result.outcome.plan, result.outcome.facts, {
         root: deps.root,
-        setting: this.model.config()["nova-pci-option"],
+        setting: result.config?.novaPciOption ?? "auto",
         force: relationHook,
       });
     }
