@@ -301,14 +301,77 @@ const SHELL_CHARS: [RegExp, string][] = [
 ];
 /** Parameters the charm sets itself, by name (kernel param names treat - and _ alike). */
 const OWNED_PARAMS: Record<string, string> = {
-  intel_iommu: "iommu",
-  amd_iommu: "iommu",
   iommu: "iommu-passthrough-mode",
   "iommu.passthrough": "iommu-passthrough-mode",
   "vfio_iommu_type1.allow_unsafe_interrupts": "allow-unsafe-interrupts",
   "modprobe.blacklist": "blacklist-drivers",
   "vfio_pci.ids": "devices",
 };
+/** The IOMMU drivers' own options (Documentation/admin-guide/kernel-parameters.txt), comma
+ * separated. The charm writes only `intel_iommu=on`; the tuning options beside it are the
+ * operator's (`intel_iommu=on,igfx_off`, `sm_on`, `amd_iommu=force_isolation`). Turning the IOMMU
+ * off is the one real conflict: vfio-pci needs it. */
+const IOMMU_DRIVER_OPTIONS: Record<string, { known: string[]; off: string[] }> = {
+  intel_iommu: {
+    known: ["on", "igfx_off", "forcedac", "strict", "sp_off", "sm_on", "sm_off", "tboot_noforce"],
+    off: ["off"],
+  },
+  amd_iommu: {
+    known: [
+      "fullflush",
+      "force_isolation",
+      "force_enable",
+      "pgtbl_v1",
+      "pgtbl_v2",
+      "irtcachedis",
+      "nohugepages",
+      "v2_pgsizes_only",
+    ],
+    off: ["off"],
+  },
+};
+
+/** What is wrong with an `intel_iommu=` / `amd_iommu=` value, or null when the kernel takes it
+ * and it leaves the IOMMU on. */
+function iommuDriverConflict(name: string, value: string): { problem: string; fix: string } | null {
+  const driver = IOMMU_DRIVER_OPTIONS[name]!;
+  const options = value.split(",").filter((o) => o.length > 0);
+  if (options.length === 0) {
+    return {
+      problem: "has no value",
+      fix: `give ${name} its options, e.g. ${name}=${driver.known[0]}`,
+    };
+  }
+  if (name === "intel_iommu" && options.every((o) => o === "on")) {
+    return {
+      problem: "is set by the charm itself from the iommu option",
+      fix: "remove it from extra-kernel-params and set option iommu instead (intel_iommu=on,<options> adds options)",
+    };
+  }
+  for (const option of options) {
+    if (driver.off.includes(option)) {
+      return {
+        problem: `turns the IOMMU off (${name}=${option}), which vfio-pci needs`,
+        fix: `remove it; to keep the charm from switching the IOMMU on, set iommu=off (with devices empty)`,
+      };
+    }
+    if (name === "amd_iommu" && option === "on") {
+      return {
+        problem:
+          'is not a value the kernel knows (AMD-Vi is on by default; the kernel logs "Unknown option")',
+        fix: "remove amd_iommu=on; keep only the options you need, e.g. amd_iommu=force_isolation",
+      };
+    }
+    if (!driver.known.includes(option)) {
+      return {
+        problem: `has the option "${option}", which ${name} does not know`,
+        fix: `use ${driver.known.join(", ")} (comma separated)`,
+      };
+    }
+  }
+  return null;
+}
+
 /** True for a token that may go into the grub drop-in as is (the renderer re-checks every one). */
 export function isSafeKernelParam(token: string): boolean {
   return KERNEL_PARAM.test(token);
@@ -369,6 +432,12 @@ function parseKernelParams(value: unknown, errors: ConfigError[]): string[] | nu
       continue;
     }
     const name = token.split("=")[0]!.replace(/-/g, "_");
+    if (IOMMU_DRIVER_OPTIONS[name]) {
+      const conflict = iommuDriverConflict(name, token.slice(name.length + 1));
+      if (conflict) fail(conflict.problem, conflict.fix);
+      else params.push(token);
+      continue;
+    }
     const owner = OWNED_PARAMS[name];
     if (owner) {
       fail(
@@ -410,6 +479,8 @@ const KEY_HINTS: Record<string, string> = {
   companion: "companions",
 };
 const IDS_SHORT = /^(?:0x)?([0-9a-f]{4}):(?:0x)?([0-9a-f]{4})$/;
+/** vendor:product shaped, whatever the characters (IDS_SHORT is checked first). */
+const IDS_SHAPE = /^(?:0x)?[0-9a-z]{4}:(?:0x)?[0-9a-z]{4}$/i;
 const ID_KEYS = new Set(["vendor-id", "product-id"]);
 const STRING_KEYS = new Set(["vendor-id", "product-id", "address", "alias", "numa-policy"]);
 
@@ -459,6 +530,22 @@ function shortForms(tokens: string[], firstIndex: number, errors: ConfigError[])
     const ids = IDS_SHORT.exec(token.toLowerCase());
     if (ids) {
       out.push({ index, source: token, values: { "vendor-id": ids[1], "product-id": ids[2] } });
+    } else if (IDS_SHAPE.test(token)) {
+      // Two 4-character words around one colon: vendor:product ids with a typo, never an address
+      // (an address has a `.function`). Said as ids, not as "not a PCI address".
+      const [vendor = "", product = ""] = token
+        .toLowerCase()
+        .split(":")
+        .map((t) => t.replace(/^0x/, ""));
+      const bad = /^[0-9a-f]{4}$/.test(vendor)
+        ? `product id "${product}"`
+        : `vendor id "${vendor}"`;
+      errors.push({
+        option: "devices",
+        value: clip(token),
+        problem: `(entry #${index + 1}) ${bad} is not 4 hex digits`,
+        fix: 'write the ids as lspci -nn shows them in brackets, e.g. "10de:1bb0"',
+      });
     } else if (/^(?:0x)?[0-9a-f]{4}$/i.test(token)) {
       errors.push({
         option: "devices",

@@ -171,6 +171,58 @@ describe("blacklist-drivers and extra-kernel-params", () => {
   });
 });
 
+describe("extra-kernel-params and the IOMMU drivers' own options", () => {
+  it.each([
+    "intel_iommu=on,igfx_off",
+    "intel_iommu=sm_on",
+    "intel_iommu=on,sm_on,sp_off",
+    "intel-iommu=igfx_off",
+    "amd_iommu=force_isolation",
+    "amd_iommu=pgtbl_v2,force_isolation",
+    "iommu.strict=1",
+  ])("allows %s, which the charm does not write", (param) => {
+    expect(ok({ "extra-kernel-params": param }).extraKernelParams).toEqual([param]);
+  });
+
+  it.each([
+    ["intel_iommu=off", /turns the IOMMU off/],
+    ["intel_iommu=on,off", /turns the IOMMU off/],
+    ["amd_iommu=off", /turns the IOMMU off/],
+    ["amd_iommu=on", /not a value the kernel knows/],
+    ["intel_iommu=on", /set by the charm itself from the iommu option/],
+    ["intel_iommu=igfx_of", /"igfx_of", which intel_iommu does not know/],
+    ["iommu=pt", /iommu-passthrough-mode/],
+    ["iommu.passthrough=0", /iommu-passthrough-mode/],
+  ])("refuses %s, a real conflict (or typo)", (param, why) => {
+    const r = parseConfig({ "extra-kernel-params": param });
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]!.value).toBe(param);
+    expect(`${r.errors[0]!.problem}; ${r.errors[0]!.fix}`).toMatch(why);
+  });
+});
+
+describe("devices: ids with a typo are said as ids", () => {
+  it.each([
+    ["10de:zzzz", 'product id "zzzz" is not 4 hex digits'],
+    ["10dg:1bb0", 'vendor id "10dg" is not 4 hex digits'],
+    ["0x10de:0xzzzz", 'product id "zzzz" is not 4 hex digits'],
+  ])("%s", (value, problem) => {
+    const r = parseConfig({ devices: value });
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.errors).toEqual([
+      {
+        option: "devices",
+        value,
+        problem: `(entry #1) ${problem}`,
+        fix: 'write the ids as lspci -nn shows them in brackets, e.g. "10de:1bb0"',
+      },
+    ]);
+  });
+});
+
 /** Configs operators really write: each must parse. */
 const GOOD: Record<string, unknown>[] = [
   { devices: "10de:1bb0" },
