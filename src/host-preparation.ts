@@ -1,6 +1,6 @@
 // Host preparation, start to finish, for one hook: config → facts → plan → apply. Each step can
 // stop the run with an outcome the status names; nothing is written unless every check passed.
-import type { CommandRunner } from "./apply/commands";
+import { type CommandRunner, NOT_FOUND_EXIT } from "./apply/commands";
 import type { FsOps } from "./apply/files";
 import {
   type ApplyReport,
@@ -20,7 +20,7 @@ import {
 import { readHostFacts, readHostUsage } from "./host/read-facts";
 import { planHost } from "./plan/plan-host";
 import { selectorMatches } from "./plan/select";
-import { type PreparationOutcome, pendingReboot } from "./plan/status";
+import type { FailedCommand, PreparationOutcome } from "./plan/status";
 import type { HostPlan } from "./plan/types";
 
 /** What host preparation remembers between hooks (kept in Juju stored state, as ONE value: it
@@ -166,7 +166,7 @@ export function prepareHost(
       `${bound.dropped} of ${plan.bind.length} bound functions are not remembered (their addresses do not fit Juju's stored-state quota): a card swapped in their slots is not noticed`,
     );
   return {
-    outcome: { kind: "prepared", plan, facts, pending: pendingReboot(plan, facts) },
+    outcome: { kind: "prepared", plan, facts, failed: failedCommands(report) },
     config,
     memory: { files: report.state, bound, ...rememberedModules(modules, memory) },
     report,
@@ -192,20 +192,35 @@ export function restoreHost(memory: PreparationMemory, deps: PreparationDeps): P
     fs: deps.fs,
   });
   logReport(report, deps);
+  const failed = failedCommands(report);
   return {
-    outcome: { kind: "removed" },
+    outcome: { kind: "removed", failed },
     config: null,
-    memory: EMPTY_MEMORY,
+    // A failed regeneration keeps its record, so the next hook (remove after stop) runs it again.
+    memory: failed.length > 0 ? { ...EMPTY_MEMORY, files: report.state } : EMPTY_MEMORY,
     report,
     facts: null,
     plan: null,
   };
 }
 
+function failedCommands(report: ApplyReport): FailedCommand[] {
+  return report.failed.map((f) => ({
+    kind: f.kind,
+    argv: f.argv,
+    notFound: f.result.exitCode === NOT_FOUND_EXIT,
+    message: f.message,
+  }));
+}
+
 function logReport(report: ApplyReport, deps: PreparationDeps): void {
   for (const f of report.files)
     if (f.action !== "unchanged") deps.log("INFO", `${f.action} ${f.path}`);
+  // "ran" only for what ran; the runner itself logged why it skipped the others.
   for (const argv of report.ran) deps.log("INFO", `ran ${argv.join(" ")}`);
+  for (const f of report.failed) {
+    deps.log("ERROR", `${f.message}; the charm runs it again at its next hook`);
+  }
 }
 
 /** Whether a function left out of the facts (unreadable, not vanished) may be one the selection

@@ -7,7 +7,7 @@ import { validateActionVerifyIommu } from "../generated/validators.js";
 import type { HostFacts, HostUsage } from "../host/facts";
 import type { InterruptRemapping } from "../host/interrupt-remapping";
 import { hostSafety } from "../plan/host-safety";
-import { withheldMessage } from "../plan/status";
+import { iommuOffReason, withheldMessage } from "../plan/status";
 import type { BoundDevice, WithheldFunction } from "../plan/types";
 import { driverWords, functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "./groups";
 import { type Checked, validateParams } from "./params";
@@ -262,9 +262,11 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
     problems.push({
       check: "iommu",
       device: null,
-      message: arm
-        ? "the IOMMU is off: /sys/kernel/iommu_groups is empty; enable the SMMU in the firmware (on ACPI hosts: the IORT table) and reboot with the charm's kernel parameters"
-        : "the IOMMU is off: /sys/kernel/iommu_groups is empty; enable VT-d / AMD-Vi (IOMMU) in the firmware and reboot with the charm's kernel parameters",
+      // Firmware, a kernel without IOMMU support, or an unknown: said as what it is. Otherwise
+      // the command line lacks the switch, and the reboot it asks for turns the IOMMU on.
+      message:
+        iommuOffReason(input.plannedCmdline, facts) ??
+        "the IOMMU is off: /sys/kernel/iommu_groups is empty; reboot with the charm's kernel parameters",
     });
   }
   if (iommuOn && facts.iommuUnits.length === 0) {
@@ -276,11 +278,21 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
     notes.push("running in a container: these are the host's facts as the container sees them");
   }
 
-  const cmdline = compareCmdline(facts.cmdline, input.plannedCmdline);
+  const cmdline =
+    facts.cmdline === null
+      ? { missing: [], problems: [] }
+      : compareCmdline(facts.cmdline, input.plannedCmdline);
   problems.push(...cmdline.problems);
+  if (facts.cmdline === null && input.plannedCmdline.length > 0) {
+    problems.push({
+      check: "cmdline",
+      device: null,
+      message: `the kernel command line is unknown (/proc/cmdline unreadable): cannot tell whether the running kernel has ${input.plannedCmdline.join(" ")}`,
+    });
+  }
 
   const ir = input.interruptRemapping ?? { state: "unknown", evidence: "not read" };
-  const unsafeAllowed = splitCmdline(facts.cmdline).some(
+  const unsafeAllowed = splitCmdline(facts.cmdline ?? "").some(
     (t) => normalisedParam(t) === "vfio_iommu_type1.allow_unsafe_interrupts=1",
   );
   if (ir.state === "disabled") {
@@ -311,6 +323,11 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
     );
   }
 
+  if (facts.vfioPci === "unknown" && input.selection.length > 0) {
+    notes.push(
+      "the kernel release is unknown (/proc/sys/kernel/osrelease unreadable) and no vfio-pci driver is registered: whether this kernel has vfio-pci is unknown",
+    );
+  }
   if (facts.vfioPci === "missing" && input.selection.length > 0) {
     problems.push({
       check: "vfio-pci",
@@ -363,12 +380,15 @@ function renderResults(
   const out: ResultTree = {
     ok: yesNo(ok),
     iommu: {
-      enabled: yesNo(facts.iommuGroups.size > 0),
+      enabled:
+        facts.iommuGroups.size === 0 && facts.iommuGroupsDir === "unreadable"
+          ? "unknown"
+          : yesNo(facts.iommuGroups.size > 0),
       groups: String(facts.iommuGroups.size),
       units: facts.iommuUnits.length > 0 ? facts.iommuUnits.join(", ") : "none",
     },
     cmdline: {
-      running: facts.cmdline,
+      running: facts.cmdline ?? "unknown (/proc/cmdline unreadable)",
       planned: input.plannedCmdline.join(" "),
       missing: missing.length > 0 ? missing.join(" ") : "none",
     },

@@ -6,7 +6,12 @@ export interface CommandResult {
   exitCode: number;
   stdout: string;
   stderr: string;
+  /** True when the runner did not run it (a sandbox root): logs must not say it ran. */
+  skipped?: boolean;
 }
+
+/** The shell's and spawn's code for "no such program": the host does not have it at all. */
+export const NOT_FOUND_EXIT = 127;
 
 /** Runs argv and returns its result; never throws for a non-zero exit (callers decide). */
 export type CommandRunner = (argv: string[]) => CommandResult;
@@ -33,7 +38,11 @@ export const spawnRunner: CommandRunner = (argv) => {
   const r = spawnSync(cmd!, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
   if (r.error) {
     const code = (r.error as NodeJS.ErrnoException).code;
-    return { exitCode: code === "ENOENT" ? 127 : 126, stdout: "", stderr: r.error.message };
+    return {
+      exitCode: code === "ENOENT" ? NOT_FOUND_EXIT : 126,
+      stdout: "",
+      stderr: r.error.message,
+    };
   }
   return { exitCode: r.status ?? 128, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
 };
@@ -41,16 +50,9 @@ export const spawnRunner: CommandRunner = (argv) => {
 /** A runner that runs nothing and says so: used when the root is not `/`. */
 export function skippingRunner(log: (message: string) => void): CommandRunner {
   return (argv) => {
-    log(`not running \`${argv.join(" ")}\`: the root is not / (PCI_PASSTHROUGH_ROOT is set)`);
-    return { exitCode: 0, stdout: "", stderr: "" };
+    log(`skipped \`${argv.join(" ")}\`: the root is not / (PCI_PASSTHROUGH_ROOT is set)`);
+    return { exitCode: 0, stdout: "", stderr: "", skipped: true };
   };
-}
-
-/** Runs argv and throws CommandError unless it exits 0. */
-export function runChecked(runner: CommandRunner, argv: string[]): CommandResult {
-  const result = runner(argv);
-  if (result.exitCode !== 0) throw new CommandError(argv, result);
-  return result;
 }
 
 /** The commands that regenerate boot files from the inputs the charm writes. */

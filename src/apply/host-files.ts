@@ -3,7 +3,7 @@
 // host match, refuses to overwrite what is not ours, and reports exactly what it did.
 import { OWNED, OWNED_DIRS, SHARED } from "../host/root";
 import type { FileSpec, HostPlan, Regenerate } from "../plan/types";
-import { type CommandRunner, REGENERATE, runChecked } from "./commands";
+import { CommandError, type CommandResult, type CommandRunner, REGENERATE } from "./commands";
 import {
   ensureFile,
   type FileAction,
@@ -32,11 +32,25 @@ export interface ApplyDeps {
   packageName?: string;
 }
 
+/** A regeneration whose command failed: its files are in place, and it runs again on the next
+ * hook (its inputs are not recorded as regenerated) until it succeeds. */
+export interface FailedRegeneration {
+  kind: Regenerate;
+  argv: string[];
+  result: CommandResult;
+  /** One line for logs and the status: the command, its exit code, the end of what it printed. */
+  message: string;
+}
+
 export interface ApplyReport {
   /** `kept`: an edited file the plan no longer needs, left as the operator made it. */
   files: { path: string; action: FileAction | "kept" }[];
-  /** Commands that ran, in order. */
+  /** Commands that ran and succeeded, in order. */
   ran: string[][];
+  /** Commands the runner did not run (a sandbox root): recorded as done, never logged as run. */
+  skipped: string[][];
+  /** Commands that ran and failed (a full /boot) or were not found (no grub on this host). */
+  failed: FailedRegeneration[];
   regenerated: Regenerate[];
   state: FilesState;
 }
@@ -140,6 +154,8 @@ export function applyHostFiles(
 
   const state: FilesState = { written, regenerated: { ...previous.regenerated } };
   const ran: string[][] = [];
+  const skipped: string[][] = [];
+  const failed: FailedRegeneration[] = [];
   const regenerated: Regenerate[] = [];
   for (const kind of ["initramfs", "grub"] as const) {
     const inputs = inputsHash(plan, kind);
@@ -147,14 +163,27 @@ export function applyHostFiles(
       continue;
     }
     const argv = [...REGENERATE[kind]];
-    runChecked(deps.runner, argv);
-    ran.push(argv);
+    const result = deps.runner(argv);
+    if (result.exitCode !== 0) {
+      // Not thrown: a hook error would make Juju drop the stored state, and the next hook would
+      // take the files just written for an operator's edit. The files stay, the state records
+      // them, and the regeneration is tried again on every hook until it works.
+      failed.push({ kind, argv, result, message: new CommandError(argv, result).message });
+      continue;
+    }
+    (result.skipped ? skipped : ran).push(argv);
     regenerated.push(kind);
     state.regenerated[kind] = inputs;
   }
+  // One key order whatever ran when, so equal states serialise equally (stored-state compares).
+  state.regenerated = Object.fromEntries(
+    (["initramfs", "grub"] as const)
+      .filter((k) => state.regenerated[k] !== undefined)
+      .map((k) => [k, state.regenerated[k]]),
+  );
   if (regenerated.length > 0)
     markRebootRequired(deps.root, deps.packageName ?? "pci-passthrough", fs);
-  return { files, ran, regenerated, state };
+  return { files, ran, skipped, failed, regenerated, state };
 }
 
 /** A fingerprint of everything that feeds one regeneration (path, mode and bytes of each file). */

@@ -55,8 +55,13 @@ export interface NetInterface {
 /** Which PCI functions the host is using for itself, by address, each with why (host words). */
 export type HostUsage = Map<string, string[]>;
 
-/** How vfio-pci is available in the running kernel. */
-export type VfioPciAvailability = "builtin" | "module" | "missing";
+/** How vfio-pci is available in the running kernel; `unknown` when the release (and so its
+ * /lib/modules) is unknown and no vfio-pci driver is registered. */
+export type VfioPciAvailability = "builtin" | "module" | "missing" | "unknown";
+
+/** Whether /sys/kernel/iommu_groups exists. The kernel creates it whenever it has IOMMU support
+ * (CONFIG_IOMMU_API), even with the IOMMU off: absent says "no support", empty says "off". */
+export type IommuGroupsDir = "present" | "absent" | "unreadable";
 
 export type CpuVendor = "intel" | "amd" | "unknown";
 
@@ -71,10 +76,11 @@ export interface HostFacts {
   functions: PciFunction[];
   /** IOMMU group number → member addresses (sorted). Empty when the IOMMU is off. */
   iommuGroups: Map<number, string[]>;
+  iommuGroupsDir: IommuGroupsDir;
   /** `/sys/class/iommu` entries: `dmar0`, `ivhd0`, `smmu3.0x0000000009050000`, `arm-smmu.0.auto`… */
   iommuUnits: string[];
-  /** `/proc/cmdline`, trimmed. */
-  cmdline: string;
+  /** `/proc/cmdline`, trimmed; null when it could not be read (unknown, not empty). */
+  cmdline: string | null;
   cpuVendor: CpuVendor;
   /** The running kernel's machine (`uname -m`: `x86_64`, `aarch64`); "" when not known. */
   machine: string;

@@ -6,13 +6,13 @@ import type { CpuVendor, HostArch, HostReadProblem, VfioPciAvailability } from "
 import { errnoCode, readSmallFile } from "./pci";
 import { isRealRoot, moduleFiles, READ, under } from "./root";
 
-/** The command line the running kernel booted with (trimmed); "" with a problem when unreadable. */
-export function readCmdline(root: string, problems: HostReadProblem[] = []): string {
+/** The command line the running kernel booted with (trimmed); null with a problem when unreadable. */
+export function readCmdline(root: string, problems: HostReadProblem[] = []): string | null {
   const text = readSmallFile(root, READ.cmdline, problems, "the kernel command line is unknown");
   if (text === null && !problems.some((p) => p.path === READ.cmdline)) {
     problems.push(missing(READ.cmdline, "the kernel command line is unknown (is /proc mounted?)"));
   }
-  return text ?? "";
+  return text;
 }
 
 /** CPU vendor from the first `vendor_id` in /proc/cpuinfo (Hygon's Zen clones count as AMD). */
@@ -104,7 +104,8 @@ export function readVfioPciAvailability(
   }
   // No module file but the driver is registered: built in (or /lib/modules is not there to ask).
   if (existsSync(under(root, `${READ.pciDrivers}/vfio-pci`))) return "builtin";
-  return "missing";
+  // Without the release there was no /lib/modules/<release> to ask: unknown, not missing.
+  return release === "" ? "unknown" : "missing";
 }
 
 /** Names of loaded modules from /proc/modules (as the kernel spells them: `snd_hda_intel`). */
@@ -151,7 +152,7 @@ export function detectContainer(root: string): ContainerDetection {
 
 /** The kernel-side facts HostFacts needs, read in one go. */
 export interface KernelFacts {
-  cmdline: string;
+  cmdline: string | null;
   cpuVendor: CpuVendor;
   machine: string;
   arch: HostArch;

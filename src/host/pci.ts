@@ -11,7 +11,7 @@ import {
   readlinkSync,
   readSync,
 } from "node:fs";
-import type { HostReadProblem, PciFunction } from "./facts";
+import type { HostReadProblem, IommuGroupsDir, PciFunction } from "./facts";
 import { READ, under } from "./root";
 
 /** A full PCI address as sysfs spells it: domain:bus:slot.function, lower-case hex. */
@@ -133,7 +133,20 @@ export function readPciFunctions(root: string): PciReadResult {
     });
     return { functions: [], problems };
   }
-  const drivers = new Set(listDir(root, READ.pciDrivers, problems) ?? []);
+  const before = problems.length;
+  const listed = listDir(root, READ.pciDrivers, problems);
+  const drivers: DriverCheck = {
+    registered: listed === null ? null : new Set(listed),
+    dangling: new Map(),
+  };
+  if (listed === null && problems.length === before) {
+    problems.push({
+      kind: "unreadable",
+      path: READ.pciDrivers,
+      address: null,
+      message: `${READ.pciDrivers} does not exist (a partial copy of /sys?); each device's driver is taken from its driver link`,
+    });
+  }
   const functions: PciFunction[] = [];
   for (const name of names) {
     const address = name.toLowerCase();
@@ -152,7 +165,33 @@ export function readPciFunctions(root: string): PciReadResult {
     }
   }
   functions.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+  for (const [driver, addresses] of [...drivers.dangling].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    addresses.sort();
+    const link = (a: string) => `${READ.pciDevices}/${a}/driver`;
+    const one = addresses.length === 1 ? addresses[0]! : null;
+    const links =
+      one !== null
+        ? `the driver link ${link(one)} names`
+        : `the driver links of ${addresses.length} devices (${addresses
+            .slice(0, 3)
+            .map(link)
+            .join(", ")}${addresses.length > 3 ? ` and ${addresses.length - 3} more` : ""}) name`;
+    problems.push({
+      kind: "malformed",
+      path: one !== null ? link(one) : `${READ.pciDrivers}/${driver}`,
+      address: one,
+      message: `${links} driver "${driver}", but ${READ.pciDrivers}/${driver} does not exist (the driver unloading right now, or a partial copy of /sys?); ${one ?? "they"} treated as unbound — read it again in a moment`,
+    });
+  }
   return { functions, problems };
+}
+
+/** The registered drivers (null when /sys/bus/pci/drivers could not be listed: each driver link is
+ * then believed), and the devices whose link names a driver that is not there, by driver: one
+ * read problem per driver, not one per device. */
+interface DriverCheck {
+  registered: Set<string> | null;
+  dangling: Map<string, string[]>;
 }
 
 /** One device. Returns null (with a problem) when its identity cannot be read. */
@@ -160,7 +199,7 @@ function readOneFunction(
   root: string,
   name: string,
   address: string,
-  drivers: Set<string>,
+  drivers: DriverCheck,
   problems: HostReadProblem[],
 ): PciFunction | null {
   const hostDir = `${READ.pciDevices}/${name}`;
@@ -281,7 +320,7 @@ function readOneFunction(
   }
   const { vendorId, deviceId, classCode, subsystemVendorId, subsystemDeviceId } = ids;
 
-  const driver = readDriver(dir, hostDir, address, link("driver"), drivers, problems);
+  const driver = readDriver(dir, address, link("driver"), drivers);
 
   const overrideRaw = attr("driver_override", "treated as no override");
   const driverOverride =
@@ -367,22 +406,18 @@ function readOneFunction(
 /** The bound driver's name, or null when unbound or when the link points at no driver. */
 function readDriver(
   dir: string,
-  hostDir: string,
   address: string,
   name: string | null | undefined,
-  drivers: Set<string>,
-  problems: HostReadProblem[],
+  drivers: DriverCheck,
 ): string | null {
   if (name === undefined || name === null) return null;
   // The cheap check: a registered driver by that name. Otherwise follow the link for real, so a
   // link into nowhere (a driver mid-unload, a damaged tree) reads as unbound, not as a driver.
-  if (drivers.has(name) || existsSync(`${dir}/driver`)) return name;
-  problems.push({
-    kind: "malformed",
-    path: `${hostDir}/driver`,
-    address,
-    message: `${hostDir}/driver points to driver "${name}", which does not exist (unloading right now?); ${address} treated as unbound — read it again in a moment`,
-  });
+  if (drivers.registered === null || drivers.registered.has(name)) return name;
+  if (existsSync(`${dir}/driver`)) return name;
+  const addresses = drivers.dangling.get(name);
+  if (addresses) addresses.push(address);
+  else drivers.dangling.set(name, [address]);
   return null;
 }
 
@@ -434,6 +469,8 @@ export function synthModalias(
 export interface IommuReadResult {
   /** Group number → member addresses (sorted); ascending by group. Empty when the IOMMU is off. */
   groups: Map<number, string[]>;
+  /** Whether /sys/kernel/iommu_groups itself exists (absent: no IOMMU support at all). */
+  groupsDir: IommuGroupsDir;
   /** `/sys/class/iommu` entries (`dmar0`, `ivhd0`), in natural order. */
   units: string[];
   /** Groups that have `/dev/vfio/<n>`. */
@@ -450,7 +487,11 @@ export interface IommuReadResult {
  * is; a group with no known member is listed the slow way. */
 export function readIommu(root: string, known?: PciReadResult): IommuReadResult {
   const problems: HostReadProblem[] = [];
-  const groupNumbers = (listDir(root, READ.iommuGroups, problems) ?? [])
+  const before = problems.length;
+  const listing = listDir(root, READ.iommuGroups, problems);
+  const groupsDir: IommuGroupsDir =
+    listing !== null ? "present" : problems.length > before ? "unreadable" : "absent";
+  const groupNumbers = (listing ?? [])
     .filter((n) => /^\d+$/.test(n))
     .map(Number)
     .sort((a, b) => a - b);
@@ -486,11 +527,33 @@ export function readIommu(root: string, known?: PciReadResult): IommuReadResult 
     }
     groups.set(group, members.sort());
   }
+  // Devices whose iommu_group link names a group the listing lacks: the links are the kernel's
+  // own word, so the groups are kept (never "IOMMU off" next to "group 3, viable"), and the
+  // contradiction is said once.
+  const orphans = [...derived.keys()].filter((g) => !groups.has(g)).sort((a, b) => a - b);
+  if (orphans.length > 0) {
+    for (const group of orphans) groups.set(group, derived.get(group)!.sort());
+    const sorted = new Map([...groups].sort(([a], [b]) => a - b));
+    groups.clear();
+    for (const [g, m] of sorted) groups.set(g, m);
+    const shown =
+      orphans.slice(0, 5).join(", ") +
+      (orphans.length > 5 ? ` and ${orphans.length - 5} more` : "");
+    problems.push({
+      kind: "malformed",
+      path: READ.iommuGroups,
+      address: null,
+      message:
+        `devices' iommu_group links name group${orphans.length === 1 ? "" : "s"} ${shown}, which ` +
+        `${READ.iommuGroups} ${groupsDir === "present" ? "does not list" : "cannot show (it is not readable or not there)"}; ` +
+        "the groups are taken from the links — a damaged or partial copy of /sys?",
+    });
+  }
   const units = (listDir(root, READ.iommuUnits, problems) ?? []).sort(naturalCompare);
   const vfioDevices = new Set(
     (listDir(root, READ.devVfio, problems) ?? []).filter((n) => /^\d+$/.test(n)).map(Number),
   );
-  return { groups, units, vfioDevices, problems };
+  return { groups, groupsDir, units, vfioDevices, problems };
 }
 
 /** dmar2 before dmar10. By hand: localeCompare with `numeric` loads ICU, ~10 ms on every hook. */

@@ -40,6 +40,7 @@ export function readHostFacts(root: string): {
     facts: {
       functions: pci.functions,
       iommuGroups: iommu.groups,
+      iommuGroupsDir: iommu.groupsDir,
       iommuUnits: iommu.units,
       cmdline: kernel.cmdline,
       cpuVendor: kernel.cpuVendor,

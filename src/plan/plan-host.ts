@@ -72,6 +72,13 @@ export function planHost(
     });
   }
 
+  if (bind.length > 0 && facts.vfioPci === "unknown") {
+    // Unknown, not missing: the udev helper loads vfio-pci at boot if the kernel has it.
+    notes.push(
+      "kernel release unknown (/proc/sys/kernel/osrelease unreadable): cannot tell whether this kernel has vfio-pci",
+    );
+  }
+
   const blacklist = planBlacklist(config, facts, moduleIndex, bind);
   problems.push(...blacklist.problems);
   notes.push(...blacklist.notes);

@@ -2,12 +2,22 @@
 // charm hands it the outcome; it never looks at the host itself.
 import type { ConfigError } from "../config";
 import type { HostFacts } from "../host/facts";
-import type { BoundDevice, HostPlan, PlanProblem, WithheldFunction } from "./types";
+import type { BoundDevice, HostPlan, PlanProblem, Regenerate, WithheldFunction } from "./types";
 
 export type UnitStatus = {
   name: "active" | "blocked" | "maintenance" | "waiting";
   message: string;
 };
+
+/** A boot-file regeneration that did not happen (host-preparation maps apply's report to this). */
+export interface FailedCommand {
+  kind: Regenerate;
+  argv: string[];
+  /** Exit 127: the program is not on this host at all (no grub: systemd-boot, some ARM images). */
+  notFound: boolean;
+  /** The command, its exit code and the end of what it printed. */
+  message: string;
+}
 
 /** What one run of host preparation came to. */
 export type PreparationOutcome =
@@ -15,21 +25,113 @@ export type PreparationOutcome =
   | { kind: "container" }
   | { kind: "plan-problems"; problems: PlanProblem[] }
   | { kind: "refused"; message: string }
-  | { kind: "prepared"; plan: HostPlan; facts: HostFacts; pending: string[] }
-  | { kind: "removed" };
+  | { kind: "prepared"; plan: HostPlan; facts: HostFacts; failed: FailedCommand[] }
+  | { kind: "removed"; failed: FailedCommand[] };
 
-/** Why the running host does not match the plan yet; empty when no reboot is needed. */
-export function pendingReboot(plan: HostPlan, facts: HostFacts): string[] {
+/** Kernel parameter name as the kernel compares them (`-` and `_` are the same). */
+function paramKey(param: string): string {
+  const eq = param.indexOf("=");
+  return (eq < 0 ? param : param.slice(0, eq)).replace(/-/g, "_");
+}
+
+/** The planned parameters the running kernel was not booted with; null when /proc/cmdline could
+ * not be read (unknown is not "missing"). */
+export function missingKernelParams(plan: HostPlan, facts: HostFacts): string[] | null {
+  return missingParams(plan.kernelParams, facts);
+}
+
+function missingParams(params: string[], facts: HostFacts): string[] | null {
+  if (facts.cmdline === null) return null;
   const running = new Set(facts.cmdline.split(/\s+/).filter(Boolean));
+  return params.filter((p) => !running.has(p));
+}
+
+/** The wording for a host whose boot loader the charm cannot configure (no grub): the exact
+ * parameters to add by hand. One place, so every such status (x86 without grub, arm64 images
+ * with systemd-boot) says it the same way. */
+export function kernelParamsByHandMessage(params: string[], why: string): string {
+  return (
+    `${why}: add these kernel parameters to the boot loader's command line by hand, then ` +
+    `reboot: ${params.join(" ")}`
+  );
+}
+
+/** Why update-grub did not run: it is not on this host. */
+export const NO_GRUB =
+  "no grub on this host (update-grub not found: systemd-boot or another boot loader?)";
+
+/** Why the running host does not match the plan yet (each reason in operator words); empty when
+ * nothing a reboot would change stands in the way of passthrough. */
+export function pendingReboot(plan: HostPlan, facts: HostFacts): string[] {
   const reasons: string[] = [];
-  const missing = plan.kernelParams.filter((p) => !running.has(p));
-  if (missing.length > 0) reasons.push(`kernel command line lacks ${missing.join(" ")}`);
-  const byAddress = new Map(facts.functions.map((f) => [f.address, f]));
-  const notBound = plan.bind.filter((d) => byAddress.get(d.address)?.driver !== "vfio-pci");
+  const missing = missingKernelParams(plan, facts);
+  const notBound = notOnVfio(plan, facts);
+  const working = facts.iommuGroups.size > 0 && notBound.length === 0;
+  // IOMMU on by default (AMD, some Intel kernels) with every function already on vfio-pci:
+  // passthrough works, and the drop-in is for the next boot, not a reason to block.
+  if (!working) {
+    if (missing === null) {
+      reasons.push(
+        `kernel command line unknown (/proc/cmdline unreadable): cannot tell whether it has ` +
+          plan.kernelParams.join(" "),
+      );
+    } else if (missing.length > 0) {
+      reasons.push(`kernel command line lacks ${missing.join(" ")}`);
+    }
+  }
   if (notBound.length > 0) {
     reasons.push(`${list(notBound.map((d) => d.address))} not on vfio-pci yet`);
   }
   return reasons;
+}
+
+function notOnVfio(plan: HostPlan, facts: HostFacts): BoundDevice[] {
+  const byAddress = new Map(facts.functions.map((f) => [f.address, f]));
+  return plan.bind.filter((d) => byAddress.get(d.address)?.driver !== "vfio-pci");
+}
+
+/**
+ * Why the IOMMU is not usable, in operator words, when the kernel made no groups; null when it
+ * made some. A reboot fixes only a command line that lacks the switch: with the switch already
+ * there (or none needed, AMD) and still no group and no unit, the firmware has it disabled.
+ */
+export function iommuOffReason(kernelParams: string[], facts: HostFacts): string | null {
+  if (facts.iommuGroups.size > 0) return null;
+  if (facts.iommuGroupsDir === "absent") {
+    return (
+      "the running kernel has no IOMMU support (/sys/kernel/iommu_groups does not exist: " +
+      "built without CONFIG_IOMMU_API, or /sys is not mounted): boot a kernel with it"
+    );
+  }
+  if (facts.iommuGroupsDir === "unreadable") {
+    return "whether the IOMMU is on is unknown (/sys/kernel/iommu_groups could not be read)";
+  }
+  const switches = kernelParams.filter((p) => /^(?:intel|amd)_iommu$/.test(paramKey(p)));
+  const missing = missingParams(switches, facts);
+  if (missing === null) {
+    return (
+      "the IOMMU is off (no IOMMU groups) and the kernel command line is unknown (/proc/cmdline " +
+      "unreadable): cannot tell whether a reboot or the firmware setup would turn it on"
+    );
+  }
+  if (missing.length > 0) return null; // the reboot the status asks for turns it on
+  if (facts.iommuUnits.length > 0) return null; // units but no groups yet: nothing bound
+  const what =
+    facts.arch === "arm64"
+      ? "the SMMU in the firmware (on ACPI hosts: the IORT table)"
+      : `${
+          facts.cpuVendor === "intel"
+            ? "VT-d"
+            : facts.cpuVendor === "amd"
+              ? "AMD-Vi (IOMMU)"
+              : "VT-d / AMD-Vi (IOMMU)"
+        } in the firmware setup (BIOS/UEFI)`;
+  const booted =
+    switches.length > 0 ? ` although the kernel was booted with ${switches.join(" ")}` : "";
+  return (
+    `the IOMMU is off${booted} (no IOMMU groups, no IOMMU unit): enable ${what}; ` +
+    "a reboot alone will not turn it on"
+  );
 }
 
 /** The status an operator sees for this outcome. */
@@ -52,12 +154,13 @@ export function statusFor(outcome: PreparationOutcome): UnitStatus {
     case "refused":
       return blocked(outcome.message);
     case "removed":
+      if (outcome.failed.length > 0) return failedStatus(outcome.failed[0]!);
       return {
         name: "maintenance",
         message: "host restored; reboot to return devices to their host drivers",
       };
     case "prepared":
-      return preparedStatus(outcome.plan, outcome.facts, outcome.pending);
+      return preparedStatus(outcome.plan, outcome.facts, outcome.failed);
   }
 }
 
@@ -67,12 +170,29 @@ export function formatConfigError(e: ConfigError): string {
   return `${e.option}=${JSON.stringify(value)}: ${e.problem}; ${e.fix}`;
 }
 
-function preparedStatus(plan: HostPlan, facts: HostFacts, pending: string[]): UnitStatus {
+function preparedStatus(plan: HostPlan, facts: HostFacts, failed: FailedCommand[]): UnitStatus {
+  const notes = [...plan.notes];
+  const missing = missingKernelParams(plan, facts);
+  for (const f of failed) {
+    if (f.kind === "grub" && f.notFound) {
+      // Nothing to regenerate with: the operator keeps the parameters by hand.
+      if (missing !== null && missing.length === 0) {
+        notes.push("no update-grub here: the kernel parameters are kept by hand");
+        continue;
+      }
+      return blocked(kernelParamsByHandMessage(plan.kernelParams, NO_GRUB));
+    }
+    return failedStatus(f);
+  }
   const kept = plan.withheld.length > 0 ? `; ${withheldMessage(plan.withheld)}` : "";
+  const pending = pendingReboot(plan, facts);
   // A refusal (a chipset group) comes first: no reboot will make it work.
   if (pending.length > 0 && plan.withheld.some((w) => !w.forceable)) {
     return blocked(`${withheldMessage(plan.withheld)}; reboot required: ${pending.join("; ")}`);
   }
+  // The firmware (or a kernel without IOMMU support) before a reboot: no reboot turns it on.
+  const off = plan.bind.length > 0 ? iommuOffReason(plan.kernelParams, facts) : null;
+  if (off) return blocked(`${off}${kept}`);
   if (pending.length > 0) {
     const nova = plan.bind.length > 0 ? "; waiting for reboot before offering devices to nova" : "";
     return blocked(`reboot required: ${pending.join("; ")}${nova}${kept}`);
@@ -83,15 +203,27 @@ function preparedStatus(plan: HostPlan, facts: HostFacts, pending: string[]): Un
     const given = plan.bind.length > 0 ? `; ${devicesSummary(plan.bind)} on vfio-pci` : "";
     return blocked(`${withheldMessage(plan.withheld)}${given}`);
   }
-  const iommu = iommuSummary(facts);
-  if (plan.bind.length > 0 && facts.iommuGroups.size === 0) {
-    return blocked(
-      "IOMMU is not active although the kernel command line asks for it: enable VT-d / AMD-Vi (IOMMU) in the firmware setup",
+  if (missing === null) {
+    notes.push("kernel command line unknown (/proc/cmdline unreadable)");
+  } else if (missing.length > 0) {
+    notes.push(
+      `the running kernel lacks ${missing.join(" ")}: the drop-in applies at the next boot`,
     );
   }
-  const notes = plan.notes.length > 0 ? `; ${plan.notes.join("; ")}` : "";
-  if (plan.bind.length === 0) return active(`no matching devices on this host; ${iommu}${notes}`);
-  return active(`${devicesSummary(plan.bind)} on vfio-pci; ${iommu}${notes}${kept}`);
+  const iommu = iommuSummary(facts);
+  const tail = notes.length > 0 ? `; ${notes.join("; ")}` : "";
+  if (plan.bind.length === 0) return active(`no matching devices on this host; ${iommu}${tail}`);
+  return active(`${devicesSummary(plan.bind)} on vfio-pci; ${iommu}${tail}${kept}`);
+}
+
+/** A regeneration that failed: what failed, that the files are in place, and that it is retried. */
+function failedStatus(f: FailedCommand): UnitStatus {
+  const fix = /no space left on device/i.test(f.message)
+    ? "free space in /boot (df -h /boot)"
+    : "fix what it reports";
+  return blocked(
+    `${f.message}; the charm's files are written: ${fix}, and the charm runs it again at its next hook`,
+  );
 }
 
 /**
@@ -137,7 +269,11 @@ function devicesSummary(bind: BoundDevice[]): string {
 }
 
 function iommuSummary(facts: HostFacts): string {
-  if (facts.iommuGroups.size === 0) return "IOMMU off";
+  if (facts.iommuGroups.size === 0) {
+    if (facts.iommuGroupsDir === "absent") return "no IOMMU support in the running kernel";
+    if (facts.iommuGroupsDir === "unreadable") return "IOMMU state unknown";
+    return "IOMMU off";
+  }
   return `IOMMU on (${facts.iommuUnits.length > 0 ? facts.iommuUnits.join(", ") : `${facts.iommuGroups.size} groups`})`;
 }
 

@@ -69,7 +69,7 @@ export function runCharm(event: EventSpec, unit: UnitInput, root: string): Charm
       state: fake,
       action: id ? (fake.actions[id] ?? null) : null,
       skippedCommands: fake.logs
-        .map((l) => /^not running `([^`]+)`/.exec(l.message)?.[1])
+        .map((l) => /^skipped `([^`]+)`/.exec(l.message)?.[1])
         .filter((c): c is string => c !== undefined),
     };
   } finally {

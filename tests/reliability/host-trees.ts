@@ -190,13 +190,22 @@ function ancestors(hostPath: string): string[] {
 
 /** Runs the same hook again with the real fs and the stored state Juju kept (the failed hook's
  * was never committed); returns what differs from the clean run (empty when it converged). */
-export function convergeProblems(s: FaultScenario, root: string): string[] {
+export function convergeProblems(
+  s: FaultScenario,
+  root: string,
+  /** The stored state the next hook starts from and what it should run: by default what Juju
+   * kept from before the failed hook, and every command a clean run runs. */
+  from: { memory: PreparationMemory; ran: string[][] } = {
+    memory: s.hook.memory,
+    ran: s.clean.ran,
+  },
+): string[] {
   const runner = recordingRunner();
   const logs: string[] = [];
   let result: ReturnType<typeof runHook>;
   try {
     result = runHook(
-      { ...s.hook, memory: structuredClone(s.hook.memory) },
+      { ...s.hook, memory: structuredClone(from.memory) },
       root,
       realFs,
       runner,
@@ -212,13 +221,16 @@ export function convergeProblems(s: FaultScenario, root: string): string[] {
   for (const line of diffTrees(s.clean.snapshot, snapshotTree(root))) {
     problems.push(`differs from a clean run: ${line}`);
   }
-  if (JSON.stringify(runner.ran) !== JSON.stringify(s.clean.ran)) {
-    problems.push(
-      `ran ${JSON.stringify(runner.ran)}, a clean run ran ${JSON.stringify(s.clean.ran)}`,
-    );
+  if (JSON.stringify(runner.ran) !== JSON.stringify(from.ran)) {
+    problems.push(`ran ${JSON.stringify(runner.ran)}, expected ${JSON.stringify(from.ran)}`);
+  }
+  if (result.outcome.kind === "prepared" && result.outcome.failed.length > 0) {
+    problems.push(`the next hook still failed: ${result.outcome.failed[0]!.message}`);
   }
   if (JSON.stringify(comparable(result.memory)) !== JSON.stringify(comparable(s.clean.memory))) {
-    problems.push("stored state differs from a clean run's");
+    problems.push(
+      `stored state differs from a clean run's: ${JSON.stringify(comparable(result.memory))} vs ${JSON.stringify(comparable(s.clean.memory))}`,
+    );
   }
   return problems;
 }

@@ -26,11 +26,11 @@ describe("command line, release, CPU", () => {
     expect(readKernelRelease(root)).toBe("6.8.0-45-generic");
   });
 
-  it("reports a missing /proc/cmdline as a problem and an empty line", () => {
+  it("reports a missing /proc/cmdline as a problem and an unknown (not empty) line", () => {
     const built = host(seedHost());
     fs.rmSync(path.join(built.root, "proc/cmdline"));
     const problems: HostReadProblem[] = [];
-    expect(readCmdline(built.root, problems)).toBe("");
+    expect(readCmdline(built.root, problems)).toBeNull();
     expect(problems[0]!.message).toContain("/proc/cmdline");
   });
 
@@ -112,6 +112,19 @@ describe("vfio-pci availability", () => {
     expect(readVfioPciAvailability(built.root, release)).toBe("missing");
     fs.rmSync(modulesDir(built), { recursive: true });
     expect(readVfioPciAvailability(built.root, release)).toBe("missing");
+  });
+
+  it("is unknown, not missing, when the release is unknown and no vfio-pci is registered", () => {
+    const built = host({ vfioPci: "missing" });
+    fs.rmSync(path.join(built.root, "proc/sys/kernel/osrelease"));
+    const problems: HostReadProblem[] = [];
+    const facts = readKernelFacts(built.root, problems);
+    expect(facts.kernelRelease).toBe("");
+    expect(facts.vfioPci).toBe("unknown");
+    expect(problems.map((p) => p.path)).toContain("/proc/sys/kernel/osrelease");
+    // Registered, it is there whatever the release.
+    const registered = host({ vfioPci: "missing", extraDrivers: ["vfio-pci"] });
+    expect(readVfioPciAvailability(registered.root, "")).toBe("builtin");
   });
 
   it("does not mistake vfio-pci-core or vfio_pci aliases for vfio-pci", () => {

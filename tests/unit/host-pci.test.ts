@@ -191,6 +191,33 @@ describe("hostile hosts", () => {
     expect(problems[0]!.message).toContain("nvidia");
   });
 
+  it("states a driver missing from /sys/bus/pci/drivers once, however many links name it", () => {
+    const spec = seedHost();
+    spec.pci = spec.pci!.map((p) =>
+      /^0000:8[34]:/.test(p.address) ? { ...p, driver: undefined, danglingDriver: "nvidia" } : p,
+    );
+    const { functions, problems } = readPciFunctions(host(spec).root);
+    const gpus = functions.filter((f) => /^0000:8[34]:/.test(f.address));
+    expect(gpus.length).toBe(4);
+    expect(gpus.every((f) => f.driver === null)).toBe(true);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatchObject({
+      kind: "malformed",
+      address: null,
+      path: "/sys/bus/pci/drivers/nvidia",
+    });
+    expect(problems[0]!.message).toContain("the driver links of 4 devices");
+    expect(problems[0]!.message).toContain("and 1 more");
+  });
+
+  it("believes the driver links, with one problem, when /sys/bus/pci/drivers is not there", () => {
+    const built = host(seedHost());
+    fs.rmSync(path.join(built.root, "sys/bus/pci/drivers"), { recursive: true });
+    const { functions, problems } = readPciFunctions(built.root);
+    expect(functions.find((f) => f.address === "0000:83:00.0")!.driver).toBe("nouveau");
+    expect(problems.map((p) => p.path)).toEqual(["/sys/bus/pci/drivers"]);
+  });
+
   it("keeps a device whose numa_node cannot be read, with that field unknown and the path named", () => {
     const built = host(seedHost());
     makeUnreadable(built, "0000:83:00.0", "numa_node");
@@ -297,8 +324,38 @@ describe("readIommu", () => {
   it("is empty when the IOMMU is off", () => {
     const result = readIommu(host(iommuOffHost()).root);
     expect(result.groups.size).toBe(0);
+    expect(result.groupsDir).toBe("present");
     expect(result.units).toEqual([]);
     expect(result.vfioDevices.size).toBe(0);
+  });
+
+  it("tells a kernel without IOMMU support (no iommu_groups dir) from an IOMMU that is off", () => {
+    const built = host(iommuOffHost());
+    fs.rmSync(path.join(built.root, "sys/kernel/iommu_groups"), { recursive: true, force: true });
+    const result = readIommu(built.root, readPciFunctions(built.root));
+    expect(result.groupsDir).toBe("absent");
+    expect(result.groups.size).toBe(0);
+    expect(result.problems).toEqual([]);
+  });
+
+  it("keeps the groups devices' links name when the group directories are missing, and says so once", () => {
+    const built = host(seedHost());
+    const groups = path.join(built.root, "sys/kernel/iommu_groups");
+    fs.rmSync(path.join(groups, "42"), { recursive: true });
+    fs.rmSync(path.join(groups, "43"), { recursive: true });
+    const result = readIommu(built.root, readPciFunctions(built.root));
+    expect(result.groups.get(42)).toEqual(["0000:83:00.0", "0000:83:00.1"]);
+    expect(result.groups.get(43)).toEqual(["0000:84:00.0", "0000:84:00.1"]);
+    expect([...result.groups.keys()]).toEqual([...result.groups.keys()].sort((a, b) => a - b));
+    expect(result.problems).toHaveLength(1);
+    expect(result.problems[0]!.message).toMatch(
+      /name groups 42, 43, which \/sys\/kernel\/iommu_groups does not list/,
+    );
+    // The whole directory gone: the links still say the IOMMU is on.
+    fs.rmSync(groups, { recursive: true });
+    const gone = readIommu(built.root, readPciFunctions(built.root));
+    expect(gone.groups.get(42)).toEqual(["0000:83:00.0", "0000:83:00.1"]);
+    expect(gone.problems).toHaveLength(1);
   });
 
   it("shows the shared group behind the PCIe-to-PCI bridge", () => {

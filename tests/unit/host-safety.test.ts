@@ -35,12 +35,7 @@ function planOn(spec: HostSpec, devices: string) {
   if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
   const modules = loadModuleIndex(root, facts.kernelRelease).index;
   const plan = planHost(parsed.config, facts, modules, { boundIds: {} }, usage);
-  const status = statusFor({
-    kind: "prepared",
-    plan,
-    facts,
-    pending: pendingReboot(plan, facts),
-  });
+  const status = statusFor({ kind: "prepared", plan, facts, failed: [] });
   const file = (path: string) => plan.files.find((f) => f.path === path)?.content ?? "";
   return { facts, usage, plan, status, file, config: parsed.config };
 }

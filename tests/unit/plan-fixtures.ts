@@ -60,6 +60,7 @@ export function host(functions: PciFunction[], extra: Partial<HostFacts> = {}): 
   return {
     functions: [...functions].sort((a, b) => (a.address < b.address ? -1 : 1)),
     iommuGroups,
+    iommuGroupsDir: "present",
     iommuUnits: ["dmar0", "dmar1"],
     cmdline: "BOOT_IMAGE=/vmlinuz-6.8.0-45-generic root=LABEL=cloudimg-rootfs ro console=ttyS0",
     cpuVendor: "intel",

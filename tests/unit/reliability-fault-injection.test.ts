@@ -1,14 +1,14 @@
 // Fault injection, in-process: for every call the apply step makes that writes, renames, removes
 // or syncs (the FsOps seam), fail exactly that call with ENOSPC, EIO and EACCES; and fail each
 // regeneration command. After each failure: every managed file holds its old or its new bytes,
-// nothing outside the managed set changed, the hook reports an error naming the path, and the next
-// hook (real fs, the stored state Juju kept: a failed hook's state is never committed) converges
+// nothing outside the managed set changed, the hook reports an error naming the path (a failed
+// command is reported, not thrown: see the last test), and the next hook (real fs, the stored
+// state Juju kept: a failed hook's state is never committed) converges
 // to exactly what a clean run leaves, running update-grub / update-initramfs as a clean run does.
 // The injection points are enumerated by a clean, counting run of each scenario.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { CommandError } from "../../src/apply/commands";
 import { FileApplyError } from "../../src/apply/files";
 import { hostTempDir } from "../fixtures/hosts/build-host";
 import { recordingRunner, runHook } from "../reliability/apply-scenarios";
@@ -117,18 +117,30 @@ describe.each(scenarios)("$name", (s) => {
         at,
         run: () => ({ exitCode: 1, stdout: "", stderr: "E: injected failure\n" }),
       });
-      let error: unknown = null;
-      try {
-        runHook({ ...s.hook, memory: structuredClone(s.hook.memory) }, root, faultyFs(), runner);
-      } catch (err) {
-        error = err;
-      }
-      expect(error).toBeInstanceOf(CommandError);
-      expect((error as Error).message).toContain(argv.join(" "));
-      expect((error as Error).message).toContain("injected failure");
+      // Not a hook error: Juju would drop the stored state, and the next hook would take the
+      // files just written for an operator's edit. The failure is reported, the state kept.
+      const result = runHook(
+        { ...s.hook, memory: structuredClone(s.hook.memory) },
+        root,
+        faultyFs(),
+        runner,
+      );
+      const failed =
+        result.outcome.kind === "prepared" || result.outcome.kind === "removed"
+          ? result.outcome.failed
+          : [];
+      expect(failed.map((f) => f.argv)).toEqual([argv]);
+      expect(failed[0]!.message).toContain(argv.join(" "));
+      expect(failed[0]!.message).toContain("injected failure");
       expect(afterFailureProblems(s, root, false)).toEqual([]);
+      // From the state the failed hook committed: only the failed command runs again.
+      const again = path.join(work, `again-${scratchCount++}`);
+      copyTree(root, again);
+      expect(convergeProblems(s, again, { memory: result.memory, ran: [argv] })).toEqual([]);
+      // From the state before it (a hook killed before Juju committed anything): all of it.
       expect(convergeProblems(s, root)).toEqual([]);
       fs.rmSync(root, { recursive: true, force: true });
+      fs.rmSync(again, { recursive: true, force: true });
       passed++;
     },
   );

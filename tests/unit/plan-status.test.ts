@@ -1,0 +1,184 @@
+// The status says what is really wrong: firmware, not reboot; unknown, not false; no grub, a
+// failed regeneration. Pure: an outcome in, the one status out.
+import { describe, expect, it } from "vitest";
+import type { HostFacts } from "../../src/host/facts";
+import {
+  type FailedCommand,
+  iommuOffReason,
+  kernelParamsByHandMessage,
+  NO_GRUB,
+  statusFor,
+} from "../../src/plan/status";
+import type { BoundDevice, HostPlan } from "../../src/plan/types";
+import { fn, host } from "./plan-fixtures";
+
+const GPU = "0000:83:00.0";
+const PARAMS = ["intel_iommu=on", "iommu=pt"];
+const BOOT = "BOOT_IMAGE=/vmlinuz-6.8.0-45-generic root=/dev/sda1 ro";
+
+function plan(params = PARAMS, bound = [GPU]): HostPlan {
+  const bind: BoundDevice[] = bound.map((address) => ({
+    address,
+    vendorId: "10de",
+    deviceId: "1bb0",
+    classCode: "030000",
+    alias: "gpu",
+    deviceType: "type-PCI",
+    numaPolicy: null,
+    reason: "selected",
+    follows: null,
+  }));
+  return {
+    files: [],
+    feeds: {},
+    kernelParams: params,
+    blacklist: [],
+    bind,
+    problems: [],
+    notes: [],
+    withheld: [],
+  };
+}
+
+/** The GPU on `driver`, in group 42 when the IOMMU is `on`. */
+function facts(opts: {
+  iommu: "on" | "off" | "no-support";
+  cmdline: string | null;
+  driver: string;
+  units?: string[];
+  cpu?: HostFacts["cpuVendor"];
+}): HostFacts {
+  const gpu = fn(GPU, "10de:1bb0", "030000", {
+    driver: opts.driver,
+    iommuGroup: opts.iommu === "on" ? 42 : null,
+  });
+  return host([gpu], {
+    cmdline: opts.cmdline,
+    iommuUnits: opts.units ?? (opts.iommu === "on" ? ["dmar0"] : []),
+    iommuGroupsDir: opts.iommu === "no-support" ? "absent" : "present",
+    cpuVendor: opts.cpu ?? "intel",
+  });
+}
+
+const prepared = (p: HostPlan, f: HostFacts, failed: FailedCommand[] = []) =>
+  statusFor({ kind: "prepared", plan: p, facts: f, failed });
+
+describe("the IOMMU, said as it is", () => {
+  it("parameters on the command line but no groups and no unit: the firmware, not a reboot", () => {
+    const s = prepared(
+      plan(),
+      facts({ iommu: "off", cmdline: `${BOOT} intel_iommu=on iommu=pt`, driver: "nouveau" }),
+    );
+    expect(s.name).toBe("blocked");
+    expect(s.message).toMatch(/enable VT-d in the firmware setup/);
+    expect(s.message).toContain("booted with intel_iommu=on");
+    expect(s.message).not.toMatch(/reboot required/);
+  });
+
+  it("AMD needs no switch: no groups at all is the firmware, even before the reboot", () => {
+    const s = prepared(
+      plan(["iommu=pt"]),
+      facts({ iommu: "off", cmdline: BOOT, driver: "nouveau", cpu: "amd" }),
+    );
+    expect(s.name).toBe("blocked");
+    expect(s.message).toMatch(/enable AMD-Vi \(IOMMU\) in the firmware setup/);
+  });
+
+  it("the switch missing from the command line: the reboot turns it on", () => {
+    const s = prepared(plan(), facts({ iommu: "off", cmdline: BOOT, driver: "nouveau" }));
+    expect(s.name).toBe("blocked");
+    expect(s.message).toMatch(
+      /^reboot required: kernel command line lacks intel_iommu=on iommu=pt/,
+    );
+  });
+
+  it("a kernel without IOMMU support is named as such", () => {
+    const s = prepared(
+      plan(),
+      facts({ iommu: "no-support", cmdline: `${BOOT} intel_iommu=on iommu=pt`, driver: "nouveau" }),
+    );
+    expect(s.message).toMatch(/no IOMMU support \(\/sys\/kernel\/iommu_groups does not exist/);
+  });
+
+  it("IOMMU on by default and the device already on vfio-pci: active, the drop-in waits for the next boot", () => {
+    const s = prepared(plan(), facts({ iommu: "on", cmdline: BOOT, driver: "vfio-pci" }));
+    expect(s.name).toBe("active");
+    expect(s.message).toMatch(/^1 device \(gpu x1\) on vfio-pci; IOMMU on \(dmar0\)/);
+    expect(s.message).toContain(
+      "the running kernel lacks intel_iommu=on iommu=pt: the drop-in applies at the next boot",
+    );
+  });
+
+  it("IOMMU on by default but the device not on vfio-pci yet: still a reboot", () => {
+    const s = prepared(plan(), facts({ iommu: "on", cmdline: BOOT, driver: "nouveau" }));
+    expect(s.name).toBe("blocked");
+    expect(s.message).toMatch(/^reboot required: .*0000:83:00\.0 not on vfio-pci yet/);
+  });
+});
+
+describe("unknown is not false", () => {
+  it("no /proc/cmdline: unknown, never 'lacks' or 'not booted with'", () => {
+    const off = prepared(plan(), facts({ iommu: "off", cmdline: null, driver: "nouveau" }));
+    expect(off.name).toBe("blocked");
+    expect(off.message).toMatch(/kernel command line is unknown/);
+    expect(off.message).not.toMatch(/lacks|not booted with/);
+    const pending = prepared(plan(), facts({ iommu: "on", cmdline: null, driver: "nouveau" }));
+    expect(pending.message).toMatch(/^reboot required: kernel command line unknown/);
+    expect(pending.message).not.toMatch(/lacks/);
+    const working = prepared(plan(), facts({ iommu: "on", cmdline: null, driver: "vfio-pci" }));
+    expect(working.name).toBe("active");
+    expect(working.message).toContain("kernel command line unknown (/proc/cmdline unreadable)");
+  });
+
+  it("iommuOffReason is null while groups exist", () => {
+    expect(
+      iommuOffReason(PARAMS, facts({ iommu: "on", cmdline: BOOT, driver: "nouveau" })),
+    ).toBeNull();
+  });
+});
+
+describe("grub and /boot that do not cooperate", () => {
+  const notFound: FailedCommand = {
+    kind: "grub",
+    argv: ["update-grub"],
+    notFound: true,
+    message: "`update-grub` failed with exit code 127: spawnSync update-grub ENOENT",
+  };
+
+  it("no grub: blocked with the exact parameters to add by hand", () => {
+    const s = prepared(plan(), facts({ iommu: "off", cmdline: BOOT, driver: "nouveau" }), [
+      notFound,
+    ]);
+    expect(s).toEqual({
+      name: "blocked",
+      message: kernelParamsByHandMessage(PARAMS, NO_GRUB),
+    });
+    expect(s.message).toMatch(/by hand, then reboot: intel_iommu=on iommu=pt$/);
+  });
+
+  it("no grub, but the parameters were added by hand: not blocked on grub", () => {
+    const s = prepared(
+      plan(),
+      facts({ iommu: "on", cmdline: `${BOOT} intel_iommu=on iommu=pt`, driver: "vfio-pci" }),
+      [notFound],
+    );
+    expect(s.name).toBe("active");
+    expect(s.message).toContain("kept by hand");
+  });
+
+  it("a full /boot: the failure, that the files are written, and what to do", () => {
+    const s = prepared(plan(), facts({ iommu: "on", cmdline: BOOT, driver: "nouveau" }), [
+      {
+        kind: "initramfs",
+        argv: ["update-initramfs", "-u", "-k", "all"],
+        notFound: false,
+        message:
+          "`update-initramfs -u -k all` failed with exit code 1: cpio: write error: No space left on device",
+      },
+    ]);
+    expect(s.name).toBe("blocked");
+    expect(s.message).toMatch(/^`update-initramfs -u -k all` failed with exit code 1/);
+    expect(s.message).toContain("free space in /boot");
+    expect(s.message).toContain("runs it again at its next hook");
+  });
+});
