@@ -12,7 +12,7 @@ import { readHostFacts, readHostUsage } from "../../src/host/read-facts";
 import { OWNED } from "../../src/host/root";
 import { planHost } from "../../src/plan/plan-host";
 import { selectFunctions } from "../../src/plan/select";
-import { pendingReboot, statusFor } from "../../src/plan/status";
+import { statusFor } from "../../src/plan/status";
 import type { HostSpec } from "../fixtures/hosts/build-host";
 import {
   amdHost,
