@@ -9,25 +9,16 @@ import {
   NO_GRUB,
   statusFor,
 } from "../../src/plan/status";
-import type { BoundDevice, HostPlan } from "../../src/plan/types";
+import type { HostPlan } from "../../src/plan/types";
+import { bound } from "./nova-fixtures";
 import { fn, host } from "./plan-fixtures";
 
 const GPU = "0000:83:00.0";
 const PARAMS = ["intel_iommu=on", "iommu=pt"];
 const BOOT = "BOOT_IMAGE=/vmlinuz-6.8.0-45-generic root=/dev/sda1 ro";
 
-function plan(params = PARAMS, bound = [GPU]): HostPlan {
-  const bind: BoundDevice[] = bound.map((address) => ({
-    address,
-    vendorId: "10de",
-    deviceId: "1bb0",
-    classCode: "030000",
-    alias: "gpu",
-    deviceType: "type-PCI",
-    numaPolicy: null,
-    reason: "selected",
-    follows: null,
-  }));
+function plan(params = PARAMS, addresses = [GPU]): HostPlan {
+  const bind = addresses.map((address) => bound(address, "10de:1bb0", "gpu"));
   return {
     files: [],
     feeds: {},
