@@ -192,3 +192,43 @@ describe("the fake hook tools behave like Juju's", () => {
     expect(s.calls.map((c) => c.argv[0])).toEqual(["juju-log", "juju-log", "juju-log"]);
   });
 });
+
+describe("Juju's rules the fake enforces (issue 13)", () => {
+  it("state-set: quota.CheckTupleSize per call; state-get of a missing key prints an empty string", () => {
+    const s = unit();
+    expect(run(s, ["state-set", `${"k".repeat(257)}=v`]).stderr).toBe(
+      "ERROR max allowed key length (256) exceeded\n",
+    );
+    expect(run(s, ["state-set", `k=${"v".repeat(64 * 1024 + 1)}`]).stderr).toBe(
+      "ERROR max allowed value length (65536) exceeded\n",
+    );
+    expect(run(s, ["state-set", `k=${"v".repeat(64 * 1024)}`]).exitCode).toBe(0);
+    expect(run(s, ["state-get", "--format=json", "missing"]).stdout).toBe('""\n');
+  });
+
+  it("stored and relation writes land only when the hook exits 0; max-charm-state-size at commit", () => {
+    const s = unit();
+    run(s, ["state-set", "a=1"]);
+    run(s, ["relation-set", "-r", "3", "x=1"]);
+    expect(run(s, ["state-get", "a"]).stdout).toBe("1\n"); // the hook sees its own write
+    expect(commitHook(s, 1)).toBeNull();
+    expect(s.stored).toEqual({});
+    expect(s.relations[0]!.localUnitData).toEqual({});
+    s.maxCharmStateSize = 10;
+    run(s, ["state-set", "big=0123456789"]);
+    expect(commitHook(s, 0)).toMatch(/^persisting charm state: max allowed size \(10\) exceeded/);
+    expect(s.stored).toEqual({});
+  });
+
+  it("leader-only: relation-get --app of the unit's own application, status-set --application", () => {
+    const s = unit();
+    expect(run(s, ["relation-get", "-r", "3", "--app", "-", "demo"]).stderr).toMatch(
+      /^ERROR cannot read settings for application "demo" in relation "db:3": permission denied/,
+    );
+    expect(run(s, ["status-set", "--application", "active"]).stderr).toBe(
+      "ERROR this unit is not the leader\n",
+    );
+    s.leader = true;
+    expect(run(s, ["relation-get", "-r", "3", "--app", "-", "demo"]).exitCode).toBe(0);
+  });
+});

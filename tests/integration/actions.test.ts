@@ -75,10 +75,12 @@ describe("actions through dispatch", () => {
   });
 
   it("bad parameters are refused before anything happens", () => {
-    const bad = run("rebind", { to: "guest" });
-    expect(bad.action.failed).toBe(true);
-    expect(bad.action.failureMessage).toMatch(/to/);
-    expect(bad.changed).toEqual([]);
+    // Juju itself refuses them when the action is enqueued (ValidateParams): the charm never runs.
+    const calls = unit.sim.readState().calls.length;
+    expect(() => unit.dispatch({ name: "rebind-action", params: { to: "guest" } })).toThrow(
+      /^validation failed: to : to must be one of the following: "vfio-pci", "host"$/,
+    );
+    expect(unit.sim.readState().calls.length).toBe(calls);
     const unknown = run("rebind", { devices: "0000:99:00.0" });
     expect(unknown.action.failed).toBe(true);
     expect(unknown.action.failureMessage).toContain("0000:99:00.0");

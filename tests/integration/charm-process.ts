@@ -94,6 +94,8 @@ export function deployPackedCharm(
     unitName: "pci-passthrough/0",
     principalUnit: "nova-compute/0",
     configYaml: fs.readFileSync(path.join(charmDir, "config.yaml"), "utf8"),
+    // Juju validates action params and inserts defaults before the charm runs.
+    actionsYaml: fs.readFileSync(path.join(charmDir, "actions.yaml"), "utf8"),
     ...options,
   });
   const commandLog = path.join(dir, "commands.log");

@@ -83,7 +83,8 @@ describe("issue 13: Juju's contract through the packed dispatch", () => {
   });
 
   it("item 6: an unknown action is not an error of the unit: exit 0, the action says why", () => {
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    // As when Juju's view of actions.yaml is newer than the charm that runs (no check here).
+    unit = deployPackedCharm(host.root, { config: ONE_GPU, actionsYaml: undefined });
     const r = unit.dispatch({ name: "defragment-action", params: {} });
     expect(r.exitCode).toBe(0);
     expect(unit.sim.readState().lastAction).toMatchObject({
@@ -121,4 +122,33 @@ describe("issue 13: Juju's contract through the packed dispatch", () => {
       big.cleanup();
     }
   }, 180_000);
+
+  it("simulator: Juju inserts actions.yaml's defaults before the charm runs", () => {
+    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    const r = unit.dispatch({ name: "rebind-action", params: { "dry-run": true } });
+    expect(r.exitCode).toBe(0);
+    const action = unit.sim.readState().lastAction!;
+    expect(action.params).toMatchObject({ to: "vfio-pci", "dry-run": true });
+    expect(action.failed).toBe(false);
+  });
+
+  // HookContext.Flush commits stored state only for a hook that exits 0: a charm that wrote its
+  // memory and then died must not find that memory on the next hook, and must redo its work.
+  it("simulator: state-set of a hook that did not exit 0 is dropped; the next hook converges", () => {
+    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    const tool = path.join(unit.sim.binDir, "state-set");
+    fs.renameSync(tool, `${tool}.real`);
+    // The write reaches Juju, then the charm is killed before it exits.
+    fs.writeFileSync(tool, `#!/bin/sh\n'${tool}.real' "$@"\nkill -KILL $PPID\n`, { mode: 0o755 });
+    const killed = unit.dispatch("install");
+    expect(killed.exitCode).toBe(-1);
+    const calls = unit.sim.readState().calls;
+    expect(calls.some((c) => c.argv[0] === "state-set" && c.exitCode === 0)).toBe(true);
+    expect(unit.sim.readState().stored).toEqual({});
+    fs.renameSync(`${tool}.real`, tool);
+    expect(unit.dispatch("install").exitCode).toBe(0);
+    expect(JSON.parse(unit.sim.readState().stored.preparation!).bound.byIds).toMatchObject({
+      "10de:1bb0": "0000:83:00.0",
+    });
+  });
 });

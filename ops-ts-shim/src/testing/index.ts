@@ -1,5 +1,6 @@
 // Test helpers: the Scenario-style harness and the in-memory fake Juju behind it. The process
 // simulator is separate ("ops-ts-shim/testing/simulator") because it needs esbuild.
+export { ActionParamsError, enqueueActionParams } from "./action-params";
 export {
   type CharmSpec,
   type CheckedState,

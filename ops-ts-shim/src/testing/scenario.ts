@@ -12,6 +12,7 @@ import {
 } from "../metadata";
 import { SHIM_STATE_PREFIX, StatusBase, type StatusName } from "../model";
 import type { HookToolRunner } from "../runner";
+import { enqueueActionParams } from "./action-params";
 import { type CharmSpec, checkConsistency } from "./consistency";
 import { commitHook, type FakeUnitState, runFakeHookTool } from "./fake-juju";
 import {
@@ -143,7 +144,20 @@ export class Context {
     this.runs += 1;
     const jujuEnv = hookEnvironment(
       fake,
-      isAction ? { ...spec, params: state.actionParams ?? spec.params ?? {} } : spec,
+      isAction
+        ? {
+            ...spec,
+            // Juju validates and fills in defaults when the action is enqueued (the consistency
+            // check above already refused invalid ones).
+            params: enqueueActionParams(
+              classifyEvent(spec.name).type === "action"
+                ? spec.name.slice(0, -"-action".length)
+                : "",
+              this.spec.actions,
+              state.actionParams ?? spec.params ?? {},
+            ),
+          }
+        : spec,
       {
         charmDir: this.options.charmDir ?? "/var/lib/juju/agents/unit-0/charm",
         contextNumber: this.runs,

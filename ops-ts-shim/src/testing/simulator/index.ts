@@ -5,7 +5,8 @@ import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "n
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildSync } from "esbuild";
-import { type ConfigSpec, parseDeclaration } from "../../metadata";
+import { type ActionsSpec, type ConfigSpec, parseDeclaration } from "../../metadata";
+import { enqueueActionParams } from "../action-params";
 import { commitHook, FAKE_TOOL_NAMES, type FakeAction, type FakeUnitState } from "../fake-juju";
 import {
   buildFakeUnit,
@@ -38,6 +39,10 @@ export interface UnitSimulatorOptions {
   jujuVersion?: string;
   /** The model's max-charm-state-size (default Juju's 2 MiB). */
   maxCharmStateSize?: number;
+  /** actions.yaml (text or parsed): when given, env() validates an action's params against it
+   * and inserts its defaults, as Juju does when the action is enqueued; invalid params throw
+   * ActionParamsError (`juju run` fails) and never reach the charm. */
+  actionsYaml?: string | ActionsSpec;
 }
 
 /** The state file's content, plus the most recent action run for convenience. */
@@ -115,6 +120,10 @@ export function createUnitSimulator(options: UnitSimulatorOptions): UnitSimulato
     chmodSync(path, 0o755);
   }
   const configSpec = parseDeclaration<ConfigSpec>(options.configYaml, "config.yaml");
+  const actionsSpec =
+    options.actionsYaml === undefined
+      ? null
+      : parseDeclaration<ActionsSpec>(options.actionsYaml, "actions.yaml");
   const initial = buildFakeUnit({
     unitName: options.unitName ?? "unit/0",
     leader: options.leader,
@@ -149,9 +158,15 @@ export function createUnitSimulator(options: UnitSimulatorOptions): UnitSimulato
       if (running) commitHook(state, 0);
       running = true;
       const spec = typeof event === "string" ? { name: event } : event;
-      const withParams = spec.name.endsWith("-action")
-        ? { ...spec, params: spec.params ?? options.actionParams ?? {} }
-        : spec;
+      const action = spec.name.endsWith("-action") ? spec.name.slice(0, -"-action".length) : null;
+      const given = spec.params ?? options.actionParams ?? {};
+      const withParams =
+        action === null
+          ? spec
+          : {
+              ...spec,
+              params: actionsSpec ? enqueueActionParams(action, actionsSpec, given) : given,
+            };
       dispatches += 1;
       const juju = hookEnvironment(state, withParams, { ...envOptions, contextNumber: dispatches });
       save(state);
