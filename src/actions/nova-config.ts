@@ -11,6 +11,7 @@ import {
   novaEntryProblems,
   novaJson,
   novaPciEntries,
+  offeredToNova,
   openstackReleaseName,
   renderPciSection,
 } from "../plan/nova";
@@ -116,7 +117,8 @@ export function novaConfig(input: NovaConfigInput): ActionReply {
   const { bound, onVfio, setting, installed, related } = input;
   const choice = chooseOptionName(setting, installed);
   const offered = bound.filter((d) => onVfio(d.address));
-  const waiting = bound.filter((d) => !onVfio(d.address));
+  // Companions are not sent to nova-compute, so they are not waiting for it either.
+  const waiting = bound.filter((d) => offeredToNova(d) && !onVfio(d.address));
   const entries = novaPciEntries(offered);
 
   const option: ResultTree = { name: choice.name, setting, reason: choice.reason };
@@ -135,13 +137,23 @@ export function novaConfig(input: NovaConfigInput): ActionReply {
             "No nova-compute relation: nothing is sent. Run `juju integrate nova-compute " +
             "pci-passthrough:nova-compute`.",
         },
-    offered: String(offered.length),
+    offered: String(offered.filter(offeredToNova).length),
     "nova-conf": renderPciSection(entries, choice.name).trimEnd(),
   };
   if (entries.deviceSpecs.length > 0) {
     results["device-spec"] = listResult(entries.deviceSpecs, novaJson);
   }
   if (entries.aliases.length > 0) results.alias = listResult(entries.aliases, novaJson);
+  const companions = bound.filter((d) => !offeredToNova(d));
+  if (companions.length > 0) {
+    results.companions = listResult(
+      companions,
+      (d) =>
+        `${d.address} ${d.vendorId}:${d.deviceId} follows ${d.follows ?? "its card"} onto vfio-pci ` +
+        "(its IOMMU group needs it there) but is not offered to nova: a VM takes the whole group, " +
+        "so nova must not hand it to a second instance",
+    );
+  }
   if (waiting.length > 0) {
     const w: ResultTree = {};
     for (const d of waiting) {
@@ -168,7 +180,7 @@ export function novaConfig(input: NovaConfigInput): ActionReply {
   const summary =
     bound.length === 0
       ? "nothing selected"
-      : `${offered.length} of ${bound.length} functions offered to nova as [pci] ${choice.name}` +
+      : `${offered.filter(offeredToNova).length} of ${bound.filter(offeredToNova).length} functions offered to nova as [pci] ${choice.name}` +
         (waiting.length > 0 ? ` (${waiting.length} waiting for vfio-pci)` : "");
   return { ok: true, message: summary, results };
 }

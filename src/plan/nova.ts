@@ -202,6 +202,11 @@ function byAddress(a: BoundDevice, b: BoundDevice): number {
   return a.address < b.address ? -1 : a.address > b.address ? 1 : 0;
 }
 
+/** Whether a function bound to vfio-pci is offered to nova: the selected ones, not companions. */
+export function offeredToNova(device: Pick<BoundDevice, "reason">): boolean {
+  return device.reason !== "companion";
+}
+
 /** One pass over the functions: the entries nova will accept, and what was left out and why. */
 function buildEntries(bound: BoundDevice[]): { entries: NovaPciEntries; problems: PlanProblem[] } {
   const deviceSpecs: NovaDeviceSpec[] = [];
@@ -211,6 +216,10 @@ function buildEntries(bound: BoundDevice[]): { entries: NovaPciEntries; problems
   // alias name → the device_type/numa_policy of its first entry: later entries must agree.
   const shapeOf = new Map<string, { shape: string; address: string }>();
   for (const device of [...bound].sort(byAddress)) {
+    // A companion is on vfio-pci because its IOMMU group needs it there, not to be handed out: a
+    // VM opens a group as a whole (the kernel refuses a second open), so nova giving the GPU's
+    // audio to a second instance would leave that instance unable to start. nova knows no groups.
+    if (!offeredToNova(device)) continue;
     const bad = entryProblem(device);
     if (bad !== null) {
       problems.push({ option: null, message: `${bad}: not offered to nova.` });
@@ -260,9 +269,9 @@ function buildEntries(bound: BoundDevice[]): { entries: NovaPciEntries; problems
 }
 
 /**
- * The [pci] values for these functions: one device_spec per function, pinned by address (so one of
- * two identical cards can be offered) and by ids; one alias per distinct (name, ids, device_type,
- * numa_policy), in address order.
+ * The [pci] values for these functions: one device_spec per selected function, pinned by address
+ * (so one of two identical cards can be offered) and by ids; one alias per distinct (name, ids,
+ * device_type, numa_policy), in address order. Companions get neither (offeredToNova).
  *
  * One alias name over two vendor:product pairs is published as two alias lines: nova ORs alias
  * entries with the same name (nova/pci/request.py get_alias_from_config), as long as they share

@@ -75,16 +75,24 @@ describe("novaRelationData: the exact subordinate_configuration", () => {
     });
   });
 
-  it("a GPU with its audio companion: a spec and an alias each", () => {
+  // Changed deliberately (issue 12 point 4): the companion had a device_spec and an alias of its
+  // own, so nova could hand it to a second instance that then cannot open the group.
+  it("a GPU with its audio companion: only the GPU is offered to nova", () => {
     const { data } = novaRelationData([gpu, gpuAudio], all, "device_spec");
     expect(data.subordinate_configuration).toBe(
       '{"nova":{"/etc/nova/nova.conf":{"sections":{"pci":[' +
         '["device_spec","{\\"vendor_id\\":\\"10de\\",\\"product_id\\":\\"1bb0\\",\\"address\\":\\"0000:83:00.0\\"}"],' +
-        '["device_spec","{\\"vendor_id\\":\\"10de\\",\\"product_id\\":\\"10f0\\",\\"address\\":\\"0000:83:00.1\\"}"],' +
-        '["alias","{\\"name\\":\\"gpu\\",\\"vendor_id\\":\\"10de\\",\\"product_id\\":\\"1bb0\\",\\"device_type\\":\\"type-PCI\\"}"],' +
-        '["alias","{\\"name\\":\\"gpu-audio\\",\\"vendor_id\\":\\"10de\\",\\"product_id\\":\\"10f0\\",\\"device_type\\":\\"type-PCI\\"}"]' +
+        '["alias","{\\"name\\":\\"gpu\\",\\"vendor_id\\":\\"10de\\",\\"product_id\\":\\"1bb0\\",\\"device_type\\":\\"type-PCI\\"}"]' +
         "]}}}}",
     );
+  });
+
+  it("a companion the operator also selected is offered like any selected function", () => {
+    const selectedAudio = { ...gpuAudio, reason: "selected" as const, follows: null };
+    expect(novaPciEntries([gpu, selectedAudio]).deviceSpecs.map((s) => s.address)).toEqual([
+      "0000:83:00.0",
+      "0000:83:00.1",
+    ]);
   });
 
   it("no devices: an empty pci list, not a deleted key (nova-compute must re-render)", () => {
