@@ -12,7 +12,7 @@ import { createSysfsWriter } from "./apply/sysfs";
 import { type Config, parseConfig } from "./config";
 import type { HostFacts, HostUsage, ModuleIndex } from "./host/facts";
 import { readInterruptRemapping } from "./host/interrupt-remapping";
-import { type RememberedModules, rememberingModuleIndex } from "./host/modules";
+import { type RememberedModules, readModuleNames, rememberingModuleIndex } from "./host/modules";
 import { readNovaRelease } from "./host/nova-release";
 import { loadPciIds, readHostFacts, readHostUsage } from "./host/read-facts";
 import type { PreparationDeps } from "./host-preparation";
@@ -142,7 +142,10 @@ const ACTIONS: Record<
       snap.facts,
       modules(ctx, snap.facts),
       { boundIds: {} },
-      snap.usage,
+      {
+        usage: snap.usage,
+        moduleNames: readModuleNames(ctx.deps.root, snap.facts.kernelRelease).names,
+      },
     );
     const result = verifyIommu({
       facts: snap.facts,

@@ -15,6 +15,7 @@ import type { HostFacts, HostReadProblem, PciFunction } from "./host/facts";
 import {
   type RememberedModules,
   type RememberingModuleIndex,
+  readModuleNames,
   rememberingModuleIndex,
 } from "./host/modules";
 import { readHostFacts, readHostUsage } from "./host/read-facts";
@@ -128,7 +129,15 @@ export function prepareHost(
       ? readHostUsage(deps.root, { functions: facts.functions, problems: usageProblems })
       : new Map<string, string[]>();
   logProblems(usageProblems, deps);
-  const plan = planHost(config, facts, modules?.index ?? null, { boundIds }, usage);
+  const names = config.devices.length > 0 ? readModuleNames(deps.root, facts.kernelRelease) : null;
+  const plan = planHost(
+    config,
+    facts,
+    modules?.index ?? null,
+    { boundIds },
+    { usage, moduleNames: names?.names ?? null },
+  );
+  if (names) logProblems(names.problems(), deps);
   if (modules) logProblems(modules.problems(), deps);
   for (const w of plan.withheld) {
     deps.log(

@@ -112,3 +112,14 @@ export interface ModuleIndex {
   /** Module names (as modules.alias spells them, e.g. `e1000e`, `snd_hda_intel`) in file order. */
   modulesFor(modalias: string): string[];
 }
+
+/** Module names as the target kernel knows them: a bound driver's module, and whether a name is a
+ * module at all. Only real module names go into modprobe.d and `modprobe.blacklist=`. */
+export interface ModuleNames {
+  /** The module of a bound driver (`i801_smbus` → `i2c_i801`), `_` spelling; null when sysfs has
+   * no module link for it (then the modalias answers speak for the device alone). */
+  ofDriver(driver: string): string | null;
+  /** Whether the kernel has this module (modules.dep or modules.builtin); null when neither file
+   * could be read. */
+  exists(module: string): boolean | null;
+}

@@ -6,11 +6,11 @@
 // bucketed by their literal vendor and device ids, so a lookup tries only the aliases for its
 // vendor:device, its vendor with any device, and the handful with a wildcard vendor; each glob is
 // compiled once, on first use; answers are cached per distinct modalias (VFs share one).
-import { readFileSync } from "node:fs";
-import type { HostReadProblem, ModuleIndex } from "./facts";
+import { readFileSync, readlinkSync } from "node:fs";
+import type { HostReadProblem, ModuleIndex, ModuleNames } from "./facts";
 import { fileStamp } from "./file-stamp";
 import { errnoCode } from "./pci";
-import { moduleFiles, under } from "./root";
+import { driverModuleLink, moduleFiles, under } from "./root";
 
 interface AliasEntry {
   /** Line order in modules.alias: answers come back in file order. */
@@ -288,5 +288,76 @@ export function rememberingModuleIndex(
       for (const key of [...asked.keys()].sort()) answers[key] = asked.get(key)!;
       return { stamp, answers };
     },
+  };
+}
+
+/** `kernel/drivers/net/e1000e/e1000e.ko.zst: deps` or a modules.builtin path → `e1000e`. */
+function moduleNameOfPath(path: string): string | null {
+  const base = path.slice(path.lastIndexOf("/") + 1);
+  const m = /^(.+?)\.ko(?:\.(?:zst|xz|gz))?$/.exec(base);
+  return m ? m[1]!.replace(/-/g, "_") : null;
+}
+
+/**
+ * The module names of the target kernel (the running one: its /lib/modules is what the next
+ * initramfs and boot use) and of the bound drivers. Read lazily: a hook that writes no module
+ * name reads neither file. Problems (unreadable files) are reported once, by `problems()`.
+ */
+export function readModuleNames(
+  root: string,
+  release: string,
+): { names: ModuleNames; problems(): HostReadProblem[] } {
+  const problems: HostReadProblem[] = [];
+  const drivers = new Map<string, string | null>();
+  let known: Set<string> | null | undefined;
+  const load = (): Set<string> | null => {
+    const files = moduleFiles(release);
+    const names = new Set<string>();
+    let read = 0;
+    for (const [file, nameOf] of [
+      [files.dep, (line: string) => moduleNameOfPath(line.slice(0, line.indexOf(":")))],
+      [files.builtin, (line: string) => moduleNameOfPath(line.trim())],
+    ] as const) {
+      let text: string;
+      try {
+        text = readFileSync(under(root, file), "latin1");
+        read++;
+      } catch (error) {
+        problems.push({
+          kind: "unreadable",
+          path: file,
+          address: null,
+          message: `cannot read ${file} (${errnoCode(error)}): module names cannot be checked, so none is written into modprobe.d or modprobe.blacklist= (is linux-modules-${release} installed? run depmod -a)`,
+        });
+        continue;
+      }
+      for (const line of text.split("\n")) {
+        const name = line.includes(".ko") ? nameOf(line) : null;
+        if (name) names.add(name);
+      }
+    }
+    return read === 0 ? null : names;
+  };
+  return {
+    names: {
+      ofDriver(driver: string): string | null {
+        if (!drivers.has(driver)) {
+          let module: string | null = null;
+          try {
+            const target = readlinkSync(under(root, driverModuleLink(driver)));
+            module = target.slice(target.lastIndexOf("/") + 1).replace(/-/g, "_") || null;
+          } catch {
+            // Built-in drivers without a module name, or a driver gone since: no answer.
+          }
+          drivers.set(driver, module);
+        }
+        return drivers.get(driver)!;
+      },
+      exists(module: string): boolean | null {
+        if (known === undefined) known = load();
+        return known === null ? null : known.has(module.replace(/-/g, "_"));
+      },
+    },
+    problems: () => problems,
   };
 }

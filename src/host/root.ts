@@ -83,9 +83,26 @@ export const READ = {
 } as const;
 
 /** `/lib/modules/<release>` files that say which modules claim which devices, and what is built in. */
-export function moduleFiles(release: string): { alias: string; builtin: string; dir: string } {
+export function moduleFiles(release: string): {
+  alias: string;
+  builtin: string;
+  dep: string;
+  dir: string;
+} {
   const dir = `/lib/modules/${release}`;
-  return { dir, alias: `${dir}/modules.alias`, builtin: `${dir}/modules.builtin` };
+  return {
+    dir,
+    alias: `${dir}/modules.alias`,
+    builtin: `${dir}/modules.builtin`,
+    /** Every loadable module, by path: what modprobe can load (and so blacklist) at all. */
+    dep: `${dir}/modules.dep`,
+  };
+}
+
+/** `/sys/bus/pci/drivers/<driver>/module`: a link to /sys/module/<module>, the module a driver
+ * belongs to (driver `i801_smbus` is module `i2c_i801`). */
+export function driverModuleLink(driver: string): string {
+  return `${READ.pciDrivers}/${driver}/module`;
 }
 
 /** Files the charm owns. Each is created by the charm, carries a managed-by header, and is removed

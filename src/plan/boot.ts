@@ -2,7 +2,7 @@
 // host. Pure: config, facts and the modules.alias index in, lists out. The file texts that carry
 // these decisions are rendered in render-files.ts.
 import { type Config, isProtectedModule, normaliseModule } from "../config";
-import type { HostFacts, ModuleIndex, PciFunction } from "../host/facts";
+import type { HostFacts, ModuleIndex, ModuleNames, PciFunction } from "../host/facts";
 import { idsOf } from "./select";
 import type { BoundDevice, PlanProblem } from "./types";
 
@@ -84,12 +84,34 @@ export function planKernelParams(
 }
 
 /** The modules that serve or would claim a function: modules.alias matches (as `lspci -k`
- * shows them) plus its current driver, in kmod's `_` spelling, without vfio modules, pcieport or pci-stub. */
-export function claimersOf(fn: PciFunction, moduleIndex: ModuleIndex | null): string[] {
-  const names = new Set<string>();
-  for (const m of moduleIndex?.modulesFor(fn.modalias) ?? []) names.add(normaliseModule(m));
-  if (fn.driver !== null) names.add(normaliseModule(fn.driver));
-  return [...names].filter((m) => !isProtectedModule(m) && m !== "pci_stub").sort();
+ * shows them) plus the module of its current driver, in kmod's `_` spelling, without vfio
+ * modules, pcieport or pci-stub. A driver is not a module: `i801_smbus` is module `i2c_i801`,
+ * `xhci_hcd` is `xhci_pci`, so the driver counts only through its sysfs module link (`names`);
+ * without one, the modalias answers speak for the device alone. */
+export function claimersOf(
+  fn: PciFunction,
+  moduleIndex: ModuleIndex | null,
+  names: ModuleNames | null = null,
+): string[] {
+  const found = new Set<string>();
+  for (const m of moduleIndex?.modulesFor(fn.modalias) ?? []) found.add(normaliseModule(m));
+  const driverModule = fn.driver !== null ? (names?.ofDriver(fn.driver) ?? null) : null;
+  if (driverModule !== null) found.add(normaliseModule(driverModule));
+  return [...found].filter((m) => !isProtectedModule(m) && m !== "pci_stub").sort();
+}
+
+/** Splits module names into those the target kernel has and those it does not (or that cannot be
+ * checked): only the first may be written; the others are reported. Without `names` (the pure
+ * planner's tests) every name passes. */
+export function checkModuleNames(
+  modules: string[],
+  names: ModuleNames | null,
+): { known: string[]; unknown: string[] } {
+  if (names === null) return { known: modules, unknown: [] };
+  const known: string[] = [];
+  const unknown: string[] = [];
+  for (const m of modules) (names.exists(m) === true ? known : unknown).push(m);
+  return { known, unknown };
 }
 
 /** The native drivers of the functions given to VMs: each gets `softdep <m> pre: vfio-pci`. */
@@ -97,12 +119,13 @@ export function nativeDrivers(
   bind: BoundDevice[],
   facts: HostFacts,
   moduleIndex: ModuleIndex | null,
+  names: ModuleNames | null = null,
 ): string[] {
   const byAddress = new Map(facts.functions.map((f) => [f.address, f]));
   const out = new Set<string>();
   for (const b of bind) {
     const fn = byAddress.get(b.address);
-    if (fn) for (const m of claimersOf(fn, moduleIndex)) out.add(m);
+    if (fn) for (const m of claimersOf(fn, moduleIndex, names)) out.add(m);
   }
   return [...out].sort();
 }
@@ -119,6 +142,7 @@ export function planBlacklist(
   facts: HostFacts,
   moduleIndex: ModuleIndex | null,
   bind: BoundDevice[],
+  names: ModuleNames | null = null,
 ): { modules: string[]; problems: PlanProblem[]; notes: string[] } {
   const bound = new Set(bind.map((b) => b.address));
   const kept = facts.functions.filter((fn) => !bound.has(fn.address));
@@ -135,8 +159,8 @@ export function planBlacklist(
         notes: ["modules.alias unreadable: blacklist-drivers=auto blacklists nothing"],
       };
     }
-    const wanted = new Set(nativeDrivers(bind, facts, moduleIndex));
-    for (const fn of kept) for (const m of claimersOf(fn, moduleIndex)) wanted.delete(m);
+    const wanted = new Set(nativeDrivers(bind, facts, moduleIndex, names));
+    for (const fn of kept) for (const m of claimersOf(fn, moduleIndex, names)) wanted.delete(m);
     return { modules: [...wanted].sort(), problems: [], notes: [] };
   }
 
@@ -144,9 +168,10 @@ export function planBlacklist(
   const problems: PlanProblem[] = [];
   for (const module of [...listed].sort()) {
     const stranded = kept.filter((fn) => {
-      const driver = fn.driver === null ? null : normaliseModule(fn.driver);
+      const driver =
+        fn.driver === null ? null : normaliseModule(names?.ofDriver(fn.driver) ?? fn.driver);
       if (driver === module) return true;
-      const candidates = claimersOf(fn, moduleIndex);
+      const candidates = claimersOf(fn, moduleIndex, names);
       return candidates.includes(module) && candidates.every((m) => listed.has(m));
     });
     if (stranded.length === 0) continue;

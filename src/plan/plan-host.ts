@@ -2,9 +2,9 @@
 // blacklist, the functions for vfio-pci, and what blocks or is worth saying. Pure and
 // deterministic (same input, same bytes): the apply step writes exactly this, nothing more.
 import type { Config } from "../config";
-import type { HostFacts, HostUsage, ModuleIndex } from "../host/facts";
+import type { HostFacts, HostUsage, ModuleIndex, ModuleNames } from "../host/facts";
 import { OWNED } from "../host/root";
-import { nativeDrivers, planBlacklist, planKernelParams } from "./boot";
+import { checkModuleNames, nativeDrivers, planBlacklist, planKernelParams } from "./boot";
 import {
   renderBindHelper,
   renderGrubDropIn,
@@ -30,15 +30,24 @@ export const FEEDS: Record<string, Regenerate[]> = {
   [OWNED.initramfsHook]: ["initramfs"],
 };
 
-/** Plans the host: the files the charm should own and why, or the problems that stop it.
- * `usage` (host/usage.ts) is what the host uses: those functions are withheld, never bound. */
+/** What the planner knows of the host beyond the facts, when the caller read it. */
+export interface PlanContext {
+  /** What the host uses (host/usage.ts): those functions are withheld, never bound. */
+  usage?: HostUsage;
+  /** The target kernel's module names (host/modules.ts): only those are written. */
+  moduleNames?: ModuleNames | null;
+}
+
+/** Plans the host: the files the charm should own and why, or the problems that stop it. */
 export function planHost(
   config: Config,
   facts: HostFacts,
   moduleIndex: ModuleIndex | null,
   previous: PreviousBinding,
-  usage: HostUsage = new Map(),
+  context: PlanContext = {},
 ): HostPlan {
+  const usage = context.usage ?? new Map<string, string[]>();
+  const names = context.moduleNames ?? null;
   const problems: PlanProblem[] = [];
   const notes: string[] = [];
 
@@ -79,11 +88,21 @@ export function planHost(
     );
   }
 
-  const blacklist = planBlacklist(config, facts, moduleIndex, bind);
+  const blacklist = planBlacklist(config, facts, moduleIndex, bind, names);
   problems.push(...blacklist.problems);
   notes.push(...blacklist.notes);
+  // Every module name written must be one the target kernel has: a name modprobe cannot find
+  // blacklists nothing and hides the mistake (a driver's name is often not its module's).
+  const blacklisted = checkModuleNames(blacklist.modules, names);
+  const softdeps = checkModuleNames(nativeDrivers(bind, facts, moduleIndex, names), names);
+  const unknown = [...new Set([...blacklisted.unknown, ...softdeps.unknown])].sort();
+  if (unknown.length > 0) {
+    notes.push(
+      `not written (no such module in kernel ${facts.kernelRelease}'s modules.dep or modules.builtin): ${unknown.join(", ")}`,
+    );
+  }
 
-  const kernel = planKernelParams(config, facts, blacklist.modules);
+  const kernel = planKernelParams(config, facts, blacklisted.known);
   problems.push(...kernel.problems);
   notes.push(...kernel.notes);
 
@@ -91,7 +110,7 @@ export function planHost(
   if (kernel.params.length > 0) {
     files.push({ path: OWNED.grubDropIn, content: renderGrubDropIn(kernel.params), mode: 0o644 });
   }
-  const modprobe = renderModprobeConf(blacklist.modules, nativeDrivers(bind, facts, moduleIndex));
+  const modprobe = renderModprobeConf(blacklisted.known, softdeps.known);
   if (modprobe !== null) files.push({ path: OWNED.modprobeConf, content: modprobe, mode: 0o644 });
   const udev = renderUdevRules(bind);
   if (udev !== null) {
@@ -105,7 +124,7 @@ export function planHost(
     files,
     feeds: { ...FEEDS },
     kernelParams: kernel.params,
-    blacklist: blacklist.modules,
+    blacklist: blacklisted.known,
     bind,
     withheld: selection.withheld,
     problems,

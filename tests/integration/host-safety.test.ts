@@ -78,6 +78,31 @@ describe("host safety through dispatch", () => {
     expect(status.message).toContain("no override exists");
   });
 
+  it("module names written are the kernel's modules, never driver names (xhci_hcd is xhci_pci)", () => {
+    host = makeTempHost(laptopHost());
+    unit = deployPackedCharm(host.root, {
+      config: { devices: "0000:00:14.0 0000:00:04.0", "blacklist-drivers": "auto" },
+    });
+    expect(unit.dispatch("install").exitCode).toBe(0);
+    const modprobe = read(OWNED.modprobeConf);
+    const grub = read(OWNED.grubDropIn);
+    expect(modprobe).toContain("softdep xhci_pci pre: vfio-pci");
+    expect(modprobe).toContain("softdep processor_thermal_device_pci pre: vfio-pci");
+    const written = [
+      ...[...modprobe.matchAll(/^(?:blacklist|softdep) (\S+)/gm)].map((m) => m[1]!),
+      ...(/modprobe\.blacklist=([^ "]+)/.exec(grub)?.[1]?.split(",") ?? []),
+    ];
+    expect(written.length).toBeGreaterThan(0);
+    const dep = read(`/lib/modules/6.1.0-56-amd64/modules.dep`);
+    const builtin = read(`/lib/modules/6.1.0-56-amd64/modules.builtin`);
+    for (const m of written) {
+      const file = new RegExp(`/${m.replace(/_/g, "[-_]")}\\.ko`);
+      expect(file.test(dep) || file.test(builtin), `${m} is no module of the kernel`).toBe(true);
+    }
+    expect(written).not.toContain("xhci_hcd");
+    expect(written).not.toContain("proc_thermal_pci");
+  });
+
   it("verify-iommu and rebind give the same judgement, and change nothing", () => {
     host = makeTempHost(laptopHost());
     unit = deployPackedCharm(host.root, { config: { devices: "8086:51c8" } });

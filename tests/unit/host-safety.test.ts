@@ -7,7 +7,7 @@ import { planRebind } from "../../src/actions/rebind-plan";
 import { verifyIommu } from "../../src/actions/verify-iommu";
 import { parseConfig } from "../../src/config";
 import type { HostUsage } from "../../src/host/facts";
-import { loadModuleIndex } from "../../src/host/modules";
+import { loadModuleIndex, readModuleNames } from "../../src/host/modules";
 import { readHostFacts, readHostUsage } from "../../src/host/read-facts";
 import { OWNED } from "../../src/host/root";
 import { planHost } from "../../src/plan/plan-host";
@@ -34,7 +34,8 @@ function planOn(spec: HostSpec, devices: string) {
   const parsed = parseConfig({ devices });
   if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
   const modules = loadModuleIndex(root, facts.kernelRelease).index;
-  const plan = planHost(parsed.config, facts, modules, { boundIds: {} }, usage);
+  const moduleNames = readModuleNames(root, facts.kernelRelease).names;
+  const plan = planHost(parsed.config, facts, modules, { boundIds: {} }, { usage, moduleNames });
   const status = statusFor({ kind: "prepared", plan, facts, failed: [] });
   const file = (path: string) => plan.files.find((f) => f.path === path)?.content ?? "";
   return { facts, usage, plan, status, file, config: parsed.config };

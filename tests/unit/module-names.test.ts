@@ -1,0 +1,107 @@
+// Module names are module names (issue 12 point 3): a bound driver counts through its sysfs
+// module link (driver i801_smbus is module i2c_i801, xhci_hcd is xhci_pci, proc_thermal_pci is
+// processor_thermal_device_pci), and every name written into modprobe.d or modprobe.blacklist=
+// exists in the target kernel's modules.dep or modules.builtin; any other is reported, not written.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { describe, expect, it } from "vitest";
+import { parseConfig } from "../../src/config";
+import { loadModuleIndex, readModuleNames } from "../../src/host/modules";
+import { readHostFacts, readHostUsage } from "../../src/host/read-facts";
+import { moduleFiles, OWNED } from "../../src/host/root";
+import { planHost } from "../../src/plan/plan-host";
+import type { HostSpec } from "../fixtures/hosts/build-host";
+import { laptopHost } from "../fixtures/hosts/presets";
+import { useTempHosts } from "../fixtures/hosts/use-temp-hosts";
+
+const tempHost = useTempHosts();
+
+function planOn(spec: HostSpec, raw: Record<string, string>, edit?: (root: string) => void) {
+  const { root } = tempHost(spec);
+  edit?.(root);
+  const { facts } = readHostFacts(root);
+  const usage = readHostUsage(root, { functions: facts.functions });
+  const parsed = parseConfig(raw);
+  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+  const names = readModuleNames(root, facts.kernelRelease);
+  const plan = planHost(
+    parsed.config,
+    facts,
+    loadModuleIndex(root, facts.kernelRelease).index,
+    { boundIds: {} },
+    { usage, moduleNames: names.names },
+  );
+  const file = (p: string) => plan.files.find((f) => f.path === p)?.content ?? "";
+  /** Every module name the plan writes, from modprobe.d and the kernel command line. */
+  const written = [
+    ...[...file(OWNED.modprobeConf).matchAll(/^(?:blacklist|softdep) (\S+)/gm)].map((m) => m[1]!),
+    ...(/modprobe\.blacklist=(\S+?)"?$/m.exec(file(OWNED.grubDropIn))?.[1]?.split(",") ?? []),
+  ];
+  return { root, facts, plan, file, written, names };
+}
+
+describe("module names", () => {
+  it("maps bound drivers to their modules through /sys/bus/pci/drivers/<driver>/module", () => {
+    const { names } = planOn(laptopHost(), {});
+    expect(names.names.ofDriver("i801_smbus")).toBe("i2c_i801");
+    expect(names.names.ofDriver("xhci_hcd")).toBe("xhci_pci");
+    expect(names.names.ofDriver("proc_thermal_pci")).toBe("processor_thermal_device_pci");
+    expect(names.names.ofDriver("intel-spi")).toBe("spi_intel_pci");
+    expect(names.names.ofDriver("pcieport")).toBeNull();
+    expect(names.names.exists("i2c_i801")).toBe(true);
+    expect(names.names.exists("i801_smbus")).toBe(false);
+    expect(names.names.exists("vfio-pci")).toBe(true);
+  });
+
+  it("the USB controller on xhci_hcd: softdep and blacklist say xhci_pci", () => {
+    const { plan, file, written, names } = planOn(laptopHost(), { devices: "0000:00:14.0" });
+    // The shared SRAM in its slot and group follows it (no chipset class, no host use).
+    expect(plan.bind.map((b) => b.address)).toEqual(["0000:00:14.0", "0000:00:14.2"]);
+    expect(file(OWNED.modprobeConf)).toContain("softdep xhci_pci pre: vfio-pci");
+    expect(file(OWNED.grubDropIn)).toContain("modprobe.blacklist=xhci_pci");
+    expect(written.join(" ")).not.toContain("xhci_hcd");
+    for (const m of written) expect(names.names.exists(m), m).toBe(true);
+  });
+
+  it("the thermal device on proc_thermal_pci: processor_thermal_device_pci, never the driver", () => {
+    const { file, written } = planOn(laptopHost(), { devices: "0000:00:04.0" });
+    expect(file(OWNED.modprobeConf)).toContain(
+      "softdep processor_thermal_device_pci pre: vfio-pci",
+    );
+    expect(written).not.toContain("proc_thermal_pci");
+  });
+
+  it("a name the kernel does not have (stale modules.alias) is reported, not written", () => {
+    const { plan, written } = planOn(laptopHost(), { devices: "0000:00:14.0" }, (root) => {
+      const dep = path.join(root, moduleFiles("6.1.0-56-amd64").dep);
+      const kept = fs
+        .readFileSync(dep, "utf8")
+        .split("\n")
+        .filter((l) => !l.includes("/xhci_pci.ko"));
+      fs.writeFileSync(dep, kept.join("\n"));
+    });
+    expect(written).not.toContain("xhci_pci");
+    expect(plan.notes.join("\n")).toContain(
+      "not written (no such module in kernel 6.1.0-56-amd64's modules.dep or modules.builtin): xhci_pci",
+    );
+  });
+
+  it("an explicit blacklist of a driver name that is no module is reported, not written", () => {
+    const { plan, written } = planOn(laptopHost(), {
+      devices: "0000:00:14.0",
+      "blacklist-drivers": "xhci_hcd",
+    });
+    expect(written).not.toContain("xhci_hcd");
+    expect(plan.notes.join("\n")).toMatch(/not written .*: xhci_hcd/);
+  });
+
+  it("without modules.dep and modules.builtin nothing can be checked, so no name is written", () => {
+    const { plan, written } = planOn(laptopHost(), { devices: "0000:00:14.0" }, (root) => {
+      const files = moduleFiles("6.1.0-56-amd64");
+      fs.rmSync(path.join(root, files.dep));
+      fs.rmSync(path.join(root, files.builtin));
+    });
+    expect(written).toEqual([]);
+    expect(plan.notes.join("\n")).toMatch(/not written .*xhci_pci/);
+  });
+});
