@@ -18,14 +18,7 @@ const PENDING: Array<[string, string[]]> = [
       "lenovo-thinkpad-t60p |  | list-devices says the host uses each function it uses",
     ],
   ],
-  [
-    P3,
-    [
-      "dell-dcs8000z-xeon-phi | 8086:225c | every module name written exists in the kernel's modules.dep or modules.builtin",
-      "lenovo-thinkpad-t60p | 0000:00:1b.0 | config-changed runs without a crash or a hook error",
-      "supermicro-sys-4029gp-sx-aurora | 1bcf:001c | every module name written exists in the kernel's modules.dep or modules.builtin",
-    ],
-  ],
+  [P3, []],
   [
     DOMAIN,
     [
