@@ -17,9 +17,9 @@ import { readNovaRelease } from "./host/nova-release";
 import { loadPciIds, readHostFacts, readHostUsage } from "./host/read-facts";
 import type { PreparationDeps } from "./host-preparation";
 import { planHost } from "./plan/plan-host";
-import { selectFunctions } from "./plan/select";
+import { type Selection, selectFunctions } from "./plan/select";
 import { formatConfigError } from "./plan/status";
-import type { BoundDevice } from "./plan/types";
+import type { BoundDevice, WithheldFunction } from "./plan/types";
 
 /** Our endpoint to nova-compute (interface ephemeral-backend). */
 export const NOVA_ENDPOINT = "nova-compute";
@@ -59,6 +59,13 @@ interface Snapshot {
   config: Config | null;
   configProblem: string | null;
   selection: BoundDevice[];
+  /** What the selection matched but the hooks leave with the host (it uses them, or their group
+   * holds what it keeps): rebind judges them again so its refusal names the reason. */
+  withheld: WithheldFunction[];
+}
+
+function pick(selection: Selection): Pick<Snapshot, "selection" | "withheld"> {
+  return { selection: selection.bind, withheld: selection.withheld };
 }
 
 function snapshot(ctx: ActionContext): Snapshot {
@@ -75,6 +82,7 @@ function snapshot(ctx: ActionContext): Snapshot {
       config: null,
       configProblem: formatConfigError(parsed.errors[0]!),
       selection: [],
+      withheld: [],
     };
   }
   return {
@@ -83,7 +91,7 @@ function snapshot(ctx: ActionContext): Snapshot {
     readProblems,
     config: parsed.config,
     configProblem: null,
-    selection: selectFunctions(parsed.config.devices, facts, usage).bind,
+    ...pick(selectFunctions(parsed.config.devices, facts, usage)),
   };
 }
 
@@ -169,6 +177,7 @@ const ACTIONS: Record<
       facts: snap.facts,
       usage: snap.usage,
       selection: snap.selection,
+      withheld: snap.withheld,
       sysfs: createSysfsWriter(ctx.deps.root),
       run: ctx.deps.runner,
     });

@@ -7,7 +7,7 @@ import { validateActionRebind } from "../generated/validators.js";
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import { READ } from "../host/root";
 import { chipsetRole, describeHazards, type HostSafety, hostSafety } from "../plan/host-safety";
-import type { BoundDevice } from "../plan/types";
+import type { BoundDevice, WithheldFunction } from "../plan/types";
 import { driverWords, functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "./groups";
 import { type Checked, type ParamError, validateParams } from "./params";
 
@@ -152,6 +152,9 @@ export interface PlanRebindInput {
   usage: HostUsage;
   /** The configured selection (planner output): the default set, with companions. */
   selection: BoundDevice[];
+  /** What the selection matched but the hooks leave with the host: part of the default set too,
+   * so the judgement below refuses each one naming why (or takes it with force=true). */
+  withheld?: WithheldFunction[];
 }
 
 interface Candidate {
@@ -179,11 +182,12 @@ function resolveTargets(
   input: PlanRebindInput,
 ): { candidates: Candidate[]; refusals: Refusal[] } | { refusals: Refusal[]; candidates?: never } {
   const { params, facts, selection } = input;
+  const withheld = input.withheld ?? [];
   const index = functionIndex(facts);
   const refusals: Refusal[] = [];
   const candidates: Candidate[] = [];
   if (params.devices === null) {
-    if (selection.length === 0) {
+    if (selection.length === 0 && withheld.length === 0) {
       refusals.push({
         device: "(none)",
         reason:
@@ -200,6 +204,10 @@ function resolveTargets(
           forceable: false,
         });
       } else candidates.push({ fn, reason: b.reason, follows: b.follows });
+    }
+    for (const w of withheld) {
+      const fn = index.get(w.address);
+      if (fn) candidates.push({ fn, reason: "selected", follows: null });
     }
     return { candidates, refusals };
   }

@@ -8,7 +8,7 @@ import { deviceAttr, driverAttr, type SysfsWriter } from "../apply/sysfs";
 import type { HostFacts, HostUsage } from "../host/facts";
 import { isRealRoot, READ } from "../host/root";
 import { describeUser, readVfioGroupUsers } from "../host/vfio-users";
-import type { BoundDevice } from "../plan/types";
+import type { BoundDevice, WithheldFunction } from "../plan/types";
 import { driverWords, isVfioDriver } from "./groups";
 import { paramErrorMessage } from "./params";
 import {
@@ -329,6 +329,8 @@ export interface RebindActionInput {
   usage: HostUsage;
   /** The configured selection (selectFunctions(config.devices, facts).bind). */
   selection: BoundDevice[];
+  /** What the selection matched but the hooks withheld (selectFunctions(...).withheld). */
+  withheld?: WithheldFunction[];
   sysfs: SysfsWriter;
   /** Runs `modprobe vfio-pci` when its driver directory is missing (real root only). */
   run: CommandRunner | null;
@@ -346,6 +348,7 @@ export function rebindAction(input: RebindActionInput): ActionReply {
     facts: input.facts,
     usage: input.usage,
     selection: input.selection,
+    withheld: input.withheld ?? [],
   });
   if (plan.kind === "refusal") {
     return { ok: false, message: plan.message, results: refusalResults(plan) };

@@ -16,7 +16,7 @@ import {
 import { invalidResultKeys } from "../../src/actions/results";
 import type { SysfsWriter } from "../../src/apply/sysfs";
 import type { HostFacts, HostUsage } from "../../src/host/facts";
-import type { BoundDevice } from "../../src/plan/types";
+import type { BoundDevice, WithheldFunction } from "../../src/plan/types";
 import { fn, host, seedHost } from "./plan-fixtures";
 import { FakeKernel, failingWriter, writeSysfsTree } from "./sysfs-fake-kernel";
 
@@ -310,6 +310,30 @@ describe("planRebind: refusals (each names the device and the reason)", () => {
       reason: "network interface eno1 is up",
       forceable: true,
     });
+  });
+
+  it("judges what the hooks withheld again when no devices are given, naming the reason", () => {
+    // The configured selection is the GPU, but the hooks withheld it (its group holds the NIC the
+    // host uses): the default rebind must say why, not "the devices option selects none".
+    const facts = richHost();
+    facts.functions.find((f) => f.address === "0000:3d:00.0")!.iommuGroup = 60;
+    facts.iommuGroups.set(60, ["0000:3d:00.0", "0000:83:00.0", "0000:83:00.1"]);
+    facts.iommuGroups.delete(30);
+    const usage: HostUsage = new Map([["0000:3d:00.0", ["network interface eno1 is up"]]]);
+    const withheld: WithheldFunction[] = [
+      {
+        address: "0000:83:00.0",
+        vendorId: "10de",
+        deviceId: "1bb0",
+        entry: 'devices entry #1 "0000:83:00.0"',
+        reasons: ["its IOMMU group 60 also holds 0000:3d:00.0, which the host uses"],
+        forceable: true,
+      },
+    ];
+    const r = asRefusal(planRebind({ params: params({}), facts, usage, selection: [], withheld }));
+    expect(r.message).toContain("0000:3d:00.0");
+    expect(r.message).not.toContain("selects none");
+    expect(r.refusals.map((x) => x.device)).toContain("0000:83:00.0");
   });
 
   it("refuses bridges, functions without an IOMMU group, and a kernel without vfio-pci", () => {
