@@ -2,10 +2,16 @@
 # Prepares the tier-1 VM test bed: a Debian kernel with its modules and a busybox initramfs.
 #
 # Idempotent and cached under .cache/vm/kernel-<release>/ (VM_CACHE_DIR overrides .cache/vm):
-#   vmlinuz                 the kernel of linux-image-amd64's current dependency (apt-get download)
+#   vmlinuz                 the kernel of linux-image-<arch>'s current dependency (apt-get download)
 #   root/lib/modules/<rel>  its modules, depmod'ed; the guest bind-mounts this as its /lib/modules
 #   initramfs.cpio.gz       busybox + the modules the init needs + init + the command runner
 # and writes .cache/vm/kernel.env (shell) and .cache/vm/kernel.json (tests/vm/lib reads it).
+#
+# VM_ARCH=arm64 prepares the arm64 bed instead (kernel-arm64.env / kernel-arm64.json): Debian's
+# arm64 kernel for qemu-system-aarch64, and, since the host's own x86 programs cannot run in that
+# guest, an arm64 userland in root/ that the guest mounts as its root in place of the host's:
+# busybox-static, glibc and libstdc++ (for the charm's bundled arm64 Node.js) and kmod, all
+# Debian's arm64 packages (apt-get download after `dpkg --add-architecture arm64`).
 # Needs: apt-get, dpkg, kmod (depmod, modprobe), busybox-static, cpio, gzip. Root for mknod.
 set -euo pipefail
 
@@ -24,36 +30,71 @@ die() {
 for tool in apt-get apt-cache dpkg depmod modprobe cpio gzip; do
   command -v "$tool" >/dev/null || die "'$tool' is missing; install it (apt-get install kmod cpio gzip)"
 done
-busybox=${VM_BUSYBOX:-/bin/busybox}
-[ -x "$busybox" ] || die "'$busybox' is missing; apt-get install busybox-static"
-if ! (LC_ALL=C ldd "$busybox" 2>&1 || true) | grep -q 'not a dynamic executable'; then
-  # A dynamic busybox would need its libc in the initramfs; the static one does not.
-  die "'$busybox' is not a static busybox; apt-get install busybox-static"
-fi
+arch=${VM_ARCH:-amd64}
+case $arch in
+amd64) suffix="" qualifier="" ;;
+arm64)
+  suffix=-arm64 qualifier=:arm64
+  dpkg --print-foreign-architectures | grep -qx arm64 ||
+    die "dpkg knows no arm64 packages; run scripts/setup.sh (dpkg --add-architecture arm64, apt-get update)"
+  ;;
+*) die "VM_ARCH=$arch: only amd64 and arm64 are prepared" ;;
+esac
 
-# The kernel: linux-image-amd64 is a metapackage whose one Depends names the versioned image.
-pkg=${VM_KERNEL_PKG:-$(apt-cache depends linux-image-amd64 2>/dev/null |
+# The arm64 userland the guest runs in (see the header); the initramfs takes its busybox too.
+ARM64_USERLAND=(busybox-static libc6 libgcc-s1 libstdc++6 kmod libkmod2 liblzma5 libssl3 libzstd1)
+
+# The kernel: linux-image-<arch> is a metapackage whose one Depends names the versioned image.
+pkg=${VM_KERNEL_PKG:-$(apt-cache depends "linux-image-$arch$qualifier" 2>/dev/null |
   awk '/Depends: linux-image-[0-9]/ { print $2; exit }')}
-[ -n "$pkg" ] || die "cannot resolve linux-image-amd64's kernel package; run apt-get update"
+pkg=${pkg%"$qualifier"}
+[ -n "$pkg" ] || die "cannot resolve linux-image-$arch's kernel package; run apt-get update"
 release=${pkg#linux-image-}
 kdir=$cache/kernel-$release
 root=$kdir/root
 mods=$root/lib/modules/$release
 
 if [ ! -f "$kdir/.kernel-complete" ]; then
-  log "fetching $pkg"
+  log "fetching $pkg$qualifier"
   rm -rf "$kdir"
   # apt downloads as its unprivileged _apt user; in a folder _apt cannot write it falls back to
-  # root with an "unsandboxed" warning, so the .deb lands in a private temporary folder of _apt's.
+  # root with an "unsandboxed" warning, so the .debs land in a private temporary folder of _apt's.
   deb=$(mktemp -d)
   if id _apt >/dev/null 2>&1; then chown _apt "$deb"; fi
-  (cd "$deb" && apt-get download -q "$pkg" >&2) || die "apt-get download $pkg failed"
+  wanted=("$pkg$qualifier")
+  [ "$arch" = arm64 ] && wanted+=("${ARM64_USERLAND[@]/%/:arm64}")
+  (cd "$deb" && apt-get download -q "${wanted[@]}" >&2) || die "apt-get download ${wanted[*]} failed"
   mkdir -p "$kdir"
-  dpkg -x "$deb"/*.deb "$root"
+  for file in "$deb"/*.deb; do dpkg -x "$file" "$root"; done
   rm -rf "$deb"
   cp "$root/boot/vmlinuz-$release" "$kdir/vmlinuz"
   depmod -b "$root" "$release"
+  if [ "$arch" = arm64 ]; then
+    # The busybox applets the bed's scripts use (sh, base64, timeout, cp…), as links, where no
+    # package put a program of that name; the host's busybox-static is the same Debian build, so
+    # its applet list is this one's. Plus the mount points a root needs.
+    mkdir -p "$root"/{proc,sys,dev,run,tmp,root,etc,var/lib}
+    /bin/busybox --list-full | while read -r applet; do
+      [ -e "$root/$applet" ] || [ -L "$root/$applet" ] || {
+        mkdir -p "$(dirname "$root/$applet")"
+        ln -s /bin/busybox "$root/$applet"
+      }
+    done
+  fi
   touch "$kdir/.kernel-complete"
+fi
+
+if [ "$arch" = arm64 ]; then
+  # The guest's own static busybox; it cannot be checked by running it on this host.
+  busybox=$root/bin/busybox
+  [ -x "$busybox" ] || die "busybox-static:arm64 did not unpack $busybox"
+else
+  busybox=${VM_BUSYBOX:-/bin/busybox}
+  [ -x "$busybox" ] || die "'$busybox' is missing; apt-get install busybox-static"
+  if ! (LC_ALL=C ldd "$busybox" 2>&1 || true) | grep -q 'not a dynamic executable'; then
+    # A dynamic busybox would need its libc in the initramfs; the static one does not.
+    die "'$busybox' is not a static busybox; apt-get install busybox-static"
+  fi
 fi
 
 # What the init insmods, in the order modprobe would load them. The guest's own modprobe (inside
@@ -101,22 +142,28 @@ if [ "$(cat "$kdir/.initramfs-stamp" 2>/dev/null)" != "$stamp" ] || [ ! -f "$ini
   echo "$stamp" >"$kdir/.initramfs-stamp"
 fi
 
-cat >"$cache/kernel.env.new" <<EOT
+# amd64 guests mount the host's own root; arm64 guests the arm64 userland unpacked above.
+rootfs=/
+[ "$arch" = arm64 ] && rootfs=$root
+out=$cache/kernel$suffix
+cat >"$out.env.new" <<EOT
 VM_KERNEL_RELEASE=$release
 VM_KERNEL=$kdir/vmlinuz
 VM_INITRAMFS=$initramfs
 VM_MODULES=$mods
 EOT
-mv "$cache/kernel.env.new" "$cache/kernel.env"
-cat >"$cache/kernel.json.new" <<EOT
+mv "$out.env.new" "$out.env"
+cat >"$out.json.new" <<EOT
 {
+  "arch": "$arch",
   "release": "$release",
   "package": "$pkg",
   "kernel": "$kdir/vmlinuz",
   "initramfs": "$initramfs",
   "modules": "$mods",
-  "modulesRoot": "$root"
+  "modulesRoot": "$root",
+  "rootfs": "$rootfs"
 }
 EOT
-mv "$cache/kernel.json.new" "$cache/kernel.json"
-log "ready: $release ($cache/kernel.json)"
+mv "$out.json.new" "$out.json"
+log "ready: $release ($out.json)"

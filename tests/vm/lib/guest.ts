@@ -14,7 +14,7 @@ import os from "node:os";
 import path from "node:path";
 import { ARTIFACTS } from "./paths";
 import { progress, seconds } from "./progress";
-import { type GuestRoot, type IommuKind, qemuArgs } from "./qemu-args";
+import { type GuestArch, type GuestRoot, type IommuKind, qemuArgs, qemuBinary } from "./qemu-args";
 import type { Topology } from "./topologies";
 
 /** What a command inside the guest produced. */
@@ -65,6 +65,8 @@ export class GuestBootError extends Error {
 }
 
 export interface BootOptions {
+  /** Default amd64 (qemu-system-x86_64); arm64 boots qemu-system-aarch64. */
+  arch?: GuestArch;
   topology: Topology;
   iommu: IommuKind;
   /** Names the console log (test-artifacts/vm/<name>.console.log) and, in tier 1, the hostname. */
@@ -418,7 +420,8 @@ export async function bootGuest(opts: BootOptions): Promise<Guest> {
   const root = opts.root.kind === "disk" ? "Debian disk" : "bed initramfs";
   progress(`${opts.name}: booting (${root}, ${opts.topology.name} devices, IOMMU ${opts.iommu})`);
   const started = Date.now();
-  const qemu = spawn("qemu-system-x86_64", args, { stdio: ["pipe", "pipe", "pipe"] });
+  const binary = qemuBinary(opts.arch);
+  const qemu = spawn(binary, args, { stdio: ["pipe", "pipe", "pipe"] });
   const guest = new Guest(opts.name, qemu, tmp);
   const spawnFailed = new Promise<never>((_, reject) =>
     qemu.once("error", (e) => reject(new GuestBootError(`cannot start QEMU: ${e.message}`))),
@@ -453,7 +456,7 @@ export async function bootGuest(opts: BootOptions): Promise<Guest> {
   } catch (e) {
     server.close();
     toolsServer.close();
-    guest.note(`qemu-system-x86_64 ${args.join(" ")}`);
+    guest.note(`${binary} ${args.join(" ")}`);
     const file = guest.saveConsole(`boot failed: ${(e as Error).message}`);
     await guest.shutdown();
     throw new GuestBootError(`${(e as Error).message} (console: ${file})`);

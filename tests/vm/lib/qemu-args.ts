@@ -2,18 +2,29 @@
  * Builds the QEMU command line of a test-bed guest. Pure: the caller supplies the kernel files and
  * the command-channel socket; nothing here touches the host.
  */
+import path from "node:path";
 import type { Topology } from "./topologies";
 
-export type IommuKind = "intel" | "amd" | "none";
+/** The guest's architecture, in Debian's words (the kernel package's suffix). */
+export type GuestArch = "amd64" | "arm64";
+
+/** The emulated IOMMU: x86's Intel VT-d or AMD-Vi, arm64's SMMUv3, or none. */
+export type IommuKind = "intel" | "amd" | "smmuv3" | "none";
 
 /** How the guest gets its root. */
 export type GuestRoot =
-  /** Tier 1: busybox initramfs, the host's root read-only over 9p, overlay on tmpfs, chroot. */
-  | { kind: "bed"; modules: string }
+  /**
+   * Tier 1: busybox initramfs, a host folder read-only over 9p (`rootfs`: the host's own root for
+   * amd64 guests, the bed's arm64 userland for arm64 ones), overlay on tmpfs, chroot. `modules` is
+   * the host path of the guest kernel's module tree, inside `rootfs` (default `/`).
+   */
+  | { kind: "bed"; modules: string; rootfs?: string }
   /** Tier 2: a disk image with its own systemd root. */
   | { kind: "disk"; image: string; rootDevice?: string };
 
 export interface QemuPlan {
+  /** Default amd64. */
+  arch?: GuestArch;
   kernel: string;
   initrd: string;
   topology: Topology;
@@ -41,24 +52,58 @@ export function iommuKernelArgs(iommu: IommuKind): string[] {
   return iommu === "intel" ? ["intel_iommu=on"] : [];
 }
 
+/** The QEMU program for an architecture (Debian's qemu-system-x86 / qemu-system-arm). */
+export function qemuBinary(arch: GuestArch = "amd64"): string {
+  return arch === "arm64" ? "qemu-system-aarch64" : "qemu-system-x86_64";
+}
+
+/** The serial console of the machine the bed emulates (q35's 16550, virt's PL011). */
+export function consoleDevice(arch: GuestArch = "amd64"): string {
+  return arch === "arm64" ? "ttyAMA0" : "ttyS0";
+}
+
 /** The kernel command line the bed boots with unless the plan gives one. */
 export function defaultCmdline(plan: QemuPlan): string {
-  const words = ["console=ttyS0", "panic=-1", ...iommuKernelArgs(plan.iommu)];
+  const words = [`console=${consoleDevice(plan.arch)}`, "panic=-1", ...iommuKernelArgs(plan.iommu)];
   if (plan.root.kind === "bed") {
-    words.push(`vmbed_modules=${plan.root.modules}`, `vmbed_name=${plan.name}`);
+    // The init finds the module tree inside the root it mounts.
+    const modules = `/${path.relative(plan.root.rootfs ?? "/", plan.root.modules)}`;
+    words.push(`vmbed_modules=${modules}`, `vmbed_name=${plan.name}`);
   } else {
     words.push(`root=${plan.root.rootDevice ?? "/dev/vda"}`, "rw");
   }
   return [...words, ...(plan.append ?? [])].join(" ");
 }
 
-/** The qemu-system-x86_64 argument vector for a plan. */
+/** The machine, CPU and IOMMU arguments: q35 for amd64, virt for arm64. */
+function machineArgs(plan: QemuPlan): string[] {
+  if (plan.arch === "arm64") {
+    // GICv3 with its ITS, as arm64 servers have: the ITS is what isolates MSIs on arm64 (VFIO's
+    // counterpart of x86 interrupt remapping). virt's default GICv2 has only GICv2m, which does not.
+    const iommu = plan.iommu === "smmuv3" ? ",iommu=smmuv3" : "";
+    return ["-M", `virt,gic-version=3${iommu}`, "-cpu", "max"];
+  }
+  const args = ["-M", "q35"];
+  // The IOMMU first: it must exist before the devices it translates for are realized.
+  if (plan.iommu === "intel") {
+    // TCG's default CPU says AuthenticAMD; an Intel IOMMU belongs with an Intel CPU (the charm
+    // reads the vendor from /proc/cpuinfo to choose intel_iommu=on).
+    args.push("-cpu", "qemu64,vendor=GenuineIntel", "-device", "intel-iommu");
+  } else if (plan.iommu === "amd") {
+    args.push("-cpu", "EPYC", "-device", "amd-iommu");
+  }
+  return args;
+}
+
+/** The argument vector of qemuBinary(plan.arch) for a plan. */
 export function qemuArgs(plan: QemuPlan): string[] {
+  if ((plan.iommu === "smmuv3") !== (plan.arch === "arm64") && plan.iommu !== "none") {
+    throw new Error(`an ${plan.iommu} IOMMU does not exist on ${plan.arch ?? "amd64"} guests`);
+  }
   const args = [
     "-accel",
     "tcg",
-    "-M",
-    "q35",
+    ...machineArgs(plan),
     "-m",
     String(plan.memoryMb ?? 1024),
     "-smp",
@@ -71,14 +116,6 @@ export function qemuArgs(plan: QemuPlan): string[] {
     "stdio",
     "-no-reboot",
   ];
-  // The IOMMU first: it must exist before the devices it translates for are realized.
-  if (plan.iommu === "intel") {
-    // TCG's default CPU says AuthenticAMD; an Intel IOMMU belongs with an Intel CPU (the charm
-    // reads the vendor from /proc/cpuinfo to choose intel_iommu=on).
-    args.push("-cpu", "qemu64,vendor=GenuineIntel", "-device", "intel-iommu");
-  } else if (plan.iommu === "amd") {
-    args.push("-cpu", "EPYC", "-device", "amd-iommu");
-  }
   args.push(
     "-kernel",
     plan.kernel,
@@ -90,7 +127,7 @@ export function qemuArgs(plan: QemuPlan): string[] {
   // The bed's own devices, at slots the topologies keep free.
   args.push(
     "-fsdev",
-    "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
+    `local,id=hostroot,path=${(plan.root.kind === "bed" && plan.root.rootfs) || "/"},security_model=none,readonly=on,multidevs=remap`,
     "-device",
     "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot,addr=10.0",
     "-device",

@@ -151,6 +151,15 @@ export const FULL: Topology = {
   devices: [...VGA, ...TWINS, ...SHARED_GROUP, ...IN_USE_NIC, ...MULTI_FUNCTION],
 };
 
+/**
+ * The arm64 tier's guest (virt machine, SMMUv3): the twins, the shared group and the NIC in use.
+ * No VGA: virt has no legacy VGA, so there is no boot VGA to refuse.
+ */
+export const ARM64: Topology = {
+  name: "arm64",
+  devices: [...TWINS, ...SHARED_GROUP, ...IN_USE_NIC],
+};
+
 /** Just the e1000e twins: the tier-2 boot cycle and quick checks. */
 export const TWINS_ONLY: Topology = { name: "twins", devices: [...TWINS] };
 

@@ -20,13 +20,15 @@ export interface BedGuestOptions {
   memoryMb?: number;
 }
 
-/** Boots a tier-1 guest (busybox initramfs, the host's root over 9p, chroot). */
+/** Boots a tier-1 guest (busybox initramfs, the host's root — or the arm64 userland — over 9p,
+ * chroot) of the kernel's architecture. */
 export function bootBedGuest(kernel: BedKernel, opts: BedGuestOptions): Promise<Guest> {
   return bootGuest({
     ...opts,
+    arch: kernel.arch,
     kernel: kernel.kernel,
     initrd: kernel.initramfs,
-    root: { kind: "bed", modules: kernel.modules },
+    root: { kind: "bed", modules: kernel.modules, rootfs: kernel.rootfs },
   });
 }
 
