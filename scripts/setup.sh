@@ -6,16 +6,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # zip/unzip: pack and inspect the .charm. qemu/busybox/cpio/kmod/debootstrap/e2fsprogs: the
-# real-kernel suites (a Debian kernel under QEMU). The files the charm installs are checked by the
-# programs that read them: shellcheck, grub-mkconfig (grub-common), initramfs-tools' hook
-# functions (initramfs-tools-core), udevadm (udev), modprobe (kmod). What the charm offers nova is
-# judged by Debian's nova itself (python3-nova: nova.pci.whitelist, tests/unit/nova-real.test.ts).
-DEBIAN_PACKAGES=(zip unzip qemu-system-x86 busybox-static cpio kmod debootstrap e2fsprogs
-  shellcheck grub-common initramfs-tools-core udev bzip2 python3-nova)
+# real-kernel suites (a Debian kernel under QEMU; qemu-system-arm for the arm64 tier). The files
+# the charm installs are checked by the programs that read them: shellcheck, grub-mkconfig
+# (grub-common), initramfs-tools' hook functions (initramfs-tools-core), udevadm (udev), modprobe
+# (kmod). What the charm offers nova is judged by Debian's nova itself (python3-nova:
+# nova.pci.whitelist, tests/unit/nova-real.test.ts).
+DEBIAN_PACKAGES=(zip unzip qemu-system-x86 qemu-system-arm busybox-static cpio kmod debootstrap
+  e2fsprogs shellcheck grub-common initramfs-tools-core udev bzip2 python3-nova)
 
 # The real-kernel bed downloads the kernel package with apt-get download: it needs package lists.
 need_lists=0
 compgen -G "/var/lib/apt/lists/*_Packages" >/dev/null || need_lists=1
+# The arm64 tier downloads Debian's arm64 kernel and userland the same way (never installs them):
+# dpkg must know the architecture and apt needs its lists. Both steps are skipped once done.
+need_arm64=0
+dpkg --print-foreign-architectures | grep -qx arm64 || need_arm64=1
+compgen -G "/var/lib/apt/lists/*binary-arm64_Packages" >/dev/null || need_lists=1
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -51,10 +57,14 @@ apt_get() {
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"
 }
 
-if ((${#missing[@]})) || ((need_lists)); then
+if ((${#missing[@]})) || ((need_lists)) || ((need_arm64)); then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "setup: missing Debian packages (${missing[*]}) or package lists; run as root" >&2
+    echo "setup: missing Debian packages (${missing[*]}), package lists or dpkg's arm64 architecture; run as root" >&2
     exit 1
+  fi
+  if ((need_arm64)); then
+    echo "setup: dpkg --add-architecture arm64 (for apt-get download of the arm64 test kernel)"
+    dpkg --add-architecture arm64
   fi
   apt_get update -qq
 fi

@@ -8,7 +8,7 @@ import { createUnitSimulator, type UnitSimulator } from "ops-ts-shim/testing/sim
 
 /** The repository's top directory (bench/run.mjs runs the bundle with it as the cwd). */
 export const TOP = process.cwd();
-export const PACKED = path.join(TOP, "build", "pci-passthrough.charm");
+export const PACKED = path.join(TOP, "build", "pci-passthrough_amd64.charm");
 
 export interface UnpackedCharm {
   /** JUJU_CHARM_DIR: dispatch, dist/charm.js, runtime/bin/node, the yaml files. */
@@ -21,7 +21,7 @@ export interface UnpackedCharm {
   cleanup(): void;
 }
 
-/** Unzips build/pci-passthrough.charm into a fresh temp directory. */
+/** Unzips build/pci-passthrough_amd64.charm into a fresh temp directory. */
 export function unpackCharm(packed = PACKED): UnpackedCharm {
   if (!fs.existsSync(packed)) throw new Error(`${packed} is missing: run \`npm run pack\` first`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pci-bench-charm-"));

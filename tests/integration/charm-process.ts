@@ -1,4 +1,4 @@
-// Runs the packed charm the way Juju does: unzip build/pci-passthrough.charm, then exec its
+// Runs the packed charm the way Juju does: unzip build/pci-passthrough_amd64.charm, then exec its
 // `dispatch` with Juju's environment, fake hook tools on PATH (the shim's unit simulator), a
 // sandbox root, and NO node on PATH, so only the runtime inside the charm can run it.
 import { execFileSync, spawnSync } from "node:child_process";
@@ -12,7 +12,7 @@ import {
 import { tempDir } from "../helpers/tree";
 
 export const TOP = path.resolve(__dirname, "..", "..");
-export const PACKED = path.join(TOP, "build", "pci-passthrough.charm");
+export const PACKED = path.join(TOP, "build", "pci-passthrough_amd64.charm");
 
 /** Fails with the command to run when the charm was not packed (the test command packs first). */
 export function requirePackedCharm(): string {

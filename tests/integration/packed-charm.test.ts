@@ -17,7 +17,7 @@ function listing(): Map<string, string> {
   return entries;
 }
 
-describe("build/pci-passthrough.charm", () => {
+describe("build/pci-passthrough_amd64.charm", () => {
   it("holds exactly what Juju needs, with dispatch and the runtime executable", () => {
     const entries = listing();
     expect([...entries.keys()].sort()).toEqual(

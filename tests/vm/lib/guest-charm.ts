@@ -33,19 +33,26 @@ import {
 import { type Guest, type RunResult, shellQuote, type ToolCall } from "./guest";
 import { REPO, SCRIPTS } from "./paths";
 import { progress, seconds } from "./progress";
+import type { GuestArch } from "./qemu-args";
 
 /** Where Juju unpacks a unit's charm; the charm must not care, but we put it there anyway. */
 export const JUJU_UNIT_DIR = "/var/lib/juju/agents/unit-pci-passthrough-0";
 export const JUJU_CHARM_DIR = `${JUJU_UNIT_DIR}/charm`;
 
-/** The packed charm `npm run pack` builds. */
-export const PACKED_CHARM = path.join(REPO, "build/pci-passthrough.charm");
+/** The packed charm `npm run pack` builds for a guest architecture. */
+export const packedCharm = (arch: GuestArch = "amd64") =>
+  path.join(REPO, `build/pci-passthrough_${arch}.charm`);
+
+/** The amd64 charm, which the x86 guests run. */
+export const PACKED_CHARM = packedCharm("amd64");
 
 /** The search path of a root shell on Debian, after the fake hook tools. */
 const SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 export interface GuestCharmOptions {
   guest: Guest;
+  /** Which .charm to deploy: the guest's architecture (default amd64). */
+  arch?: GuestArch;
   /** The host folder the guest mounted at the same path (BootOptions.share). */
   share: string;
   config?: Record<string, unknown>;
@@ -169,15 +176,16 @@ export class GuestCharm {
 
 /** Unpacks the packed charm into the guest and creates the simulated unit around it. */
 export async function deployCharmInGuest(opts: GuestCharmOptions): Promise<GuestCharm> {
-  if (!existsSync(PACKED_CHARM)) {
-    throw new Error(`${PACKED_CHARM} is missing: run \`npm run pack\` first`);
+  const charmFile = packedCharm(opts.arch);
+  if (!existsSync(charmFile)) {
+    throw new Error(`${charmFile} is missing: run \`npm run pack\` first`);
   }
   const { guest, share } = opts;
   // Unzipped on the host (fast), copied into the guest's own disk or memory (where Juju puts it).
   const staged = path.join(share, "charm-unpacked");
   rmSync(staged, { recursive: true, force: true });
   mkdirSync(staged, { recursive: true });
-  execFileSync("unzip", ["-q", PACKED_CHARM, "-d", staged]);
+  execFileSync("unzip", ["-q", charmFile, "-d", staged]);
   await guest.exec(
     `rm -rf ${JUJU_CHARM_DIR} && mkdir -p ${JUJU_UNIT_DIR} && cp -a ${shellQuote(staged)} ${JUJU_CHARM_DIR}`,
     { timeoutMs: 300_000 },
