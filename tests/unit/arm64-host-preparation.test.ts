@@ -1,0 +1,130 @@
+// Host preparation for an arm64 compute host, checked by the programs that read its files: the
+// real grub-mkconfig (grub-common's scripts are the same on every architecture; `uname -m` picks
+// 10_linux's arm64 branch, so a stand-in uname says aarch64) and the real kmod. The plan comes from
+// an arm64 host tree shaped like the VM bed's arm64 guest (tests/fixtures/hosts/presets.ts).
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseConfig } from "../../src/config";
+import { loadModuleIndex, readHostFacts } from "../../src/host/read-facts";
+import { OWNED } from "../../src/host/root";
+import { planHost } from "../../src/plan/plan-host";
+import { makeTempHost } from "../fixtures/hosts/build-host";
+import { arm64VirtHost } from "../fixtures/hosts/presets";
+
+const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
+const isRoot = process.getuid?.() === 0;
+const canUnshare = isRoot && has("unshare") && spawnSync("unshare", ["-m", "true"]).status === 0;
+const RELEASE = "6.1.0-57-arm64";
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
+function temp(): string {
+  const dir = mkdtempSync(join(tmpdir(), "pci-arm64-prep-"));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+function write(path: string, content: string, mode = 0o644): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, content);
+  chmodSync(path, mode);
+}
+
+/** The files the charm would write on the arm64 guest's host for a config. */
+function planArm64(raw: Record<string, unknown>) {
+  const host = makeTempHost(arm64VirtHost());
+  cleanups.push(host.cleanup);
+  const parsed = parseConfig(raw);
+  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+  const { facts } = readHostFacts(host.root);
+  const modules = loadModuleIndex(host.root, facts.kernelRelease).index;
+  const plan = planHost(parsed.config, facts, modules, { boundIds: {} });
+  expect(plan.problems).toEqual([]);
+  const file = (p: string) => plan.files.find((f) => f.path === p)?.content;
+  return { plan, file };
+}
+
+describe("host preparation on arm64", () => {
+  it("plans the drop-in, the softdep for the twin's driver, and no blacklist (the twin keeps e1000e)", () => {
+    const { plan, file } = planArm64({ devices: "0000:00:03.0" });
+    expect(plan.kernelParams).toEqual(["iommu.passthrough=1"]);
+    expect(plan.blacklist).toEqual([]);
+    expect(file(OWNED.modprobeConf)).toContain("softdep e1000e pre: vfio-pci");
+  });
+
+  it.skipIf(!canUnshare || !has("grub-mkconfig"))(
+    "the real grub-mkconfig, taking 10_linux's arm64 branch, puts iommu.passthrough=1 on the normal entries only",
+    () => {
+      const { file } = planArm64({ devices: "0000:00:03.0", "allow-unsafe-interrupts": true });
+      const t = temp();
+      write(
+        join(t, "default/grub"),
+        'GRUB_DEFAULT=0\nGRUB_TIMEOUT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX="console=ttyAMA0"\n',
+      );
+      write(join(t, "default/grub.d/99-pci-passthrough.cfg"), file(OWNED.grubDropIn)!);
+      // Debian and Ubuntu name arm64 kernels vmlinuz-* as on x86 (an uncompressed Image would be
+      // vmlinux-*, which 10_linux's arm64 branch also lists, and its x86 branch does not).
+      write(join(t, "boot/vmlinuz-6.1.0-57-arm64"), "");
+      write(join(t, "boot/initrd.img-6.1.0-57-arm64"), "");
+      write(join(t, "boot/vmlinux-6.8.0-45-generic"), "");
+      mkdirSync(join(t, "boot/grub"), { recursive: true });
+      mkdirSync(join(t, "grub.d"));
+      for (const s of ["00_header", "10_linux"]) {
+        write(join(t, "grub.d", s), readFileSync(join("/etc/grub.d", s), "utf8"), 0o755);
+      }
+      // grub-mkconfig and 10_linux ask `uname -m` which kernels to list and how.
+      write(
+        join(t, "bin/uname"),
+        '#!/bin/sh\nif [ "$1" = -m ]; then echo aarch64; else exec /bin/uname "$@"; fi\n',
+        0o755,
+      );
+      const script = [
+        `mount --bind '${t}/default' /etc/default`,
+        `mount --bind '${t}/boot' /boot`,
+        `mount --bind '${t}/grub.d' /etc/grub.d`,
+        "grub-mkconfig -o /boot/grub/grub.cfg",
+      ].join(" && ");
+      const r = spawnSync("unshare", ["-m", "sh", "-c", script], {
+        encoding: "utf8",
+        env: { ...process.env, PATH: `${t}/bin:${process.env.PATH}` },
+      });
+      expect(r.status, r.stderr).toBe(0);
+      const cfg = readFileSync(join(t, "boot/grub/grub.cfg"), "utf8");
+      const linux = cfg.split("\n").filter((l) => /^\s*linux\s/.test(l));
+      // The arm64 branch found the vmlinux-* kernel too: proof it ran, not the x86 one.
+      expect(linux.some((l) => l.includes("/vmlinux-6.8.0-45-generic"))).toBe(true);
+      expect(linux.some((l) => l.includes(`/vmlinuz-${RELEASE}`))).toBe(true);
+      const normal = linux.filter((l) => !/ single/.test(l));
+      const recovery = linux.filter((l) => / single/.test(l));
+      expect(normal.length).toBeGreaterThan(0);
+      for (const l of normal) {
+        expect(l).toMatch(
+          / console=ttyAMA0 quiet iommu\.passthrough=1 vfio_iommu_type1\.allow_unsafe_interrupts=1$/,
+        );
+        expect(l).not.toMatch(/intel_iommu|amd_iommu|iommu=pt/);
+      }
+      for (const l of recovery) expect(l).not.toMatch(/iommu\.passthrough/);
+    },
+    60_000,
+  );
+
+  it.skipIf(!has("modprobe"))("kmod reads its modprobe.d file as the charm meant it", () => {
+    const { file } = planArm64({
+      devices: "0000:00:03.0, 0000:00:04.0, 0000:01:00.0, 0000:01:00.1",
+      "blacklist-drivers": "auto",
+    });
+    const dir = temp();
+    write(join(dir, "pci-passthrough.conf"), file(OWNED.modprobeConf)!);
+    const r = spawnSync("modprobe", ["-C", dir, "--showconfig"], { encoding: "utf8" });
+    expect(r.stderr).not.toMatch(/ERROR|bad line/);
+    const lines = r.stdout.split("\n");
+    // Every e1000e goes (twins and the two-function card): e1000e claims nothing the host keeps,
+    // so auto blacklists it.
+    expect(lines).toContain("blacklist e1000e");
+    expect(lines).toContain("softdep e1000e pre: vfio-pci");
+  });
+});
