@@ -42,7 +42,9 @@ arm64)
 esac
 
 # The arm64 userland the guest runs in (see the header); the initramfs takes its busybox too.
-ARM64_USERLAND=(busybox-static libc6 libgcc-s1 libstdc++6 kmod libkmod2 liblzma5 libssl3 libzstd1)
+# findutils: the tests' state snapshots use GNU find's -printf, which busybox's find lacks.
+ARM64_USERLAND=(busybox-static libc6 libgcc-s1 libstdc++6 kmod libkmod2 liblzma5 libssl3 libzstd1
+  findutils libselinux1 libpcre2-8-0)
 
 # The kernel: linux-image-<arch> is a metapackage whose one Depends names the versioned image.
 pkg=${VM_KERNEL_PKG:-$(apt-cache depends "linux-image-$arch$qualifier" 2>/dev/null |
@@ -54,7 +56,10 @@ kdir=$cache/kernel-$release
 root=$kdir/root
 mods=$root/lib/modules/$release
 
-if [ ! -f "$kdir/.kernel-complete" ]; then
+# What the cached tree holds: a changed package list fetches again.
+contents="$pkg$qualifier"
+[ "$arch" = arm64 ] && contents="$contents ${ARM64_USERLAND[*]}"
+if [ "$(cat "$kdir/.kernel-complete" 2>/dev/null)" != "$contents" ]; then
   log "fetching $pkg$qualifier"
   rm -rf "$kdir"
   # apt downloads as its unprivileged _apt user; in a folder _apt cannot write it falls back to
@@ -81,7 +86,7 @@ if [ ! -f "$kdir/.kernel-complete" ]; then
       }
     done
   fi
-  touch "$kdir/.kernel-complete"
+  echo "$contents" >"$kdir/.kernel-complete"
 fi
 
 if [ "$arch" = arm64 ]; then

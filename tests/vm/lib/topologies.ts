@@ -152,12 +152,46 @@ export const FULL: Topology = {
 };
 
 /**
- * The arm64 tier's guest (virt machine, SMMUv3): the twins, the shared group and the NIC in use.
+ * A shared group the arm64 SMMUv3 can build: a two-function e1000e card (functions of one device
+ * without ACS share a group) in a PCIe root port. Each function keeps its own requester ID. (The
+ * x86 bed's shared group, two NICs behind a PCIe-to-PCI bridge, does not work under SMMUv3: both
+ * take the bridge's alias as their stream ID, and Linux 6.1's arm-smmu-v3 refuses the second —
+ * "stream 256 already in tree" — so it ends up in no group at all.)
+ */
+export const SHARED_FUNCTIONS: PciDeviceSpec[] = [
+  {
+    key: "rootPort",
+    qemu: "pcie-root-port,id=rp1,chassis=1,addr=07.0",
+    address: "0000:00:07.0",
+    ids: "1b36:000c",
+    bootDriver: "pcieport",
+    role: "PCIe root port above the two-function card",
+  },
+  {
+    key: "sharedA",
+    qemu: "e1000e,bus=rp1,addr=00.0,multifunction=on,id=sharedA",
+    address: "0000:01:00.0",
+    ids: "8086:10d3",
+    bootDriver: "e1000e",
+    role: "function 0 of a two-function card (shared group)",
+  },
+  {
+    key: "sharedB",
+    qemu: "e1000e,bus=rp1,addr=00.1,id=sharedB",
+    address: "0000:01:00.1",
+    ids: "8086:10d3",
+    bootDriver: "e1000e",
+    role: "function 1 of the same card (shared group)",
+  },
+];
+
+/**
+ * The arm64 tier's guest (virt machine, SMMUv3): the twins, a shared group and the NIC in use.
  * No VGA: virt has no legacy VGA, so there is no boot VGA to refuse.
  */
 export const ARM64: Topology = {
   name: "arm64",
-  devices: [...TWINS, ...SHARED_GROUP, ...IN_USE_NIC],
+  devices: [...TWINS, ...SHARED_FUNCTIONS, ...IN_USE_NIC],
 };
 
 /** Just the e1000e twins: the tier-2 boot cycle and quick checks. */

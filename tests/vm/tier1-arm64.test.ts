@@ -1,0 +1,188 @@
+/**
+ * Tier 1 on arm64: Debian's arm64 kernel under qemu-system-aarch64 (virt, SMMUv3, GICv3 with its
+ * ITS), and the arm64 .charm with its own arm64 Node.js running inside it against the guest's real
+ * sysfs. One boot serves every case (tests/vm/lib/topologies.ts ARM64): identical twins, one
+ * selected by address, list-devices, verify-iommu, rebind to vfio-pci and back, the NIC in use
+ * refused, a shared group handled. Every assertion after an action reads the guest's sysfs itself.
+ */
+import { expect, it } from "vitest";
+import { deployCharmInGuest, type GuestCharm, JUJU_CHARM_DIR } from "./lib/guest-charm";
+import { checkVmBed, describeVm } from "./lib/require-tools";
+import { driverOf, exists, groupOf, guestStateSnapshot, list, netInterfaces } from "./lib/sysfs";
+import { ARM64, device } from "./lib/topologies";
+import { bootBedGuest, useGuest, useShare } from "./lib/use-guest";
+
+const bed = checkVmBed(1, "arm64");
+const twinA = device(ARM64, "twinA").address;
+const twinB = device(ARM64, "twinB").address;
+const key = (address: string) => address.replace(/[:.]/g, "-");
+const DROP_IN = "/etc/default/grub.d/99-pci-passthrough.cfg";
+
+type Tree = { [k: string]: string | Tree };
+const results = (run: { action: { results: Record<string, unknown> } }) =>
+  run.action.results as Tree;
+const sub = (tree: Tree, ...path: string[]): Tree => {
+  let at: Tree = tree;
+  for (const p of path) {
+    const next = at[p];
+    if (typeof next !== "object")
+      throw new Error(`no ${path.join(".")} in ${JSON.stringify(tree)}`);
+    at = next;
+  }
+  return at;
+};
+
+describeVm("tier 1 (arm64, SMMUv3): the arm64 charm on a real arm64 kernel", bed, (kernel) => {
+  const share = useShare("tier1-arm64");
+  // iommu.passthrough=1 as the charm's drop-in sets it on arm64, so verify-iommu can pass.
+  const guest = useGuest(() =>
+    bootBedGuest(kernel, {
+      topology: ARM64,
+      iommu: "smmuv3",
+      name: "tier1-arm64",
+      append: ["iommu.passthrough=1"],
+      share,
+      // The charm's Node.js needs the room (the x86 guests run with 1 GiB).
+      memoryMb: 2048,
+    }),
+  );
+  let charm: GuestCharm;
+  const deployed = () => charm;
+
+  it("boots an aarch64 kernel with the SMMUv3 on and the twins in groups of their own", async () => {
+    expect(kernel.arch).toBe("arm64");
+    expect((await guest().exec("uname -m")).trim()).toBe("aarch64");
+    expect(await list(guest(), "/sys/class/iommu")).toEqual(["smmu3.0x0000000009050000"]);
+    const groups = [await groupOf(guest(), twinA), await groupOf(guest(), twinB)];
+    expect(groups.every((g) => g !== undefined)).toBe(true);
+    expect(groups[0]).not.toBe(groups[1]);
+  });
+
+  it("install: the arm64 charm runs on its own arm64 Node.js and plans arm64's parameters", async () => {
+    charm = await deployCharmInGuest({
+      guest: guest(),
+      share,
+      arch: "arm64",
+      config: { devices: twinA },
+      recordedCommands: ["update-grub", "update-initramfs"],
+    });
+    const node = `${JUJU_CHARM_DIR}/runtime/bin/node`;
+    expect((await guest().exec(`${node} -p process.arch`)).trim()).toBe("arm64");
+    const run = await charm.dispatch("install");
+    expect(charm.sim.readState().logs.filter((l) => l.level === "ERROR")).toEqual([]);
+    expect(run.exitCode, charm.explain(run)).toBe(0);
+    // dispatch found its runtime for this machine, not a node on PATH (there is none here).
+    expect(run.stderr).not.toMatch(/bundled runtime is for/);
+    expect(charm.commands()).toEqual(["update-initramfs -u -k all", "update-grub"]);
+    const dropIn = await guest().readFile(`/run/vmbed/upper${DROP_IN}`);
+    expect(dropIn).toContain("iommu.passthrough=1");
+    expect(dropIn).not.toMatch(/intel_iommu|amd_iommu|iommu=pt/);
+    // The guest booted with iommu.passthrough=1 already: only the twin's binding is pending.
+    expect(charm.status().message).toMatch(/reboot required/);
+    expect(charm.status().message).toContain(twinA);
+    expect(charm.status().message).not.toContain("iommu.passthrough=1");
+  });
+
+  it("config-changed: iommu=intel on arm64 is refused, naming the option; auto again is active", async () => {
+    deployed().setConfig({ iommu: "intel" });
+    const refused = await deployed().dispatch("config-changed");
+    expect(refused.exitCode).toBe(0);
+    expect(deployed().status()).toMatchObject({ status: "blocked" });
+    expect(deployed().status().message).toMatch(
+      /^iommu: iommu=intel names the Intel VT-d IOMMU of x86 hosts, but this host runs a aarch64 kernel/,
+    );
+    // Refused before anything was written: the drop-in is still arm64's.
+    expect(await guest().readFile(`/run/vmbed/upper${DROP_IN}`)).toContain("iommu.passthrough=1");
+    deployed().setConfig({ iommu: "auto" });
+    expect((await deployed().dispatch("config-changed")).exitCode).toBe(0);
+    expect(deployed().status().message).toMatch(/reboot required/);
+  });
+
+  it("list-devices reports what the guest's sysfs says, selecting only the chosen twin", async () => {
+    const run = await deployed().action("list-devices");
+    expect(run.action.failed).toBe(false);
+    const listed = sub(results(run), "devices");
+    const inSysfs = await list(guest(), "/sys/bus/pci/devices");
+    expect(Object.keys(listed).sort()).toEqual(inSysfs.map(key).sort());
+    for (const d of ARM64.devices) {
+      const row = sub(listed, key(d.address));
+      expect(row.ids, d.key).toBe(d.ids);
+      expect(row.driver, d.key).toBe((await driverOf(guest(), d.address)) || "no driver");
+      expect(row["iommu-group"], d.key).toBe(String(await groupOf(guest(), d.address)));
+    }
+    expect(sub(listed, key(twinA)).selected).toBe("yes");
+    expect(sub(listed, key(twinB)).selected).toBe("no");
+  });
+
+  it("verify-iommu: SMMUv3, MSIs isolated by the GIC ITS, the twin not on vfio-pci yet", async () => {
+    const run = await deployed().action("verify-iommu");
+    expect(run.action.failed).toBe(true);
+    const r = results(run);
+    expect(sub(r, "iommu")).toMatchObject({ enabled: "yes", units: "smmu3.0x0000000009050000" });
+    expect(sub(r, "cmdline")).toMatchObject({ planned: "iommu.passthrough=1", missing: "none" });
+    expect(sub(r, "msi-isolation")).toMatchObject({ state: "enabled", by: "GIC ITS" });
+    expect(r["interrupt-remapping"]).toBeUndefined();
+    expect(sub(r, "devices", key(twinA))).toMatchObject({ driver: "e1000e", viable: "yes" });
+    expect(run.action.failureMessage).toContain(twinA);
+  });
+
+  it("rebind moves the selected twin to vfio-pci and back; the other twin never moves", async () => {
+    const group = await groupOf(guest(), twinA);
+    expect(await exists(guest(), `/dev/vfio/${group}`)).toBe(false);
+    const moved = await deployed().action("rebind");
+    expect(moved.action.failureMessage).toBeNull();
+    expect(await driverOf(guest(), twinA)).toBe("vfio-pci");
+    expect(await exists(guest(), `/dev/vfio/${group}`)).toBe(true);
+    expect(await driverOf(guest(), twinB)).toBe("e1000e");
+    const verify = await deployed().action("verify-iommu");
+    expect(verify.action.failureMessage).toBeNull();
+    expect(results(verify).ok).toBe("yes");
+
+    const back = await deployed().action("rebind", { to: "host" });
+    expect(back.action.failureMessage).toBeNull();
+    expect(await driverOf(guest(), twinA)).toBe("e1000e");
+    expect(await exists(guest(), `/dev/vfio/${group}`)).toBe(false);
+    expect(await driverOf(guest(), twinB)).toBe("e1000e");
+    expect((await netInterfaces(guest(), twinA)).length).toBe(1);
+  });
+
+  it("refuses the NIC the host uses and changes nothing", async () => {
+    const uplink = device(ARM64, "uplink").address;
+    const [ifname] = await netInterfaces(guest(), uplink);
+    await guest().exec(`ip addr add 192.0.2.10/24 dev ${ifname} && ip link set ${ifname} up`);
+    const before = await guestStateSnapshot(guest());
+    const run = await deployed().action("rebind", { devices: uplink });
+    expect(run.action.failed).toBe(true);
+    expect(run.action.failureMessage).toContain(uplink);
+    expect(run.action.failureMessage).toContain(ifname);
+    expect(await guestStateSnapshot(guest())).toBe(before);
+    expect(await driverOf(guest(), uplink)).toBe("e1000");
+  });
+
+  it("a shared group: rebind takes the whole group and gives it back; verify names the mate", async () => {
+    const sharedA = device(ARM64, "sharedA").address;
+    const sharedB = device(ARM64, "sharedB").address;
+    const group = await groupOf(guest(), sharedA);
+    expect(group).toBeDefined();
+    expect(await groupOf(guest(), sharedB)).toBe(group);
+    // The port above them is a group of its own (it has ACS): only the card's functions share.
+    expect(await groupOf(guest(), device(ARM64, "rootPort").address)).not.toBe(group);
+    deployed().setConfig({ devices: sharedA });
+
+    const moved = await deployed().action("rebind");
+    expect(moved.action.failureMessage).toBeNull();
+    expect(await driverOf(guest(), sharedA)).toBe("vfio-pci");
+    expect(await driverOf(guest(), sharedB)).toBe("vfio-pci"); // pulled along as a group member
+    expect(await exists(guest(), `/dev/vfio/${group}`)).toBe(true);
+
+    const back = await deployed().action("rebind", { to: "host" });
+    expect(back.action.failureMessage).toBeNull();
+    expect(await driverOf(guest(), sharedA)).toBe("e1000e");
+    expect(await driverOf(guest(), sharedB)).toBe("e1000e");
+
+    const verify = await deployed().action("verify-iommu");
+    expect(verify.action.failed).toBe(true);
+    expect(sub(results(verify), "devices", key(sharedA)).viable).toBe("no");
+    expect(verify.action.failureMessage).toContain(sharedB);
+  });
+});
