@@ -3,7 +3,7 @@
 // 10_linux's arm64 branch, so a stand-in uname says aarch64) and the real kmod. The plan comes from
 // an arm64 host tree shaped like the VM bed's arm64 guest (tests/fixtures/hosts/presets.ts).
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -13,6 +13,7 @@ import { OWNED } from "../../src/host/root";
 import { planHost } from "../../src/plan/plan-host";
 import { makeTempHost } from "../fixtures/hosts/build-host";
 import { arm64VirtHost } from "../fixtures/hosts/presets";
+import { grubMkconfigLinuxLines } from "../helpers/grub-mkconfig";
 
 const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 const isRoot = process.getuid?.() === 0;
@@ -71,35 +72,17 @@ describe("host preparation on arm64", () => {
       write(join(t, "boot/vmlinuz-6.1.0-57-arm64"), "");
       write(join(t, "boot/initrd.img-6.1.0-57-arm64"), "");
       write(join(t, "boot/vmlinux-6.8.0-45-generic"), "");
-      mkdirSync(join(t, "boot/grub"), { recursive: true });
-      mkdirSync(join(t, "grub.d"));
-      for (const s of ["00_header", "10_linux"]) {
-        write(join(t, "grub.d", s), readFileSync(join("/etc/grub.d", s), "utf8"), 0o755);
-      }
       // grub-mkconfig and 10_linux ask `uname -m` which kernels to list and how.
       write(
         join(t, "bin/uname"),
         '#!/bin/sh\nif [ "$1" = -m ]; then echo aarch64; else exec /bin/uname "$@"; fi\n',
         0o755,
       );
-      const script = [
-        `mount --bind '${t}/default' /etc/default`,
-        `mount --bind '${t}/boot' /boot`,
-        `mount --bind '${t}/grub.d' /etc/grub.d`,
-        "grub-mkconfig -o /boot/grub/grub.cfg",
-      ].join(" && ");
-      const r = spawnSync("unshare", ["-m", "sh", "-c", script], {
-        encoding: "utf8",
-        env: { ...process.env, PATH: `${t}/bin:${process.env.PATH}` },
-      });
-      expect(r.status, r.stderr).toBe(0);
-      const cfg = readFileSync(join(t, "boot/grub/grub.cfg"), "utf8");
-      const linux = cfg.split("\n").filter((l) => /^\s*linux\s/.test(l));
+      const { normal, recovery } = grubMkconfigLinuxLines(t, join(t, "bin"));
+      const linux = [...normal, ...recovery];
       // The arm64 branch found the vmlinux-* kernel too: proof it ran, not the x86 one.
       expect(linux.some((l) => l.includes("/vmlinux-6.8.0-45-generic"))).toBe(true);
       expect(linux.some((l) => l.includes(`/vmlinuz-${RELEASE}`))).toBe(true);
-      const normal = linux.filter((l) => !/ single/.test(l));
-      const recovery = linux.filter((l) => / single/.test(l));
       expect(normal.length).toBeGreaterThan(0);
       for (const l of normal) {
         expect(l).toMatch(

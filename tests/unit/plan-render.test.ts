@@ -25,6 +25,7 @@ import {
   renderUdevRules,
 } from "../../src/plan/render-files";
 import type { BoundDevice } from "../../src/plan/types";
+import { grubMkconfigLinuxLines } from "../helpers/grub-mkconfig";
 
 const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 const isRoot = process.getuid?.() === 0;
@@ -107,23 +108,7 @@ describe("grub drop-in", () => {
       write(join(t, "default/grub.d/99-pci-passthrough.cfg"), dropIn);
       write(join(t, "boot/vmlinuz-6.8.0-45-generic"), "");
       write(join(t, "boot/initrd.img-6.8.0-45-generic"), "");
-      mkdirSync(join(t, "boot/grub"), { recursive: true });
-      mkdirSync(join(t, "grub.d"));
-      for (const s of ["00_header", "10_linux"]) {
-        write(join(t, "grub.d", s), readFileSync(join("/etc/grub.d", s), "utf8"), 0o755);
-      }
-      const script = [
-        `mount --bind '${t}/default' /etc/default`,
-        `mount --bind '${t}/boot' /boot`,
-        `mount --bind '${t}/grub.d' /etc/grub.d`,
-        "grub-mkconfig -o /boot/grub/grub.cfg",
-      ].join(" && ");
-      const r = spawnSync("unshare", ["-m", "sh", "-c", script], { encoding: "utf8" });
-      expect(r.status, r.stderr).toBe(0);
-      const cfg = readFileSync(join(t, "boot/grub/grub.cfg"), "utf8");
-      const linux = cfg.split("\n").filter((l) => /^\s*linux\s/.test(l));
-      const normal = linux.filter((l) => !/ single/.test(l));
-      const recovery = linux.filter((l) => / single/.test(l));
+      const { normal, recovery } = grubMkconfigLinuxLines(t);
       expect(normal.length).toBeGreaterThan(0);
       for (const l of normal) {
         expect(l).toMatch(/ console=tty1 console=ttyS0 intel_iommu=on iommu=pt video=efifb:off$/);
