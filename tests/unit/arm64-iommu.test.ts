@@ -78,7 +78,7 @@ describe("the architecture, from the running kernel", () => {
       cpuVendor: "unknown",
       iommuUnits: ["smmu3.0x0000000009050000"],
     });
-    expect(facts.iommuGroups.get(6)).toEqual(["0000:01:00.0", "0000:01:00.1"]);
+    expect(facts.iommuGroups.get(0)).toEqual(["0000:00:07.0", "0000:01:00.0", "0000:01:00.1"]);
   });
 });
 

@@ -4,30 +4,17 @@
  * after an action reads the guest's sysfs itself rather than trusting the action's report.
  */
 import { expect, it } from "vitest";
+import { key, results, sub, type Tree } from "./lib/action-results";
 import { deployCharmInGuest, type GuestCharm } from "./lib/guest-charm";
 import { checkVmBed, describeVm } from "./lib/require-tools";
-import { driverOf, exists, groupOf, guestStateSnapshot, list, netInterfaces } from "./lib/sysfs";
+import { expectInUseNicRefused, expectListDevicesMatchesSysfs } from "./lib/scenarios";
+import { driverOf, exists, groupOf, guestStateSnapshot, netInterfaces } from "./lib/sysfs";
 import { device, FULL } from "./lib/topologies";
 import { bootBedGuest, useGuest, useShare } from "./lib/use-guest";
 
 const bed = checkVmBed(1);
 const twinA = device(FULL, "twinA").address;
 const twinB = device(FULL, "twinB").address;
-const key = (address: string) => address.replace(/[:.]/g, "-");
-
-type Tree = { [k: string]: string | Tree };
-const results = (run: { action: { results: Record<string, unknown> } }) =>
-  run.action.results as Tree;
-const sub = (tree: Tree, ...path: string[]): Tree => {
-  let at: Tree = tree;
-  for (const p of path) {
-    const next = at[p];
-    if (typeof next !== "object")
-      throw new Error(`no ${path.join(".")} in ${JSON.stringify(tree)}`);
-    at = next;
-  }
-  return at;
-};
 
 describeVm("tier 1 (Intel IOMMU): charm actions on a real kernel", bed, (kernel) => {
   const share = useShare("tier1-intel");
@@ -64,18 +51,7 @@ describeVm("tier 1 (Intel IOMMU): charm actions on a real kernel", bed, (kernel)
   });
 
   it("list-devices reports what the guest's sysfs says, selecting only the chosen twin", async () => {
-    const run = await deployed().action("list-devices");
-    expect(run.action.failed).toBe(false);
-    const listed = sub(results(run), "devices");
-    const inSysfs = await list(guest(), "/sys/bus/pci/devices");
-    expect(Number(results(run).count)).toBe(inSysfs.length);
-    expect(Object.keys(listed).sort()).toEqual(inSysfs.map(key).sort());
-    for (const d of FULL.devices) {
-      const row = sub(listed, key(d.address));
-      expect(row.ids, d.key).toBe(d.ids);
-      expect(row.driver, d.key).toBe((await driverOf(guest(), d.address)) || "no driver");
-      expect(row["iommu-group"], d.key).toBe(String(await groupOf(guest(), d.address)));
-    }
+    const listed = await expectListDevicesMatchesSysfs(guest(), deployed(), FULL);
     expect(sub(listed, key(twinA)).selected).toBe("yes");
     expect(sub(listed, key(twinB)).selected).toBe("no");
     expect(sub(listed, key(device(FULL, "bootVga").address))["boot-vga"]).toBe("yes");
@@ -165,15 +141,7 @@ describeVm("tier 1 (Intel IOMMU): charm actions on a real kernel", bed, (kernel)
 
   it("refuses a NIC that is up with an address, and takes it only with force", async () => {
     const uplink = device(FULL, "uplink").address;
-    const [ifname] = await netInterfaces(guest(), uplink);
-    await guest().exec(`ip addr add 192.0.2.10/24 dev ${ifname} && ip link set ${ifname} up`);
-    const before = await guestStateSnapshot(guest());
-    const run = await deployed().action("rebind", { devices: uplink });
-    expect(run.action.failed).toBe(true);
-    expect(run.action.failureMessage).toContain(uplink);
-    expect(run.action.failureMessage).toContain(ifname);
-    expect(await guestStateSnapshot(guest())).toBe(before);
-    expect(await driverOf(guest(), uplink)).toBe("e1000");
+    await expectInUseNicRefused(guest(), deployed(), uplink, "e1000");
 
     const forced = await deployed().action("rebind", { devices: uplink, force: true });
     expect(forced.action.failureMessage).toBeNull();

@@ -153,7 +153,8 @@ export const FULL: Topology = {
 
 /**
  * A shared group the arm64 SMMUv3 can build: a two-function e1000e card (functions of one device
- * without ACS share a group) in a PCIe root port. Each function keeps its own requester ID. (The
+ * without ACS share a group) in a PCIe root port, which joins the group too (QEMU's root port has
+ * no ACS). Each function keeps its own requester ID. (The
  * x86 bed's shared group, two NICs behind a PCIe-to-PCI bridge, does not work under SMMUv3: both
  * take the bridge's alias as their stream ID, and Linux 6.1's arm-smmu-v3 refuses the second —
  * "stream 256 already in tree" — so it ends up in no group at all.)
