@@ -5,8 +5,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { UnitSimulator } from "ops-ts-shim/testing/simulator";
-import { makeTempHost } from "../tests/fixtures/hosts/build-host";
-import { seedHost, syntheticAliasLines } from "../tests/fixtures/hosts/presets";
+import { makeTempHost } from "../tests/support/hosts/build-host";
+import { seedHost, syntheticAliasLines } from "../tests/support/hosts/presets";
 import {
   type CannedCall,
   cannedCalls,

@@ -27,8 +27,8 @@ import { loadModuleIndex, loadPciIds, readHostFacts, readHostUsage } from "../sr
 import { PciPassthroughCharm } from "../src/pci-passthrough-charm";
 import { planHost } from "../src/plan/plan-host";
 import { selectFunctions } from "../src/plan/select";
-import { makeTempHost } from "../tests/fixtures/hosts/build-host";
-import { syntheticHost } from "../tests/fixtures/hosts/presets";
+import { makeTempHost } from "../tests/support/hosts/build-host";
+import { syntheticHost } from "../tests/support/hosts/presets";
 import { captureEvent } from "./latency";
 import { writeInstantTools } from "./lib/instant-tools";
 import { median, timeRun } from "./lib/measure";

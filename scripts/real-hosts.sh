@@ -3,7 +3,7 @@
 # from Debian SOURCE packages (apt-get source), and the module index of a Debian kernel package
 # (what every running host has and no recording carries). Nothing recorded is committed: the
 # manifests say where each recording comes from, its licence and its sha256; this script fetches
-# it once into .cache/real-hosts/ and the tests unpack it at test time (tests/real-hosts/).
+# it once into .cache/real-hosts/ and the tests unpack it at test time (tests/support/real-hosts/).
 #
 # Cached: a second run downloads nothing. A download that fails, or a recording whose sha256 is not
 # the manifest's, fails the run naming what is missing; nothing is skipped.

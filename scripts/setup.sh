@@ -80,5 +80,5 @@ if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
 fi
 
 # Recordings of real hosts (Debian source packages) and a Debian kernel's module index, for the
-# real-host corpus tests (tests/real-hosts/); cached under .cache/real-hosts/.
+# real-host corpus tests (tests/support/real-hosts/); cached under .cache/real-hosts/.
 bash scripts/real-hosts.sh

@@ -2,10 +2,10 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import type { HostSpec } from "../fixtures/hosts/build-host";
-import { makeTempHost } from "../fixtures/hosts/build-host";
-import { seedHost } from "../fixtures/hosts/presets";
-import { charmContext, useRoot } from "./scenario";
+import type { HostSpec } from "../support/hosts/build-host";
+import { makeTempHost } from "../support/hosts/build-host";
+import { seedHost } from "../support/hosts/presets";
+import { charmContext, useRoot } from "../support/scenario";
 
 const RELEASE = "6.8.0-45-generic";
 const BOOTED = `BOOT_IMAGE=/vmlinuz-${RELEASE} root=/dev/sda1 ro intel_iommu=on iommu=pt`;

@@ -3,10 +3,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { OWNED } from "../../src/host/root";
-import { type HostSpec, makeTempHost } from "../fixtures/hosts/build-host";
-import { gpuLessHost, seedHost } from "../fixtures/hosts/presets";
-import { diffTrees, snapshotTree } from "../helpers/tree";
-import { charmContext, useRoot } from "./scenario";
+import { type HostSpec, makeTempHost } from "../support/hosts/build-host";
+import { gpuLessHost, seedHost } from "../support/hosts/presets";
+import { charmContext, useRoot } from "../support/scenario";
+import { diffTrees, snapshotTree } from "../support/tree";
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {

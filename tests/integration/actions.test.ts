@@ -4,10 +4,10 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeTempHost } from "../fixtures/hosts/build-host";
-import { seedHost } from "../fixtures/hosts/presets";
-import { diffTrees, snapshotTree } from "../helpers/tree";
-import { type CharmUnderTest, deployPackedCharm } from "./charm-process";
+import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
+import { makeTempHost } from "../support/hosts/build-host";
+import { seedHost } from "../support/hosts/presets";
+import { diffTrees, snapshotTree } from "../support/tree";
 
 describe("actions through dispatch", () => {
   let host: ReturnType<typeof makeTempHost>;

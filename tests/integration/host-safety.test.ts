@@ -4,10 +4,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { OWNED } from "../../src/host/root";
-import { makeTempHost } from "../fixtures/hosts/build-host";
-import { laptopHost, seedHost } from "../fixtures/hosts/presets";
-import { diffTrees, snapshotTree } from "../helpers/tree";
-import { type CharmUnderTest, deployPackedCharm } from "./charm-process";
+import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
+import { makeTempHost } from "../support/hosts/build-host";
+import { laptopHost, seedHost } from "../support/hosts/presets";
+import { diffTrees, snapshotTree } from "../support/tree";
 
 describe("host safety through dispatch", () => {
   let host: ReturnType<typeof makeTempHost> | undefined;

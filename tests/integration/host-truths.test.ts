@@ -7,9 +7,9 @@ import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { OWNED } from "../../src/host/root";
 import { kernelParamsByHandMessage, NO_GRUB } from "../../src/plan/status";
-import { type HostSpec, makeTempHost } from "../fixtures/hosts/build-host";
-import { iommuOffHost, seedHost } from "../fixtures/hosts/presets";
-import { type CharmUnderTest, deployPackedCharm, TOP } from "./charm-process";
+import { type CharmUnderTest, deployPackedCharm, TOP } from "../support/charm-process";
+import { type HostSpec, makeTempHost } from "../support/hosts/build-host";
+import { iommuOffHost, seedHost } from "../support/hosts/presets";
 
 const ONE_GPU = { devices: "0000:83:00.0" };
 const GPU_PAIR = ["0000:83:00.0", "0000:83:00.1"];

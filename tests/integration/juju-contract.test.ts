@@ -3,9 +3,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { unpackBindings } from "../../src/bound-memory";
-import { makeTempHost } from "../fixtures/hosts/build-host";
-import { seedHost, syntheticHost } from "../fixtures/hosts/presets";
-import { type CharmUnderTest, deployPackedCharm } from "./charm-process";
+import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
+import { makeTempHost } from "../support/hosts/build-host";
+import { seedHost, syntheticHost } from "../support/hosts/presets";
 
 const ONE_GPU = { devices: "0000:83:00.0" };
 const PREFETCHED = new Set([

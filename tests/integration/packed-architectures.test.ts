@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { TOP } from "./charm-process";
+import { TOP } from "../support/charm-process";
 
 /** ELF e_machine of the two architectures (elf.h). */
 const EM_X86_64 = 62;

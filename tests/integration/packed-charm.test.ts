@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { PACKED, requirePackedCharm, TOP } from "./charm-process";
+import { PACKED, requirePackedCharm, TOP } from "../support/charm-process";
 
 /** zipinfo's listing: path → unix permission string (`-rwxr-xr-x`). */
 function listing(): Map<string, string> {

@@ -1,9 +1,14 @@
-// The packed charm, run as Juju runs it, on recordings of real machines (tests/real-hosts/corpus.ts:
+// The packed charm, run as Juju runs it, on recordings of real machines (tests/support/real-hosts/corpus.ts:
 // Debian source packages, unpacked at test time). Each host gets several selections an operator
 // would write for it; the tests assert invariants that must hold on any host, not golden output.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import {
+  type CharmUnderTest,
+  type DispatchResult,
+  deployPackedCharm,
+} from "../support/charm-process";
 import {
   corpusKernel,
   danglingDrivers,
@@ -11,7 +16,7 @@ import {
   realHostManifests,
   type UnpackedHost,
   unpackRealHost,
-} from "../real-hosts/corpus";
+} from "../support/real-hosts/corpus";
 import {
   chipsetCompanions,
   type HostRun,
@@ -23,9 +28,8 @@ import {
   unknownModuleNames,
   usedDriversBlacklisted,
   usedFunctionsBound,
-} from "../real-hosts/invariants";
-import { pendingFinding } from "../real-hosts/pending";
-import { type CharmUnderTest, type DispatchResult, deployPackedCharm } from "./charm-process";
+} from "../support/real-hosts/invariants";
+import { pendingFinding } from "../support/real-hosts/pending";
 
 const kernel = corpusKernel();
 const knownModules = kernelModuleNames(kernel.moduleDir);
@@ -179,7 +183,7 @@ function contradictoryAdvice(r: SelectionRun): string[] {
 
 const manifests = realHostManifests();
 
-/** `it`, or `it.todo` naming the finding while the invariant is pending (tests/real-hosts/pending.ts). */
+/** `it`, or `it.todo` naming the finding while the invariant is pending (tests/support/real-hosts/pending.ts). */
 function check(hostId: string, devices: string, title: string, body: () => void): void {
   const finding = pendingFinding(hostId, devices, title);
   if (finding === null) it(title, body);

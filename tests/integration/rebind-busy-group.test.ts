@@ -5,10 +5,10 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { makeTempHost } from "../fixtures/hosts/build-host";
-import { seedHost } from "../fixtures/hosts/presets";
-import { diffTrees, snapshotTree } from "../helpers/tree";
-import { type CharmUnderTest, deployPackedCharm } from "./charm-process";
+import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
+import { makeTempHost } from "../support/hosts/build-host";
+import { seedHost } from "../support/hosts/presets";
+import { diffTrees, snapshotTree } from "../support/tree";
 
 const GPU = "0000:83:00.0";
 const QEMU = [

@@ -5,17 +5,17 @@
 // every 3rd action case (each action at least once). The whole corpus goes through the same
 // charm code in-process in tests/unit/reliability-bad-input.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeTempHost } from "../fixtures/hosts/build-host";
-import { diffTrees, snapshotTree } from "../helpers/tree";
 import {
   type ActionCase,
   actionCases,
   type ConfigCase,
   configCases,
   corpusSeedHost,
-} from "../reliability/corpus";
-import { checkBadAction, checkBadConfig, storedFor } from "../reliability/corpus-checks";
-import { type CharmUnderTest, deployPackedCharm } from "./charm-process";
+} from "../support/bad-input/corpus";
+import { checkBadAction, checkBadConfig, storedFor } from "../support/bad-input/corpus-checks";
+import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
+import { makeTempHost } from "../support/hosts/build-host";
+import { diffTrees, snapshotTree } from "../support/tree";
 
 const configSubset = configCases().filter((c, i) => c.host !== undefined || i % 6 === 0);
 const actionSubset = (() => {

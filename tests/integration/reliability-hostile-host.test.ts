@@ -6,11 +6,11 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { OWNED } from "../../src/host/root";
-import { foreignFile, unplugCommand } from "../fixtures/hostile/damage";
-import { makeTempHost } from "../fixtures/hosts/build-host";
-import { seedHost } from "../fixtures/hosts/presets";
-import { diffTrees, snapshotTree } from "../helpers/tree";
-import { type CharmUnderTest, deployPackedCharm } from "./charm-process";
+import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
+import { makeTempHost } from "../support/hosts/build-host";
+import { foreignFile, unplugCommand } from "../support/hosts/damage";
+import { seedHost } from "../support/hosts/presets";
+import { diffTrees, snapshotTree } from "../support/tree";
 
 const ONE_GPU = { devices: "0000:83:00.0" };
 

@@ -10,19 +10,19 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { buildSync } from "esbuild";
 import { afterAll, describe, expect, it } from "vitest";
-import { hostTempDir } from "../fixtures/hosts/build-host";
 import {
   afterFailureProblems,
   buildScenarios,
   convergeProblems,
   copyTree,
   type FaultScenario,
-} from "../reliability/host-trees";
+} from "../support/fault-injection/host-trees";
+import { hostTempDir } from "../support/hosts/build-host";
 
 const work = fs.mkdtempSync(path.join(hostTempDir(), "pci-sigkill-"));
 const harness = path.join(work, "kill-harness.cjs");
 buildSync({
-  entryPoints: [path.join(__dirname, "..", "reliability", "kill-harness.ts")],
+  entryPoints: [path.join(__dirname, "..", "support", "fault-injection", "kill-harness.ts")],
   outfile: harness,
   bundle: true,
   platform: "node",

@@ -12,8 +12,8 @@ import { paramErrorMessage } from "../../src/actions/params";
 import { rebindAction } from "../../src/actions/rebind";
 import { invalidResultKeys } from "../../src/actions/results";
 import { parseVerifyIommuParams } from "../../src/actions/verify-iommu";
-import { seedHost } from "./plan-fixtures";
-import { FakeKernel, writeSysfsTree } from "./sysfs-fake-kernel";
+import { FakeKernel, writeSysfsTree } from "../support/fake-kernel";
+import { seedHost } from "../support/host-facts";
 
 const DIR = path.join(__dirname, "../fixtures/bad-action-params");
 const cases = fs

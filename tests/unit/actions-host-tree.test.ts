@@ -1,4 +1,4 @@
-// The actions end to end on the shared host trees (tests/fixtures/hosts): the real readers read the
+// The actions end to end on the shared host trees (tests/support/hosts): the real readers read the
 // tree, the actions decide, and rebind's writes land on FakeKernel, which reacts as Linux does; the
 // facts are then read again, so what verify-iommu sees afterwards is what the kernel made.
 import { afterEach, describe, expect, it } from "vitest";
@@ -15,16 +15,16 @@ import {
   readHostUsage,
 } from "../../src/host/read-facts";
 import { selectFunctions } from "../../src/plan/select";
-import { type HostSpec, makeTempHost } from "../fixtures/hosts/build-host";
+import { addDriver, FakeKernel } from "../support/fake-kernel";
+import { sel } from "../support/host-facts";
+import { type HostSpec, makeTempHost } from "../support/hosts/build-host";
 import {
   amdHost,
   gpuLessHost,
   iommuOffHost,
   seedHost,
   sharedGroupHost,
-} from "../fixtures/hosts/presets";
-import { sel } from "./plan-fixtures";
-import { addDriver, FakeKernel } from "./sysfs-fake-kernel";
+} from "../support/hosts/presets";
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {

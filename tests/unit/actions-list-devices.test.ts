@@ -11,7 +11,7 @@ import { invalidResultKeys, type ResultTree } from "../../src/actions/results";
 import type { HostFacts } from "../../src/host/facts";
 import { parsePciIds } from "../../src/host/pci-ids";
 import { selectFunctions } from "../../src/plan/select";
-import { fn, host, MODULES_ALIAS, moduleIndex, seedHost, sel } from "./plan-fixtures";
+import { fn, host, MODULES_ALIAS, moduleIndex, seedHost, sel } from "../support/host-facts";
 
 const PCI_IDS = `# excerpt of pci.ids
 10de  NVIDIA Corporation

@@ -17,8 +17,8 @@ import { invalidResultKeys } from "../../src/actions/results";
 import type { SysfsWriter } from "../../src/apply/sysfs";
 import type { HostFacts, HostUsage } from "../../src/host/facts";
 import type { BoundDevice, WithheldFunction } from "../../src/plan/types";
-import { fn, host, seedHost } from "./plan-fixtures";
-import { FakeKernel, failingWriter, writeSysfsTree } from "./sysfs-fake-kernel";
+import { FakeKernel, failingWriter, writeSysfsTree } from "../support/fake-kernel";
+import { fn, host, seedHost } from "../support/host-facts";
 
 const params = (p: Partial<RebindParams> = {}): RebindParams => ({
   devices: null,

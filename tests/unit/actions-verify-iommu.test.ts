@@ -12,8 +12,8 @@ import {
   readInterruptRemapping,
 } from "../../src/host/interrupt-remapping";
 import type { BoundDevice } from "../../src/plan/types";
-import { bound as boundDevice } from "./nova-fixtures";
-import { fn, host, seedHost } from "./plan-fixtures";
+import { bound as boundDevice } from "../support/bound-devices";
+import { fn, host, seedHost } from "../support/host-facts";
 
 const PLANNED = ["intel_iommu=on", "iommu=pt"];
 const RUNNING =

@@ -11,7 +11,7 @@ import {
 } from "../../src/apply/host-files";
 import { OWNED, SHARED } from "../../src/host/root";
 import type { FileSpec, HostPlan } from "../../src/plan/types";
-import { diffTrees, snapshotTree, tempDir, writeTree } from "../helpers/tree";
+import { diffTrees, snapshotTree, tempDir, writeTree } from "../support/tree";
 
 const HEADER = "# Managed by the pci-passthrough Juju charm. Do not edit.\n";
 

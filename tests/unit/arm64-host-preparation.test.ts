@@ -1,7 +1,7 @@
 // Host preparation for an arm64 compute host, checked by the programs that read its files: the
 // real grub-mkconfig (grub-common's scripts are the same on every architecture; `uname -m` picks
 // 10_linux's arm64 branch, so a stand-in uname says aarch64) and the real kmod. The plan comes from
-// an arm64 host tree shaped like the VM bed's arm64 guest (tests/fixtures/hosts/presets.ts).
+// an arm64 host tree shaped like the VM bed's arm64 guest (tests/support/hosts/presets.ts).
 import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,9 +11,9 @@ import { parseConfig } from "../../src/config";
 import { loadModuleIndex, readHostFacts } from "../../src/host/read-facts";
 import { OWNED } from "../../src/host/root";
 import { planHost } from "../../src/plan/plan-host";
-import { makeTempHost } from "../fixtures/hosts/build-host";
-import { arm64VirtHost } from "../fixtures/hosts/presets";
-import { grubMkconfigLinuxLines } from "../helpers/grub-mkconfig";
+import { grubMkconfigLinuxLines } from "../support/grub-mkconfig";
+import { makeTempHost } from "../support/hosts/build-host";
+import { arm64VirtHost } from "../support/hosts/presets";
 
 const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 const isRoot = process.getuid?.() === 0;

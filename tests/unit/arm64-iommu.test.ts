@@ -1,7 +1,7 @@
 // arm64 hosts: the architecture comes from the running kernel, the Arm SMMU needs no enable
 // parameter, passthrough mode is `iommu.passthrough=1`, x86 IOMMU names are refused naming the
 // option, and verify-iommu speaks of MSI isolation by the GIC ITS. Host trees are built on disk
-// in the shape the arm64 guest of the VM suite showed (tests/fixtures/hosts/presets.ts).
+// in the shape the arm64 guest of the VM suite showed (tests/support/hosts/presets.ts).
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -15,8 +15,8 @@ import { archOf, readMachine } from "../../src/host/kernel";
 import { loadModuleIndex, readHostFacts, readHostUsage } from "../../src/host/read-facts";
 import { planHost } from "../../src/plan/plan-host";
 import { statusFor } from "../../src/plan/status";
-import { type BuiltHost, type HostSpec, makeTempHost } from "../fixtures/hosts/build-host";
-import { arm64VirtHost, qemuQ35Host } from "../fixtures/hosts/presets";
+import { type BuiltHost, type HostSpec, makeTempHost } from "../support/hosts/build-host";
+import { arm64VirtHost, qemuQ35Host } from "../support/hosts/presets";
 
 let hosts: Array<BuiltHost & { cleanup(): void }> = [];
 function host(spec: HostSpec): BuiltHost {

@@ -9,7 +9,7 @@ import { parse } from "yaml";
 import { parseConfig } from "../../src/config";
 import type { HostFacts } from "../../src/host/facts";
 import { planHost } from "../../src/plan/plan-host";
-import { MODULES_ALIAS, moduleIndex, seedHost } from "./plan-fixtures";
+import { MODULES_ALIAS, moduleIndex, seedHost } from "../support/host-facts";
 
 const dir = join(dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "bad-config");
 const files = readdirSync(dir)

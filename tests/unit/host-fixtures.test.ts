@@ -4,8 +4,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { readPciFunctions } from "../../src/host/pci";
-import { makeTempHost, pciModalias } from "../fixtures/hosts/build-host";
-import { PRESETS, seedHost, syntheticAliasLines, syntheticHost } from "../fixtures/hosts/presets";
+import { makeTempHost, pciModalias } from "../support/hosts/build-host";
+import { PRESETS, seedHost, syntheticAliasLines, syntheticHost } from "../support/hosts/presets";
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {

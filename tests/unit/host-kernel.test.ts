@@ -13,9 +13,9 @@ import {
   readLoadedModules,
   readVfioPciAvailability,
 } from "../../src/host/kernel";
-import type { BuiltHost } from "../fixtures/hosts/build-host";
-import { amdHost, qemuQ35Host, seedHost } from "../fixtures/hosts/presets";
-import { useTempHosts } from "../fixtures/hosts/use-temp-hosts";
+import type { BuiltHost } from "../support/hosts/build-host";
+import { amdHost, qemuQ35Host, seedHost } from "../support/hosts/presets";
+import { useTempHosts } from "../support/hosts/use-temp-hosts";
 
 const host = useTempHosts();
 

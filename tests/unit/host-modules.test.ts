@@ -14,8 +14,8 @@ import {
   parseModuleAliases,
   rememberingModuleIndex,
 } from "../../src/host/modules";
-import { makeTempHost, pciModalias } from "../fixtures/hosts/build-host";
-import { ALIAS_LINES, seedHost, syntheticAliasLines } from "../fixtures/hosts/presets";
+import { makeTempHost, pciModalias } from "../support/hosts/build-host";
+import { ALIAS_LINES, seedHost, syntheticAliasLines } from "../support/hosts/presets";
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {

@@ -2,7 +2,7 @@
 import * as fs from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadPciIds, parsePciIds } from "../../src/host/pci-ids";
-import { makeTempHost } from "../fixtures/hosts/build-host";
+import { makeTempHost } from "../support/hosts/build-host";
 
 // An excerpt in the file's real layout (tabs, two spaces before the name, subsystems, classes).
 const EXCERPT = [

@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseModalias, readIommu, readPciFunctions, synthModalias } from "../../src/host/pci";
-import type { BuiltHost } from "../fixtures/hosts/build-host";
+import type { BuiltHost } from "../support/hosts/build-host";
 import {
   amdHost,
   iommuOffHost,
@@ -17,8 +17,8 @@ import {
   qemuQ35Host,
   seedHost,
   sharedGroupHost,
-} from "../fixtures/hosts/presets";
-import { useTempHosts } from "../fixtures/hosts/use-temp-hosts";
+} from "../support/hosts/presets";
+import { useTempHosts } from "../support/hosts/use-temp-hosts";
 
 const host = useTempHosts();
 

@@ -9,8 +9,8 @@ import {
   type HostSpec,
   hostTempDir,
   makeTempHost,
-} from "../fixtures/hosts/build-host";
-import { amdHost, iommuOffHost, PRESETS, qemuQ35Host, seedHost } from "../fixtures/hosts/presets";
+} from "../support/hosts/build-host";
+import { amdHost, iommuOffHost, PRESETS, qemuQ35Host, seedHost } from "../support/hosts/presets";
 
 let hosts: Array<BuiltHost & { cleanup(): void }> = [];
 const extraDirs: string[] = [];

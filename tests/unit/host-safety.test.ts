@@ -13,16 +13,16 @@ import { OWNED } from "../../src/host/root";
 import { planHost } from "../../src/plan/plan-host";
 import { selectFunctions } from "../../src/plan/select";
 import { statusFor } from "../../src/plan/status";
-import type { HostSpec } from "../fixtures/hosts/build-host";
+import { fn, host, sel } from "../support/host-facts";
+import type { HostSpec } from "../support/hosts/build-host";
 import {
   amdHost,
   laptopHost,
   qemuQ35Host,
   seedHost,
   sharedGroupHost,
-} from "../fixtures/hosts/presets";
-import { useTempHosts } from "../fixtures/hosts/use-temp-hosts";
-import { fn, host, sel } from "./plan-fixtures";
+} from "../support/hosts/presets";
+import { useTempHosts } from "../support/hosts/use-temp-hosts";
 
 const tempHost = useTempHosts();
 

@@ -5,15 +5,15 @@ import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import type { HostReadProblem } from "../../src/host/facts";
 import { formatIpv6, readHostUsage, readNetInterfaces } from "../../src/host/usage";
-import type { HostSpec } from "../fixtures/hosts/build-host";
+import type { HostSpec } from "../support/hosts/build-host";
 import {
   amdHost,
   gpuLessHost,
   qemuQ35Host,
   seedHost,
   sharedGroupHost,
-} from "../fixtures/hosts/presets";
-import { useTempHosts } from "../fixtures/hosts/use-temp-hosts";
+} from "../support/hosts/presets";
+import { useTempHosts } from "../support/hosts/use-temp-hosts";
 
 const host = useTempHosts();
 

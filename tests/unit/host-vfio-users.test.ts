@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { describeUser, qemuName, readVfioGroupUsers } from "../../src/host/vfio-users";
-import { tempDir } from "../helpers/tree";
+import { tempDir } from "../support/tree";
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {

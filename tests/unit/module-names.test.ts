@@ -10,9 +10,9 @@ import { loadModuleIndex, readModuleNames } from "../../src/host/modules";
 import { readHostFacts, readHostUsage } from "../../src/host/read-facts";
 import { moduleFiles, OWNED } from "../../src/host/root";
 import { planHost } from "../../src/plan/plan-host";
-import type { HostSpec } from "../fixtures/hosts/build-host";
-import { laptopHost } from "../fixtures/hosts/presets";
-import { useTempHosts } from "../fixtures/hosts/use-temp-hosts";
+import type { HostSpec } from "../support/hosts/build-host";
+import { laptopHost } from "../support/hosts/presets";
+import { useTempHosts } from "../support/hosts/use-temp-hosts";
 
 const tempHost = useTempHosts();
 

@@ -8,7 +8,7 @@ import {
 } from "../../src/actions/nova-config";
 import { invalidResultKeys, type ResultTree } from "../../src/actions/results";
 import type { NovaRelease } from "../../src/plan/nova";
-import { bound, gpu, gpuAudio } from "./nova-fixtures";
+import { bound, gpu, gpuAudio } from "../support/bound-devices";
 
 const caracal: NovaRelease = {
   package: "nova-common",

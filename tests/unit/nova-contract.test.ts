@@ -29,7 +29,7 @@ import {
   renderPciSection,
 } from "../../src/plan/nova";
 import type { BoundDevice } from "../../src/plan/types";
-import { bound, gpu, gpuAudio, secondGpu } from "./nova-fixtures";
+import { bound, gpu, gpuAudio, secondGpu } from "../support/bound-devices";
 
 // ---------------------------------------------------------------- nova-compute, emulated
 

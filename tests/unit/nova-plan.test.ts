@@ -14,7 +14,7 @@ import {
   resolveOptionName,
   subordinateConfiguration,
 } from "../../src/plan/nova";
-import { bound, gpu, gpuAudio } from "./nova-fixtures";
+import { bound, gpu, gpuAudio } from "../support/bound-devices";
 
 const all = () => true;
 

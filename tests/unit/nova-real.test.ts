@@ -12,7 +12,7 @@ import {
 } from "../../src/plan/nova";
 import { selectFunctions } from "../../src/plan/select";
 import type { BoundDevice } from "../../src/plan/types";
-import { seedHost, sel } from "./plan-fixtures";
+import { seedHost, sel } from "../support/host-facts";
 
 /** Debian's interpreter, where python3-nova lives (not a pyenv or venv python on PATH). */
 const PYTHON = "/usr/bin/python3";

@@ -11,7 +11,7 @@ import { OWNED } from "../../src/host/root";
 import { planHost } from "../../src/plan/plan-host";
 import { renderBindHelper, renderInitramfsHook } from "../../src/plan/render-files";
 import type { HostPlan } from "../../src/plan/types";
-import { fn, host, MODULES_ALIAS, moduleIndex, seedHost } from "./plan-fixtures";
+import { fn, host, MODULES_ALIAS, moduleIndex, seedHost } from "../support/host-facts";
 
 const goldenDir = join(dirname(fileURLToPath(import.meta.url)), "golden");
 const update = process.env["UPDATE_GOLDEN"] === "1";

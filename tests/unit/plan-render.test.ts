@@ -25,7 +25,7 @@ import {
   renderUdevRules,
 } from "../../src/plan/render-files";
 import type { BoundDevice } from "../../src/plan/types";
-import { grubMkconfigLinuxLines } from "../helpers/grub-mkconfig";
+import { grubMkconfigLinuxLines } from "../support/grub-mkconfig";
 
 const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 const isRoot = process.getuid?.() === 0;

@@ -5,7 +5,7 @@ import {
   selectFunctions,
   selectorMatches,
 } from "../../src/plan/select";
-import { fn, host, seedHost, sel } from "./plan-fixtures";
+import { fn, host, seedHost, sel } from "../support/host-facts";
 
 const addrs = (bind: { address: string }[]) => bind.map((b) => b.address);
 

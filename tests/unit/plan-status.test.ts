@@ -10,8 +10,8 @@ import {
   statusFor,
 } from "../../src/plan/status";
 import type { HostPlan } from "../../src/plan/types";
-import { bound } from "./nova-fixtures";
-import { fn, host } from "./plan-fixtures";
+import { bound } from "../support/bound-devices";
+import { fn, host } from "../support/host-facts";
 
 const GPU = "0000:83:00.0";
 const PARAMS = ["intel_iommu=on", "iommu=pt"];

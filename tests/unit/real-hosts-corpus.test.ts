@@ -6,7 +6,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { readPciFunctions } from "../../src/host/pci";
-import { realHostManifests, unpackRealHost, writeSysScript } from "../real-hosts/corpus";
+import { realHostManifests, unpackRealHost, writeSysScript } from "../support/real-hosts/corpus";
 
 const manifests = realHostManifests();
 

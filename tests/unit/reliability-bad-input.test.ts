@@ -4,11 +4,11 @@
 // message the corpus expects, and neither may change anything on the host or run any command.
 // (The packed dispatch runs a representative subset: tests/integration/reliability-bad-input.)
 import { afterAll, describe, expect, it } from "vitest";
-import { makeTempHost } from "../fixtures/hosts/build-host";
-import { diffTrees, snapshotTree } from "../helpers/tree";
-import { runCharm } from "../reliability/charm-run";
-import { actionCases, configCases, corpusSeedHost } from "../reliability/corpus";
-import { checkBadAction, checkBadConfig, storedFor } from "../reliability/corpus-checks";
+import { runCharm } from "../support/bad-input/charm-run";
+import { actionCases, configCases, corpusSeedHost } from "../support/bad-input/corpus";
+import { checkBadAction, checkBadConfig, storedFor } from "../support/bad-input/corpus-checks";
+import { makeTempHost } from "../support/hosts/build-host";
+import { diffTrees, snapshotTree } from "../support/tree";
 
 const hosts = {
   seed: makeTempHost(corpusSeedHost("seed"), "pci-corpus-"),

@@ -10,9 +10,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { FileApplyError } from "../../src/apply/files";
-import { hostTempDir } from "../fixtures/hosts/build-host";
-import { recordingRunner, runHook } from "../reliability/apply-scenarios";
-import { errnoError, type FsCall, faultyFs } from "../reliability/faulty-fs";
+import { recordingRunner, runHook } from "../support/fault-injection/apply-scenarios";
+import { errnoError, type FsCall, faultyFs } from "../support/fault-injection/faulty-fs";
 import {
   afterFailureProblems,
   buildScenarios,
@@ -23,7 +22,8 @@ import {
   MANAGED,
   MANAGED_DIRS,
   normalizedCall,
-} from "../reliability/host-trees";
+} from "../support/fault-injection/host-trees";
+import { hostTempDir } from "../support/hosts/build-host";
 
 const ERRNOS = ["ENOSPC", "EIO", "EACCES"] as const;
 

@@ -9,19 +9,19 @@ import type { OutputState } from "ops-ts-shim/testing";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { rebindAction } from "../../src/actions/rebind";
 import { OWNED } from "../../src/host/root";
-import { charmContext, useRoot } from "../charm/scenario";
+import { FakeKernel, writeSysfsTree } from "../support/fake-kernel";
+import { seedHost as seedFacts } from "../support/host-facts";
+import { hostTempDir, makeTempHost } from "../support/hosts/build-host";
 import {
   driverLinkToNowhere,
   foreignFile,
   operatorEdit,
   unplug,
   unreadableAttribute,
-} from "../fixtures/hostile/damage";
-import { hostTempDir, makeTempHost } from "../fixtures/hosts/build-host";
-import { seedHost } from "../fixtures/hosts/presets";
-import { diffTrees, snapshotTree } from "../helpers/tree";
-import { seedHost as seedFacts } from "./plan-fixtures";
-import { FakeKernel, writeSysfsTree } from "./sysfs-fake-kernel";
+} from "../support/hosts/damage";
+import { seedHost } from "../support/hosts/presets";
+import { charmContext, useRoot } from "../support/scenario";
+import { diffTrees, snapshotTree } from "../support/tree";
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {

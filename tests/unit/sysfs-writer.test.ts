@@ -5,8 +5,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createSysfsWriter, SysfsError, sysfsError } from "../../src/apply/sysfs";
-import { fn, host } from "./plan-fixtures";
-import { addDriver, FakeKernel, failingWriter, writeSysfsTree } from "./sysfs-fake-kernel";
+import { addDriver, FakeKernel, failingWriter, writeSysfsTree } from "../support/fake-kernel";
+import { fn, host } from "../support/host-facts";
 
 let root: string;
 beforeEach(() => {

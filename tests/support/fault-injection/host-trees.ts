@@ -4,16 +4,16 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { effectiveConfig } from "ops-ts-shim/testing";
 import { parse } from "yaml";
-import { realFs } from "../../src/apply/files";
-import { OWNED, OWNED_DIRS, SHARED } from "../../src/host/root";
-import { EMPTY_MEMORY, type PreparationMemory } from "../../src/host-preparation";
-import { makeTempHost } from "../fixtures/hosts/build-host";
-import { seedHost } from "../fixtures/hosts/presets";
-import { diffTrees, snapshotTree, type TreeEntry } from "../helpers/tree";
+import { realFs } from "../../../src/apply/files";
+import { OWNED, OWNED_DIRS, SHARED } from "../../../src/host/root";
+import { EMPTY_MEMORY, type PreparationMemory } from "../../../src/host-preparation";
+import { makeTempHost } from "../hosts/build-host";
+import { seedHost } from "../hosts/presets";
+import { diffTrees, snapshotTree, type TreeEntry } from "../tree";
 import { type HookRun, recordingRunner, runHook } from "./apply-scenarios";
 import { type FsCall, faultyFs } from "./faulty-fs";
 
-const TOP = path.resolve(__dirname, "..", "..");
+const TOP = path.resolve(__dirname, "..", "..", "..");
 
 /** Every path the charm manages: the files it owns and the shared reboot-required pair. */
 export const MANAGED: readonly string[] = [...Object.values(OWNED), ...Object.values(SHARED)];

@@ -3,7 +3,7 @@
 // violations as sentences (empty when it holds), so a failure names host, function and file.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { OWNED } from "../../src/host/root";
+import { OWNED } from "../../../src/host/root";
 
 /** Classes a companion may never be: host bridge, ISA/LPC bridge, SMBus (issue 12, point 2). */
 export const CHIPSET_CLASSES: Record<string, string> = {

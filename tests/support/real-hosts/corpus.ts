@@ -7,9 +7,9 @@
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { hostTempDir } from "../fixtures/hosts/build-host";
+import { hostTempDir } from "../hosts/build-host";
 
-const TOP = path.resolve(__dirname, "..", "..");
+const TOP = path.resolve(__dirname, "..", "..", "..");
 export const MANIFEST_DIR = path.join(TOP, "tests", "fixtures", "real-hosts");
 export const CORPUS_CACHE =
   process.env["REAL_HOSTS_CACHE"] ?? path.join(TOP, ".cache", "real-hosts");

@@ -14,9 +14,9 @@ import {
   runFakeHookTool,
 } from "ops-ts-shim/testing";
 import { parse } from "yaml";
-import { PciPassthroughCharm } from "../../src/pci-passthrough-charm";
+import { PciPassthroughCharm } from "../../../src/pci-passthrough-charm";
 
-const TOP = path.resolve(__dirname, "..", "..");
+const TOP = path.resolve(__dirname, "..", "..", "..");
 const yamlOf = (f: string) => parse(fs.readFileSync(path.join(TOP, f), "utf8"));
 const METADATA = yamlOf("metadata.yaml");
 const ACTIONS = yamlOf("actions.yaml");

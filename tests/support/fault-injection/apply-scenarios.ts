@@ -2,14 +2,14 @@
 // on a config change and on removal, run with a given FsOps and command runner. Shared by the
 // in-process errno suite and the SIGKILL harness (bundled into a child process), so it imports
 // nothing from vitest and reads no files of the repository.
-import type { CommandRunner } from "../../src/apply/commands";
-import type { FsOps } from "../../src/apply/files";
+import type { CommandRunner } from "../../../src/apply/commands";
+import type { FsOps } from "../../../src/apply/files";
 import {
   type PreparationMemory,
   type PreparationResult,
   prepareHost,
   restoreHost,
-} from "../../src/host-preparation";
+} from "../../../src/host-preparation";
 
 export type HookKind = "prepare" | "restore";
 

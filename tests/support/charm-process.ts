@@ -9,7 +9,7 @@ import {
   type UnitSimulator,
   type UnitSimulatorOptions,
 } from "ops-ts-shim/testing/simulator";
-import { tempDir } from "../helpers/tree";
+import { tempDir } from "./tree";
 
 export const TOP = path.resolve(__dirname, "..", "..");
 export const PACKED = path.join(TOP, "build", "pci-passthrough_amd64.charm");

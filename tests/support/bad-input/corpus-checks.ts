@@ -1,6 +1,6 @@
 // What every bad input must come to, shared by the in-process and the end-to-end corpus suites.
 import { expect } from "vitest";
-import { EMPTY_FILES_STATE } from "../../src/apply/host-files";
+import { EMPTY_FILES_STATE } from "../../../src/apply/host-files";
 import type { ActionCase, ConfigCase } from "./corpus";
 
 /** The text as it appears raw or inside a JSON string (logs quote values with JSON.stringify). */

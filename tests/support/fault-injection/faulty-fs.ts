@@ -2,7 +2,7 @@
 // the disk (or is part of making a change durable), and at call number `at` runs the fault
 // instead of the call: throw an errno (ENOSPC, EIO, EACCES…) or kill the process.
 import * as nodeFs from "node:fs";
-import type { FsOps } from "../../src/apply/files";
+import type { FsOps } from "../../../src/apply/files";
 
 /** The FsOps calls that write, rename, remove or sync: the injection points. */
 export const MUTATING_OPS = [

@@ -1,13 +1,13 @@
 // The bad-input corpora (tests/fixtures/bad-config, tests/fixtures/bad-action-params) as data, and
-// real host trees matching the host facts their unit tests assume (tests/unit/plan-fixtures.ts
+// real host trees matching the host facts their unit tests assume (tests/support/host-facts.ts
 // seedHost: same addresses, ids, drivers, groups and modules.alias lines), so each case can also
 // go through the charm itself, end to end.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse } from "yaml";
-import type { HostSpec, PciSpec } from "../fixtures/hosts/build-host";
+import type { HostSpec, PciSpec } from "../hosts/build-host";
 
-const FIXTURES = path.join(__dirname, "..", "fixtures");
+const FIXTURES = path.join(__dirname, "..", "..", "fixtures");
 
 export interface ConfigCase {
   file: string;
@@ -42,7 +42,7 @@ function load<T>(dir: string): T[] {
 export const configCases = (): ConfigCase[] => load<ConfigCase>("bad-config");
 export const actionCases = (): ActionCase[] => load<ActionCase>("bad-action-params");
 
-/** The lines of plan-fixtures' MODULES_ALIAS (a real 6.8 modules.alias, trimmed). */
+/** The lines of host-facts' MODULES_ALIAS (a real 6.8 modules.alias, trimmed). */
 const ALIAS_LINES = [
   "alias pci:v000010DEd*sv*sd*bc03sc*i* nouveau",
   "alias pci:v000010DEd*sv*sd*bc03sc*i* nvidiafb",
@@ -68,7 +68,7 @@ GRUB_CMDLINE_LINUX_DEFAULT=""
 GRUB_CMDLINE_LINUX=""
 `;
 
-/** plan-fixtures' seedHost as a real tree: two Quadro P5000 with HDMI audio behind root ports,
+/** host-facts' seedHost as a real tree: two Quadro P5000 with HDMI audio behind root ports,
  * the ASPEED console GPU, onboard audio, AHCI, two i40e ports (eno1 up, the management NIC). */
 export function corpusSeedHost(variant: ConfigCase["host"] = "seed"): HostSpec {
   const p = (address: string, ids: string, cls: string, extra: Partial<PciSpec> = {}): PciSpec => {
