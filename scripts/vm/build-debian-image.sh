@@ -116,6 +116,21 @@ GRUB_DISABLE_RECOVERY=true
 GRUB_DISABLE_OS_PROBER=true
 EOT
 
+  # The host's own network: one of the two identical e1000e twins (00:04.0, tests/vm/lib/topologies.ts)
+  # carries an address, set up at every boot by systemd-networkd as on a real server. Tier 2
+  # selects the twins by ids and checks that the charm keeps this one. The bed's NICs have no
+  # netdev, so no carrier: configure without one.
+  mkdir -p "$dir/etc/systemd/network"
+  cat >"$dir/etc/systemd/network/10-vmbed-host.network" <<'EOT'
+[Match]
+Path=pci-0000:00:04.0
+
+[Network]
+Address=192.0.2.4/24
+ConfigureWithoutCarrier=yes
+LinkLocalAddressing=no
+EOT
+
   # The test bed's command runner, on the virtio-serial port named vmbed.agent.
   install -D -m 755 "$here/guest-agent.sh" "$dir/usr/local/lib/vmbed/guest-agent.sh"
   cat >"$dir/etc/systemd/system/vmbed-agent.service" <<'EOT'
@@ -150,6 +165,8 @@ EOT
     mount --bind "/$fs" "$dir/$fs"
     mounted+=("$dir/$fs")
   done
+  chroot "$dir" systemctl enable systemd-networkd.service >/dev/null 2>&1 ||
+    die "systemctl enable systemd-networkd in the image failed"
   chroot "$dir" depmod "$VM_KERNEL_RELEASE"
   chroot "$dir" update-initramfs -c -k "$VM_KERNEL_RELEASE" >"$out/update-initramfs.log" 2>&1 ||
     die "update-initramfs in the image failed; see $out/update-initramfs.log"

@@ -40,7 +40,10 @@ export interface QemuPlan {
   name: string;
   /** Extra kernel command-line words. */
   append?: string[];
-  /** A complete kernel command line that replaces the computed one (tier 2's grub.cfg line). */
+  /**
+   * A complete kernel command line that replaces the computed one (tier 2's grub.cfg line); the
+   * guest still gets EMULATOR_KERNEL_ARGS after it.
+   */
   cmdline?: string;
   memoryMb?: number;
   cpus?: number;
@@ -60,6 +63,22 @@ export function qemuBinary(arch: GuestArch = "amd64"): string {
 /** The serial console of the machine the bed emulates (q35's 16550, virt's PL011). */
 export function consoleDevice(arch: GuestArch = "amd64"): string {
   return arch === "arm64" ? "ttyAMA0" : "ttyS0";
+}
+
+/**
+ * Words every bed guest boots with, added to whatever line it boots (tier 2's grub.cfg line too):
+ * they are the emulator's, not part of what the charm or the guest's grub decided.
+ * `no_timer_check`: under TCG on a loaded machine, the kernel's early check that the timer
+ * interrupt arrives through the emulated IOMMU's interrupt remapping can time out and panic
+ * ("timer doesn't work through Interrupt-remapped IO-APIC") before any userland runs. A real
+ * machine's timer passes that check; skipping it changes nothing the tests look at.
+ */
+export const EMULATOR_KERNEL_ARGS: readonly string[] = ["no_timer_check"];
+
+/** A command line with the emulator's words added (each once, at the end). */
+export function withEmulatorArgs(cmdline: string): string {
+  const words = cmdline.split(/\s+/).filter((w) => w !== "");
+  return [...words, ...EMULATOR_KERNEL_ARGS.filter((w) => !words.includes(w))].join(" ");
 }
 
 /** The kernel command line the bed boots with unless the plan gives one. */
@@ -122,7 +141,7 @@ export function qemuArgs(plan: QemuPlan): string[] {
     "-initrd",
     plan.initrd,
     "-append",
-    plan.cmdline ?? defaultCmdline(plan),
+    withEmulatorArgs(plan.cmdline ?? defaultCmdline(plan)),
   );
   // The bed's own devices, at slots the topologies keep free.
   args.push(
