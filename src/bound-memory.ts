@@ -5,7 +5,7 @@
 // 10,000 VFs of eight PFs take a few hundred bytes. Should a selection still not fit (addresses
 // scattered with no run at all), only what fits is kept and the rest is counted: the identity
 // check then covers fewer functions, which the hook logs, instead of Juju refusing the hook.
-import { addressNumber, addressOfNumber } from "./host/pci";
+import { addressNumber, addressOfNumber } from "./pci-vocabulary";
 
 /** "vendor:device" → comma-separated addresses and `first-last` ranges of consecutive ones. */
 export interface PackedBindings {

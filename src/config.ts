@@ -2,6 +2,13 @@
 // parser (parseConfig) turns them into this shape or into ConfigErrors that name the option.
 import type { Node } from "yaml";
 import { validateDevices } from "./generated/validators.js";
+import {
+  type AddressPattern,
+  idPairProblem,
+  parseAddressPattern,
+  parseIdPair,
+  splitDeviceList,
+} from "./pci-vocabulary";
 
 /** `arm`: the Arm SMMU of arm64 hosts (on by default: no enable parameter). */
 export type IommuMode = "auto" | "intel" | "amd" | "arm" | "off";
@@ -15,8 +22,8 @@ export interface DeviceSelector {
   /** 4 lower-case hex digits, or null when the entry selects by address only. */
   vendorId: string | null;
   productId: string | null;
-  /** `0000:83:00.0`, or a glob over bus/device/function (`0000:8?:00.*`); lower case. */
-  address: string | null;
+  /** `0000:83:00.0`, or a glob over bus/device/function (`0000:8?:00.*`), compiled once here. */
+  address: AddressPattern | null;
   /** nova alias name; null = derive from the device class (gpu, nic, …). */
   alias: string | null;
   /** The card's other functions in the same slot and IOMMU group follow this one. */
@@ -48,71 +55,6 @@ export interface ConfigError {
   value: string;
   problem: string;
   fix: string;
-}
-
-// ---------------------------------------------------------------------------------------------
-// PCI addresses and address globs (shared by the parser and by plan/select.ts).
-
-/** A parsed `address` value: always with its domain, lower case. */
-export interface AddressSpec {
-  /** `0000:83:00.0` or a glob such as `0000:8?:00.*`. */
-  text: string;
-  /** True when the bus, device or function holds `*`, `?` or `[…]`. */
-  isGlob: boolean;
-  /** Matches a full sysfs address (`0000:83:00.0`). */
-  pattern: RegExp;
-}
-
-const ADDRESS_SHAPE = /^(?:([0-9a-f]{4,8}):)?([^:.]+):([^:.]+)\.([^:.]+)$/;
-const GLOB_COMPONENT = /^(?:[0-9a-f?*]|\[(?:[0-9a-f](?:-[0-9a-f])?)+\])+$/;
-const hex2 = (n: number) => n.toString(16).padStart(2, "0");
-/** Every value a component may take: bus 00–ff, device 00–1f, function 0–7 (PCI limits). */
-const COMPONENT_VALUES = {
-  bus: Array.from({ length: 256 }, (_, i) => hex2(i)),
-  device: Array.from({ length: 32 }, (_, i) => hex2(i)),
-  function: Array.from({ length: 8 }, (_, i) => i.toString(16)),
-} as const;
-
-function componentRegex(glob: string): string {
-  // `*` and `?` stay inside one component: they never cross the `:` or `.` separators.
-  return glob.replace(/\*/g, "[0-9a-f]*").replace(/\?/g, "[0-9a-f]");
-}
-
-/** Parses `0000:83:00.0`, `83:00.0` (domain 0000 added, as lspci prints it) or a glob over the
- * bus/device/function; returns a message (what is wrong) instead when it cannot name a function. */
-export function parseAddress(raw: string): AddressSpec | string {
-  const text = raw.trim().toLowerCase();
-  const m = ADDRESS_SHAPE.exec(text);
-  if (!m) {
-    return "is not a PCI address: expected domain:bus:device.function such as 0000:83:00.0";
-  }
-  // sysfs prints the domain as %04x: `00000` and `0000` are the same domain.
-  const domain = Number.parseInt(m[1] ?? "0", 16)
-    .toString(16)
-    .padStart(4, "0");
-  const parts = { bus: m[2] ?? "", device: m[3] ?? "", function: m[4] ?? "" };
-  const regexes: string[] = [];
-  for (const name of ["bus", "device", "function"] as const) {
-    const part = parts[name];
-    if (!GLOB_COMPONENT.test(part)) {
-      return `has a ${name} "${part}" that is neither hex digits nor a glob (*, ?, [0-7])`;
-    }
-    // A plain number is looked up; only a glob is tried against every value (cold regexes cost
-    // a hook more than the rest of the parse).
-    const glob = /^[0-9a-f]+$/.test(part) ? null : new RegExp(`^${componentRegex(part)}$`);
-    const values: readonly string[] = COMPONENT_VALUES[name];
-    if (glob ? !values.some((v) => glob.test(v)) : !values.includes(part)) {
-      const range = { bus: "00-ff", device: "00-1f", function: "0-7" }[name];
-      return `has a ${name} "${part}" that no PCI ${name} number (${range}) can have`;
-    }
-    regexes.push(componentRegex(part));
-  }
-  const isGlob = /[*?[]/.test(`${parts.bus}${parts.device}${parts.function}`);
-  return {
-    text: `${domain}:${parts.bus}:${parts.device}.${parts.function}`,
-    isGlob,
-    pattern: new RegExp(`^${domain}:${regexes[0]}:${regexes[1]}\\.${regexes[2]}$`),
-  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -478,9 +420,6 @@ const KEY_HINTS: Record<string, string> = {
   numa_policy: "numa-policy",
   companion: "companions",
 };
-const IDS_SHORT = /^(?:0x)?([0-9a-f]{4}):(?:0x)?([0-9a-f]{4})$/;
-/** vendor:product shaped, whatever the characters (IDS_SHORT is checked first). */
-const IDS_SHAPE = /^(?:0x)?[0-9a-z]{4}:(?:0x)?[0-9a-z]{4}$/i;
 const ID_KEYS = new Set(["vendor-id", "product-id"]);
 const STRING_KEYS = new Set(["vendor-id", "product-id", "address", "alias", "numa-policy"]);
 
@@ -508,11 +447,7 @@ function parseDevices(value: unknown, errors: ConfigError[]): DeviceSelector[] {
   if (text.length === 0) return [];
   const entries = looksLikeYaml(text)
     ? yamlEntries(text, errors)
-    : shortForms(
-        text.split(/[\s,]+/).filter((t) => t.length > 0),
-        0,
-        errors,
-      );
+    : shortForms(splitDeviceList(text), 0, errors);
   if (entries === null) return [];
   return checkEntries(entries, errors);
 }
@@ -527,31 +462,20 @@ function shortForms(tokens: string[], firstIndex: number, errors: ConfigError[])
   const out: RawEntry[] = [];
   tokens.forEach((token, i) => {
     const index = firstIndex + i;
-    const ids = IDS_SHORT.exec(token.toLowerCase());
+    const ids = parseIdPair(token);
+    const notIds = ids ? null : idPairProblem(token);
     if (ids) {
-      out.push({ index, source: token, values: { "vendor-id": ids[1], "product-id": ids[2] } });
-    } else if (IDS_SHAPE.test(token)) {
-      // Two 4-character words around one colon: vendor:product ids with a typo, never an address
-      // (an address has a `.function`). Said as ids, not as "not a PCI address".
-      const [vendor = "", product = ""] = token
-        .toLowerCase()
-        .split(":")
-        .map((t) => t.replace(/^0x/, ""));
-      const bad = /^[0-9a-f]{4}$/.test(vendor)
-        ? `product id "${product}"`
-        : `vendor id "${vendor}"`;
-      errors.push({
-        option: "devices",
-        value: clip(token),
-        problem: `(entry #${index + 1}) ${bad} is not 4 hex digits`,
-        fix: 'write the ids as lspci -nn shows them in brackets, e.g. "10de:1bb0"',
+      out.push({
+        index,
+        source: token,
+        values: { "vendor-id": ids.vendorId, "product-id": ids.deviceId },
       });
-    } else if (/^(?:0x)?[0-9a-f]{4}$/i.test(token)) {
+    } else if (notIds) {
       errors.push({
         option: "devices",
         value: clip(token),
-        problem: `(entry #${index + 1}) is a lone id: a short form names vendor:product or an address`,
-        fix: 'write both ids, e.g. "10de:1bb0", or a full address such as 0000:83:00.0',
+        problem: `(entry #${index + 1}) ${notIds.problem}`,
+        fix: notIds.fix,
       });
     } else {
       out.push({ index, source: token, values: { address: token } });
@@ -586,11 +510,7 @@ function yamlEntries(text: string, errors: ConfigError[]): RawEntry[] | null {
   if (root === null) return [];
   if (isScalar(root) && typeof root.value === "string") {
     // A quoted string of short forms: "10de:1bb0, 0000:83:00.0".
-    return shortForms(
-      root.value.split(/[\s,]+/).filter((t) => t.length > 0),
-      0,
-      errors,
-    );
+    return shortForms(splitDeviceList(root.value), 0, errors);
   }
   const items: Node[] = isSeq(root) ? (root.items as Node[]) : [root as Node];
   const out: RawEntry[] = [];
@@ -738,7 +658,7 @@ function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelecto
     const vendorId = (values["vendor-id"] as string | undefined) ?? null;
     const productId = (values["product-id"] as string | undefined) ?? null;
     const alias = (values["alias"] as string | undefined) ?? null;
-    let address: AddressSpec | null = null;
+    let address: AddressPattern | null = null;
     if (vendorId !== null && productId === null) {
       err(
         `has vendor-id ${vendorId} without product-id: that would take every ${vendorId} device`,
@@ -751,7 +671,7 @@ function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelecto
       );
     }
     if (typeof values["address"] === "string") {
-      const parsed = parseAddress(values["address"]);
+      const parsed = parseAddressPattern(values["address"]);
       if (typeof parsed === "string") {
         err(
           `has address ${JSON.stringify(entry.values["address"])} that ${parsed}`,
@@ -798,7 +718,7 @@ function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelecto
       index: entry.index,
       vendorId,
       productId,
-      address: address?.text ?? null,
+      address,
       alias,
       companions: (values["companions"] as boolean | undefined) ?? true,
       force: (values["force"] as boolean | undefined) ?? false,

@@ -11,7 +11,7 @@ import {
 } from "./apply/host-files";
 import { type PackedBindings, packBindings, unpackBindings } from "./bound-memory";
 import { type Config, type DeviceSelector, parseConfig } from "./config";
-import type { HostFacts, HostReadProblem, PciFunction } from "./host/facts";
+import type { HostFacts, HostReadProblem } from "./host/facts";
 import {
   type RememberedModules,
   type RememberingModuleIndex,
@@ -20,7 +20,6 @@ import {
 } from "./host/modules";
 import { readHostFacts, readHostUsage } from "./host/read-facts";
 import { planHost } from "./plan/plan-host";
-import { selectorMatches } from "./plan/select";
 import type { FailedCommand, PreparationOutcome } from "./plan/status";
 import type { HostPlan } from "./plan/types";
 
@@ -246,8 +245,7 @@ function mayBeOurs(
     (sel) =>
       // An id selector could match a function whose ids are unknown; an address one only if it
       // matches the address.
-      sel.vendorId !== null ||
-      selectorMatches({ ...sel, vendorId: null, productId: null }, { address } as PciFunction),
+      sel.vendorId !== null || sel.address === null || sel.address.pattern.test(address),
   );
 }
 

@@ -4,56 +4,11 @@
 import { validateActionListDevices } from "../generated/validators.js";
 import type { HostFacts, HostUsage, ModuleIndex, PciFunction } from "../host/facts";
 import type { PciIdNames } from "../host/pci-ids";
+import { CLASS_WORDS, classWord, parsePciId } from "../pci-vocabulary";
 import type { BoundDevice } from "../plan/types";
 import { driverWords } from "./groups";
 import { type Checked, type ParamError, validateParams } from "./params";
 import { addressKey, type ResultTree, yesNo } from "./results";
-
-/** The class words the `class` filter accepts, each a set of hex class-code prefixes. */
-export const CLASS_WORDS: Record<string, string[]> = {
-  // 0300 VGA, 0302 3D (datacenter GPUs), 0380 other display (some AMD Instinct cards).
-  gpu: ["0300", "0302", "0380"],
-  display: ["03"],
-  network: ["02"],
-  storage: ["01"],
-  // 0401 multimedia audio, 0403 HD audio (a GPU's HDMI audio function).
-  audio: ["0401", "0403"],
-  usb: ["0c03"],
-  bridge: ["06"],
-};
-
-/** Base-class words for the output (PCI Code and ID Assignment spec, base classes 00–13, 40). */
-const BASE_CLASS: Record<string, string> = {
-  "00": "unclassified",
-  "01": "storage",
-  "02": "network",
-  "03": "display",
-  "04": "multimedia",
-  "05": "memory",
-  "06": "bridge",
-  "07": "communication",
-  "08": "system",
-  "09": "input",
-  "0a": "docking",
-  "0b": "processor",
-  "0c": "serial-bus",
-  "0d": "wireless",
-  "0e": "intelligent-io",
-  "0f": "satellite",
-  "10": "encryption",
-  "11": "signal-processing",
-  "12": "accelerator",
-  "13": "instrumentation",
-  "40": "coprocessor",
-};
-
-/** A word for a class code: `gpu`, `audio`, `usb` where one fits, else the base class's word. */
-export function classWord(classCode: string): string {
-  for (const word of ["gpu", "audio", "usb"]) {
-    if (CLASS_WORDS[word]!.some((p) => classCode.startsWith(p))) return word;
-  }
-  return BASE_CLASS[classCode.slice(0, 2)] ?? "other";
-}
 
 export interface ListDevicesParams {
   /** Hex class-code prefixes to keep (a word expands to several), or null for all. */
@@ -82,9 +37,8 @@ export function parseListDevicesParams(raw: unknown): Checked<ListDevicesParams>
   }
   let vendor: string | null = null;
   if (typeof p.vendor === "string") {
-    const value = p.vendor.trim().toLowerCase().replace(/^0x/, "");
-    if (/^[0-9a-f]{4}$/.test(value)) vendor = value;
-    else {
+    vendor = parsePciId(p.vendor);
+    if (vendor === null) {
       errors.push({
         param: "vendor",
         message: `vendor "${p.vendor}" is not a vendor id: give 4 hex digits, e.g. 10de`,

@@ -2,10 +2,16 @@
 // the host would lose (refusals), and the exact sysfs writes in order. executeRebind (rebind.ts)
 // performs a plan; a dry run prints it. Nothing here touches the host.
 
-import { deviceAttr, driverAttr } from "../apply/sysfs";
 import { validateActionRebind } from "../generated/validators.js";
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
-import { READ } from "../host/root";
+import { deviceAttr, driverAttr, SYSFS_WRITES } from "../host/root";
+import {
+  byAddress,
+  idsOf,
+  parseAddressPattern,
+  parseIdPair,
+  splitDeviceList,
+} from "../pci-vocabulary";
 import { chipsetRole, describeHazards, type HostSafety, hostSafety } from "../plan/host-safety";
 import type { BoundDevice, WithheldFunction } from "../plan/types";
 import { driverWords, functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "./groups";
@@ -84,19 +90,15 @@ export interface RebindRefusal {
   message: string;
 }
 
-const FULL_ADDRESS = /^([0-9a-f]{4,5}):([0-9a-f]{2}):([01][0-9a-f])\.([0-7])$/;
-const SHORT_ADDRESS = /^([0-9a-f]{2}):([01][0-9a-f])\.([0-7])$/;
-const IDS = /^([0-9a-f]{4}):([0-9a-f]{4})$/;
-
-/** Parses the `devices` param: addresses (`0000:83:00.0`, or `83:00.0` in domain 0000) and
- * `vendor:product` ids, separated by commas and/or spaces. */
+/** Parses the `devices` param in the grammar of the `devices` option's short forms
+ * (pci-vocabulary.ts): addresses (`0000:83:00.0`, `83:00.0` in domain 0000, `10000:01:00.0`
+ * behind an Intel VMD) and `vendor:product` ids (`10de:1bb0`, `0x10de:0x1bb0`), separated by
+ * commas and/or spaces. Unlike the option it takes exact addresses only: a glob that moves
+ * devices live is one typo away from the host's own NIC. */
 export function parseDeviceList(text: string): { tokens: DeviceToken[]; errors: ParamError[] } {
   const tokens: DeviceToken[] = [];
   const errors: ParamError[] = [];
-  const parts = text
-    .split(/[\s,]+/)
-    .map((p) => p.trim())
-    .filter(Boolean);
+  const parts = splitDeviceList(text);
   if (parts.length === 0) {
     errors.push({
       param: "devices",
@@ -105,20 +107,24 @@ export function parseDeviceList(text: string): { tokens: DeviceToken[]; errors: 
     });
   }
   for (const source of parts) {
-    const lower = source.toLowerCase();
-    const short = SHORT_ADDRESS.exec(lower);
-    if (FULL_ADDRESS.test(lower)) tokens.push({ kind: "address", address: lower, source });
-    else if (short) tokens.push({ kind: "address", address: `0000:${lower}`, source });
-    else {
-      const ids = IDS.exec(lower);
-      if (ids) tokens.push({ kind: "ids", vendorId: ids[1]!, deviceId: ids[2]!, source });
-      else {
-        errors.push({
-          param: "devices",
-          message: `devices entry "${source}" is neither a PCI address (0000:83:00.0) nor vendor:product ids (10de:1bb0)`,
-        });
-      }
+    const ids = parseIdPair(source);
+    if (ids) {
+      tokens.push({ kind: "ids", ...ids, source });
+      continue;
     }
+    const address = parseAddressPattern(source);
+    if (typeof address !== "string" && !address.isGlob) {
+      tokens.push({ kind: "address", address: address.text, source });
+      continue;
+    }
+    const why =
+      typeof address === "string"
+        ? ""
+        : ": rebind takes exact addresses, not the globs of the `devices` option";
+    errors.push({
+      param: "devices",
+      message: `devices entry "${source}" is neither a PCI address (0000:83:00.0) nor vendor:product ids (10de:1bb0)${why}`,
+    });
   }
   return { tokens, errors };
 }
@@ -230,7 +236,7 @@ function resolveTargets(
       if (matches.length === 0) {
         refusals.push({
           device: token.source,
-          reason: `no PCI function has ids ${token.vendorId}:${token.deviceId}; run the list-devices action to see them`,
+          reason: `no PCI function has ids ${idsOf(token)}; run the list-devices action to see them`,
           forceable: false,
         });
       }
@@ -255,7 +261,7 @@ export function writesFor(fn: PciFunction, to: RebindTarget): SysfsWrite[] {
     // driver since we looked, the kernel answers ENODEV instead of unbinding the wrong one.
     writes.push({ path: driverAttr(unbindFrom, "unbind"), value: fn.address });
   }
-  writes.push({ path: READ.pciDriversProbe, value: fn.address });
+  writes.push({ path: SYSFS_WRITES.pciDriversProbe, value: fn.address });
   return writes;
 }
 
@@ -292,7 +298,7 @@ export function planRebind(input: PlanRebindInput): RebindPlan | RebindRefusal {
     }
   }
 
-  const ordered = [...chosen.values()].sort((a, b) => (a.fn.address < b.fn.address ? -1 : 1));
+  const ordered = [...chosen.values()].sort((a, b) => byAddress(a.fn, b.fn));
   const moves: PlannedMove[] = [];
   const unchanged: UnchangedDevice[] = [];
   const warnings: string[] = [];

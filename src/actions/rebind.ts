@@ -4,9 +4,9 @@
 // either as it was or fully moved, never unbound and orphaned. Also renders plans and outcomes
 // as action results.
 import type { CommandRunner } from "../apply/commands";
-import { deviceAttr, driverAttr, type SysfsWriter } from "../apply/sysfs";
+import type { SysfsWriter } from "../apply/sysfs";
 import type { HostFacts, HostUsage } from "../host/facts";
-import { isRealRoot, READ } from "../host/root";
+import { deviceAttr, driverAttr, isRealRoot, READ, SYSFS_WRITES } from "../host/root";
 import { describeUser, readVfioGroupUsers } from "../host/vfio-users";
 import type { BoundDevice, WithheldFunction } from "../plan/types";
 import { driverWords, isVfioDriver } from "./groups";
@@ -234,7 +234,7 @@ function restore(
     attempt({ path: driverAttr(now, "unbind"), value: move.address });
   }
   if (wasDriver !== null && readDriver() === null) {
-    attempt({ path: READ.pciDriversProbe, value: move.address });
+    attempt({ path: SYSFS_WRITES.pciDriversProbe, value: move.address });
   }
   const after = readDriver() ?? null;
   if (after !== wasDriver) {

@@ -5,7 +5,7 @@
 // the path and says what the kernel meant. It makes no decisions: the rebind plan says what to write.
 import { closeSync, constants, existsSync, openSync, readlinkSync, writeSync } from "node:fs";
 import { basename, join } from "node:path";
-import { READ, under } from "../host/root";
+import { deviceAttr, driverAttr, under } from "../host/root";
 
 /** What the kernel said, in operator words, for the errnos a sysfs store() returns. */
 const KERNEL_SAYS: Record<string, string> = {
@@ -55,16 +55,6 @@ export interface SysfsWriter {
   readDriver(address: string): string | null;
   /** True when `/sys/bus/pci/drivers/<name>` exists (the driver is registered: built in or loaded). */
   driverRegistered(name: string): boolean;
-}
-
-/** Host path of a function's attribute: `/sys/bus/pci/devices/<address>/<attr>`. */
-export function deviceAttr(address: string, attr: string): string {
-  return `${READ.pciDevices}/${address}/${attr}`;
-}
-
-/** Host path of a driver's attribute: `/sys/bus/pci/drivers/<driver>/<attr>` (unbind, bind…). */
-export function driverAttr(driver: string, attr: string): string {
-  return `${READ.pciDrivers}/${driver}/${attr}`;
 }
 
 function errnoOf(err: unknown): string {
@@ -124,7 +114,7 @@ export function createSysfsWriter(root: string): SysfsWriter {
       }
     },
     driverRegistered(name: string): boolean {
-      return existsSync(under(root, `${READ.pciDrivers}/${name}`));
+      return existsSync(under(root, driverAttr(name, "")));
     },
   };
 }

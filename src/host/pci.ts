@@ -11,37 +11,17 @@ import {
   readlinkSync,
   readSync,
 } from "node:fs";
+import {
+  compareAddresses,
+  isBridgeClass,
+  isPciAddress,
+  type ModaliasIds,
+  normaliseHex,
+  parseModalias,
+  synthModalias,
+} from "../pci-vocabulary";
 import type { HostReadProblem, IommuGroupsDir, PciFunction } from "./facts";
 import { READ, under } from "./root";
-
-/** A full PCI address as sysfs spells it: domain:bus:slot.function, lower-case hex. */
-export const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
-
-/** An address as one number (domain, bus, slot, function, most significant first), so that
- * functions one after another on the bus (a PF's VFs) are consecutive numbers; null if malformed. */
-export function addressNumber(address: string): number | null {
-  if (!PCI_ADDRESS.test(address)) return null;
-  const domain = Number.parseInt(address.slice(0, 4), 16);
-  const bus = Number.parseInt(address.slice(5, 7), 16);
-  const slot = Number.parseInt(address.slice(8, 10), 16);
-  if (slot > 0x1f) return null;
-  return ((domain * 256 + bus) * 32 + slot) * 8 + Number(address[11]);
-}
-
-/** The address addressNumber() made `n` from. */
-export function addressOfNumber(n: number): string {
-  const hex = (v: number, width: number) => v.toString(16).padStart(width, "0");
-  const fn = n % 8;
-  const slot = Math.floor(n / 8) % 32;
-  const bus = Math.floor(n / 256) % 256;
-  const domain = Math.floor(n / 65536);
-  return `${hex(domain, 4)}:${hex(bus, 2)}:${hex(slot, 2)}.${fn}`;
-}
-
-/** Every PCI address (`0000:83:00.0`) among the components of a sysfs path, outermost first. */
-export function pciAddressesInPath(sysfsPath: string): string[] {
-  return sysfsPath.split("/").filter((part) => PCI_ADDRESS.test(part));
-}
 
 /** The errno code of a failed fs call (`ENOENT`, `EISDIR`…), or `error` when there is none. */
 export function errnoCode(error: unknown): string {
@@ -150,7 +130,7 @@ export function readPciFunctions(root: string): PciReadResult {
   const functions: PciFunction[] = [];
   for (const name of names) {
     const address = name.toLowerCase();
-    if (!PCI_ADDRESS.test(address)) continue;
+    if (!isPciAddress(address)) continue;
     try {
       const fn = readOneFunction(root, name, address, drivers, problems);
       if (fn) functions.push(fn);
@@ -164,9 +144,9 @@ export function readPciFunctions(root: string): PciReadResult {
       });
     }
   }
-  functions.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+  functions.sort((a, b) => compareAddresses(a.address, b.address));
   for (const [driver, addresses] of [...drivers.dangling].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    addresses.sort();
+    addresses.sort(compareAddresses);
     const link = (a: string) => `${READ.pciDevices}/${a}/driver`;
     const one = addresses.length === 1 ? addresses[0]! : null;
     const links =
@@ -366,7 +346,7 @@ function readOneFunction(
   }
 
   const physfnName = link("physfn");
-  const physfn = physfnName && PCI_ADDRESS.test(physfnName) ? physfnName : null;
+  const physfn = physfnName && isPciAddress(physfnName) ? physfnName : null;
 
   let netInterfaces: string[] = [];
   if (entries.has("net")) {
@@ -377,10 +357,10 @@ function readOneFunction(
   for (const entry of entries) {
     if (entry.startsWith("consumer:pci:")) {
       const consumer = entry.slice("consumer:pci:".length);
-      if (PCI_ADDRESS.test(consumer)) consumers.push(consumer);
+      if (isPciAddress(consumer)) consumers.push(consumer);
     }
   }
-  consumers.sort();
+  consumers.sort(compareAddresses);
 
   return {
     address,
@@ -395,7 +375,7 @@ function readOneFunction(
     numaNode,
     bootVga,
     modalias,
-    isBridge: classCode.startsWith("0604"),
+    isBridge: isBridgeClass(classCode),
     sriov,
     physfn,
     netInterfaces,
@@ -419,50 +399,6 @@ function readDriver(
   if (addresses) addresses.push(address);
   else drivers.dangling.set(name, [address]);
   return null;
-}
-
-/** `0x10de\n` → `10de`; null when not hex. Pads short values to the given width. */
-function normaliseHex(raw: string, digits: number): string | null {
-  const text = raw.toLowerCase().replace(/^0x/, "");
-  if (!/^[0-9a-f]+$/.test(text) || text.length > digits) return null;
-  return text.padStart(digits, "0");
-}
-
-interface ModaliasIds {
-  vendorId: string;
-  deviceId: string;
-  subsystemVendorId: string;
-  subsystemDeviceId: string;
-  classCode: string;
-}
-
-const MODALIAS =
-  /^pci:v0000([0-9A-F]{4})d0000([0-9A-F]{4})sv0000([0-9A-F]{4})sd0000([0-9A-F]{4})bc([0-9A-F]{2})sc([0-9A-F]{2})i([0-9A-F]{2})$/;
-
-/** Ids from a kernel-format PCI modalias; null when it is not one. */
-export function parseModalias(modalias: string): ModaliasIds | null {
-  const m = MODALIAS.exec(modalias);
-  if (!m) return null;
-  return {
-    vendorId: m[1]!.toLowerCase(),
-    deviceId: m[2]!.toLowerCase(),
-    subsystemVendorId: m[3]!.toLowerCase(),
-    subsystemDeviceId: m[4]!.toLowerCase(),
-    classCode: (m[5]! + m[6]! + m[7]!).toLowerCase(),
-  };
-}
-
-/** The modalias the kernel would print (drivers/pci/pci-sysfs.c), for when the file is unreadable. */
-export function synthModalias(
-  vendorId: string,
-  deviceId: string,
-  subsystemVendorId: string | null,
-  subsystemDeviceId: string | null,
-  classCode: string,
-): string {
-  const hex8 = (id: string | null): string => (id ?? "0").toUpperCase().padStart(8, "0");
-  const cls = classCode.toUpperCase();
-  return `pci:v${hex8(vendorId)}d${hex8(deviceId)}sv${hex8(subsystemVendorId)}sd${hex8(subsystemDeviceId)}bc${cls.slice(0, 2)}sc${cls.slice(2, 4)}i${cls.slice(4, 6)}`;
 }
 
 /** IOMMU state: groups and their members, hardware units, and which groups have a VFIO node. */
@@ -523,16 +459,16 @@ export function readIommu(root: string, known?: PciReadResult): IommuReadResult 
       // A group whose devices dir is gone was torn down while we read (its last member left).
       const listed = listDir(root, `${READ.iommuGroups}/${group}/devices`, problems);
       if (listed === null) continue;
-      members = listed.map((m) => m.toLowerCase()).filter((m) => PCI_ADDRESS.test(m));
+      members = listed.map((m) => m.toLowerCase()).filter(isPciAddress);
     }
-    groups.set(group, members.sort());
+    groups.set(group, members.sort(compareAddresses));
   }
   // Devices whose iommu_group link names a group the listing lacks: the links are the kernel's
   // own word, so the groups are kept (never "IOMMU off" next to "group 3, viable"), and the
   // contradiction is said once.
   const orphans = [...derived.keys()].filter((g) => !groups.has(g)).sort((a, b) => a - b);
   if (orphans.length > 0) {
-    for (const group of orphans) groups.set(group, derived.get(group)!.sort());
+    for (const group of orphans) groups.set(group, derived.get(group)!.sort(compareAddresses));
     const sorted = new Map([...groups].sort(([a], [b]) => a - b));
     groups.clear();
     for (const [g, m] of sorted) groups.set(g, m);

@@ -27,8 +27,6 @@ export const READ = {
   pciDevices: "/sys/bus/pci/devices",
   /** Registered PCI drivers; `vfio-pci/` exists once the module is loaded (or built in). */
   pciDrivers: "/sys/bus/pci/drivers",
-  /** Write an address here to make the kernel probe drivers for it (honours driver_override). */
-  pciDriversProbe: "/sys/bus/pci/drivers_probe",
   /** IOMMU groups: `<n>/devices/*` links and `<n>/type`. Empty or absent when the IOMMU is off. */
   iommuGroups: "/sys/kernel/iommu_groups",
   /** IOMMU hardware units: Intel `dmar<n>`, AMD `ivhd<n>`, Arm SMMUv3 `smmu3.0x<base>`, SMMUv2
@@ -81,6 +79,24 @@ export const READ = {
   /** dpkg status: the installed nova version decides device_spec vs passthrough_whitelist. */
   dpkgStatus: "/var/lib/dpkg/status",
 } as const;
+
+/** Kernel attributes the charm writes: the rebind action, and the udev helper at boot. The kernel
+ * owns them: each takes one write (apply/sysfs.ts), nothing creates, renames or removes them. */
+export const SYSFS_WRITES = {
+  /** Write an address here to make the kernel probe drivers for it (honours driver_override). */
+  pciDriversProbe: "/sys/bus/pci/drivers_probe",
+} as const;
+
+/** Host path of a function's attribute: `/sys/bus/pci/devices/<address>/<attr>` (driver_override
+ * is written; the rest are read). */
+export function deviceAttr(address: string, attr: string): string {
+  return `${READ.pciDevices}/${address}/${attr}`;
+}
+
+/** Host path of a driver's attribute: `/sys/bus/pci/drivers/<driver>/<attr>` (unbind, bind…). */
+export function driverAttr(driver: string, attr: string): string {
+  return `${READ.pciDrivers}/${driver}/${attr}`;
+}
 
 /** `/lib/modules/<release>` files that say which modules claim which devices, and what is built in. */
 export function moduleFiles(release: string): {

@@ -17,8 +17,9 @@
 //   booted with fbcon=map:, which is not read), and the DRM card behind fb0 — only that one: every
 //   GPU with a DRM driver has a card, which says nothing about the host using it.
 import { existsSync, readlinkSync, realpathSync } from "node:fs";
+import { pciAddressesInPath } from "../pci-vocabulary";
 import type { HostReadProblem, HostUsage, NetInterface, PciFunction } from "./facts";
-import { listDir, pciAddressesInPath, readPciFunctions, readSmallFile } from "./pci";
+import { listDir, readPciFunctions, readSmallFile } from "./pci";
 import { READ, under } from "./root";
 
 const IFF_UP = 0x1;

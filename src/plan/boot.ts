@@ -3,7 +3,7 @@
 // these decisions are rendered in render-files.ts.
 import { type Config, isProtectedModule, normaliseModule } from "../config";
 import type { HostFacts, ModuleIndex, ModuleNames, PciFunction } from "../host/facts";
-import { idsOf } from "./select";
+import { idsOf } from "../pci-vocabulary";
 import type { BoundDevice, PlanProblem } from "./types";
 
 /** The kernel parameters, in the order the drop-in appends them, what is worth saying, and what

@@ -3,6 +3,7 @@
 // and verify-iommu alike, so a hook never binds at boot what an action would refuse to move.
 // Pure: host facts and host usage (host/usage.ts) in, reasons in operator words out.
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
+import { compareAddresses, slotOf } from "../pci-vocabulary";
 
 /** Chipset functions by class: they serve the whole machine, never belong to a card, and a group
  * holding one can never go to a VM (the host would lose its LPC bus, flash or SMBus). */
@@ -107,17 +108,12 @@ export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
         if (hazards.some((h) => h.fn.address === mate.address)) continue;
         hazards.push({ fn: mate, kind: "chipset", why: ["in the chipset's slot"] });
       }
-      hazards.sort((a, b) => (a.fn.address < b.fn.address ? -1 : 1));
+      hazards.sort((a, b) => compareAddresses(a.fn.address, b.fn.address));
     }
     return hazards;
   };
 
   return { uses, groupHazards };
-}
-
-/** The slot (`0000:83:00`) a function sits in: its functions are one physical card or chip. */
-export function slotOf(address: string): string {
-  return address.slice(0, address.lastIndexOf("."));
 }
 
 /** "0000:00:1f.0 (ISA/LPC bridge), 0000:00:1f.4 (SMBus controller)": hazards for a message. */

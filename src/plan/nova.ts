@@ -15,6 +15,7 @@
 // (nova/pci/devspec.py, nova/pci/request.py). Compact JSON of lower-case hex ids and full addresses
 // passes all three; alias names are checked below because they come from the operator.
 import type { NovaPciOption } from "../config";
+import { byAddress, domainOf, isPciAddress, normaliseHex } from "../pci-vocabulary";
 import type { BoundDevice, NovaDeviceType, PlanProblem } from "./types";
 
 /** The nova.conf [pci] option names that carry the device spec (the alias option is `alias`). */
@@ -169,26 +170,25 @@ export function resolveOptionName(
   return chooseOptionName(setting, installedNova).name;
 }
 
-// nova checks domain ≤ ffff, bus ≤ ff, slot ≤ 1f, function ≤ 7 (nova/pci/devspec.py).
-const ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/;
+/** nova checks domain ≤ ffff, bus ≤ ff, slot ≤ 1f, function ≤ 7 (nova/pci/devspec.py): the
+ * domains of Intel VMD (10000 and up) are beyond what nova takes. */
+const NOVA_MAX_DOMAIN = 0xffff;
 /** Alias names that pass untouched through oslo.config (`$` is a template, `\$` an escape),
  * the nova.conf line (no newline), nova's schema (1–256 characters, stripped) and the flavor
  * extra spec `pci_passthrough:alias` = `name:count[,name:count…]` (no `,` or `:`); also no quotes,
  * so the `juju config` and `openstack flavor set` lines paste as printed. */
 const ALIAS_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,254}[A-Za-z0-9])?$/;
 
-/** 4 lower-case hex digits from `10de`, `0x10DE`, `10DE`; null when it is not a 16-bit hex id. */
-function hexId(value: string): string | null {
-  const v = value.trim().toLowerCase().replace(/^0x/, "");
-  return /^[0-9a-f]{1,4}$/.test(v) ? v.padStart(4, "0") : null;
-}
-
 /** Why nova would refuse this function's entries, or null when they are fine. */
 function entryProblem(device: BoundDevice): string | null {
-  if (!ADDRESS.test(device.address.toLowerCase())) {
+  const address = device.address.toLowerCase();
+  if (!isPciAddress(address)) {
     return `PCI address "${device.address}" is not a full domain:bus:device.function address`;
   }
-  if (hexId(device.vendorId) === null || hexId(device.deviceId) === null) {
+  if (domainOf(address) > NOVA_MAX_DOMAIN) {
+    return `PCI address "${device.address}" is in domain ${address.slice(0, address.indexOf(":"))} (behind an Intel VMD?), beyond the ffff that nova takes`;
+  }
+  if (normaliseHex(device.vendorId, 4) === null || normaliseHex(device.deviceId, 4) === null) {
     return `ids "${device.vendorId}:${device.deviceId}" of ${device.address} are not 4-digit hex`;
   }
   return null;
@@ -196,10 +196,6 @@ function entryProblem(device: BoundDevice): string | null {
 
 function aliasKey(a: NovaAlias): string {
   return [a.name, a.vendor_id, a.product_id, a.device_type, a.numa_policy ?? ""].join("\u0000");
-}
-
-function byAddress(a: BoundDevice, b: BoundDevice): number {
-  return a.address < b.address ? -1 : a.address > b.address ? 1 : 0;
 }
 
 /** Whether a function bound to vfio-pci is offered to nova: the selected ones, not companions. */
@@ -226,8 +222,8 @@ function buildEntries(bound: BoundDevice[]): { entries: NovaPciEntries; problems
       continue;
     }
     const address = device.address.toLowerCase();
-    const vendor = hexId(device.vendorId)!;
-    const product = hexId(device.deviceId)!;
+    const vendor = normaliseHex(device.vendorId, 4)!;
+    const product = normaliseHex(device.deviceId, 4)!;
     deviceSpecs.push({ vendor_id: vendor, product_id: product, address });
 
     if (!ALIAS_NAME.test(device.alias)) {

@@ -4,6 +4,7 @@
 import type { Config } from "../config";
 import type { HostFacts, HostUsage, ModuleIndex, ModuleNames } from "../host/facts";
 import { OWNED } from "../host/root";
+import { idsOf } from "../pci-vocabulary";
 import { checkModuleNames, nativeDrivers, planBlacklist, planKernelParams } from "./boot";
 import {
   renderBindHelper,
@@ -12,7 +13,7 @@ import {
   renderModprobeConf,
   renderUdevRules,
 } from "./render-files";
-import { idsOf, listOf, selectFunctions } from "./select";
+import { listOf, selectFunctions } from "./select";
 import type { BoundDevice, FileSpec, HostPlan, PlanProblem, Regenerate } from "./types";
 
 /** What the charm stored the last time it applied a plan. */

@@ -2,7 +2,8 @@
 // boot.ts / select.ts), no I/O. Everything interpolated is re-checked here, because two of these
 // files are shell run as root and one is a udev rule.
 import { isSafeKernelParam } from "../config";
-import { OWNED, READ } from "../host/root";
+import { OWNED, READ, SYSFS_WRITES } from "../host/root";
+import { byAddress, isPciAddress, isPciId } from "../pci-vocabulary";
 import type { BoundDevice } from "./types";
 
 const CHARM = "pci-passthrough";
@@ -17,9 +18,8 @@ export function managedHeader(options: string): string {
   ].join("\n");
 }
 
-/** kmod, udev and the kernel spell addresses and ids this way; nothing else may reach a file. */
-const ADDRESS = /^[0-9a-f]{4,8}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/;
-const HEX4 = /^[0-9a-f]{4}$/;
+/** kmod spells module names this way (addresses and ids: pci-vocabulary.ts); nothing else may
+ * reach a file. */
 const MODULE = /^[a-z0-9_]+$/;
 
 function assert(ok: boolean, what: string): void {
@@ -83,9 +83,9 @@ export function renderUdevRules(bind: BoundDevice[]): string | null {
     "# drivers: set driver_override=vfio-pci on the functions given to VMs, then run vfio-bind,",
     "# which moves a function to vfio-pci if a driver that was already loaded claimed it first.",
   ];
-  for (const d of [...bind].sort((a, b) => (a.address < b.address ? -1 : 1))) {
-    assert(ADDRESS.test(d.address), `PCI address ${JSON.stringify(d.address)}`);
-    assert(HEX4.test(d.vendorId) && HEX4.test(d.deviceId), `ids of ${d.address}`);
+  for (const d of [...bind].sort(byAddress)) {
+    assert(isPciAddress(d.address), `PCI address ${JSON.stringify(d.address)}`);
+    assert(isPciId(d.vendorId) && isPciId(d.deviceId), `ids of ${d.address}`);
     const why = d.follows ? `companion of ${d.follows}` : "selected";
     lines.push(
       `# ${d.address} ${d.vendorId}:${d.deviceId} alias ${d.alias} (${why})`,
@@ -167,7 +167,7 @@ if [ -n "$current" ]; then
     exit 1
   fi
 fi
-if ! printf '%s' "$addr" >"$root${READ.pciDriversProbe}"; then
+if ! printf '%s' "$addr" >"$root${SYSFS_WRITES.pciDriversProbe}"; then
   log "vfio-bind: $addr: could not ask the kernel to probe it"
   exit 1
 fi

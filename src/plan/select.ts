@@ -1,9 +1,10 @@
 // Which PCI functions the `devices` selection hands to vfio-pci on this host, and what follows
 // them. Pure: takes the selectors and the host facts, never reads. Used by the host planner, the
 // rebind/list-devices actions and the nova values, so they all agree on one selection.
-import { type DeviceSelector, parseAddress } from "../config";
+import type { DeviceSelector } from "../config";
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
-import { chipsetRole, describeHazards, hostSafety, slotOf } from "./host-safety";
+import { byAddress, compareAddresses, deriveAlias, idsOf, slotOf } from "../pci-vocabulary";
+import { chipsetRole, describeHazards, hostSafety } from "./host-safety";
 import type { BoundDevice, NovaDeviceType, PlanProblem, WithheldFunction } from "./types";
 
 /** The outcome of matching the selection against one host. */
@@ -26,52 +27,14 @@ export function describeSelector(sel: DeviceSelector): string {
   return `devices entry #${sel.index + 1} ${JSON.stringify(source)}`;
 }
 
-/** `10de:1bb0`: the ids as lspci -nn and nova write them. */
-export function idsOf(fn: { vendorId: string; deviceId: string }): string {
-  return `${fn.vendorId}:${fn.deviceId}`;
-}
-
-/** Compiled address patterns by address text: selectors are few, functions can be 10,000 VFs. */
-const patternCache = new Map<string, RegExp>();
-
-function addressPattern(sel: DeviceSelector): RegExp | null {
-  if (sel.address === null) return null;
-  let pattern = patternCache.get(sel.address);
-  if (pattern === undefined) {
-    const spec = parseAddress(sel.address);
-    // Selectors come from parseConfig (or an action's own parsing), which refuses bad addresses;
-    // one that slips through matches nothing rather than everything.
-    pattern = typeof spec === "string" ? /^(?!)/ : spec.pattern;
-    if (patternCache.size > 1000) patternCache.clear();
-    patternCache.set(sel.address, pattern);
-  }
-  return pattern;
-}
-
 /** True when the selector picks this function (ids and address both, when both are given). */
-export function selectorMatches(sel: DeviceSelector, fn: PciFunction): boolean {
+export function selectorMatches(
+  sel: DeviceSelector,
+  fn: Pick<PciFunction, "address" | "vendorId" | "deviceId">,
+): boolean {
   if (sel.vendorId !== null && sel.vendorId !== fn.vendorId) return false;
   if (sel.productId !== null && sel.productId !== fn.deviceId) return false;
-  const pattern = addressPattern(sel);
-  return pattern === null || pattern.test(fn.address);
-}
-
-/** The default nova alias for a function, from its PCI class: gpu, nic, nvme, storage, audio… */
-export function deriveAlias(fn: Pick<PciFunction, "classCode">): string {
-  const cls = fn.classCode.slice(0, 4);
-  const base = cls.slice(0, 2);
-  if (cls === "0300" || cls === "0301" || cls === "0302" || cls === "0380") return "gpu";
-  if (base === "02") return "nic";
-  if (cls === "0108") return "nvme";
-  if (base === "01") return "storage";
-  if (cls === "0401" || cls === "0403") return "audio";
-  if (base === "04") return "media";
-  if (cls === "0c03") return "usb";
-  if (base === "0c") return "serial";
-  if (base === "12" || cls === "0b40") return "accel";
-  if (base === "10") return "crypto";
-  if (base === "0d") return "wireless";
-  return "pci";
+  return sel.address === null || sel.address.pattern.test(fn.address);
 }
 
 /** nova's device_type: type-VF for a virtual function, type-PF for an SR-IOV capable physical
@@ -97,7 +60,7 @@ export function selectFunctions(
   usage: HostUsage = new Map(),
 ): Selection {
   const safety = hostSafety(facts, usage);
-  const byAddress = new Map(facts.functions.map((fn) => [fn.address, fn]));
+  const atAddress = new Map(facts.functions.map((fn) => [fn.address, fn]));
   const bySlot = new Map<string, PciFunction[]>();
   for (const fn of facts.functions) {
     const slot = slotOf(fn.address);
@@ -114,15 +77,11 @@ export function selectFunctions(
   const problem = (message: string) => problems.push({ option: "devices", message });
 
   for (const sel of [...selectors].sort((a, b) => a.index - b.index)) {
-    const spec = sel.address === null ? null : parseAddress(sel.address);
-    if (typeof spec === "string") {
-      problem(`${describeSelector(sel)}: the address ${spec}.`);
-      continue;
-    }
+    const spec = sel.address;
     // A literal address with ids that the host holds as another device: the operator meant a
     // different card (or the card was swapped). Binding by address alone would take the wrong one.
     if (spec && !spec.isGlob && (sel.vendorId !== null || sel.productId !== null)) {
-      const there = byAddress.get(spec.text);
+      const there = atAddress.get(spec.text);
       if (there && !selectorMatches(sel, there)) {
         problem(
           `${describeSelector(sel)}: ${spec.text} holds ${idsOf(there)}, not ` +
@@ -192,7 +151,7 @@ export function selectFunctions(
   };
 
   const bound = new Map<string, BoundDevice>();
-  const selectedAddresses = [...chosen.keys()].sort();
+  const selectedAddresses = [...chosen.keys()].sort(compareAddresses);
   for (const address of selectedAddresses) {
     const { fn, sel } = chosen.get(address)!;
     const role = chipsetRole(fn);
@@ -234,7 +193,7 @@ export function selectFunctions(
     const { fn, sel } = chosen.get(address)!;
     if (!sel.companions) continue;
     const parent = bound.get(address)!;
-    for (const other of companionsOf(fn, bySlot, byAddress)) {
+    for (const other of companionsOf(fn, bySlot, atAddress)) {
       if (bound.has(other.address) || withheld.has(other.address)) continue;
       // A companion the host uses is no companion: the group check below keeps its card.
       if (safety.uses(other).length > 0) continue;
@@ -280,12 +239,12 @@ export function selectFunctions(
   // One note for all such groups: notes end up in the unit's status line.
   const seenGroups = new Set<number>();
   const shared: string[] = [];
-  for (const address of [...bound.keys()].sort()) {
-    const group = byAddress.get(address)?.iommuGroup ?? null;
+  for (const address of [...bound.keys()].sort(compareAddresses)) {
+    const group = atAddress.get(address)?.iommuGroup ?? null;
     if (group === null || seenGroups.has(group)) continue;
     seenGroups.add(group);
     const kept = (facts.iommuGroups.get(group) ?? []).filter((member) => {
-      const m = byAddress.get(member);
+      const m = atAddress.get(member);
       return !bound.has(member) && !(m?.isBridge ?? false);
     });
     if (kept.length > 0) shared.push(`group ${group} also holds ${kept.join(", ")}`);
@@ -296,8 +255,8 @@ export function selectFunctions(
     );
   }
 
-  const bind = [...bound.values()].sort((a, b) => (a.address < b.address ? -1 : 1));
-  const keptBack = [...withheld.values()].sort((a, b) => (a.address < b.address ? -1 : 1));
+  const bind = [...bound.values()].sort(byAddress);
+  const keptBack = [...withheld.values()].sort(byAddress);
   return { bind, withheld: keptBack, problems, unmatched, notes };
 }
 
@@ -312,7 +271,7 @@ export function selectFunctions(
 function companionsOf(
   fn: PciFunction,
   bySlot: Map<string, PciFunction[]>,
-  byAddress: Map<string, PciFunction>,
+  atAddress: Map<string, PciFunction>,
 ): PciFunction[] {
   const cls = fn.classCode.slice(0, 4);
   const found = new Map<string, PciFunction>();
@@ -321,7 +280,7 @@ function companionsOf(
     found.set(other.address, other);
   }
   for (const consumer of fn.consumers) {
-    const other = byAddress.get(consumer);
+    const other = atAddress.get(consumer);
     if (other && other.address !== fn.address) found.set(other.address, other);
   }
   return [...found.values()]
@@ -329,7 +288,7 @@ function companionsOf(
       (other) =>
         !other.isBridge && chipsetRole(other) === null && other.classCode.slice(0, 4) !== cls,
     )
-    .sort((a, b) => (a.address < b.address ? -1 : 1));
+    .sort(byAddress);
 }
 
 /** `gpu` + an HDMI audio function → `gpu-audio`; `p5000` + USB controller → `p5000-usb`. */

@@ -3,6 +3,7 @@
 // as depmod writes them, IOMMU groups derived from the functions.
 import type { DeviceSelector } from "../../src/config";
 import type { HostFacts, ModuleIndex, PciFunction } from "../../src/host/facts";
+import { parseAddressPattern } from "../../src/pci-vocabulary";
 
 const hex = (s: string, width: number) => s.toUpperCase().padStart(width, "0");
 
@@ -157,17 +158,22 @@ export function seedHost(extra: Partial<HostFacts> = {}): HostFacts {
   );
 }
 
-/** A selector as parseConfig would produce it. */
-export function sel(partial: Partial<DeviceSelector> & { source: string }): DeviceSelector {
+/** A selector as parseConfig would produce it; `address` is written as in the option. */
+export function sel(
+  partial: Omit<Partial<DeviceSelector>, "address"> & { source: string; address?: string | null },
+): DeviceSelector {
+  const { address = null, ...rest } = partial;
+  const pattern = address === null ? null : parseAddressPattern(address);
+  if (typeof pattern === "string") throw new Error(`test selector address ${address} ${pattern}`);
   return {
     index: 0,
     vendorId: null,
     productId: null,
-    address: null,
     alias: null,
     companions: true,
     force: false,
     numaPolicy: null,
-    ...partial,
+    ...rest,
+    address: pattern,
   };
 }

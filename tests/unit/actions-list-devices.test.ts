@@ -2,7 +2,6 @@
 // the class/vendor/selected-only filters; params refused with a clear message.
 import { describe, expect, it } from "vitest";
 import {
-  classWord,
   type ListDevicesParams,
   listDevices,
   parseListDevicesParams,
@@ -10,6 +9,7 @@ import {
 import { invalidResultKeys, type ResultTree } from "../../src/actions/results";
 import type { HostFacts } from "../../src/host/facts";
 import { parsePciIds } from "../../src/host/pci-ids";
+import { classWord } from "../../src/pci-vocabulary";
 import { selectFunctions } from "../../src/plan/select";
 import { fn, host, MODULES_ALIAS, moduleIndex, seedHost, sel } from "../support/host-facts";
 

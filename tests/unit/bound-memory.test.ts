@@ -1,8 +1,8 @@
 // The bound functions, remembered small enough for Juju's stored-state quotas (issue 13 item 5).
 import { describe, expect, it } from "vitest";
 import { PACKED_BUDGET, packBindings, unpackBindings } from "../../src/bound-memory";
-import { addressNumber, addressOfNumber } from "../../src/host/pci";
 import { loadMemory } from "../../src/host-preparation";
+import { addressNumber, addressOfNumber } from "../../src/pci-vocabulary";
 
 const range = (from: string, count: number, ids: string): Record<string, string> => {
   const first = addressNumber(from)!;

@@ -8,7 +8,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { parseModalias, readIommu, readPciFunctions, synthModalias } from "../../src/host/pci";
+import { readIommu, readPciFunctions } from "../../src/host/pci";
+import { parseModalias, synthModalias } from "../../src/pci-vocabulary";
 import type { BuiltHost } from "../support/hosts/build-host";
 import {
   amdHost,

@@ -1,10 +1,6 @@
 import { describe, expect, it } from "vitest";
-import {
-  deriveAlias,
-  novaDeviceType,
-  selectFunctions,
-  selectorMatches,
-} from "../../src/plan/select";
+import { deriveAlias } from "../../src/pci-vocabulary";
+import { novaDeviceType, selectFunctions, selectorMatches } from "../../src/plan/select";
 import { fn, host, seedHost, sel } from "../support/host-facts";
 
 const addrs = (bind: { address: string }[]) => bind.map((b) => b.address);

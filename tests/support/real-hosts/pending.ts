@@ -5,7 +5,6 @@
 
 const P1 = "issue 12 point 1: a hook binds or blacklists what the host uses";
 const P3 = "issue 12 point 3: a driver's name is written as a module name";
-const DOMAIN = "PCI domains of five digits (10000:, as Intel VMD numbers them) are not read";
 
 /** Finding → the "host id | devices value | invariant" it keeps pending (devices is empty for a
  * per-host test, `raw` for the recording with nothing added). */
@@ -19,14 +18,6 @@ const PENDING: Array<[string, string[]]> = [
     ],
   ],
   [P3, []],
-  [
-    DOMAIN,
-    [
-      "cloudstack-kvm-guest-pci-domain-10000 | 1af4:1001 | the status names each selected function the host keeps, and the override",
-      "cloudstack-kvm-guest-pci-domain-10000 |  | list-devices lists every recorded function whose ids are readable",
-      "cloudstack-kvm-guest-pci-domain-10000 |  | list-devices says the host uses each function it uses",
-    ],
-  ],
 ];
 
 /** The finding that keeps this invariant pending on this host and selection, or null. */

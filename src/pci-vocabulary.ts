@@ -1,0 +1,312 @@
+// The PCI vocabulary: addresses, vendor/device ids and classes, as sysfs, lspci, udev and nova
+// spell them. The one place that parses and formats them: the config parser, the host readers,
+// the planners and the actions all ask it, so a value one of them accepts the others read alike.
+// Pure: strings in, strings out.
+
+// ---------------------------------------------------------------------------------------------
+// Addresses
+
+/**
+ * A full PCI address as the kernel names a function in sysfs: `0000:83:00.0`, lower case.
+ * The kernel prints the domain with %04x, so it has four hex digits or more: Intel VMD puts the
+ * devices behind it in domains from 10000 up (`10000:01:00.0`). Bus 00-ff, device 00-1f,
+ * function 0-7.
+ */
+const PCI_ADDRESS = /^(?:[0-9a-f]{4}|[1-9a-f][0-9a-f]{4,7}):[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/;
+
+/** True for a full address as sysfs spells it (what a directory name under
+ * /sys/bus/pci/devices, a `physfn` link or a `consumer:pci:` link holds). */
+export function isPciAddress(text: string): boolean {
+  return PCI_ADDRESS.test(text);
+}
+
+/** Orders addresses as the bus numbers them (domain, bus, device, function). Plain string order
+ * is wrong once domains differ in width: `10000:…` sorts before `ffff:…` as text. */
+export function compareAddresses(a: string, b: string): number {
+  // Canonical domains have no leading zeros past four digits: a longer domain is a larger one.
+  // (Anything shorter is no full address and keeps plain string order.)
+  const widthA = a.indexOf(":");
+  const widthB = b.indexOf(":");
+  if (widthA !== widthB && widthA >= 4 && widthB >= 4) return widthA - widthB;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Sorts anything with an `address` by address: `list.sort(byAddress)`. */
+export function byAddress(a: { address: string }, b: { address: string }): number {
+  return compareAddresses(a.address, b.address);
+}
+
+/** The domain of a full address as a number (`10000:01:00.0` → 0x10000). */
+export function domainOf(address: string): number {
+  return Number.parseInt(address.slice(0, address.indexOf(":")), 16);
+}
+
+/** The slot (`0000:83:00`) a function sits in: its functions are one physical card or chip. */
+export function slotOf(address: string): string {
+  return address.slice(0, address.lastIndexOf("."));
+}
+
+/** Every PCI address (`0000:83:00.0`) among the components of a sysfs path, outermost first. */
+export function pciAddressesInPath(sysfsPath: string): string[] {
+  return sysfsPath.split("/").filter(isPciAddress);
+}
+
+/** An address as one number (domain, bus, device, function, most significant first), so that
+ * functions one after another on the bus (a PF's VFs) are consecutive numbers; null if malformed. */
+export function addressNumber(address: string): number | null {
+  if (!isPciAddress(address)) return null;
+  const colon = address.indexOf(":");
+  const domain = Number.parseInt(address.slice(0, colon), 16);
+  const bus = Number.parseInt(address.slice(colon + 1, colon + 3), 16);
+  const device = Number.parseInt(address.slice(colon + 4, colon + 6), 16);
+  const fn = Number(address[colon + 7]);
+  return ((domain * 256 + bus) * 32 + device) * 8 + fn;
+}
+
+/** The address addressNumber() made `n` from. */
+export function addressOfNumber(n: number): string {
+  const fn = n % 8;
+  const device = Math.floor(n / 8) % 32;
+  const bus = Math.floor(n / 256) % 256;
+  const domain = Math.floor(n / 65536);
+  return `${hex(domain, 4)}:${hex(bus, 2)}:${hex(device, 2)}.${fn}`;
+}
+
+/** An address or address glob as the operator wrote it, compiled once. */
+export interface AddressPattern {
+  /** `0000:83:00.0` or a glob such as `0000:8?:00.*`: always with its domain, lower case. */
+  text: string;
+  /** True when the bus, device or function holds `*`, `?` or `[…]`. */
+  isGlob: boolean;
+  /** Matches a full sysfs address (`0000:83:00.0`). */
+  pattern: RegExp;
+}
+
+const ADDRESS_SHAPE = /^(?:([0-9a-f]{4,8}):)?([^:.]+):([^:.]+)\.([^:.]+)$/;
+const GLOB_COMPONENT = /^(?:[0-9a-f?*]|\[(?:[0-9a-f](?:-[0-9a-f])?)+\])+$/;
+/** Every value a component may take: bus 00–ff, device 00–1f, function 0–7 (PCI limits). */
+const COMPONENT_VALUES = {
+  bus: Array.from({ length: 256 }, (_, i) => hex(i, 2)),
+  device: Array.from({ length: 32 }, (_, i) => hex(i, 2)),
+  function: Array.from({ length: 8 }, (_, i) => i.toString(16)),
+} as const;
+
+function componentRegex(glob: string): string {
+  // `*` and `?` stay inside one component: they never cross the `:` or `.` separators.
+  return glob.replace(/\*/g, "[0-9a-f]*").replace(/\?/g, "[0-9a-f]");
+}
+
+/** Parses `0000:83:00.0`, `83:00.0` (domain 0000 added, as lspci prints it), `10000:01:00.0`
+ * (an Intel VMD domain) or a glob over the bus/device/function; returns a message (what is
+ * wrong) instead when it cannot name a function. */
+export function parseAddressPattern(raw: string): AddressPattern | string {
+  const text = raw.trim().toLowerCase();
+  const m = ADDRESS_SHAPE.exec(text);
+  if (!m) {
+    return "is not a PCI address: expected domain:bus:device.function such as 0000:83:00.0";
+  }
+  // sysfs prints the domain as %04x: `00000` and `0000` are the same domain.
+  const domain = hex(Number.parseInt(m[1] ?? "0", 16), 4);
+  const parts = { bus: m[2] ?? "", device: m[3] ?? "", function: m[4] ?? "" };
+  const regexes: string[] = [];
+  for (const name of ["bus", "device", "function"] as const) {
+    const part = parts[name];
+    if (!GLOB_COMPONENT.test(part)) {
+      return `has a ${name} "${part}" that is neither hex digits nor a glob (*, ?, [0-7])`;
+    }
+    // A plain number is looked up; only a glob is tried against every value (cold regexes cost
+    // a hook more than the rest of the parse).
+    const glob = /^[0-9a-f]+$/.test(part) ? null : new RegExp(`^${componentRegex(part)}$`);
+    const values: readonly string[] = COMPONENT_VALUES[name];
+    if (glob ? !values.some((v) => glob.test(v)) : !values.includes(part)) {
+      const range = { bus: "00-ff", device: "00-1f", function: "0-7" }[name];
+      return `has a ${name} "${part}" that no PCI ${name} number (${range}) can have`;
+    }
+    regexes.push(componentRegex(part));
+  }
+  const isGlob = /[*?[]/.test(`${parts.bus}${parts.device}${parts.function}`);
+  return {
+    text: `${domain}:${parts.bus}:${parts.device}.${parts.function}`,
+    isGlob,
+    pattern: new RegExp(`^${domain}:${regexes[0]}:${regexes[1]}\\.${regexes[2]}$`),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vendor and device ids
+
+/** `10de`: four lower-case hex digits, as sysfs (without its 0x), lspci -nn and nova write them. */
+export function isPciId(text: string): boolean {
+  return /^[0-9a-f]{4}$/.test(text);
+}
+
+/** `10de`, `0x10DE` → `10de`; null when it is not exactly four hex digits. */
+export function parsePciId(text: string): string | null {
+  const id = text.trim().toLowerCase().replace(/^0x/, "");
+  return isPciId(id) ? id : null;
+}
+
+/** `0x10DE\n` → `10de`: a hex value as sysfs prints it, padded to `digits`; null when not hex or
+ * longer than that. */
+export function normaliseHex(raw: string, digits: number): string | null {
+  const text = raw.trim().toLowerCase().replace(/^0x/, "");
+  if (!/^[0-9a-f]+$/.test(text) || text.length > digits) return null;
+  return text.padStart(digits, "0");
+}
+
+/** `10de:1bb0`: the ids as lspci -nn and nova write them. */
+export function idsOf(fn: { vendorId: string; deviceId: string }): string {
+  return `${fn.vendorId}:${fn.deviceId}`;
+}
+
+const ID_PAIR = /^(?:0x)?([0-9a-f]{4}):(?:0x)?([0-9a-f]{4})$/;
+/** vendor:product shaped, whatever the characters (ID_PAIR is checked first). */
+const ID_PAIR_SHAPE = /^(?:0x)?[0-9a-z]{4}:(?:0x)?[0-9a-z]{4}$/;
+
+/** `10de:1bb0`, `0x10DE:0x1BB0` → the two ids; null for anything else. */
+export function parseIdPair(token: string): { vendorId: string; deviceId: string } | null {
+  const m = ID_PAIR.exec(token.trim().toLowerCase());
+  return m ? { vendorId: m[1]!, deviceId: m[2]! } : null;
+}
+
+/** What is wrong with a token that looks like ids but is not a pair parseIdPair takes (`10de:zzzz`,
+ * a lone `10de`), with the fix; null when it does not look like ids at all (an address, say). */
+export function idPairProblem(token: string): { problem: string; fix: string } | null {
+  const lower = token.trim().toLowerCase();
+  if (ID_PAIR_SHAPE.test(lower)) {
+    // Two 4-character words around one colon: vendor:product ids with a typo, never an address
+    // (an address has a `.function`). Said as ids, not as "not a PCI address".
+    const [vendor = "", product = ""] = lower.split(":").map((t) => t.replace(/^0x/, ""));
+    const bad = isPciId(vendor) ? `product id "${product}"` : `vendor id "${vendor}"`;
+    return {
+      problem: `${bad} is not 4 hex digits`,
+      fix: 'write the ids as lspci -nn shows them in brackets, e.g. "10de:1bb0"',
+    };
+  }
+  if (/^(?:0x)?[0-9a-f]{4}$/.test(lower)) {
+    return {
+      problem: "is a lone id: a short form names vendor:product or an address",
+      fix: 'write both ids, e.g. "10de:1bb0", or a full address such as 0000:83:00.0',
+    };
+  }
+  return null;
+}
+
+/** Splits a list of short forms (`10de:1bb0, 0000:83:00.0 84:00.1`) on commas and white space. */
+export function splitDeviceList(text: string): string[] {
+  return text.split(/[\s,]+/).filter((t) => t.length > 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Classes and the modalias
+
+/** PCI-to-PCI bridge or PCIe port (class 0604). */
+export function isBridgeClass(classCode: string): boolean {
+  return classCode.startsWith("0604");
+}
+
+/** The class words the `class` filter accepts, each a set of hex class-code prefixes. */
+export const CLASS_WORDS: Record<string, string[]> = {
+  // 0300 VGA, 0302 3D (datacenter GPUs), 0380 other display (some AMD Instinct cards).
+  gpu: ["0300", "0302", "0380"],
+  display: ["03"],
+  network: ["02"],
+  storage: ["01"],
+  // 0401 multimedia audio, 0403 HD audio (a GPU's HDMI audio function).
+  audio: ["0401", "0403"],
+  usb: ["0c03"],
+  bridge: ["06"],
+};
+
+/** Base-class words for the output (PCI Code and ID Assignment spec, base classes 00–13, 40). */
+const BASE_CLASS: Record<string, string> = {
+  "00": "unclassified",
+  "01": "storage",
+  "02": "network",
+  "03": "display",
+  "04": "multimedia",
+  "05": "memory",
+  "06": "bridge",
+  "07": "communication",
+  "08": "system",
+  "09": "input",
+  "0a": "docking",
+  "0b": "processor",
+  "0c": "serial-bus",
+  "0d": "wireless",
+  "0e": "intelligent-io",
+  "0f": "satellite",
+  "10": "encryption",
+  "11": "signal-processing",
+  "12": "accelerator",
+  "13": "instrumentation",
+  "40": "coprocessor",
+};
+
+/** A word for a class code: `gpu`, `audio`, `usb` where one fits, else the base class's word. */
+export function classWord(classCode: string): string {
+  for (const word of ["gpu", "audio", "usb"]) {
+    if (CLASS_WORDS[word]!.some((p) => classCode.startsWith(p))) return word;
+  }
+  return BASE_CLASS[classCode.slice(0, 2)] ?? "other";
+}
+
+/** The default nova alias for a function, from its PCI class: gpu, nic, nvme, storage, audio… */
+export function deriveAlias(fn: { classCode: string }): string {
+  const cls = fn.classCode.slice(0, 4);
+  const base = cls.slice(0, 2);
+  if (cls === "0300" || cls === "0301" || cls === "0302" || cls === "0380") return "gpu";
+  if (base === "02") return "nic";
+  if (cls === "0108") return "nvme";
+  if (base === "01") return "storage";
+  if (cls === "0401" || cls === "0403") return "audio";
+  if (base === "04") return "media";
+  if (cls === "0c03") return "usb";
+  if (base === "0c") return "serial";
+  if (base === "12" || cls === "0b40") return "accel";
+  if (base === "10") return "crypto";
+  if (base === "0d") return "wireless";
+  return "pci";
+}
+
+/** The ids and class a PCI modalias carries. */
+export interface ModaliasIds {
+  vendorId: string;
+  deviceId: string;
+  subsystemVendorId: string;
+  subsystemDeviceId: string;
+  classCode: string;
+}
+
+const MODALIAS =
+  /^pci:v0000([0-9A-F]{4})d0000([0-9A-F]{4})sv0000([0-9A-F]{4})sd0000([0-9A-F]{4})bc([0-9A-F]{2})sc([0-9A-F]{2})i([0-9A-F]{2})$/;
+
+/** Ids from a kernel-format PCI modalias; null when it is not one. */
+export function parseModalias(modalias: string): ModaliasIds | null {
+  const m = MODALIAS.exec(modalias);
+  if (!m) return null;
+  return {
+    vendorId: m[1]!.toLowerCase(),
+    deviceId: m[2]!.toLowerCase(),
+    subsystemVendorId: m[3]!.toLowerCase(),
+    subsystemDeviceId: m[4]!.toLowerCase(),
+    classCode: (m[5]! + m[6]! + m[7]!).toLowerCase(),
+  };
+}
+
+/** The modalias the kernel would print (drivers/pci/pci-sysfs.c), for when the file is unreadable. */
+export function synthModalias(
+  vendorId: string,
+  deviceId: string,
+  subsystemVendorId: string | null,
+  subsystemDeviceId: string | null,
+  classCode: string,
+): string {
+  const hex8 = (id: string | null): string => (id ?? "0").toUpperCase().padStart(8, "0");
+  const cls = classCode.toUpperCase();
+  return `pci:v${hex8(vendorId)}d${hex8(deviceId)}sv${hex8(subsystemVendorId)}sd${hex8(subsystemDeviceId)}bc${cls.slice(0, 2)}sc${cls.slice(2, 4)}i${cls.slice(4, 6)}`;
+}
+
+function hex(n: number, width: number): string {
+  return n.toString(16).padStart(width, "0");
+}
