@@ -2,7 +2,7 @@
 // relation, for the functions that are really on vfio-pci now. What to publish is decided in
 // plan/nova.ts; this module only reads the installed nova release and talks to the relation.
 import type { Model, Relation } from "ops-ts-shim";
-import type { NovaPciOption } from "./config";
+import type { Config } from "./config";
 import type { HostFacts } from "./host/facts";
 import { fileStamp } from "./host/file-stamp";
 import { readNovaRelease } from "./host/nova-release";
@@ -11,7 +11,6 @@ import {
   clearedNovaRelationData,
   type NovaRelease,
   novaRelationData,
-  novaWaitingMessage,
   resolveOptionName,
   SUBORDINATE_CONFIGURATION_KEY,
 } from "./plan/nova";
@@ -25,29 +24,29 @@ const RELEASE_KEY = "nova-release";
 
 export interface PublishOptions {
   root: string;
-  /** The parsed `nova-pci-option` (parseConfig lower-cases it: `DEVICE_SPEC` is device_spec). */
-  setting: NovaPciOption;
+  /** The parsed config (its `novaPciOption`: parseConfig lower-cases it, `DEVICE_SPEC` is
+   * device_spec), never the raw option values. */
+  config: Config;
   /** Go to the relations even if the value is unchanged (relation hooks: a new relation). */
   force: boolean;
 }
 
-/** Sends the current values to every nova-compute relation when they changed; returns the
- * status line for devices still waiting for a reboot (null when none). */
+/** Sends the current values to every nova-compute relation when they changed. */
 export function publishNova(
   model: Model,
   endpoint: string,
   plan: HostPlan,
   facts: HostFacts,
   options: PublishOptions,
-): { waitingMessage: string | null } {
+): void {
   const onVfio = new Set(
     facts.functions.filter((f) => f.driver === "vfio-pci").map((f) => f.address),
   );
   // dpkg's status file is large: read it only when the option name really depends on it.
-  const setting = options.setting;
+  const setting = options.config.novaPciOption;
   const release =
     setting === "auto" && plan.bind.length > 0 ? installedNova(model, options.root) : null;
-  const { data, waiting } = novaRelationData(
+  const { data } = novaRelationData(
     plan.bind,
     (a) => onVfio.has(a),
     resolveOptionName(setting, release),
@@ -59,7 +58,6 @@ export function publishNova(
     for (const relation of model.relations(endpoint)) relation.setLocalUnitData(data);
     model.stored.set(PUBLISHED_KEY, value);
   }
-  return { waitingMessage: novaWaitingMessage(waiting) };
 }
 
 /** The installed nova. dpkg's status runs to megabytes on a compute host and update-status comes

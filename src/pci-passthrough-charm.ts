@@ -89,10 +89,11 @@ export class PciPassthroughCharm extends CharmBase {
     const result = prepareHost(this.model.config(), this.memory(), deps);
     this.remember(result);
     this.status = statusFor(result.outcome);
-    if (result.outcome.kind === "prepared") {
-      publishNova(this.model, NOVA_ENDPOINT, result.outcome.plan, result.outcome.facts, {
+    const { outcome, config } = result;
+    if (outcome.kind === "prepared" && config !== null) {
+      publishNova(this.model, NOVA_ENDPOINT, outcome.plan, outcome.facts, {
         root: deps.root,
-        setting: result.config?.novaPciOption ?? "auto",
+        config,
         force: relationHook,
       });
     }

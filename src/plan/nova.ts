@@ -358,10 +358,3 @@ export function novaRelationData(
 export function clearedNovaRelationData(): Record<string, string | null> {
   return { [SUBORDINATE_CONFIGURATION_KEY]: null };
 }
-
-/** The status line for functions bound in the plan but not on vfio-pci yet; null when none. */
-export function novaWaitingMessage(waiting: BoundDevice[]): string | null {
-  if (waiting.length === 0) return null;
-  const n = waiting.length;
-  return `waiting for reboot before offering ${n} device${n === 1 ? "" : "s"} to nova`;
-}
