@@ -3,13 +3,12 @@
 // plan/nova.ts; this module only reads the installed nova release and talks to the relation.
 import type { Model, Relation } from "ops-ts-shim";
 import type { Config } from "./config";
-import type { HostFacts } from "./host/facts";
+import type { HostFacts, NovaRelease } from "./host/facts";
 import { fileStamp } from "./host/file-stamp";
 import { readNovaRelease } from "./host/nova-release";
 import { READ } from "./host/root";
 import {
   clearedNovaRelationData,
-  type NovaRelease,
   novaRelationData,
   resolveOptionName,
   SUBORDINATE_CONFIGURATION_KEY,

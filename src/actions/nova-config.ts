@@ -5,9 +5,9 @@
 
 import type { NovaPciOption } from "../config";
 import { validateActionNovaConfig } from "../generated/validators.js";
+import type { NovaRelease } from "../host/facts";
 import {
   chooseOptionName,
-  type NovaRelease,
   novaEntryProblems,
   novaJson,
   novaPciEntries,

@@ -123,3 +123,13 @@ export interface ModuleNames {
    * could be read. */
   exists(module: string): boolean | null;
 }
+
+/** The nova installed on this host, from dpkg (host/nova-release.ts). */
+export interface NovaRelease {
+  /** The package that said so: `nova-common` (preferred) or `python3-nova`. */
+  package: string;
+  /** The dpkg version as installed: `3:29.0.1-0ubuntu1`. */
+  version: string;
+  /** Upstream major.minor.patch, epoch, Debian revision and pre-release tags dropped: [29, 0, 1]. */
+  upstream: [number, number, number];
+}

@@ -2,7 +2,7 @@
 // packages are in our dpkg status; the version decides `device_spec` (Zed, 26.0.0, and later) vs
 // `passthrough_whitelist` (plan/nova.ts).
 import { readFileSync } from "node:fs";
-import type { NovaRelease } from "../plan/nova";
+import type { NovaRelease } from "./facts";
 import { READ, under } from "./root";
 
 /** Packages whose version is nova's, most telling first: nova-common ships nova.conf and is what

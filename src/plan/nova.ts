@@ -15,21 +15,12 @@
 // (nova/pci/devspec.py, nova/pci/request.py). Compact JSON of lower-case hex ids and full addresses
 // passes all three; alias names are checked below because they come from the operator.
 import type { NovaPciOption } from "../config";
+import type { NovaRelease } from "../host/facts";
 import { byAddress, domainOf, isPciAddress, normaliseHex } from "../pci-vocabulary";
 import type { BoundDevice, NovaDeviceType, PlanProblem } from "./types";
 
 /** The nova.conf [pci] option names that carry the device spec (the alias option is `alias`). */
 export type NovaSpecOptionName = "device_spec" | "passthrough_whitelist";
-
-/** The nova installed on this host, from dpkg (host/nova-release.ts). */
-export interface NovaRelease {
-  /** The package that said so: `nova-common` (preferred) or `python3-nova`. */
-  package: string;
-  /** The dpkg version as installed: `3:29.0.1-0ubuntu1`. */
-  version: string;
-  /** Upstream major.minor.patch, epoch, Debian revision and pre-release tags dropped: [29, 0, 1]. */
-  upstream: [number, number, number];
-}
 
 /** One `[pci] device_spec` value: a single function, pinned by address and ids. */
 export interface NovaDeviceSpec {

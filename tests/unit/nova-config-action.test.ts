@@ -7,7 +7,7 @@ import {
   parseNovaConfigParams,
 } from "../../src/actions/nova-config";
 import { invalidResultKeys, type ResultTree } from "../../src/actions/results";
-import type { NovaRelease } from "../../src/plan/nova";
+import type { NovaRelease } from "../../src/host/facts";
 import { bound, gpu, gpuAudio } from "../support/bound-devices";
 
 const caracal: NovaRelease = {

@@ -2,10 +2,10 @@
 // one of two identical GPUs, a GPU with its HDMI audio function, nothing bound, and removal. The
 // expected strings are written out by hand: they are the wire format, not a re-run of the code.
 import { describe, expect, it } from "vitest";
+import type { NovaRelease } from "../../src/host/facts";
 import {
   chooseOptionName,
   clearedNovaRelationData,
-  type NovaRelease,
   novaEntryProblems,
   novaPciEntries,
   novaRelationData,

@@ -1,0 +1,159 @@
+// The arrows of src/, read from the code with TypeScript's own parser (ts.preProcessFile: every
+// import, export-from, dynamic import and require, type-only ones included). The layering the
+// charm is built on (docs: ARCHITECTURE) holds only while nobody adds the one import that breaks
+// it, so it is a test:
+//   - host/ reads facts: it imports nothing from plan/, actions/ or apply/ (types they share live
+//     with the facts or in pci-vocabulary.ts);
+//   - pure modules (plan/, the action planners, config, the vocabulary) never import apply/, nor
+//     node:fs / node:child_process: they take facts and return decisions;
+//   - no two files of src/ import each other, however indirectly.
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import ts from "typescript";
+import { describe, expect, it } from "vitest";
+
+const SRC = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "src");
+
+/** Actions that act on the host (sysfs writes, commands); every other file of actions/ is pure. */
+const ACTION_EXECUTORS = new Set(["actions/rebind.ts"]);
+
+/** Whether a file (relative to src/) must stay free of I/O and of apply/. */
+function isPure(file: string): boolean {
+  if (file.startsWith("plan/")) return true;
+  if (file.startsWith("actions/")) return !ACTION_EXECUTORS.has(file);
+  return file === "config.ts" || file === "pci-vocabulary.ts";
+}
+
+/** file (relative to src/) → what it imports: other src files (relative to src/, no extension
+ * resolution beyond .ts/.js/.d.ts) and bare specifiers (`node:fs`, `yaml`). */
+type Graph = Map<string, string[]>;
+
+interface Rule {
+  name: string;
+  applies(file: string): boolean;
+  forbids(target: string): boolean;
+}
+
+const RULES: Rule[] = [
+  {
+    name: "host/ imports nothing from plan/, actions/ or apply/",
+    applies: (f) => f.startsWith("host/"),
+    forbids: (t) => /^(plan|actions|apply)\//.test(t),
+  },
+  {
+    name: "a pure module (plan/, action planners, config, vocabulary) imports nothing from apply/",
+    applies: isPure,
+    forbids: (t) => t.startsWith("apply/"),
+  },
+  {
+    name: "a pure module does no I/O (no node:fs, node:child_process)",
+    applies: isPure,
+    forbids: (t) => /^(node:)?(fs|child_process)(\/|$)/.test(t),
+  },
+];
+
+/** Every import that breaks a rule, as `file -> target (rule)`. */
+function violations(graph: Graph, rules: Rule[] = RULES): string[] {
+  const out: string[] = [];
+  for (const [file, targets] of graph) {
+    for (const rule of rules) {
+      if (!rule.applies(file)) continue;
+      for (const t of targets) if (rule.forbids(t)) out.push(`${file} -> ${t} (${rule.name})`);
+    }
+  }
+  return out.sort();
+}
+
+/** Every circle of imports among src files, each as `a -> b -> a`. */
+function circles(graph: Graph): string[] {
+  const found = new Set<string>();
+  const state = new Map<string, "open" | "done">();
+  const stack: string[] = [];
+  const visit = (file: string): void => {
+    state.set(file, "open");
+    stack.push(file);
+    for (const t of graph.get(file) ?? []) {
+      if (!graph.has(t)) continue;
+      if (state.get(t) === "open") {
+        const loop = stack.slice(stack.indexOf(t));
+        found.add([...loop, t].join(" -> "));
+      } else if (!state.has(t)) visit(t);
+    }
+    stack.pop();
+    state.set(file, "done");
+  };
+  for (const file of [...graph.keys()].sort()) if (!state.has(file)) visit(file);
+  return [...found];
+}
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const full = join(dir, e.name);
+    if (e.isDirectory()) return e.name === "generated" ? [] : sourceFiles(full);
+    return e.name.endsWith(".ts") && !e.name.endsWith(".d.ts") ? [full] : [];
+  });
+}
+
+/** The import graph of src/ as the code has it now. */
+function readGraph(): Graph {
+  const graph: Graph = new Map();
+  for (const full of sourceFiles(SRC)) {
+    const file = relative(SRC, full);
+    const info = ts.preProcessFile(readFileSync(full, "utf8"), true, true);
+    const targets = info.importedFiles.map(({ fileName: spec }) => {
+      if (!spec.startsWith(".")) return spec;
+      const target = relative(SRC, resolve(dirname(full), spec));
+      return target.replace(/\.js$/, ".ts").replace(/^(?!.*\.ts$)(.*)$/, "$1.ts");
+    });
+    graph.set(file, [...new Set(targets)]);
+  }
+  return graph;
+}
+
+describe("the import graph of src/", () => {
+  const graph = readGraph();
+
+  it("is read from the code (the known arrows are there)", () => {
+    expect(graph.get("config.ts")).toContain("pci-vocabulary.ts");
+    expect(graph.get("host/pci.ts")).toContain("node:fs");
+    expect(graph.get("actions/rebind.ts")).toContain("apply/sysfs.ts");
+    expect(graph.get("config.ts")).toContain("yaml"); // require("yaml"), on first use
+  });
+
+  it("keeps host/ below plan/, actions/ and apply/, and the pure modules free of apply/ and I/O", () => {
+    expect(violations(graph)).toEqual([]);
+  });
+
+  it("has no circle", () => {
+    expect(circles(graph)).toEqual([]);
+  });
+});
+
+describe("the checks themselves fail on what they forbid", () => {
+  const bad: Graph = new Map([
+    ["host/nova-release.ts", ["plan/nova.ts", "node:fs"]],
+    ["host/pci.ts", ["actions/groups.ts", "apply/sysfs.ts", "pci-vocabulary.ts"]],
+    ["plan/select.ts", ["apply/files.ts", "host/facts.ts"]],
+    ["actions/rebind-plan.ts", ["apply/sysfs.ts"]],
+    ["actions/rebind.ts", ["apply/sysfs.ts", "node:fs"]],
+    ["config.ts", ["node:fs"]],
+    ["a.ts", ["b.ts"]],
+    ["b.ts", ["a.ts"]],
+  ]);
+
+  it("names each forbidden import, and only those", () => {
+    expect(violations(bad).map((v) => v.split(" (")[0])).toEqual([
+      "actions/rebind-plan.ts -> apply/sysfs.ts",
+      "config.ts -> node:fs",
+      "host/nova-release.ts -> plan/nova.ts",
+      "host/pci.ts -> actions/groups.ts",
+      "host/pci.ts -> apply/sysfs.ts",
+      "plan/select.ts -> apply/files.ts",
+    ]);
+  });
+
+  it("finds a circle", () => {
+    expect(circles(bad)).toEqual(["a.ts -> b.ts -> a.ts"]);
+  });
+});
