@@ -1,5 +1,7 @@
 // Entry point bundled into dist/charm.js; ./dispatch runs it for every hook and action.
 import { main } from "ops-ts-shim";
+// src/generated/ is not in git: `npm run gen` makes it from actions.yaml and src/schemas/, and
+// `npm ci` (the prepare script) and every build run that (src/generated/README.md).
 import { declaredActions } from "./generated/actions";
 import { PciPassthroughCharm } from "./pci-passthrough-charm";
 

@@ -1,6 +1,7 @@
 // The charm's configuration, validated. The raw values come from `config-get --format=json`; the
 // parser (parseConfig) turns them into this shape or into ConfigErrors that name the option.
 import type { Node } from "yaml";
+// Generated from src/schemas/devices.schema.json by `npm run gen` (run by npm ci and every build).
 import { validateDevices } from "./generated/validators.js";
 import {
   type AddressPattern,
