@@ -3,7 +3,7 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
 import { machine as unameMachine } from "node:os";
 import type { CpuVendor, HostArch, HostReadProblem, VfioPciAvailability } from "./facts";
-import { errnoCode, readSmallFile } from "./pci";
+import { errnoCode, readSmallFile } from "./read-files";
 import { isRealRoot, moduleFiles, READ, under } from "./root";
 
 /** The command line the running kernel booted with (trimmed); null with a problem when unreadable. */

@@ -9,7 +9,7 @@
 import { readFileSync, readlinkSync } from "node:fs";
 import type { HostReadProblem, ModuleIndex, ModuleNames } from "./facts";
 import { fileStamp } from "./file-stamp";
-import { errnoCode } from "./pci";
+import { errnoCode } from "./read-files";
 import { driverModuleLink, moduleFiles, under } from "./root";
 
 interface AliasEntry {

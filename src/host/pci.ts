@@ -2,93 +2,18 @@
 // a device can vanish between the listing and the read (hot-unplug, VFs torn down), a `driver`
 // link can point at a driver that is unloading, an attribute can fail to read. None of that may
 // crash a hook: each becomes a HostReadProblem naming the path, and the read goes on.
-import {
-  closeSync,
-  existsSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  readSync,
-} from "node:fs";
+import { existsSync, readdirSync, readlinkSync } from "node:fs";
 import {
   compareAddresses,
   isBridgeClass,
   isPciAddress,
-  type ModaliasIds,
   normaliseHex,
   parseModalias,
   synthModalias,
 } from "../pci-vocabulary";
 import type { HostReadProblem, IommuGroupsDir, PciFunction } from "./facts";
+import { errnoCode, listDir, readAttrFile } from "./read-files";
 import { READ, under } from "./root";
-
-/** The errno code of a failed fs call (`ENOENT`, `EISDIR`…), or `error` when there is none. */
-export function errnoCode(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return typeof code === "string" ? code : "error";
-}
-
-/** Directory entries of a host path, or null when it does not exist; other errors are problems. */
-export function listDir(
-  root: string,
-  hostPath: string,
-  problems: HostReadProblem[],
-  address: string | null = null,
-): string[] | null {
-  try {
-    return readdirSync(under(root, hostPath));
-  } catch (error) {
-    const code = errnoCode(error);
-    if (code !== "ENOENT") {
-      problems.push({
-        kind: "unreadable",
-        path: hostPath,
-        address,
-        message: `cannot list ${hostPath} (${code}); its entries are left out — check the path by hand`,
-      });
-    }
-    return null;
-  }
-}
-
-/** Text of a small host file, trimmed; null when absent; other errors become a problem. */
-export function readSmallFile(
-  root: string,
-  hostPath: string,
-  problems: HostReadProblem[],
-  what: string,
-): string | null {
-  try {
-    return readFileSync(under(root, hostPath), "latin1").trim();
-  } catch (error) {
-    const code = errnoCode(error);
-    if (code !== "ENOENT") {
-      problems.push({
-        kind: "unreadable",
-        path: hostPath,
-        address: null,
-        message: `cannot read ${hostPath} (${code}); ${what}`,
-      });
-    }
-    return null;
-  }
-}
-
-// One buffer for every attribute read: sysfs attributes are at most a page. open/read/close is
-// about twice as fast as readFileSync (no fstat, no allocation), which matters at 10,000 functions.
-const attrBuffer = Buffer.alloc(4096);
-
-/** A sysfs attribute's text (untrimmed); throws the fs error. Synchronous and allocation-light. */
-export function readAttrFile(file: string): string {
-  const fd = openSync(file, "r");
-  try {
-    const length = readSync(fd, attrBuffer, 0, attrBuffer.length, 0);
-    return attrBuffer.toString("latin1", 0, length);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** Thrown inside one device's read when its directory is gone: the device is skipped. */
 class DeviceVanished extends Error {}
@@ -174,7 +99,8 @@ interface DriverCheck {
   dangling: Map<string, string[]>;
 }
 
-/** One device. Returns null (with a problem) when its identity cannot be read. */
+/** One device, read top-down: its directory, its identity (ids and class), then everything else.
+ * Returns null (with a problem) when its identity cannot be read. */
 function readOneFunction(
   root: string,
   name: string,
@@ -182,6 +108,61 @@ function readOneFunction(
   drivers: DriverCheck,
   problems: HostReadProblem[],
 ): PciFunction | null {
+  const dev = openDevice(root, name, address, problems);
+  if (dev === null) return null;
+  const ids = readIds(dev);
+  if (ids === null) return null;
+  const { vendorId, deviceId, classCode, subsystemVendorId, subsystemDeviceId } = ids;
+  return {
+    address,
+    vendorId,
+    deviceId,
+    subsystemVendorId,
+    subsystemDeviceId,
+    classCode,
+    driver: readDriver(dev, drivers),
+    driverOverride: readDriverOverride(dev),
+    iommuGroup: readIommuGroup(dev),
+    numaNode: readNumaNode(dev),
+    bootVga: dev.attr("boot_vga", "treated as not the boot VGA") === "1",
+    modalias:
+      ids.modalias ??
+      synthModalias(vendorId, deviceId, subsystemVendorId, subsystemDeviceId, classCode),
+    isBridge: isBridgeClass(classCode),
+    sriov: readSriov(dev),
+    physfn: readPhysfn(dev),
+    netInterfaces: dev.entries.has("net")
+      ? (listDir(root, `${dev.hostDir}/net`, problems, address) ?? []).sort()
+      : [],
+    consumers: readConsumers(dev),
+  };
+}
+
+/** One device's directory while it is read: its entries, listed once, and readers of them that
+ * record what they could not read. */
+interface DeviceDir {
+  address: string;
+  /** `/sys/bus/pci/devices/<name>`, as on the host (for messages). */
+  hostDir: string;
+  /** The same under the root (for reading). */
+  dir: string;
+  entries: Set<string>;
+  problems: HostReadProblem[];
+  /** An attribute's trimmed text; undefined when the device has no such attribute; null when it
+   * exists but could not be read (a problem was recorded saying what the reader `assumed`). */
+  attr(file: string, assumed: string): string | null | undefined;
+  /** Basename of a symlink in the device dir; undefined when absent, null when unreadable. */
+  link(file: string): string | null | undefined;
+}
+
+/** Lists the device's directory; null (with a problem) when it cannot; throws DeviceVanished
+ * when it is gone. */
+function openDevice(
+  root: string,
+  name: string,
+  address: string,
+  problems: HostReadProblem[],
+): DeviceDir | null {
   const hostDir = `${READ.pciDevices}/${name}`;
   const dir = under(root, hostDir);
   let entries: Set<string>;
@@ -200,204 +181,184 @@ function readOneFunction(
     return null;
   }
 
-  const vanishedIfGone = (): void => {
-    if (!existsSync(dir)) throw new DeviceVanished();
-  };
-
-  /** An attribute's trimmed text; undefined when the device has no such attribute; null when it
-   * exists but could not be read (a problem was recorded saying what the reader assumed). */
-  const attr = (file: string, assumed: string): string | null | undefined => {
+  /** Reads one entry of the device dir. A missing entry is undefined; one that went missing since
+   * the listing is the device vanishing, or a file that came and went; any other failure is a
+   * problem (`unreadable` says what the reader assumed) and null. */
+  const readEntry = <T>(
+    file: string,
+    read: (path: string) => T,
+    unreadable: (code: string) => string,
+  ): T | null | undefined => {
     if (!entries.has(file)) return undefined;
     try {
-      return readAttrFile(`${dir}/${file}`).trim();
+      return read(`${dir}/${file}`);
     } catch (error) {
       const code = errnoCode(error);
       if (code === "ENOENT") {
-        vanishedIfGone();
+        if (!existsSync(dir)) throw new DeviceVanished();
         return undefined;
       }
       problems.push({
         kind: "unreadable",
         path: `${hostDir}/${file}`,
         address,
-        message: `cannot read ${hostDir}/${file} (${code}); ${assumed}`,
+        message: unreadable(code),
       });
       return null;
     }
   };
-
-  /** Basename of a symlink in the device dir; undefined when absent, null when unreadable. */
-  const link = (file: string): string | null | undefined => {
-    if (!entries.has(file)) return undefined;
-    try {
-      const target = readlinkSync(`${dir}/${file}`);
-      return target.slice(target.lastIndexOf("/") + 1);
-    } catch (error) {
-      const code = errnoCode(error);
-      if (code === "ENOENT") {
-        vanishedIfGone();
-        return undefined;
-      }
-      problems.push({
-        kind: "unreadable",
-        path: `${hostDir}/${file}`,
-        address,
-        message: `cannot read the link ${hostDir}/${file} (${code}); treated as absent`,
-      });
-      return null;
-    }
-  };
-
-  const skipped = `device ${address} left out of the device list — check it with \`lspci -vvv -s ${address}\` and dmesg`;
-  const hexId = (file: string, digits: number, required: boolean): string | null => {
-    const raw = attr(file, required ? skipped : "shown as unknown");
-    if (raw === undefined || raw === null) {
-      if (raw === undefined && required) {
-        problems.push({
-          kind: "malformed",
-          path: `${hostDir}/${file}`,
-          address,
-          message: `${hostDir}/${file} is missing; ${skipped}`,
-        });
-      }
-      return null;
-    }
-    const value = normaliseHex(raw, digits);
-    if (value === null) {
-      problems.push({
-        kind: "malformed",
-        path: `${hostDir}/${file}`,
-        address,
-        message: `${hostDir}/${file} holds ${JSON.stringify(raw)}, not a hex id; ${required ? skipped : "shown as unknown"}`,
-      });
-    }
-    return value;
-  };
-
-  // The modalias carries vendor, device, subsystem ids and class (the kernel prints it from the
-  // same fields as the separate attributes): one read instead of six. The attributes are read
-  // only when the modalias is unreadable or not in the kernel's format.
-  const modaliasText = attr("modalias", "ids read from the separate attributes instead");
-  const fromModalias = modaliasText ? parseModalias(modaliasText) : null;
-  let ids: Omit<ModaliasIds, "subsystemVendorId" | "subsystemDeviceId"> & {
-    subsystemVendorId: string | null;
-    subsystemDeviceId: string | null;
-  };
-  if (fromModalias) {
-    ids = fromModalias;
-  } else {
-    const vendorId = hexId("vendor", 4, true);
-    const deviceId = hexId("device", 4, true);
-    const classCode = hexId("class", 6, true);
-    if (vendorId === null || deviceId === null || classCode === null) return null;
-    ids = {
-      vendorId,
-      deviceId,
-      classCode,
-      subsystemVendorId: hexId("subsystem_vendor", 4, false),
-      subsystemDeviceId: hexId("subsystem_device", 4, false),
-    };
-  }
-  const { vendorId, deviceId, classCode, subsystemVendorId, subsystemDeviceId } = ids;
-
-  const driver = readDriver(dir, address, link("driver"), drivers);
-
-  const overrideRaw = attr("driver_override", "treated as no override");
-  const driverOverride =
-    overrideRaw === undefined ||
-    overrideRaw === null ||
-    overrideRaw === "" ||
-    overrideRaw === "(null)"
-      ? null
-      : overrideRaw;
-
-  const groupName = link("iommu_group");
-  let iommuGroup: number | null = null;
-  if (groupName !== undefined && groupName !== null) {
-    iommuGroup = /^\d+$/.test(groupName) ? Number(groupName) : null;
-    if (iommuGroup === null) {
-      problems.push({
-        kind: "malformed",
-        path: `${hostDir}/iommu_group`,
-        address,
-        message: `${hostDir}/iommu_group points to ${JSON.stringify(groupName)}, not a group number; treated as no IOMMU group`,
-      });
-    }
-  }
-
-  const numaRaw = attr("numa_node", "NUMA node shown as unknown");
-  const numa = numaRaw ? Number.parseInt(numaRaw, 10) : Number.NaN;
-  const numaNode = Number.isInteger(numa) && numa >= 0 ? numa : null;
-
-  const bootVga = attr("boot_vga", "treated as not the boot VGA") === "1";
-
-  const modalias =
-    modaliasText ||
-    synthModalias(vendorId, deviceId, subsystemVendorId, subsystemDeviceId, classCode);
-
-  let sriov: PciFunction["sriov"] = null;
-  const totalRaw = attr("sriov_totalvfs", "treated as not SR-IOV capable");
-  if (totalRaw) {
-    const totalVfs = Number.parseInt(totalRaw, 10);
-    const numRaw = attr("sriov_numvfs", "VFs enabled counted as 0");
-    const numVfs = numRaw ? Number.parseInt(numRaw, 10) : 0;
-    if (Number.isInteger(totalVfs))
-      sriov = { totalVfs, numVfs: Number.isInteger(numVfs) ? numVfs : 0 };
-  }
-
-  const physfnName = link("physfn");
-  const physfn = physfnName && isPciAddress(physfnName) ? physfnName : null;
-
-  let netInterfaces: string[] = [];
-  if (entries.has("net")) {
-    netInterfaces = (listDir(root, `${hostDir}/net`, problems, address) ?? []).sort();
-  }
-
-  const consumers: string[] = [];
-  for (const entry of entries) {
-    if (entry.startsWith("consumer:pci:")) {
-      const consumer = entry.slice("consumer:pci:".length);
-      if (isPciAddress(consumer)) consumers.push(consumer);
-    }
-  }
-  consumers.sort(compareAddresses);
 
   return {
     address,
-    vendorId,
-    deviceId,
-    subsystemVendorId,
-    subsystemDeviceId,
-    classCode,
-    driver,
-    driverOverride,
-    iommuGroup,
-    numaNode,
-    bootVga,
-    modalias,
-    isBridge: isBridgeClass(classCode),
-    sriov,
-    physfn,
-    netInterfaces,
-    consumers,
+    hostDir,
+    dir,
+    entries,
+    problems,
+    attr: (file, assumed) =>
+      readEntry(
+        file,
+        (path) => readAttrFile(path).trim(),
+        (code) => `cannot read ${hostDir}/${file} (${code}); ${assumed}`,
+      ),
+    link: (file) =>
+      readEntry(
+        file,
+        (path) => {
+          const target = readlinkSync(path);
+          return target.slice(target.lastIndexOf("/") + 1);
+        },
+        (code) => `cannot read the link ${hostDir}/${file} (${code}); treated as absent`,
+      ),
   };
 }
 
+/** The ids and class that make a function what it is, and the modalias when the kernel's could be
+ * read. Null (with a problem) when the vendor, device or class cannot be read. */
+interface FunctionIds {
+  vendorId: string;
+  deviceId: string;
+  classCode: string;
+  subsystemVendorId: string | null;
+  subsystemDeviceId: string | null;
+  modalias: string | null;
+}
+
+/** The modalias carries vendor, device, subsystem ids and class (the kernel prints it from the
+ * same fields as the separate attributes): one read instead of six. The attributes are read only
+ * when the modalias is unreadable or not in the kernel's format. */
+function readIds(dev: DeviceDir): FunctionIds | null {
+  const modalias = dev.attr("modalias", "ids read from the separate attributes instead");
+  const fromModalias = modalias ? parseModalias(modalias) : null;
+  if (fromModalias) return { ...fromModalias, modalias: modalias ?? null };
+  const vendorId = hexAttr(dev, "vendor", 4, true);
+  const deviceId = hexAttr(dev, "device", 4, true);
+  const classCode = hexAttr(dev, "class", 6, true);
+  if (vendorId === null || deviceId === null || classCode === null) return null;
+  return {
+    vendorId,
+    deviceId,
+    classCode,
+    subsystemVendorId: hexAttr(dev, "subsystem_vendor", 4, false),
+    subsystemDeviceId: hexAttr(dev, "subsystem_device", 4, false),
+    modalias: modalias || null,
+  };
+}
+
+/** A hex id attribute (`0x10de`), normalised; null when absent, unreadable or not hex (each a
+ * problem when the device cannot be listed without it). */
+function hexAttr(dev: DeviceDir, file: string, digits: number, required: boolean): string | null {
+  const { address, hostDir, problems } = dev;
+  const skipped = `device ${address} left out of the device list — check it with \`lspci -vvv -s ${address}\` and dmesg`;
+  const raw = dev.attr(file, required ? skipped : "shown as unknown");
+  if (raw === undefined || raw === null) {
+    if (raw === undefined && required) {
+      problems.push({
+        kind: "malformed",
+        path: `${hostDir}/${file}`,
+        address,
+        message: `${hostDir}/${file} is missing; ${skipped}`,
+      });
+    }
+    return null;
+  }
+  const value = normaliseHex(raw, digits);
+  if (value === null) {
+    problems.push({
+      kind: "malformed",
+      path: `${hostDir}/${file}`,
+      address,
+      message: `${hostDir}/${file} holds ${JSON.stringify(raw)}, not a hex id; ${required ? skipped : "shown as unknown"}`,
+    });
+  }
+  return value;
+}
+
+/** `driver_override`; null when empty or `(null)` (the kernel's word for none). */
+function readDriverOverride(dev: DeviceDir): string | null {
+  const raw = dev.attr("driver_override", "treated as no override");
+  return raw === undefined || raw === null || raw === "" || raw === "(null)" ? null : raw;
+}
+
+/** The `iommu_group` link's group number; null without one (a problem when it is not a number). */
+function readIommuGroup(dev: DeviceDir): number | null {
+  const groupName = dev.link("iommu_group");
+  if (groupName === undefined || groupName === null) return null;
+  if (/^\d+$/.test(groupName)) return Number(groupName);
+  dev.problems.push({
+    kind: "malformed",
+    path: `${dev.hostDir}/iommu_group`,
+    address: dev.address,
+    message: `${dev.hostDir}/iommu_group points to ${JSON.stringify(groupName)}, not a group number; treated as no IOMMU group`,
+  });
+  return null;
+}
+
+/** `numa_node`; null for -1 (no affinity), absent or unreadable. */
+function readNumaNode(dev: DeviceDir): number | null {
+  const raw = dev.attr("numa_node", "NUMA node shown as unknown");
+  const numa = raw ? Number.parseInt(raw, 10) : Number.NaN;
+  return Number.isInteger(numa) && numa >= 0 ? numa : null;
+}
+
+/** SR-IOV capability (`sriov_totalvfs`) and the VFs enabled now; null when not SR-IOV capable. */
+function readSriov(dev: DeviceDir): PciFunction["sriov"] {
+  const totalRaw = dev.attr("sriov_totalvfs", "treated as not SR-IOV capable");
+  if (!totalRaw) return null;
+  const totalVfs = Number.parseInt(totalRaw, 10);
+  const numRaw = dev.attr("sriov_numvfs", "VFs enabled counted as 0");
+  const numVfs = numRaw ? Number.parseInt(numRaw, 10) : 0;
+  if (!Number.isInteger(totalVfs)) return null;
+  return { totalVfs, numVfs: Number.isInteger(numVfs) ? numVfs : 0 };
+}
+
+/** For a VF: its PF's address (the `physfn` link); null otherwise. */
+function readPhysfn(dev: DeviceDir): string | null {
+  const physfn = dev.link("physfn");
+  return physfn && isPciAddress(physfn) ? physfn : null;
+}
+
+/** Addresses from the `consumer:pci:<address>` device links (a GPU's USB-C or audio). */
+function readConsumers(dev: DeviceDir): string[] {
+  const consumers: string[] = [];
+  for (const entry of dev.entries) {
+    if (!entry.startsWith("consumer:pci:")) continue;
+    const consumer = entry.slice("consumer:pci:".length);
+    if (isPciAddress(consumer)) consumers.push(consumer);
+  }
+  return consumers.sort(compareAddresses);
+}
+
 /** The bound driver's name, or null when unbound or when the link points at no driver. */
-function readDriver(
-  dir: string,
-  address: string,
-  name: string | null | undefined,
-  drivers: DriverCheck,
-): string | null {
+function readDriver(dev: DeviceDir, drivers: DriverCheck): string | null {
+  const name = dev.link("driver");
   if (name === undefined || name === null) return null;
   // The cheap check: a registered driver by that name. Otherwise follow the link for real, so a
   // link into nowhere (a driver mid-unload, a damaged tree) reads as unbound, not as a driver.
   if (drivers.registered === null || drivers.registered.has(name)) return name;
-  if (existsSync(`${dir}/driver`)) return name;
+  if (existsSync(`${dev.dir}/driver`)) return name;
   const addresses = drivers.dangling.get(name);
-  if (addresses) addresses.push(address);
-  else drivers.dangling.set(name, [address]);
+  if (addresses) addresses.push(dev.address);
+  else drivers.dangling.set(name, [dev.address]);
   return null;
 }
 

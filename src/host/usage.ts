@@ -19,7 +19,8 @@
 import { existsSync, readlinkSync, realpathSync } from "node:fs";
 import { pciAddressesInPath } from "../pci-vocabulary";
 import type { HostReadProblem, HostUsage, NetInterface, PciFunction } from "./facts";
-import { listDir, readPciFunctions, readSmallFile } from "./pci";
+import { readPciFunctions } from "./pci";
+import { listDir, readSmallFile } from "./read-files";
 import { READ, under } from "./root";
 
 const IFF_UP = 0x1;

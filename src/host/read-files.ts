@@ -1,0 +1,73 @@
+// The host/ readers' file primitives: list a directory, read a small file or a sysfs attribute,
+// under the root, turning every failure but "absent" into a HostReadProblem that names the path.
+// The readers of host/ share them, so a hostile host is met the same way wherever it is read.
+import { closeSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
+import type { HostReadProblem } from "./facts";
+import { under } from "./root";
+
+/** The errno code of a failed fs call (`ENOENT`, `EISDIR`…), or `error` when there is none. */
+export function errnoCode(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === "string" ? code : "error";
+}
+
+/** Directory entries of a host path, or null when it does not exist; other errors are problems. */
+export function listDir(
+  root: string,
+  hostPath: string,
+  problems: HostReadProblem[],
+  address: string | null = null,
+): string[] | null {
+  try {
+    return readdirSync(under(root, hostPath));
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code !== "ENOENT") {
+      problems.push({
+        kind: "unreadable",
+        path: hostPath,
+        address,
+        message: `cannot list ${hostPath} (${code}); its entries are left out — check the path by hand`,
+      });
+    }
+    return null;
+  }
+}
+
+/** Text of a small host file, trimmed; null when absent; other errors become a problem. */
+export function readSmallFile(
+  root: string,
+  hostPath: string,
+  problems: HostReadProblem[],
+  what: string,
+): string | null {
+  try {
+    return readFileSync(under(root, hostPath), "latin1").trim();
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code !== "ENOENT") {
+      problems.push({
+        kind: "unreadable",
+        path: hostPath,
+        address: null,
+        message: `cannot read ${hostPath} (${code}); ${what}`,
+      });
+    }
+    return null;
+  }
+}
+
+// One buffer for every attribute read: sysfs attributes are at most a page. open/read/close is
+// about twice as fast as readFileSync (no fstat, no allocation), which matters at 10,000 functions.
+const attrBuffer = Buffer.alloc(4096);
+
+/** A sysfs attribute's text (untrimmed); throws the fs error. Synchronous and allocation-light. */
+export function readAttrFile(file: string): string {
+  const fd = openSync(file, "r");
+  try {
+    const length = readSync(fd, attrBuffer, 0, attrBuffer.length, 0);
+    return attrBuffer.toString("latin1", 0, length);
+  } finally {
+    closeSync(fd);
+  }
+}
