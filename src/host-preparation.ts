@@ -20,7 +20,7 @@ import {
 } from "./host/modules";
 import { readHostFacts, readHostUsage } from "./host/read-facts";
 import { planHost } from "./plan/plan-host";
-import type { FailedCommand, PreparationOutcome } from "./plan/status";
+import { CONTAINER_MESSAGE, type FailedCommand, type PreparationOutcome } from "./plan/status";
 import type { HostPlan } from "./plan/types";
 
 /** What host preparation remembers between hooks (kept in Juju stored state, as ONE value: it
@@ -94,9 +94,12 @@ export function prepareHost(
   }
   const config = parsed.config;
   const boundIds = unpackBindings(memory.bound);
-  const { facts, problems } = readHostFacts(deps.root);
+  const { facts, problems, containerEvidence } = readHostFacts(deps.root);
   logProblems(problems, deps);
-  if (facts.container) return stop({ kind: "container" }, facts);
+  if (facts.container) {
+    deps.log("WARNING", `${CONTAINER_MESSAGE} (${containerEvidence ?? "a container"})`);
+    return stop({ kind: "container" }, facts);
+  }
   // A function whose identity could not be read is left out of the facts. If it may be one of
   // ours, planning without it would unconfigure it (remove its udev rule, rebuild the initramfs):
   // a read error is not a removed card, so change nothing until the read works again.

@@ -2,7 +2,7 @@
 // available, loaded modules, and whether we are in a container (where host preparation is refused).
 import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
 import { machine as unameMachine } from "node:os";
-import type { CpuVendor, HostArch, HostReadProblem, VfioPciAvailability } from "./facts";
+import type { CpuVendor, HostArch, HostFacts, HostReadProblem, VfioPciAvailability } from "./facts";
 import { errnoCode, readSmallFile } from "./read-files";
 import { isRealRoot, moduleFiles, READ, under } from "./root";
 
@@ -150,17 +150,14 @@ export function detectContainer(root: string): ContainerDetection {
   return { container: false, evidence: null };
 }
 
-/** The kernel-side facts HostFacts needs, read in one go. */
-export interface KernelFacts {
-  cmdline: string | null;
-  cpuVendor: CpuVendor;
-  machine: string;
-  arch: HostArch;
-  kernelRelease: string;
-  vfioPci: VfioPciAvailability;
-  container: boolean;
+/** The kernel-side facts HostFacts needs, read in one go, and why this is a container. */
+export type KernelFacts = Pick<
+  HostFacts,
+  "cmdline" | "cpuVendor" | "machine" | "arch" | "kernelRelease" | "vfioPci" | "container"
+> & {
+  /** Operator words for why this is a container (`/run/systemd/container says "lxc"`), or null. */
   containerEvidence: string | null;
-}
+};
 
 /** Reads cmdline, CPU vendor, machine and architecture, release, vfio-pci availability and container state. */
 export function readKernelFacts(root: string, problems: HostReadProblem[] = []): KernelFacts {

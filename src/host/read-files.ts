@@ -18,20 +18,16 @@ export function listDir(
   problems: HostReadProblem[],
   address: string | null = null,
 ): string[] | null {
-  try {
-    return readdirSync(under(root, hostPath));
-  } catch (error) {
-    const code = errnoCode(error);
-    if (code !== "ENOENT") {
-      problems.push({
-        kind: "unreadable",
-        path: hostPath,
-        address,
-        message: `cannot list ${hostPath} (${code}); its entries are left out — check the path by hand`,
-      });
-    }
-    return null;
-  }
+  return absentOrProblem(
+    () => readdirSync(under(root, hostPath)),
+    (code) => ({
+      kind: "unreadable",
+      path: hostPath,
+      address,
+      message: `cannot list ${hostPath} (${code}); its entries are left out — check the path by hand`,
+    }),
+    problems,
+  );
 }
 
 /** Text of a small host file, trimmed; null when absent; other errors become a problem. */
@@ -41,18 +37,30 @@ export function readSmallFile(
   problems: HostReadProblem[],
   what: string,
 ): string | null {
+  return absentOrProblem(
+    () => readFileSync(under(root, hostPath), "latin1").trim(),
+    (code) => ({
+      kind: "unreadable",
+      path: hostPath,
+      address: null,
+      message: `cannot read ${hostPath} (${code}); ${what}`,
+    }),
+    problems,
+  );
+}
+
+/** `read()`, or null: silently when the path does not exist (ENOENT), with the problem `problem`
+ * makes of the errno otherwise. */
+function absentOrProblem<T>(
+  read: () => T,
+  problem: (code: string) => HostReadProblem,
+  problems: HostReadProblem[],
+): T | null {
   try {
-    return readFileSync(under(root, hostPath), "latin1").trim();
+    return read();
   } catch (error) {
     const code = errnoCode(error);
-    if (code !== "ENOENT") {
-      problems.push({
-        kind: "unreadable",
-        path: hostPath,
-        address: null,
-        message: `cannot read ${hostPath} (${code}); ${what}`,
-      });
-    }
+    if (code !== "ENOENT") problems.push(problem(code));
     return null;
   }
 }

@@ -52,14 +52,6 @@ export function planHost(
   const problems: PlanProblem[] = [];
   const notes: string[] = [];
 
-  if (facts.container) {
-    problems.push({
-      option: null,
-      message:
-        "host preparation needs a machine, not a container: deploy to the compute host itself",
-    });
-  }
-
   const selection = selectFunctions(config.devices, facts, usage);
   const bind = selection.bind;
   problems.push(...selection.problems);

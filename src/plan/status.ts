@@ -134,6 +134,10 @@ export function iommuOffReason(kernelParams: string[], facts: HostFacts): string
   );
 }
 
+/** Why a container is refused: the one message, for the status and the log. */
+export const CONTAINER_MESSAGE =
+  "host preparation needs a machine, not a container: deploy to the compute host itself";
+
 /** The status an operator sees for this outcome. */
 export function statusFor(outcome: PreparationOutcome): UnitStatus {
   switch (outcome.kind) {
@@ -143,9 +147,7 @@ export function statusFor(outcome: PreparationOutcome): UnitStatus {
       return blocked(`${formatConfigError(first!)}${more}`);
     }
     case "container":
-      return blocked(
-        "host preparation needs a machine, not a container: deploy to the compute host itself",
-      );
+      return blocked(CONTAINER_MESSAGE);
     case "plan-problems": {
       const [first, ...rest] = outcome.problems;
       const more = rest.length > 0 ? ` (+${rest.length} more: juju debug-log)` : "";

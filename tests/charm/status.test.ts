@@ -28,6 +28,10 @@ describe("unit status", () => {
     const out = charmContext().run("install", { config: { devices: "10de:1bb0" } });
     expect(out.unitStatus.name).toBe("blocked");
     expect(out.unitStatus.message).toMatch(/^host preparation needs a machine, not a container/);
+    // The log says what gave the container away.
+    expect(out.logs.map((l) => l.message)).toContainEqual(
+      expect.stringContaining('(/run/systemd/container says "lxc")'),
+    );
     expect(diffTrees(before, snapshotTree(root))).toEqual([]);
   });
 
