@@ -243,6 +243,14 @@ function formatOutput(format: string, value: unknown): string {
   }
 }
 
+/** The flags relation-list and relation-get share: an output format, the relation, --app. */
+const RELATION_READ_FLAGS: FlagSpec = {
+  ...FORMAT_FLAG,
+  r: { type: "string" },
+  relation: { type: "string" },
+  app: { type: "boolean" },
+};
+
 const outputFormat = (flags: Record<string, string | boolean>): string => {
   const format = (flags.format ?? flags.output ?? flags.o ?? "smart") as string;
   formatOutput(format, null); // validate early: a bad format is a usage error
@@ -574,15 +582,7 @@ const TOOLS: Record<string, Tool> = {
   },
 
   "relation-list": (inv) => {
-    const { flags, positionals } = parseFlags(
-      {
-        ...FORMAT_FLAG,
-        r: { type: "string" },
-        relation: { type: "string" },
-        app: { type: "boolean" },
-      },
-      inv.args,
-    );
+    const { flags, positionals } = parseFlags(RELATION_READ_FLAGS, inv.args);
     const format = outputFormat(flags);
     const relation = relationFlagValue(inv, flags);
     if (!relation) throw new UsageError("no relation id specified");
@@ -591,15 +591,7 @@ const TOOLS: Record<string, Tool> = {
   },
 
   "relation-get": (inv) => {
-    const { flags, positionals } = parseFlags(
-      {
-        ...FORMAT_FLAG,
-        r: { type: "string" },
-        relation: { type: "string" },
-        app: { type: "boolean" },
-      },
-      inv.args,
-    );
+    const { flags, positionals } = parseFlags(RELATION_READ_FLAGS, inv.args);
     const format = outputFormat(flags);
     const relation = relationFlagValue(inv, flags);
     if (!relation) throw new UsageError("no relation id specified");

@@ -14,7 +14,7 @@ import { SHIM_STATE_PREFIX, StatusBase, type StatusName } from "../model";
 import type { HookToolRunner } from "../runner";
 import { enqueueActionParams } from "./action-params";
 import { type CharmSpec, checkConsistency } from "./consistency";
-import { commitHook, type FakeUnitState, runFakeHookTool } from "./fake-juju";
+import { commitHook, type FakeRelation, type FakeUnitState, runFakeHookTool } from "./fake-juju";
 import {
   buildFakeUnit,
   classifyEvent,
@@ -41,16 +41,9 @@ export interface State {
   workloadVersion?: string;
 }
 
-/** A relation after the event: what the charm wrote is in localUnitData/localAppData. */
-export interface RelationOutput extends RelationState {
-  id: number;
-  remoteApp: string;
-  remoteUnits: string[];
-  remoteUnitsData: Record<string, Record<string, string>>;
-  remoteAppData: Record<string, string>;
-  localUnitData: Record<string, string>;
-  localAppData: Record<string, string>;
-}
+/** A relation after the event, every field filled in (the fake controller's own record): what
+ * the charm wrote is in localUnitData/localAppData. */
+export type RelationOutput = FakeRelation;
 
 /** What the unit looks like after the event. Can be passed to the next run. */
 export interface OutputState extends State {
