@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildSync } from "esbuild";
@@ -199,5 +199,35 @@ describe("unit simulator: fake hook tools as real processes", { timeout: 60_000 
       ["is-leader", 0],
       ["is-leader", 0],
     ]);
+  });
+
+  // dispatch's prefetch runs tools beside the charm's own: each read-modify-write of the state
+  // file must hold its lock, or two tools that read the same state lose one of their changes.
+  it("tools running at the same time lose no change of each other's", () => {
+    const sim = simulator("concurrent");
+    const env = sim.env("install");
+    const r = spawnSync(
+      "/bin/sh",
+      ["-c", 'for i in $(seq 1 12); do juju-log "line $i" & state-set "k$i=v" & done; wait'],
+      { env, encoding: "utf8" },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const state = sim.readState();
+    expect(state.calls).toHaveLength(24);
+    expect(state.logs.map((l) => l.message).sort()).toEqual(
+      Array.from({ length: 12 }, (_, i) => `line ${i + 1}`).sort(),
+    );
+    expect(Object.keys(state.pending?.stored ?? {})).toHaveLength(12);
+    expect(readdirSync(join(dir, "concurrent")).filter((n) => n.endsWith(".lock"))).toEqual([]);
+  });
+
+  it("a lock left by a killed tool does not block the next one", () => {
+    const sim = simulator("stale-lock");
+    const env = sim.env("install");
+    // A pid that cannot be alive (above pid_max's ceiling).
+    writeFileSync(`${sim.stateFile}.lock`, "4194305");
+    const r = spawnSync(join(sim.binDir, "juju-log"), ["after"], { env, encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(0);
+    expect(sim.readState().logs.at(-1)?.message).toBe("after");
   });
 });

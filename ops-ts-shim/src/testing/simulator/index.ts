@@ -1,7 +1,7 @@
 // A process-level Juju unit for integration tests: real executables named like Juju's hook
 // tools, on a PATH directory, backed by one JSON state file. Run the built `dispatch` with
 // env(event) as its environment and it talks to these tools exactly as it would to Juju's.
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildSync } from "esbuild";
@@ -15,6 +15,7 @@ import {
   hookEnvironment,
   type RelationSpec,
 } from "../unit-spec";
+import { readStateFile, updateStateFile, writeStateFile } from "./state-file";
 
 /** How the simulated unit starts out. */
 export interface UnitSimulatorOptions {
@@ -134,13 +135,7 @@ export function createUnitSimulator(options: UnitSimulatorOptions): UnitSimulato
   });
   if (options.maxCharmStateSize !== undefined)
     initial.maxCharmStateSize = options.maxCharmStateSize;
-  const save = (state: FakeUnitState): void => {
-    const tmp = `${stateFile}.tmp`;
-    writeFileSync(tmp, JSON.stringify(state, null, 1));
-    renameSync(tmp, stateFile);
-  };
-  const load = (): FakeUnitState => JSON.parse(readFileSync(stateFile, "utf8")) as FakeUnitState;
-  save(initial);
+  writeStateFile(stateFile, initial);
   let dispatches = 0;
   let running = false;
   const envOptions: HookEnvOptions = {
@@ -154,9 +149,6 @@ export function createUnitSimulator(options: UnitSimulatorOptions): UnitSimulato
     stateFile,
     charmDir,
     env(event, envOpts = {}) {
-      const state = load();
-      if (running) commitHook(state, 0);
-      running = true;
       const spec = typeof event === "string" ? { name: event } : event;
       const action = spec.name.endsWith("-action") ? spec.name.slice(0, -"-action".length) : null;
       const given = spec.params ?? options.actionParams ?? {};
@@ -168,8 +160,11 @@ export function createUnitSimulator(options: UnitSimulatorOptions): UnitSimulato
               params: actionsSpec ? enqueueActionParams(action, actionsSpec, given) : given,
             };
       dispatches += 1;
-      const juju = hookEnvironment(state, withParams, { ...envOptions, contextNumber: dispatches });
-      save(state);
+      const juju = updateStateFile(stateFile, (state) => {
+        if (running) commitHook(state, 0);
+        return hookEnvironment(state, withParams, { ...envOptions, contextNumber: dispatches });
+      });
+      running = true;
       const base: NodeJS.ProcessEnv = envOpts.inherit ? { ...process.env } : {};
       for (const key of Object.keys(base)) if (key.startsWith("JUJU_")) delete base[key];
       return {
@@ -181,21 +176,16 @@ export function createUnitSimulator(options: UnitSimulatorOptions): UnitSimulato
     },
     finish(exitCode) {
       running = false;
-      const state = load();
-      const refused = commitHook(state, exitCode ?? -1);
-      save(state);
-      return refused;
+      return updateStateFile(stateFile, (state) => commitHook(state, exitCode ?? -1));
     },
     readState() {
-      const state = load();
+      const state = readStateFile(stateFile);
       const ids = Object.keys(state.actions);
       const last = ids.length > 0 ? state.actions[ids[ids.length - 1]!]! : null;
       return { ...state, lastAction: last };
     },
     updateState(change) {
-      const state = load();
-      change(state);
-      save(state);
+      updateStateFile(stateFile, change);
     },
   };
 }

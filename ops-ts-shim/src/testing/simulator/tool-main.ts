@@ -1,8 +1,9 @@
 // Entry point of the fake hook-tool executables (bundled to one .cjs by the simulator).
 // argv: <state.json> <tool> <tool args...>. Loads the unit state, runs the tool as Juju would,
-// saves the state atomically, and exits with the tool's code.
-import { readFileSync, readlinkSync, renameSync, writeFileSync } from "node:fs";
+// saves the state atomically under the state file's lock, and exits with the tool's code.
+import { readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { runFakeHookTool } from "../fake-juju";
+import { updateStateFile } from "./state-file";
 
 const [stateFile, tool, ...args] = process.argv.slice(2);
 if (!stateFile || !tool) {
@@ -24,16 +25,16 @@ try {
   parentExe = null;
 }
 
-const state = JSON.parse(readFileSync(stateFile, "utf8"));
-const result = runFakeHookTool(state, [tool, ...args], {
-  stdin,
-  env: process.env,
-  cwd: process.cwd(),
-  caller: { pid: process.pid, ppid: process.ppid, parentExe },
-});
-const tmp = `${stateFile}.${process.pid}.tmp`;
-writeFileSync(tmp, JSON.stringify(state, null, 1));
-renameSync(tmp, stateFile);
+// The read-modify-write of the state file holds its lock: dispatch's prefetch runs tools beside
+// the charm's own, and without it one of two concurrent tools' changes would be lost.
+const result = updateStateFile(stateFile, (state) =>
+  runFakeHookTool(state, [tool, ...args], {
+    stdin,
+    env: process.env,
+    cwd: process.cwd(),
+    caller: { pid: process.pid, ppid: process.ppid, parentExe },
+  }),
+);
 if (result.stdout) writeFileSync(1, result.stdout);
 if (result.stderr) writeFileSync(2, result.stderr);
 process.exitCode = result.exitCode;
