@@ -172,6 +172,7 @@ export function qemuArgs(plan: QemuPlan): string[] {
     args.push("-drive", `file=${plan.root.image},format=raw,if=none,id=rootdisk`);
     args.push("-device", "virtio-blk-pci,drive=rootdisk,addr=12.0");
   }
+  args.push(...(plan.topology.backendArgs ?? []));
   for (const d of plan.topology.devices) {
     if (d.qemu) args.push("-device", d.qemu);
   }

@@ -26,6 +26,8 @@ export interface PciDeviceSpec {
 export interface Topology {
   name: string;
   devices: PciDeviceSpec[];
+  /** QEMU objects the devices refer to, given before them (an NVMe subsystem). */
+  backendArgs?: string[];
   /** Extra QEMU arguments the devices need (audio backends and the like). */
   extraArgs?: string[];
 }
@@ -195,8 +197,53 @@ export const ARM64: Topology = {
   devices: [...TWINS, ...SHARED_FUNCTIONS, ...IN_USE_NIC],
 };
 
-/** Just the e1000e twins: the tier-2 boot cycle and quick checks. */
+/** Just the e1000e twins: quick checks. */
 export const TWINS_ONLY: Topology = { name: "twins", devices: [...TWINS] };
+
+/**
+ * An SR-IOV physical function: QEMU 7.2's NVMe controller (Debian 12 has no SR-IOV NIC model;
+ * `igb` came in QEMU 8.0), which needs an NVMe subsystem (`SRIOV_NVME_BACKEND`) for SR-IOV. It
+ * sits in its own PCIe root port, so its VFs — which appear at 01:00.1, 01:00.2… once
+ * `sriov_numvfs` is written (offset 1, stride 1) — each get an IOMMU group of their own. Up to 3
+ * VFs (`sriov_totalvfs`). No namespace: nothing here reads or writes the disk. The address holds
+ * while no other bridge takes bus 01 first (FULL's PCI bridge at 00:07.0 would).
+ */
+export const SRIOV_NVME: PciDeviceSpec[] = [
+  {
+    key: "sriovPort",
+    qemu: "pcie-root-port,id=rpsriov,chassis=10,addr=0a.0",
+    address: "0000:00:0a.0",
+    ids: "1b36:000c",
+    bootDriver: "pcieport",
+    role: "PCIe root port above the SR-IOV NVMe controller",
+  },
+  {
+    key: "sriovPf",
+    qemu:
+      "nvme,serial=vmbedsriov,subsys=vmbedsubsys,sriov_max_vfs=3,sriov_vq_flexible=8," +
+      "sriov_vi_flexible=4,msix_qsize=8,bus=rpsriov,addr=00.0,id=sriovPf",
+    address: "0000:01:00.0",
+    ids: "1b36:0010",
+    bootDriver: "nvme",
+    role: "SR-IOV physical function (NVMe, sriov_totalvfs 3): stays on nvme, its VFs go to VMs",
+  },
+];
+
+/** The NVMe subsystem SRIOV_NVME's controller belongs to (QEMU refuses SR-IOV without one). */
+export const SRIOV_NVME_BACKEND = ["-device", "nvme-subsys,id=vmbedsubsys"];
+
+/** The address of VF `n` (1-based) of SRIOV_NVME's PF: offset 1, stride 1, as its sysfs says. */
+export function sriovVfAddress(n: number): string {
+  return `0000:01:00.${n}`;
+}
+
+/** The twins and the SR-IOV PF: the tier-2 boot cycle (both stories ride the same boots) and
+ * tier 1's SR-IOV guest. */
+export const TWINS_SRIOV: Topology = {
+  name: "twins+sriov",
+  devices: [...TWINS, ...SRIOV_NVME],
+  backendArgs: SRIOV_NVME_BACKEND,
+};
 
 /** Looks a device of a topology up by its key; throws when the topology lacks it. */
 export function device(topology: Topology, key: string): PciDeviceSpec {
