@@ -460,6 +460,48 @@ describe("executeRebind on a temp tree", () => {
     expect(k.vfioNode(60)).toBe(false);
   });
 
+  // Issue 13 item 3: a stop (SIGTERM) can come before any write. Whichever write it precedes,
+  // every function ends as it was (the run is undone) and the outcome says the action was stopped.
+  it("a stop before any one of the writes undoes the run; no function is left half moved", () => {
+    const facts = richHost();
+    const all = asPlan(plan({ devices: addr(...GPU_PAIRS) }, facts)).moves.flatMap((m) => m.writes);
+    expect(all).toHaveLength(12);
+    for (let n = 0; n < all.length; n++) {
+      const k = kernelFor(facts);
+      const before = snapshot(path.join(root, "sys"));
+      const p = asPlan(plan({ devices: addr(...GPU_PAIRS) }, facts));
+      const stop = () => (k.writes.length >= n ? "SIGTERM" : null);
+      const out = executeRebind(p, k, null, stop);
+      expect(out.ok, `stop before write ${n}`).toBe(false);
+      expect(out.message).toMatch(/^rebind stopped by SIGTERM/);
+      expect(out.message).toMatch(
+        /every device is as it was before the action|nothing was changed/,
+      );
+      // The writes the run made: the first n of the plan, then only putting-back writes.
+      expect(k.writes.slice(0, n)).toEqual(all.slice(0, n));
+      for (const d of out.devices) {
+        expect(d.after, `${d.address} after a stop before write ${n}`).toBe(d.before);
+        expect(["rolled-back", "not-attempted"]).toContain(d.status);
+      }
+      expect(snapshot(path.join(root, "sys")), `tree after a stop before write ${n}`).toEqual(
+        before,
+      );
+      fs.rmSync(root, { recursive: true, force: true });
+      fs.mkdirSync(root);
+    }
+  }, 60_000); // twelve trees built and run on a shared 2-core machine
+
+  it("a stop that comes after the last write keeps the finished move and says so", () => {
+    const facts = richHost();
+    const k = kernelFor(facts);
+    const p = asPlan(plan({ devices: addr("0000:83:00.0") }, facts));
+    const last = p.moves.flatMap((m) => m.writes).length;
+    const out = executeRebind(p, k, null, () => (k.writes.length >= last ? "SIGTERM" : null));
+    expect(out.ok).toBe(true);
+    expect(out.devices.map((d) => d.status)).toEqual(["moved", "moved"]);
+    expect(out.warnings).toContainEqual(expect.stringMatching(/^SIGTERM arrived after the last/));
+  });
+
   it("a failed read-back (vfio-pci refuses a PF whose VFs appeared since) restores its driver", async () => {
     const facts = richHost();
     const pf = facts.functions.find((f) => f.address === "0000:3b:00.0")!;
