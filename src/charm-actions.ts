@@ -1,7 +1,7 @@
 // `juju run` glue: each action reads the host facts it needs, hands them to its pure decision
 // in actions/, and reports the structured result (or action-fail with the reason). Actions never
 // run host preparation and never write files; only rebind writes to sysfs.
-import type { ActionEvent, Model } from "ops-ts-shim";
+import { type ActionEvent, type Model, stopSignal } from "ops-ts-shim";
 import { listDevices, parseListDevicesParams } from "./actions/list-devices";
 import { novaConfig, parseNovaConfigParams } from "./actions/nova-config";
 import { paramErrorMessage } from "./actions/params";
@@ -180,6 +180,7 @@ const ACTIONS: Record<
       withheld: snap.withheld,
       sysfs: createSysfsWriter(ctx.deps.root),
       run: ctx.deps.runner,
+      stop: stopSignal,
     });
   },
 

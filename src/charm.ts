@@ -6,5 +6,9 @@ import { declaredActions } from "./generated/actions";
 import { PciPassthroughCharm } from "./pci-passthrough-charm";
 
 // The actions come with the bundle (generated from the same actions.yaml the pack step ships), so
-// an action's dispatch does not parse YAML to learn that it is declared.
-process.exitCode = main(PciPassthroughCharm, { actions: declaredActions });
+// an action's dispatch does not parse YAML to learn that it is declared. rebind writes to sysfs
+// step by step: it runs stoppable, so SIGTERM lets it finish or undo the function it is moving.
+process.exitCode = main(PciPassthroughCharm, {
+  actions: declaredActions,
+  stoppableActions: ["rebind"],
+});

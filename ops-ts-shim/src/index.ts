@@ -98,3 +98,4 @@ export {
   runChecked,
   withPrefetched,
 } from "./runner";
+export { stopSignal } from "./stop";

@@ -1,6 +1,7 @@
 // One dispatch, start to finish: read the Juju context, name the event, build the charm, run
 // its handlers, collect status, commit stored state. Returns the exit code for the caller to
 // put in process.exitCode (never process.exit(): output must flush).
+import { isMainThread } from "node:worker_threads";
 import { JujuContext } from "./context";
 import {
   ActionEvent,
@@ -28,6 +29,7 @@ import {
   readStdin,
   withPrefetched,
 } from "./runner";
+import { dispatchStoppable } from "./stop";
 
 /** Validates action params; the shape of an ajv (standalone) validate function. */
 export interface ParamValidator {
@@ -51,6 +53,10 @@ export interface MainOptions {
   /** Told of an error the charm raised (the testing harness raises it again: an action that
    * raised exits 0, so the exit code alone does not say). */
   onUncaught?: (error: unknown) => void;
+  /** Actions whose handlers look at stopSignal() between steps: dispatched in a worker thread,
+   * so that SIGTERM (`juju cancel-task`) is noticed while they run instead of killing them
+   * mid-step (see stop.ts). Only for a real dispatch (no env or runner given). */
+  stoppableActions?: readonly string[];
 }
 
 /** The dispatch path names an event this charm does not have. */
@@ -133,6 +139,12 @@ function defaultRunner(env: NodeJS.ProcessEnv): HookToolRunner {
 
 /** Runs one Juju dispatch of charmClass and returns the process exit code (0 or 1). */
 export function main(charmClass: CharmClass, options: MainOptions = {}): number {
+  if (stoppable(options)) {
+    // This thread only watches for signals; the worker runs this same script and dispatches.
+    // Its exit code becomes the process's when it ends (process.exitCode is set then).
+    dispatchStoppable(process.argv[1]!, process.env.JUJU_DISPATCH_PATH ?? "");
+    return 0;
+  }
   const env = options.env ?? process.env;
   const runner = options.runner ?? defaultRunner(env);
   let context: JujuContext;
@@ -216,6 +228,15 @@ export function main(charmClass: CharmClass, options: MainOptions = {}): number 
   } catch (e) {
     return failed(runner, context, eventName, isAction, e, options);
   }
+}
+
+/** Whether this is the main thread of a real dispatch of an action listed as stoppable. */
+function stoppable(options: MainOptions): boolean {
+  if (!isMainThread || options.env || options.runner || !options.stoppableActions) return false;
+  const path = process.env.JUJU_DISPATCH_PATH ?? "";
+  return (
+    path.startsWith("actions/") && options.stoppableActions.includes(path.slice("actions/".length))
+  );
 }
 
 /** action-fail that never throws: the message also goes to stderr, which Juju keeps too. */

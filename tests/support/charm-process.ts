@@ -1,7 +1,7 @@
 // Runs the packed charm the way Juju does: unzip build/pci-passthrough_amd64.charm, then exec its
 // `dispatch` with Juju's environment, fake hook tools on PATH (the shim's unit simulator), a
 // sandbox root, and NO node on PATH, so only the runtime inside the charm can run it.
-import { execFileSync, spawnSync } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
@@ -77,6 +77,12 @@ export interface CharmUnderTest {
     event: Parameters<UnitSimulator["env"]>[0],
     extraEnv?: Record<string, string>,
   ): DispatchResult;
+  /** Starts the dispatch and returns at once, for a test that acts while the charm runs (signals
+   * it, serves a fifo); the test calls sim.finish with its exit code when it has ended. */
+  start(
+    event: Parameters<UnitSimulator["env"]>[0],
+    extraEnv?: Record<string, string>,
+  ): ChildProcess;
   cleanup(): void;
 }
 
@@ -100,6 +106,11 @@ export function deployPackedCharm(
   });
   const commandLog = path.join(dir, "commands.log");
   const searchPath = `${fakeCommands(dir, commandLog)}:${minimalBin(dir)}`;
+  const envFor = (event: Parameters<UnitSimulator["env"]>[0], extraEnv: Record<string, string>) =>
+    sim.env(event, {
+      path: searchPath,
+      extra: { PCI_PASSTHROUGH_ROOT: root, PCI_PASSTHROUGH_RUN_COMMANDS: "1", ...extraEnv },
+    });
   return {
     sim,
     charmDir,
@@ -114,12 +125,8 @@ export function deployPackedCharm(
         : [],
     clearCommands: () => fs.rmSync(commandLog, { force: true }),
     dispatch(event, extraEnv = {}) {
-      const env = sim.env(event, {
-        path: searchPath,
-        extra: { PCI_PASSTHROUGH_ROOT: root, PCI_PASSTHROUGH_RUN_COMMANDS: "1", ...extraEnv },
-      });
       const r = spawnSync(path.join(charmDir, "dispatch"), [], {
-        env,
+        env: envFor(event, extraEnv),
         encoding: "utf8",
         timeout: 30_000,
       });
@@ -130,6 +137,12 @@ export function deployPackedCharm(
         stdout: r.stdout ?? "",
         stderr: r.stderr ?? "",
       };
+    },
+    start(event, extraEnv = {}) {
+      return spawn(path.join(charmDir, "dispatch"), [], {
+        env: envFor(event, extraEnv),
+        stdio: ["ignore", "pipe", "pipe"],
+      });
     },
     cleanup,
   };
