@@ -22,7 +22,10 @@ export class HookCmdError extends Error {
 
   constructor(cmd: readonly string[], result: HookToolResult) {
     const detail = result.stderr.trim() || result.stdout.trim() || "no output";
-    super(`hook tool \`${formatArgv(cmd)}\` failed with exit code ${result.exitCode}: ${detail}`);
+    // Arguments shortened: this message goes to juju-log and action-fail as ONE argument, and a
+    // long one (an action-set value) would take it over Linux's 128 KiB per-argument limit.
+    const shown = cmd.map((a) => (a.length > 200 ? `${a.slice(0, 60)}…(${a.length} chars)` : a));
+    super(`hook tool \`${formatArgv(shown)}\` failed with exit code ${result.exitCode}: ${detail}`);
     this.cmd = [...cmd];
     this.exitCode = result.exitCode;
     this.stderr = result.stderr;

@@ -63,6 +63,10 @@ export interface FakeUnitState {
   maxCharmStateSize?: number;
   /** Why Juju refused to commit a hook that exited 0 (the hook then counts as failed). */
   flushErrors?: string[];
+  /** The id of the action the running dispatch is (finished by commitHook), or null. */
+  runningAction?: string | null;
+  /** The cap on one action's results (ACTION_RESULTS_QUOTA; a test may set it lower). */
+  maxActionResultsSize?: number;
 }
 
 /** A hook's uncommitted writes: stored keys (null deletes) and relation settings per relation id
@@ -79,6 +83,49 @@ export const CHARM_STATE_QUOTA = {
   maxValueSize: 64 * 1024,
   defaultMaxStateSize: 2 * 1024 * 1024,
 } as const;
+
+/**
+ * What an action's results may weigh. Juju itself checks nothing (the uniter's
+ * HookContext.UpdateActionResults just adds to a map); the controller stores them, with the
+ * action, in ONE MongoDB document (juju/juju state/action.go: actionDoc.Results, written by
+ * Action.Finish with a $set), and MongoDB refuses a document over 16 MiB: the action cannot be
+ * finished. No Juju message exists to copy; ours names the cause.
+ */
+export const ACTION_RESULTS_QUOTA = { maxSize: 16 * 1024 * 1024 } as const;
+
+/**
+ * Linux's limits on the argv (and environment) of an execve: each string at most
+ * MAX_ARG_STRLEN bytes counting its NUL (include/uapi/linux/binfmts.h: 32 pages), and all of
+ * them, with one pointer each, at most a quarter of the stack rlimit (fs/exec.c; 2 MiB with the
+ * usual 8 MiB). Over either, execve fails with E2BIG and the tool never runs. action-set takes
+ * its values only as arguments, so a big result hits them.
+ */
+export const EXEC_ARG_LIMITS = {
+  maxArgStrlen: 32 * 4096,
+  maxArgvAndEnv: (8 * 1024 * 1024) / 4,
+} as const;
+
+/** Why execve would refuse this argv and environment (E2BIG), or null. */
+export function execArgProblem(argv: readonly string[], env: FakeToolEnv = {}): string | null {
+  const strings = [
+    ...argv,
+    ...Object.entries(env)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${k}=${v}`),
+  ];
+  let total = 0;
+  for (const s of strings) {
+    const size = bytes(s) + 1;
+    if (size > EXEC_ARG_LIMITS.maxArgStrlen) {
+      return `an argument of ${size - 1} bytes (MAX_ARG_STRLEN is ${EXEC_ARG_LIMITS.maxArgStrlen} with its NUL)`;
+    }
+    total += size + 8;
+  }
+  if (total > EXEC_ARG_LIMITS.maxArgvAndEnv) {
+    return `arguments and environment of ${total} bytes (the limit is ${EXEC_ARG_LIMITS.maxArgvAndEnv})`;
+  }
+  return null;
+}
 
 /** One hook-tool call as the fake controller saw it. */
 export interface FakeToolCall {
@@ -313,6 +360,7 @@ const bytes = (s: string): number => Buffer.byteLength(s, "utf8");
  * any other exit drops them. Returns the reason a commit was refused, or null.
  */
 export function commitHook(state: FakeUnitState, exitCode: number): string | null {
+  finishAction(state);
   const pending = state.pending;
   state.pending = null;
   if (!pending || exitCode !== 0) return null;
@@ -332,6 +380,20 @@ export function commitHook(state: FakeUnitState, exitCode: number): string | nul
     relation.localAppData = localView({ ...state, pending }, relation, true);
   }
   return null;
+}
+
+/** The controller stores the running action's results, or refuses them (ACTION_RESULTS_QUOTA):
+ * the action then fails, its results lost. */
+function finishAction(state: FakeUnitState): void {
+  const action = state.runningAction ? state.actions[state.runningAction] : undefined;
+  state.runningAction = null;
+  if (!action) return;
+  const max = state.maxActionResultsSize ?? ACTION_RESULTS_QUOTA.maxSize;
+  const size = bytes(JSON.stringify(action.results));
+  if (size <= max) return;
+  action.results = {};
+  action.failed = true;
+  action.failureMessage = `cannot finish action: its results (${size} bytes) exceed the ${max} bytes the controller can store for one action`;
 }
 
 function hookRelation(inv: Invocation): FakeRelation | null {
@@ -742,6 +804,16 @@ export function runFakeHookTool(
   options: { stdin?: string; env?: FakeToolEnv; cwd?: string; caller?: ToolCaller } = {},
 ): HookToolResult {
   const [tool = "", ...args] = argv;
+  // The tool never starts (execve fails): nothing is recorded, as Juju never hears of it. The
+  // process-level simulator gets this from the kernel itself; this is the in-memory twin, with
+  // the message createSpawnRunner gives for it.
+  const tooBig = execArgProblem(argv, options.env);
+  if (tooBig)
+    return {
+      exitCode: 127,
+      stdout: "",
+      stderr: `cannot run ${tool}: spawnSync ${tool} E2BIG (${tooBig})`,
+    };
   const out: string[] = [];
   let result: HookToolResult;
   const impl = TOOLS[tool];

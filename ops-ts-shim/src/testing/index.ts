@@ -8,9 +8,12 @@ export {
   InconsistentScenarioError,
 } from "./consistency";
 export {
+  ACTION_RESULTS_QUOTA,
   CHARM_STATE_QUOTA,
   commitHook,
+  EXEC_ARG_LIMITS,
   emptyUnitState,
+  execArgProblem,
   FAKE_TOOL_NAMES,
   type FakeAction,
   type FakeRelation,

@@ -208,6 +208,7 @@ export function hookEnvironment(
       failureMessage: null,
       logs: [],
     };
+    state.runningAction = id;
     env.JUJU_ACTION_NAME = kind.action;
     env.JUJU_ACTION_UUID = id;
     env.JUJU_ACTION_TAG = `action-${id}`;

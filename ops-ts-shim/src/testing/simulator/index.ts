@@ -40,6 +40,8 @@ export interface UnitSimulatorOptions {
   jujuVersion?: string;
   /** The model's max-charm-state-size (default Juju's 2 MiB). */
   maxCharmStateSize?: number;
+  /** The most one action's results may weigh (default Juju's: ACTION_RESULTS_QUOTA). */
+  maxActionResultsSize?: number;
   /** actions.yaml (text or parsed): when given, env() validates an action's params against it
    * and inserts its defaults, as Juju does when the action is enqueued; invalid params throw
    * ActionParamsError (`juju run` fails) and never reach the charm. */
@@ -135,6 +137,8 @@ export function createUnitSimulator(options: UnitSimulatorOptions): UnitSimulato
   });
   if (options.maxCharmStateSize !== undefined)
     initial.maxCharmStateSize = options.maxCharmStateSize;
+  if (options.maxActionResultsSize !== undefined)
+    initial.maxActionResultsSize = options.maxActionResultsSize;
   writeStateFile(stateFile, initial);
   let dispatches = 0;
   let running = false;
