@@ -54,7 +54,7 @@ export interface MainOptions {
    * raised exits 0, so the exit code alone does not say). */
   onUncaught?: (error: unknown) => void;
   /** Actions whose handlers look at stopSignal() between steps: dispatched in a worker thread,
-   * so that SIGTERM (`juju cancel-task`) is noticed while they run instead of killing them
+   * so that SIGTERM (the agent or host stopping) is noticed while they run instead of killing them
    * mid-step (see stop.ts). Only for a real dispatch (no env or runner given). */
   stoppableActions?: readonly string[];
 }

@@ -1,5 +1,5 @@
 // Lets a handler that changes the host step by step learn, between steps, that it was asked to
-// stop (SIGTERM: `juju cancel-task`, a hook timeout, the unit agent shutting down; SIGINT by hand),
+// stop (SIGTERM: the unit agent's service stopping, the host shutting down, kill by hand; SIGINT),
 // so it can finish or undo the step it is in instead of dying half way through it.
 //
 // A synchronous handler never returns to Node's event loop, and Node runs signal listeners only
@@ -8,7 +8,8 @@
 // worker thread: the main thread stays in its event loop, takes the signal, and sets a flag in
 // memory both threads share; the handler reads it synchronously (stopSignal()). The process, its
 // pid and the tools it runs are the same (threads share one process), so Juju's kill still
-// reaches the process it started.
+// reaches the process it started. That kill (`juju cancel-task`, a task timeout) is SIGKILL
+// (juju/juju worker/uniter/runner: ps.Process.Kill()), which no program can catch or delay.
 import { Worker, workerData } from "node:worker_threads";
 
 /** The workerData key that carries the shared stop flag. */

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildSync } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Context, UncaughtCharmError } from "../src/testing";
+import { Context, type OutputState, UncaughtCharmError } from "../src/testing";
 import { createUnitSimulator, type UnitSimulatorOptions } from "../src/testing/simulator";
 import {
   MISBEHAVING_ACTIONS,
@@ -55,6 +55,25 @@ describe("the in-memory fake refuses a charm that breaks the rules", () => {
     // Under the limit, the same charm is fine.
     const small = ctx.run({ name: "many-results-action", params: { calls: 2 } });
     expect(small.actionFailure).toBeNull();
+  });
+
+  it("state-set over Juju's quota (quota.CheckTupleSize: 64 KiB a value) is refused", () => {
+    expect(refusal(() => ctx.run("big-state-action"))).toMatch(
+      /ERROR max allowed value length \(65536\) exceeded/,
+    );
+  });
+
+  it("a failed hook keeps its status and log (at once) and loses its state (Flush on exit 0)", () => {
+    let output: OutputState | undefined;
+    try {
+      ctx.run("install");
+    } catch (e) {
+      if (!(e instanceof UncaughtCharmError)) throw e;
+      output = e.state;
+    }
+    expect(output?.unitStatus).toMatchObject({ name: "maintenance", message: "installing" });
+    expect(output?.logs).toContainEqual({ level: "INFO", message: "installing" });
+    expect(output?.stored).toEqual({});
   });
 
   it("status-set --application and relation-get --app of its own app: the leader only", () => {
@@ -133,6 +152,25 @@ process.exitCode = main(MisbehavingCharm);`,
     expect(over.action).toMatchObject({ failed: true, results: {} });
     expect(over.action.failureMessage).toMatch(/exceed the 307200 bytes the controller can store/);
     expect(u.run({ name: "many-results-action", params: { calls: 2 } }).action.failed).toBe(false);
+  });
+
+  it("the whole state over max-charm-state-size: Juju refuses to commit the hook", () => {
+    const u = unit("state-total", { maxCharmStateSize: 150 * 1024 });
+    u.run("update-status");
+    const state = u.sim.readState();
+    expect(state.flushErrors).toEqual([
+      expect.stringMatching(/^persisting charm state: max allowed size \(153600\) exceeded/),
+    ]);
+    expect(state.stored).toEqual({});
+  });
+
+  it("a failed hook keeps its status and log and loses its state", () => {
+    const u = unit("failed-install");
+    expect(u.run("install").exitCode).toBe(1);
+    const state = u.sim.readState();
+    expect(state.unitStatus).toEqual({ status: "maintenance", message: "installing" });
+    expect(state.logs).toContainEqual({ level: "INFO", message: "installing" });
+    expect(state.stored).toEqual({});
   });
 
   it("status-set --application and relation-get --app of its own app: the leader only", () => {

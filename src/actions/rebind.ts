@@ -87,7 +87,7 @@ export type StopCheck = () => string | null;
 
 const NEVER_STOP: StopCheck = () => null;
 
-/** A stop (SIGTERM: `juju cancel-task`, a task timeout, the agent shutting down) seen before a
+/** A stop (SIGTERM: the agent's service or the host stopping, kill by hand) seen before a
  * write: the run is undone like a failure, so no function is left half moved. */
 class StopRequested extends Error {}
 

@@ -1,4 +1,4 @@
-// Issue 13 item 3: `rebind` on SIGTERM (`juju cancel-task`, a task timeout, the agent stopping)
+// Issue 13 item 3: `rebind` on SIGTERM (the agent's service or the host stopping, kill by hand)
 // finishes or rolls back the function it is moving and stops; no function is left half moved.
 // Through the packed dispatch, as Juju runs it.
 //
@@ -248,7 +248,7 @@ describe("issue 13 item 3: rebind stopped by SIGTERM leaves no function half mov
     kernel.stop();
     await served;
     unit.sim.finish(code);
-    return { code, stderr, action: unit.sim.readState().lastAction! };
+    return { code, stderr, pid: child.pid!, action: unit.sim.readState().lastAction! };
   }
 
   /** Each moving function is either as it was or fully on vfio-pci, never between. */
@@ -265,7 +265,7 @@ describe("issue 13 item 3: rebind stopped by SIGTERM leaves no function half mov
   }
 
   it("without a signal the fifo kernel moves both functions (the bed works)", async () => {
-    const { code, action } = await rebind(null);
+    const { code, action, pid } = await rebind(null);
     expect(code).toBe(0);
     expect(kernel.problems).toEqual([]);
     expect(action.failed, action.failureMessage ?? "").toBe(false);
@@ -276,6 +276,14 @@ describe("issue 13 item 3: rebind stopped by SIGTERM leaves no function half mov
       "/sys/bus/pci/drivers/snd_hda_intel/unbind",
       "/sys/bus/pci/drivers_probe",
     ]);
+    // Run in a worker thread, the charm is still the process Juju started (item 2): its tools'
+    // parent is dispatch's pid; only dispatch's prefetch reads come from elsewhere.
+    const calls = unit.sim.readState().calls;
+    const fromCharm = calls.filter((c) => c.caller?.ppid === pid).map((c) => c.argv[0]);
+    expect(fromCharm).toContain("action-set");
+    for (const c of calls.filter((c) => c.caller?.ppid !== pid)) {
+      expect(c.argv.join(" ")).toMatch(/^(config-get|state-get|action-get) --format=json/);
+    }
   }, 60_000);
 
   // The four blocking writes of the move, in order; a SIGTERM while the charm is blocked in
