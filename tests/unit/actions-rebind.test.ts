@@ -491,6 +491,25 @@ describe("executeRebind on a temp tree", () => {
     }
   }, 60_000); // twelve trees built and run on a shared 2-core machine
 
+  // juju cancel-task kills with SIGKILL, which nothing catches: a function can be left with its
+  // override set and no driver. The README tells the operator to run the same rebind again.
+  it("after a SIGKILL between unbind and drivers_probe, the same rebind again completes the move", () => {
+    const facts = richHost();
+    const k = kernelFor(facts);
+    const first = asPlan(plan({ devices: addr("0000:83:00.0") }, facts)).moves[0]!;
+    for (const w of first.writes.slice(0, 2)) k.writeAttr(w.path, w.value); // killed here
+    const now = richHost();
+    const gpu = now.functions.find((f) => f.address === "0000:83:00.0")!;
+    gpu.driver = null;
+    gpu.driverOverride = "vfio-pci";
+    const out = executeRebind(asPlan(plan({ devices: addr("0000:83:00.0") }, now)), k);
+    expect(out.ok, out.message).toBe(true);
+    expect(out.devices.map((d) => [d.address, d.after, d.status])).toEqual([
+      ["0000:83:00.0", "vfio-pci", "moved"],
+      ["0000:83:00.1", "vfio-pci", "moved"],
+    ]);
+  });
+
   it("a stop that comes after the last write keeps the finished move and says so", () => {
     const facts = richHost();
     const k = kernelFor(facts);
