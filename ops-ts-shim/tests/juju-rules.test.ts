@@ -5,10 +5,10 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildSync } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Context, type OutputState, UncaughtCharmError } from "../src/testing";
 import { createUnitSimulator, type UnitSimulatorOptions } from "../src/testing/simulator";
+import { bundleCharm } from "./fixtures/bundle-charm";
 import {
   MISBEHAVING_ACTIONS,
   MISBEHAVING_METADATA,
@@ -96,21 +96,12 @@ describe("the process-level simulator refuses it too", { timeout: 120_000 }, () 
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), "shim-rules-"));
     charmJs = join(dir, "charm.cjs");
-    buildSync({
-      stdin: {
-        contents: `import { main } from "../src/index";
-import { MisbehavingCharm } from "./fixtures/misbehaving-charm";
+    bundleCharm(
+      charmJs,
+      `import { main } from "../../src/index";
+import { MisbehavingCharm } from "./misbehaving-charm";
 process.exitCode = main(MisbehavingCharm);`,
-        resolveDir: import.meta.dirname,
-        loader: "ts",
-      },
-      bundle: true,
-      platform: "node",
-      format: "cjs",
-      target: "node20",
-      outfile: charmJs,
-      logLevel: "silent",
-    });
+    );
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

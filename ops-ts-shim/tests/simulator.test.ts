@@ -2,9 +2,9 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildSync } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createUnitSimulator, type UnitSimulator } from "../src/testing/simulator";
+import { bundleCharm } from "./fixtures/bundle-charm";
 import { ACTIONS, CONFIG, METADATA } from "./fixtures/demo-charm";
 
 let dir: string;
@@ -14,15 +14,7 @@ beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "shim-sim-"));
   charmJs = join(dir, "charm.cjs");
   // Bundled like the real charm: one file, no node_modules at run time.
-  buildSync({
-    entryPoints: [join(import.meta.dirname, "fixtures", "demo-entry.ts")],
-    bundle: true,
-    platform: "node",
-    format: "cjs",
-    target: "node20",
-    outfile: charmJs,
-    logLevel: "silent",
-  });
+  bundleCharm(charmJs, 'import "./demo-entry";');
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
