@@ -9,13 +9,15 @@
 //   route (no gateway) in /proc/net/route covers it, longest prefix first. An address without a
 //   connected route (a /32 with `noprefixroute`, a point-to-point peer) cannot be placed and is
 //   left out; such an interface is still caught by "is up" when it is up.
-// - storage: /proc/mounts and /proc/swaps, through /sys/class/block/<name> into the device tree;
-//   dm and md devices through their `slaves/`, native NVMe multipath through the subsystem's
+// - storage: /proc/mounts and /proc/swaps, and every block device with `holders/` (md members,
+//   LVM PVs, dm-crypt and bcache backing devices), through /sys/class/block/<name> into the device
+//   tree; dm and md devices through their `slaves/`, native NVMe multipath through the subsystem's
 //   controllers. The leaf PCI controller is reported; bridges above it are not (they are never
 //   passthrough targets, and listing them would make every device behind them look "in use").
 // - console: `boot_vga`, the console framebuffer fb0 (fbcon maps every console to fb0 unless
 //   booted with fbcon=map:, which is not read), and the DRM card behind fb0 — only that one: every
-//   GPU with a DRM driver has a card, which says nothing about the host using it.
+//   GPU with a DRM driver has a card, which says nothing about the host using it. A firmware
+//   framebuffer (vesafb, efifb, simplefb) hangs off a platform device: see firmwareConsoleGuess.
 import { existsSync, readlinkSync, realpathSync } from "node:fs";
 import { pciAddressesInPath } from "../pci-vocabulary";
 import type { HostReadProblem, HostUsage, NetInterface, PciFunction } from "./facts";
@@ -122,6 +124,8 @@ export function readHostUsage(
         use(consoleGpu, `DRM ${card} in use by the console`);
       }
     }
+  } else {
+    for (const [address, reason] of firmwareConsoleGuess(root, functions)) use(address, reason);
   }
 
   for (const item of readStorageInUse(root, problems)) {
@@ -135,7 +139,62 @@ export function readHostUsage(
       );
     }
   }
+  // A disk something is built on is in use even with nothing mounted (or no /proc/mounts read);
+  // one reason per controller is enough, so a controller a mount already names is left as it is.
+  const diskReason = (address: string) =>
+    (usage.get(address) ?? []).some((r) => r.startsWith("disk controller"));
+  for (const held of readHeldBlockDevices(root, problems)) {
+    for (const { address, via } of storageControllers(root, held.device)) {
+      if (diskReason(address)) continue;
+      const on = via === held.device.name ? "" : `, on ${via}`;
+      use(
+        address,
+        `disk controller for ${held.device.label}${on}, held by ${held.holders.join(", ")} (RAID, LVM, dm-crypt or bcache built on it)`,
+      );
+    }
+  }
   return usage;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Console
+
+/** Platform devices of the framebuffers the firmware sets up on the boot GPU's memory (VESA BIOS,
+ * EFI GOP, the bootloader's simple framebuffer, legacy VGA): `vesafb.0`, `efi-framebuffer.0`… */
+const FIRMWARE_FRAMEBUFFER = /^(vesafb|efifb|efi-framebuffer|simple-framebuffer|vga16fb)\.\d+$/;
+
+/**
+ * The VGA functions that may carry the console when fb0 is a firmware framebuffer, which sysfs
+ * files under a platform device, not under the GPU it draws on. A kernel that has `boot_vga` says
+ * which GPU the firmware used (the boot_vga reason above); an old one has none on any function, and
+ * then we must guess without taking the console. One VGA function: the framebuffer is on it. Several:
+ * we refuse to guess which one, so each is named as possibly the console (the host keeps them all;
+ * `force: true` on an entry takes one anyway). Only VGA-class functions: the firmware draws through
+ * VGA (or its EFI successor on the same GPU); a 3D controller (0302) has no display of its own.
+ */
+function firmwareConsoleGuess(root: string, functions: PciFunction[]): Array<[string, string]> {
+  const fb0 = realHostPath(root, `${READ.graphics}/fb0/device`);
+  if (fb0 === null || pciAddressesInPath(fb0).length > 0) return [];
+  const platform = fb0.slice(fb0.lastIndexOf("/") + 1);
+  if (!fb0.includes("/devices/platform/") || !FIRMWARE_FRAMEBUFFER.test(platform)) return [];
+  const vga = functions.filter((f) => /^(0300|0001)/.test(f.classCode));
+  const hasBootVga = vga.some((f) =>
+    existsSync(under(root, `${READ.pciDevices}/${f.address}/boot_vga`)),
+  );
+  if (hasBootVga || vga.length === 0) return [];
+  const fb = `fb0 is ${platform}, a firmware framebuffer`;
+  if (vga.length === 1) {
+    return [
+      [
+        vga[0]!.address,
+        `the console: ${fb} drawing on the only VGA function (this kernel has no boot_vga)`,
+      ],
+    ];
+  }
+  return vga.map((f) => [
+    f.address,
+    `possibly the console: ${fb}, and this kernel has no boot_vga to say which of the ${vga.length} VGA functions it draws on`,
+  ]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -383,6 +442,34 @@ function readStorageInUse(root: string, problems: HostReadProblem[]): StorageIte
     if (device) items.push({ kind: "swap", mountpoint: "swap", device });
   }
   return items;
+}
+
+/**
+ * Block devices something else is built on: a non-empty `holders/` (an md array's member, an LVM
+ * physical volume, a dm-crypt or multipath device's backing disk, a bcache backing device). The
+ * host uses such a disk whether or not anything is mounted: an unmounted LVM volume may be a VM's
+ * disk, an md array may be assembled for later, and a recording may have no /proc/mounts at all.
+ */
+function readHeldBlockDevices(
+  root: string,
+  problems: HostReadProblem[],
+): Array<{ device: BlockRef; holders: string[] }> {
+  const held: Array<{ device: BlockRef; holders: string[] }> = [];
+  for (const name of (listDir(root, READ.block, problems) ?? []).sort()) {
+    const holders = listDir(root, `${READ.block}/${name}/holders`, []) ?? [];
+    if (holders.length === 0) continue;
+    held.push({
+      device: { name, label: blockLabel(root, name) },
+      holders: holders.sort().map((h) => blockLabel(root, h)),
+    });
+  }
+  return held;
+}
+
+/** What the operator knows a block device as: a dm device by its mapper name, others by name. */
+function blockLabel(root: string, name: string): string {
+  if (!name.startsWith("dm-")) return name;
+  return readSmallFile(root, `${READ.block}/${name}/dm/name`, [], "") || name;
 }
 
 /** `\040` → space, as the kernel escapes /proc/mounts fields. */

@@ -102,6 +102,48 @@ describe("console", () => {
     expect(usage["0000:03:00.0"]).toEqual(["boot VGA (boot_vga=1)"]);
   });
 
+  /** The seed host as an old kernel shows it: fb0 on a firmware framebuffer, no boot_vga. */
+  const oldKernelConsole = (platform: string) => {
+    const spec = seedHost();
+    for (const p of spec.pci ?? []) p.bootVga = null;
+    spec.framebuffers = [{ name: "fb0", platform }];
+    spec.drmCards = [];
+    return spec;
+  };
+  const vgaOf = (spec: HostSpec) =>
+    (spec.pci ?? []).filter((p) => p.class.startsWith("0300")).map((p) => p.address);
+
+  it("without boot_vga anywhere, a firmware framebuffer's console is on the only VGA function", () => {
+    const spec = oldKernelConsole("vesafb.0");
+    const [only, ...others] = vgaOf(spec);
+    spec.pci = spec.pci!.filter((p) => !others.includes(p.address));
+    expect(usageOf(spec)[only!]).toEqual([
+      "the console: fb0 is vesafb.0, a firmware framebuffer drawing on the only VGA function (this kernel has no boot_vga)",
+    ]);
+  });
+
+  it("without boot_vga anywhere and several VGA functions, names each as possibly the console", () => {
+    const spec = oldKernelConsole("efi-framebuffer.0");
+    const vga = vgaOf(spec);
+    expect(vga.length).toBeGreaterThan(1);
+    const usage = usageOf(spec);
+    for (const address of vga) {
+      expect(usage[address]).toEqual([
+        `possibly the console: fb0 is efi-framebuffer.0, a firmware framebuffer, and this kernel has no boot_vga to say which of the ${vga.length} VGA functions it draws on`,
+      ]);
+    }
+  });
+
+  it("trusts boot_vga where the kernel writes it, and guesses nothing for other platform devices", () => {
+    // boot_vga present (0 on every function): the kernel says none is the firmware's console.
+    const spec = oldKernelConsole("efi-framebuffer.0");
+    for (const p of spec.pci ?? []) p.bootVga = false;
+    expect(Object.keys(usageOf(spec)).filter((a) => vgaOf(spec).includes(a))).toEqual([]);
+    // A SoC's own display controller is a platform device too, but no firmware framebuffer.
+    const soc = oldKernelConsole("display-subsystem.0");
+    expect(Object.keys(usageOf(soc)).filter((a) => vgaOf(soc).includes(a))).toEqual([]);
+  });
+
   it("takes fb0 as the console even when it is not on the boot VGA, and only fb0", () => {
     const spec = seedHost();
     spec.framebuffers = [
@@ -179,6 +221,32 @@ describe("storage", () => {
     const usage = usageOf(spec);
     expect(usage["0000:00:1f.2"]).toEqual(["disk controller for / (vg0-root mounted, on sda1)"]);
     expect(usage["0000:02:00.0"]).toEqual(["disk controller for / (vg0-root mounted, on sdb1)"]);
+  });
+
+  it("a disk something is built on (md member, LVM PV) is in use with nothing mounted", () => {
+    const spec = gpuLessHost();
+    spec.pci!.push({
+      address: "0000:02:00.0",
+      parent: "0000:00:1c.0",
+      vendor: "1000",
+      device: "0097",
+      class: "010700",
+      driver: "mpt3sas",
+      iommuGroup: 3,
+    });
+    spec.block = [
+      { name: "sda", pci: "0000:00:1f.2", partitions: ["sda1"] },
+      { name: "sdb", pci: "0000:02:00.0", bus: "scsi", partitions: ["sdb1"] },
+      // An LVM volume group of instance disks on sdb1: nothing of it is mounted.
+      { name: "dm-0", slaves: ["sdb1"], dmName: "nova-instance1" },
+    ];
+    // No /proc/mounts line for either disk (or a recording with no /proc at all).
+    spec.mounts = [];
+    const usage = usageOf(spec);
+    expect(usage["0000:02:00.0"]).toEqual([
+      "disk controller for sdb1, held by nova-instance1 (RAID, LVM, dm-crypt or bcache built on it)",
+    ]);
+    expect(usage["0000:00:1f.2"]).toBeUndefined();
   });
 
   it("finds a dm device by its dm/name when /dev/mapper has no link", () => {
