@@ -31,6 +31,8 @@ export interface ActionContext {
   deps: PreparationDeps;
   /** What the hooks learnt from modules.alias (the preparation memory); null before any. */
   rememberedModules: RememberedModules | null;
+  /** The last hook found no update-grub on this host (the preparation memory). */
+  noGrub: boolean;
 }
 
 /** Runs one action and reports it to Juju. */
@@ -162,6 +164,7 @@ const ACTIONS: Record<
       withheld: plan.withheld,
       usage: snap.usage,
       interruptRemapping: readInterruptRemapping(ctx.deps.root, snap.facts.arch),
+      noGrub: ctx.noGrub,
     });
     return {
       ok: result.ok,

@@ -230,7 +230,16 @@ function logReport(report: ApplyReport, deps: PreparationDeps): void {
   // "ran" only for what ran; the runner itself logged why it skipped the others.
   for (const argv of report.ran) deps.log("INFO", `ran ${argv.join(" ")}`);
   for (const f of report.failed) {
-    deps.log("ERROR", `${f.message}; the charm runs it again at its next hook`);
+    // A program an earlier hook did not find is said once, there; the status keeps saying it.
+    if (f.remembered) continue;
+    if (f.result.exitCode === NOT_FOUND_EXIT) {
+      deps.log(
+        "WARNING",
+        `${f.message}; the charm runs it once it is on PATH or its inputs change`,
+      );
+    } else {
+      deps.log("ERROR", `${f.message}; the charm runs it again at its next hook`);
+    }
   }
 }
 

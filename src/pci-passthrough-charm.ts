@@ -123,6 +123,7 @@ export class PciPassthroughCharm extends CharmBase {
       model: this.model,
       deps: this.deps(),
       rememberedModules: this.memory().modules ?? null,
+      noGrub: this.memory().files.notFound?.grub !== undefined,
     };
   }
 }

@@ -7,7 +7,7 @@ import { validateActionVerifyIommu } from "../generated/validators.js";
 import type { HostFacts, HostUsage } from "../host/facts";
 import type { InterruptRemapping } from "../host/interrupt-remapping";
 import { hostSafety } from "../plan/host-safety";
-import { iommuOffReason, withheldMessage } from "../plan/status";
+import { iommuOffReason, NO_GRUB, withheldMessage } from "../plan/status";
 import type { BoundDevice, WithheldFunction } from "../plan/types";
 import { driverWords, functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "./groups";
 import { type Checked, validateParams } from "./params";
@@ -65,6 +65,9 @@ export interface VerifyIommuInput {
   usage: HostUsage;
   /** From readInterruptRemapping; null when not read (reported as unknown). */
   interruptRemapping: InterruptRemapping | null;
+  /** The hooks found no update-grub on this host: the drop-in never reaches the boot loader, so a
+   * reboot alone adds nothing; the parameters are the operator's to add by hand. */
+  noGrub?: boolean;
 }
 
 export interface VerifyIommuResult {
@@ -108,7 +111,11 @@ export function splitCmdline(cmdline: string): string[] {
 export function compareCmdline(
   running: string,
   planned: string[],
+  noGrub = false,
 ): { missing: string[]; problems: VerifyProblem[] } {
+  const fix = noGrub
+    ? `${NO_GRUB}: add it to the boot loader's command line by hand, then reboot`
+    : "reboot so the charm's grub drop-in takes effect";
   const tokens = splitCmdline(running);
   const have = new Set(tokens.map(normalisedParam));
   const missing: string[] = [];
@@ -121,7 +128,7 @@ export function compareCmdline(
     problems.push({
       check: "cmdline",
       device: null,
-      message: `the running kernel was not booted with ${p}${found}; reboot so the charm's grub drop-in takes effect`,
+      message: `the running kernel was not booted with ${p}${found}; ${fix}`,
     });
   }
   return { missing, problems };
@@ -266,7 +273,9 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
       // the command line lacks the switch, and the reboot it asks for turns the IOMMU on.
       message:
         iommuOffReason(input.plannedCmdline, facts) ??
-        "the IOMMU is off: /sys/kernel/iommu_groups is empty; reboot with the charm's kernel parameters",
+        (input.noGrub
+          ? `the IOMMU is off: /sys/kernel/iommu_groups is empty; ${NO_GRUB}: add the charm's kernel parameters to the boot loader's command line by hand, then reboot: ${input.plannedCmdline.join(" ")}`
+          : "the IOMMU is off: /sys/kernel/iommu_groups is empty; reboot with the charm's kernel parameters"),
     });
   }
   if (iommuOn && facts.iommuUnits.length === 0) {
@@ -281,7 +290,7 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
   const cmdline =
     facts.cmdline === null
       ? { missing: [], problems: [] }
-      : compareCmdline(facts.cmdline, input.plannedCmdline);
+      : compareCmdline(facts.cmdline, input.plannedCmdline, input.noGrub);
   problems.push(...cmdline.problems);
   if (facts.cmdline === null && input.plannedCmdline.length > 0) {
     problems.push({

@@ -47,6 +47,25 @@ export const spawnRunner: CommandRunner = (argv) => {
   return { exitCode: r.status ?? 128, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
 };
 
+/**
+ * Whether a program is on PATH, as spawn would find it: a few stat calls, nothing run. Asked only
+ * to decide whether a program an earlier hook did not find may be there now.
+ */
+export function onPath(program: string, searchPath = process.env.PATH ?? ""): boolean {
+  const { accessSync, constants } = require("node:fs") as typeof import("node:fs");
+  return searchPath
+    .split(":")
+    .filter((dir) => dir !== "")
+    .some((dir) => {
+      try {
+        accessSync(`${dir}/${program}`, constants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+}
+
 /** A runner that runs nothing and says so: used when the root is not `/`. */
 export function skippingRunner(log: (message: string) => void): CommandRunner {
   return (argv) => {

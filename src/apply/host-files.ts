@@ -3,7 +3,14 @@
 // host match, refuses to overwrite what is not ours, and reports exactly what it did.
 import { OWNED, OWNED_DIRS, SHARED } from "../host/root";
 import type { FileSpec, HostPlan, Regenerate } from "../plan/types";
-import { CommandError, type CommandResult, type CommandRunner, REGENERATE } from "./commands";
+import {
+  CommandError,
+  type CommandResult,
+  type CommandRunner,
+  NOT_FOUND_EXIT,
+  onPath,
+  REGENERATE,
+} from "./commands";
 import {
   ensureFile,
   type FileAction,
@@ -20,6 +27,9 @@ export interface FilesState {
   written: Record<string, string>;
   /** Regeneration → fingerprint of its inputs when it last ran successfully. */
   regenerated: Partial<Record<Regenerate, string>>;
+  /** Regeneration → fingerprint of its inputs when its program was not on the host (no grub:
+   * systemd-boot, some ARM and cloud images). Absent in what older charm versions stored. */
+  notFound?: Partial<Record<Regenerate, string>>;
 }
 
 export const EMPTY_FILES_STATE: FilesState = { written: {}, regenerated: {} };
@@ -30,6 +40,8 @@ export interface ApplyDeps {
   fs?: FsOps;
   /** Package name written to reboot-required.pkgs. */
   packageName?: string;
+  /** Whether a program is on the host now (default: on PATH, as the runner's spawn finds it). */
+  hasProgram?: (program: string) => boolean;
 }
 
 /** A regeneration whose command failed: its files are in place, and it runs again on the next
@@ -40,6 +52,9 @@ export interface FailedRegeneration {
   result: CommandResult;
   /** One line for logs and the status: the command, its exit code, the end of what it printed. */
   message: string;
+  /** Not run at this hook: an earlier hook did not find the program for these same inputs, and
+   * it is still not on the host (the result repeats that finding). */
+  remembered?: boolean;
 }
 
 export interface ApplyReport {
@@ -152,38 +167,60 @@ export function applyHostFiles(
     if (action === "removed") files.push({ path: dir, action });
   }
 
-  const state: FilesState = { written, regenerated: { ...previous.regenerated } };
+  const regeneratedState = { ...previous.regenerated };
+  const notFound: Partial<Record<Regenerate, string>> = {};
   const ran: string[][] = [];
   const skipped: string[][] = [];
   const failed: FailedRegeneration[] = [];
   const regenerated: Regenerate[] = [];
+  const hasProgram = deps.hasProgram ?? ((program: string) => onPath(program));
   for (const kind of ["initramfs", "grub"] as const) {
     const inputs = inputsHash(plan, kind);
     if ((previous.regenerated[kind] ?? inputsHash({ files: [], feeds: {} }, kind)) === inputs) {
       continue;
     }
     const argv = [...REGENERATE[kind]];
+    if (previous.notFound?.[kind] === inputs && !hasProgram(argv[0]!)) {
+      // Not on the host at an earlier hook, for these same inputs, and still not: running it
+      // again would change nothing (a hook with nothing to change runs nothing). It runs once
+      // the program appears (grub installed) or the inputs change.
+      const result = { exitCode: NOT_FOUND_EXIT, stdout: "", stderr: `${argv[0]}: not found` };
+      failed.push({ kind, argv, result, message: notFoundMessage(argv), remembered: true });
+      notFound[kind] = inputs;
+      continue;
+    }
     const result = deps.runner(argv);
     if (result.exitCode !== 0) {
       // Not thrown: a hook error would make Juju drop the stored state, and the next hook would
       // take the files just written for an operator's edit. The files stay, the state records
       // them, and the regeneration is tried again on every hook until it works.
-      failed.push({ kind, argv, result, message: new CommandError(argv, result).message });
+      const missing = result.exitCode === NOT_FOUND_EXIT;
+      if (missing) notFound[kind] = inputs;
+      const message = missing ? notFoundMessage(argv) : new CommandError(argv, result).message;
+      failed.push({ kind, argv, result, message });
       continue;
     }
     (result.skipped ? skipped : ran).push(argv);
     regenerated.push(kind);
-    state.regenerated[kind] = inputs;
+    regeneratedState[kind] = inputs;
   }
   // One key order whatever ran when, so equal states serialise equally (stored-state compares).
-  state.regenerated = Object.fromEntries(
-    (["initramfs", "grub"] as const)
-      .filter((k) => state.regenerated[k] !== undefined)
-      .map((k) => [k, state.regenerated[k]]),
-  );
+  const ordered = (record: Partial<Record<Regenerate, string>>) =>
+    Object.fromEntries(
+      (["initramfs", "grub"] as const)
+        .filter((k) => record[k] !== undefined)
+        .map((k) => [k, record[k]]),
+    );
+  const state: FilesState = { written, regenerated: ordered(regeneratedState) };
+  if (Object.keys(notFound).length > 0) state.notFound = ordered(notFound);
   if (regenerated.length > 0)
     markRebootRequired(deps.root, deps.packageName ?? "pci-passthrough", fs);
   return { files, ran, skipped, failed, regenerated, state };
+}
+
+/** What a hook says of a regeneration whose program is not on the host. */
+function notFoundMessage(argv: string[]): string {
+  return `\`${argv.join(" ")}\` was not run: ${argv[0]} is not on this host (not found on PATH)`;
 }
 
 /** A fingerprint of everything that feeds one regeneration (path, mode and bytes of each file). */

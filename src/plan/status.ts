@@ -220,6 +220,11 @@ function preparedStatus(plan: HostPlan, facts: HostFacts, failed: FailedCommand[
 
 /** A regeneration that failed: what failed, that the files are in place, and that it is retried. */
 function failedStatus(f: FailedCommand): UnitStatus {
+  if (f.notFound) {
+    return blocked(
+      `${f.message}; the charm's files are written: install it or do its work by hand; the charm runs it once it is on PATH or its inputs change`,
+    );
+  }
   const fix = /no space left on device/i.test(f.message)
     ? "free space in /boot (df -h /boot)"
     : "fix what it reports";

@@ -57,7 +57,7 @@ const logsOf = (unit: CharmUnderTest, level?: string) =>
 /** Replaces a recording stand-in (update-grub, update-initramfs) with a script of the test's. */
 function fakeCommand(unit: CharmUnderTest, name: string, script: string | null): void {
   const file = path.join(unit.charmDir, "..", "fakecmds", name);
-  fs.rmSync(file);
+  fs.rmSync(file, { force: true });
   if (script !== null) fs.writeFileSync(file, `#!/bin/sh\n${script}\n`, { mode: 0o755 });
 }
 
@@ -157,6 +157,45 @@ describe("point 7: hosts where grub or /boot do not cooperate", () => {
     expect(logsOf(unit, "INFO")).toContain("ran update-initramfs -u -k all");
     // Every later hook says the same, and still exits 0 (no hook-error loop).
     expect(hook(unit, "update-status").unitStatus.status).toBe("blocked");
+  });
+
+  it("no grub: later hooks run nothing, verify-iommu says by hand, and grub installed converges", () => {
+    const unit = deploy(seedHost());
+    fakeCommand(unit, "update-grub", null);
+    const byHand = kernelParamsByHandMessage(["intel_iommu=on", "iommu=pt"], NO_GRUB);
+    hook(unit, "install");
+    const aboutGrub = () => logsOf(unit).filter((m) => m.includes("update-grub"));
+    expect(aboutGrub()).toEqual([
+      "`update-grub` was not run: update-grub is not on this host (not found on PATH); the charm runs it once it is on PATH or its inputs change",
+    ]);
+    // Nothing changed: no second attempt (it would log again), same status, same memory.
+    const before = unit.sim.readState();
+    for (const event of ["update-status", "config-changed"]) {
+      expect(hook(unit, event).unitStatus).toEqual({ status: "blocked", message: byHand });
+    }
+    expect(aboutGrub()).toHaveLength(1);
+    expect(unit.commands()).toEqual(["update-initramfs -u -k all"]);
+    expect(unit.sim.readState().stored).toEqual(before.stored);
+    expect(before.stored).not.toEqual({});
+
+    // verify-iommu does not promise that a reboot applies the drop-in: there is no grub to read it.
+    unit.dispatch({ name: "verify-iommu-action", params: {} });
+    const verify = JSON.stringify(unit.sim.readState().lastAction);
+    expect(verify).not.toMatch(/reboot so the charm's grub drop-in takes effect/);
+    expect(verify).toContain(
+      `the running kernel was not booted with intel_iommu=on; ${NO_GRUB}: add it to the boot loader's command line by hand, then reboot`,
+    );
+
+    // grub installed: the next hook runs it and the unit moves on to the reboot.
+    fakeCommand(
+      unit,
+      "update-grub",
+      `echo "update-grub $*" >> '${path.join(unit.charmDir, "..", "commands.log")}'`,
+    );
+    unit.clearCommands();
+    const state = hook(unit, "update-status");
+    expect(unit.commands()).toEqual(["update-grub"]);
+    expect(state.unitStatus.message).toMatch(/^reboot required: kernel command line lacks/);
   });
 
   it("no grub, parameters added by hand and booted: not blocked on grub", () => {

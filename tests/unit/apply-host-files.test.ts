@@ -117,6 +117,54 @@ describe("applyHostFiles", () => {
     expect(commands).toEqual([["update-grub"]]);
   });
 
+  it("a program not on the host is not run again for the same inputs, until it appears", () => {
+    const noGrub: CommandRunner = (argv) => {
+      commands.push(argv);
+      return argv[0] === "update-grub"
+        ? { exitCode: 127, stdout: "", stderr: "spawnSync update-grub ENOENT" }
+        : { exitCode: 0, stdout: "", stderr: "" };
+    };
+    let grubThere = false;
+    const deps = { root, runner: noGrub, hasProgram: () => grubThere };
+    const first = applyHostFiles(plan("intel_iommu=on", true), EMPTY_FILES_STATE, deps);
+    expect(commands).toEqual([["update-initramfs", "-u", "-k", "all"], ["update-grub"]]);
+    expect(first.failed.map((f) => [f.message, f.remembered])).toEqual([
+      ["`update-grub` was not run: update-grub is not on this host (not found on PATH)", undefined],
+    ]);
+    expect(first.state.notFound).toEqual({ grub: expect.any(String) });
+
+    // The next hook, nothing changed: it runs nothing, writes nothing, and repeats the finding.
+    commands = [];
+    const counting = countingFs();
+    const second = applyHostFiles(plan("intel_iommu=on", true), first.state, {
+      ...deps,
+      fs: counting.fs,
+    });
+    expect(commands).toEqual([]);
+    expect(counting.writes()).toBe(0);
+    expect(second.failed.map((f) => [f.result.exitCode, f.remembered])).toEqual([[127, true]]);
+    expect(second.state).toEqual(first.state);
+
+    // New inputs: tried again (grub may have come with them).
+    const third = applyHostFiles(plan("intel_iommu=on iommu=pt", true), first.state, deps);
+    expect(commands).toEqual([["update-grub"]]);
+
+    // grub installed, same inputs: it runs, and the finding is forgotten.
+    commands = [];
+    grubThere = true;
+    const ok: CommandRunner = (argv) => {
+      commands.push(argv);
+      return { exitCode: 0, stdout: "", stderr: "" };
+    };
+    const fourth = applyHostFiles(plan("intel_iommu=on iommu=pt", true), third.state, {
+      ...deps,
+      runner: ok,
+    });
+    expect(commands).toEqual([["update-grub"]]);
+    expect(fourth.failed).toEqual([]);
+    expect(fourth.state.notFound).toBeUndefined();
+  });
+
   it("reruns a regeneration that a killed hook never finished", () => {
     const first = applyHostFiles(plan("intel_iommu=on", false), EMPTY_FILES_STATE, {
       root,

@@ -133,7 +133,7 @@ describe("grub and /boot that do not cooperate", () => {
     kind: "grub",
     argv: ["update-grub"],
     notFound: true,
-    message: "`update-grub` failed with exit code 127: spawnSync update-grub ENOENT",
+    message: "`update-grub` was not run: update-grub is not on this host (not found on PATH)",
   };
 
   it("no grub: blocked with the exact parameters to add by hand", () => {
@@ -155,6 +155,22 @@ describe("grub and /boot that do not cooperate", () => {
     );
     expect(s.name).toBe("active");
     expect(s.message).toContain("kept by hand");
+  });
+
+  it("no update-initramfs (a dracut host): what to do, and no promise to retry every hook", () => {
+    const s = prepared(plan(), facts({ iommu: "on", cmdline: BOOT, driver: "nouveau" }), [
+      {
+        kind: "initramfs",
+        argv: ["update-initramfs", "-u", "-k", "all"],
+        notFound: true,
+        message:
+          "`update-initramfs -u -k all` was not run: update-initramfs is not on this host (not found on PATH)",
+      },
+    ]);
+    expect(s.name).toBe("blocked");
+    expect(s.message).toContain("install it or do its work by hand");
+    expect(s.message).toContain("runs it once it is on PATH or its inputs change");
+    expect(s.message).not.toContain("runs it again at its next hook");
   });
 
   it("a full /boot: the failure, that the files are written, and what to do", () => {
