@@ -12,7 +12,13 @@ import {
   parseIdPair,
   splitDeviceList,
 } from "../pci-vocabulary";
-import { chipsetRole, describeHazards, type HostSafety, hostSafety } from "../plan/host-safety";
+import {
+  chipsetRole,
+  describeHazards,
+  type HostSafety,
+  hostSafety,
+  NO_GROUP_WITH_IOMMU_ON,
+} from "../plan/host-safety";
 import type { BoundDevice, WithheldFunction } from "../plan/types";
 import { driverWords, functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "./groups";
 import { type Checked, type ParamError, validateParams } from "./params";
@@ -397,13 +403,14 @@ function vfioRefusals(fn: PciFunction, facts: HostFacts): Refusal[] {
     });
   }
   if (fn.iommuGroup === null) {
-    const why =
-      facts.iommuGroups.size === 0
-        ? "the IOMMU is off in the running kernel"
-        : "the IOMMU did not put it in a group";
     out.push({
       device: fn.address,
-      reason: `it has no IOMMU group (${why}), so vfio-pci cannot take it; reboot with the charm's kernel parameters and run verify-iommu`,
+      // A reboot turns an IOMMU that is off on; it does not give a group to a function the
+      // IOMMU left out while it is on (plan/select.ts refuses that function at boot alike).
+      reason:
+        facts.iommuGroups.size === 0
+          ? "it has no IOMMU group (the IOMMU is off in the running kernel), so vfio-pci cannot take it; reboot with the charm's kernel parameters and run verify-iommu"
+          : NO_GROUP_WITH_IOMMU_ON,
       forceable: false,
     });
   }

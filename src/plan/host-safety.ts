@@ -6,8 +6,12 @@ import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import { compareAddresses, slotOf } from "../pci-vocabulary";
 
 /** Chipset functions by class: they serve the whole machine, never belong to a card, and a group
- * holding one can never go to a VM (the host would lose its LPC bus, flash or SMBus). */
+ * holding one can never go to a VM (the host would lose its LPC bus, flash or SMBus). RAM memory
+ * (0500) is the PCH's shared SRAM (Intel 8086:51ef beside the xHCI at 00:14.2): it shares the USB
+ * controller's slot and group on real laptops, but it is the chipset's (its power-management
+ * controller keeps telemetry there), not a function of any card. */
 const CHIPSET_CLASSES: Record<string, string> = {
+  "0500": "RAM memory (the chipset's shared SRAM)",
   "0600": "host bridge",
   "0601": "ISA/LPC bridge",
   "0c05": "SMBus controller",
@@ -17,6 +21,13 @@ const CHIPSET_CLASSES: Record<string, string> = {
 export function chipsetRole(fn: Pick<PciFunction, "classCode">): string | null {
   return CHIPSET_CLASSES[fn.classCode.slice(0, 4)] ?? null;
 }
+
+/** Why a function with no IOMMU group is refused while the IOMMU is on (hooks and rebind). */
+export const NO_GROUP_WITH_IOMMU_ON =
+  "it has no IOMMU group although the IOMMU is on: vfio-pci cannot take a function without one " +
+  "(at boot it would be left with no driver at all), and no reboot or override changes that; " +
+  "a kernel or firmware limit (seen behind a PCIe-to-PCI bridge under SMMUv3): try a newer " +
+  "kernel or another slot";
 
 /** A group (or slot) member that keeps a function from being given to VMs. */
 export interface GroupHazard {

@@ -4,7 +4,7 @@
 import type { DeviceSelector } from "../config";
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import { byAddress, compareAddresses, deriveAlias, idsOf, slotOf } from "../pci-vocabulary";
-import { chipsetRole, describeHazards, hostSafety } from "./host-safety";
+import { chipsetRole, describeHazards, hostSafety, NO_GROUP_WITH_IOMMU_ON } from "./host-safety";
 import type { BoundDevice, NovaDeviceType, PlanProblem, WithheldFunction } from "./types";
 
 /** The outcome of matching the selection against one host. */
@@ -159,6 +159,15 @@ export function selectFunctions(
       withhold(fn, sel, [`it is the chipset's ${role}: it serves the whole machine`], false);
       continue;
     }
+    // With the IOMMU on, a function the kernel put in no group is one vfio-pci cannot take: bound
+    // at boot it would be left with no driver at all, lost to the host and useless to VMs. Seen
+    // under SMMUv3 with Linux 6.1, on the second function behind a PCIe-to-PCI bridge. No reboot
+    // and no override changes that; while the IOMMU is still off, every function lacks a group
+    // and the reboot the plan asks for makes them.
+    if (fn.iommuGroup === null && facts.iommuGroups.size > 0) {
+      withhold(fn, sel, [NO_GROUP_WITH_IOMMU_ON], false);
+      continue;
+    }
     // What the host uses stays with the host, however it was selected (by address too), unless
     // an entry that selects it says `force: true`.
     const uses = safety.uses(fn);
@@ -286,7 +295,12 @@ function companionsOf(
   return [...found.values()]
     .filter(
       (other) =>
-        !other.isBridge && chipsetRole(other) === null && other.classCode.slice(0, 4) !== cls,
+        !other.isBridge &&
+        chipsetRole(other) === null &&
+        other.classCode.slice(0, 4) !== cls &&
+        // A device link to a function with no group while fn has one: vfio-pci cannot take it,
+        // and fn's group does not need it.
+        (fn.iommuGroup === null || other.iommuGroup !== null),
     )
     .sort(byAddress);
 }

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { OWNED } from "../../src/host/root";
 import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
 import { makeTempHost } from "../support/hosts/build-host";
-import { laptopHost, seedHost } from "../support/hosts/presets";
+import { arm64VirtHost, laptopHost, seedHost } from "../support/hosts/presets";
 import { diffTrees, snapshotTree } from "../support/tree";
 
 describe("host safety through dispatch", () => {
@@ -78,8 +78,47 @@ describe("host safety through dispatch", () => {
     expect(status.message).toContain("no override exists");
   });
 
-  it("module names written are the kernel's modules, never driver names (xhci_hcd is xhci_pci)", () => {
+  it("the laptop's USB controller shares group 6 with the PCH's SRAM: refused, the SRAM named", () => {
     host = makeTempHost(laptopHost());
+    unit = deployPackedCharm(host.root, {
+      config: { devices: '- {address: "0000:00:14.0", force: true}' },
+    });
+    expect(unit.dispatch("install").exitCode).toBe(0);
+    expect(read(OWNED.udevRule)).toBe("");
+    const status = unit.sim.readState().unitStatus;
+    expect(status.status).toBe("blocked");
+    expect(status.message).toMatch(/^refused: 0000:00:14\.0 8086:51ed/);
+    expect(status.message).toContain(
+      "its IOMMU group 6 also holds 0000:00:14.2 (RAM memory (the chipset's shared SRAM))",
+    );
+    expect(status.message).toContain("no override exists");
+  });
+
+  it("a function with no IOMMU group while the IOMMU is on is refused; its sibling is bound", () => {
+    // Linux 6.1 under SMMUv3 left the second function behind a PCIe-to-PCI bridge with no group.
+    const spec = arm64VirtHost();
+    spec.pci = spec.pci!.map((p) =>
+      p.address === "0000:01:00.1" ? { ...p, iommuGroup: null } : p,
+    );
+    host = makeTempHost(spec);
+    unit = deployPackedCharm(host.root, { config: { devices: "0000:01:00.*" } });
+    expect(unit.dispatch("install").exitCode).toBe(0);
+    const rule = read(OWNED.udevRule);
+    expect(rule).toContain('KERNEL=="0000:01:00.0"');
+    expect(rule).not.toContain("0000:01:00.1");
+    const status = unit.sim.readState().unitStatus;
+    expect(status.status).toBe("blocked");
+    expect(status.message).toContain("refused: 0000:01:00.1 8086:10d3");
+    expect(status.message).toContain(
+      "it has no IOMMU group although the IOMMU is on: vfio-pci cannot take a function without one",
+    );
+  });
+
+  it("module names written are the kernel's modules, never driver names (xhci_hcd is xhci_pci)", () => {
+    // Without the PCH's SRAM in the USB controller's group (older PCHs), which would refuse it.
+    const spec = laptopHost();
+    spec.pci = spec.pci!.filter((p) => p.address !== "0000:00:14.2");
+    host = makeTempHost(spec);
     unit = deployPackedCharm(host.root, {
       config: { devices: "0000:00:14.0 0000:00:04.0", "blacklist-drivers": "auto" },
     });

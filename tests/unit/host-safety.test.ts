@@ -173,6 +173,38 @@ describe("group safety: chipset functions never follow, their groups are refused
     expect(plan.withheld[0]!.reasons[0]).toMatch(/its slot 0000:00:1f .*0000:00:1f\.0 \(ISA/);
   });
 
+  it("the PCH's shared SRAM (class 0500) is the chipset's: never a companion of the USB controller", () => {
+    const { plan } = planOn(laptopHost(), "8086:51ed");
+    expect(plan.bind).toEqual([]);
+    expect(plan.withheld[0]).toMatchObject({ address: "0000:00:14.0", forceable: false });
+    expect(plan.withheld[0]!.reasons[0]).toContain(
+      "its IOMMU group 6 also holds 0000:00:14.2 (RAM memory (the chipset's shared SRAM))",
+    );
+  });
+
+  it("with the IOMMU on, a selected function in no group is refused, and is no companion", () => {
+    const card = (f: string, cls: string, group: number | null) =>
+      fn(`0000:05:00.${f}`, `10de:1e8${f}`, cls, { iommuGroup: group, driver: "x" });
+    const facts = host([card("0", "030000", 7), card("1", "040300", null)]);
+    const both = selectFunctions([sel({ address: "0000:05:00.*", source: "a" })], facts);
+    expect(both.bind.map((b) => b.address)).toEqual(["0000:05:00.0"]);
+    expect(both.withheld).toMatchObject([{ address: "0000:05:00.1", forceable: false }]);
+    expect(both.withheld[0]!.reasons[0]).toMatch(/^it has no IOMMU group although the IOMMU is on/);
+    // Selecting the GPU alone: the audio with no group does not follow it.
+    const gpu = selectFunctions([sel({ address: "0000:05:00.0", source: "g" })], facts);
+    expect(gpu.bind.map((b) => [b.address, b.reason])).toEqual([["0000:05:00.0", "selected"]]);
+    // force cannot make vfio-pci take it.
+    const forced = selectFunctions(
+      [sel({ address: "0000:05:00.1", force: true, source: "f" })],
+      facts,
+    );
+    expect(forced.bind).toEqual([]);
+    // With the IOMMU still off (no group anywhere) the plan binds for after the reboot.
+    const off = host([card("0", "030000", null), card("1", "040300", null)], { iommuUnits: [] });
+    const before = selectFunctions([sel({ address: "0000:05:00.*", source: "a" })], off);
+    expect(before.bind.map((b) => b.address)).toEqual(["0000:05:00.0", "0000:05:00.1"]);
+  });
+
   it("selecting a chipset function itself is refused", () => {
     const { plan } = planOn(laptopHost(), "0000:00:1f.4");
     expect(plan.bind).toEqual([]);

@@ -5,8 +5,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { OWNED } from "../../../src/host/root";
 
-/** Classes a companion may never be: host bridge, ISA/LPC bridge, SMBus (issue 12, point 2). */
+/** Classes a companion may never be: host bridge, ISA/LPC bridge, SMBus (issue 12, point 2), and
+ * the PCH's shared SRAM (RAM memory), which shares a USB controller's slot on real laptops. */
 export const CHIPSET_CLASSES: Record<string, string> = {
+  "0500": "RAM memory",
   "0600": "host bridge",
   "0601": "ISA/LPC bridge",
   "0c05": "SMBus controller",
