@@ -94,9 +94,11 @@ else
   echo 0123456789abcdef0123456789abcdef >"$dir/etc/machine-id"
   ln -sf /dev/null "$dir/etc/systemd/system/systemd-firstboot.service"
 
-  # initramfs-tools: only what this VM's root needs (the charm adds its own modules and hooks).
+  # initramfs-tools: only what this VM's root needs (the charm adds its own modules and hooks),
+  # and nvme, the SR-IOV PF's driver (tests/vm/lib/topologies.ts SRIOV_NVME): a real host's
+  # MODULES=most carries its NVMe and NIC drivers, so the PF binds there and its VFs are made there.
   sed -i 's/^MODULES=.*/MODULES=list/' "$dir/etc/initramfs-tools/initramfs.conf"
-  printf '%s\n' virtio_pci virtio_blk ext4 >>"$dir/etc/initramfs-tools/modules"
+  printf '%s\n' virtio_pci virtio_blk ext4 nvme >>"$dir/etc/initramfs-tools/modules"
 
   # grub without a bootloader: update-grub is grub-mkconfig -o /boot/grub/grub.cfg; only the
   # scripts that write the header and the Linux entries stay executable.
