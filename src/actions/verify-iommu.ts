@@ -1,7 +1,7 @@
 // The verify-iommu action, pure: "will passthrough work on this host, and if not, why". Checks
 // the IOMMU is on, the running command line carries every planned parameter, interrupt remapping
 // (arm64: MSI isolation by the GIC ITS) or the unsafe opt-in, vfio-pci exists, and for each selected function: present with its ids,
-// on vfio-pci, in a group, the group viable, its companions, /dev/vfio/<group>, and that the
+// on vfio-pci, in a group, the group viable, its other members, /dev/vfio/<group>, and that the
 // group holds nothing the host uses. Reads facts only; never changes the host.
 import { validateActionVerifyIommu } from "../generated/validators.js";
 import type { HostFacts, HostUsage } from "../host/facts";
@@ -48,8 +48,9 @@ export interface DeviceCheck {
   ids: string | null;
   driver: string | null;
   group: number | null;
-  /** Other members of the group. */
-  companions: GroupMember[];
+  /** The other members of its IOMMU group (not the `companions` of the devices option, which are
+   * the card's own functions that follow a selected one). */
+  groupMembers: GroupMember[];
   viable: boolean;
   vfioDevice: boolean;
   ok: boolean;
@@ -152,7 +153,7 @@ function checkDevice(
       ids: null,
       driver: null,
       group: null,
-      companions: [],
+      groupMembers: [],
       viable: false,
       vfioDevice: false,
       ok: false,
@@ -172,7 +173,7 @@ function checkDevice(
       `is on ${driverWords(fn.driver)}, not vfio-pci; reboot, or run the rebind action to move it now`,
     );
   }
-  const companions: GroupMember[] = groupMates(facts, fn).map((m) => ({
+  const groupMembers: GroupMember[] = groupMates(facts, fn).map((m) => ({
     address: m.address,
     driver: m.driver,
     harmless: isHarmlessMember(m),
@@ -186,7 +187,7 @@ function checkDevice(
   // uses is a host-use problem below, and only the rest are worth selecting too.
   const safety = hostSafety(facts, usage);
   const mates = new Map(groupMates(facts, fn).map((m) => [m.address, m]));
-  const offenders = companions.filter((c) => !c.harmless);
+  const offenders = groupMembers.filter((c) => !c.harmless);
   const waiting = offenders.filter((o) => o.selected);
   const chipsetMembers = new Set(
     safety
@@ -250,7 +251,7 @@ function checkDevice(
     ids,
     driver: fn.driver,
     group: fn.iommuGroup,
-    companions,
+    groupMembers,
     viable: fn.iommuGroup !== null && offenders.length === 0,
     vfioDevice,
     ok: problems.length === before,
@@ -423,8 +424,8 @@ function renderResults(
       entry["iommu-group"] = d.group === null ? "none" : String(d.group);
       entry.viable = yesNo(d.viable);
       entry["vfio-device"] = yesNo(d.vfioDevice);
-      if (d.companions.length > 0) {
-        entry.companions = listResult(d.companions, (c) => ({
+      if (d.groupMembers.length > 0) {
+        entry["group-members"] = listResult(d.groupMembers, (c) => ({
           address: c.address,
           driver: driverWords(c.driver),
           selected: yesNo(c.selected),

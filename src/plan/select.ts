@@ -4,7 +4,13 @@
 import type { DeviceSelector } from "../config";
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import { byAddress, compareAddresses, deriveAlias, idsOf, slotOf } from "../pci-vocabulary";
-import { chipsetRole, describeHazards, hostSafety, NO_GROUP_WITH_IOMMU_ON } from "./host-safety";
+import {
+  chipsetRole,
+  describeHazards,
+  type HostSafety,
+  hostSafety,
+  NO_GROUP_WITH_IOMMU_ON,
+} from "./host-safety";
 import type { BoundDevice, NovaDeviceType, PlanProblem, WithheldFunction } from "./types";
 
 /** The outcome of matching the selection against one host. */
@@ -50,6 +56,25 @@ interface Chosen {
   sel: DeviceSelector;
 }
 
+/** The host's functions, looked up by address and by slot. */
+interface HostIndex {
+  atAddress: Map<string, PciFunction>;
+  bySlot: Map<string, PciFunction[]>;
+}
+
+/** What the selectors matched, each function once with the entry that took it first. */
+interface Matches {
+  /** By address; `selected` is the same addresses in bus order. */
+  chosen: Map<string, Chosen>;
+  selected: string[];
+  /** Addresses some entry with `force: true` selects: the override is per entry, never global. */
+  forced: Set<string>;
+  unmatched: DeviceSelector[];
+}
+
+/** Selected functions the host keeps, by address, each with every reason (merged). */
+type Withheld = Map<string, WithheldFunction>;
+
 /** Matches the selection against the host: what vfio-pci should own (selected functions and their
  * companions), what the host keeps for its own safety (host-safety.ts), what is refused, and which
  * selectors found nothing. `usage` is what the host uses (host/usage.ts); without it only the boot
@@ -60,6 +85,28 @@ export function selectFunctions(
   usage: HostUsage = new Map(),
 ): Selection {
   const safety = hostSafety(facts, usage);
+  const host = indexHost(facts);
+  const problems: PlanProblem[] = [];
+  const notes: string[] = [];
+  const withheld: Withheld = new Map();
+
+  const matches = matchSelectors(selectors, facts, host, problems);
+  const bound = bindSelected(matches, facts, safety, withheld, notes);
+  addCompanions(matches, bound, withheld, safety, host);
+  withholdUnsafeGroups(matches, bound, withheld, safety, facts);
+  const shared = sharedGroupsNote(bound, facts, host);
+  if (shared !== null) notes.push(shared);
+
+  return {
+    bind: [...bound.values()].sort(byAddress),
+    withheld: [...withheld.values()].sort(byAddress),
+    problems,
+    unmatched: matches.unmatched,
+    notes,
+  };
+}
+
+function indexHost(facts: HostFacts): HostIndex {
   const atAddress = new Map(facts.functions.map((fn) => [fn.address, fn]));
   const bySlot = new Map<string, PciFunction[]>();
   for (const fn of facts.functions) {
@@ -68,28 +115,27 @@ export function selectFunctions(
     if (list) list.push(fn);
     else bySlot.set(slot, [fn]);
   }
-  const problems: PlanProblem[] = [];
-  const notes: string[] = [];
-  const unmatched: DeviceSelector[] = [];
+  return { atAddress, bySlot };
+}
+
+/** Each entry against the host, in the order the operator wrote them: what it selects, and what
+ * it must not (a bridge, another card at its address, a function two entries disagree on). */
+function matchSelectors(
+  selectors: DeviceSelector[],
+  facts: HostFacts,
+  host: HostIndex,
+  problems: PlanProblem[],
+): Matches {
   const chosen = new Map<string, Chosen>();
-  /** Addresses some entry with `force: true` selects: the override is per entry, never global. */
   const forced = new Set<string>();
+  const unmatched: DeviceSelector[] = [];
   const problem = (message: string) => problems.push({ option: "devices", message });
 
   for (const sel of [...selectors].sort((a, b) => a.index - b.index)) {
-    const spec = sel.address;
-    // A literal address with ids that the host holds as another device: the operator meant a
-    // different card (or the card was swapped). Binding by address alone would take the wrong one.
-    if (spec && !spec.isGlob && (sel.vendorId !== null || sel.productId !== null)) {
-      const there = atAddress.get(spec.text);
-      if (there && !selectorMatches(sel, there)) {
-        problem(
-          `${describeSelector(sel)}: ${spec.text} holds ${idsOf(there)}, not ` +
-            `${sel.vendorId ?? "*"}:${sel.productId ?? "*"}. Check the address with the ` +
-            "list-devices action and fix the entry's address or ids.",
-        );
-        continue;
-      }
+    const wrongCard = wrongCardAt(sel, host);
+    if (wrongCard !== null) {
+      problem(wrongCard);
+      continue;
     }
     const matches = facts.functions.filter((fn) => selectorMatches(sel, fn));
     if (matches.length === 0) {
@@ -108,55 +154,96 @@ export function selectFunctions(
       const earlier = chosen.get(fn.address);
       if (sel.force) forced.add(fn.address);
       if (earlier) {
-        const clash =
-          earlier.sel.alias !== sel.alias
-            ? `alias ${JSON.stringify(earlier.sel.alias ?? deriveAlias(fn))} and ${JSON.stringify(sel.alias ?? deriveAlias(fn))}`
-            : earlier.sel.numaPolicy !== sel.numaPolicy
-              ? `numa-policy ${earlier.sel.numaPolicy ?? "(unset)"} and ${sel.numaPolicy ?? "(unset)"}`
-              : null;
-        if (clash) {
-          problem(
-            `${describeSelector(earlier.sel)} and ${describeSelector(sel)} both select ` +
-              `${fn.address} (${idsOf(fn)}) with ${clash}. Give both entries the same values ` +
-              "or narrow one so each function is selected once.",
-          );
-        }
+        const clash = clashBetween(earlier.sel, sel, fn);
+        if (clash) problem(clash);
         continue;
       }
       chosen.set(fn.address, { fn, sel });
     }
   }
+  return { chosen, selected: [...chosen.keys()].sort(compareAddresses), forced, unmatched };
+}
 
-  const withheld = new Map<string, WithheldFunction>();
-  const withhold = (
-    fn: PciFunction,
-    sel: DeviceSelector,
-    reasons: string[],
-    forceable: boolean,
-  ) => {
-    const earlier = withheld.get(fn.address);
-    if (earlier) {
-      earlier.reasons.push(...reasons.filter((r) => !earlier.reasons.includes(r)));
-      earlier.forceable &&= forceable;
-      return;
-    }
-    withheld.set(fn.address, {
-      address: fn.address,
-      vendorId: fn.vendorId,
-      deviceId: fn.deviceId,
-      entry: describeSelector(sel),
-      reasons: [...reasons],
-      forceable,
-    });
-  };
+/** A literal address with ids that the host holds as another device: the operator meant a
+ * different card (or the card was swapped). Binding by address alone would take the wrong one. */
+function wrongCardAt(sel: DeviceSelector, host: HostIndex): string | null {
+  const spec = sel.address;
+  if (!spec || spec.isGlob || (sel.vendorId === null && sel.productId === null)) return null;
+  const there = host.atAddress.get(spec.text);
+  if (!there || selectorMatches(sel, there)) return null;
+  return (
+    `${describeSelector(sel)}: ${spec.text} holds ${idsOf(there)}, not ` +
+    `${sel.vendorId ?? "*"}:${sel.productId ?? "*"}. Check the address with the ` +
+    "list-devices action and fix the entry's address or ids."
+  );
+}
 
+/** Two entries that select one function must agree on its alias and NUMA policy. */
+function clashBetween(
+  earlier: DeviceSelector,
+  sel: DeviceSelector,
+  fn: PciFunction,
+): string | null {
+  const clash =
+    earlier.alias !== sel.alias
+      ? `alias ${JSON.stringify(earlier.alias ?? deriveAlias(fn))} and ${JSON.stringify(sel.alias ?? deriveAlias(fn))}`
+      : earlier.numaPolicy !== sel.numaPolicy
+        ? `numa-policy ${earlier.numaPolicy ?? "(unset)"} and ${sel.numaPolicy ?? "(unset)"}`
+        : null;
+  if (clash === null) return null;
+  return (
+    `${describeSelector(earlier)} and ${describeSelector(sel)} both select ` +
+    `${fn.address} (${idsOf(fn)}) with ${clash}. Give both entries the same values ` +
+    "or narrow one so each function is selected once."
+  );
+}
+
+/** Records a selected function the host keeps; a second reason for it is added to the first. */
+function withhold(
+  withheld: Withheld,
+  fn: PciFunction,
+  sel: DeviceSelector,
+  reasons: string[],
+  forceable: boolean,
+): void {
+  const earlier = withheld.get(fn.address);
+  if (earlier) {
+    earlier.reasons.push(...reasons.filter((r) => !earlier.reasons.includes(r)));
+    earlier.forceable &&= forceable;
+    return;
+  }
+  withheld.set(fn.address, {
+    address: fn.address,
+    vendorId: fn.vendorId,
+    deviceId: fn.deviceId,
+    entry: describeSelector(sel),
+    reasons: [...reasons],
+    forceable,
+  });
+}
+
+/** The selected functions vfio-pci may take: not the chipset's, not one the IOMMU left without a
+ * group, and not what the host uses (however it was selected, by address too) unless an entry
+ * that selects it says `force: true`. */
+function bindSelected(
+  matches: Matches,
+  facts: HostFacts,
+  safety: HostSafety,
+  withheld: Withheld,
+  notes: string[],
+): Map<string, BoundDevice> {
   const bound = new Map<string, BoundDevice>();
-  const selectedAddresses = [...chosen.keys()].sort(compareAddresses);
-  for (const address of selectedAddresses) {
-    const { fn, sel } = chosen.get(address)!;
+  for (const address of matches.selected) {
+    const { fn, sel } = matches.chosen.get(address)!;
     const role = chipsetRole(fn);
     if (role !== null) {
-      withhold(fn, sel, [`it is the chipset's ${role}: it serves the whole machine`], false);
+      withhold(
+        withheld,
+        fn,
+        sel,
+        [`it is the chipset's ${role}: it serves the whole machine`],
+        false,
+      );
       continue;
     }
     // With the IOMMU on, a function the kernel put in no group is one vfio-pci cannot take: bound
@@ -165,14 +252,12 @@ export function selectFunctions(
     // and no override changes that; while the IOMMU is still off, every function lacks a group
     // and the reboot the plan asks for makes them.
     if (fn.iommuGroup === null && facts.iommuGroups.size > 0) {
-      withhold(fn, sel, [NO_GROUP_WITH_IOMMU_ON], false);
+      withhold(withheld, fn, sel, [NO_GROUP_WITH_IOMMU_ON], false);
       continue;
     }
-    // What the host uses stays with the host, however it was selected (by address too), unless
-    // an entry that selects it says `force: true`.
     const uses = safety.uses(fn);
-    if (uses.length > 0 && !forced.has(address)) {
-      withhold(fn, sel, uses, true);
+    if (uses.length > 0 && !matches.forced.has(address)) {
+      withhold(withheld, fn, sel, uses, true);
       continue;
     }
     bound.set(address, {
@@ -192,19 +277,28 @@ export function selectFunctions(
       );
     }
   }
+  return bound;
+}
 
-  // Companions, decided after every selection so a function both selected and a companion counts
-  // as selected (its own entry's alias wins). Companions get their own alias (`gpu-audio`) but are
-  // not offered to nova on their own (plan/nova.ts): they sit on vfio-pci because the group needs
-  // them there, and go to the VM with the function they follow.
-  for (const address of selectedAddresses) {
+/** Companions, decided after every selection so a function both selected and a companion counts
+ * as selected (its own entry's alias wins). Companions get their own alias (`gpu-audio`) but are
+ * not offered to nova on their own (plan/nova.ts): they sit on vfio-pci because the group needs
+ * them there, and go to the VM with the function they follow. */
+function addCompanions(
+  matches: Matches,
+  bound: Map<string, BoundDevice>,
+  withheld: Withheld,
+  safety: HostSafety,
+  host: HostIndex,
+): void {
+  for (const address of matches.selected) {
     if (!bound.has(address)) continue;
-    const { fn, sel } = chosen.get(address)!;
+    const { fn, sel } = matches.chosen.get(address)!;
     if (!sel.companions) continue;
     const parent = bound.get(address)!;
-    for (const other of companionsOf(fn, bySlot, atAddress)) {
+    for (const other of cardCompanionsOf(fn, host)) {
       if (bound.has(other.address) || withheld.has(other.address)) continue;
-      // A companion the host uses is no companion: the group check below keeps its card.
+      // A companion the host uses is no companion: the group check keeps its card.
       if (safety.uses(other).length > 0) continue;
       bound.set(other.address, {
         address: other.address,
@@ -219,16 +313,24 @@ export function selectFunctions(
       });
     }
   }
+}
 
-  // A VM takes a whole IOMMU group. A group that holds a chipset function can never be given away
-  // (no override); one that holds a function the host uses is kept unless the entry forces it.
-  // Either way the selected function stays with the host, and so do its companions.
-  for (const address of selectedAddresses) {
+/** A VM takes a whole IOMMU group. A group that holds a chipset function can never be given away
+ * (no override); one that holds a function the host uses is kept unless the entry forces it.
+ * Either way the selected function stays with the host, and so do its companions. */
+function withholdUnsafeGroups(
+  matches: Matches,
+  bound: Map<string, BoundDevice>,
+  withheld: Withheld,
+  safety: HostSafety,
+  facts: HostFacts,
+): void {
+  for (const address of matches.selected) {
     if (!bound.has(address)) continue;
-    const { fn, sel } = chosen.get(address)!;
+    const { fn, sel } = matches.chosen.get(address)!;
     const hazards = safety
       .groupHazards(fn)
-      .filter((h) => h.kind === "chipset" || !forced.has(address));
+      .filter((h) => h.kind === "chipset" || !matches.forced.has(address));
     if (hazards.length === 0) continue;
     const chipset = hazards.some((h) => h.kind === "chipset");
     const where =
@@ -238,58 +340,55 @@ export function selectFunctions(
     const tail = chipset
       ? "chipset functions stay with the host, so this group can never go to a VM"
       : "a VM takes the whole group";
-    withhold(fn, sel, [`${where} ${describeHazards(hazards)}: ${tail}`], !chipset);
+    withhold(withheld, fn, sel, [`${where} ${describeHazards(hazards)}: ${tail}`], !chipset);
     bound.delete(address);
     for (const [other, b] of bound) if (b.follows === address) bound.delete(other);
   }
+  void facts;
+}
 
-  // Group members that stay with the host make the group unusable for VFIO; that is verify-iommu's
-  // verdict to give (the IOMMU may not even be on yet), so here it is only a note.
-  // One note for all such groups: notes end up in the unit's status line.
+/** Group members that stay with the host make the group unusable for VFIO; that is verify-iommu's
+ * verdict to give (the IOMMU may not even be on yet), so here it is only a note: one for all such
+ * groups, as notes end up in the unit's status line. Null when there is none. */
+function sharedGroupsNote(
+  bound: Map<string, BoundDevice>,
+  facts: HostFacts,
+  host: HostIndex,
+): string | null {
   const seenGroups = new Set<number>();
   const shared: string[] = [];
   for (const address of [...bound.keys()].sort(compareAddresses)) {
-    const group = atAddress.get(address)?.iommuGroup ?? null;
+    const group = host.atAddress.get(address)?.iommuGroup ?? null;
     if (group === null || seenGroups.has(group)) continue;
     seenGroups.add(group);
     const kept = (facts.iommuGroups.get(group) ?? []).filter((member) => {
-      const m = atAddress.get(member);
+      const m = host.atAddress.get(member);
       return !bound.has(member) && !(m?.isBridge ?? false);
     });
     if (kept.length > 0) shared.push(`group ${group} also holds ${kept.join(", ")}`);
   }
-  if (shared.length > 0) {
-    notes.push(
-      `IOMMU ${listOf(shared)}, kept by the host: not usable by VMs until selected too (see verify-iommu)`,
-    );
-  }
-
-  const bind = [...bound.values()].sort(byAddress);
-  const keptBack = [...withheld.values()].sort(byAddress);
-  return { bind, withheld: keptBack, problems, unmatched, notes };
+  if (shared.length === 0) return null;
+  return `IOMMU ${listOf(shared)}, kept by the host: not usable by VMs until selected too (see verify-iommu)`;
 }
 
 /**
- * The functions that follow a selected one: the card's other functions in the same slot and the
+ * A selected function's card companions (the `companions` option): the functions that follow it.
+ * The card's other functions in the same slot and the
  * same IOMMU group (or every one in the slot while the IOMMU is not on yet, as on first install
  * before the reboot), plus its `consumer:pci:` device links. Only functions of another class
  * qualify: a second port of the same NIC or a second GPU is a peer the operator selects (or not)
  * on its own — taking it silently could take the host's management NIC. Chipset functions (host
  * and ISA bridges, SMBus) are never a card's: they serve the machine.
  */
-function companionsOf(
-  fn: PciFunction,
-  bySlot: Map<string, PciFunction[]>,
-  atAddress: Map<string, PciFunction>,
-): PciFunction[] {
+function cardCompanionsOf(fn: PciFunction, host: HostIndex): PciFunction[] {
   const cls = fn.classCode.slice(0, 4);
   const found = new Map<string, PciFunction>();
-  for (const other of bySlot.get(slotOf(fn.address)) ?? []) {
+  for (const other of host.bySlot.get(slotOf(fn.address)) ?? []) {
     if (other.address === fn.address || other.iommuGroup !== fn.iommuGroup) continue;
     found.set(other.address, other);
   }
   for (const consumer of fn.consumers) {
-    const other = atAddress.get(consumer);
+    const other = host.atAddress.get(consumer);
     if (other && other.address !== fn.address) found.set(other.address, other);
   }
   return [...found.values()]

@@ -1,5 +1,5 @@
 // verify-iommu: IOMMU on, command line vs plan, interrupt remapping, and per selected function its
-// ids, driver, group, viability (offenders named with drivers), companions, /dev/vfio and host use.
+// ids, driver, group, viability (offenders named with drivers), group members, /dev/vfio and host use.
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -79,7 +79,7 @@ describe("verifyIommu", () => {
       "vfio-device": "yes",
       ok: "yes",
     });
-    expect(gpu.companions).toEqual({
+    expect(gpu["group-members"]).toEqual({
       "1": { address: "0000:83:00.1", driver: "vfio-pci", selected: "yes", "blocks-group": "no" },
     });
     expect(invalidResultKeys(r.results)).toEqual([]);
@@ -182,7 +182,7 @@ describe("verifyIommu", () => {
     const r = verify({ facts, selection: [bound("0000:83:00.0")] });
     expect(checks(r)).toEqual(["viability 0000:83:00.0"]);
     expect(r.problems[0]!.message).toContain("not viable: 0000:83:00.3 on nvidia-gpu must be");
-    expect(r.devices[0]!.companions.map((c) => [c.address, c.harmless])).toEqual([
+    expect(r.devices[0]!.groupMembers.map((c) => [c.address, c.harmless])).toEqual([
       ["0000:80:03.0", true],
       ["0000:83:00.1", true],
       ["0000:83:00.2", true],
