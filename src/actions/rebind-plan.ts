@@ -339,9 +339,7 @@ export function planRebind(input: PlanRebindInput): RebindPlan | RebindRefusal {
         if (force) forced.push(reason);
         else refusals.push({ device: fn.address, reason, forceable: true });
       }
-      for (const mate of groupMates(facts, fn)) {
-        const mateUses = safety.uses(mate);
-        if (mateUses.length === 0) continue;
+      for (const { mate, uses: mateUses } of safety.groupMatesInUse(fn)) {
         const reason = `its IOMMU group ${fn.iommuGroup} also holds ${mate.address}, which the host uses (${mateUses.join("; ")}); the whole group goes to the VM`;
         if (force) forced.push(reason);
         else refusals.push({ device: fn.address, reason, forceable: true });

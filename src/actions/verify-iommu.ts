@@ -236,14 +236,11 @@ function checkDevice(
   }
   const own = safety.uses(fn);
   if (own.length > 0) problem("host-use", `the host uses it: ${own.join("; ")}`);
-  for (const m of groupMates(facts, fn)) {
-    const uses = safety.uses(m);
-    if (uses.length > 0) {
-      problem(
-        "host-use",
-        `IOMMU group ${fn.iommuGroup} also holds ${m.address}, which the host uses (${uses.join("; ")})`,
-      );
-    }
+  for (const { mate, uses } of safety.groupMatesInUse(fn)) {
+    problem(
+      "host-use",
+      `IOMMU group ${fn.iommuGroup} also holds ${mate.address}, which the host uses (${uses.join("; ")})`,
+    );
   }
   return {
     address: fn.address,

@@ -46,6 +46,9 @@ export interface HostSafety {
    * it uses. While the IOMMU is off (no groups yet) a chipset slot is taken as one group: the
    * kernel groups a multi-function slot without ACS as a whole, and chipset slots have none. */
   groupHazards(fn: PciFunction): GroupHazard[];
+  /** The other members of `fn`'s IOMMU group (none without a group) that the host uses, each
+   * with its uses: what a VM taking the group would take from the host. */
+  groupMatesInUse(fn: PciFunction): Array<{ mate: PciFunction; uses: string[] }>;
 }
 
 /** Builds the judgement for these facts and this usage. */
@@ -124,7 +127,19 @@ export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
     return hazards;
   };
 
-  return { uses, groupHazards };
+  const groupMatesInUse = (fn: PciFunction): Array<{ mate: PciFunction; uses: string[] }> => {
+    if (fn.iommuGroup === null) return [];
+    const found: Array<{ mate: PciFunction; uses: string[] }> = [];
+    for (const address of facts.iommuGroups.get(fn.iommuGroup) ?? []) {
+      const mate = byAddress.get(address);
+      if (mate === undefined || mate.address === fn.address) continue;
+      const mateUses = uses(mate);
+      if (mateUses.length > 0) found.push({ mate, uses: mateUses });
+    }
+    return found;
+  };
+
+  return { uses, groupHazards, groupMatesInUse };
 }
 
 /** "0000:00:1f.0 (ISA/LPC bridge), 0000:00:1f.4 (SMBus controller)": hazards for a message. */
