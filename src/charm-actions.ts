@@ -1,12 +1,13 @@
 // `juju run` glue: each action reads the host facts it needs, hands them to its pure decision
 // in actions/, and reports the structured result (or action-fail with the reason). Actions never
 // run host preparation and never write files; only rebind writes to sysfs.
-import { type ActionEvent, type Model, stopSignal } from "ops-ts-shim";
+import { type ActionEvent, type Model, type ParamValidator, stopSignal } from "ops-ts-shim";
 import { listDevices, parseListDevicesParams } from "./actions/list-devices";
 import { novaConfig, parseNovaConfigParams } from "./actions/nova-config";
-import { paramErrorMessage } from "./actions/params";
+import { type Checked, type ParamError, paramErrorMessage } from "./actions/params";
 import { rebindAction } from "./actions/rebind";
-import { type ActionReply, listResult, type ResultTree } from "./actions/results";
+import { parseRebindParams } from "./actions/rebind-plan";
+import { type ActionReply, failure, listResult, type ResultTree } from "./actions/results";
 import { parseVerifyIommuParams, verifyIommu } from "./actions/verify-iommu";
 import { createSysfsWriter } from "./apply/sysfs";
 import { type Config, parseConfig } from "./config";
@@ -35,9 +36,10 @@ export interface ActionContext {
   noGrub: boolean;
 }
 
-/** Runs one action and reports it to Juju. */
+/** Runs one action and reports it to Juju: its params first (no host is read for a bad call),
+ * then the action on what it needs of the host. */
 export function runActionHandler(name: ActionName, event: ActionEvent, ctx: ActionContext): void {
-  const reply = ACTIONS[name](event.params, ctx);
+  const reply = ACTIONS[name].reply(event.params, ctx);
   event.setResults(reply.results);
   if (!reply.ok) event.fail(clipMessage(reply.message));
 }
@@ -120,16 +122,39 @@ function modules(ctx: ActionContext, facts: HostFacts): ModuleIndex {
   };
 }
 
-const ACTIONS: Record<
-  ActionName,
-  (params: Record<string, unknown>, ctx: ActionContext) => ActionReply
-> = {
-  "list-devices": (params, ctx) => {
-    const checked = parseListDevicesParams(params);
-    if (!checked.ok) return failed(paramErrorMessage("list-devices", checked.errors));
+/** Every action has one shape: `parse` turns the raw params into checked, typed ones (the
+ * validator generated from actions.yaml, then the action's own syntax), and `run` acts on them. */
+interface Action {
+  /** The params as raw values → null when valid, else the errors in operator words. */
+  check(raw: unknown): ParamError[] | null;
+  /** The reply to one call: refused with the param errors, or the action's own reply. */
+  reply(raw: unknown, ctx: ActionContext): ActionReply;
+}
+
+function action<P>(
+  name: ActionName,
+  parse: (raw: unknown) => Checked<P>,
+  run: (params: P, ctx: ActionContext) => ActionReply,
+): Action {
+  return {
+    check: (raw) => {
+      const checked = parse(raw);
+      return checked.ok ? null : checked.errors;
+    },
+    reply: (raw, ctx) => {
+      const checked = parse(raw);
+      return checked.ok
+        ? run(checked.params, ctx)
+        : failure(paramErrorMessage(name, checked.errors));
+    },
+  };
+}
+
+const ACTIONS: Record<ActionName, Action> = {
+  "list-devices": action("list-devices", parseListDevicesParams, (params, ctx) => {
     const snap = snapshot(ctx);
     const result = listDevices({
-      params: checked.params,
+      params,
       facts: snap.facts,
       usage: snap.usage,
       modules: modules(ctx, snap.facts),
@@ -137,14 +162,12 @@ const ACTIONS: Record<
       selection: snap.selection,
     });
     return { ok: true, message: "", results: withSnapshotNotes(result.results, snap) };
-  },
+  }),
 
-  "verify-iommu": (params, ctx) => {
-    const checked = parseVerifyIommuParams(params);
-    if (!checked.ok) return failed(paramErrorMessage("verify-iommu", checked.errors));
+  "verify-iommu": action("verify-iommu", parseVerifyIommuParams, (_params, ctx) => {
     const snap = snapshot(ctx);
     if (!snap.config)
-      return failed(
+      return failure(
         `the charm config is invalid, so there is no plan to verify: ${snap.configProblem}`,
       );
     const plan = planHost(
@@ -171,12 +194,12 @@ const ACTIONS: Record<
       message: result.message,
       results: withSnapshotNotes(result.results, snap),
     };
-  },
+  }),
 
-  rebind: (params, ctx) => {
+  rebind: action("rebind", parseRebindParams, (params, ctx) => {
     const snap = snapshot(ctx);
     return rebindAction({
-      rawParams: params,
+      params,
       facts: snap.facts,
       usage: snap.usage,
       selection: snap.selection,
@@ -185,13 +208,11 @@ const ACTIONS: Record<
       run: ctx.deps.runner,
       stop: stopSignal,
     });
-  },
+  }),
 
-  "nova-config": (params, ctx) => {
-    const checked = parseNovaConfigParams(params);
-    if (!checked.ok) return failed(paramErrorMessage("nova-config", checked.errors));
+  "nova-config": action("nova-config", parseNovaConfigParams, (_params, ctx) => {
     const snap = snapshot(ctx);
-    if (!snap.config) return failed(`the charm config is invalid: ${snap.configProblem}`);
+    if (!snap.config) return failure(`the charm config is invalid: ${snap.configProblem}`);
     const onVfio = new Set(
       snap.facts.functions.filter((f) => f.driver === "vfio-pci").map((f) => f.address),
     );
@@ -202,8 +223,23 @@ const ACTIONS: Record<
       installed: readNovaRelease(ctx.deps.root),
       related: ctx.model.relations(NOVA_ENDPOINT).length > 0,
     });
-  },
+  }),
 };
+
+/** The validators main() runs on an action's params before any handler: the same checks as the
+ * handler's, so Juju's `juju run` refusal and ours say the same thing in the same words. */
+export const ACTION_PARAM_VALIDATORS: Record<ActionName, ParamValidator> = Object.fromEntries(
+  Object.entries(ACTIONS).map(([name, a]) => [name, paramValidator(a)]),
+) as Record<ActionName, ParamValidator>;
+
+function paramValidator(a: Action): ParamValidator {
+  const validate: ParamValidator = (raw: unknown) => {
+    const errors = a.check(raw);
+    validate.errors = errors === null ? null : errors.map((e) => ({ message: e.message }));
+    return errors === null;
+  };
+  return validate;
+}
 
 /** Adds what the operator must know about the snapshot itself: an invalid config (the selection
  * is then empty) and every sysfs file that could not be read (a function may be missing). */
@@ -213,8 +249,4 @@ function withSnapshotNotes(results: ResultTree, snap: Snapshot): ResultTree {
   if (snap.readProblems.length > 0)
     extra["read-problems"] = listResult(snap.readProblems, (m) => m);
   return { ...results, ...extra };
-}
-
-function failed(message: string): ActionReply {
-  return { ok: false, message, results: { ok: "no", message } };
 }

@@ -1,14 +1,17 @@
 // Entry point bundled into dist/charm.js; ./dispatch runs it for every hook and action.
 import { main } from "ops-ts-shim";
+import { ACTION_PARAM_VALIDATORS } from "./charm-actions";
 // src/generated/ is not in git: `npm run gen` makes it from actions.yaml and src/schemas/, and
 // `npm ci` (the prepare script) and every build run that (src/generated/README.md).
 import { declaredActions } from "./generated/actions";
 import { PciPassthroughCharm } from "./pci-passthrough-charm";
 
 // The actions come with the bundle (generated from the same actions.yaml the pack step ships), so
-// an action's dispatch does not parse YAML to learn that it is declared. rebind writes to sysfs
-// step by step: it runs stoppable, so SIGTERM lets it finish or undo the function it is moving.
+// an action's dispatch does not parse YAML to learn that it is declared; their params are checked
+// before any handler runs (and so before any host read). rebind writes to sysfs step by step: it
+// runs stoppable, so SIGTERM lets it finish or undo the function it is moving.
 process.exitCode = main(PciPassthroughCharm, {
   actions: declaredActions,
+  actionParamValidators: ACTION_PARAM_VALIDATORS,
   stoppableActions: ["rebind"],
 });

@@ -193,7 +193,12 @@ export function main(charmClass: CharmClass, options: MainOptions = {}): number 
       const validate = options.actionParamValidators?.[resolved.action];
       if (validate && !validate(params)) {
         const reasons = (validate.errors ?? [])
-          .map((err) => `${err.instancePath || "(params)"} ${err.message ?? "is invalid"}`)
+          // A reason with no path is the charm's own sentence about the params: said as it is.
+          .map((err) =>
+            err.instancePath
+              ? `${err.instancePath} ${err.message ?? "is invalid"}`
+              : (err.message ?? "the params are invalid"),
+          )
           .join("; ");
         hookcmds.actionFail(
           runner,

@@ -268,6 +268,30 @@ describe("action parameter validation", () => {
     );
   });
 
+  it("a reason without a path is the charm's own sentence, said as it is", () => {
+    SpyCharm.seen = [];
+    const state = buildFakeUnit({ unitName: "demo/0" });
+    const env = hookEnvironment(
+      state,
+      { name: "greet-action", params: { name: "" } },
+      { charmDir: "/x" },
+    );
+    const sentence = Object.assign(() => false, {
+      errors: [{ message: 'name "" is empty: give the name to greet' }],
+    });
+    main(SpyCharm, {
+      env,
+      metadata,
+      actions,
+      actionParamValidators: { greet: sentence },
+      runner: (argv, input) => runFakeHookTool(state, argv, { stdin: input, env }),
+    });
+    expect(SpyCharm.seen).toEqual([]);
+    expect(state.actions["1"]!.failureMessage).toBe(
+      'invalid parameters for greet: name "" is empty: give the name to greet; see `juju actions --schema`',
+    );
+  });
+
   it("accepted params reach the handler", () => {
     SpyCharm.seen = [];
     const state = buildFakeUnit({ unitName: "demo/0" });

@@ -10,12 +10,11 @@ import { deviceAttr, driverAttr, isRealRoot, READ, SYSFS_WRITES } from "../host/
 import { describeUser, readVfioGroupUsers } from "../host/vfio-users";
 import type { BoundDevice, WithheldFunction } from "../plan/types";
 import { driverWords, isVfioDriver } from "./groups";
-import { paramErrorMessage } from "./params";
 import {
   describeMove,
   type PlannedMove,
-  parseRebindParams,
   planRebind,
+  type RebindParams,
   type RebindPlan,
   type RebindRefusal,
   type RebindTarget,
@@ -439,8 +438,8 @@ export function refusalResults(refusal: RebindRefusal): ResultTree {
 }
 
 export interface RebindActionInput {
-  /** action-get --format=json, unvalidated. */
-  rawParams: unknown;
+  /** The params, checked (parseRebindParams) before any host read. */
+  params: RebindParams;
   facts: HostFacts;
   usage: HostUsage;
   /** The configured selection (selectFunctions(config.devices, facts).bind). */
@@ -454,15 +453,10 @@ export interface RebindActionInput {
   stop?: StopCheck;
 }
 
-/** The whole rebind action: check params, plan, then print (dry-run) or perform the plan. */
+/** The whole rebind action on checked params: plan, then print (dry-run) or perform the plan. */
 export function rebindAction(input: RebindActionInput): ActionReply {
-  const checked = parseRebindParams(input.rawParams);
-  if (!checked.ok) {
-    const message = paramErrorMessage("rebind", checked.errors);
-    return { ok: false, message, results: { ok: "no", message } };
-  }
   const plan = planRebind({
-    params: checked.params,
+    params: input.params,
     facts: input.facts,
     usage: input.usage,
     selection: input.selection,

@@ -52,3 +52,9 @@ export interface ActionReply {
   message: string;
   results: ResultTree;
 }
+
+/** The one shape of a failed action: action-fail with `message`, and results that say the same
+ * (`ok: no`, `message`) plus whatever else the operator needs (`extra`). */
+export function failure(message: string, extra: ResultTree = {}): ActionReply {
+  return { ok: false, message, results: { ok: "no", message, ...extra } };
+}

@@ -10,7 +10,8 @@ import { parse } from "yaml";
 import { parseListDevicesParams } from "../../src/actions/list-devices";
 import { paramErrorMessage } from "../../src/actions/params";
 import { rebindAction } from "../../src/actions/rebind";
-import { invalidResultKeys } from "../../src/actions/results";
+import { parseRebindParams } from "../../src/actions/rebind-plan";
+import { failure, invalidResultKeys } from "../../src/actions/results";
 import { parseVerifyIommuParams } from "../../src/actions/verify-iommu";
 import { FakeKernel, writeSysfsTree } from "../support/fake-kernel";
 import { seedHost } from "../support/host-facts";
@@ -71,16 +72,20 @@ describe("bad action params corpus", () => {
           new Map(facts.functions.map((f) => [f.address, f.driver])),
         );
         const before = snapshot(root);
-        const reply = rebindAction({
-          rawParams: c.params,
-          facts,
-          usage: new Map(),
-          selection: [],
-          sysfs: kernel,
-          run: () => {
-            throw new Error("no command may run for a bad call");
-          },
-        });
+        // As the handler does it: params checked first, the action only on valid ones.
+        const checked = parseRebindParams(c.params);
+        const reply = !checked.ok
+          ? failure(paramErrorMessage("rebind", checked.errors))
+          : rebindAction({
+              params: checked.params,
+              facts,
+              usage: new Map(),
+              selection: [],
+              sysfs: kernel,
+              run: () => {
+                throw new Error("no command may run for a bad call");
+              },
+            });
         expect(reply.ok).toBe(false);
         expect(reply.message).toContain(c.expect);
         expect(kernel.writes).toEqual([]);

@@ -25,6 +25,7 @@ import {
   seedHost,
   sharedGroupHost,
 } from "../support/hosts/presets";
+import { rebindParams } from "../support/rebind-params";
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -47,7 +48,14 @@ function onHost(spec: HostSpec) {
     selection = [] as ReturnType<typeof select>,
   ) => {
     const { facts, usage } = read();
-    return rebindAction({ rawParams, facts, usage, selection, sysfs: kernel, run: null });
+    return rebindAction({
+      params: rebindParams(rawParams),
+      facts,
+      usage,
+      selection,
+      sysfs: kernel,
+      run: null,
+    });
   };
   const select = (facts: HostFacts, ids: string, address: string) =>
     selectFunctions(

@@ -19,6 +19,7 @@ import type { HostFacts, HostUsage } from "../../src/host/facts";
 import type { BoundDevice, WithheldFunction } from "../../src/plan/types";
 import { FakeKernel, failingWriter, writeSysfsTree } from "../support/fake-kernel";
 import { fn, host, seedHost } from "../support/host-facts";
+import { rebindParams } from "../support/rebind-params";
 
 const params = (p: Partial<RebindParams> = {}): RebindParams => ({
   devices: null,
@@ -638,7 +639,7 @@ describe("rebindAction (what the handler calls)", () => {
     sysfs: SysfsWriter,
     usage: HostUsage = new Map(),
   ) => ({
-    rawParams,
+    params: rebindParams(rawParams),
     facts,
     usage,
     selection: [

@@ -20,6 +20,7 @@ import {
   unreadableAttribute,
 } from "../support/hosts/damage";
 import { seedHost } from "../support/hosts/presets";
+import { rebindParams } from "../support/rebind-params";
 import { charmContext, useRoot } from "../support/scenario";
 import { diffTrees, snapshotTree } from "../support/tree";
 
@@ -141,7 +142,7 @@ describe("a device that vanishes between the read and the bind", () => {
       },
     };
     const reply = rebindAction({
-      rawParams: { devices: "0000:83:00.0" },
+      params: rebindParams({ devices: "0000:83:00.0" }),
       facts,
       usage: new Map(),
       selection: [],
