@@ -1,6 +1,7 @@
 // Host preparation, start to finish, for one hook: config → facts → plan → apply. Each step can
 // stop the run with an outcome the status names; nothing is written unless every check passed.
-import { type CommandRunner, NOT_FOUND_EXIT } from "./apply/commands";
+import { NOT_FOUND_EXIT } from "ops-ts-shim";
+import type { CommandRunner } from "./apply/commands";
 import type { FsOps } from "./apply/files";
 import {
   type ApplyReport,

@@ -93,9 +93,12 @@ export {
   HookCmdError,
   type HookToolResult,
   type HookToolRunner,
+  NOT_FOUND_EXIT,
   PREFETCHED_ENV,
+  type ProcessResult,
   parsePrefetched,
   runChecked,
+  runProcess,
   withPrefetched,
 } from "./runner";
 export { stopSignal } from "./stop";

@@ -1,12 +1,57 @@
 // The one seam between the shim and the processes it starts: every hook tool goes through a
 // HookToolRunner, so tests substitute an in-memory Juju and the charm never spawns directly.
+// runProcess is the one way a process is started at all, for hook tools and for a charm's own
+// commands alike.
 import { readFileSync } from "node:fs";
 
-/** What a finished hook tool left behind. */
-export interface HookToolResult {
+/** What a finished process left behind. */
+export interface ProcessResult {
   exitCode: number;
   stdout: string;
   stderr: string;
+}
+
+/** What a finished hook tool left behind. */
+export type HookToolResult = ProcessResult;
+
+/** The shell's code for "no such program", and for "found but it cannot be run". */
+export const NOT_FOUND_EXIT = 127;
+export const CANNOT_RUN_EXIT = 126;
+
+/**
+ * Runs argv to completion, synchronously, with `input` on stdin; never throws for how it ended.
+ * A program that cannot be started reports 127 (not found) or 126 (found, not runnable) with why
+ * on stderr; one killed by a signal exits 128 and says which signal.
+ */
+export function runProcess(
+  argv: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; input?: string } = {},
+): ProcessResult {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new TypeError("argv is empty");
+  // Required on first use: most dispatches of a quiet charm start no process at all (see
+  // withPrefetched), and loading child_process costs every one of them several milliseconds.
+  const { spawnSync } = require("node:child_process") as typeof import("node:child_process");
+  const child = spawnSync(file, args, {
+    env: options.env ?? process.env,
+    input: options.input ?? "",
+    encoding: "utf8",
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (child.error) {
+    const code = (child.error as NodeJS.ErrnoException).code;
+    return {
+      exitCode: code === "ENOENT" ? NOT_FOUND_EXIT : CANNOT_RUN_EXIT,
+      stdout: "",
+      stderr: `cannot run ${file}: ${child.error.message}`,
+    };
+  }
+  const signal = child.signal ? ` (killed by ${child.signal})` : "";
+  return {
+    exitCode: child.status ?? 128,
+    stdout: child.stdout ?? "",
+    stderr: (child.stderr ?? "") + signal,
+  };
 }
 
 /** Runs one hook tool, `argv[0]` being its name, with optional stdin; synchronous. */
@@ -45,28 +90,7 @@ export function formatArgv(argv: readonly string[]): string {
  * tools are found on the PATH Juju prepared). A tool that cannot be started reports exit 127.
  */
 export function createSpawnRunner(env: NodeJS.ProcessEnv = process.env): HookToolRunner {
-  return (argv, input) => {
-    const [file, ...args] = argv;
-    if (file === undefined) throw new TypeError("hook tool argv is empty");
-    // Required on first use: most dispatches of a quiet charm start no process at all (see
-    // withPrefetched), and loading child_process costs every one of them several milliseconds.
-    const { spawnSync } = require("node:child_process") as typeof import("node:child_process");
-    const child = spawnSync(file, args, {
-      env,
-      input: input ?? "",
-      encoding: "utf8",
-      maxBuffer: 64 * 1024 * 1024,
-    });
-    if (child.error) {
-      return { exitCode: 127, stdout: "", stderr: `cannot run ${file}: ${child.error.message}` };
-    }
-    const signal = child.signal ? ` (killed by ${child.signal})` : "";
-    return {
-      exitCode: child.status ?? 128,
-      stdout: child.stdout ?? "",
-      stderr: (child.stderr ?? "") + signal,
-    };
-  };
+  return (argv, input) => runProcess(argv, { env, input });
 }
 
 /** Runs a tool and returns its stdout; throws HookCmdError on a non-zero exit. */

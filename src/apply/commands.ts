@@ -1,17 +1,13 @@
 // Runs the few external programs host preparation needs (update-grub, update-initramfs, modprobe).
 // They are only meaningful on the real host: under any other root (tests, the demo sandbox, a copy
 // of a host) they are skipped with a log line, unless a test substitutes a runner of its own.
+// Processes are started the one way the shim starts its hook tools (runProcess).
+import { type ProcessResult, runProcess } from "ops-ts-shim";
 
-export interface CommandResult {
-  exitCode: number;
-  stdout: string;
-  stderr: string;
+export interface CommandResult extends ProcessResult {
   /** True when the runner did not run it (a sandbox root): logs must not say it ran. */
   skipped?: boolean;
 }
-
-/** The shell's and spawn's code for "no such program": the host does not have it at all. */
-export const NOT_FOUND_EXIT = 127;
 
 /** Runs argv and returns its result; never throws for a non-zero exit (callers decide). */
 export type CommandRunner = (argv: string[]) => CommandResult;
@@ -30,22 +26,9 @@ export class CommandError extends Error {
   }
 }
 
-/** The real runner: spawns the program with the hook's environment. */
-export const spawnRunner: CommandRunner = (argv) => {
-  const [cmd, ...args] = argv;
-  // Required here: a hook with nothing to change runs no program, and should not pay to load this.
-  const { spawnSync } = require("node:child_process") as typeof import("node:child_process");
-  const r = spawnSync(cmd!, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-  if (r.error) {
-    const code = (r.error as NodeJS.ErrnoException).code;
-    return {
-      exitCode: code === "ENOENT" ? NOT_FOUND_EXIT : 126,
-      stdout: "",
-      stderr: r.error.message,
-    };
-  }
-  return { exitCode: r.status ?? 128, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
-};
+/** The real runner: runs the program with the hook's environment (child_process is loaded only
+ * when a program runs: a hook with nothing to change runs none). */
+export const spawnRunner: CommandRunner = (argv) => runProcess(argv);
 
 /**
  * Whether a program is on PATH, as spawn would find it: a few stat calls, nothing run. Asked only

@@ -1,13 +1,13 @@
 // Applies a HostPlan's files to the host and regenerates grub / the initramfs only when their
 // inputs really changed. It decides nothing about *what* to write (that is plan/); it only makes the
 // host match, refuses to overwrite what is not ours, and reports exactly what it did.
+import { NOT_FOUND_EXIT } from "ops-ts-shim";
 import { OWNED, OWNED_DIRS, SHARED } from "../host/root";
 import type { FileSpec, HostPlan, Regenerate } from "../plan/types";
 import {
   CommandError,
   type CommandResult,
   type CommandRunner,
-  NOT_FOUND_EXIT,
   onPath,
   REGENERATE,
 } from "./commands";
