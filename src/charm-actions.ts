@@ -21,6 +21,7 @@ import { planHost } from "./plan/plan-host";
 import { type Selection, selectFunctions } from "./plan/select";
 import { formatConfigError } from "./plan/status";
 import type { BoundDevice, WithheldFunction } from "./plan/types";
+import { clip } from "./text";
 
 /** Our endpoint to nova-compute (interface ephemeral-backend). */
 export const NOVA_ENDPOINT = "nova-compute";
@@ -41,17 +42,12 @@ export interface ActionContext {
 export function runActionHandler(name: ActionName, event: ActionEvent, ctx: ActionContext): void {
   const reply = ACTIONS[name].reply(event.params, ctx);
   event.setResults(reply.results);
-  if (!reply.ok) event.fail(clipMessage(reply.message));
+  if (!reply.ok) event.fail(clip(reply.message, MAX_FAIL_MESSAGE, "see the results"));
 }
 
 /** `juju run` prints the failure message whole: keep it readable (and one argv word); every
  * problem is also in the results. */
 const MAX_FAIL_MESSAGE = 2000;
-
-function clipMessage(message: string): string {
-  if (message.length <= MAX_FAIL_MESSAGE) return message;
-  return `${message.slice(0, MAX_FAIL_MESSAGE)}... (${message.length - MAX_FAIL_MESSAGE} more characters: see the results)`;
-}
 
 /** What every action starts from: the host as it is, and the configured selection on it. */
 interface Snapshot {

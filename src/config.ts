@@ -10,6 +10,7 @@ import {
   parseIdPair,
   splitDeviceList,
 } from "./pci-vocabulary";
+import { clip } from "./text";
 
 /** `arm`: the Arm SMMU of arm64 hosts (on by default: no enable parameter). */
 export type IommuMode = "auto" | "intel" | "amd" | "arm" | "off";
@@ -73,12 +74,6 @@ export const CONFIG_DEFAULTS = {
 } as const;
 
 export type ParseResult = { ok: true; config: Config } | { ok: false; errors: ConfigError[] };
-
-/** Shortens a value for a status line: operators need to recognise it, not read all of it. */
-export function clip(value: string, max = 60): string {
-  const flat = value.replace(/\s+/g, " ").trim();
-  return flat.length > max ? `${flat.slice(0, max - 3)}...` : flat;
-}
 
 /** Validates every option the charm reads; collects all errors rather than stopping at the first. */
 export function parseConfig(raw: Record<string, unknown>): ParseResult {

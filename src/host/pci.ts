@@ -11,6 +11,7 @@ import {
   parseModalias,
   synthModalias,
 } from "../pci-vocabulary";
+import { listOf } from "../text";
 import type { HostReadProblem, IommuGroupsDir, PciFunction } from "./facts";
 import { errnoCode, listDir, readAttrFile } from "./read-files";
 import { READ, under } from "./root";
@@ -77,10 +78,7 @@ export function readPciFunctions(root: string): PciReadResult {
     const links =
       one !== null
         ? `the driver link ${link(one)} names`
-        : `the driver links of ${addresses.length} devices (${addresses
-            .slice(0, 3)
-            .map(link)
-            .join(", ")}${addresses.length > 3 ? ` and ${addresses.length - 3} more` : ""}) name`;
+        : `the driver links of ${addresses.length} devices (${listOf(addresses.map(link), 3, ", ")}) name`;
     problems.push({
       kind: "malformed",
       path: one !== null ? link(one) : `${READ.pciDrivers}/${driver}`,
@@ -433,9 +431,7 @@ export function readIommu(root: string, known?: PciReadResult): IommuReadResult 
     const sorted = new Map([...groups].sort(([a], [b]) => a - b));
     groups.clear();
     for (const [g, m] of sorted) groups.set(g, m);
-    const shown =
-      orphans.slice(0, 5).join(", ") +
-      (orphans.length > 5 ? ` and ${orphans.length - 5} more` : "");
+    const shown = listOf(orphans.map(String), 5, ", ");
     problems.push({
       kind: "malformed",
       path: READ.iommuGroups,

@@ -5,6 +5,7 @@ import type { Config } from "../config";
 import type { HostFacts, HostUsage, ModuleIndex, ModuleNames } from "../host/facts";
 import { OWNED } from "../host/root";
 import { idsOf } from "../pci-vocabulary";
+import { listOf } from "../text";
 import { checkModuleNames, nativeDrivers, planBlacklist, planKernelParams } from "./boot";
 import {
   renderBindHelper,
@@ -13,7 +14,7 @@ import {
   renderModprobeConf,
   renderUdevRules,
 } from "./render-files";
-import { listOf, selectFunctions } from "./select";
+import { selectFunctions } from "./select";
 import type { BoundDevice, FileSpec, HostPlan, PlanProblem, Regenerate } from "./types";
 
 /** What the charm stored the last time it applied a plan. */

@@ -4,6 +4,7 @@
 import type { DeviceSelector } from "../config";
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import { byAddress, compareAddresses, deriveAlias, idsOf, slotOf } from "../pci-vocabulary";
+import { clip, listOf } from "../text";
 import {
   chipsetRole,
   describeHazards,
@@ -29,8 +30,7 @@ export interface Selection {
 
 /** How an entry is named in messages: `devices entry #2 "10de:1bb0"` (1-based, as operators count). */
 export function describeSelector(sel: DeviceSelector): string {
-  const source = sel.source.length > 80 ? `${sel.source.slice(0, 77)}...` : sel.source;
-  return `devices entry #${sel.index + 1} ${JSON.stringify(source)}`;
+  return `devices entry #${sel.index + 1} ${JSON.stringify(clip(sel.source, 80))}`;
 }
 
 /** True when the selector picks this function (ids and address both, when both are given). */
@@ -407,10 +407,4 @@ function cardCompanionsOf(fn: PciFunction, host: HostIndex): PciFunction[] {
 /** `gpu` + an HDMI audio function → `gpu-audio`; `p5000` + USB controller → `p5000-usb`. */
 function companionAlias(parentAlias: string, fn: PciFunction): string {
   return `${parentAlias}-${deriveAlias(fn)}`;
-}
-
-/** `a, b, c and 2 more`: keeps lists short enough for a status line. */
-export function listOf(items: string[], max = 3): string {
-  if (items.length <= max) return items.join("; ");
-  return `${items.slice(0, max).join("; ")} and ${items.length - max} more`;
 }

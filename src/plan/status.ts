@@ -2,6 +2,7 @@
 // charm hands it the outcome; it never looks at the host itself.
 import type { ConfigError } from "../config";
 import type { HostFacts } from "../host/facts";
+import { clip, listOf } from "../text";
 import type { BoundDevice, HostPlan, PlanProblem, Regenerate, WithheldFunction } from "./types";
 
 export type UnitStatus = {
@@ -168,8 +169,7 @@ export function statusFor(outcome: PreparationOutcome): UnitStatus {
 
 /** One line naming the option, the value, the problem and the fix. */
 export function formatConfigError(e: ConfigError): string {
-  const value = e.value.length > 40 ? `${e.value.slice(0, 37)}...` : e.value;
-  return `${e.option}=${JSON.stringify(value)}: ${e.problem}; ${e.fix}`;
+  return `${e.option}=${JSON.stringify(clip(e.value, 40))}: ${e.problem}; ${e.fix}`;
 }
 
 function preparedStatus(plan: HostPlan, facts: HostFacts, failed: FailedCommand[]): UnitStatus {
@@ -260,12 +260,13 @@ export function withheldMessage(withheld: WithheldFunction[]): string {
 }
 
 function listed(withheld: WithheldFunction[]): string {
-  const shown = withheld
-    .slice(0, 3)
-    .map((w) => `${w.address} ${w.vendorId}:${w.deviceId} of ${w.entry} (${w.reasons.join("; ")})`);
-  return withheld.length > 3
-    ? `${shown.join(", ")} and ${withheld.length - 3} more`
-    : shown.join(", ");
+  return listOf(
+    withheld.map(
+      (w) => `${w.address} ${w.vendorId}:${w.deviceId} of ${w.entry} (${w.reasons.join("; ")})`,
+    ),
+    3,
+    ", ",
+  );
 }
 
 function devicesSummary(bind: BoundDevice[]): string {
@@ -285,9 +286,7 @@ function iommuSummary(facts: HostFacts): string {
 }
 
 function list(items: string[]): string {
-  return items.length <= 3
-    ? items.join(", ")
-    : `${items.slice(0, 3).join(", ")} and ${items.length - 3} more`;
+  return listOf(items, 3, ", ");
 }
 
 const blocked = (message: string): UnitStatus => ({ name: "blocked", message });

@@ -4,7 +4,7 @@
 // it, so it is a test:
 //   - host/ reads facts: it imports nothing from plan/, actions/ or apply/ (types they share live
 //     with the facts or in pci-vocabulary.ts);
-//   - pure modules (plan/, the action planners, config, the vocabulary) never import apply/, nor
+//   - pure modules (plan/, the action planners, config, the vocabulary, text) never import apply/, nor
 //     node:fs / node:child_process: they take facts and return decisions;
 //   - no two files of src/ import each other, however indirectly.
 import { readdirSync, readFileSync } from "node:fs";
@@ -22,7 +22,7 @@ const ACTION_EXECUTORS = new Set(["actions/rebind.ts"]);
 function isPure(file: string): boolean {
   if (file.startsWith("plan/")) return true;
   if (file.startsWith("actions/")) return !ACTION_EXECUTORS.has(file);
-  return file === "config.ts" || file === "pci-vocabulary.ts";
+  return file === "config.ts" || file === "pci-vocabulary.ts" || file === "text.ts";
 }
 
 /** file (relative to src/) → what it imports: other src files (relative to src/, no extension

@@ -1,0 +1,19 @@
+// Text for operators: values clipped and lists shortened so a status line or an action-fail
+// message stays readable. The one place that decides how much of a long thing is shown.
+
+/** Shortens text to at most `max` characters (runs of white space fold to one space): operators
+ * need to recognise a value, not read all of it. With `restIs`, a cut also says how much was left
+ * out and where the rest is ("see the results"). */
+export function clip(value: string, max = 60, restIs?: string): string {
+  const flat = value.replace(/\s+/g, " ").trim();
+  if (flat.length <= max) return flat;
+  if (restIs === undefined) return `${flat.slice(0, max - 3)}...`;
+  return `${flat.slice(0, max)}... (${flat.length - max} more characters: ${restIs})`;
+}
+
+/** `a; b; c and 2 more`: the first `max` items and how many others, short enough for a status
+ * line. */
+export function listOf(items: string[], max = 3, separator = "; "): string {
+  if (items.length <= max) return items.join(separator);
+  return `${items.slice(0, max).join(separator)} and ${items.length - max} more`;
+}
