@@ -1,5 +1,6 @@
 // The charm's configuration, validated. The raw values come from `config-get --format=json`; the
 // parser (parseConfig) turns them into this shape or into ConfigErrors that name the option.
+import type { ErrorObject } from "ajv";
 import type { Node } from "yaml";
 // Generated from src/schemas/devices.schema.json by `npm run gen` (run by npm ci and every build).
 import { validateDevices } from "./generated/validators.js";
@@ -176,17 +177,22 @@ export function isProtectedModule(name: string): boolean {
   return n.startsWith("vfio") || n === "pcieport";
 }
 
+/** True for a string; otherwise records that `option` is not one, with how to write it. */
+function isString(
+  option: string,
+  value: unknown,
+  errors: ConfigError[],
+  fix: string,
+): value is string {
+  if (typeof value === "string") return true;
+  errors.push({ option, value: clip(JSON.stringify(value)), problem: "is not a string", fix });
+  return false;
+}
+
 function parseBlacklist(value: unknown, errors: ConfigError[]): BlacklistSetting | null {
   const option = "blacklist-drivers";
-  if (typeof value !== "string") {
-    errors.push({
-      option,
-      value: clip(JSON.stringify(value)),
-      problem: "is not a string",
-      fix: 'set it to "auto", a list of module names, or ""',
-    });
+  if (!isString(option, value, errors, 'set it to "auto", a list of module names, or ""'))
     return null;
-  }
   const tokens = value.split(/[\s,]+/).filter((t) => t.length > 0);
   if (tokens.length === 0) return { mode: "list", modules: [] };
   if (tokens.length === 1 && tokens[0]!.toLowerCase() === "auto") return { mode: "auto" };
@@ -320,15 +326,15 @@ const MAX_EXTRA_PARAMS = 1024;
 
 function parseKernelParams(value: unknown, errors: ConfigError[]): string[] | null {
   const option = "extra-kernel-params";
-  if (typeof value !== "string") {
-    errors.push({
+  if (
+    !isString(
       option,
-      value: clip(JSON.stringify(value)),
-      problem: "is not a string",
-      fix: 'set it to space separated parameters, e.g. "pcie_acs_override=downstream"',
-    });
+      value,
+      errors,
+      'set it to space separated parameters, e.g. "pcie_acs_override=downstream"',
+    )
+  )
     return null;
-  }
   if (/[\r\n]/.test(value.trim())) {
     errors.push({
       option,
@@ -430,15 +436,8 @@ interface RawEntry {
 /** The `devices` value as entries: a YAML/JSON list (or single mapping), or short forms. */
 function parseDevices(value: unknown, errors: ConfigError[]): DeviceSelector[] {
   const option = "devices";
-  if (typeof value !== "string") {
-    errors.push({
-      option,
-      value: clip(JSON.stringify(value)),
-      problem: "is not a string",
-      fix: 'set it to a YAML list or short forms such as "10de:1bb0"',
-    });
+  if (!isString(option, value, errors, 'set it to a YAML list or short forms such as "10de:1bb0"'))
     return [];
-  }
   const text = value.trim();
   if (text.length === 0) return [];
   const entries = looksLikeYaml(text)
@@ -553,18 +552,16 @@ function yamlEntries(text: string, errors: ConfigError[]): RawEntry[] | null {
   return out;
 }
 
-/** Schema (shape, keys, types) per entry, then the rules a schema cannot say. */
+/** Schema (shape, keys, types) per entry, then the rules a schema cannot say: ids in pairs, an
+ * address that names a function, and no two entries that select the same devices. */
 function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelector[] {
   const selectors: DeviceSelector[] = [];
   const seen = new Map<string, RawEntry>();
   const aliasByAddress = new Map<string, { entry: RawEntry; alias: string | null }>();
 
   for (const entry of entries) {
-    const label = `(entry #${entry.index + 1})`;
     const before = errors.length;
-    const err = (problem: string, fix: string, value = entry.source) =>
-      errors.push({ option: "devices", value: clip(value), problem: `${label} ${problem}`, fix });
-
+    const err = entryError(entry, errors);
     if ("__notAnEntry" in entry.values) {
       err(
         "is neither a mapping nor a short form",
@@ -572,150 +569,21 @@ function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelecto
       );
       continue;
     }
-    // Normalise what the schema checks: hex ids lower case without 0x, enums lower case.
-    const values: Record<string, unknown> = {};
-    for (const [key, v] of Object.entries(entry.values)) {
-      if (ID_KEYS.has(key) && typeof v === "string") {
-        values[key] = v.trim().toLowerCase().replace(/^0x/, "");
-      } else if (key === "address" && typeof v === "string") {
-        values[key] = v.trim().toLowerCase();
-      } else if (key === "numa-policy" && typeof v === "string") {
-        values[key] = v.trim().toLowerCase();
-      } else {
-        values[key] = v;
-      }
-    }
+    const values = normaliseEntry(entry.values);
     if (!validateDevices([values])) {
-      for (const e of validateDevices.errors ?? []) {
-        const key = e.instancePath.split("/")[2] ?? "";
-        const raw = key ? entry.values[key] : undefined;
-        const shown =
-          raw === undefined ? entry.source : typeof raw === "string" ? raw : JSON.stringify(raw);
-        if (e.keyword === "additionalProperties") {
-          const extra = String((e.params as { additionalProperty?: string }).additionalProperty);
-          const hint = KEY_HINTS[extra.toLowerCase()];
-          err(
-            `has an unknown key "${extra}"`,
-            hint
-              ? `did you mean "${hint}"? Keys are ${DEVICE_KEYS.join(", ")}`
-              : `use only ${DEVICE_KEYS.join(", ")}`,
-            extra,
-          );
-        } else if (e.keyword === "minProperties") {
-          err("is empty", "remove it, or give vendor-id + product-id and/or address");
-        } else if (e.keyword === "type" && key === "") {
-          err(
-            "is not a mapping",
-            'write {vendor-id: "10de", product-id: "1bb0"} or a short form such as "10de:1bb0"',
-          );
-        } else if (ID_KEYS.has(key)) {
-          err(
-            `has ${key} ${JSON.stringify(shown)}, which is not 4 hex digits`,
-            `write the id lspci -nn shows, e.g. ${key}: "${key === "vendor-id" ? "10de" : "1bb0"}"`,
-            shown,
-          );
-        } else if (key === "alias") {
-          err(
-            `has alias ${JSON.stringify(shown)}: nova alias names here are 1-64 lower-case letters, digits, _ or -, starting with a letter or digit`,
-            typeof raw === "string" && /^[a-z0-9][a-z0-9_-]{0,63}$/.test(raw.toLowerCase())
-              ? `write it in lower case: ${raw.toLowerCase()}`
-              : "pick a name such as gpu or p5000 (flavors ask for pci_passthrough:alias=<name>:1)",
-            shown,
-          );
-        } else if (key === "companions") {
-          err(
-            `has companions ${JSON.stringify(shown)}`,
-            "write companions: true or companions: false",
-            shown,
-          );
-        } else if (key === "force") {
-          err(
-            `has force ${JSON.stringify(shown)}`,
-            "write force: true to take the entry's devices even though the host uses them, or leave it out",
-            shown,
-          );
-        } else if (key === "numa-policy") {
-          err(
-            `has numa-policy ${JSON.stringify(shown)}`,
-            "use one of legacy, preferred, required, socket",
-            shown,
-          );
-        } else {
-          err(
-            `has ${key || "a value"} ${JSON.stringify(shown)} that ${e.message ?? "is invalid"}`,
-            "fix the entry",
-            shown,
-          );
-        }
-      }
+      for (const e of validateDevices.errors ?? []) reportSchemaError(entry, e, err);
       continue;
     }
-
-    const vendorId = (values["vendor-id"] as string | undefined) ?? null;
-    const productId = (values["product-id"] as string | undefined) ?? null;
-    const alias = (values["alias"] as string | undefined) ?? null;
-    let address: AddressPattern | null = null;
-    if (vendorId !== null && productId === null) {
-      err(
-        `has vendor-id ${vendorId} without product-id: that would take every ${vendorId} device`,
-        "add product-id (lspci -nn shows [vendor:product]), or select by address",
-      );
-    } else if (productId !== null && vendorId === null) {
-      err(
-        `has product-id ${productId} without vendor-id`,
-        "add vendor-id (lspci -nn shows [vendor:product])",
-      );
-    }
-    if (typeof values["address"] === "string") {
-      const parsed = parseAddressPattern(values["address"]);
-      if (typeof parsed === "string") {
-        err(
-          `has address ${JSON.stringify(entry.values["address"])} that ${parsed}`,
-          "copy the address from lspci -D or the list-devices action; globs *, ? and [0-7] may replace bus, device or function digits",
-          String(entry.values["address"]),
-        );
-      } else {
-        address = parsed;
-      }
-    }
-    if (vendorId === null && productId === null && values["address"] === undefined) {
-      err(
-        "selects nothing: it has neither vendor-id + product-id nor address",
-        'add vendor-id and product-id (e.g. "10de"/"1bb0") and/or address (e.g. 0000:83:00.0)',
-      );
-    }
-    if (errors.length > before) continue;
-
-    // One literal address gets one alias (nova would see the same device under two names).
-    if (address && !address.isGlob) {
-      const other = aliasByAddress.get(address.text);
-      if (other && other.alias !== alias) {
-        err(
-          `gives ${address.text} the alias ${alias ?? "(derived)"} while entry #${other.entry.index + 1} gives it ${other.alias ?? "(derived)"}`,
-          "one address gets one alias: merge the two entries",
-        );
-        continue;
-      }
-    }
-    const key = `${vendorId ?? "*"}:${productId ?? "*"}@${address?.text ?? "*"}`;
-    const twin = seen.get(key);
-    if (twin) {
-      err(
-        `selects the same devices as entry #${twin.index + 1} (${clip(twin.source, 40)})`,
-        "remove one of the two entries",
-      );
+    const selected = checkSelection(entry, values, err);
+    if (selected === null || errors.length > before) continue;
+    const clash = clashWithEarlier(selected, entry, seen, aliasByAddress);
+    if (clash !== null) {
+      err(clash.problem, clash.fix);
       continue;
-    }
-    seen.set(key, entry);
-    if (address && !address.isGlob && !aliasByAddress.has(address.text)) {
-      aliasByAddress.set(address.text, { entry, alias });
     }
     selectors.push({
       index: entry.index,
-      vendorId,
-      productId,
-      address,
-      alias,
+      ...selected,
       companions: (values["companions"] as boolean | undefined) ?? true,
       force: (values["force"] as boolean | undefined) ?? false,
       numaPolicy: (values["numa-policy"] as NumaPolicy | undefined) ?? null,
@@ -723,4 +591,169 @@ function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelecto
     });
   }
   return selectors;
+}
+
+/** Reports one problem of one entry: `(entry #2) <problem>`, with the fix and the value shown. */
+type EntryError = (problem: string, fix: string, value?: string) => void;
+
+function entryError(entry: RawEntry, errors: ConfigError[]): EntryError {
+  const label = `(entry #${entry.index + 1})`;
+  return (problem, fix, value = entry.source) =>
+    errors.push({ option: "devices", value: clip(value), problem: `${label} ${problem}`, fix });
+}
+
+/** What the schema checks, normalised: hex ids lower case without 0x, enums lower case. */
+function normaliseEntry(raw: Record<string, unknown>): Record<string, unknown> {
+  const values: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(raw)) {
+    if (ID_KEYS.has(key) && typeof v === "string") {
+      values[key] = v.trim().toLowerCase().replace(/^0x/, "");
+    } else if ((key === "address" || key === "numa-policy") && typeof v === "string") {
+      values[key] = v.trim().toLowerCase();
+    } else {
+      values[key] = v;
+    }
+  }
+  return values;
+}
+
+/** One schema error of an entry, in operator words: which key, what it holds, what to write. */
+function reportSchemaError(entry: RawEntry, e: ErrorObject, err: EntryError): void {
+  const key = e.instancePath.split("/")[2] ?? "";
+  const raw = key ? entry.values[key] : undefined;
+  const shown =
+    raw === undefined ? entry.source : typeof raw === "string" ? raw : JSON.stringify(raw);
+  if (e.keyword === "additionalProperties") {
+    const extra = String((e.params as { additionalProperty?: string }).additionalProperty);
+    const hint = KEY_HINTS[extra.toLowerCase()];
+    err(
+      `has an unknown key "${extra}"`,
+      hint
+        ? `did you mean "${hint}"? Keys are ${DEVICE_KEYS.join(", ")}`
+        : `use only ${DEVICE_KEYS.join(", ")}`,
+      extra,
+    );
+  } else if (e.keyword === "minProperties") {
+    err("is empty", "remove it, or give vendor-id + product-id and/or address");
+  } else if (e.keyword === "type" && key === "") {
+    err(
+      "is not a mapping",
+      'write {vendor-id: "10de", product-id: "1bb0"} or a short form such as "10de:1bb0"',
+    );
+  } else if (ID_KEYS.has(key)) {
+    err(
+      `has ${key} ${JSON.stringify(shown)}, which is not 4 hex digits`,
+      `write the id lspci -nn shows, e.g. ${key}: "${key === "vendor-id" ? "10de" : "1bb0"}"`,
+      shown,
+    );
+  } else if (key === "alias") {
+    err(
+      `has alias ${JSON.stringify(shown)}: nova alias names here are 1-64 lower-case letters, digits, _ or -, starting with a letter or digit`,
+      typeof raw === "string" && /^[a-z0-9][a-z0-9_-]{0,63}$/.test(raw.toLowerCase())
+        ? `write it in lower case: ${raw.toLowerCase()}`
+        : "pick a name such as gpu or p5000 (flavors ask for pci_passthrough:alias=<name>:1)",
+      shown,
+    );
+  } else if (key === "companions") {
+    err(
+      `has companions ${JSON.stringify(shown)}`,
+      "write companions: true or companions: false",
+      shown,
+    );
+  } else if (key === "force") {
+    err(
+      `has force ${JSON.stringify(shown)}`,
+      "write force: true to take the entry's devices even though the host uses them, or leave it out",
+      shown,
+    );
+  } else if (key === "numa-policy") {
+    err(
+      `has numa-policy ${JSON.stringify(shown)}`,
+      "use one of legacy, preferred, required, socket",
+      shown,
+    );
+  } else {
+    err(
+      `has ${key || "a value"} ${JSON.stringify(shown)} that ${e.message ?? "is invalid"}`,
+      "fix the entry",
+      shown,
+    );
+  }
+}
+
+/** What an entry selects by: ids (both or neither), an address that names a function, and at
+ * least one of the two. Null when it selects nothing; other problems are reported through `err`
+ * (the caller drops an entry that had any). */
+function checkSelection(
+  entry: RawEntry,
+  values: Record<string, unknown>,
+  err: EntryError,
+): Pick<DeviceSelector, "vendorId" | "productId" | "address" | "alias"> | null {
+  const vendorId = (values["vendor-id"] as string | undefined) ?? null;
+  const productId = (values["product-id"] as string | undefined) ?? null;
+  const alias = (values["alias"] as string | undefined) ?? null;
+  let address: AddressPattern | null = null;
+  if (vendorId !== null && productId === null) {
+    err(
+      `has vendor-id ${vendorId} without product-id: that would take every ${vendorId} device`,
+      "add product-id (lspci -nn shows [vendor:product]), or select by address",
+    );
+  } else if (productId !== null && vendorId === null) {
+    err(
+      `has product-id ${productId} without vendor-id`,
+      "add vendor-id (lspci -nn shows [vendor:product])",
+    );
+  }
+  if (typeof values["address"] === "string") {
+    const parsed = parseAddressPattern(values["address"]);
+    if (typeof parsed === "string") {
+      err(
+        `has address ${JSON.stringify(entry.values["address"])} that ${parsed}`,
+        "copy the address from lspci -D or the list-devices action; globs *, ? and [0-7] may replace bus, device or function digits",
+        String(entry.values["address"]),
+      );
+    } else {
+      address = parsed;
+    }
+  }
+  if (vendorId === null && productId === null && values["address"] === undefined) {
+    err(
+      "selects nothing: it has neither vendor-id + product-id nor address",
+      'add vendor-id and product-id (e.g. "10de"/"1bb0") and/or address (e.g. 0000:83:00.0)',
+    );
+    return null;
+  }
+  return { vendorId, productId, address, alias };
+}
+
+/** Rules across entries: one literal address gets one alias (nova would see the same device
+ * under two names), and no two entries select the same devices. Records this entry when it
+ * passes; returns the problem when it does not. */
+function clashWithEarlier(
+  selected: Pick<DeviceSelector, "vendorId" | "productId" | "address" | "alias">,
+  entry: RawEntry,
+  seen: Map<string, RawEntry>,
+  aliasByAddress: Map<string, { entry: RawEntry; alias: string | null }>,
+): { problem: string; fix: string } | null {
+  const { vendorId, productId, address, alias } = selected;
+  const literal = address && !address.isGlob ? address.text : null;
+  const other = literal === null ? undefined : aliasByAddress.get(literal);
+  if (other && other.alias !== alias) {
+    return {
+      problem: `gives ${literal} the alias ${alias ?? "(derived)"} while entry #${other.entry.index + 1} gives it ${other.alias ?? "(derived)"}`,
+      fix: "one address gets one alias: merge the two entries",
+    };
+  }
+  const key = `${vendorId ?? "*"}:${productId ?? "*"}@${address?.text ?? "*"}`;
+  const twin = seen.get(key);
+  if (twin) {
+    return {
+      problem: `selects the same devices as entry #${twin.index + 1} (${clip(twin.source, 40)})`,
+      fix: "remove one of the two entries",
+    };
+  }
+  seen.set(key, entry);
+  if (literal !== null && !aliasByAddress.has(literal))
+    aliasByAddress.set(literal, { entry, alias });
+  return null;
 }

@@ -93,7 +93,7 @@ export function selectFunctions(
   const matches = matchSelectors(selectors, facts, host, problems);
   const bound = bindSelected(matches, facts, safety, withheld, notes);
   addCompanions(matches, bound, withheld, safety, host);
-  withholdUnsafeGroups(matches, bound, withheld, safety, facts);
+  withholdUnsafeGroups(matches, bound, withheld, safety);
   const shared = sharedGroupsNote(bound, facts, host);
   if (shared !== null) notes.push(shared);
 
@@ -198,6 +198,26 @@ function clashBetween(
   );
 }
 
+/** A function for vfio-pci: selected by `sel`, or (with `follows`) a card companion of one. */
+function boundDevice(
+  fn: PciFunction,
+  alias: string,
+  sel: DeviceSelector,
+  follows: string | null,
+): BoundDevice {
+  return {
+    address: fn.address,
+    vendorId: fn.vendorId,
+    deviceId: fn.deviceId,
+    classCode: fn.classCode,
+    alias,
+    deviceType: novaDeviceType(fn),
+    numaPolicy: sel.numaPolicy,
+    reason: follows === null ? "selected" : "companion",
+    follows,
+  };
+}
+
 /** Records a selected function the host keeps; a second reason for it is added to the first. */
 function withhold(
   withheld: Withheld,
@@ -260,17 +280,7 @@ function bindSelected(
       withhold(withheld, fn, sel, uses, true);
       continue;
     }
-    bound.set(address, {
-      address,
-      vendorId: fn.vendorId,
-      deviceId: fn.deviceId,
-      classCode: fn.classCode,
-      alias: sel.alias ?? deriveAlias(fn),
-      deviceType: novaDeviceType(fn),
-      numaPolicy: sel.numaPolicy,
-      reason: "selected",
-      follows: null,
-    });
+    bound.set(address, boundDevice(fn, sel.alias ?? deriveAlias(fn), sel, null));
     if (fn.sriov !== null && fn.sriov.numVfs > 0) {
       notes.push(
         `${address} has ${fn.sriov.numVfs} SR-IOV VFs enabled: vfio-pci takes it only without VFs`,
@@ -278,6 +288,17 @@ function bindSelected(
     }
   }
   return bound;
+}
+
+/** The selected functions still bound (checked as the walk reaches each), in bus order. */
+function* stillBound(
+  matches: Matches,
+  bound: Map<string, BoundDevice>,
+): Generator<Chosen & { address: string }> {
+  for (const address of matches.selected) {
+    const chosen = matches.chosen.get(address);
+    if (chosen && bound.has(address)) yield { address, ...chosen };
+  }
 }
 
 /** Companions, decided after every selection so a function both selected and a companion counts
@@ -291,26 +312,17 @@ function addCompanions(
   safety: HostSafety,
   host: HostIndex,
 ): void {
-  for (const address of matches.selected) {
-    if (!bound.has(address)) continue;
-    const { fn, sel } = matches.chosen.get(address)!;
+  for (const { address, fn, sel } of stillBound(matches, bound)) {
     if (!sel.companions) continue;
     const parent = bound.get(address)!;
     for (const other of cardCompanionsOf(fn, host)) {
       if (bound.has(other.address) || withheld.has(other.address)) continue;
       // A companion the host uses is no companion: the group check keeps its card.
       if (safety.uses(other).length > 0) continue;
-      bound.set(other.address, {
-        address: other.address,
-        vendorId: other.vendorId,
-        deviceId: other.deviceId,
-        classCode: other.classCode,
-        alias: companionAlias(parent.alias, other),
-        deviceType: novaDeviceType(other),
-        numaPolicy: sel.numaPolicy,
-        reason: "companion",
-        follows: address,
-      });
+      bound.set(
+        other.address,
+        boundDevice(other, companionAlias(parent.alias, other), sel, address),
+      );
     }
   }
 }
@@ -323,11 +335,8 @@ function withholdUnsafeGroups(
   bound: Map<string, BoundDevice>,
   withheld: Withheld,
   safety: HostSafety,
-  facts: HostFacts,
 ): void {
-  for (const address of matches.selected) {
-    if (!bound.has(address)) continue;
-    const { fn, sel } = matches.chosen.get(address)!;
+  for (const { address, fn, sel } of stillBound(matches, bound)) {
     const hazards = safety
       .groupHazards(fn)
       .filter((h) => h.kind === "chipset" || !matches.forced.has(address));
@@ -344,7 +353,6 @@ function withholdUnsafeGroups(
     bound.delete(address);
     for (const [other, b] of bound) if (b.follows === address) bound.delete(other);
   }
-  void facts;
 }
 
 /** Group members that stay with the host make the group unusable for VFIO; that is verify-iommu's
