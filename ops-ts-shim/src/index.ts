@@ -10,21 +10,8 @@ export {
   RESERVED_ACTION_KEYS,
 } from "./action-results";
 export { JujuContext, JujuContextError, type JujuContextFields } from "./context";
-export {
-  ActionEvent,
-  AsyncHandlerError,
-  CharmBase,
-  type CharmClass,
-  CollectStatusEvent,
-  type EventFor,
-  type EventName,
-  Framework,
-  HookEvent,
-  RELATION_EVENT_KINDS,
-  RelationEvent,
-  type RelationEventKind,
-  STANDARD_HOOKS,
-} from "./framework";
+// Events, the framework and CharmBase: everything framework.ts exports is public.
+export * from "./framework";
 export * as hookcmds from "./hookcmds";
 export {
   actionFail,

@@ -20,30 +20,27 @@ export class StatusBase {
     return this.message ? `${this.name}: ${this.message}` : this.name;
   }
 }
+/** A status class with its name fixed, as ops has them: `new BlockedStatus("why")`. */
+function namedStatus(name: StatusName) {
+  return class extends StatusBase {
+    constructor(message = "") {
+      super(name, message);
+    }
+  };
+}
+
 /** Everything the charm manages is in place. */
-export class ActiveStatus extends StatusBase {
-  constructor(message = "") {
-    super("active", message);
-  }
-}
+export const ActiveStatus = namedStatus("active");
+export type ActiveStatus = InstanceType<typeof ActiveStatus>;
 /** The operator must act (the message says how). */
-export class BlockedStatus extends StatusBase {
-  constructor(message = "") {
-    super("blocked", message);
-  }
-}
+export const BlockedStatus = namedStatus("blocked");
+export type BlockedStatus = InstanceType<typeof BlockedStatus>;
 /** The charm is changing the host. */
-export class MaintenanceStatus extends StatusBase {
-  constructor(message = "") {
-    super("maintenance", message);
-  }
-}
+export const MaintenanceStatus = namedStatus("maintenance");
+export type MaintenanceStatus = InstanceType<typeof MaintenanceStatus>;
 /** The charm waits for something outside itself (another unit, a reboot). */
-export class WaitingStatus extends StatusBase {
-  constructor(message = "") {
-    super("waiting", message);
-  }
-}
+export const WaitingStatus = namedStatus("waiting");
+export type WaitingStatus = InstanceType<typeof WaitingStatus>;
 
 /** Levels for Model.log. */
 export type ModelLogLevel = "DEBUG" | "INFO" | "WARNING" | "ERROR";
