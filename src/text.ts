@@ -17,3 +17,8 @@ export function listOf(items: string[], max = 3, separator = "; "): string {
   if (items.length <= max) return items.join(separator);
   return `${items.slice(0, max).join(separator)} and ${items.length - max} more`;
 }
+
+/** "e1000e" or "no driver", for messages. */
+export function driverWords(driver: string | null): string {
+  return driver ?? "no driver";
+}

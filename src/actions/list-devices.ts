@@ -6,7 +6,7 @@ import type { HostFacts, HostUsage, ModuleIndex, PciFunction } from "../host/fac
 import type { PciIdNames } from "../host/pci-ids";
 import { CLASS_WORDS, classWord, parsePciId } from "../pci-vocabulary";
 import type { BoundDevice } from "../plan/types";
-import { driverWords } from "./groups";
+import { driverWords } from "../text";
 import { type Checked, type ParamError, validateParams } from "./params";
 import { addressKey, type ResultTree, yesNo } from "./results";
 

@@ -19,8 +19,9 @@ import {
   hostSafety,
   NO_GROUP_WITH_IOMMU_ON,
 } from "../plan/host-safety";
+import { functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "../plan/iommu-groups";
 import type { BoundDevice, WithheldFunction } from "../plan/types";
-import { driverWords, functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "./groups";
+import { driverWords } from "../text";
 import { type Checked, type ParamError, validateParams } from "./params";
 
 export type RebindTarget = "vfio-pci" | "host";

@@ -8,8 +8,9 @@ import type { SysfsWriter } from "../apply/sysfs";
 import type { HostFacts, HostUsage } from "../host/facts";
 import { deviceAttr, driverAttr, isRealRoot, READ, SYSFS_WRITES } from "../host/root";
 import { describeUser, readVfioGroupUsers } from "../host/vfio-users";
+import { isVfioDriver } from "../plan/iommu-groups";
 import type { BoundDevice, WithheldFunction } from "../plan/types";
-import { driverWords, isVfioDriver } from "./groups";
+import { driverWords } from "../text";
 import {
   describeMove,
   type PlannedMove,

@@ -7,9 +7,10 @@ import { validateActionVerifyIommu } from "../generated/validators.js";
 import type { HostFacts, HostUsage } from "../host/facts";
 import type { InterruptRemapping } from "../host/interrupt-remapping";
 import { hostSafety } from "../plan/host-safety";
+import { functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "../plan/iommu-groups";
 import { iommuOffReason, NO_GRUB, withheldMessage } from "../plan/status";
 import type { BoundDevice, WithheldFunction } from "../plan/types";
-import { driverWords, functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "./groups";
+import { driverWords } from "../text";
 import { type Checked, validateParams } from "./params";
 import { addressKey, listResult, type ResultTree, yesNo } from "./results";
 

@@ -4,6 +4,7 @@
 // Pure: host facts and host usage (host/usage.ts) in, reasons in operator words out.
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import { compareAddresses, slotOf } from "../pci-vocabulary";
+import { groupMates } from "./iommu-groups";
 
 /** Chipset functions by class: they serve the whole machine, never belong to a card, and a group
  * holding one can never go to a VM (the host would lose its LPC bus, flash or SMBus). RAM memory
@@ -53,7 +54,6 @@ export interface HostSafety {
 
 /** Builds the judgement for these facts and this usage. */
 export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
-  const byAddress = new Map(facts.functions.map((f) => [f.address, f]));
   const vfsOf = new Map<string, PciFunction[]>();
   const bySlot = new Map<string, PciFunction[]>();
   for (const fn of facts.functions) {
@@ -92,9 +92,7 @@ export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
     let mates: PciFunction[];
     let chipsetOnly = false;
     if (fn.iommuGroup !== null) {
-      mates = (facts.iommuGroups.get(fn.iommuGroup) ?? [])
-        .map((a) => byAddress.get(a))
-        .filter((m): m is PciFunction => m !== undefined);
+      mates = groupMates(facts, fn);
     } else {
       mates = bySlot.get(slotOf(fn.address)) ?? [];
       chipsetOnly = true;
@@ -128,11 +126,8 @@ export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
   };
 
   const groupMatesInUse = (fn: PciFunction): Array<{ mate: PciFunction; uses: string[] }> => {
-    if (fn.iommuGroup === null) return [];
     const found: Array<{ mate: PciFunction; uses: string[] }> = [];
-    for (const address of facts.iommuGroups.get(fn.iommuGroup) ?? []) {
-      const mate = byAddress.get(address);
-      if (mate === undefined || mate.address === fn.address) continue;
+    for (const mate of groupMates(facts, fn)) {
       const mateUses = uses(mate);
       if (mateUses.length > 0) found.push({ mate, uses: mateUses });
     }

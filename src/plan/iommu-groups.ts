@@ -1,4 +1,5 @@
-// IOMMU group viability, shared by verify-iommu and rebind. The kernel lets VFIO use a group only
+// IOMMU groups: who shares a function's group, and whether the group is viable. The one place
+// for group logic, used by the safety judgement (host-safety.ts), verify-iommu and rebind. The kernel lets VFIO use a group only
 // when every member is bound to a vfio driver, to pci-stub, to nothing, or is a bridge/port (a
 // non-normal header: any driver, pcieport in practice). QEMU says "group N is not viable" otherwise.
 import type { HostFacts, PciFunction } from "../host/facts";
@@ -40,9 +41,4 @@ export function functionIndex(facts: HostFacts): Map<string, PciFunction> {
     indexCache.set(facts, index);
   }
   return index;
-}
-
-/** "e1000e" or "no driver", for messages. */
-export function driverWords(driver: string | null): string {
-  return driver ?? "no driver";
 }
