@@ -10,8 +10,9 @@ import { TOP } from "./lib/packed-charm";
 import { type ProfileResult, profileHook } from "./profile";
 import { report } from "./report";
 import { benchScale, type ScaleResult, scaleChild } from "./scale";
+import { benchSriov, type SriovResult } from "./sriov";
 
-const SECTIONS = ["latency", "profile", "scale", "idempotence"] as const;
+const SECTIONS = ["latency", "profile", "scale", "idempotence", "sriov"] as const;
 type Section = (typeof SECTIONS)[number];
 
 export interface BenchResults {
@@ -23,6 +24,7 @@ export interface BenchResults {
   profile?: ProfileResult;
   scale?: ScaleResult;
   idempotence?: IdempotenceResult;
+  sriov?: SriovResult;
 }
 
 function run(): void {
@@ -65,6 +67,10 @@ function run(): void {
   if (sections.includes("idempotence")) {
     step("idempotence: second identical hooks");
     results.idempotence = benchIdempotence();
+  }
+  if (sections.includes("sriov")) {
+    step("sriov: 8 PFs x 1,024 VFs and the rest of a server, every VF selected");
+    results.sriov = benchSriov(Math.max(3, Math.round(runs / 5)));
   }
   results.loadAtEnd = machineInfo().loadAverage as string;
   fs.writeFileSync(

@@ -194,5 +194,53 @@ export function report(r: BenchResults): string {
       "",
     );
   }
+  if (r.sriov) {
+    const s = r.sriov;
+    const kib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
+    out.push(
+      `## SR-IOV at scale (${s.functions.toLocaleString("en")} functions, ${s.vfs.toLocaleString("en")} VFs; config \`${JSON.stringify(s.config)}\`)`,
+      "",
+      table(
+        [
+          "event (packed dispatch, instant sh hook tools)",
+          "median ms",
+          "runs",
+          "hook-tool calls",
+          "target ≤ 1000 ms",
+        ],
+        Object.entries(s.endToEnd).map(([event, e]) => [
+          event + (e.note ? ` (${e.note})` : ""),
+          ms(e.ms),
+          e.runs,
+          e.calls,
+          e.ms === null ? "**not measured**" : verdict(e.ms <= 1000),
+        ]),
+      ),
+      "",
+      "Where the time goes (in-process, JIT warm, median ms):",
+      "",
+      table(
+        ["step", "ms"],
+        Object.entries(s.parts).map(([k, v]) => [k, ms(v)]),
+      ),
+      "",
+      table(
+        ["action results", "action-set arguments", "bytes", "one call (≤ 1 MiB)"],
+        Object.entries(s.results).map(([k, v]) => [
+          k,
+          v.keys,
+          kib(v.bytes),
+          verdict(v.bytes <= 1 << 20),
+        ]),
+      ),
+      "",
+      `Stored state after the first config-changed: ${Object.entries(s.stored.values)
+        .map(([k, v]) => `\`${k}\` ${kib(v)}`)
+        .join(", ")}; largest key ${s.stored.largestKey} bytes; total ${kib(s.stored.total)} ` +
+        `(Juju: each value ≤ 64 KiB, key ≤ 256 bytes; issue 13: each value ≤ 16 KiB, total ≤ 64 KiB: ` +
+        `${verdict(Object.values(s.stored.values).every((v) => v <= 16 * 1024) && s.stored.total <= 64 * 1024)})`,
+      "",
+    );
+  }
   return `${out.join("\n")}\n`;
 }

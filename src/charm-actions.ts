@@ -8,6 +8,7 @@ import { type Checked, type ParamError, paramErrorMessage } from "./actions/para
 import { rebindAction } from "./actions/rebind";
 import { parseRebindParams } from "./actions/rebind-plan";
 import { type ActionReply, failure, listResult, type ResultTree } from "./actions/results";
+import { parseSriovVfsParams, sriovVfsAction } from "./actions/sriov-vfs";
 import { parseVerifyIommuParams, verifyIommu } from "./actions/verify-iommu";
 import { createSysfsWriter } from "./apply/sysfs";
 import { type Config, parseConfig } from "./config";
@@ -16,9 +17,11 @@ import { readInterruptRemapping } from "./host/interrupt-remapping";
 import { type RememberedModules, readModuleNames, rememberingModuleIndex } from "./host/modules";
 import { readNovaRelease } from "./host/nova-release";
 import { loadPciIds, readHostFacts, readHostUsage } from "./host/read-facts";
+import { readVfioGroupUsers } from "./host/vfio-users";
 import type { PreparationDeps } from "./host-preparation";
 import { planHost } from "./plan/plan-host";
-import { type Selection, selectFunctions } from "./plan/select";
+import type { Selection } from "./plan/select";
+import { type PlannedPf, type SriovPlan, selectForHost, sriovReady } from "./plan/sriov";
 import { formatConfigError } from "./plan/status";
 import type { BoundDevice, WithheldFunction } from "./plan/types";
 import { clip } from "./text";
@@ -26,7 +29,7 @@ import { clip } from "./text";
 /** Our endpoint to nova-compute (interface ephemeral-backend). */
 export const NOVA_ENDPOINT = "nova-compute";
 
-export type ActionName = "list-devices" | "verify-iommu" | "rebind" | "nova-config";
+export type ActionName = "list-devices" | "verify-iommu" | "rebind" | "nova-config" | "sriov-vfs";
 
 export interface ActionContext {
   model: Model;
@@ -62,10 +65,14 @@ interface Snapshot {
   /** What the selection matched but the hooks leave with the host (it uses them, or their group
    * holds what it keeps): rebind judges them again so its refusal names the reason. */
   withheld: WithheldFunction[];
+  /** PFs the selection gives VFs (plan/sriov.ts). */
+  sriov: PlannedPf[];
 }
 
-function pick(selection: Selection): Pick<Snapshot, "selection" | "withheld"> {
-  return { selection: selection.bind, withheld: selection.withheld };
+function pick(
+  selection: Selection & { sriov: SriovPlan },
+): Pick<Snapshot, "selection" | "withheld" | "sriov"> {
+  return { selection: selection.bind, withheld: selection.withheld, sriov: selection.sriov.pfs };
 }
 
 function snapshot(ctx: ActionContext): Snapshot {
@@ -83,6 +90,7 @@ function snapshot(ctx: ActionContext): Snapshot {
       configProblem: formatConfigError(parsed.errors[0]!),
       selection: [],
       withheld: [],
+      sriov: [],
     };
   }
   return {
@@ -91,7 +99,7 @@ function snapshot(ctx: ActionContext): Snapshot {
     readProblems,
     config: parsed.config,
     configProblem: null,
-    ...pick(selectFunctions(parsed.config.devices, facts, usage)),
+    ...pick(selectForHost(parsed.config.devices, facts, usage)),
   };
 }
 
@@ -156,6 +164,7 @@ const ACTIONS: Record<ActionName, Action> = {
       modules: modules(ctx, snap.facts),
       names: loadPciIds(ctx.deps.root),
       selection: snap.selection,
+      sriov: snap.sriov,
     });
     return { ok: true, message: "", results: withSnapshotNotes(result.results, snap) };
   }),
@@ -184,6 +193,7 @@ const ACTIONS: Record<ActionName, Action> = {
       usage: snap.usage,
       interruptRemapping: readInterruptRemapping(ctx.deps.root, snap.facts.arch),
       noGrub: ctx.noGrub,
+      sriov: plan.sriov,
     });
     return {
       ok: result.ok,
@@ -206,6 +216,19 @@ const ACTIONS: Record<ActionName, Action> = {
     });
   }),
 
+  "sriov-vfs": action("sriov-vfs", parseSriovVfsParams, (params, ctx) => {
+    const snap = snapshot(ctx);
+    if (!snap.config)
+      return failure(`the charm config is invalid, so there is no plan: ${snap.configProblem}`);
+    return sriovVfsAction({
+      params,
+      facts: snap.facts,
+      sriov: snap.sriov,
+      groupUsers: (groups) => readVfioGroupUsers(ctx.deps.root, groups),
+      sysfs: createSysfsWriter(ctx.deps.root),
+    });
+  }),
+
   "nova-config": action("nova-config", parseNovaConfigParams, (_params, ctx) => {
     const snap = snapshot(ctx);
     if (!snap.config) return failure(`the charm config is invalid: ${snap.configProblem}`);
@@ -218,6 +241,12 @@ const ACTIONS: Record<ActionName, Action> = {
       setting: snap.config.novaPciOption,
       installed: readNovaRelease(ctx.deps.root),
       related: ctx.model.relations(NOVA_ENDPOINT).length > 0,
+      sriov: {
+        pfs: snap.sriov,
+        ready: (pf) => sriovReady(pf, snap.facts),
+        netdev: (pf) =>
+          snap.facts.functions.find((f) => f.address === pf.address)?.netInterfaces[0] ?? null,
+      },
     });
   }),
 };

@@ -35,6 +35,12 @@ export interface DeviceSelector {
    * group): the per-entry override of plan/host-safety.ts. Never global, never the default. */
   force: boolean;
   numaPolicy: NumaPolicy | null;
+  /** SR-IOV: create this many VFs on the PFs the entry selects, at every boot, and hand the VFs
+   * (never the PF) to VMs (plan/sriov.ts); null: the functions themselves are passed through. */
+  vfs: number | null;
+  /** neutron physical network of those VFs (nova's `physical_network` tag): they back
+   * `vnic_type direct` ports instead of a flavor alias. Only with `vfs`. */
+  physicalNetwork: string | null;
   /** The entry as the operator wrote it, for messages ("10de:1bb0" or its JSON). */
   source: string;
 }
@@ -405,6 +411,8 @@ const DEVICE_KEYS = [
   "companions",
   "numa-policy",
   "force",
+  "vfs",
+  "physical-network",
 ];
 /** Keys operators type from nova or lspci habits, and the key they meant. */
 const KEY_HINTS: Record<string, string> = {
@@ -421,9 +429,21 @@ const KEY_HINTS: Record<string, string> = {
   name: "alias",
   numa_policy: "numa-policy",
   companion: "companions",
+  numvfs: "vfs",
+  sriov_numvfs: "vfs",
+  "num-vfs": "vfs",
+  physical_network: "physical-network",
+  physnet: "physical-network",
 };
 const ID_KEYS = new Set(["vendor-id", "product-id"]);
-const STRING_KEYS = new Set(["vendor-id", "product-id", "address", "alias", "numa-policy"]);
+const STRING_KEYS = new Set([
+  "vendor-id",
+  "product-id",
+  "address",
+  "alias",
+  "numa-policy",
+  "physical-network",
+]);
 
 interface RawEntry {
   index: number;
@@ -575,6 +595,7 @@ function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelecto
       continue;
     }
     const selected = checkSelection(entry, values, err);
+    const sriov = checkSriov(values, err);
     if (selected === null || errors.length > before) continue;
     const clash = clashWithEarlier(selected, entry, seen, aliasByAddress);
     if (clash !== null) {
@@ -587,6 +608,7 @@ function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelecto
       companions: (values["companions"] as boolean | undefined) ?? true,
       force: (values["force"] as boolean | undefined) ?? false,
       numaPolicy: (values["numa-policy"] as NumaPolicy | undefined) ?? null,
+      ...sriov,
       source: entry.source.replace(/\s+/g, " ").trim(),
     });
   }
@@ -666,6 +688,18 @@ function reportSchemaError(entry: RawEntry, e: ErrorObject, err: EntryError): vo
       "write force: true to take the entry's devices even though the host uses them, or leave it out",
       shown,
     );
+  } else if (key === "vfs") {
+    err(
+      `has vfs ${JSON.stringify(shown)}, which is not a whole number from 1 to 65535`,
+      "write the number of VFs to create on the PF, e.g. vfs: 8 (list-devices shows its totalvfs)",
+      shown,
+    );
+  } else if (key === "physical-network") {
+    err(
+      `has physical-network ${JSON.stringify(shown)}: a neutron physical network name here is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+      "use the name neutron knows (ml2 network_vlan_ranges / flat_networks), e.g. physnet1",
+      shown,
+    );
   } else if (key === "numa-policy") {
     err(
       `has numa-policy ${JSON.stringify(shown)}`,
@@ -724,6 +758,29 @@ function checkSelection(
     return null;
   }
   return { vendorId, productId, address, alias };
+}
+
+/** SR-IOV keys: `vfs` needs an address (or every PF of that model, the host's own ports too, would
+ * get VFs), and `physical-network` needs `vfs` (neutron SR-IOV ports take VFs). */
+function checkSriov(
+  values: Record<string, unknown>,
+  err: EntryError,
+): Pick<DeviceSelector, "vfs" | "physicalNetwork"> {
+  const vfs = (values["vfs"] as number | undefined) ?? null;
+  const physicalNetwork = (values["physical-network"] as string | undefined) ?? null;
+  if (vfs !== null && values["address"] === undefined) {
+    err(
+      `has vfs: ${vfs} but no address: VFs would be created on every PF with those ids, the host's own ports too`,
+      "add the PF's address (list-devices shows it; a glob such as 0000:3b:00.* is fine)",
+    );
+  }
+  if (physicalNetwork !== null && vfs === null) {
+    err(
+      `has physical-network ${physicalNetwork} without vfs: neutron SR-IOV ports take VFs`,
+      "add vfs: N to create N VFs on the PF, or remove physical-network",
+    );
+  }
+  return { vfs, physicalNetwork };
 }
 
 /** Rules across entries: one literal address gets one alias (nova would see the same device

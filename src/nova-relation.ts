@@ -13,6 +13,7 @@ import {
   resolveOptionName,
   SUBORDINATE_CONFIGURATION_KEY,
 } from "./plan/nova";
+import { sriovReady } from "./plan/sriov";
 import type { HostPlan } from "./plan/types";
 
 /** Stored-state key: the subordinate_configuration value last published (on every relation). */
@@ -44,11 +45,14 @@ export function publishNova(
   // dpkg's status file is large: read it only when the option name really depends on it.
   const setting = options.config.novaPciOption;
   const release =
-    setting === "auto" && plan.bind.length > 0 ? installedNova(model, options.root) : null;
+    setting === "auto" && (plan.bind.length > 0 || plan.sriov.length > 0)
+      ? installedNova(model, options.root)
+      : null;
   const { data } = novaRelationData(
     plan.bind,
     (a) => onVfio.has(a),
     resolveOptionName(setting, release),
+    { pfs: plan.sriov, ready: (pf) => sriovReady(pf, facts) },
   );
   const value = data[SUBORDINATE_CONFIGURATION_KEY] ?? null;
   // Unchanged since the last publish: no relation-ids / relation-get / relation-set at all, so an

@@ -56,7 +56,13 @@ export class PciPassthroughCharm extends CharmBase {
     framework.observe("juju-info-relation-broken", (e) => this.onContainerBroken(e));
     framework.observe("stop", () => this.removeFromHost());
     framework.observe("remove", () => this.removeFromHost());
-    for (const action of ["list-devices", "verify-iommu", "rebind", "nova-config"] as const) {
+    for (const action of [
+      "list-devices",
+      "verify-iommu",
+      "rebind",
+      "nova-config",
+      "sriov-vfs",
+    ] as const) {
       framework.observe(`${action}-action`, (e: ActionEvent) =>
         runActionHandler(action, e, this.actionContext()),
       );

@@ -72,6 +72,31 @@ export function addressOfNumber(n: number): string {
   return `${hex(domain, 4)}:${hex(bus, 2)}:${hex(device, 2)}.${fn}`;
 }
 
+/**
+ * The addresses of a PF's first `n` VFs, as the kernel numbers them (drivers/pci/iov.c
+ * pci_iov_virtfn_bus/devfn): routing id = the PF's + offset + i × stride, the bus taking the carry.
+ * Null when a VF would fall past bus ff (the kernel cannot create it either).
+ */
+export function vfAddresses(
+  pf: string,
+  offset: number,
+  stride: number,
+  n: number,
+): string[] | null {
+  const m = /^([0-9a-f]{4,8}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$/.exec(pf);
+  if (!m) return null;
+  const rid = (Number.parseInt(m[2]!, 16) << 8) | (Number.parseInt(m[3]!, 16) << 3) | Number(m[4]);
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const vf = rid + offset + i * stride;
+    if (vf > 0xffff) return null;
+    const bus = (vf >> 8).toString(16).padStart(2, "0");
+    const dev = ((vf >> 3) & 0x1f).toString(16).padStart(2, "0");
+    out.push(`${m[1]}:${bus}:${dev}.${vf & 7}`);
+  }
+  return out;
+}
+
 /** An address or address glob as the operator wrote it, compiled once. */
 export interface AddressPattern {
   /** `0000:83:00.0` or a glob such as `0000:8?:00.*`: always with its domain, lower case. */

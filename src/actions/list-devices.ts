@@ -5,6 +5,7 @@ import { validateActionListDevices } from "../generated/validators.js";
 import type { HostFacts, HostUsage, ModuleIndex, PciFunction } from "../host/facts";
 import type { PciIdNames } from "../host/pci-ids";
 import { CLASS_WORDS, classWord, parsePciId } from "../pci-vocabulary";
+import type { PlannedPf } from "../plan/sriov";
 import type { BoundDevice } from "../plan/types";
 import { driverWords } from "../text";
 import { type Checked, type ParamError, validateParams } from "./params";
@@ -15,6 +16,9 @@ export interface ListDevicesParams {
   classPrefixes: string[] | null;
   vendor: string | null;
   selectedOnly: boolean;
+  /** List every SR-IOV VF on its own; by default they are summarised under their PF (a host can
+   * have thousands: one line each would bury everything else, and Juju's results). */
+  eachVf: boolean;
 }
 
 /** Checks raw list-devices params (schema, then the class word / hex prefix and vendor id). */
@@ -46,7 +50,15 @@ export function parseListDevicesParams(raw: unknown): Checked<ListDevicesParams>
     }
   }
   if (errors.length > 0) return { ok: false, errors };
-  return { ok: true, params: { classPrefixes, vendor, selectedOnly: p["selected-only"] === true } };
+  return {
+    ok: true,
+    params: {
+      classPrefixes,
+      vendor,
+      selectedOnly: p["selected-only"] === true,
+      eachVf: p["each-vf"] === true,
+    },
+  };
 }
 
 /** One listed function, structured (the results tree is rendered from these). */
@@ -70,6 +82,26 @@ export interface DeviceRow {
   selected: BoundDevice | null;
   /** Why the host uses it (from HostUsage), empty when unknown or unused. */
   hostUse: string[];
+  /** For a PF whose VFs are summarised (not listed one by one): what they are now. */
+  vfSummary: VfSummary | null;
+  /** For a PF the `devices` option gives VFs: what every boot creates. */
+  planned: PlannedPf | null;
+}
+
+/** A PF's VFs in a few words: how many, where, on which drivers, in which IOMMU groups. */
+export interface VfSummary {
+  count: number;
+  first: string;
+  last: string;
+  /** Driver (or "no driver") → how many VFs sit on it, most first. */
+  drivers: Array<[string, number]>;
+  /** Distinct IOMMU groups, the lowest and highest, and how many VFs share a group with another
+   * function (no ACS: they can only go to one VM together). */
+  groups: number;
+  firstGroup: number | null;
+  lastGroup: number | null;
+  sharingGroup: number;
+  selected: number;
 }
 
 export interface ListDevicesInput {
@@ -80,6 +112,8 @@ export interface ListDevicesInput {
   /** loadPciIds(root); null or `source: null` when the host has no pci.ids. */
   names: PciIdNames | null;
   selection: BoundDevice[];
+  /** PFs the `devices` option gives VFs (plan/sriov.ts); absent: none. */
+  sriov?: PlannedPf[];
 }
 
 export interface ListDevicesResult {
@@ -110,6 +144,41 @@ function rowFor(fn: PciFunction, input: ListDevicesInput, sel: BoundDevice | nul
     sriov,
     selected: sel,
     hostUse: usage?.get(fn.address) ?? [],
+    vfSummary: null,
+    planned: null,
+  };
+}
+
+/** Summarises VFs (sorted by address) for their PF's row. */
+function summarise(
+  vfs: PciFunction[],
+  facts: HostFacts,
+  selected: Map<string, BoundDevice>,
+): VfSummary {
+  const drivers = new Map<string, number>();
+  const groups = new Set<number>();
+  let sharingGroup = 0;
+  let selectedCount = 0;
+  for (const vf of vfs) {
+    const d = driverWords(vf.driver);
+    drivers.set(d, (drivers.get(d) ?? 0) + 1);
+    if (vf.iommuGroup !== null) {
+      groups.add(vf.iommuGroup);
+      if ((facts.iommuGroups.get(vf.iommuGroup)?.length ?? 1) > 1) sharingGroup++;
+    }
+    if (selected.has(vf.address)) selectedCount++;
+  }
+  const sortedGroups = [...groups].sort((a, b) => a - b);
+  return {
+    count: vfs.length,
+    first: vfs[0]!.address,
+    last: vfs[vfs.length - 1]!.address,
+    drivers: [...drivers].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)),
+    groups: sortedGroups.length,
+    firstGroup: sortedGroups[0] ?? null,
+    lastGroup: sortedGroups[sortedGroups.length - 1] ?? null,
+    sharingGroup,
+    selected: selectedCount,
   };
 }
 
@@ -148,6 +217,29 @@ function rowResult(row: DeviceRow): ResultTree {
       : row.selected.reason;
   }
   if (row.hostUse.length > 0) out["host-use"] = row.hostUse.join("; ");
+  const sriov = out.sriov;
+  if (typeof sriov === "object" && row.vfSummary) {
+    const v = row.vfSummary;
+    sriov.vfs = {
+      count: String(v.count),
+      addresses: v.count === 1 ? v.first : `${v.first} - ${v.last}`,
+      drivers: v.drivers.map(([d, n]) => `${d} x${n}`).join(", "),
+      "iommu-groups":
+        v.firstGroup === null
+          ? "none"
+          : `${v.groups} (${v.firstGroup === v.lastGroup ? v.firstGroup : `${v.firstGroup}-${v.lastGroup}`})`,
+      "sharing-a-group": String(v.sharingGroup),
+      selected: String(v.selected),
+    };
+  }
+  if (typeof sriov === "object" && row.planned) {
+    const p = row.planned;
+    sriov.planned =
+      `${p.numVfs} VFs at every boot, on ${p.vfDriver === "vfio-pci" ? "vfio-pci" : "the host VF driver"}` +
+      (p.physicalNetwork === null
+        ? ` (nova alias ${p.alias})`
+        : ` (neutron physical network ${p.physicalNetwork})`);
+  }
   return out;
 }
 
@@ -155,16 +247,48 @@ function rowResult(row: DeviceRow): ResultTree {
 export function listDevices(input: ListDevicesInput): ListDevicesResult {
   const { params, facts, selection } = input;
   const selected = new Map(selection.map((b) => [b.address, b]));
+  const planned = new Map((input.sriov ?? []).map((p) => [p.address, p]));
+  // VFs under their PF unless asked one by one (only VFs whose PF is listed here too).
+  const present = new Set(facts.functions.map((fn) => fn.address));
+  const vfsOf = new Map<string, PciFunction[]>();
+  if (!params.eachVf) {
+    for (const fn of facts.functions) {
+      if (fn.physfn === null || !present.has(fn.physfn)) continue;
+      const list = vfsOf.get(fn.physfn);
+      if (list) list.push(fn);
+      else vfsOf.set(fn.physfn, [fn]);
+    }
+  }
+  const summarised = (fn: PciFunction) =>
+    fn.physfn !== null && !params.eachVf && present.has(fn.physfn);
   const rows = facts.functions
+    .filter((fn) => !summarised(fn))
     .filter(
       (fn) => !params.classPrefixes || params.classPrefixes.some((p) => fn.classCode.startsWith(p)),
     )
     .filter((fn) => !params.vendor || fn.vendorId === params.vendor)
-    .filter((fn) => !params.selectedOnly || selected.has(fn.address))
-    .map((fn) => rowFor(fn, input, selected.get(fn.address) ?? null));
+    .filter(
+      (fn) =>
+        !params.selectedOnly ||
+        selected.has(fn.address) ||
+        planned.has(fn.address) ||
+        (vfsOf.get(fn.address) ?? []).some((vf) => selected.has(vf.address)),
+    )
+    .map((fn) => {
+      const row = rowFor(fn, input, selected.get(fn.address) ?? null);
+      const vfs = vfsOf.get(fn.address);
+      if (vfs && vfs.length > 0) row.vfSummary = summarise(vfs, facts, selected);
+      row.planned = planned.get(fn.address) ?? null;
+      return row;
+    });
   const devices: ResultTree = {};
   for (const row of rows) devices[addressKey(row.address)] = rowResult(row);
   const results: ResultTree = { count: String(rows.length), devices };
+  const vfCount = [...vfsOf.values()].reduce((n, vfs) => n + vfs.length, 0);
+  if (vfCount > 0) {
+    results["vfs-summarised"] =
+      `${vfCount} SR-IOV VFs are summarised under their PF (sriov.vfs); each-vf=true lists them one by one`;
+  }
   const notes: string[] = [];
   if (!input.names?.source)
     notes.push("no pci.ids on this host: names show the ids only (install pciutils or hwdata)");

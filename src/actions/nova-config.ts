@@ -14,7 +14,9 @@ import {
   offeredToNova,
   openstackReleaseName,
   renderPciSection,
+  type SriovReadiness,
 } from "../plan/nova";
+import type { PlannedPf } from "../plan/sriov";
 import type { BoundDevice } from "../plan/types";
 import { type Checked, validateParams } from "./params";
 import { type ActionReply, addressKey, listResult, type ResultTree } from "./results";
@@ -36,6 +38,9 @@ export interface NovaConfigInput {
   installed: NovaRelease | null;
   /** Whether the `nova-compute` relation exists (there is someone to send the lines to). */
   related: boolean;
+  /** PFs the plan gives VFs, whether each has them all on their driver now, and each PF's
+   * network interface (for neutron's physical_device_mappings). */
+  sriov?: SriovReadiness & { netdev: (pf: PlannedPf) => string | null };
 }
 
 // nova-cloud-controller's scheduler filters when `scheduler-default-filters` is unset
@@ -67,8 +72,12 @@ export function controllerDefaultFilters(major: number | null): string[] {
 }
 
 /** The ready-to-paste lines for nova-cloud-controller and a flavor, with the caveats. */
-function controllerResults(bound: BoundDevice[], installed: NovaRelease | null): ResultTree {
-  const aliases = novaPciEntries(bound).aliases;
+function controllerResults(
+  bound: BoundDevice[],
+  installed: NovaRelease | null,
+  pfs: PlannedPf[],
+): ResultTree {
+  const aliases = novaPciEntries(bound, pfs).aliases;
   const major = installed?.upstream[0] ?? null;
   const filters = [...controllerDefaultFilters(major), "PciPassthroughFilter"].join(",");
   const releaseWords =
@@ -112,14 +121,53 @@ function flavorResults(bound: BoundDevice[]): ResultTree | null {
   return out;
 }
 
+/**
+ * What neutron needs for VFs that back `vnic_type direct` ports: the SR-IOV agent's mapping of each
+ * physical network to its PF's interface, the ML2 mechanism driver, and a port for a server. With
+ * the OpenStack charms: neutron-api and ovn-chassis (or neutron-openvswitch) enable-sriov and
+ * sriov-device-mappings; their sriov-numvfs stays unset, since this charm creates the VFs.
+ */
+function neutronResults(
+  pfs: PlannedPf[],
+  netdev: (pf: PlannedPf) => string | null,
+): ResultTree | null {
+  const ported = pfs.filter((pf) => pf.physicalNetwork !== null);
+  if (ported.length === 0) return null;
+  const mappings = ported.map(
+    (pf) => `${pf.physicalNetwork}:${netdev(pf) ?? `<interface of ${pf.address}>`}`,
+  );
+  const networks = [...new Set(ported.map((pf) => pf.physicalNetwork!))];
+  return {
+    "sriov-agent": `/etc/neutron/plugins/ml2/sriov_agent.ini: [sriov_nic] physical_device_mappings = ${mappings.join(",")}`,
+    ml2: "ml2_conf.ini: [ml2] mechanism_drivers = <yours>,sriovnicswitch",
+    charms:
+      `juju config neutron-api enable-sriov=true; juju config ovn-chassis enable-sriov=true ` +
+      `sriov-device-mappings='${mappings.join(" ")}' (neutron-openvswitch takes the same two options). ` +
+      "Leave their sriov-numvfs unset: this charm creates the VFs.",
+    port: `openstack port create --network <network on ${networks.join(" or ")}> --vnic-type direct <port>`,
+    server: "openstack server create --flavor <flavor> --image <image> --port <port> <name>",
+    note:
+      "These VFs stay on the host VF driver until a VM takes one (libvirt moves it to vfio-pci and " +
+      "back): neutron's SR-IOV agent counts a VF without a network interface as in use. No alias " +
+      "is published for them: neutron ports ask for them, not flavors.",
+  };
+}
+
 /** Builds the nova-config action's reply from the plan's bound set and the installed nova. */
 export function novaConfig(input: NovaConfigInput): ActionReply {
   const { bound, onVfio, setting, installed, related } = input;
   const choice = chooseOptionName(setting, installed);
-  const offered = bound.filter((d) => onVfio(d.address));
-  // Companions are not sent to nova-compute, so they are not waiting for it either.
-  const waiting = bound.filter((d) => offeredToNova(d) && !onVfio(d.address));
-  const entries = novaPciEntries(offered);
+  const sriov = input.sriov ?? { pfs: [], ready: () => false, netdev: () => null };
+  const readyPfs = sriov.pfs.filter((pf) => sriov.ready(pf));
+  const readyAddresses = new Set(readyPfs.map((pf) => pf.address));
+  const isReady = (d: BoundDevice) =>
+    d.physfn !== undefined ? readyAddresses.has(d.physfn) : onVfio(d.address);
+  const offered = bound.filter(isReady);
+  // Companions are not sent to nova-compute, so they are not waiting for it either. VFs wait per
+  // PF (said once per PF below), not one line each.
+  const waiting = bound.filter((d) => offeredToNova(d) && !isReady(d) && d.physfn === undefined);
+  const waitingPfs = sriov.pfs.filter((pf) => !sriov.ready(pf));
+  const entries = novaPciEntries(offered, readyPfs);
 
   const option: ResultTree = { name: choice.name, setting, reason: choice.reason };
   if (choice.warning) option.warning = choice.warning;
@@ -163,22 +211,32 @@ export function novaConfig(input: NovaConfigInput): ActionReply {
     }
     results.waiting = w;
   }
-  const problems = novaEntryProblems(bound);
+  if (waitingPfs.length > 0) {
+    const w = (results.waiting as ResultTree | undefined) ?? {};
+    for (const pf of waitingPfs) {
+      w[addressKey(pf.address)] =
+        `${pf.address}: its ${pf.numVfs} VFs are not all there on ${pf.vfDriver === "vfio-pci" ? "vfio-pci" : "their driver"} yet: reboot, or run the sriov-vfs action, and its device_spec is sent to nova-compute`;
+    }
+    results.waiting = w;
+  }
+  const neutron = neutronResults(sriov.pfs, sriov.netdev);
+  if (neutron) results.neutron = neutron;
+  const problems = novaEntryProblems(bound, sriov.pfs);
   if (problems.length > 0) results.problems = listResult(problems, (p) => p.message);
 
-  if (bound.length === 0) {
+  if (bound.length === 0 && sriov.pfs.length === 0) {
     results.note =
       "The devices option selects nothing on this host, so there is nothing for nova; set " +
       "`devices` (see `juju run pci-passthrough/N list-devices`).";
   } else {
     // Controller and flavor lines cover every bound function, waiting ones too: they are set once.
-    results.controller = controllerResults(bound, installed);
+    results.controller = controllerResults(bound, installed, sriov.pfs);
     const flavor = flavorResults(bound);
     if (flavor) results.flavor = flavor;
   }
 
   const summary =
-    bound.length === 0
+    bound.length === 0 && sriov.pfs.length === 0
       ? "nothing selected"
       : `${offered.filter(offeredToNova).length} of ${bound.filter(offeredToNova).length} functions offered to nova as [pci] ${choice.name}` +
         (waiting.length > 0 ? ` (${waiting.length} waiting for vfio-pci)` : "");

@@ -8,6 +8,7 @@ import type { HostFacts, HostUsage } from "../host/facts";
 import type { InterruptRemapping } from "../host/interrupt-remapping";
 import { hostSafety } from "../plan/host-safety";
 import { functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "../plan/iommu-groups";
+import type { PlannedPf } from "../plan/sriov";
 import { iommuOffReason, NO_GRUB, withheldMessage } from "../plan/status";
 import type { BoundDevice, WithheldFunction } from "../plan/types";
 import { driverWords } from "../text";
@@ -26,7 +27,8 @@ export type VerifyCheck =
   | "group"
   | "viability"
   | "vfio-device"
-  | "host-use";
+  | "host-use"
+  | "sriov";
 
 export interface VerifyProblem {
   check: VerifyCheck;
@@ -70,6 +72,26 @@ export interface VerifyIommuInput {
   /** The hooks found no update-grub on this host: the drop-in never reaches the boot loader, so a
    * reboot alone adds nothing; the parameters are the operator's to add by hand. */
   noGrub?: boolean;
+  /** PFs the plan gives VFs (plan/sriov.ts): their VFs are checked per PF, not one by one. */
+  sriov?: PlannedPf[];
+}
+
+/** One PF's VFs against the plan. */
+export interface SriovCheck {
+  pf: string;
+  planned: number;
+  /** sriov_numvfs now; null when the PF is not on this host. */
+  now: number | null;
+  vfDriver: PlannedPf["vfDriver"];
+  /** Driver → VFs on it. */
+  drivers: Array<[string, number]>;
+  /** VFs not on their planned driver (vfio-pci for a flavor alias). */
+  offPlan: string[];
+  /** VFs whose IOMMU group also holds their PF (no ACS between them). */
+  withPf: string[];
+  /** VFs whose IOMMU group holds other VFs (no ACS between VFs): one VM takes them all. */
+  sharing: string[];
+  ok: boolean;
 }
 
 export interface VerifyIommuResult {
@@ -345,7 +367,12 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
   }
 
   const selected = new Set(input.selection.map((b) => b.address));
-  const devices = input.selection.map((b) => checkDevice(b, input, selected, problems));
+  // The VFs the charm creates are checked per PF (checkSriov): thousands of lines otherwise.
+  const planned = new Set((input.sriov ?? []).map((pf) => pf.address));
+  const devices = input.selection
+    .filter((b) => b.physfn === undefined || !planned.has(b.physfn))
+    .map((b) => checkDevice(b, input, selected, problems));
+  const sriov = (input.sriov ?? []).map((pf) => checkSriov(pf, facts, problems));
   // What the selection matched but the host keeps: a refusal (chipset group) fails the check, a
   // function kept for the host's use is worth knowing (the status says the same).
   const withheld = input.withheld ?? [];
@@ -370,8 +397,96 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
     missingParams: cmdline.missing,
     devices,
     message,
-    results: renderResults(input, ok, problems, notes, cmdline.missing, devices, ir, unsafeAllowed),
+    results: {
+      ...renderResults(input, ok, problems, notes, cmdline.missing, devices, ir, unsafeAllowed),
+      ...(sriov.length > 0 ? { sriov: renderSriov(sriov) } : {}),
+    },
   };
+}
+
+/** "0000:3b:02.0, 0000:3b:02.1 and 1022 more": a few examples of many. */
+function examples(addresses: string[]): string {
+  return addresses.length <= 3
+    ? addresses.join(", ")
+    : `${addresses.slice(0, 3).join(", ")} and ${addresses.length - 3} more`;
+}
+
+/** One PF's VFs against the plan: how many, on which driver, and whether their IOMMU groups let
+ * each go to a different VM (a group holding the PF, or several VFs, has no ACS between them). */
+function checkSriov(pf: PlannedPf, facts: HostFacts, problems: VerifyProblem[]): SriovCheck {
+  const fn = functionIndex(facts).get(pf.address);
+  const before = problems.length;
+  const problem = (message: string) =>
+    problems.push({ check: "sriov", device: pf.address, message: `${pf.address}: ${message}` });
+  const vfs = facts.functions.filter((f) => f.physfn === pf.address);
+  const now = fn?.sriov ? fn.sriov.numVfs : null;
+  if (!fn) problem("the PF is not on this host");
+  else if (now !== pf.numVfs) {
+    problem(
+      `has ${now ?? 0} VFs, ${pf.numVfs} planned: reboot, or run the sriov-vfs action to apply it now`,
+    );
+  }
+  const drivers = new Map<string, number>();
+  const offPlan: string[] = [];
+  const withPf: string[] = [];
+  const sharing: string[] = [];
+  const vfSet = new Set(vfs.map((v) => v.address));
+  for (const vf of vfs) {
+    const d = driverWords(vf.driver);
+    drivers.set(d, (drivers.get(d) ?? 0) + 1);
+    if (pf.vfDriver === "vfio-pci" && !isVfioDriver(vf.driver)) offPlan.push(vf.address);
+    if (vf.iommuGroup === null) continue;
+    const members = facts.iommuGroups.get(vf.iommuGroup) ?? [];
+    if (members.includes(pf.address)) withPf.push(vf.address);
+    else if (members.some((m) => m !== vf.address && vfSet.has(m))) sharing.push(vf.address);
+  }
+  if (offPlan.length > 0) {
+    const sample = vfs.find((v) => v.address === offPlan[0]);
+    problem(
+      `${offPlan.length} of ${vfs.length} VFs are not on vfio-pci (${offPlan[0]} is on ${driverWords(sample?.driver ?? null)}): reboot, or run the sriov-vfs action`,
+    );
+  }
+  if (withPf.length > 0) {
+    problem(
+      `${withPf.length} VFs share an IOMMU group with their PF (no ACS between them: ${examples(withPf)}): ` +
+        "none of them can go to a VM while the PF stays with the host; the platform or card gives no isolation here",
+    );
+  }
+  if (sharing.length > 0) {
+    problem(
+      `${sharing.length} VFs share IOMMU groups with other VFs (no ACS between VFs: ${examples(sharing)}): ` +
+        "a VM takes a whole group, so nova giving them to different VMs fails; use a card or slot with ACS",
+    );
+  }
+  return {
+    pf: pf.address,
+    planned: pf.numVfs,
+    now,
+    vfDriver: pf.vfDriver,
+    drivers: [...drivers].sort((a, b) => b[1] - a[1]),
+    offPlan,
+    withPf,
+    sharing,
+    ok: problems.length === before,
+  };
+}
+
+function renderSriov(checks: SriovCheck[]): ResultTree {
+  const out: ResultTree = {};
+  for (const c of checks) {
+    out[addressKey(c.pf)] = {
+      pf: c.pf,
+      ok: yesNo(c.ok),
+      "vfs-planned": String(c.planned),
+      "vfs-now": c.now === null ? "PF not present" : String(c.now),
+      "vf-driver-planned": c.vfDriver === "vfio-pci" ? "vfio-pci" : "host VF driver (neutron)",
+      drivers: c.drivers.length > 0 ? c.drivers.map(([d, n]) => `${d} x${n}`).join(", ") : "none",
+      "off-plan": String(c.offPlan.length),
+      "sharing-group-with-pf": String(c.withPf.length),
+      "sharing-group-with-vfs": String(c.sharing.length),
+    };
+  }
+  return out;
 }
 
 function renderResults(

@@ -27,13 +27,29 @@ export interface PciFunction {
   /** PCI-to-PCI bridge or PCIe port (class 0604): allowed in a group given to VMs. */
   isBridge: boolean;
   /** SR-IOV physical function: `sriov_totalvfs` / `sriov_numvfs`; null if not SR-IOV capable. */
-  sriov: { totalVfs: number; numVfs: number } | null;
+  sriov: SriovCapability | null;
   /** For a virtual function: the PF's address (from the `physfn` link). */
   physfn: string | null;
   /** Network interface names under `<dev>/net/`. */
   netInterfaces: string[];
   /** Addresses from `consumer:pci:<address>` links (device links: a GPU's USB-C/audio). */
   consumers: string[];
+}
+
+/** What an SR-IOV PF's sysfs says about its VFs. The optional fields come from Linux 5.0 on
+ * (`sriov_offset`, `sriov_stride`, `sriov_vf_device`) and 4.12 (`sriov_drivers_autoprobe`); absent
+ * or null on older kernels and recordings. */
+export interface SriovCapability {
+  totalVfs: number;
+  numVfs: number;
+  /** Routing-id distance of the first VF from the PF, and between VFs: where VFs will appear
+   * before they exist. */
+  offset?: number | null;
+  stride?: number | null;
+  /** The VFs' device id (4 hex digits). */
+  vfDeviceId?: string | null;
+  /** Whether a new VF is probed by drivers at once (1, the default) or left unbound (0). */
+  driversAutoprobe?: boolean | null;
 }
 
 /** A network interface and how the host uses it (for rebind refusals). */

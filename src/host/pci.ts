@@ -10,6 +10,7 @@ import {
   normaliseHex,
   parseModalias,
   synthModalias,
+  vfAddresses,
 } from "../pci-vocabulary";
 import { listOf } from "../text";
 import type { HostReadProblem, IommuGroupsDir, PciFunction } from "./facts";
@@ -54,12 +55,24 @@ export function readPciFunctions(root: string): PciReadResult {
     });
   }
   const functions: PciFunction[] = [];
-  for (const name of names) {
+  // VFs their PF announced (sriov_offset/sriov_stride): read the short way. In address order a PF
+  // always comes before its VFs (their routing ids follow the PF's).
+  const announced = new Map<string, PciFunction>();
+  for (const name of names.sort()) {
     const address = name.toLowerCase();
     if (!isPciAddress(address)) continue;
     try {
-      const fn = readOneFunction(root, name, address, drivers, problems);
+      const pf = announced.get(address);
+      const fn =
+        (pf ? readAnnouncedVf(root, name, address, pf, drivers) : null) ??
+        readOneFunction(root, name, address, drivers, problems);
       if (fn) functions.push(fn);
+      const sriov = fn?.sriov;
+      if (fn && sriov && sriov.numVfs > 0 && sriov.offset && sriov.stride) {
+        for (const vf of vfAddresses(address, sriov.offset, sriov.stride, sriov.numVfs) ?? []) {
+          announced.set(vf, fn);
+        }
+      }
     } catch (error) {
       if (!(error instanceof DeviceVanished)) throw error;
       problems.push({
@@ -95,6 +108,75 @@ export function readPciFunctions(root: string): PciReadResult {
 interface DriverCheck {
   registered: Set<string> | null;
   dangling: Map<string, string[]>;
+}
+
+/**
+ * A VF its PF announced, read the short way: its physfn, modalias, driver, driver_override and
+ * iommu_group, a look for net/, and the PF's NUMA node; no directory listing and none of the
+ * attributes a VF cannot have (boot_vga, sriov_*, device links). About half the system calls of
+ * readOneFunction, which matters with thousands of VFs. Null when anything is not as expected
+ * (not a VF of that PF, an unreadable file): the full read then runs and says what is wrong.
+ */
+function readAnnouncedVf(
+  root: string,
+  name: string,
+  address: string,
+  pf: PciFunction,
+  drivers: DriverCheck,
+): PciFunction | null {
+  const hostDir = `${READ.pciDevices}/${name}`;
+  const dir = under(root, hostDir);
+  let unexpected = false;
+  /** Basename of a link; undefined when absent; null (and the full read) on any other error. */
+  const link = (file: string): string | null | undefined => {
+    try {
+      const target = readlinkSync(`${dir}/${file}`);
+      return target.slice(target.lastIndexOf("/") + 1);
+    } catch (error) {
+      if (errnoCode(error) === "ENOENT") return undefined;
+      unexpected = true;
+      return null;
+    }
+  };
+  try {
+    if (link("physfn") !== pf.address) return null;
+    const modalias = readAttrFile(`${dir}/modalias`).trim();
+    const ids = parseModalias(modalias);
+    if (!ids) return null;
+    const groupName = link("iommu_group");
+    if (groupName !== undefined && (groupName === null || !/^\d+$/.test(groupName))) return null;
+    const override = readAttrFile(`${dir}/driver_override`).trim();
+    const netInterfaces = existsSync(`${dir}/net`) ? readdirSync(`${dir}/net`).sort() : [];
+    // readDriver asks only for the driver link (and follows it when the driver is not listed).
+    const dev = {
+      address,
+      hostDir,
+      dir,
+      entries: new Set<string>(),
+      problems: [],
+      attr: () => undefined,
+      link,
+    } satisfies DeviceDir;
+    const driver = readDriver(dev, drivers);
+    if (unexpected) return null;
+    return {
+      address,
+      ...ids,
+      driver,
+      driverOverride: override === "" || override === "(null)" ? null : override,
+      iommuGroup: groupName === undefined ? null : Number(groupName),
+      numaNode: pf.numaNode,
+      bootVga: false,
+      modalias,
+      isBridge: false,
+      sriov: null,
+      physfn: pf.address,
+      netInterfaces,
+      consumers: [],
+    };
+  } catch {
+    return null;
+  }
 }
 
 /** One device, read top-down: its directory, its identity (ids and class), then everything else.
@@ -326,7 +408,28 @@ function readSriov(dev: DeviceDir): PciFunction["sriov"] {
   const numRaw = dev.attr("sriov_numvfs", "VFs enabled counted as 0");
   const numVfs = numRaw ? Number.parseInt(numRaw, 10) : 0;
   if (!Number.isInteger(totalVfs)) return null;
-  return { totalVfs, numVfs: Number.isInteger(numVfs) ? numVfs : 0 };
+  const sriov: NonNullable<PciFunction["sriov"]> = {
+    totalVfs,
+    numVfs: Number.isInteger(numVfs) ? numVfs : 0,
+  };
+  // Where the VFs will appear and what they will be (Linux 5.0+): read only when present, so
+  // older kernels and recordings keep the two fields above alone.
+  const int = (file: string): number | null => {
+    const raw = dev.attr(file, "treated as unknown");
+    const n = raw ? Number.parseInt(raw, 10) : Number.NaN;
+    return Number.isInteger(n) && n >= 0 ? n : null;
+  };
+  if (dev.entries.has("sriov_offset")) sriov.offset = int("sriov_offset");
+  if (dev.entries.has("sriov_stride")) sriov.stride = int("sriov_stride");
+  if (dev.entries.has("sriov_vf_device")) {
+    const raw = dev.attr("sriov_vf_device", "VF device id treated as unknown");
+    sriov.vfDeviceId = raw ? normaliseHex(raw, 4) : null;
+  }
+  if (dev.entries.has("sriov_drivers_autoprobe")) {
+    const raw = dev.attr("sriov_drivers_autoprobe", "treated as unknown");
+    sriov.driversAutoprobe = raw === "1" ? true : raw === "0" ? false : null;
+  }
+  return sriov;
 }
 
 /** For a VF: its PF's address (the `physfn` link); null otherwise. */

@@ -138,6 +138,12 @@ export const OWNED = {
   /** Run by update-initramfs: copies vfio-pci, the udev rule and the helper into the initramfs so
    * vfio-pci wins even when the native driver is itself in the initramfs. */
   initramfsHook: "/etc/initramfs-tools/hooks/pci-passthrough",
+  /** Read by udev when an SR-IOV PF's driver binds (and on coldplug `add` once it is bound):
+   * one line per PF given VFs, running sriovHelper with the PF's address and its plan. */
+  sriovRule: "/etc/udev/rules.d/40-pci-passthrough-sriov.rules",
+  /** Run by that rule: creates the PF's VFs (sriov_numvfs, through 0) and, for VFs given to VMs
+   * through a flavor alias, steers each to vfio-pci by its own address before any driver probes it. */
+  sriovHelper: "/usr/local/lib/pci-passthrough/sriov-vfs",
 } as const;
 
 /** Directories the charm creates for its own files and removes, once empty, on removal. (The

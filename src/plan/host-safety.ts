@@ -43,6 +43,9 @@ export interface GroupHazard {
 export interface HostSafety {
   /** Why the host would lose something if this function left its driver (empty: nothing). */
   uses(fn: PciFunction): string[];
+  /** What the host does through this PF's VFs (empty: nothing): a change of the PF's number of
+   * VFs destroys them all, so such a PF is in use for SR-IOV planning (plan/sriov.ts). */
+  vfUses(fn: PciFunction): string[];
   /** The other members of `fn`'s IOMMU group that the host keeps: chipset functions and functions
    * it uses. While the IOMMU is off (no groups yet) a chipset slot is taken as one group: the
    * kernel groups a multi-function slot without ACS as a whole, and chipset slots have none. */
@@ -77,15 +80,17 @@ export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
     return reasons;
   };
 
-  const uses = (fn: PciFunction): string[] => {
-    const reasons = direct(fn);
-    // A PF's VFs die with its driver: whatever the host does through a VF, it does through the PF.
+  const vfUses = (fn: PciFunction): string[] => {
+    const reasons: string[] = [];
     for (const vf of vfsOf.get(fn.address) ?? []) {
-      const vfUses = direct(vf);
-      if (vfUses.length > 0) reasons.push(`its VF ${vf.address} is in use (${vfUses.join("; ")})`);
+      const used = direct(vf);
+      if (used.length > 0) reasons.push(`its VF ${vf.address} is in use (${used.join("; ")})`);
     }
     return reasons;
   };
+
+  // A PF's VFs die with its driver: whatever the host does through a VF, it does through the PF.
+  const uses = (fn: PciFunction): string[] => [...direct(fn), ...vfUses(fn)];
 
   const groupHazards = (fn: PciFunction): GroupHazard[] => {
     const hazards: GroupHazard[] = [];
@@ -134,7 +139,7 @@ export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
     return found;
   };
 
-  return { uses, groupHazards, groupMatesInUse };
+  return { uses, vfUses, groupHazards, groupMatesInUse };
 }
 
 /** "0000:00:1f.0 (ISA/LPC bridge), 0000:00:1f.4 (SMBus controller)": hazards for a message. */

@@ -17,16 +17,20 @@
 import type { NovaPciOption } from "../config";
 import type { NovaRelease } from "../host/facts";
 import { byAddress, domainOf, isPciAddress, normaliseHex } from "../pci-vocabulary";
+import type { PlannedPf } from "./sriov";
 import type { BoundDevice, NovaDeviceType, PlanProblem } from "./types";
 
 /** The nova.conf [pci] option names that carry the device spec (the alias option is `alias`). */
 export type NovaSpecOptionName = "device_spec" | "passthrough_whitelist";
 
-/** One `[pci] device_spec` value: a single function, pinned by address and ids. */
+/** One `[pci] device_spec` value: a single function pinned by address and ids, or every VF of a PF
+ * (the PF's address with the VFs' product id: nova matches a VF through its parent's address). */
 export interface NovaDeviceSpec {
   vendor_id: string;
   product_id: string;
   address: string;
+  /** neutron physical network of SR-IOV VFs that back `vnic_type direct` ports. */
+  physical_network?: string;
 }
 
 /** One `[pci] alias` value (nova/pci/request.py `_ALIAS_SCHEMA`). */
@@ -194,12 +198,51 @@ export function offeredToNova(device: Pick<BoundDevice, "reason">): boolean {
   return device.reason !== "companion";
 }
 
+/**
+ * The device_spec values for the VFs of one PF the charm creates. nova matches a VF through its
+ * parent's address when the spec's address is a PF's (nova.pci.devspec WhitelistPciAddress, which
+ * asks sysfs whether the address has `virtfn*` links when nova-compute starts), so one spec with the
+ * PF's address and the VFs' product id admits every VF of that PF and never the PF itself (its
+ * product id differs), nor a VF of another PF. Where the VFs carry the PF's own ids (QEMU's NVMe)
+ * that spec would admit the PF too: then each VF is pinned by its own address instead.
+ */
+export function sriovDeviceSpecs(pf: PlannedPf, vfAddresses: string[]): NovaDeviceSpec[] {
+  if (pf.vfDeviceId === null) return [];
+  const tag = pf.physicalNetwork === null ? {} : { physical_network: pf.physicalNetwork };
+  if (pf.vfDeviceId !== pf.deviceId) {
+    return [{ vendor_id: pf.vendorId, product_id: pf.vfDeviceId, address: pf.address, ...tag }];
+  }
+  return vfAddresses.map((address) => ({
+    vendor_id: pf.vendorId,
+    product_id: pf.vfDeviceId!,
+    address,
+    ...tag,
+  }));
+}
+
 /** One pass over the functions: the entries nova will accept, and what was left out and why. */
-function buildEntries(bound: BoundDevice[]): { entries: NovaPciEntries; problems: PlanProblem[] } {
+function buildEntries(
+  bound: BoundDevice[],
+  sriov: PlannedPf[] = [],
+): { entries: NovaPciEntries; problems: PlanProblem[] } {
   const deviceSpecs: NovaDeviceSpec[] = [];
   const aliases: NovaAlias[] = [];
   const problems: PlanProblem[] = [];
   const seen = new Set<string>();
+  // VFs the charm creates are offered per PF (sriovDeviceSpecs), not one spec per VF.
+  const pfs = new Map(sriov.map((pf) => [pf.address, pf]));
+  const vfsOf = new Map<string, string[]>();
+  for (const device of bound) {
+    if (device.physfn === undefined || !pfs.has(device.physfn)) continue;
+    const list = vfsOf.get(device.physfn);
+    if (list) list.push(device.address);
+    else vfsOf.set(device.physfn, [device.address]);
+  }
+  for (const pf of sriov) {
+    const vfs = pf.physicalNetwork === null ? vfsOf.get(pf.address) : pf.vfAddresses;
+    if (vfs === undefined || vfs.length === 0) continue;
+    deviceSpecs.push(...sriovDeviceSpecs(pf, [...vfs].sort()));
+  }
   // alias name → the device_type/numa_policy of its first entry: later entries must agree.
   const shapeOf = new Map<string, { shape: string; address: string }>();
   for (const device of [...bound].sort(byAddress)) {
@@ -215,7 +258,9 @@ function buildEntries(bound: BoundDevice[]): { entries: NovaPciEntries; problems
     const address = device.address.toLowerCase();
     const vendor = normaliseHex(device.vendorId, 4)!;
     const product = normaliseHex(device.deviceId, 4)!;
-    deviceSpecs.push({ vendor_id: vendor, product_id: product, address });
+    if (device.physfn === undefined || !pfs.has(device.physfn)) {
+      deviceSpecs.push({ vendor_id: vendor, product_id: product, address });
+    }
 
     if (!ALIAS_NAME.test(device.alias)) {
       problems.push({
@@ -266,13 +311,13 @@ function buildEntries(bound: BoundDevice[]): { entries: NovaPciEntries; problems
  * [filter_scheduler]pci_in_placement, for any name with more than one spec). Entries nova would
  * refuse are left out here and reported by novaEntryProblems: a bad line stops nova-compute.
  */
-export function novaPciEntries(bound: BoundDevice[]): NovaPciEntries {
-  return buildEntries(bound).entries;
+export function novaPciEntries(bound: BoundDevice[], sriov: PlannedPf[] = []): NovaPciEntries {
+  return buildEntries(bound, sriov).entries;
 }
 
 /** What novaPciEntries had to leave out, and why, naming the device and what to change. */
-export function novaEntryProblems(bound: BoundDevice[]): PlanProblem[] {
-  return buildEntries(bound).problems;
+export function novaEntryProblems(bound: BoundDevice[], sriov: PlannedPf[] = []): PlanProblem[] {
+  return buildEntries(bound, sriov).problems;
 }
 
 /** The compact JSON nova.conf carries for one value (no spaces, keys in nova's documented order). */
@@ -326,18 +371,31 @@ export interface NovaRelationData {
   waiting: BoundDevice[];
 }
 
-/** This unit's data for nova-compute: only the functions on vfio-pci now are offered. */
+/** SR-IOV PFs the plan gives VFs, and whether a PF's VFs are all there and on their planned
+ * driver now (its spec is published only then: nova parses it once, when nova-compute starts). */
+export interface SriovReadiness {
+  pfs: PlannedPf[];
+  ready: (pf: PlannedPf) => boolean;
+}
+
+/** This unit's data for nova-compute: only the functions on vfio-pci now are offered, and the VFs
+ * of a PF only once all of them are where the plan puts them. */
 export function novaRelationData(
   bound: BoundDevice[],
   onVfio: (address: string) => boolean,
   optionName: NovaSpecOptionName,
+  sriov: SriovReadiness = { pfs: [], ready: () => false },
 ): NovaRelationData {
-  const offered = bound.filter((d) => onVfio(d.address));
-  const waiting = bound.filter((d) => !onVfio(d.address));
+  const readyPfs = sriov.pfs.filter((pf) => sriov.ready(pf));
+  const readyAddresses = new Set(readyPfs.map((pf) => pf.address));
+  const isReady = (d: BoundDevice) =>
+    d.physfn !== undefined ? readyAddresses.has(d.physfn) : onVfio(d.address);
+  const offered = bound.filter(isReady);
+  const waiting = bound.filter((d) => !isReady(d));
   return {
     data: {
       [SUBORDINATE_CONFIGURATION_KEY]: subordinateConfiguration(
-        novaPciEntries(offered),
+        novaPciEntries(offered, readyPfs),
         optionName,
       ),
     },

@@ -14,7 +14,8 @@ import {
   renderModprobeConf,
   renderUdevRules,
 } from "./render-files";
-import { selectFunctions } from "./select";
+import { renderSriovHelper, renderSriovRules } from "./render-sriov";
+import { selectForHost } from "./sriov";
 import type { BoundDevice, FileSpec, HostPlan, PlanProblem, Regenerate } from "./types";
 
 /** What the charm stored the last time it applied a plan. */
@@ -30,6 +31,8 @@ export const FEEDS: Record<string, Regenerate[]> = {
   [OWNED.udevRule]: ["initramfs"],
   [OWNED.bindHelper]: ["initramfs"],
   [OWNED.initramfsHook]: ["initramfs"],
+  [OWNED.sriovRule]: ["initramfs"],
+  [OWNED.sriovHelper]: ["initramfs"],
 };
 
 /** What the planner knows of the host beyond the facts, when the caller read it. */
@@ -53,7 +56,7 @@ export function planHost(
   const problems: PlanProblem[] = [];
   const notes: string[] = [];
 
-  const selection = selectFunctions(config.devices, facts, usage);
+  const selection = selectForHost(config.devices, facts, usage);
   const bind = selection.bind;
   problems.push(...selection.problems);
   if (bind.length > 0 && selection.unmatched.length > 0) {
@@ -106,10 +109,19 @@ export function planHost(
   }
   const modprobe = renderModprobeConf(blacklisted.known, softdeps.known);
   if (modprobe !== null) files.push({ path: OWNED.modprobeConf, content: modprobe, mode: 0o644 });
-  const udev = renderUdevRules(bind);
+  // VFs the charm creates are steered by the SR-IOV helper as they appear (render-sriov.ts): one
+  // line per PF, not one per VF (8 PFs × 1,024 VFs would be 2 MB of rules matched on every event).
+  const udev = renderUdevRules(bind.filter((d) => d.physfn === undefined));
   if (udev !== null) {
     files.push({ path: OWNED.udevRule, content: udev, mode: 0o644 });
     files.push({ path: OWNED.bindHelper, content: renderBindHelper(), mode: 0o755 });
+  }
+  const sriovRules = renderSriovRules(selection.sriov.pfs);
+  if (sriovRules !== null) {
+    files.push({ path: OWNED.sriovRule, content: sriovRules, mode: 0o644 });
+    files.push({ path: OWNED.sriovHelper, content: renderSriovHelper(), mode: 0o755 });
+  }
+  if (udev !== null || sriovRules !== null) {
     files.push({ path: OWNED.initramfsHook, content: renderInitramfsHook(), mode: 0o755 });
   }
   files.sort((a, b) => (a.path < b.path ? -1 : 1));
@@ -121,6 +133,7 @@ export function planHost(
     blacklist: blacklisted.known,
     bind,
     withheld: selection.withheld,
+    sriov: selection.sriov.pfs,
     problems,
     notes,
   };
@@ -156,6 +169,9 @@ function identityChanges(
     const now = fn ? idsOf(fn) : null;
     if (now === before) continue;
     const b = planned.get(address);
+    // A VF the charm creates is absent until its PF's driver made it (the next boot, or the
+    // sriov-vfs action); its PF's ids are checked by the SR-IOV rule itself.
+    if (b?.physfn !== undefined && fn === undefined) continue;
     if (b && !confirmedByIds(b)) {
       problems.push({
         option: "devices",

@@ -214,6 +214,13 @@ fi
 if [ -f ${OWNED.bindHelper} ]; then
   copy_exec ${OWNED.bindHelper} || echo "W: pci-passthrough: could not copy ${OWNED.bindHelper}" >&2
 fi
+# SR-IOV: VFs are created where the PF's driver binds, the initramfs too when the driver is there.
+if [ -f ${OWNED.sriovRule} ]; then
+  copy_file config ${OWNED.sriovRule} || true
+fi
+if [ -f ${OWNED.sriovHelper} ]; then
+  copy_exec ${OWNED.sriovHelper} || echo "W: pci-passthrough: could not copy ${OWNED.sriovHelper}" >&2
+fi
 exit 0
 `;
 }

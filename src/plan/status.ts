@@ -3,6 +3,7 @@
 import type { ConfigError } from "../config";
 import type { HostFacts } from "../host/facts";
 import { clip, listOf } from "../text";
+import { vfCountChange } from "./sriov";
 import type { BoundDevice, HostPlan, PlanProblem, Regenerate, WithheldFunction } from "./types";
 
 export type UnitStatus = {
@@ -80,8 +81,15 @@ export function pendingReboot(plan: HostPlan, facts: HostFacts): string[] {
       reasons.push(`kernel command line lacks ${missing.join(" ")}`);
     }
   }
-  if (notBound.length > 0) {
-    reasons.push(`${list(notBound.map((d) => d.address))} not on vfio-pci yet`);
+  // PFs whose VFs are not there yet: said once per PF, not once per missing VF.
+  const changes = plan.sriov.map((pf) => vfCountChange(pf)).filter((c): c is string => c !== null);
+  const recount = new Set(plan.sriov.filter((pf) => vfCountChange(pf)).map((pf) => pf.address));
+  const waitingVfs = notBound.filter((d) => d.physfn === undefined || !recount.has(d.physfn));
+  if (changes.length > 0) {
+    reasons.push(`${list(changes)} (the VFs come at boot, or now with the sriov-vfs action)`);
+  }
+  if (waitingVfs.length > 0) {
+    reasons.push(`${list(waitingVfs.map((d) => d.address))} not on vfio-pci yet`);
   }
   return reasons;
 }

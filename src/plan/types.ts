@@ -24,6 +24,8 @@ export interface BoundDevice {
   reason: "selected" | "companion";
   /** For companions: the address it follows. */
   follows: string | null;
+  /** For a VF the charm creates (plan/sriov.ts): its PF, through which nova matches it. */
+  physfn?: string;
 }
 
 /** A selected function the plan leaves with the host (not bound, its drivers not blacklisted). */
@@ -63,8 +65,39 @@ export interface HostPlan {
   bind: BoundDevice[];
   /** Selected functions left with the host for its own safety, sorted by address. */
   withheld: WithheldFunction[];
+  /** PFs given VFs at boot (plan/sriov.ts), sorted by address. */
+  sriov: PlannedPf[];
   /** Blocking problems: nothing may be written while this is non-empty. */
   problems: PlanProblem[];
   /** Facts worth a status line but not blocking (unsafe interrupts on, nothing matched…). */
   notes: string[];
+}
+
+/** Where a PF's VFs sit at boot. */
+export type VfDriverPlan = "vfio-pci" | "host";
+
+/** A PF the plan gives VFs to. */
+export interface PlannedPf {
+  address: string;
+  vendorId: string;
+  deviceId: string;
+  classCode: string;
+  /** The VFs' device id (`sriov_vf_device`, else an existing VF's); null when neither is known. */
+  vfDeviceId: string | null;
+  /** VFs to create at every boot. */
+  numVfs: number;
+  totalVfs: number;
+  /** VFs enabled right now (sriov_numvfs): a difference is applied at the next boot or by the
+   * sriov-vfs action. */
+  currentVfs: number;
+  /** The VFs' addresses (from sriov_offset / sriov_stride, which the kernel knows before the VFs
+   * exist; else the existing VFs when there are exactly numVfs); empty when neither is known. */
+  vfAddresses: string[];
+  vfDriver: VfDriverPlan;
+  /** neutron physical network (`physical_network` in nova's device_spec); null: flavor alias. */
+  physicalNetwork: string | null;
+  alias: string;
+  numaPolicy: string | null;
+  /** The entry that asked for it, as messages name entries. */
+  entry: string;
 }

@@ -173,6 +173,8 @@ export function sel(
     companions: true,
     force: false,
     numaPolicy: null,
+    vfs: null,
+    physicalNetwork: null,
     ...rest,
     address: pattern,
   };

@@ -82,7 +82,7 @@ describe("seed host: list, verify, rebind there and back", () => {
     const h = onHost(seedHost());
     const { facts, usage } = h.read();
     const { results } = listDevices({
-      params: { classPrefixes: null, vendor: null, selectedOnly: false },
+      params: { classPrefixes: null, vendor: null, selectedOnly: false, eachVf: false },
       facts,
       usage,
       modules: loadModuleIndex(h.root, facts.kernelRelease).index,

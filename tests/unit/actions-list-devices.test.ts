@@ -46,6 +46,7 @@ const params = (p: Partial<ListDevicesParams> = {}): ListDevicesParams => ({
   classPrefixes: null,
   vendor: null,
   selectedOnly: false,
+  eachVf: false,
   ...p,
 });
 
@@ -70,7 +71,12 @@ const device = (results: ResultTree, key: string) =>
 describe("listDevices", () => {
   it("lists every function with class, ids, names, driver, modules, group, NUMA, boot VGA, selection", () => {
     const { rows, results } = run();
-    expect(rows.map((r) => r.address)).toEqual(richHost().functions.map((f) => f.address));
+    // Every function, the VF under its PF (summarised: see the SR-IOV tests below).
+    expect(rows.map((r) => r.address)).toEqual(
+      richHost()
+        .functions.filter((f) => f.physfn === null)
+        .map((f) => f.address),
+    );
     expect(results.count).toBe(String(rows.length));
     expect(device(results, "0000-83-00-0")).toEqual({
       address: "0000:83:00.0",
@@ -105,8 +111,27 @@ describe("listDevices", () => {
     expect(results.notes).toBeUndefined();
   });
 
-  it("shows SR-IOV: a PF's numvfs/totalvfs and a VF's PF", () => {
+  it("shows SR-IOV: a PF's numvfs/totalvfs and its VFs summarised under it", () => {
     const { results } = run();
+    expect(device(results, "0000-3b-00-0").sriov).toEqual({
+      role: "pf",
+      numvfs: "2",
+      totalvfs: "64",
+      vfs: {
+        count: "1",
+        addresses: "0000:3b:01.0",
+        drivers: "iavf x1",
+        "iommu-groups": "1 (26)",
+        "sharing-a-group": "0",
+        selected: "0",
+      },
+    });
+    expect(device(results, "0000-3b-01-0")).toBeUndefined();
+    expect(results["vfs-summarised"]).toMatch(/^1 SR-IOV VFs are summarised/);
+  });
+
+  it("each-vf lists a VF on its own, with its PF", () => {
+    const { results } = run({ eachVf: true });
     expect(device(results, "0000-3b-00-0").sriov).toEqual({
       role: "pf",
       numvfs: "2",
@@ -188,7 +213,12 @@ describe("parseListDevicesParams", () => {
     const r = parseListDevicesParams({ class: "GPU", vendor: "0x10DE", "selected-only": true });
     expect(r).toEqual({
       ok: true,
-      params: { classPrefixes: ["0300", "0302", "0380"], vendor: "10de", selectedOnly: true },
+      params: {
+        classPrefixes: ["0300", "0302", "0380"],
+        vendor: "10de",
+        selectedOnly: true,
+        eachVf: false,
+      },
     });
     expect(parseListDevicesParams({ class: "0200" })).toMatchObject({
       params: { classPrefixes: ["0200"] },

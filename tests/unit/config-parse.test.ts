@@ -104,6 +104,8 @@ describe("devices", () => {
       companions: false,
       force: false,
       numaPolicy: "preferred",
+      vfs: null,
+      physicalNetwork: null,
       source:
         '{vendor-id: "10de", product-id: "1bb0", address: "0000:8?:00.0", alias: p5000, companions: false, numa-policy: Preferred}',
     });

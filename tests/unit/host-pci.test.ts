@@ -113,8 +113,16 @@ describe("attribute formats", () => {
   it("reads SR-IOV state on PFs and the physfn link on VFs", () => {
     const { functions } = readPciFunctions(host(amdHost()).root);
     const pf = functions.find((f) => f.address === "0000:41:00.0")!;
-    expect(pf.sriov).toEqual({ totalVfs: 64, numVfs: 4 });
-    expect(functions.find((f) => f.address === "0000:41:00.1")!.sriov).toEqual({
+    // Where the VFs go and what they are, known before they exist (Linux 5.0+ attributes).
+    expect(pf.sriov).toEqual({
+      totalVfs: 64,
+      numVfs: 4,
+      offset: 16,
+      stride: 1,
+      vfDeviceId: "154c",
+      driversAutoprobe: true,
+    });
+    expect(functions.find((f) => f.address === "0000:41:00.1")!.sriov).toMatchObject({
       totalVfs: 64,
       numVfs: 0,
     });
@@ -128,6 +136,30 @@ describe("attribute formats", () => {
     expect(vfs.every((f) => f.sriov === null && f.deviceId === "154c" && f.driver === "iavf")).toBe(
       true,
     );
+  });
+
+  it("reads the VFs a PF announces the short way, and finds the same as the full read", () => {
+    const root = host(amdHost()).root;
+    const short = readPciFunctions(root).functions;
+    // Without sriov_offset (a kernel before 5.0) nothing is announced: every VF is read in full.
+    const pfDir = fs.realpathSync(path.join(root, "sys/bus/pci/devices/0000:41:00.0"));
+    fs.rmSync(path.join(pfDir, "sriov_offset"));
+    const full = readPciFunctions(root).functions;
+    const vfs = (list: typeof short) => list.filter((f) => f.physfn === "0000:41:00.0");
+    expect(vfs(short)).toHaveLength(4);
+    expect(vfs(short)).toEqual(vfs(full));
+  });
+
+  it("a function where the PF announced a VF but none is falls back to the full read", () => {
+    const spec = amdHost();
+    // PF 41:00.0 says its VFs start one routing id on: 41:00.1, which is the second PF.
+    spec.pci = spec.pci!.map((p) =>
+      p.address === "0000:41:00.0" ? { ...p, sriov: { ...p.sriov!, offset: 1 } } : p,
+    );
+    const { functions } = readPciFunctions(host(spec).root);
+    const second = functions.find((f) => f.address === "0000:41:00.1")!;
+    expect(second.physfn).toBeNull();
+    expect(second.sriov).toMatchObject({ totalVfs: 64, numVfs: 0 });
   });
 
   it("lists consumer:pci device links", () => {

@@ -16,7 +16,7 @@ import { describe, expect, it } from "vitest";
 const SRC = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "src");
 
 /** Actions that act on the host (sysfs writes, commands); every other file of actions/ is pure. */
-const ACTION_EXECUTORS = new Set(["actions/rebind.ts"]);
+const ACTION_EXECUTORS = new Set(["actions/rebind.ts", "actions/sriov-vfs.ts"]);
 
 /** Whether a file (relative to src/) must stay free of I/O and of apply/. */
 function isPure(file: string): boolean {

@@ -250,7 +250,12 @@ describe("planHost decisions", () => {
 
   it("feeds grub from the drop-in and the initramfs from everything else", () => {
     const plan = planHost(config({ devices: "10de:1bb0" }), seedHost(), index, none);
-    expect(plan.files.map((f) => f.path)).toEqual(Object.values(OWNED).sort());
+    // Every owned file but the SR-IOV pair, which only entries with `vfs` need.
+    expect(plan.files.map((f) => f.path)).toEqual(
+      Object.values(OWNED)
+        .filter((p) => p !== OWNED.sriovRule && p !== OWNED.sriovHelper)
+        .sort(),
+    );
     expect(plan.feeds[OWNED.grubDropIn]).toEqual(["grub"]);
     for (const p of [OWNED.modprobeConf, OWNED.udevRule, OWNED.bindHelper, OWNED.initramfsHook]) {
       expect(plan.feeds[p]).toEqual(["initramfs"]);

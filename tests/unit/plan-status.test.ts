@@ -28,6 +28,7 @@ function plan(params = PARAMS, addresses = [GPU]): HostPlan {
     problems: [],
     notes: [],
     withheld: [],
+    sriov: [],
   };
 }
 

@@ -19,7 +19,7 @@ import {
   unplug,
   unreadableAttribute,
 } from "../support/hosts/damage";
-import { seedHost } from "../support/hosts/presets";
+import { amdHost, seedHost } from "../support/hosts/presets";
 import { rebindParams } from "../support/rebind-params";
 import { charmContext, useRoot } from "../support/scenario";
 import { diffTrees, snapshotTree } from "../support/tree";
@@ -32,6 +32,13 @@ afterEach(() => {
 
 function host(): string {
   const h = makeTempHost(seedHost(), "pci-hostile-");
+  cleanups.push(h.cleanup);
+  useRoot(h.root);
+  return h.root;
+}
+
+function amd(): string {
+  const h = makeTempHost(amdHost(), "pci-hostile-");
   cleanups.push(h.cleanup);
   useRoot(h.root);
   return h.root;
@@ -162,13 +169,18 @@ describe("a device that vanishes between the read and the bind", () => {
 });
 
 describe("a foreign file at one of our paths", () => {
+  // The SR-IOV pair is planned only for an entry with vfs: on amdHost's X710 port 41:00.1.
+  const SRIOV_PATHS = new Set<string>([OWNED.sriovRule, OWNED.sriovHelper]);
   it.each(Object.entries(OWNED))(
     "%s: blocked naming the path, the file untouched, nothing written",
     (_, hostPath) => {
-      const root = host();
+      const sriov = SRIOV_PATHS.has(hostPath);
+      const root = sriov ? amd() : host();
       foreignFile(root, hostPath, "# the operator's own file\noptions something\n");
       const before = snapshotTree(root);
-      const out = charmContext().run("install", { config: ALL_GPUS });
+      const out = charmContext().run("install", {
+        config: sriov ? { devices: '- {address: "0000:41:00.1", vfs: 2}' } : ALL_GPUS,
+      });
       expect(out.unitStatus.name).toBe("blocked");
       expect(out.unitStatus.message).toContain(hostPath);
       expect(read(root, hostPath)).toBe("# the operator's own file\noptions something\n");

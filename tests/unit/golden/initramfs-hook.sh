@@ -27,4 +27,11 @@ fi
 if [ -f /usr/local/lib/pci-passthrough/vfio-bind ]; then
   copy_exec /usr/local/lib/pci-passthrough/vfio-bind || echo "W: pci-passthrough: could not copy /usr/local/lib/pci-passthrough/vfio-bind" >&2
 fi
+# SR-IOV: VFs are created where the PF's driver binds, the initramfs too when the driver is there.
+if [ -f /etc/udev/rules.d/40-pci-passthrough-sriov.rules ]; then
+  copy_file config /etc/udev/rules.d/40-pci-passthrough-sriov.rules || true
+fi
+if [ -f /usr/local/lib/pci-passthrough/sriov-vfs ]; then
+  copy_exec /usr/local/lib/pci-passthrough/sriov-vfs || echo "W: pci-passthrough: could not copy /usr/local/lib/pci-passthrough/sriov-vfs" >&2
+fi
 exit 0

@@ -1,0 +1,93 @@
+// SR-IOV through the packed charm's dispatch: an entry with `vfs` writes the SR-IOV rule and helper
+// (and the initramfs hook that carries them), says what the next boot brings, refuses a bad or
+// impossible value naming the option with nothing changed, and removal takes the files away.
+// The host is amdHost: an X710 pair (8086:1572, VFs 8086:154c, sriov_totalvfs 64) whose second
+// port 41:00.1 has no VF yet.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { OWNED } from "../../src/host/root";
+import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
+import { makeTempHost } from "../support/hosts/build-host";
+import { amdHost } from "../support/hosts/presets";
+import { diffTrees, snapshotTree } from "../support/tree";
+
+const PF = "0000:41:00.1";
+
+describe("SR-IOV through dispatch", () => {
+  let host: ReturnType<typeof makeTempHost> | undefined;
+  let unit: CharmUnderTest | undefined;
+  afterEach(() => {
+    unit?.cleanup();
+    host?.cleanup();
+    unit = undefined;
+    host = undefined;
+  });
+  const read = (hostPath: string): string => {
+    const file = path.join(host!.root, hostPath);
+    return fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
+  };
+  const setDevices = (devices: string) =>
+    unit!.sim.updateState((s) => {
+      s.config["devices"] = devices;
+    });
+
+  it("vfs: 4 writes the PF's rule and the helper, regenerates the initramfs, and says what the boot brings", () => {
+    host = makeTempHost(amdHost());
+    unit = deployPackedCharm(host.root, { config: { devices: `- {address: "${PF}", vfs: 4}` } });
+    expect(unit.dispatch("install").exitCode).toBe(0);
+    const rule = read(OWNED.sriovRule);
+    expect(rule).toContain(
+      `ACTION=="add|bind", SUBSYSTEM=="pci", KERNEL=="${PF}", ATTR{vendor}=="0x8086", ATTR{device}=="0x1572", DRIVER=="?*", DRIVER!="vfio-pci", RUN+="${OWNED.sriovHelper} %k 4 vfio-pci 8086:154c"`,
+    );
+    expect(fs.statSync(path.join(host.root, OWNED.sriovHelper)).mode & 0o777).toBe(0o755);
+    expect(read(OWNED.initramfsHook)).toContain(OWNED.sriovHelper);
+    // The PF itself is never bound: no per-address vfio-pci rule at all here.
+    expect(read(OWNED.udevRule)).toBe("");
+    expect(unit.commands()).toContain("update-initramfs -u -k all");
+    const status = unit.sim.readState().unitStatus;
+    expect(status.status).toBe("blocked");
+    expect(status.message).toContain(`${PF} has 0 VFs, 4 planned`);
+  });
+
+  it("an impossible or malformed vfs blocks naming the option, and changes nothing", () => {
+    host = makeTempHost(amdHost());
+    unit = deployPackedCharm(host.root, { config: { devices: `- {address: "${PF}", vfs: 4}` } });
+    expect(unit.dispatch("install").exitCode).toBe(0);
+    for (const [devices, words] of [
+      [
+        `- {address: "${PF}", vfs: 65}`,
+        /devices: .*vfs: 65 on 0000:41:00.1 .*at most 64 \(sriov_totalvfs\)/,
+      ],
+      [`- {address: "${PF}", vfs: two}`, /^devices=.*vfs "two".*not a whole number/],
+      [`- {address: "0000:43:00.0", vfs: 2}`, /0000:43:00.0 \(144d:a808\), which has no SR-IOV/],
+    ] as const) {
+      setDevices(devices);
+      unit.clearCommands();
+      const before = snapshotTree(host.root);
+      expect(unit.dispatch("config-changed").exitCode).toBe(0);
+      expect(diffTrees(before, snapshotTree(host.root))).toEqual([]);
+      expect(unit.commands()).toEqual([]);
+      const status = unit.sim.readState().unitStatus;
+      expect(status.status).toBe("blocked");
+      expect(status.message).toMatch(words);
+    }
+  });
+
+  it("physical-network keeps the VFs on the host driver; removing the entry removes the files", () => {
+    host = makeTempHost(amdHost());
+    unit = deployPackedCharm(host.root, {
+      config: { devices: `- {address: "${PF}", vfs: 2, physical-network: physnet1}` },
+    });
+    expect(unit.dispatch("install").exitCode).toBe(0);
+    expect(read(OWNED.sriovRule)).toContain(`%k 2 host 8086:154c`);
+    setDevices("");
+    unit.clearCommands();
+    expect(unit.dispatch("config-changed").exitCode).toBe(0);
+    expect(read(OWNED.sriovRule)).toBe("");
+    expect(read(OWNED.sriovHelper)).toBe("");
+    expect(read(OWNED.initramfsHook)).toBe("");
+    // The initramfs loses the rule too, so the next boot makes no VF.
+    expect(unit.commands()).toContain("update-initramfs -u -k all");
+  });
+});
