@@ -7,6 +7,7 @@
 // - where the time goes: the readers and pure steps the charm takes, in-process (median, JIT warm);
 // - what Juju is asked to keep: stored state (each value, the largest key, the total) against
 //   Juju's quotas, and the size of each action's results (one action-set call ≤ 1 MiB).
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -22,7 +23,7 @@ import { makeTempHost } from "../tests/support/hosts/build-host";
 import { SRIOV_SERVER_DEVICES, sriovServerHost } from "../tests/support/hosts/presets";
 import { captureEvent } from "./latency";
 import { writeInstantTools } from "./lib/instant-tools";
-import { median, timeRun } from "./lib/measure";
+import { median } from "./lib/measure";
 import { simulateUnit, unpackCharm } from "./lib/packed-charm";
 
 export const SRIOV_CONFIG = { devices: SRIOV_SERVER_DEVICES };
@@ -34,7 +35,10 @@ type Event =
   | "verify-iommu";
 
 export interface SriovEndToEnd {
+  /** Median wall time. */
   ms: number | null;
+  /** Median CPU time (user + sys of dispatch and every process it waited for). */
+  cpuMs: number | null;
   runs: number;
   note: string;
   /** Hook-tool calls the event made. */
@@ -50,8 +54,37 @@ export interface SriovResult {
   parts: Record<string, number>;
   /** action-set arguments of each action's results: keys and bytes (argv as execve counts it). */
   results: Record<"list-devices" | "verify-iommu", { keys: number; bytes: number }>;
+  /** `node -e 0` with the charm's runtime, timed interleaved with the events: the machine's pace. */
+  baseline: { ms: number; cpuMs: number };
+  /** Load average before and after. */
+  load: [string, string];
   /** Stored state after the first config-changed: bytes per key, and the total. */
   stored: { values: Record<string, number>; largestKey: number; total: number };
+}
+
+/** Wall and CPU time of one run: GNU time's user + sys covers dispatch, node and the hook tools. */
+function cpuRun(
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+): { ms: number; cpuMs: number; exitCode: number; stderr: string } {
+  const out = path.join(os.tmpdir(), `pci-bench-sriov-cpu-${process.pid}.txt`);
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync("/usr/bin/time", ["-f", "%U %S", "-o", out, ...argv], {
+    env,
+    encoding: "utf8",
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  const [user = "0", sys = "0"] = fs.existsSync(out)
+    ? fs.readFileSync(out, "utf8").trim().split("\n").pop()!.split(" ")
+    : [];
+  fs.rmSync(out, { force: true });
+  return {
+    ms,
+    cpuMs: (Number(user) + Number(sys)) * 1000,
+    exitCode: r.status ?? -1,
+    stderr: r.stderr ?? "",
+  };
 }
 
 function timed<T>(fn: () => T): { ms: number; value: T } {
@@ -136,6 +169,9 @@ export function benchSriov(runs: number): SriovResult {
   const fresh = makeTempHost(sriovServerHost(null), "pci-bench-sriov-fresh-");
   try {
     const endToEnd = {} as SriovResult["endToEnd"];
+    const baseline: number[] = [];
+    const baselineCpu: number[] = [];
+    const loadBefore = fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
     /** Captures `event` under the real simulator (which also brings the unit's state along),
      * then times it `times` times with instant stand-ins answering what the simulator answered. */
     const measure = (
@@ -149,7 +185,13 @@ export function benchSriov(runs: number): SriovResult {
       try {
         captured = captureEvent(sim, charm, root, event);
       } catch (e) {
-        endToEnd[label] = { ms: null, runs: 0, note: (e as Error).message.slice(0, 300), calls: 0 };
+        endToEnd[label] = {
+          ms: null,
+          cpuMs: null,
+          runs: 0,
+          note: (e as Error).message.slice(0, 300),
+          calls: 0,
+        };
         return;
       }
       const last = sim.readState().lastAction;
@@ -161,11 +203,16 @@ export function benchSriov(runs: number): SriovResult {
       const env = sim.env(event, { path: charm.sysbin, extra: { PCI_PASSTHROUGH_ROOT: root } });
       env.PATH = env.PATH!.replace(sim.binDir, tools.binDir);
       const samples: number[] = [];
+      const cpu: number[] = [];
       for (let i = 0; i < times; i++) {
-        const r = timeRun({ argv: [path.join(charm.charmDir, "dispatch")], env });
+        const b = cpuRun([charm.runtime, "-e", "0"], env);
+        baseline.push(b.ms);
+        baselineCpu.push(b.cpuMs);
+        const r = cpuRun([path.join(charm.charmDir, "dispatch")], env);
         if (r.exitCode !== 0) {
           endToEnd[label] = {
             ms: null,
+            cpuMs: null,
             runs: i,
             note: `exit ${r.exitCode}: ${r.stderr.slice(0, 300)}`,
             calls: captured.calls.length,
@@ -173,8 +220,15 @@ export function benchSriov(runs: number): SriovResult {
           return;
         }
         samples.push(r.ms);
+        cpu.push(r.cpuMs);
       }
-      endToEnd[label] = { ms: median(samples), runs: times, note, calls: captured.calls.length };
+      endToEnd[label] = {
+        ms: median(samples),
+        cpuMs: median(cpu),
+        runs: times,
+        note,
+        calls: captured.calls.length,
+      };
     };
     // The first config-changed writes the boot files: it happens once per host, so it is timed
     // once, on its own tree, under the real simulator (its tools are Node.js processes: an upper
@@ -190,9 +244,10 @@ export function benchSriov(runs: number): SriovResult {
         extra: { PCI_PASSTHROUGH_ROOT: first.root },
       });
       env.PATH = env.PATH!.replace(firstSim.binDir, tools.binDir);
-      const r = timeRun({ argv: [path.join(charm.charmDir, "dispatch")], env });
+      const r = cpuRun([path.join(charm.charmDir, "dispatch")], env);
       endToEnd["config-changed (first, VFs not there yet)"] = {
         ms: r.exitCode === 0 ? r.ms : null,
+        cpuMs: r.exitCode === 0 ? r.cpuMs : null,
         runs: 1,
         note: r.exitCode === 0 ? "" : `exit ${r.exitCode}: ${r.stderr.slice(0, 300)}`,
         calls: captured.calls.length,
@@ -226,6 +281,8 @@ export function benchSriov(runs: number): SriovResult {
       endToEnd,
       parts,
       results,
+      baseline: { ms: median(baseline), cpuMs: median(baselineCpu) },
+      load: [loadBefore, fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")],
       stored: { values, largestKey, total },
     };
   } finally {
