@@ -1,0 +1,140 @@
+// SR-IOV through the real charm (Scenario style: state in, event, state out) on a host tree after
+// the boot that created the VFs: the nova relation carries one compact spec per PF and a type-VF
+// alias, the status counts the VFs, list-devices summarises them under their PF and verify-iommu
+// reports VFs that share an IOMMU group with their PF (no ACS).
+import { afterEach, describe, expect, it, vi } from "vitest";
+import type { ResultTree } from "../../src/actions/results";
+import { vfAddresses } from "../../src/pci-vocabulary";
+import { type HostSpec, makeTempHost, type PciSpec } from "../support/hosts/build-host";
+import { amdHost } from "../support/hosts/presets";
+import { charmContext, useRoot } from "../support/scenario";
+
+const PF = "0000:41:00.1";
+const BOOTED =
+  "BOOT_IMAGE=/vmlinuz-6.8.0-45-generic root=/dev/nvme0n1p2 ro iommu=pt modprobe.blacklist=iavf";
+const DEVICES = `- {address: "${PF}", vfs: 4, alias: fast-nic}`;
+
+/** amdHost after the boot: the X710's second port has 4 VFs (offset 79) on `vfDriver`; with
+ * `sharedGroup` they sit in the PF's IOMMU group (a platform without ACS). */
+function booted(vfDriver: string, sharedGroup = false): HostSpec {
+  const spec = amdHost();
+  const pf = spec.pci!.find((p) => p.address === PF)!;
+  const vfs: PciSpec[] = vfAddresses(PF, 79, 1, 4)!.map((address, i) => ({
+    address,
+    parent: pf.parent,
+    vendor: "8086",
+    device: "154c",
+    subsystemVendor: "8086",
+    subsystemDevice: "0000",
+    class: "020000",
+    driver: vfDriver,
+    driverOverride: vfDriver === "vfio-pci" ? "vfio-pci" : null,
+    physfn: PF,
+    iommuGroup: sharedGroup ? pf.iommuGroup! : 200 + i,
+    numaNode: 0,
+  }));
+  return {
+    ...spec,
+    cmdline: BOOTED,
+    pci: [
+      ...spec.pci!.map((p) => (p.address === PF ? { ...p, sriov: { ...p.sriov!, numVfs: 4 } } : p)),
+      ...vfs,
+    ],
+  };
+}
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+  vi.unstubAllEnvs();
+});
+
+function on(spec: HostSpec) {
+  const host = makeTempHost(spec);
+  cleanups.push(host.cleanup);
+  useRoot(host.root);
+}
+
+const NOVA = {
+  endpoint: "nova-compute",
+  remoteApp: "nova-compute",
+  remoteUnits: ["nova-compute/0"],
+};
+
+describe("SR-IOV through the charm", () => {
+  it("after the boot: one compact spec for the PF, a type-VF alias, and the VFs counted", () => {
+    on(booted("vfio-pci"));
+    const out = charmContext().run("nova-compute-relation-joined", {
+      config: { devices: DEVICES },
+      relations: [{ ...NOVA, id: 7 }],
+    });
+    const raw = out.relations[0]!.localUnitData.subordinate_configuration!;
+    const pairs = JSON.parse(raw).nova["/etc/nova/nova.conf"].sections.pci as [string, string][];
+    expect(pairs.map(([k, v]) => [k, JSON.parse(v)])).toEqual([
+      [expect.any(String), { vendor_id: "8086", product_id: "154c", address: PF }],
+      [
+        "alias",
+        { name: "fast-nic", vendor_id: "8086", product_id: "154c", device_type: "type-VF" },
+      ],
+    ]);
+    expect(out.unitStatus.message).toMatch(/4 devices \(fast-nic x4\) on vfio-pci/);
+  });
+
+  it("before the boot: nothing offered, the status says what the boot brings", () => {
+    on(amdHost());
+    const out = charmContext().run("nova-compute-relation-joined", {
+      config: { devices: DEVICES },
+      relations: [{ ...NOVA, id: 7 }],
+    });
+    const raw = out.relations[0]!.localUnitData.subordinate_configuration!;
+    expect(JSON.parse(raw).nova["/etc/nova/nova.conf"].sections.pci).toEqual([]);
+    expect(out.unitStatus.name).toBe("blocked");
+    expect(out.unitStatus.message).toContain(`${PF} has 0 VFs, 4 planned`);
+  });
+
+  it("list-devices: the VFs under their PF, and what every boot creates", () => {
+    on(booted("vfio-pci"));
+    const out = charmContext().run(
+      { name: "list-devices-action", params: { class: "network" } },
+      { config: { devices: DEVICES } },
+    );
+    const devices = out.actionResults!.devices as ResultTree;
+    const pf = devices["0000-41-00-1"] as ResultTree;
+    expect(pf.sriov).toEqual({
+      role: "pf",
+      numvfs: "4",
+      totalvfs: "64",
+      vfs: {
+        count: "4",
+        addresses: "0000:41:0a.0 - 0000:41:0a.3",
+        drivers: "vfio-pci x4",
+        "iommu-groups": "4 (200-203)",
+        "sharing-a-group": "0",
+        selected: "4",
+      },
+      planned: "4 VFs at every boot, on vfio-pci (nova alias fast-nic)",
+    });
+    expect(devices["0000-41-0a-0"]).toBeUndefined();
+  });
+
+  it("verify-iommu: VFs in their PF's IOMMU group are reported (no ACS), per PF", () => {
+    on(booted("vfio-pci", true));
+    const out = charmContext().run(
+      { name: "verify-iommu-action", params: {} },
+      { config: { devices: DEVICES } },
+    );
+    expect(out.actionFailure).toMatch(
+      /0000:41:00.1: 4 VFs share an IOMMU group with their PF \(no ACS between them: 0000:41:0a.0, 0000:41:0a.1, 0000:41:0a.2 and 1 more\)/,
+    );
+    const sriov = (out.actionResults!.sriov as ResultTree)["0000-41-00-1"] as ResultTree;
+    expect(sriov).toMatchObject({
+      ok: "no",
+      "vfs-planned": "4",
+      "vfs-now": "4",
+      drivers: "vfio-pci x4",
+      "sharing-group-with-pf": "4",
+    });
+    // The VFs are checked per PF, not one device entry each.
+    expect(JSON.stringify(out.actionResults!.devices ?? {})).not.toContain("0000:41:0a");
+  });
+});
