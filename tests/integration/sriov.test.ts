@@ -90,4 +90,35 @@ describe("SR-IOV through dispatch", () => {
     // The initramfs loses the rule too, so the next boot makes no VF.
     expect(unit.commands()).toContain("update-initramfs -u -k all");
   });
+
+  it("sriov-vfs dry-run prints the writes in order and changes nothing; list-devices summarises", () => {
+    host = makeTempHost(amdHost());
+    unit = deployPackedCharm(host.root, { config: { devices: `- {address: "${PF}", vfs: 4}` } });
+    expect(unit.dispatch("install").exitCode).toBe(0);
+    const before = snapshotTree(host.root);
+    expect(unit.dispatch({ name: "sriov-vfs-action", params: { "dry-run": true } }).exitCode).toBe(
+      0,
+    );
+    const action = unit.sim.readState().lastAction!;
+    expect(action.failed).toBe(false);
+    expect(diffTrees(before, snapshotTree(host.root))).toEqual([]);
+    const text = JSON.stringify(action.results);
+    const autoprobe = text.indexOf(`/sys/bus/pci/devices/${PF}/sriov_drivers_autoprobe <- 0`);
+    const numvfs = text.indexOf(`/sys/bus/pci/devices/${PF}/sriov_numvfs <- 4`);
+    const override = text.indexOf("/sys/bus/pci/devices/0000:41:0a.0/driver_override <- vfio-pci");
+    expect(autoprobe).toBeGreaterThan(-1);
+    expect(numvfs).toBeGreaterThan(autoprobe);
+    expect(override).toBeGreaterThan(numvfs);
+    // The other X710 port has 4 VFs on iavf: summarised under it by default, one by one on request.
+    expect(unit.dispatch({ name: "list-devices-action", params: {} }).exitCode).toBe(0);
+    const summary = unit.sim.readState().lastAction!.results as Record<string, unknown>;
+    expect(JSON.stringify(summary)).not.toContain('"address":"0000:41:02.0"');
+    expect(JSON.stringify(summary)).toContain('"addresses":"0000:41:02.0 - 0000:41:02.3"');
+    expect(
+      unit.dispatch({ name: "list-devices-action", params: { "each-vf": true } }).exitCode,
+    ).toBe(0);
+    expect(JSON.stringify(unit.sim.readState().lastAction!.results)).toContain(
+      '"address":"0000:41:02.0"',
+    );
+  });
 });
