@@ -11,6 +11,7 @@ import { deviceAttr, SYSFS_WRITES } from "../host/root";
 import type { VfioGroupUser } from "../host/vfio-users";
 import { describeUser } from "../host/vfio-users";
 import type { PlannedPf } from "../plan/sriov";
+import { listOf } from "../text";
 import { type Checked, type ParamError, validateParams } from "./params";
 import { type ActionReply, addressKey, listResult, type ResultTree } from "./results";
 
@@ -156,20 +157,20 @@ export function sriovVfsAction(input: SriovVfsInput): ActionReply {
   const busy = changes.flatMap((c) => c.busy);
   const warnings: string[] = [];
   if (busy.length > 0) {
-    const named = busy
-      .slice(0, 3)
-      .map(
+    const named = listOf(
+      busy.map(
         (b) => `${b.vf} (IOMMU group ${b.group} open by ${b.users.map(describeUser).join("; ")})`,
-      )
-      .join(", ");
-    const more = busy.length > 3 ? ` and ${busy.length - 3} more` : "";
+      ),
+      3,
+      ", ",
+    );
     const risk =
       "changing the number of VFs destroys every VF of the PF, pulling them out of the running guests";
     if (!force) {
-      const message = `sriov-vfs refused: ${named}${more}: ${risk}. Stop or migrate those instances first, or rerun with force=true. Nothing was changed.`;
+      const message = `sriov-vfs refused: ${named}: ${risk}. Stop or migrate those instances first, or rerun with force=true. Nothing was changed.`;
       return { ok: false, message, results: { ok: "no", message, ...changeResults(changes) } };
     }
-    warnings.push(`forced past: ${named}${more}: ${risk}`);
+    warnings.push(`forced past: ${named}: ${risk}`);
   }
   if (
     changes.some((c) => c.pf.vfDriver === "vfio-pci") &&
@@ -227,7 +228,7 @@ export function sriovVfsAction(input: SriovVfsInput): ActionReply {
     ? changes.length === 0
       ? `every PF already has its planned VFs (${unchanged.join(", ")})`
       : `${done}${changes.some((c) => c.pf.vfDriver === "vfio-pci") ? ", each on vfio-pci" : ""}`
-    : `sriov-vfs: ${[...failures, ...(offPlan.length > 0 ? [`not on vfio-pci after probing: ${offPlan.slice(0, 3).join(", ")}${offPlan.length > 3 ? ` and ${offPlan.length - 3} more` : ""}`] : [])].join("; ")}`;
+    : `sriov-vfs: ${[...failures, ...(offPlan.length > 0 ? [`not on vfio-pci after probing: ${listOf(offPlan, 3, ", ")}`] : [])].join("; ")}`;
   return {
     ok,
     message,

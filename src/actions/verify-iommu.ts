@@ -11,7 +11,7 @@ import { functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "../pl
 import type { PlannedPf } from "../plan/sriov";
 import { iommuOffReason, NO_GRUB, withheldMessage } from "../plan/status";
 import type { BoundDevice, WithheldFunction } from "../plan/types";
-import { driverWords } from "../text";
+import { driverWords, listOf } from "../text";
 import { type Checked, validateParams } from "./params";
 import { addressKey, listResult, type ResultTree, yesNo } from "./results";
 
@@ -404,13 +404,6 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
   };
 }
 
-/** "0000:3b:02.0, 0000:3b:02.1 and 1022 more": a few examples of many. */
-function examples(addresses: string[]): string {
-  return addresses.length <= 3
-    ? addresses.join(", ")
-    : `${addresses.slice(0, 3).join(", ")} and ${addresses.length - 3} more`;
-}
-
 /** One PF's VFs against the plan: how many, on which driver, and whether their IOMMU groups let
  * each go to a different VM (a group holding the PF, or several VFs, has no ACS between them). */
 function checkSriov(pf: PlannedPf, facts: HostFacts, problems: VerifyProblem[]): SriovCheck {
@@ -448,13 +441,13 @@ function checkSriov(pf: PlannedPf, facts: HostFacts, problems: VerifyProblem[]):
   }
   if (withPf.length > 0) {
     problem(
-      `${withPf.length} VFs share an IOMMU group with their PF (no ACS between them: ${examples(withPf)}): ` +
+      `${withPf.length} VFs share an IOMMU group with their PF (no ACS between them: ${listOf(withPf, 3, ", ")}): ` +
         "none of them can go to a VM while the PF stays with the host; the platform or card gives no isolation here",
     );
   }
   if (sharing.length > 0) {
     problem(
-      `${sharing.length} VFs share IOMMU groups with other VFs (no ACS between VFs: ${examples(sharing)}): ` +
+      `${sharing.length} VFs share IOMMU groups with other VFs (no ACS between VFs: ${listOf(sharing, 3, ", ")}): ` +
         "a VM takes a whole group, so nova giving them to different VMs fails; use a card or slot with ACS",
     );
   }

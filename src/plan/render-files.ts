@@ -97,20 +97,10 @@ export function renderUdevRules(bind: BoundDevice[]): string | null {
   return `${lines.join("\n")}\n`;
 }
 
-/**
- * The helper the udev rule runs with the function's address. Static: it holds no address and no
- * config value, only the sysfs paths. Logs to the kernel log (/dev/kmsg, which works in the
- * initramfs where there is no syslog), else through logger, else to stderr.
- * PCI_PASSTHROUGH_ROOT moves /sys and /dev for tests; udev never sets it.
- */
-export function renderBindHelper(): string {
-  return `#!/bin/sh
-${managedHeader("devices")}#
-# vfio-bind <pci-address>: run by ${OWNED.udevRule} after it set the
-# function's driver_override to vfio-pci. Loads vfio-pci (a no-op when it is built in), unbinds
-# the function from any other driver that claimed it first (a built-in driver, or one already
-# loaded for an identical twin), and asks the kernel to probe it again, which honours the override.
-set -eu
+/** The start every helper script shares: strict mode, a PATH that udev may not give, the test root,
+ * and log(), which writes to the kernel log (/dev/kmsg works in the initramfs, where there is no
+ * syslog), else through logger, else to stderr. */
+export const HELPER_PRELUDE = `set -eu
 : "\${PATH:=/usr/sbin:/usr/bin:/sbin:/bin}"
 export PATH
 root="\${PCI_PASSTHROUGH_ROOT:-}"
@@ -124,7 +114,22 @@ log() {
   fi
   printf 'pci-passthrough: %s\\n' "$*" >&2
 }
+`;
 
+/**
+ * The helper the udev rule runs with the function's address. Static: it holds no address and no
+ * config value, only the sysfs paths. Logs to the kernel log (/dev/kmsg, which works in the
+ * initramfs where there is no syslog), else through logger, else to stderr.
+ * PCI_PASSTHROUGH_ROOT moves /sys and /dev for tests; udev never sets it.
+ */
+export function renderBindHelper(): string {
+  return `#!/bin/sh
+${managedHeader("devices")}#
+# vfio-bind <pci-address>: run by ${OWNED.udevRule} after it set the
+# function's driver_override to vfio-pci. Loads vfio-pci (a no-op when it is built in), unbinds
+# the function from any other driver that claimed it first (a built-in driver, or one already
+# loaded for an identical twin), and asks the kernel to probe it again, which honours the override.
+${HELPER_PRELUDE}
 addr="\${1:-}"
 case "$addr" in
 "" | *[!0-9a-f:.]*)

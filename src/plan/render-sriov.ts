@@ -2,7 +2,7 @@
 // it runs. Pure text builders (the decisions are in sriov.ts); every interpolated value is checked
 // again here, because the rule makes udev run a shell script as root.
 import { OWNED, READ, SYSFS_WRITES } from "../host/root";
-import { managedHeader } from "./render-files";
+import { HELPER_PRELUDE, managedHeader } from "./render-files";
 import type { PlannedPf } from "./sriov";
 
 const ADDRESS = /^[0-9a-f]{4,8}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/;
@@ -59,21 +59,7 @@ ${managedHeader("devices (entries with vfs)")}#
 # sriov-vfs <pf-address> <vfs> <vfio-pci|host> <vf-vendor:vf-device|->: run by
 # ${OWNED.sriovRule} when the PF's driver is bound.
 # PCI_PASSTHROUGH_ROOT moves /sys and /dev for tests; udev never sets it.
-set -eu
-: "\${PATH:=/usr/sbin:/usr/bin:/sbin:/bin}"
-export PATH
-root="\${PCI_PASSTHROUGH_ROOT:-}"
-
-log() {
-  if [ -w "$root/dev/kmsg" ] && printf '<5>pci-passthrough: %s\\n' "$*" >"$root/dev/kmsg" 2>/dev/null; then
-    return 0
-  fi
-  if command -v logger >/dev/null 2>&1; then
-    logger -t pci-passthrough -- "$*" 2>/dev/null && return 0
-  fi
-  printf 'pci-passthrough: %s\\n' "$*" >&2
-}
-
+${HELPER_PRELUDE}
 pf="\${1:-}"
 want="\${2:-}"
 mode="\${3:-}"

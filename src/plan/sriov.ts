@@ -19,6 +19,7 @@
 import type { DeviceSelector } from "../config";
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import { byAddress, deriveAlias, vfAddresses } from "../pci-vocabulary";
+import { listOf } from "../text";
 import { type HostSafety, hostSafety } from "./host-safety";
 import { type Selection, selectFunctions, selectorMatches } from "./select";
 import type { BoundDevice, PlannedPf, PlanProblem, WithheldFunction } from "./types";
@@ -222,14 +223,14 @@ export function selectForHost(
   const clash = plain.bind.filter((b) => sriov.managed.has(b.address));
   const problems = [...plain.problems, ...sriov.problems];
   if (clash.length > 0) {
-    const shown = clash
-      .slice(0, 3)
-      .map((b) => b.address)
-      .join(", ");
     problems.push({
       option: "devices",
       message:
-        `${shown}${clash.length > 3 ? ` and ${clash.length - 3} more` : ""} ${clash.length === 1 ? "is a PF or VF" : "are PFs or VFs"} ` +
+        `${listOf(
+          clash.map((b) => b.address),
+          3,
+          ", ",
+        )} ${clash.length === 1 ? "is a PF or VF" : "are PFs or VFs"} ` +
         "that an entry with vfs manages, and an entry without vfs selects too: a PF with VFs stays " +
         "on its host driver and its VFs follow the vfs entry. Narrow the other entry.",
     });
