@@ -85,13 +85,20 @@ export function planHost(
     );
   }
 
-  const blacklist = planBlacklist(config, facts, moduleIndex, bind, names);
+  // The VFs the charm creates need no blacklist and no softdep: the SR-IOV helper keeps every
+  // driver off them until each has its override. Counted as kept, their VF driver is never
+  // blacklisted either (neutron-port VFs of another PF, or a later boot, need it).
+  const wholeFunctions = bind.filter((d) => d.physfn === undefined);
+  const blacklist = planBlacklist(config, facts, moduleIndex, wholeFunctions, names);
   problems.push(...blacklist.problems);
   notes.push(...blacklist.notes);
   // Every module name written must be one the target kernel has: a name modprobe cannot find
   // blacklists nothing and hides the mistake (a driver's name is often not its module's).
   const blacklisted = checkModuleNames(blacklist.modules, names);
-  const softdeps = checkModuleNames(nativeDrivers(bind, facts, moduleIndex, names), names);
+  const softdeps = checkModuleNames(
+    nativeDrivers(wholeFunctions, facts, moduleIndex, names),
+    names,
+  );
   const unknown = [...new Set([...blacklisted.unknown, ...softdeps.unknown])].sort();
   if (unknown.length > 0) {
     notes.push(

@@ -264,6 +264,25 @@ describe("the boot files", () => {
     expect(p.bind).toHaveLength(64);
   });
 
+  it("never blacklists the VF driver (iavf): the helper keeps drivers off the VFs it steers", () => {
+    const booted = host([
+      ...seedHost().functions,
+      e810("0000:3b:00.0", 4),
+      ...vfsOf("0000:3b:00.0", 4, "vfio-pci", 300),
+    ]);
+    const p = planHost(
+      config({ devices: '- {address: "0000:3b:00.0", vfs: 4}' }),
+      booted,
+      moduleIndex(MODULES_ALIAS),
+      {
+        boundIds: {},
+      },
+    );
+    expect(p.bind).toHaveLength(4);
+    expect(p.blacklist).toEqual([]);
+    expect(p.files.find((f) => f.path === OWNED.modprobeConf)).toBeUndefined();
+  });
+
   it("removal puts the host back: no SR-IOV file planned, so the next boot makes no VF", () => {
     const p = plan("");
     expect(p.files.map((f) => f.path)).not.toContain(OWNED.sriovRule);
