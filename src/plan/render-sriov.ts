@@ -31,8 +31,9 @@ export function renderSriovRules(pfs: PlannedPf[]): string | null {
     assert(ADDRESS.test(pf.address), `PCI address ${JSON.stringify(pf.address)}`);
     assert(HEX4.test(pf.vendorId) && HEX4.test(pf.deviceId), `ids of ${pf.address}`);
     assert(Number.isInteger(pf.numVfs) && pf.numVfs > 0 && pf.numVfs <= 65535, "number of VFs");
-    assert(pf.vfDeviceId === null || HEX4.test(pf.vfDeviceId), `VF id of ${pf.address}`);
-    const vfIds = pf.vfDeviceId === null ? "-" : `${pf.vendorId}:${pf.vfDeviceId}`;
+    const vfId = pf.announcedVfDeviceId;
+    assert(vfId === null || HEX4.test(vfId), `VF id of ${pf.address}`);
+    const vfIds = vfId === null ? "-" : `${pf.vendorId}:${vfId}`;
     const why =
       pf.physicalNetwork === null ? `alias ${pf.alias}` : `physical network ${pf.physicalNetwork}`;
     lines.push(

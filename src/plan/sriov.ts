@@ -147,6 +147,7 @@ export function planSriov(
         deviceId: fn.deviceId,
         classCode: fn.classCode,
         vfDeviceId,
+        announcedVfDeviceId: fn.sriov.vfDeviceId ?? null,
         numVfs: sel.vfs,
         totalVfs: fn.sriov.totalVfs,
         currentVfs: fn.sriov.numVfs,

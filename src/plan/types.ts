@@ -84,6 +84,9 @@ export interface PlannedPf {
   classCode: string;
   /** The VFs' device id (`sriov_vf_device`, else an existing VF's); null when neither is known. */
   vfDeviceId: string | null;
+  /** `sriov_vf_device` alone: what the boot rule checks the VFs against. Known before the VFs
+   * exist, so the rule is the same bytes before and after the boot that creates them. */
+  announcedVfDeviceId: string | null;
   /** VFs to create at every boot. */
   numVfs: number;
   totalVfs: number;

@@ -283,6 +283,28 @@ describe("the boot files", () => {
     expect(p.files.find((f) => f.path === OWNED.modprobeConf)).toBeUndefined();
   });
 
+  it("the boot that creates the VFs changes no planned file: the next hook writes nothing", () => {
+    const devices =
+      '- {address: "0000:3b:00.0", vfs: 4}\n- {address: "0000:3c:00.0", vfs: 2, physical-network: p1}';
+    const before = planHost(config({ devices }), facts(), moduleIndex(MODULES_ALIAS), {
+      boundIds: {},
+    });
+    const after = planHost(
+      config({ devices }),
+      host([
+        ...seedHost().functions,
+        e810("0000:3b:00.0", 4),
+        e810("0000:3c:00.0", 2),
+        ...vfsOf("0000:3b:00.0", 4, "vfio-pci", 300),
+        ...vfsOf("0000:3c:00.0", 2, "iavf", 400),
+      ]),
+      moduleIndex(MODULES_ALIAS),
+      { boundIds: {} },
+    );
+    expect(after.files).toEqual(before.files);
+    expect(after.kernelParams).toEqual(before.kernelParams);
+  });
+
   it("removal puts the host back: no SR-IOV file planned, so the next boot makes no VF", () => {
     const p = plan("");
     expect(p.files.map((f) => f.path)).not.toContain(OWNED.sriovRule);
@@ -301,6 +323,6 @@ describe("the boot files", () => {
   it("refuses to render a rule from values that did not pass validation", () => {
     const pf = plan('- {address: "0000:3b:00.0", vfs: 4}').sriov[0]!;
     expect(() => renderSriovRules([{ ...pf, numVfs: 0 }])).toThrow(/number of VFs/);
-    expect(() => renderSriovRules([{ ...pf, vfDeviceId: '1889"' }])).toThrow(/VF id/);
+    expect(() => renderSriovRules([{ ...pf, announcedVfDeviceId: '1889"' }])).toThrow(/VF id/);
   });
 });
