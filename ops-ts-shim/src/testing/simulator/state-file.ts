@@ -5,6 +5,8 @@
 // recorded call, a status, an action result). Juju's controller serialises these in its API.
 import {
   closeSync,
+  fstatSync,
+  linkSync,
   openSync,
   readFileSync,
   renameSync,
@@ -33,6 +35,45 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The lock file's holder pid (0 while it is still empty) and its inode, or null once it is gone. */
+function readHolder(path: string): { pid: number; ino: number; age: number } | null {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch {
+    return null; // released between our create and our read
+  }
+  try {
+    const st = fstatSync(fd);
+    return { pid: Number(readFileSync(fd, "utf8")), ino: st.ino, age: Date.now() - st.mtimeMs };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Removes a dead holder's lock file, and only that one. Unlinking by name after judging the pid
+ * would race: between our read and our unlink the dead tool's file may be gone and a live tool's
+ * new one in its place (seen under load: four calls lost out of 24). So the file is first moved
+ * aside in one rename, and only removed if it is the very file judged (same inode); a live
+ * holder's file taken by mistake is put back with link, which never replaces a newer lock. */
+function removeDeadLock(path: string, judged: number): void {
+  const aside = `${path}.${process.pid}.stale`;
+  try {
+    renameSync(path, aside);
+  } catch {
+    return; // another waiter removed it first
+  }
+  if (statSync(aside).ino !== judged) {
+    try {
+      linkSync(aside, path);
+    } catch {
+      // a newer lock is already in place: its holder and the one we moved both believe they
+      // hold it; this needs a holder to have died in the very microseconds we looked
+    }
+  }
+  unlinkSync(aside);
+}
+
 /** Takes `<stateFile>.lock` (O_EXCL create, holding our pid); steals it from a dead holder. */
 function lock(stateFile: string): () => void {
   const path = `${stateFile}.lock`;
@@ -46,27 +87,17 @@ function lock(stateFile: string): () => void {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     }
-    let holder = Number.NaN;
-    let age = 0;
-    try {
-      holder = Number(readFileSync(path, "utf8"));
-      age = Date.now() - statSync(path).mtimeMs;
-    } catch {
-      continue; // released between our open and our read: try again at once
-    }
+    const holder = readHolder(path);
+    if (holder === null) continue;
     // An empty file is a holder between its open and its write (wait), unless it stayed empty
     // long enough that its holder must have died right there.
-    const dead = holder > 0 ? !alive(holder) : age > STALE_EMPTY_MS;
+    const dead = holder.pid > 0 ? !alive(holder.pid) : holder.age > STALE_EMPTY_MS;
     if (dead) {
-      try {
-        unlinkSync(path);
-      } catch {
-        // another waiter stole it first
-      }
+      removeDeadLock(path, holder.ino);
       continue;
     }
     if (Date.now() > deadline) {
-      throw new Error(`${path} held by pid ${holder} for over ${LOCK_TIMEOUT_MS / 1000} s`);
+      throw new Error(`${path} held by pid ${holder.pid} for over ${LOCK_TIMEOUT_MS / 1000} s`);
     }
     sleep(RETRY_MS);
   }
