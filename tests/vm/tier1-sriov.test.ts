@@ -8,19 +8,30 @@
  * driverless in an IOMMU group of its own until `driver_override` + `drivers_probe` put it on
  * vfio-pci; and holding a VF's group open does NOT stop `sriov_numvfs` = 0 from destroying the VF
  * under its holder — which is why the charm itself must refuse to resize while a group is open.
+ *
+ * Then the packed charm on the same guest, with `vfs: 2` on the PF: the sriov-vfs action creates
+ * the VFs now (dry-run first), each on vfio-pci by its own address; rebind moves one VF back to the
+ * host and onto vfio-pci again; verify-iommu and list-devices report the VFs under their PF;
+ * resizing to 3 is refused while a VF's group is held open, with nothing changed, and done once it
+ * is released; rebind to=host gives every VF back. Every check reads the guest's sysfs.
  */
 import { expect, it } from "vitest";
+import { key, results, sub } from "./lib/action-results";
 import type { Guest } from "./lib/guest";
+import { deployCharmInGuest, type GuestCharm } from "./lib/guest-charm";
 import { checkVmBed, describeVm } from "./lib/require-tools";
-import { bindByHand, driverOf, exists, groupOf, list } from "./lib/sysfs";
+import { bindByHand, driverOf, exists, groupOf, guestStateSnapshot, list } from "./lib/sysfs";
 import { device, sriovVfAddress, TWINS_SRIOV } from "./lib/topologies";
-import { bootBedGuest, useGuest } from "./lib/use-guest";
+import { bootBedGuest, useGuest, useShare } from "./lib/use-guest";
 
 const bed = checkVmBed(1);
 const pf = device(TWINS_SRIOV, "sriovPf").address;
 const vf1 = sriovVfAddress(1);
 const vf2 = sriovVfAddress(2);
+const vf3 = sriovVfAddress(3);
 const pfDir = `/sys/bus/pci/devices/${pf}`;
+/** The devices option with `vfs` VFs on the PF (a flavor alias: the VFs go to vfio-pci). */
+const devicesWithVfs = (vfs: number) => `- {address: "${pf}", vfs: ${vfs}}`;
 
 /** The VF addresses the PF's virtfn* links name, sorted. */
 async function vfsOf(g: Guest): Promise<string[]> {
@@ -45,28 +56,29 @@ async function holdOpen(
 ): Promise<{ pid: string; stop: () => Promise<void> }> {
   const pid = (
     await g.exec(
-      `setsid sh -c 'exec sleep 3600 3<"$0"' ${file} </dev/null >/dev/null 2>&1 & echo $!`,
+      `setsid sh -c 'exec sleep 3600 9<"$0"' ${file} </dev/null >/dev/null 2>&1 & echo $!`,
     )
   ).trim();
-  // The holder opened the file once /proc shows the descriptor.
+  // Held once the holder's descriptor 9 names the file (the agent's own descriptors are
+  // inherited until the redirection happens, so "fd 9 exists" alone proves nothing).
   await g.exec(
-    `for i in $(seq 50); do [ -e /proc/${pid}/fd/3 ] && exit 0; sleep 0.1; done; exit 1`,
+    `for i in $(seq 100); do [ "$(readlink /proc/${pid}/fd/9)" = ${file} ] && exit 0; sleep 0.1; done; exit 1`,
   );
-  return {
-    pid,
-    stop: async () => void (await g.run(`kill ${pid}; wait ${pid} 2>/dev/null; true`)),
-  };
+  return { pid, stop: async () => void (await g.run(`kill ${pid}; true`)) };
 }
 
-describeVm("tier 1 (SR-IOV NVMe, Intel IOMMU): the kernel's SR-IOV behaviour", bed, (kernel) => {
+describeVm("tier 1 (SR-IOV NVMe, Intel IOMMU): the kernel, then the charm", bed, (kernel) => {
+  const share = useShare("tier1-sriov");
   const guest = useGuest(() =>
     bootBedGuest(kernel, {
       topology: TWINS_SRIOV,
       iommu: "intel",
       name: "tier1-sriov",
       append: ["iommu=pt"],
+      share,
     }),
   );
+  let charm: GuestCharm;
 
   it("the PF is on nvme, offers 3 VFs at offset 1, stride 1, and has none yet", async () => {
     // The bed's init loads only what it needs itself; a host's udev would load nvme at boot.
@@ -139,7 +151,164 @@ describeVm("tier 1 (SR-IOV NVMe, Intel IOMMU): the kernel's SR-IOV behaviour", b
       expect(await exists(g, `/sys/bus/pci/devices/${vf1}`)).toBe(false);
     } finally {
       await holder.stop();
+      // The charm's steps below start from a PF with no VF and autoprobe on.
+      await writePf(g, "sriov_numvfs", "0");
       await writePf(g, "sriov_drivers_autoprobe", "1");
     }
+  });
+
+  it("the charm: install with vfs: 2 plans the VFs for the next boot and creates none now", async () => {
+    charm = await deployCharmInGuest({
+      guest: guest(),
+      share,
+      config: { devices: devicesWithVfs(2) },
+      recordedCommands: ["update-grub", "update-initramfs"],
+    });
+    const install = await charm.dispatch("install");
+    expect(install.exitCode, charm.explain(install)).toBe(0);
+    expect(charm.status().message).toContain(`${pf} has 0 VFs, 2 planned`);
+    const rule = await guest().readFile("/etc/udev/rules.d/40-pci-passthrough-sriov.rules");
+    expect(rule).toContain(`KERNEL=="${pf}"`);
+    expect(rule).toContain(" 2 vfio-pci 1b36:0010");
+    expect(await vfsOf(guest())).toEqual([]);
+    expect(await driverOf(guest(), pf)).toBe("nvme");
+  });
+
+  it("sriov-vfs dry-run lists the writes in order and changes nothing", async () => {
+    const before = await guestStateSnapshot(guest());
+    const run = await charm.action("sriov-vfs", { "dry-run": true });
+    expect(run.action.failureMessage).toBeNull();
+    // "path <- value (why)", keyed 01, 02… in order.
+    const writes = Object.entries(sub(results(run), "pfs", key(pf), "writes"))
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([, w]) => String(w).replace(/ \(.*$/, ""));
+    expect(writes).toEqual([
+      `${pfDir}/sriov_drivers_autoprobe <- 0`,
+      `${pfDir}/sriov_numvfs <- 2`,
+      `/sys/bus/pci/devices/${vf1}/driver_override <- vfio-pci`,
+      `/sys/bus/pci/drivers_probe <- ${vf1}`,
+      `/sys/bus/pci/devices/${vf2}/driver_override <- vfio-pci`,
+      `/sys/bus/pci/drivers_probe <- ${vf2}`,
+      `${pfDir}/sriov_drivers_autoprobe <- 1`,
+    ]);
+    expect(await guestStateSnapshot(guest())).toBe(before);
+  });
+
+  it("sriov-vfs creates 2 VFs now, each on vfio-pci by its own address; the PF stays on nvme", async () => {
+    const g = guest();
+    await g.exec("dmesg -C");
+    const run = await charm.action("sriov-vfs");
+    expect(run.action.failureMessage).toBeNull();
+    expect(await vfsOf(g)).toEqual([vf1, vf2]);
+    for (const vf of [vf1, vf2]) {
+      expect(await driverOf(g, vf)).toBe("vfio-pci");
+      expect((await g.readFile(`/sys/bus/pci/devices/${vf}/driver_override`)).trim()).toBe(
+        "vfio-pci",
+      );
+      expect(await exists(g, `/dev/vfio/${await groupOf(g, vf)}`)).toBe(true);
+    }
+    expect(await driverOf(g, pf)).toBe("nvme");
+    expect((await g.readFile(`${pfDir}/sriov_drivers_autoprobe`)).trim()).toBe("1");
+    // No host VF driver touched them on the way.
+    expect(await g.exec("dmesg")).not.toMatch(/pci function 0000:01:00\.[1-3]/);
+  });
+
+  it("update-status with the VFs now there writes nothing and regenerates nothing", async () => {
+    const before = await guestStateSnapshot(guest());
+    const commands = charm.commands().length;
+    const run = await charm.dispatch("update-status");
+    expect(run.exitCode, charm.explain(run)).toBe(0);
+    expect(charm.commands().slice(commands)).toEqual([]);
+    expect(await guestStateSnapshot(guest())).toBe(before);
+    expect(charm.status().message).not.toMatch(/VFs, 2 planned/);
+  });
+
+  it("rebind gives one VF back to the host and takes it again; verify-iommu says which is off plan", async () => {
+    const g = guest();
+    const back = await charm.action("rebind", { devices: vf2, to: "host" });
+    expect(back.action.failureMessage).toBeNull();
+    expect(await driverOf(g, vf2)).not.toBe("vfio-pci");
+    expect((await g.readFile(`/sys/bus/pci/devices/${vf2}/driver_override`)).trim()).toBe("(null)");
+    expect(await driverOf(g, vf1)).toBe("vfio-pci");
+
+    const off = await charm.action("verify-iommu");
+    expect(off.action.failed).toBe(true);
+    expect(off.action.failureMessage).toContain(vf2);
+
+    const again = await charm.action("rebind", { devices: vf2 });
+    expect(again.action.failureMessage).toBeNull();
+    expect(await driverOf(g, vf2)).toBe("vfio-pci");
+  });
+
+  it("verify-iommu passes: 2 VFs as planned, on vfio-pci, none sharing a group", async () => {
+    const run = await charm.action("verify-iommu");
+    expect(run.action.failureMessage).toBeNull();
+    expect(results(run).ok).toBe("yes");
+    expect(sub(results(run), "sriov", key(pf))).toMatchObject({
+      ok: "yes",
+      "vfs-planned": "2",
+      "vfs-now": "2",
+      drivers: "vfio-pci x2",
+      "off-plan": "0",
+      "sharing-group-with-pf": "0",
+      "sharing-group-with-vfs": "0",
+    });
+  });
+
+  it("list-devices summarises the VFs under their PF; each-vf lists them one by one", async () => {
+    const summary = await charm.action("list-devices");
+    console.log(
+      `[vm] list-devices PF row: ${JSON.stringify(sub(results(summary), "devices", key(pf)))}`,
+    );
+    expect(summary.action.failed).toBe(false);
+    const devices = sub(results(summary), "devices");
+    expect(Object.keys(devices)).not.toContain(key(vf1));
+    expect(JSON.stringify(devices[key(pf)])).toContain(vf1);
+
+    const each = await charm.action("list-devices", { "each-vf": true });
+    const rows = sub(results(each), "devices");
+    expect(sub(rows, key(vf1)).driver).toBe("vfio-pci");
+    expect(sub(rows, key(vf2)).driver).toBe("vfio-pci");
+    expect(sub(rows, key(vf1), "sriov")).toMatchObject({ role: "vf", pf });
+  });
+
+  it("resizing is refused while a VF's group is held open, with nothing changed; done once released", async () => {
+    const g = guest();
+    const group = await groupOf(g, vf1);
+    charm.setConfig({ devices: devicesWithVfs(3) });
+    const changed = await charm.dispatch("config-changed");
+    expect(changed.exitCode, charm.explain(changed)).toBe(0);
+    const holder = await holdOpen(g, `/dev/vfio/${group}`);
+    try {
+      const before = await guestStateSnapshot(g);
+      const refused = await charm.action("sriov-vfs");
+      expect(refused.action.failed).toBe(true);
+      expect(refused.action.failureMessage).toContain(vf1);
+      expect(refused.action.failureMessage).toContain(`IOMMU group ${group}`);
+      expect(refused.action.failureMessage).toContain(holder.pid);
+      expect(await guestStateSnapshot(g)).toBe(before);
+      expect(await vfsOf(g)).toEqual([vf1, vf2]);
+    } finally {
+      await holder.stop();
+    }
+    const resized = await charm.action("sriov-vfs");
+    expect(resized.action.failureMessage).toBeNull();
+    expect(await vfsOf(g)).toEqual([vf1, vf2, vf3]);
+    for (const vf of [vf1, vf2, vf3]) expect(await driverOf(g, vf)).toBe("vfio-pci");
+  });
+
+  it("rebind to=host gives every VF back to the host; the PF never left nvme", async () => {
+    const g = guest();
+    const groups = [await groupOf(g, vf1), await groupOf(g, vf2), await groupOf(g, vf3)];
+    const run = await charm.action("rebind", { to: "host" });
+    expect(run.action.failureMessage).toBeNull();
+    for (const vf of [vf1, vf2, vf3]) {
+      expect(await driverOf(g, vf)).not.toBe("vfio-pci");
+      expect((await g.readFile(`/sys/bus/pci/devices/${vf}/driver_override`)).trim()).toBe(
+        "(null)",
+      );
+    }
+    for (const group of groups) expect(await exists(g, `/dev/vfio/${group}`)).toBe(false);
+    expect(await driverOf(g, pf)).toBe("nvme");
   });
 });
