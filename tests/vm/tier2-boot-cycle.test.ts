@@ -13,9 +13,12 @@
  * stop + remove. Boot 3: twin A is back on e1000e and /etc (and /usr/local, and grub.cfg) are as
  * they were before install.
  *
- * The guest also has an SR-IOV PF (QEMU's NVMe controller, tests/vm/lib/topologies.ts SRIOV_NVME),
- * whose driver the image's initramfs carries, as MODULES=most does on a real host: the SR-IOV
- * boot story (issue 15) rides these same boots. The PF stays on nvme with no VF throughout.
+ * The SR-IOV boot story (issue 15) rides the same boots: the guest also has an SR-IOV PF (QEMU's
+ * NVMe controller, tests/vm/lib/topologies.ts SRIOV_NVME), whose driver the image's initramfs
+ * carries, as MODULES=most does on a real host, and the same devices option gives it `vfs: 2`.
+ * Boot 1 makes no VF; boot 2 finds both VFs made in the initramfs — before the real root's
+ * systemd started, so before any charm code — each on vfio-pci, the PF still on nvme; removal
+ * leaves boot 3 with no VF and nothing of the charm.
  */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, rmSync } from "node:fs";
@@ -36,11 +39,15 @@ import { VM_CACHE } from "./lib/paths";
 import { withEmulatorArgs } from "./lib/qemu-args";
 import { type BedStatus, checkVmBed, describeVm } from "./lib/require-tools";
 import { driverOf, exists, groupOf } from "./lib/sysfs";
-import { device, TWINS_SRIOV } from "./lib/topologies";
+import { device, sriovVfAddress, TWINS_SRIOV } from "./lib/topologies";
 
 const twinA = device(TWINS_SRIOV, "twinA").address;
 const twinB = device(TWINS_SRIOV, "twinB").address;
 const pf = device(TWINS_SRIOV, "sriovPf").address;
+const vfs = [sriovVfAddress(1), sriovVfAddress(2)];
+/** The twins by ids, and two VFs on the SR-IOV PF (a flavor alias: the VFs go to vfio-pci). */
+const DEVICES = `- {vendor-id: "8086", product-id: "10d3"}\n- {address: "${pf}", vfs: 2}`;
+const SRIOV_RULE = "/etc/udev/rules.d/40-pci-passthrough-sriov.rules";
 const twinIds = "8086:10d3";
 /** What the image's systemd-networkd gives twin B (scripts/vm/build-debian-image.sh). */
 const HOST_ADDRESS = "192.0.2.4/24";
@@ -190,7 +197,7 @@ describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tie
     charm = await deployCharmInGuest({
       guest: guest!,
       share,
-      config: { devices: twinIds },
+      config: { devices: DEVICES },
       // Only if VM_TOOLS_IN_GUEST=1: the Debian guest has no node but the charm's own.
       toolNode: `${JUJU_CHARM_DIR}/runtime/bin/node`,
     });
@@ -202,6 +209,9 @@ describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tie
     expect(charm.status().message).toContain(`${twinB} ${twinIds}`);
     expect(charm.status().message).toContain(HOST_ADDRESS.split("/")[0]);
     expect(charm.status().message).not.toContain(`${twinA} ${twinIds}`);
+    // The VFs are planned for the boot, not made now.
+    expect(charm.status().message).toContain(`${pf} has 0 VFs, 2 planned`);
+    expect(await vfsOf(guest!)).toEqual([]);
 
     const changed = await timed("config-changed", () => charm.dispatch("config-changed"));
     expect(changed.exitCode, charm.explain(changed)).toBe(0);
@@ -214,6 +224,13 @@ describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tie
     const initrd = await guest!.exec(`lsinitramfs ${grub.initrd} | sort`, { timeoutMs: 300_000 });
     expect(initrd).toMatch(/vfio-pci\.ko/);
     expect(initrd).toContain("40-pci-passthrough.rules");
+    // ...and the SR-IOV rule, its helper, and the PF's driver: the VFs are made in the initramfs.
+    expect(initrd).toContain("40-pci-passthrough-sriov.rules");
+    expect(initrd).toContain("usr/local/lib/pci-passthrough/sriov-vfs");
+    expect(initrd).toMatch(/\/nvme\.ko/);
+    expect(await guest!.readFile(SRIOV_RULE)).toContain(
+      `KERNEL=="${pf}", ATTR{vendor}=="0x1b36", ATTR{device}=="0x0010"`,
+    );
     const rule = await guest!.readFile("/etc/udev/rules.d/40-pci-passthrough.rules");
     expect(rule).toContain(`KERNEL=="${twinA}"`);
     expect(rule).not.toContain(`KERNEL=="${twinB}"`);
@@ -246,12 +263,39 @@ describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tie
     expect(charm.sim.readState().calls.length).toBe(callsBefore);
   }, 900_000);
 
+  it("boot 2: the PF's two VFs were made in the initramfs, each on vfio-pci; the PF stayed on nvme", async () => {
+    const g = guest!;
+    expect(await vfsOf(g)).toEqual(vfs);
+    expect(await driverOf(g, pf)).toBe("nvme");
+    for (const vf of vfs) {
+      expect(await driverOf(g, vf)).toBe("vfio-pci");
+      expect((await g.readFile(`/sys/bus/pci/devices/${vf}/driver_override`)).trim()).toBe(
+        "vfio-pci",
+      );
+      expect(await exists(g, `/dev/vfio/${await groupOf(g, vf)}`)).toBe(true);
+    }
+    const kmsg = await g.exec("dmesg");
+    // Made by the charm's helper from the PF's bind event, before the real root's systemd (the
+    // initramfs has none) started: in the initramfs, and before any charm code could run.
+    const made = kmsg.indexOf(`sriov-vfs: ${pf}: 2 VFs created`);
+    const systemd = kmsg.search(/systemd\[1\]: systemd \S+ running/);
+    expect(made, kmsg).toBeGreaterThan(-1);
+    expect(systemd, kmsg).toBeGreaterThan(made);
+    // No host VF driver took them first: nvme never probed a VF.
+    expect(kmsg).not.toMatch(/pci function 0000:01:00\.[1-3]/);
+  }, 900_000);
+
   it("boot 2: verify-iommu passes and update-status clears 'reboot required'", async () => {
     const verify = await charm.action("verify-iommu");
     expect(verify.action.failureMessage).toBeNull();
     const r = verify.action.results as Tree;
     expect(r.ok).toBe("yes");
     expect((r.devices as Tree)[key(twinA)]).toMatchObject({ driver: "vfio-pci", viable: "yes" });
+    expect((r.sriov as Tree)[key(pf)]).toMatchObject({
+      ok: "yes",
+      "vfs-now": "2",
+      drivers: "vfio-pci x2",
+    });
 
     const status = await charm.dispatch("update-status");
     expect(status.exitCode, charm.explain(status)).toBe(0);
@@ -278,8 +322,10 @@ describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tie
     await g.exec("udevadm settle", { timeoutMs: 120_000 });
     expect(await driverOf(g, twinA)).toBe("e1000e");
     expect(await driverOf(g, twinB)).toBe("e1000e");
+    // No VF: nothing of the charm's SR-IOV rule is left, in the root or the initramfs.
     expect(await driverOf(g, pf)).toBe("nvme");
     expect(await vfsOf(g)).toEqual([]);
+    expect(await exists(g, SRIOV_RULE)).toBe(false);
     expect(await g.readFile("/boot/grub/grub.cfg")).toBe(baseline.grubCfg);
     expect(await g.exec(manifest("/etc"), { timeoutMs: 300_000 })).toBe(baseline.etc);
   }, 900_000);
