@@ -14,10 +14,8 @@ import { planHost } from "../../src/plan/plan-host";
 import { grubMkconfigLinuxLines } from "../support/grub-mkconfig";
 import { makeTempHost } from "../support/hosts/build-host";
 import { arm64VirtHost } from "../support/hosts/presets";
+import { requireMountNamespace, requireTool } from "../support/tools";
 
-const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
-const isRoot = process.getuid?.() === 0;
-const canUnshare = isRoot && has("unshare") && spawnSync("unshare", ["-m", "true"]).status === 0;
 const RELEASE = "6.1.0-57-arm64";
 
 const cleanups: Array<() => void> = [];
@@ -57,45 +55,44 @@ describe("host preparation on arm64", () => {
     expect(file(OWNED.modprobeConf)).toContain("softdep e1000e pre: vfio-pci");
   });
 
-  it.skipIf(!canUnshare || !has("grub-mkconfig"))(
-    "the real grub-mkconfig, taking 10_linux's arm64 branch, puts iommu.passthrough=1 on the normal entries only",
-    () => {
-      const { file } = planArm64({ devices: "0000:00:03.0", "allow-unsafe-interrupts": true });
-      const t = temp();
-      write(
-        join(t, "default/grub"),
-        'GRUB_DEFAULT=0\nGRUB_TIMEOUT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX="console=ttyAMA0"\n',
+  it("the real grub-mkconfig, taking 10_linux's arm64 branch, puts iommu.passthrough=1 on the normal entries only", () => {
+    requireMountNamespace();
+    requireTool("grub-mkconfig", "grub-common");
+    const { file } = planArm64({ devices: "0000:00:03.0", "allow-unsafe-interrupts": true });
+    const t = temp();
+    write(
+      join(t, "default/grub"),
+      'GRUB_DEFAULT=0\nGRUB_TIMEOUT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX="console=ttyAMA0"\n',
+    );
+    write(join(t, "default/grub.d/99-pci-passthrough.cfg"), file(OWNED.grubDropIn)!);
+    // Debian and Ubuntu name arm64 kernels vmlinuz-* as on x86 (an uncompressed Image would be
+    // vmlinux-*, which 10_linux's arm64 branch also lists, and its x86 branch does not).
+    write(join(t, "boot/vmlinuz-6.1.0-57-arm64"), "");
+    write(join(t, "boot/initrd.img-6.1.0-57-arm64"), "");
+    write(join(t, "boot/vmlinux-6.8.0-45-generic"), "");
+    // grub-mkconfig and 10_linux ask `uname -m` which kernels to list and how.
+    write(
+      join(t, "bin/uname"),
+      '#!/bin/sh\nif [ "$1" = -m ]; then echo aarch64; else exec /bin/uname "$@"; fi\n',
+      0o755,
+    );
+    const { normal, recovery } = grubMkconfigLinuxLines(t, join(t, "bin"));
+    const linux = [...normal, ...recovery];
+    // The arm64 branch found the vmlinux-* kernel too: proof it ran, not the x86 one.
+    expect(linux.some((l) => l.includes("/vmlinux-6.8.0-45-generic"))).toBe(true);
+    expect(linux.some((l) => l.includes(`/vmlinuz-${RELEASE}`))).toBe(true);
+    expect(normal.length).toBeGreaterThan(0);
+    for (const l of normal) {
+      expect(l).toMatch(
+        / console=ttyAMA0 quiet iommu\.passthrough=1 vfio_iommu_type1\.allow_unsafe_interrupts=1$/,
       );
-      write(join(t, "default/grub.d/99-pci-passthrough.cfg"), file(OWNED.grubDropIn)!);
-      // Debian and Ubuntu name arm64 kernels vmlinuz-* as on x86 (an uncompressed Image would be
-      // vmlinux-*, which 10_linux's arm64 branch also lists, and its x86 branch does not).
-      write(join(t, "boot/vmlinuz-6.1.0-57-arm64"), "");
-      write(join(t, "boot/initrd.img-6.1.0-57-arm64"), "");
-      write(join(t, "boot/vmlinux-6.8.0-45-generic"), "");
-      // grub-mkconfig and 10_linux ask `uname -m` which kernels to list and how.
-      write(
-        join(t, "bin/uname"),
-        '#!/bin/sh\nif [ "$1" = -m ]; then echo aarch64; else exec /bin/uname "$@"; fi\n',
-        0o755,
-      );
-      const { normal, recovery } = grubMkconfigLinuxLines(t, join(t, "bin"));
-      const linux = [...normal, ...recovery];
-      // The arm64 branch found the vmlinux-* kernel too: proof it ran, not the x86 one.
-      expect(linux.some((l) => l.includes("/vmlinux-6.8.0-45-generic"))).toBe(true);
-      expect(linux.some((l) => l.includes(`/vmlinuz-${RELEASE}`))).toBe(true);
-      expect(normal.length).toBeGreaterThan(0);
-      for (const l of normal) {
-        expect(l).toMatch(
-          / console=ttyAMA0 quiet iommu\.passthrough=1 vfio_iommu_type1\.allow_unsafe_interrupts=1$/,
-        );
-        expect(l).not.toMatch(/intel_iommu|amd_iommu|iommu=pt/);
-      }
-      for (const l of recovery) expect(l).not.toMatch(/iommu\.passthrough/);
-    },
-    60_000,
-  );
+      expect(l).not.toMatch(/intel_iommu|amd_iommu|iommu=pt/);
+    }
+    for (const l of recovery) expect(l).not.toMatch(/iommu\.passthrough/);
+  }, 60_000);
 
-  it.skipIf(!has("modprobe"))("kmod reads its modprobe.d file as the charm meant it", () => {
+  it("kmod reads its modprobe.d file as the charm meant it", () => {
+    requireTool("modprobe", "kmod");
     const { file } = planArm64({
       devices: "0000:00:03.0, 0000:00:04.0, 0000:01:00.0, 0000:01:00.1",
       "blacklist-drivers": "auto",

@@ -1,8 +1,8 @@
 // pci.ids names: vendors, devices under their vendor, classes as lspci names them.
-import * as fs from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadPciIds, parsePciIds } from "../../src/host/pci-ids";
 import { makeTempHost } from "../support/hosts/build-host";
+import { requireFile } from "../support/tools";
 
 // An excerpt in the file's real layout (tabs, two spaces before the name, subsystems, classes).
 const EXCERPT = [
@@ -125,7 +125,8 @@ describe("loadPciIds", () => {
     ]).toEqual([null, null, null]);
   });
 
-  it.skipIf(!fs.existsSync("/usr/share/misc/pci.ids"))("parses this machine's full pci.ids", () => {
+  it("parses this machine's full pci.ids", () => {
+    requireFile("/usr/share/misc/pci.ids", "pci.ids");
     const names = loadPciIds("/");
     expect(names.vendorName("8086")).toBe("Intel Corporation");
     expect(names.deviceName("10de", "1bb0")).toBe("GP104GL [Quadro P5000]");

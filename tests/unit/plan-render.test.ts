@@ -7,7 +7,6 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
-  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -26,10 +25,10 @@ import {
 } from "../../src/plan/render-files";
 import type { BoundDevice } from "../../src/plan/types";
 import { grubMkconfigLinuxLines } from "../support/grub-mkconfig";
+import { requireFile, requireMountNamespace, requireTool } from "../support/tools";
 
-const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
-const isRoot = process.getuid?.() === 0;
-const canUnshare = isRoot && has("unshare") && spawnSync("unshare", ["-m", "true"]).status === 0;
+/** The shells a host may run the helper with, and the Debian package of each (scripts/setup.sh). */
+const SHELLS: Record<string, string> = { sh: "dash", dash: "dash", "busybox sh": "busybox-static" };
 
 const temps: string[] = [];
 function temp(): string {
@@ -93,31 +92,29 @@ describe("grub drop-in", () => {
     expect(() => renderGrubDropIn(["$(reboot)"])).toThrow(/refusing to render/);
   });
 
-  it.skipIf(!canUnshare || !has("grub-mkconfig"))(
-    "gives the real grub-mkconfig a normal entry with the operator's params then ours",
-    () => {
-      const t = temp();
-      write(
-        join(t, "default/grub"),
-        'GRUB_DEFAULT=0\nGRUB_TIMEOUT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet splash"\nGRUB_CMDLINE_LINUX=""\n',
-      );
-      write(
-        join(t, "default/grub.d/50-cloudimg-settings.cfg"),
-        'GRUB_CMDLINE_LINUX_DEFAULT="console=tty1 console=ttyS0"\n',
-      );
-      write(join(t, "default/grub.d/99-pci-passthrough.cfg"), dropIn);
-      write(join(t, "boot/vmlinuz-6.8.0-45-generic"), "");
-      write(join(t, "boot/initrd.img-6.8.0-45-generic"), "");
-      const { normal, recovery } = grubMkconfigLinuxLines(t);
-      expect(normal.length).toBeGreaterThan(0);
-      for (const l of normal) {
-        expect(l).toMatch(/ console=tty1 console=ttyS0 intel_iommu=on iommu=pt video=efifb:off$/);
-      }
-      // Recovery entries only get GRUB_CMDLINE_LINUX: a broken passthrough setup can be undone.
-      for (const l of recovery) expect(l).not.toMatch(/intel_iommu/);
-    },
-    60_000,
-  );
+  it("gives the real grub-mkconfig a normal entry with the operator's params then ours", () => {
+    requireMountNamespace();
+    requireTool("grub-mkconfig", "grub-common");
+    const t = temp();
+    write(
+      join(t, "default/grub"),
+      'GRUB_DEFAULT=0\nGRUB_TIMEOUT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet splash"\nGRUB_CMDLINE_LINUX=""\n',
+    );
+    write(
+      join(t, "default/grub.d/50-cloudimg-settings.cfg"),
+      'GRUB_CMDLINE_LINUX_DEFAULT="console=tty1 console=ttyS0"\n',
+    );
+    write(join(t, "default/grub.d/99-pci-passthrough.cfg"), dropIn);
+    write(join(t, "boot/vmlinuz-6.8.0-45-generic"), "");
+    write(join(t, "boot/initrd.img-6.8.0-45-generic"), "");
+    const { normal, recovery } = grubMkconfigLinuxLines(t);
+    expect(normal.length).toBeGreaterThan(0);
+    for (const l of normal) {
+      expect(l).toMatch(/ console=tty1 console=ttyS0 intel_iommu=on iommu=pt video=efifb:off$/);
+    }
+    // Recovery entries only get GRUB_CMDLINE_LINUX: a broken passthrough setup can be undone.
+    for (const l of recovery) expect(l).not.toMatch(/intel_iommu/);
+  }, 60_000);
 });
 
 describe("modprobe.d", () => {
@@ -125,7 +122,8 @@ describe("modprobe.d", () => {
     expect(renderModprobeConf([], [])).toBeNull();
   });
 
-  it.skipIf(!has("modprobe"))("parses cleanly with kmod (modprobe -C … --showconfig)", () => {
+  it("parses cleanly with kmod (modprobe -C … --showconfig)", () => {
+    requireTool("modprobe", "kmod");
     const dir = temp();
     write(
       join(dir, "pci-passthrough.conf"),
@@ -165,28 +163,28 @@ describe("udev rule", () => {
     expect(() => renderUdevRules([{ ...gpu, vendorId: "10DE" }])).toThrow();
   });
 
-  const pciDevices = existsSync("/sys/bus/pci/devices") ? readdirSync("/sys/bus/pci/devices") : [];
-  it.skipIf(!canUnshare || !has("udevadm") || pciDevices.length === 0)(
-    "is accepted by udevadm's rule parser (only our rules file loaded; it matches no device)",
-    () => {
-      const t = temp();
-      mkdirSync(join(t, "empty"));
-      // An address no machine has, so nothing matches and nothing is written to sysfs.
-      write(
-        join(t, "etc", "40-pci-passthrough.rules"),
-        renderUdevRules([{ ...gpu, address: "0000:ff:1f.7" }])!,
-      );
-      const script = [
-        `mount --bind '${t}/empty' /usr/lib/udev/rules.d`,
-        `mount --bind '${t}/etc' /etc/udev/rules.d`,
-        `udevadm test --action=add /sys/bus/pci/devices/${pciDevices[0]}`,
-      ].join(" && ");
-      const r = spawnSync("unshare", ["-m", "sh", "-c", script], { encoding: "utf8" });
-      const out = `${r.stdout}\n${r.stderr}`;
-      expect(out).toContain("Reading rules file: /etc/udev/rules.d/40-pci-passthrough.rules");
-      expect(out).not.toMatch(/40-pci-passthrough\.rules:\d+/);
-    },
-  );
+  it("is accepted by udevadm's rule parser (only our rules file loaded; it matches no device)", () => {
+    requireMountNamespace();
+    requireTool("udevadm", "udev");
+    const t = temp();
+    mkdirSync(join(t, "empty"));
+    // An address no machine has, so nothing matches and nothing is written to sysfs.
+    write(
+      join(t, "etc", "40-pci-passthrough.rules"),
+      renderUdevRules([{ ...gpu, address: "0000:ff:1f.7" }])!,
+    );
+    const script = [
+      `mount --bind '${t}/empty' /usr/lib/udev/rules.d`,
+      `mount --bind '${t}/etc' /etc/udev/rules.d`,
+      // Any device will do (a machine or container may have no PCI device): the rules are read
+      // before matching, and our rule matches only SUBSYSTEM=="pci".
+      "udevadm test --action=add /sys/devices/virtual/mem/null",
+    ].join(" && ");
+    const r = spawnSync("unshare", ["-m", "sh", "-c", script], { encoding: "utf8" });
+    const out = `${r.stdout}\n${r.stderr}`;
+    expect(out).toContain("Reading rules file: /etc/udev/rules.d/40-pci-passthrough.rules");
+    expect(out).not.toMatch(/40-pci-passthrough\.rules:\d+/);
+  });
 });
 
 describe("vfio-bind helper", () => {
@@ -197,17 +195,16 @@ describe("vfio-bind helper", () => {
     expect(helper.startsWith("#!/bin/sh\n")).toBe(true);
   });
 
-  it.each(["sh", "dash", "busybox sh"].filter((s) => has(s.split(" ")[0]!)))(
-    "passes %s -n",
-    (shell) => {
-      const dir = temp();
-      const file = write(join(dir, "vfio-bind"), helper, 0o755);
-      const [cmd, ...args] = shell.split(" ");
-      expect(spawnSync(cmd!, [...args, "-n", file]).status).toBe(0);
-    },
-  );
+  it.each(Object.keys(SHELLS))("passes %s -n", (shell) => {
+    requireTool(shell.split(" ")[0]!, SHELLS[shell]!);
+    const dir = temp();
+    const file = write(join(dir, "vfio-bind"), helper, 0o755);
+    const [cmd, ...args] = shell.split(" ");
+    expect(spawnSync(cmd!, [...args, "-n", file]).status).toBe(0);
+  });
 
-  it.skipIf(!has("shellcheck"))("passes shellcheck", () => {
+  it("passes shellcheck", () => {
+    requireTool("shellcheck", "shellcheck");
     const dir = temp();
     const file = write(join(dir, "vfio-bind"), helper, 0o755);
     const r = spawnSync("shellcheck", ["-s", "sh", file], { encoding: "utf8" });
@@ -253,9 +250,10 @@ describe("vfio-bind helper", () => {
     return { root, run, read };
   }
 
-  it.each(["sh", "busybox sh"].filter((s) => has(s.split(" ")[0]!)))(
+  it.each(["sh", "busybox sh"])(
     "with %s: unbinds nouveau, asks the kernel to probe, and reports when vfio-pci did not take it",
     (shell) => {
+      requireTool(shell.split(" ")[0]!, SHELLS[shell]!);
       const h = fakeHost("nouveau");
       const r = h.run("0000:83:00.0", shell);
       expect(h.read("sys/bus/pci/drivers/nouveau/unbind")).toBe("0000:83:00.0");
@@ -318,11 +316,10 @@ describe("initramfs hook", () => {
     const dir = temp();
     const file = write(join(dir, "pci-passthrough"), hook, 0o755);
     expect(spawnSync("sh", ["-n", file]).status).toBe(0);
-    if (has("shellcheck")) {
-      // SC1091: hook-functions is sourced from the target system, not available to shellcheck.
-      const r = spawnSync("shellcheck", ["-s", "sh", "-e", "SC1091", file], { encoding: "utf8" });
-      expect(r.stdout).toBe("");
-    }
+    requireTool("shellcheck", "shellcheck");
+    // SC1091: hook-functions is sourced from the target system, not available to shellcheck.
+    const r = spawnSync("shellcheck", ["-s", "sh", "-e", "SC1091", file], { encoding: "utf8" });
+    expect(r.stdout).toBe("");
   });
 
   it("answers prereqs without sourcing anything", () => {
@@ -331,61 +328,59 @@ describe("initramfs hook", () => {
     expect(execFileSync("sh", [file, "prereqs"], { encoding: "utf8" })).toBe("udev\n");
   });
 
-  it.skipIf(!canUnshare || !existsSync("/usr/share/initramfs-tools/hook-functions"))(
-    "puts the rule and the helper into DESTDIR with initramfs-tools' own hook-functions",
-    () => {
-      const t = temp();
-      const hookFile = write(join(t, "hook"), hook, 0o755);
-      const script = [
-        `mkdir -p ${dirname(OWNED.udevRule)} ${dirname(dirname(OWNED.bindHelper))}`,
-        `mount -t tmpfs none ${dirname(OWNED.udevRule)}`,
-        `mount -t tmpfs none ${dirname(dirname(OWNED.bindHelper))}`,
-        `mkdir -p ${dirname(OWNED.bindHelper)}`,
-        `echo 'ACTION=="add"' > ${OWNED.udevRule}`,
-        `printf '#!/bin/sh\\nexit 0\\n' > ${OWNED.bindHelper}`,
-        `chmod 755 ${OWNED.bindHelper}`,
-        // No modules for this made-up kernel version: manual_add_modules must stay quiet.
-        `DESTDIR='${t}/dest' version=0.0.0-none verbose=n CONFDIR=/etc/initramfs-tools sh '${hookFile}'`,
-      ].join(" && ");
-      const r = spawnSync("unshare", ["-m", "sh", "-c", script], { encoding: "utf8" });
-      expect(r.status, r.stderr).toBe(0);
-      expect(r.stderr).toBe("");
-      expect(readFileSync(join(t, "dest", OWNED.udevRule), "utf8")).toBe('ACTION=="add"\n');
-      expect(readFileSync(join(t, "dest", OWNED.bindHelper), "utf8")).toBe("#!/bin/sh\nexit 0\n");
-    },
-  );
+  it("puts the rule and the helper into DESTDIR with initramfs-tools' own hook-functions", () => {
+    requireMountNamespace();
+    requireFile("/usr/share/initramfs-tools/hook-functions", "initramfs-tools-core");
+    const t = temp();
+    const hookFile = write(join(t, "hook"), hook, 0o755);
+    const script = [
+      `mkdir -p ${dirname(OWNED.udevRule)} ${dirname(dirname(OWNED.bindHelper))}`,
+      `mount -t tmpfs none ${dirname(OWNED.udevRule)}`,
+      `mount -t tmpfs none ${dirname(dirname(OWNED.bindHelper))}`,
+      `mkdir -p ${dirname(OWNED.bindHelper)}`,
+      `echo 'ACTION=="add"' > ${OWNED.udevRule}`,
+      `printf '#!/bin/sh\\nexit 0\\n' > ${OWNED.bindHelper}`,
+      `chmod 755 ${OWNED.bindHelper}`,
+      // No modules for this made-up kernel version: manual_add_modules must stay quiet.
+      `DESTDIR='${t}/dest' version=0.0.0-none verbose=n CONFDIR=/etc/initramfs-tools sh '${hookFile}'`,
+    ].join(" && ");
+    const r = spawnSync("unshare", ["-m", "sh", "-c", script], { encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toBe("");
+    expect(readFileSync(join(t, "dest", OWNED.udevRule), "utf8")).toBe('ACTION=="add"\n');
+    expect(readFileSync(join(t, "dest", OWNED.bindHelper), "utf8")).toBe("#!/bin/sh\nexit 0\n");
+  });
 
-  it.skipIf(!canUnshare || !existsSync("/usr/share/initramfs-tools"))(
-    "adds the vfio modules, the udev rule and the helper (hook-functions recorded)",
-    () => {
-      const t = temp();
-      const log = join(t, "calls");
-      write(
-        join(t, "itools", "hook-functions"),
-        [
-          `manual_add_modules() { echo "manual_add_modules $*" >>'${log}'; }`,
-          `copy_file() { echo "copy_file $*" >>'${log}'; }`,
-          `copy_exec() { echo "copy_exec $*" >>'${log}'; }`,
-          "",
-        ].join("\n"),
-      );
-      const hookFile = write(join(t, "hook"), hook, 0o755);
-      const script = [
-        `mount --bind '${t}/itools' /usr/share/initramfs-tools`,
-        `mkdir -p ${dirname(OWNED.udevRule)} ${dirname(OWNED.bindHelper)}`,
-        `mount -t tmpfs none ${dirname(OWNED.udevRule)}`,
-        `mount -t tmpfs none ${dirname(OWNED.bindHelper)}`,
-        `echo rule > ${OWNED.udevRule}`,
-        `echo helper > ${OWNED.bindHelper}`,
-        `DESTDIR='${t}/dest' version=6.8.0-45-generic sh '${hookFile}'`,
-      ].join(" && ");
-      const r = spawnSync("unshare", ["-m", "sh", "-c", script], { encoding: "utf8" });
-      expect(r.status, r.stderr).toBe(0);
-      expect(readFileSync(log, "utf8").trim().split("\n")).toEqual([
-        "manual_add_modules vfio vfio_iommu_type1 vfio_pci vfio_pci_core irqbypass",
-        `copy_file config ${OWNED.udevRule}`,
-        `copy_exec ${OWNED.bindHelper}`,
-      ]);
-    },
-  );
+  it("adds the vfio modules, the udev rule and the helper (hook-functions recorded)", () => {
+    requireMountNamespace();
+    requireFile("/usr/share/initramfs-tools", "initramfs-tools-core");
+    const t = temp();
+    const log = join(t, "calls");
+    write(
+      join(t, "itools", "hook-functions"),
+      [
+        `manual_add_modules() { echo "manual_add_modules $*" >>'${log}'; }`,
+        `copy_file() { echo "copy_file $*" >>'${log}'; }`,
+        `copy_exec() { echo "copy_exec $*" >>'${log}'; }`,
+        "",
+      ].join("\n"),
+    );
+    const hookFile = write(join(t, "hook"), hook, 0o755);
+    const script = [
+      `mount --bind '${t}/itools' /usr/share/initramfs-tools`,
+      `mkdir -p ${dirname(OWNED.udevRule)} ${dirname(OWNED.bindHelper)}`,
+      `mount -t tmpfs none ${dirname(OWNED.udevRule)}`,
+      `mount -t tmpfs none ${dirname(OWNED.bindHelper)}`,
+      `echo rule > ${OWNED.udevRule}`,
+      `echo helper > ${OWNED.bindHelper}`,
+      `DESTDIR='${t}/dest' version=6.8.0-45-generic sh '${hookFile}'`,
+    ].join(" && ");
+    const r = spawnSync("unshare", ["-m", "sh", "-c", script], { encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(0);
+    expect(readFileSync(log, "utf8").trim().split("\n")).toEqual([
+      "manual_add_modules vfio vfio_iommu_type1 vfio_pci vfio_pci_core irqbypass",
+      `copy_file config ${OWNED.udevRule}`,
+      `copy_exec ${OWNED.bindHelper}`,
+    ]);
+  });
 });
