@@ -12,9 +12,9 @@ import { faultyFs } from "../tests/support/fault-injection/faulty-fs";
 import { fullConfig } from "../tests/support/fault-injection/host-trees";
 import { makeTempHost } from "../tests/support/hosts/build-host";
 import { PRESETS } from "../tests/support/hosts/presets";
+import { diffTrees, snapshotTree } from "../tests/support/tree";
 import { timeRun } from "./lib/measure";
 import { simulateUnit, unpackCharm } from "./lib/packed-charm";
-import { treeChanges, treeStat } from "./lib/tree-fingerprint";
 
 export interface HookCount {
   /** Mutating FsOps calls (open for write, write, fsync, close, chmod, rename, unlink, mkdir). */
@@ -98,7 +98,7 @@ function throughDispatch(): IdempotenceResult["dispatch"] {
     const hooks: IdempotenceResult["dispatch"]["hooks"] = [];
     for (const event of ["install", "config-changed", "update-status", "config-changed"]) {
       fs.rmSync(log, { force: true });
-      const before = treeStat(host.root);
+      const before = snapshotTree(host.root, { stamps: true });
       const calls = sim.readState().calls.length;
       const env = sim.env(event, {
         path: `${fake}:${charm.sysbin}`,
@@ -108,7 +108,7 @@ function throughDispatch(): IdempotenceResult["dispatch"] {
       if (r.exitCode !== 0) throw new Error(`${event}: exit ${r.exitCode}: ${r.stderr}`);
       hooks.push({
         event,
-        touched: treeChanges(before, treeStat(host.root)),
+        touched: diffTrees(before, snapshotTree(host.root, { stamps: true })),
         commands: fs.existsSync(log)
           ? fs.readFileSync(log, "utf8").split("\n").filter(Boolean)
           : [],

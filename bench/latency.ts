@@ -7,6 +7,7 @@ import * as path from "node:path";
 import type { UnitSimulator } from "ops-ts-shim/testing/simulator";
 import { makeTempHost } from "../tests/support/hosts/build-host";
 import { seedHost, syntheticAliasLines } from "../tests/support/hosts/presets";
+import { diffTrees, snapshotTree } from "../tests/support/tree";
 import {
   type CannedCall,
   cannedCalls,
@@ -25,7 +26,6 @@ import {
   timeWithCpu,
 } from "./lib/measure";
 import { simulateUnit, type UnpackedCharm, unpackCharm } from "./lib/packed-charm";
-import { treeFingerprint } from "./lib/tree-fingerprint";
 
 const DPKG_STATUS = "/var/lib/dpkg/status";
 const NOVA_STANZA =
@@ -177,7 +177,7 @@ export function deployLatencyUnit(): LatencyUnit {
 /** The latency benchmark on a deployed unit; `runs` timed runs per command. */
 export function benchLatency(unit: LatencyUnit, runs: number): LatencyResult {
   const { cmds, baseline, tools, captured } = unit;
-  const before = treeFingerprint(unit.hostRoot);
+  const before = snapshotTree(unit.hostRoot, { stamps: true });
 
   // One instant-tool dispatch of each event on its own: it must succeed silently, and its
   // calls are counted.
@@ -247,8 +247,11 @@ export function benchLatency(unit: LatencyUnit, runs: number): LatencyResult {
       instantCalls: instantCalls[e],
     };
   }
-  if (treeFingerprint(unit.hostRoot) !== before) {
-    throw new Error("a no-op hook wrote to the host tree during the benchmark");
+  const written = diffTrees(before, snapshotTree(unit.hostRoot, { stamps: true }));
+  if (written.length > 0) {
+    throw new Error(
+      `a no-op hook wrote to the host tree during the benchmark: ${written.join(", ")}`,
+    );
   }
   return {
     runs,

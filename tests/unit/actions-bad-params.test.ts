@@ -15,6 +15,7 @@ import { failure, invalidResultKeys } from "../../src/actions/results";
 import { parseVerifyIommuParams } from "../../src/actions/verify-iommu";
 import { FakeKernel, writeSysfsTree } from "../support/fake-kernel";
 import { seedHost } from "../support/host-facts";
+import { diffTrees, snapshotTree } from "../support/tree";
 
 const DIR = path.join(__dirname, "../fixtures/bad-action-params");
 const cases = fs
@@ -38,22 +39,6 @@ afterEach(() => {
   fs.rmSync(root, { recursive: true, force: true });
 });
 
-function snapshot(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of fs
-      .readdirSync(d, { withFileTypes: true })
-      .sort((a, b) => a.name.localeCompare(b.name))) {
-      const p = path.join(d, e.name);
-      if (e.isSymbolicLink()) out.push(`${p} -> ${fs.readlinkSync(p)}`);
-      else if (e.isDirectory()) walk(p);
-      else out.push(`${p} = ${fs.readFileSync(p, "utf8")}`);
-    }
-  };
-  walk(dir);
-  return out;
-}
-
 describe("bad action params corpus", () => {
   it("has cases for every action with params", () => {
     expect(new Set(cases.map((c) => c.action))).toEqual(
@@ -71,7 +56,7 @@ describe("bad action params corpus", () => {
           root,
           new Map(facts.functions.map((f) => [f.address, f.driver])),
         );
-        const before = snapshot(root);
+        const before = snapshotTree(root);
         // As the handler does it: params checked first, the action only on valid ones.
         const checked = parseRebindParams(c.params);
         const reply = !checked.ok
@@ -89,7 +74,7 @@ describe("bad action params corpus", () => {
         expect(reply.ok).toBe(false);
         expect(reply.message).toContain(c.expect);
         expect(kernel.writes).toEqual([]);
-        expect(snapshot(root)).toEqual(before);
+        expect(diffTrees(before, snapshotTree(root))).toEqual([]);
         expect(invalidResultKeys(reply.results)).toEqual([]);
         return;
       }

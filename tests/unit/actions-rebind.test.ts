@@ -20,6 +20,7 @@ import type { BoundDevice, WithheldFunction } from "../../src/plan/types";
 import { FakeKernel, failingWriter, writeSysfsTree } from "../support/fake-kernel";
 import { fn, host, seedHost } from "../support/host-facts";
 import { rebindParams } from "../support/rebind-params";
+import { diffTrees, snapshotTree } from "../support/tree";
 
 const params = (p: Partial<RebindParams> = {}): RebindParams => ({
   devices: null,
@@ -373,22 +374,6 @@ function kernelFor(facts: HostFacts, extraDrivers = ["vfio-pci"]): FakeKernel {
   return new FakeKernel(root, defaultsOf(facts));
 }
 
-function snapshot(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of fs
-      .readdirSync(d, { withFileTypes: true })
-      .sort((a, b) => a.name.localeCompare(b.name))) {
-      const p = path.join(d, e.name);
-      if (e.isSymbolicLink()) out.push(`${p} -> ${fs.readlinkSync(p)}`);
-      else if (e.isDirectory()) walk(p);
-      else out.push(`${p} = ${fs.readFileSync(p, "utf8")}`);
-    }
-  };
-  walk(dir);
-  return out;
-}
-
 const GPU_PAIRS = ["0000:83:00.0", "0000:83:00.1", "0000:84:00.0", "0000:84:00.1"];
 
 describe("executeRebind on a temp tree", () => {
@@ -434,7 +419,7 @@ describe("executeRebind on a temp tree", () => {
   it("mid-way failure: the failing function and the ones already moved end as they were", async () => {
     const facts = richHost();
     const k = kernelFor(facts);
-    const before = snapshot(path.join(root, "sys"));
+    const before = snapshotTree(path.join(root, "sys"));
     const w = failingWriter(
       k,
       (p, v) => p.endsWith("drivers_probe") && v === "0000:84:00.0",
@@ -457,7 +442,7 @@ describe("executeRebind on a temp tree", () => {
     expect(out.message).toContain("rolled back 0000:83:00.0, 0000:83:00.1");
     expect(out.message).toContain("every device is as it was before the action");
     // Drivers, overrides, links: the tree is exactly as before (the /dev/vfio node came and went).
-    expect(snapshot(path.join(root, "sys"))).toEqual(before);
+    expect(diffTrees(before, snapshotTree(path.join(root, "sys")))).toEqual([]);
     expect(k.vfioNode(60)).toBe(false);
   });
 
@@ -653,10 +638,10 @@ describe("rebindAction (what the handler calls)", () => {
   it("dry-run lists the exact writes in order and changes nothing", async () => {
     const facts = richHost();
     const k = kernelFor(facts);
-    const before = snapshot(root);
+    const before = snapshotTree(root);
     const reply = await rebindAction(input({ "dry-run": true }, facts, k));
     expect(reply.ok).toBe(true);
-    expect(snapshot(root)).toEqual(before);
+    expect(diffTrees(before, snapshotTree(root))).toEqual([]);
     expect(k.writes).toEqual([]);
     const writes = reply.results.writes as Record<string, Record<string, string>>;
     expect(Object.values(writes).map((w) => `${w.path} ${w.value}`)).toEqual([

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { readPciFunctions } from "../../src/host/pci";
 import { makeTempHost, pciModalias } from "../support/hosts/build-host";
 import { PRESETS, seedHost, syntheticAliasLines, syntheticHost } from "../support/hosts/presets";
+import { snapshotTree } from "../support/tree";
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {
@@ -14,17 +15,11 @@ afterEach(() => {
 
 /** Every symlink under `dir`: its stored target and whether it resolves. */
 function links(dir: string): Array<{ link: string; target: string; resolves: boolean }> {
-  const out: Array<{ link: string; target: string; resolves: boolean }> = [];
-  const walk = (d: string) => {
-    for (const entry of fs.readdirSync(d, { withFileTypes: true })) {
-      const full = path.join(d, entry.name);
-      if (entry.isSymbolicLink())
-        out.push({ link: full, target: fs.readlinkSync(full), resolves: fs.existsSync(full) });
-      else if (entry.isDirectory()) walk(full);
-    }
-  };
-  walk(dir);
-  return out;
+  return [...snapshotTree(dir)].flatMap(([rel, entry]) => {
+    if (entry.kind !== "link") return [];
+    const link = path.join(dir, rel);
+    return [{ link, target: entry.target, resolves: fs.existsSync(link) }];
+  });
 }
 
 describe("buildHostTree", () => {
