@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # the charm installs are checked by the programs that read them: shellcheck, grub-mkconfig
 # (grub-common), initramfs-tools' hook functions (initramfs-tools-core), udevadm (udev), modprobe
 # (kmod). What the charm offers nova is judged by Debian's nova itself (python3-nova:
-# nova.pci.whitelist, tests/unit/nova-real.test.ts). The pci.ids reader is checked against the
+# nova.pci.whitelist, tests/integration/nova-real.test.ts). The pci.ids reader is checked against the
 # full database lspci uses (pci.ids, tests/unit/host-pci-ids.test.ts). Tests never skip on a
 # missing one of these: they fail naming it (tests/support/tools.ts).
 DEBIAN_PACKAGES=(zip unzip qemu-system-x86 qemu-system-arm busybox-static cpio kmod debootstrap

@@ -3,9 +3,9 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createUnitSimulator, type UnitSimulator } from "../src/testing/simulator";
-import { bundleCharm } from "./fixtures/bundle-charm";
-import { ACTIONS, CONFIG, METADATA } from "./fixtures/demo-charm";
+import { createUnitSimulator, type UnitSimulator } from "../../src/testing/simulator";
+import { bundleCharm } from "../fixtures/bundle-charm";
+import { ACTIONS, CONFIG, METADATA } from "../fixtures/demo-charm";
 
 let dir: string;
 let charmJs: string;
