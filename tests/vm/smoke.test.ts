@@ -17,10 +17,9 @@ import {
   netInterfaces,
 } from "./lib/sysfs";
 import { device, FULL, TWINS_ONLY } from "./lib/topologies";
-import { bootBedGuest, bootTimes, useGuest } from "./lib/use-guest";
+import { bootBedGuest, useGuest } from "./lib/use-guest";
 
 const bed = checkVmBed(1);
-const suiteStart = Date.now();
 
 describeVm("VM bed smoke: Intel IOMMU", bed, (kernel) => {
   const guest = useGuest(() =>
@@ -143,11 +142,5 @@ describeVm("VM bed smoke: no IOMMU", bed, (kernel) => {
     await bindByHand(guest(), a, "vfio-pci");
     expect(await driverOf(guest(), a)).toBe("");
     expect(await list(guest(), "/dev/vfio")).toEqual(["vfio"]);
-  });
-
-  it("reports boot times", () => {
-    console.log(
-      `[vm] smoke boot times: ${JSON.stringify(bootTimes)}; suite so far ${((Date.now() - suiteStart) / 1000).toFixed(1)} s`,
-    );
   });
 });

@@ -32,15 +32,11 @@ export function bootBedGuest(kernel: BedKernel, opts: BedGuestOptions): Promise<
   });
 }
 
-/** Boot times of this process, printed by the suites (name → ms). */
-export const bootTimes: Record<string, number> = {};
-
 /** Registers the hooks and returns a getter for the guest (valid inside tests). */
 export function useGuest(boot: () => Promise<Guest>): () => Guest {
   let guest: Guest | undefined;
   beforeAll(async () => {
     guest = await boot();
-    bootTimes[guest.name] = guest.bootMs;
   });
   beforeEach((ctx) => {
     ctx.onTestFailed(() => {
