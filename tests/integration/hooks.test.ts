@@ -1,28 +1,19 @@
 // The packed charm, run as Juju runs it, on a fake host tree shaped like real sysfs.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { OWNED, SHARED } from "../../src/host/root";
-import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
-import { makeTempHost } from "../support/hosts/build-host";
-import { seedHost } from "../support/hosts/presets";
+import { type CharmUnderTest, usePackedCharmHost } from "../support/charm-process";
 import { diffTrees, snapshotTree } from "../support/tree";
 
 const ONE_GPU = { devices: "0000:83:00.0" };
 
 describe("packed charm under the unit simulator (no node on PATH)", () => {
-  let host: ReturnType<typeof makeTempHost>;
+  const host = usePackedCharmHost();
   let unit: CharmUnderTest;
-  beforeEach(() => {
-    host = makeTempHost(seedHost());
-  });
-  afterEach(() => {
-    unit?.cleanup();
-    host.cleanup();
-  });
 
   it("install then config-changed prepare the host with the bundled runtime", () => {
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    unit = host.deploy({ config: ONE_GPU });
     const install = unit.dispatch("install");
     expect(install.stderr).toBe("");
     expect(install.exitCode).toBe(0);
@@ -55,7 +46,7 @@ describe("packed charm under the unit simulator (no node on PATH)", () => {
   });
 
   it("a real config change regenerates only what it feeds", () => {
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    unit = host.deploy({ config: ONE_GPU });
     expect(unit.dispatch("install").exitCode).toBe(0);
     unit.clearCommands();
     unit.sim.updateState((s) => {
@@ -69,7 +60,7 @@ describe("packed charm under the unit simulator (no node on PATH)", () => {
   });
 
   it("bad config blocks naming the option and changes nothing", () => {
-    unit = deployPackedCharm(host.root, { config: { devices: "10de:zzzz" } });
+    unit = host.deploy({ config: { devices: "10de:zzzz" } });
     const before = snapshotTree(host.root);
     expect(unit.dispatch("config-changed").exitCode).toBe(0);
     expect(diffTrees(before, snapshotTree(host.root))).toEqual([]);
@@ -82,7 +73,7 @@ describe("packed charm under the unit simulator (no node on PATH)", () => {
 
   it("stop and remove leave the host as it was found", () => {
     const pristine = snapshotTree(host.root);
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    unit = host.deploy({ config: ONE_GPU });
     expect(unit.dispatch("install").exitCode).toBe(0);
     unit.clearCommands();
     expect(unit.dispatch("stop").exitCode).toBe(0);
@@ -101,7 +92,7 @@ describe("packed charm under the unit simulator (no node on PATH)", () => {
   });
 
   it("an unknown event is ignored as ops ignores it: logged, nothing touched, exit 0 (issue 13 item 6)", () => {
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    unit = host.deploy({ config: ONE_GPU });
     const before = snapshotTree(host.root);
     const r = unit.dispatch("frobnicate-the-host");
     expect(r.exitCode).toBe(0);
@@ -112,7 +103,7 @@ describe("packed charm under the unit simulator (no node on PATH)", () => {
   });
 
   it("dispatch refuses clearly when no runtime is usable", () => {
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    unit = host.deploy({ config: ONE_GPU });
     // Unlink first: the unpacked charm's files are hard links shared with other tests.
     fs.rmSync(path.join(unit.charmDir, "runtime", "arch"));
     fs.writeFileSync(path.join(unit.charmDir, "runtime", "arch"), "sparc64\n");
@@ -147,7 +138,7 @@ describe("packed charm under the unit simulator (no node on PATH)", () => {
   }
 
   it("a quiet hook: dispatch reads config and state in sh; the charm starts no process at all", () => {
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    unit = host.deploy({ config: ONE_GPU });
     expect(unit.dispatch("install").exitCode).toBe(0);
     expect(unit.dispatch("config-changed").exitCode).toBe(0);
     const callers = logToolCallers();
@@ -168,7 +159,7 @@ describe("packed charm under the unit simulator (no node on PATH)", () => {
   });
 
   it("an action: dispatch reads its parameters too; the charm only reports", () => {
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    unit = host.deploy({ config: ONE_GPU });
     expect(unit.dispatch("install").exitCode).toBe(0);
     const callers = logToolCallers();
     const r = unit.dispatch({ name: "list-devices-action", params: { class: "gpu" } });

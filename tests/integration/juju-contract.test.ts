@@ -1,11 +1,11 @@
 // Issue 13: the packed charm keeps Juju's contract, run through its dispatch as Juju runs it.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { unpackBindings } from "../../src/bound-memory";
-import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
+import { type CharmUnderTest, usePackedCharmHost } from "../support/charm-process";
 import { makeTempHost } from "../support/hosts/build-host";
-import { seedHost, syntheticHost } from "../support/hosts/presets";
+import { syntheticHost } from "../support/hosts/presets";
 
 const ONE_GPU = { devices: "0000:83:00.0" };
 const PREFETCHED = new Set([
@@ -15,21 +15,14 @@ const PREFETCHED = new Set([
 ]);
 
 describe("issue 13: Juju's contract through the packed dispatch", () => {
-  let host: ReturnType<typeof makeTempHost>;
+  const host = usePackedCharmHost();
   let unit: CharmUnderTest;
-  beforeEach(() => {
-    host = makeTempHost(seedHost());
-  });
-  afterEach(() => {
-    unit?.cleanup();
-    host.cleanup();
-  });
 
   // Juju kills only the process it started: the runtime must BE that process (exec), so every
   // tool the charm calls has dispatch's pid as its parent. Only dispatch's own prefetch of the
   // fixed reads runs beside it, from a subshell.
   it("item 2: the runtime is the process Juju started; every tool it calls has dispatch's pid as parent", () => {
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    unit = host.deploy({ config: ONE_GPU });
     const runs = [
       unit.dispatch("install"),
       unit.dispatch({ name: "list-devices-action", params: {} }),
@@ -55,7 +48,7 @@ describe("issue 13: Juju's contract through the packed dispatch", () => {
 
   // Juju replaces the message of an action whose process exits non-zero with "exit status 1".
   it("item 4: an action that throws fails with its message, on stderr too, and exits 0", () => {
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    unit = host.deploy({ config: ONE_GPU });
     // The controller refuses the results (an API error): the charm's action-set call throws.
     fs.writeFileSync(
       path.join(unit.sim.binDir, "action-set"),
@@ -72,7 +65,7 @@ describe("issue 13: Juju's contract through the packed dispatch", () => {
   });
 
   it("item 4: a hook that throws still exits non-zero, so Juju retries it", () => {
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    unit = host.deploy({ config: ONE_GPU });
     fs.writeFileSync(
       path.join(unit.sim.binDir, "status-set"),
       "#!/bin/sh\necho 'ERROR connection is shut down' >&2\nexit 1\n",
@@ -84,7 +77,7 @@ describe("issue 13: Juju's contract through the packed dispatch", () => {
 
   it("item 6: an unknown action is not an error of the unit: exit 0, the action says why", () => {
     // As when Juju's view of actions.yaml is newer than the charm that runs (no check here).
-    unit = deployPackedCharm(host.root, { config: ONE_GPU, actionsYaml: undefined });
+    unit = host.deploy({ config: ONE_GPU, actionsYaml: undefined });
     const r = unit.dispatch({ name: "defragment-action", params: {} });
     expect(r.exitCode).toBe(0);
     expect(unit.sim.readState().lastAction).toMatchObject({
@@ -98,10 +91,13 @@ describe("issue 13: Juju's contract through the packed dispatch", () => {
   it("item 5: config-changed with 10,000 selected functions passes under the enforced quotas", () => {
     const big = makeTempHost(syntheticHost(10_007), "pci-10k-");
     try {
-      unit = deployPackedCharm(big.root, {
-        config: { devices: "15b3:1018" },
-        maxCharmStateSize: 64 * 1024,
-      });
+      unit = host.deploy(
+        {
+          config: { devices: "15b3:1018" },
+          maxCharmStateSize: 64 * 1024,
+        },
+        big.root,
+      );
       for (const event of ["install", "config-changed"]) {
         const r = unit.dispatch(event);
         expect(r.exitCode, r.stderr).toBe(0);
@@ -124,7 +120,7 @@ describe("issue 13: Juju's contract through the packed dispatch", () => {
   }, 180_000);
 
   it("simulator: Juju inserts actions.yaml's defaults before the charm runs", () => {
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    unit = host.deploy({ config: ONE_GPU });
     const r = unit.dispatch({ name: "rebind-action", params: { "dry-run": true } });
     expect(r.exitCode).toBe(0);
     const action = unit.sim.readState().lastAction!;
@@ -135,7 +131,7 @@ describe("issue 13: Juju's contract through the packed dispatch", () => {
   // HookContext.Flush commits stored state only for a hook that exits 0: a charm that wrote its
   // memory and then died must not find that memory on the next hook, and must redo its work.
   it("simulator: state-set of a hook that did not exit 0 is dropped; the next hook converges", () => {
-    unit = deployPackedCharm(host.root, { config: ONE_GPU });
+    unit = host.deploy({ config: ONE_GPU });
     const tool = path.join(unit.sim.binDir, "state-set");
     fs.renameSync(tool, `${tool}.real`);
     // The write reaches Juju, then the charm is killed before it exits.

@@ -9,6 +9,9 @@ import {
   type UnitSimulator,
   type UnitSimulatorOptions,
 } from "ops-ts-shim/testing/simulator";
+import { afterEach, beforeEach } from "vitest";
+import { type BuiltHost, type HostSpec, makeTempHost } from "./hosts/build-host";
+import { seedHost } from "./hosts/presets";
 import { tempDir } from "./tree";
 
 export const TOP = path.resolve(__dirname, "..", "..");
@@ -86,11 +89,11 @@ export interface CharmUnderTest {
   cleanup(): void;
 }
 
+/** What a test may set of the simulated unit (the rest is the charm's own). */
+export type DeployOptions = Omit<UnitSimulatorOptions, "dir" | "charmDir" | "configYaml">;
+
 /** Unpacks the charm into a temp unit directory and wires the simulator around it. */
-export function deployPackedCharm(
-  root: string,
-  options: Omit<UnitSimulatorOptions, "dir" | "charmDir" | "configYaml"> = {},
-): CharmUnderTest {
+export function deployPackedCharm(root: string, options: DeployOptions = {}): CharmUnderTest {
   const { dir, cleanup } = tempDir("pci-unit-");
   const charmDir = path.join(dir, "charm");
   copyUnpacked(charmDir);
@@ -145,5 +148,51 @@ export function deployPackedCharm(
       });
     },
     cleanup,
+  };
+}
+
+/** A host tree for each test, and the packed charm deployed on it as the test asks. */
+export interface PackedCharmHost extends BuiltHost {
+  /** The packed charm on this test's host (or on `root`, another tree the test built); removed
+   * after the test with the host. */
+  deploy(options?: DeployOptions, root?: string): CharmUnderTest;
+}
+
+/**
+ * vitest wiring for suites that run the packed charm on a fresh host in every test: a tree of
+ * `spec` (the seed host unless said) is built before each test, and it and every unit deployed
+ * during the test are removed after it. The returned object always shows the current test's host.
+ */
+export function usePackedCharmHost(spec: () => HostSpec = seedHost): PackedCharmHost {
+  let host: (BuiltHost & { cleanup(): void }) | undefined;
+  let units: CharmUnderTest[] = [];
+  beforeEach(() => {
+    host = makeTempHost(spec());
+  });
+  afterEach(() => {
+    for (const unit of units) unit.cleanup();
+    units = [];
+    host?.cleanup();
+    host = undefined;
+  });
+  const current = () => {
+    if (!host) throw new Error("usePackedCharmHost: the host exists only inside a test");
+    return host;
+  };
+  return {
+    get root() {
+      return current().root;
+    },
+    get kernelRelease() {
+      return current().kernelRelease;
+    },
+    get deviceDirs() {
+      return current().deviceDirs;
+    },
+    deploy(options = {}, root = current().root) {
+      const unit = deployPackedCharm(root, options);
+      units.push(unit);
+      return unit;
+    },
   };
 }
