@@ -17,6 +17,7 @@ import { invalidResultKeys } from "../../src/actions/results";
 import type { SysfsWriter } from "../../src/apply/sysfs";
 import type { HostFacts, HostUsage } from "../../src/host/facts";
 import type { BoundDevice, WithheldFunction } from "../../src/plan/types";
+import { bound as boundDevice } from "../support/bound-devices";
 import { FakeKernel, failingWriter, writeSysfsTree } from "../support/fake-kernel";
 import { fn, host, seedHost } from "../support/host-facts";
 import { rebindParams } from "../support/rebind-params";
@@ -32,20 +33,10 @@ const params = (p: Partial<RebindParams> = {}): RebindParams => ({
 const addr = (...addresses: string[]): DeviceToken[] =>
   addresses.map((a) => ({ kind: "address", address: a, source: a }));
 
-function bound(address: string, extra: Partial<BoundDevice> = {}): BoundDevice {
-  return {
-    address,
-    vendorId: "10de",
-    deviceId: "1bb0",
-    classCode: "030000",
-    alias: "gpu",
-    deviceType: "type-PCI",
-    numaPolicy: null,
-    reason: "selected",
-    follows: null,
-    ...extra,
-  };
-}
+/** A selected function of the seed host's GPU model (10de:1bb0; its audio keeps the same ids here:
+ * the rebind plan reads drivers and groups, not ids). */
+const bound = (address: string, extra: Partial<BoundDevice> = {}): BoundDevice =>
+  boundDevice(address, "10de:1bb0", "gpu", extra);
 
 /** The seed host (two P5000 with HDMI audio, i40e ports, ahci, ASPEED console) plus an ice PF with
  * VFs, a bonded NIC, and an NVMe. */

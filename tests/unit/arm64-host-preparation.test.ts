@@ -7,13 +7,11 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { parseConfig } from "../../src/config";
-import { loadModuleIndex, readHostFacts } from "../../src/host/read-facts";
 import { OWNED } from "../../src/host/root";
-import { planHost } from "../../src/plan/plan-host";
 import { grubMkconfigLinuxLines } from "../support/grub-mkconfig";
 import { makeTempHost } from "../support/hosts/build-host";
 import { arm64VirtHost } from "../support/hosts/presets";
+import { planOnTree } from "../support/plan-on-tree";
 import { requireMountNamespace, requireTool } from "../support/tools";
 
 const RELEASE = "6.1.0-57-arm64";
@@ -37,13 +35,8 @@ function write(path: string, content: string, mode = 0o644): void {
 function planArm64(raw: Record<string, unknown>) {
   const host = makeTempHost(arm64VirtHost());
   cleanups.push(host.cleanup);
-  const parsed = parseConfig(raw);
-  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-  const { facts } = readHostFacts(host.root);
-  const modules = loadModuleIndex(host.root, facts.kernelRelease).index;
-  const plan = planHost(parsed.config, facts, modules, { boundIds: {} });
+  const { plan, file } = planOnTree(host.root, raw);
   expect(plan.problems).toEqual([]);
-  const file = (p: string) => plan.files.find((f) => f.path === p)?.content;
   return { plan, file };
 }
 

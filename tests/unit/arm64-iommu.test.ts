@@ -4,50 +4,28 @@
 // in the shape the arm64 guest of the VM suite showed (tests/support/hosts/presets.ts).
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { verifyIommu } from "../../src/actions/verify-iommu";
-import { type Config, parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config";
 import {
   interpretArmMsiIsolation,
   readInterruptRemapping,
 } from "../../src/host/interrupt-remapping";
 import { archOf, readMachine } from "../../src/host/kernel";
-import { loadModuleIndex, readHostFacts, readHostUsage } from "../../src/host/read-facts";
-import { planHost } from "../../src/plan/plan-host";
+import { readHostFacts } from "../../src/host/read-facts";
 import { statusFor } from "../../src/plan/status";
-import { type BuiltHost, type HostSpec, makeTempHost } from "../support/hosts/build-host";
+import type { HostSpec } from "../support/hosts/build-host";
 import { arm64VirtHost, qemuQ35Host } from "../support/hosts/presets";
+import { useTempHosts } from "../support/hosts/use-temp-hosts";
+import { planOnTree } from "../support/plan-on-tree";
 
-let hosts: Array<BuiltHost & { cleanup(): void }> = [];
-function host(spec: HostSpec): BuiltHost {
-  const built = makeTempHost(spec);
-  hosts.push(built);
-  return built;
-}
-afterEach(() => {
-  for (const h of hosts) h.cleanup();
-  hosts = [];
-});
-
-function config(raw: Record<string, unknown>): Config {
-  const parsed = parseConfig(raw);
-  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-  return parsed.config;
-}
+const host = useTempHosts();
 
 const TWIN_A = "0000:00:03.0";
 
 /** Reads the host and plans it for the config, as the install hook does. */
 function plan(spec: HostSpec, raw: Record<string, unknown>) {
-  const root = host(spec).root;
-  const { facts, problems } = readHostFacts(root);
-  const modules = loadModuleIndex(root, facts.kernelRelease).index;
-  return {
-    root,
-    facts,
-    readProblems: problems,
-    plan: planHost(config(raw), facts, modules, { boundIds: {} }),
-  };
+  return planOnTree(host(spec).root, raw);
 }
 
 describe("the architecture, from the running kernel", () => {
@@ -172,16 +150,28 @@ describe("MSI isolation on arm64 is the GIC ITS", () => {
     expect(interpretArmMsiIsolation(null).state).toBe("unknown");
   });
 
+  /** verify-iommu on the tree at `root` with nothing selected: what it says of the IOMMU itself. */
+  function verifyNothingSelected(root: string) {
+    const { facts } = readHostFacts(root);
+    return verifyIommu({
+      facts,
+      plannedCmdline: [],
+      selection: [],
+      usage: new Map(),
+      interruptRemapping: readInterruptRemapping(root, facts.arch),
+    });
+  }
+
   function verifyArm(interrupts: string, cmdline?: string) {
     const spec = arm64VirtHost();
     spec.files = { "/proc/interrupts": interrupts };
     if (cmdline) spec.cmdline = cmdline;
-    const { root, facts, plan: p } = plan(spec, { devices: TWIN_A });
+    const { root, facts, plan: p, usage } = plan(spec, { devices: TWIN_A });
     return verifyIommu({
       facts,
       plannedCmdline: p.kernelParams,
       selection: p.bind,
-      usage: readHostUsage(root, { functions: facts.functions }),
+      usage,
       interruptRemapping: readInterruptRemapping(root, facts.arch),
     });
   }
@@ -218,29 +208,14 @@ describe("MSI isolation on arm64 is the GIC ITS", () => {
     const spec = arm64VirtHost();
     spec.iommuUnits = [];
     for (const p of spec.pci ?? []) delete p.iommuGroup;
-    const root = host(spec).root;
-    const { facts } = readHostFacts(root);
-    const r = verifyIommu({
-      facts,
-      plannedCmdline: [],
-      selection: [],
-      usage: new Map(),
-      interruptRemapping: readInterruptRemapping(root, facts.arch),
-    });
+    const r = verifyNothingSelected(host(spec).root);
     expect(r.problems[0]!.message).toMatch(/enable the SMMU in the firmware/);
   });
 
   it("x86 hosts keep the interrupt-remapping result", () => {
     const root = host({ ...qemuQ35Host(), machine: "x86_64" }).root;
     expect(fs.existsSync(path.join(root, "proc/sys/kernel/arch"))).toBe(true);
-    const { facts } = readHostFacts(root);
-    const r = verifyIommu({
-      facts,
-      plannedCmdline: [],
-      selection: [],
-      usage: new Map(),
-      interruptRemapping: readInterruptRemapping(root, facts.arch),
-    });
+    const r = verifyNothingSelected(root);
     expect(r.results["interrupt-remapping"]).toMatchObject({ state: "enabled" });
     expect(r.results["msi-isolation"]).toBeUndefined();
   });

@@ -4,25 +4,14 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadModuleIndex, readHostFacts, readIommu } from "../../src/host/read-facts";
-import {
-  type BuiltHost,
-  type HostSpec,
-  hostTempDir,
-  makeTempHost,
-} from "../support/hosts/build-host";
+import { hostTempDir } from "../support/hosts/build-host";
 import { amdHost, iommuOffHost, PRESETS, qemuQ35Host, seedHost } from "../support/hosts/presets";
+import { useTempHosts } from "../support/hosts/use-temp-hosts";
 
-let hosts: Array<BuiltHost & { cleanup(): void }> = [];
+const host = useTempHosts();
 const extraDirs: string[] = [];
-function host(spec: HostSpec): BuiltHost {
-  const built = makeTempHost(spec);
-  hosts.push(built);
-  return built;
-}
 afterEach(() => {
-  for (const h of hosts) h.cleanup();
   for (const d of extraDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-  hosts = [];
 });
 
 describe("readHostFacts", () => {

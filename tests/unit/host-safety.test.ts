@@ -5,14 +5,9 @@
 import { describe, expect, it } from "vitest";
 import { planRebind } from "../../src/actions/rebind-plan";
 import { verifyIommu } from "../../src/actions/verify-iommu";
-import { parseConfig } from "../../src/config";
 import type { HostUsage } from "../../src/host/facts";
-import { loadModuleIndex, readModuleNames } from "../../src/host/modules";
-import { readHostFacts, readHostUsage } from "../../src/host/read-facts";
 import { OWNED } from "../../src/host/root";
-import { planHost } from "../../src/plan/plan-host";
 import { selectFunctions } from "../../src/plan/select";
-import { statusFor } from "../../src/plan/status";
 import { fn, host, sel } from "../support/host-facts";
 import type { HostSpec } from "../support/hosts/build-host";
 import {
@@ -23,25 +18,28 @@ import {
   sharedGroupHost,
 } from "../support/hosts/presets";
 import { useTempHosts } from "../support/hosts/use-temp-hosts";
+import { type PlannedTree, planOnTree } from "../support/plan-on-tree";
 
 const tempHost = useTempHosts();
 
 /** Reads a built host the way a hook does and plans `devices` on it. */
 function planOn(spec: HostSpec, devices: string) {
-  const { root } = tempHost(spec);
-  const { facts } = readHostFacts(root);
-  const usage = readHostUsage(root, { functions: facts.functions });
-  const parsed = parseConfig({ devices });
-  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-  const modules = loadModuleIndex(root, facts.kernelRelease).index;
-  const moduleNames = readModuleNames(root, facts.kernelRelease).names;
-  const plan = planHost(parsed.config, facts, modules, { boundIds: {} }, { usage, moduleNames });
-  const status = statusFor({ kind: "prepared", plan, facts, failed: [] });
-  const file = (path: string) => plan.files.find((f) => f.path === path)?.content ?? "";
-  return { facts, usage, plan, status, file, config: parsed.config };
+  return planOnTree(tempHost(spec).root, { devices });
 }
 
 const addresses = (list: Array<{ address: string }>) => list.map((d) => d.address);
+
+/** verify-iommu on what a plan bound and withheld (interrupt remapping on, the command line aside). */
+function verifyPlanned(p: PlannedTree) {
+  return verifyIommu({
+    facts: p.facts,
+    plannedCmdline: [],
+    selection: p.plan.bind,
+    withheld: p.plan.withheld,
+    usage: p.usage,
+    interruptRemapping: { state: "enabled", evidence: "test" },
+  });
+}
 
 describe("hooks keep what the host uses", () => {
   it("two identical E810 ports by ids: the management port is kept, its driver not blacklisted", () => {
@@ -271,26 +269,12 @@ describe("actions give the same judgement", () => {
 
   it("verify-iommu reports what the plan withheld: a refusal fails, a kept function is a note", () => {
     const laptop = planOn(laptopHost(), "8086:51c8");
-    const refused = verifyIommu({
-      facts: laptop.facts,
-      plannedCmdline: [],
-      selection: laptop.plan.bind,
-      withheld: laptop.plan.withheld,
-      usage: laptop.usage,
-      interruptRemapping: { state: "enabled", evidence: "test" },
-    });
+    const refused = verifyPlanned(laptop);
     expect(refused.ok).toBe(false);
     expect(refused.message).toContain("refused: 0000:00:1f.3");
 
     const seed = planOn(seedHost(), "8086:1593");
-    const kept = verifyIommu({
-      facts: seed.facts,
-      plannedCmdline: [],
-      selection: seed.plan.bind,
-      withheld: seed.plan.withheld,
-      usage: seed.usage,
-      interruptRemapping: { state: "enabled", evidence: "test" },
-    });
+    const kept = verifyPlanned(seed);
     expect(kept.notes.join("\n")).toContain("kept for the host");
     expect(kept.notes.join("\n")).toContain("0000:18:00.0");
   });

@@ -5,14 +5,12 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { parseConfig } from "../../src/config";
-import { loadModuleIndex, readModuleNames } from "../../src/host/modules";
-import { readHostFacts, readHostUsage } from "../../src/host/read-facts";
+import { readModuleNames } from "../../src/host/modules";
 import { moduleFiles, OWNED } from "../../src/host/root";
-import { planHost } from "../../src/plan/plan-host";
 import type { HostSpec } from "../support/hosts/build-host";
 import { laptopHost } from "../support/hosts/presets";
 import { useTempHosts } from "../support/hosts/use-temp-hosts";
+import { planOnTree } from "../support/plan-on-tree";
 
 const tempHost = useTempHosts();
 
@@ -27,19 +25,8 @@ function usbLaptop(): HostSpec {
 function planOn(spec: HostSpec, raw: Record<string, string>, edit?: (root: string) => void) {
   const { root } = tempHost(spec);
   edit?.(root);
-  const { facts } = readHostFacts(root);
-  const usage = readHostUsage(root, { functions: facts.functions });
-  const parsed = parseConfig(raw);
-  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+  const { facts, plan, file } = planOnTree(root, raw);
   const names = readModuleNames(root, facts.kernelRelease);
-  const plan = planHost(
-    parsed.config,
-    facts,
-    loadModuleIndex(root, facts.kernelRelease).index,
-    { boundIds: {} },
-    { usage, moduleNames: names.names },
-  );
-  const file = (p: string) => plan.files.find((f) => f.path === p)?.content ?? "";
   /** Every module name the plan writes, from modprobe.d and the kernel command line. */
   const written = [
     ...[...file(OWNED.modprobeConf).matchAll(/^(?:blacklist|softdep) (\S+)/gm)].map((m) => m[1]!),

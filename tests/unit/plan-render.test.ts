@@ -23,7 +23,7 @@ import {
   renderModprobeConf,
   renderUdevRules,
 } from "../../src/plan/render-files";
-import type { BoundDevice } from "../../src/plan/types";
+import { gpu } from "../support/bound-devices";
 import { grubMkconfigLinuxLines } from "../support/grub-mkconfig";
 import { requireFile, requireMountNamespace, requireTool } from "../support/tools";
 
@@ -45,18 +45,6 @@ function write(path: string, content: string, mode = 0o644): string {
   chmodSync(path, mode);
   return path;
 }
-
-const gpu: BoundDevice = {
-  address: "0000:83:00.0",
-  vendorId: "10de",
-  deviceId: "1bb0",
-  classCode: "030000",
-  alias: "gpu",
-  deviceType: "type-PCI",
-  numaPolicy: null,
-  reason: "selected",
-  follows: null,
-};
 
 describe("grub drop-in", () => {
   const dropIn = renderGrubDropIn(["intel_iommu=on", "iommu=pt", "video=efifb:off"]);
