@@ -1,24 +1,3 @@
-// Contract with nova-compute and nova: what we publish is rendered the way nova-compute renders it,
-// read back the way oslo.config reads nova.conf, and checked against the shapes nova accepts.
-//
-// The emulation below follows, line for line, what the sources do (read at these revisions):
-// - charmhelpers SubordinateConfigContext.__call__ / context_complete (charm-nova-compute 77f2e9e,
-//   hooks/charmhelpers/contrib/openstack/context.py), and NeutronPluginSubordinateConfigContext
-//   (hooks/nova_compute_context.py), which is complete whenever it has a `sections` key;
-// - the nova.conf context chain in hooks/nova_compute_utils.py: neutron-plugin, then
-//   nova-ceilometer + ephemeral-backend together, then nova-vgpu, merged by OSConfigTemplate.context
-//   with `ctxt.update(...)` for every non-empty context;
-// - templates/yoga/nova.conf (the newest template directory, used for Yoga and later): `[DEFAULT]`
-//   entries as `key = value` lines, its own `[pci]` block, then `parts/section-ephemeral`:
-//   for each non-DEFAULT section `[section]`, one `key = value` line per pair, a blank line
-//   (jinja2 defaults: no trim_blocks, autoescape off; checked against jinja2 3.1 output);
-// - oslo.config's iniparser.BaseParser and ConfigParser (57da8d3): values stripped, one level of
-//   matching quotes removed, repeated sections merged, repeated keys appended (MultiStrOpt);
-// - nova's accepted shapes (00a0304): nova/conf/pci.py, nova/pci/devspec.py, nova/pci/request.py
-//   (_ALIAS_SCHEMA, get_alias_from_config), nova/pci/utils.py (PCI_VENDOR_PATTERN,
-//   _PCI_ADDRESS_PATTERN), nova/objects/fields.py (PciDeviceType, PCINUMAAffinityPolicy).
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   clearedNovaRelationData,
@@ -30,6 +9,7 @@ import {
 } from "../../src/plan/nova";
 import type { BoundDevice } from "../../src/plan/types";
 import { bound, gpu, gpuAudio, secondGpu } from "../support/bound-devices";
+import { expectGolden } from "../support/golden";
 
 // ---------------------------------------------------------------- nova-compute, emulated
 
@@ -345,21 +325,6 @@ function asUnitData(data: Record<string, string | null>): UnitData {
   return out;
 }
 
-const GOLDEN_DIR = path.join(__dirname, "golden", "nova");
-
-/** Compares with tests/unit/golden/nova/<name>; UPDATE_GOLDEN=1 rewrites it (review the diff). */
-function expectGolden(name: string, actual: string): void {
-  const file = path.join(GOLDEN_DIR, name);
-  if (process.env.UPDATE_GOLDEN === "1") {
-    mkdirSync(GOLDEN_DIR, { recursive: true });
-    writeFileSync(file, actual);
-    return;
-  }
-  if (!existsSync(file))
-    throw new Error(`missing golden ${file}: run with UPDATE_GOLDEN=1 and review it`);
-  expect(actual).toBe(readFileSync(file, "utf8"));
-}
-
 // ---------------------------------------------------------------- the contract
 
 const CASES: { name: string; golden: string; bound: BoundDevice[]; option: NovaSpecOptionName }[] =
@@ -408,7 +373,7 @@ describe("rendered by nova-compute, read by oslo.config, accepted by nova", () =
       const view = novaComputeContext(relations(asUnitData(data)));
       expect(view.ephemeralBackendComplete).toBe(true);
       const conf = renderNovaConf(view);
-      expectGolden(c.golden, conf);
+      expectGolden(`nova/${c.golden}`, conf);
 
       // ceilometer-agent's settings survive next to ours.
       const ini = parseOsloIni(conf);
@@ -487,7 +452,7 @@ describe("coexistence and removal, as nova-compute sees them", () => {
   it("without ceilometer-agent our sections still render", () => {
     const view = novaComputeContext(relations(gpuData(), { ceilometer: false }));
     expect(view.ephemeralBackendComplete).toBe(true);
-    expectGolden("one-gpu-without-ceilometer.conf", renderNovaConf(view));
+    expectGolden("nova/one-gpu-without-ceilometer.conf", renderNovaConf(view));
   });
 
   it("nothing bound: the empty pci list keeps the context complete, so nova-compute re-renders", () => {

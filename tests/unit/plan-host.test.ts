@@ -1,9 +1,6 @@
 // planHost against golden files: the whole plan, rendered as text, for the hosts the issue names.
 // Regenerate with UPDATE_GOLDEN=1 npx vitest run tests/unit/plan-host.test.ts (then read the diff).
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { type Config, parseConfig } from "../../src/config";
 import type { HostFacts, ModuleIndex } from "../../src/host/facts";
@@ -11,21 +8,8 @@ import { OWNED } from "../../src/host/root";
 import { planHost } from "../../src/plan/plan-host";
 import { renderBindHelper, renderInitramfsHook } from "../../src/plan/render-files";
 import type { HostPlan } from "../../src/plan/types";
+import { expectGolden } from "../support/golden";
 import { fn, host, MODULES_ALIAS, moduleIndex, seedHost } from "../support/host-facts";
-
-const goldenDir = join(dirname(fileURLToPath(import.meta.url)), "golden");
-const update = process.env["UPDATE_GOLDEN"] === "1";
-
-function golden(name: string, actual: string): void {
-  const file = join(goldenDir, name);
-  if (update || !existsSync(file)) {
-    if (!update) throw new Error(`no golden file ${file}: run with UPDATE_GOLDEN=1 and review it`);
-    mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, actual);
-    return;
-  }
-  expect(actual).toBe(readFileSync(file, "utf8"));
-}
 
 const STATIC: Record<string, string> = {
   [OWNED.bindHelper]: "vfio-bind.sh",
@@ -142,12 +126,12 @@ const cases: [string, Record<string, unknown>, () => HostFacts, ModuleIndex | nu
 
 describe("planHost goldens", () => {
   it.each(cases)("%s", (name, raw, facts, idx) => {
-    golden(`${name}.txt`, renderPlan(planHost(config(raw), facts(), idx, none)));
+    expectGolden(`${name}.txt`, renderPlan(planHost(config(raw), facts(), idx, none)));
   });
 
   it("renders the static helper and hook once", () => {
-    golden("vfio-bind.sh", renderBindHelper());
-    golden("initramfs-hook.sh", renderInitramfsHook());
+    expectGolden("vfio-bind.sh", renderBindHelper());
+    expectGolden("initramfs-hook.sh", renderInitramfsHook());
   });
 });
 
