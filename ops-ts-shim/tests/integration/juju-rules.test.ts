@@ -6,14 +6,14 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Context, type OutputState, UncaughtCharmError } from "../src/testing";
-import { createUnitSimulator, type UnitSimulatorOptions } from "../src/testing/simulator";
-import { bundleCharm } from "./fixtures/bundle-charm";
+import { Context, type OutputState, UncaughtCharmError } from "../../src/testing";
+import { createUnitSimulator, type UnitSimulatorOptions } from "../../src/testing/simulator";
+import { bundleCharm } from "../fixtures/bundle-charm";
 import {
   MISBEHAVING_ACTIONS,
   MISBEHAVING_METADATA,
   MisbehavingCharm,
-} from "./fixtures/misbehaving-charm";
+} from "../fixtures/misbehaving-charm";
 
 const DB = [{ endpoint: "db", remoteApp: "postgresql", localAppData: { secret: "s3" } }];
 

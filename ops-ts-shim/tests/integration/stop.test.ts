@@ -6,8 +6,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createUnitSimulator } from "../src/testing/simulator";
-import { bundleCharm } from "./fixtures/bundle-charm";
+import { createUnitSimulator } from "../../src/testing/simulator";
+import { bundleCharm } from "../fixtures/bundle-charm";
 
 const METADATA = "name: counter\n";
 const ACTIONS = "count:\n  description: Counts slowly, stopping when asked.\n";
