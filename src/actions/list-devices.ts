@@ -8,7 +8,7 @@ import { CLASS_WORDS, classWord, parsePciId } from "../pci-vocabulary";
 import type { PlannedPf } from "../plan/sriov";
 import type { BoundDevice } from "../plan/types";
 import { driverWords } from "../text";
-import { type Checked, type ParamError, validateParams } from "./params";
+import { type Checked, checkParams, type ParamError } from "./params";
 import { addressKey, type ResultTree, yesNo } from "./results";
 
 export interface ListDevicesParams {
@@ -23,42 +23,40 @@ export interface ListDevicesParams {
 
 /** Checks raw list-devices params (schema, then the class word / hex prefix and vendor id). */
 export function parseListDevicesParams(raw: unknown): Checked<ListDevicesParams> {
-  const checked = validateParams("list-devices", validateActionListDevices, raw);
-  if (!checked.ok) return checked;
-  const p = checked.params;
-  const errors: ParamError[] = [];
-  let classPrefixes: string[] | null = null;
-  if (typeof p.class === "string") {
-    const value = p.class.trim().toLowerCase().replace(/^0x/, "");
-    if (CLASS_WORDS[value]) classPrefixes = CLASS_WORDS[value]!;
-    else if (/^[0-9a-f]{2,6}$/.test(value)) classPrefixes = [value];
-    else {
-      errors.push({
-        param: "class",
-        message: `class "${p.class}" is neither a class word (${Object.keys(CLASS_WORDS).join(", ")}) nor a hex class prefix (2 to 6 hex digits, e.g. 03 or 0200)`,
-      });
+  return checkParams<ListDevicesParams>("list-devices", validateActionListDevices, raw, (p) => {
+    const errors: ParamError[] = [];
+    let classPrefixes: string[] | null = null;
+    if (typeof p.class === "string") {
+      const value = p.class.trim().toLowerCase().replace(/^0x/, "");
+      if (CLASS_WORDS[value]) classPrefixes = CLASS_WORDS[value]!;
+      else if (/^[0-9a-f]{2,6}$/.test(value)) classPrefixes = [value];
+      else {
+        errors.push({
+          param: "class",
+          message: `class "${p.class}" is neither a class word (${Object.keys(CLASS_WORDS).join(", ")}) nor a hex class prefix (2 to 6 hex digits, e.g. 03 or 0200)`,
+        });
+      }
     }
-  }
-  let vendor: string | null = null;
-  if (typeof p.vendor === "string") {
-    vendor = parsePciId(p.vendor);
-    if (vendor === null) {
-      errors.push({
-        param: "vendor",
-        message: `vendor "${p.vendor}" is not a vendor id: give 4 hex digits, e.g. 10de`,
-      });
+    let vendor: string | null = null;
+    if (typeof p.vendor === "string") {
+      vendor = parsePciId(p.vendor);
+      if (vendor === null) {
+        errors.push({
+          param: "vendor",
+          message: `vendor "${p.vendor}" is not a vendor id: give 4 hex digits, e.g. 10de`,
+        });
+      }
     }
-  }
-  if (errors.length > 0) return { ok: false, errors };
-  return {
-    ok: true,
-    params: {
-      classPrefixes,
-      vendor,
-      selectedOnly: p["selected-only"] === true,
-      eachVf: p["each-vf"] === true,
-    },
-  };
+    if (errors.length > 0) return { errors };
+    return {
+      params: {
+        classPrefixes,
+        vendor,
+        selectedOnly: p["selected-only"] === true,
+        eachVf: p["each-vf"] === true,
+      },
+    };
+  });
 }
 
 /** One listed function, structured (the results tree is rendered from these). */

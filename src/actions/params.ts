@@ -54,6 +54,28 @@ export function validateParams(
   return { ok: false, errors };
 }
 
+/** What an action's own checks make of the schema-valid params: its typed params, or what is
+ * wrong (never an empty list). */
+export type Refine<T> = (
+  params: Record<string, unknown>,
+) => { params: T } | { errors: ParamError[] };
+
+/** An action's parameter check: the schema first (types, enums, defaults), then the action's own
+ * syntax on values the schema already let through; no errors means the params are ready to use. */
+export function checkParams<T>(
+  action: string,
+  validator: Validator,
+  raw: unknown,
+  refine: Refine<T>,
+): Checked<T> {
+  const checked = validateParams(action, validator, raw);
+  if (!checked.ok) return checked;
+  const refined = refine(checked.params);
+  return "errors" in refined
+    ? { ok: false, errors: refined.errors }
+    : { ok: true, params: refined.params };
+}
+
 /** One line for action-fail: every param error joined. */
 export function paramErrorMessage(action: string, errors: ParamError[]): string {
   return `${action}: ${errors.map((e) => e.message).join("; ")}`;

@@ -22,7 +22,7 @@ import {
 import { functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "../plan/iommu-groups";
 import type { BoundDevice, WithheldFunction } from "../plan/types";
 import { driverWords } from "../text";
-import { type Checked, type ParamError, validateParams } from "./params";
+import { type Checked, checkParams, type ParamError } from "./params";
 
 export type RebindTarget = "vfio-pci" | "host";
 
@@ -138,24 +138,16 @@ export function parseDeviceList(text: string): { tokens: DeviceToken[]; errors: 
 
 /** Checks raw rebind params (schema from actions.yaml, then the `devices` syntax). */
 export function parseRebindParams(raw: unknown): Checked<RebindParams> {
-  const checked = validateParams("rebind", validateActionRebind, raw);
-  if (!checked.ok) return checked;
-  const p = checked.params;
-  let devices: DeviceToken[] | null = null;
-  if (typeof p.devices === "string") {
-    const parsed = parseDeviceList(p.devices);
-    if (parsed.errors.length > 0) return { ok: false, errors: parsed.errors };
-    devices = parsed.tokens;
-  }
-  return {
-    ok: true,
-    params: {
-      devices,
-      to: p.to as RebindTarget,
-      dryRun: p["dry-run"] === true,
-      force: p.force === true,
-    },
-  };
+  return checkParams<RebindParams>("rebind", validateActionRebind, raw, (p) => {
+    let devices: DeviceToken[] | null = null;
+    if (typeof p.devices === "string") {
+      const parsed = parseDeviceList(p.devices);
+      if (parsed.errors.length > 0) return { errors: parsed.errors };
+      devices = parsed.tokens;
+    }
+    const to = p.to as RebindTarget;
+    return { params: { devices, to, dryRun: p["dry-run"] === true, force: p.force === true } };
+  });
 }
 
 export interface PlanRebindInput {

@@ -10,9 +10,10 @@ import type { HostFacts } from "../host/facts";
 import { deviceAttr, SYSFS_WRITES } from "../host/root";
 import type { VfioGroupUser } from "../host/vfio-users";
 import { describeUser } from "../host/vfio-users";
+import { parseAddressPattern } from "../pci-vocabulary";
 import type { PlannedPf } from "../plan/sriov";
 import { listOf } from "../text";
-import { type Checked, type ParamError, validateParams } from "./params";
+import { type Checked, checkParams } from "./params";
 import { type ActionReply, addressKey, listResult, type ResultTree } from "./results";
 
 export interface SriovVfsParams {
@@ -22,25 +23,19 @@ export interface SriovVfsParams {
   force: boolean;
 }
 
-/** Checks raw params (schema from actions.yaml, then the PF address's shape). */
+/** Checks raw params (schema from actions.yaml, then the PF's address through the PCI
+ * vocabulary, as the option and rebind read it). One PF or all: actions.yaml's pattern already
+ * refuses a glob, since a change of VF count destroys every VF of each PF it names. */
 export function parseSriovVfsParams(raw: unknown): Checked<SriovVfsParams> {
-  const checked = validateParams("sriov-vfs", validateActionSriovVfs, raw);
-  if (!checked.ok) return checked;
-  const p = checked.params;
-  const errors: ParamError[] = [];
-  let pf: string | null = null;
-  if (typeof p.pf === "string") {
-    const text = p.pf.trim().toLowerCase();
-    const full = /^[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/.test(text) ? `0000:${text}` : text;
-    if (/^[0-9a-f]{4,8}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/.test(full)) pf = full;
-    else
-      errors.push({
-        param: "pf",
-        message: `pf "${p.pf}" is not a PCI address such as 0000:3b:00.0 (list-devices shows the PFs)`,
-      });
-  }
-  if (errors.length > 0) return { ok: false, errors };
-  return { ok: true, params: { pf, dryRun: p["dry-run"] === true, force: p.force === true } };
+  return checkParams<SriovVfsParams>("sriov-vfs", validateActionSriovVfs, raw, (p) => {
+    const address = typeof p.pf === "string" ? parseAddressPattern(p.pf) : null;
+    if (typeof address === "string") {
+      const message = `pf "${p.pf}" ${address} (list-devices shows the PFs)`;
+      return { errors: [{ param: "pf", message }] };
+    }
+    const pf = address?.text ?? null;
+    return { params: { pf, dryRun: p["dry-run"] === true, force: p.force === true } };
+  });
 }
 
 /** One write, in order: the host path and the value. */

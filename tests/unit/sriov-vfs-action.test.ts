@@ -141,6 +141,13 @@ describe("sriov-vfs", () => {
     );
     const bad = parseSriovVfsParams({ pf: "3b:00" });
     expect(bad.ok).toBe(false);
+    // One grammar with the option and rebind: a VMD domain and 0x-less upper case are read alike;
+    // a glob is refused (by actions.yaml's pattern), since a change of VF count destroys every VF of each PF it names.
+    expect(parseSriovVfsParams({ pf: "10000:01:00.0" })).toMatchObject({
+      params: { pf: "10000:01:00.0" },
+    });
+    expect(parseSriovVfsParams({ pf: "0000:3B:00.0" })).toMatchObject({ params: { pf: PF } });
+    expect(parseSriovVfsParams({ pf: "0000:3b:00.*" }).ok).toBe(false);
     expect(parseSriovVfsParams({ pf: "3b:00.0" })).toEqual({
       ok: true,
       params: { pf: PF, dryRun: false, force: false },
