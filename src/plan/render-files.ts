@@ -73,28 +73,44 @@ export function renderModprobeConf(blacklist: string[], softdeps: string[]): str
   return lines.join("\n");
 }
 
+/** What a udev line may hold of a function: its address and ids, checked again where they are
+ * written into a file that runs as root at boot (they were parsed at the edge; this is the net). */
+function assertRuleTarget(fn: { address: string; vendorId: string; deviceId: string }): void {
+  assert(isPciAddress(fn.address), `PCI address ${JSON.stringify(fn.address)}`);
+  assert(isPciId(fn.vendorId) && isPciId(fn.deviceId), `ids of ${fn.address}`);
+}
+
+/** A udev rules file the charm owns: its header, what it does, then each entry's checked lines;
+ * null when there is no entry (the file is then removed). */
+export function renderRulesFile<T extends { address: string; vendorId: string; deviceId: string }>(
+  option: string,
+  about: string[],
+  entries: T[],
+  linesOf: (entry: T) => string[],
+): string | null {
+  if (entries.length === 0) return null;
+  const lines = [managedHeader(option), ...about.map((l) => `# ${l}`)];
+  for (const entry of entries) {
+    assertRuleTarget(entry);
+    lines.push(...linesOf(entry));
+  }
+  return `${lines.join("\n")}\n`;
+}
+
 /** The udev rule: one line per function, matching address AND ids so a different card later put
  * in that slot is left to the host. Null when nothing is bound. */
 export function renderUdevRules(bind: BoundDevice[]): string | null {
-  if (bind.length === 0) return null;
-  const lines = [
-    managedHeader("devices"),
-    "# On each PCI add event (in the initramfs and after), before 80-drivers.rules loads native",
-    "# drivers: set driver_override=vfio-pci on the functions given to VMs, then run vfio-bind,",
-    "# which moves a function to vfio-pci if a driver that was already loaded claimed it first.",
+  const about = [
+    "On each PCI add event (in the initramfs and after), before 80-drivers.rules loads native",
+    "drivers: set driver_override=vfio-pci on the functions given to VMs, then run vfio-bind,",
+    "which moves a function to vfio-pci if a driver that was already loaded claimed it first.",
   ];
-  for (const d of [...bind].sort(byAddress)) {
-    assert(isPciAddress(d.address), `PCI address ${JSON.stringify(d.address)}`);
-    assert(isPciId(d.vendorId) && isPciId(d.deviceId), `ids of ${d.address}`);
-    const why = d.follows ? `companion of ${d.follows}` : "selected";
-    lines.push(
-      `# ${d.address} ${d.vendorId}:${d.deviceId} alias ${d.alias} (${why})`,
-      `ACTION=="add", SUBSYSTEM=="pci", KERNEL=="${d.address}", ATTR{vendor}=="0x${d.vendorId}", ` +
-        `ATTR{device}=="0x${d.deviceId}", ATTR{driver_override}="vfio-pci", ` +
-        `RUN+="${OWNED.bindHelper} %k"`,
-    );
-  }
-  return `${lines.join("\n")}\n`;
+  return renderRulesFile("devices", about, [...bind].sort(byAddress), (d) => [
+    `# ${d.address} ${d.vendorId}:${d.deviceId} alias ${d.alias} (${d.follows ? `companion of ${d.follows}` : "selected"})`,
+    `ACTION=="add", SUBSYSTEM=="pci", KERNEL=="${d.address}", ATTR{vendor}=="0x${d.vendorId}", ` +
+      `ATTR{device}=="0x${d.deviceId}", ATTR{driver_override}="vfio-pci", ` +
+      `RUN+="${OWNED.bindHelper} %k"`,
+  ]);
 }
 
 /** The start every helper script shares: strict mode, a PATH that udev may not give, the test root,
@@ -114,6 +130,17 @@ log() {
   fi
   printf 'pci-passthrough: %s\\n' "$*" >&2
 }
+
+# need_address <helper> <value>: exits 2 (logged) unless value is a full PCI address as sysfs
+# names a function; the helpers put it into sysfs paths, so nothing else may pass.
+need_address() {
+  case "$2" in
+  "" | *[!0-9a-f:.]*) ;;
+  *:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f].[0-7]) return 0 ;;
+  esac
+  log "$1: not a PCI address: '$2'"
+  exit 2
+}
 `;
 
 /**
@@ -131,17 +158,7 @@ ${managedHeader("devices")}#
 # loaded for an identical twin), and asks the kernel to probe it again, which honours the override.
 ${HELPER_PRELUDE}
 addr="\${1:-}"
-case "$addr" in
-"" | *[!0-9a-f:.]*)
-  log "vfio-bind: not a PCI address: '$addr'"
-  exit 2
-  ;;
-*:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f].[0-7]) ;;
-*)
-  log "vfio-bind: not a PCI address: '$addr'"
-  exit 2
-  ;;
-esac
+need_address vfio-bind "$addr"
 
 dev="$root${READ.pciDevices}/$addr"
 if [ ! -e "$dev/config" ]; then

@@ -2,11 +2,9 @@
 // it runs. Pure text builders (the decisions are in sriov.ts); every interpolated value is checked
 // again here, because the rule makes udev run a shell script as root.
 import { OWNED, READ, SYSFS_WRITES } from "../host/root";
-import { HELPER_PRELUDE, managedHeader } from "./render-files";
+import { isPciId } from "../pci-vocabulary";
+import { HELPER_PRELUDE, managedHeader, renderRulesFile } from "./render-files";
 import type { PlannedPf } from "./sriov";
-
-const ADDRESS = /^[0-9a-f]{4,8}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/;
-const HEX4 = /^[0-9a-f]{4}$/;
 
 function assert(ok: boolean, what: string): void {
   if (!ok) throw new Error(`refusing to render ${what}: it did not pass validation`);
@@ -20,30 +18,25 @@ function assert(ok: boolean, what: string): void {
  * card later put in that slot alone. Null when no PF gets VFs.
  */
 export function renderSriovRules(pfs: PlannedPf[]): string | null {
-  if (pfs.length === 0) return null;
-  const lines = [
-    managedHeader("devices (entries with vfs)"),
-    "# When an SR-IOV PF's driver binds (in the initramfs or after), create its VFs and send each",
-    "# to its planned driver: vfio-pci by its own address (flavor alias), or the host VF driver",
-    "# (neutron physical network). Arguments: PF, number of VFs, VF driver, VF ids.",
+  const about = [
+    "When an SR-IOV PF's driver binds (in the initramfs or after), create its VFs and send each",
+    "to its planned driver: vfio-pci by its own address (flavor alias), or the host VF driver",
+    "(neutron physical network). Arguments: PF, number of VFs, VF driver, VF ids.",
   ];
-  for (const pf of pfs) {
-    assert(ADDRESS.test(pf.address), `PCI address ${JSON.stringify(pf.address)}`);
-    assert(HEX4.test(pf.vendorId) && HEX4.test(pf.deviceId), `ids of ${pf.address}`);
+  return renderRulesFile("devices (entries with vfs)", about, pfs, (pf) => {
     assert(Number.isInteger(pf.numVfs) && pf.numVfs > 0 && pf.numVfs <= 65535, "number of VFs");
     const vfId = pf.announcedVfDeviceId;
-    assert(vfId === null || HEX4.test(vfId), `VF id of ${pf.address}`);
+    assert(vfId === null || isPciId(vfId), `VF id of ${pf.address}`);
     const vfIds = vfId === null ? "-" : `${pf.vendorId}:${vfId}`;
     const why =
       pf.physicalNetwork === null ? `alias ${pf.alias}` : `physical network ${pf.physicalNetwork}`;
-    lines.push(
+    return [
       `# ${pf.address} ${pf.vendorId}:${pf.deviceId}: ${pf.numVfs} VFs on ${pf.vfDriver === "vfio-pci" ? "vfio-pci" : "the host VF driver"} (${why})`,
       `ACTION=="add|bind", SUBSYSTEM=="pci", KERNEL=="${pf.address}", ATTR{vendor}=="0x${pf.vendorId}", ` +
         `ATTR{device}=="0x${pf.deviceId}", DRIVER=="?*", DRIVER!="vfio-pci", ` +
         `RUN+="${OWNED.sriovHelper} %k ${pf.numVfs} ${pf.vfDriver} ${vfIds}"`,
-    );
-  }
-  return `${lines.join("\n")}\n`;
+    ];
+  });
 }
 
 /**
@@ -65,17 +58,7 @@ pf="\${1:-}"
 want="\${2:-}"
 mode="\${3:-}"
 ids="\${4:--}"
-case "$pf" in
-"" | *[!0-9a-f:.]*)
-  log "sriov-vfs: not a PCI address: '$pf'"
-  exit 2
-  ;;
-*:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f].[0-7]) ;;
-*)
-  log "sriov-vfs: not a PCI address: '$pf'"
-  exit 2
-  ;;
-esac
+need_address sriov-vfs "$pf"
 case "$want" in
 "" | *[!0-9]* | 0*)
   log "sriov-vfs: $pf: not a number of VFs: '$want'"
