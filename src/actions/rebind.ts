@@ -8,6 +8,7 @@ import type { SysfsWriter } from "../apply/sysfs";
 import type { HostFacts, HostUsage } from "../host/facts";
 import { deviceAttr, driverAttr, isRealRoot, READ, SYSFS_WRITES } from "../host/root";
 import { describeUser, readVfioGroupUsers } from "../host/vfio-users";
+import { byAddress } from "../pci-vocabulary";
 import { isVfioDriver } from "../plan/iommu-groups";
 import type { BoundDevice, WithheldFunction } from "../plan/types";
 import { driverWords } from "../text";
@@ -180,7 +181,7 @@ function finish(rebind: RebindRun, ok: boolean, message: string): RebindOutcome 
     ok,
     to: rebind.plan.to,
     message,
-    devices: [...rebind.outcomes, ...unchanged].sort((a, b) => (a.address < b.address ? -1 : 1)),
+    devices: [...rebind.outcomes, ...unchanged].sort(byAddress),
     writes: rebind.writes,
     warnings: rebind.plan.warnings,
   };

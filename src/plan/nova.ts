@@ -16,7 +16,13 @@
 // passes all three; alias names are checked below because they come from the operator.
 import type { NovaPciOption } from "../config";
 import type { NovaRelease } from "../host/facts";
-import { byAddress, domainOf, isPciAddress, normaliseHex } from "../pci-vocabulary";
+import {
+  byAddress,
+  compareAddresses,
+  domainOf,
+  isPciAddress,
+  normaliseHex,
+} from "../pci-vocabulary";
 import type { PlannedPf } from "./sriov";
 import type { BoundDevice, NovaDeviceType, PlanProblem } from "./types";
 
@@ -241,7 +247,7 @@ function buildEntries(
   for (const pf of sriov) {
     const vfs = pf.physicalNetwork === null ? vfsOf.get(pf.address) : pf.vfAddresses;
     if (vfs === undefined || vfs.length === 0) continue;
-    deviceSpecs.push(...sriovDeviceSpecs(pf, [...vfs].sort()));
+    deviceSpecs.push(...sriovDeviceSpecs(pf, [...vfs].sort(compareAddresses)));
   }
   // alias name → the device_type/numa_policy of its first entry: later entries must agree.
   const shapeOf = new Map<string, { shape: string; address: string }>();

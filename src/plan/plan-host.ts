@@ -4,7 +4,7 @@
 import type { Config } from "../config";
 import type { HostFacts, HostUsage, ModuleIndex, ModuleNames } from "../host/facts";
 import { OWNED } from "../host/root";
-import { idsOf } from "../pci-vocabulary";
+import { compareAddresses, idsOf } from "../pci-vocabulary";
 import { listOf } from "../text";
 import { checkModuleNames, nativeDrivers, planBlacklist, planKernelParams } from "./boot";
 import {
@@ -170,7 +170,7 @@ function identityChanges(
       (s) => s.vendorId === fn?.vendorId && s.productId === fn?.deviceId && s.vendorId !== null,
     );
   };
-  for (const address of Object.keys(previous.boundIds).sort()) {
+  for (const address of Object.keys(previous.boundIds).sort(compareAddresses)) {
     const before = previous.boundIds[address]!;
     const fn = byAddress.get(address);
     const now = fn ? idsOf(fn) : null;
