@@ -6,6 +6,7 @@
 import { validateActionVerifyIommu } from "../generated/validators.js";
 import type { HostFacts, HostUsage } from "../host/facts";
 import type { InterruptRemapping } from "../host/interrupt-remapping";
+import { kernelParamName } from "../kernel-param-vocabulary";
 import { hostSafety } from "../plan/host-safety";
 import { functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "../plan/iommu-groups";
 import type { PlannedPf } from "../plan/sriov";
@@ -113,17 +114,11 @@ export function parseVerifyIommuParams(raw: unknown): Checked<Record<string, nev
   return checked.ok ? { ok: true, params: {} } : checked;
 }
 
-/** Kernel parameter name normalised as the kernel compares them (`-` and `_` are the same). */
-function paramKey(param: string): string {
-  const eq = param.indexOf("=");
-  return (eq < 0 ? param : param.slice(0, eq)).replace(/-/g, "_");
-}
-
 function normalisedParam(param: string): string {
   const eq = param.indexOf("=");
   return eq < 0
-    ? paramKey(param)
-    : `${paramKey(param)}=${param.slice(eq + 1).replace(/^"|"$/g, "")}`;
+    ? kernelParamName(param)
+    : `${kernelParamName(param)}=${param.slice(eq + 1).replace(/^"|"$/g, "")}`;
 }
 
 /** Splits a command line into parameters, honouring double quotes as the kernel does. */
@@ -147,7 +142,7 @@ export function compareCmdline(
   for (const p of planned) {
     if (have.has(normalisedParam(p))) continue;
     missing.push(p);
-    const other = tokens.filter((t) => paramKey(t) === paramKey(p));
+    const other = tokens.filter((t) => kernelParamName(t) === kernelParamName(p));
     const found = other.length > 0 ? ` (it has ${other.join(" ")} instead)` : "";
     problems.push({
       check: "cmdline",

@@ -7,6 +7,7 @@
 // vendor:device, its vendor with any device, and the handful with a wildcard vendor; each glob is
 // compiled once, on first use; answers are cached per distinct modalias (VFs share one).
 import { readFileSync, readlinkSync } from "node:fs";
+import { normaliseModule } from "../module-name-vocabulary";
 import type { HostReadProblem, ModuleIndex, ModuleNames } from "./facts";
 import { fileStamp } from "./file-stamp";
 import { errnoCode } from "./read-files";
@@ -295,7 +296,7 @@ export function rememberingModuleIndex(
 function moduleNameOfPath(path: string): string | null {
   const base = path.slice(path.lastIndexOf("/") + 1);
   const m = /^(.+?)\.ko(?:\.(?:zst|xz|gz))?$/.exec(base);
-  return m ? m[1]!.replace(/-/g, "_") : null;
+  return m ? normaliseModule(m[1]!) : null;
 }
 
 /**
@@ -345,7 +346,7 @@ export function readModuleNames(
           let module: string | null = null;
           try {
             const target = readlinkSync(under(root, driverModuleLink(driver)));
-            module = target.slice(target.lastIndexOf("/") + 1).replace(/-/g, "_") || null;
+            module = normaliseModule(target.slice(target.lastIndexOf("/") + 1)) || null;
           } catch {
             // Built-in drivers without a module name, or a driver gone since: no answer.
           }
@@ -355,7 +356,7 @@ export function readModuleNames(
       },
       exists(module: string): boolean | null {
         if (known === undefined) known = load();
-        return known === null ? null : known.has(module.replace(/-/g, "_"));
+        return known === null ? null : known.has(normaliseModule(module));
       },
     },
     problems: () => problems,

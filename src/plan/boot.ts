@@ -1,8 +1,9 @@
 // Boot-time decisions: the kernel parameters our grub drop-in appends and the modules kept off the
 // host. Pure: config, facts and the modules.alias index in, lists out. The file texts that carry
 // these decisions are rendered in render-files.ts.
-import { type Config, isProtectedModule, normaliseModule } from "../config";
+import type { Config } from "../config";
 import type { HostFacts, ModuleIndex, ModuleNames, PciFunction } from "../host/facts";
+import { isProtectedModule, normaliseModule } from "../module-name-vocabulary";
 import { idsOf } from "../pci-vocabulary";
 import type { BoundDevice, PlanProblem } from "./types";
 

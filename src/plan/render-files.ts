@@ -1,8 +1,9 @@
 // The exact bytes of every file the charm owns. Pure text builders: no decisions (those are in
 // boot.ts / select.ts), no I/O. Everything interpolated is re-checked here, because two of these
 // files are shell run as root and one is a udev rule.
-import { isSafeKernelParam } from "../config";
+
 import { OWNED, READ, SYSFS_WRITES } from "../host/root";
+import { isSafeKernelParam } from "../kernel-param-vocabulary";
 import { byAddress, isPciAddress, isPciId } from "../pci-vocabulary";
 import type { BoundDevice } from "./types";
 

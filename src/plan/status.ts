@@ -2,6 +2,7 @@
 // charm hands it the outcome; it never looks at the host itself.
 import type { ConfigError } from "../config";
 import type { HostFacts } from "../host/facts";
+import { kernelParamName } from "../kernel-param-vocabulary";
 import { clip, listOf } from "../text";
 import { vfCountChange } from "./sriov";
 import type { BoundDevice, HostPlan, PlanProblem, Regenerate, WithheldFunction } from "./types";
@@ -29,12 +30,6 @@ export type PreparationOutcome =
   | { kind: "refused"; message: string }
   | { kind: "prepared"; plan: HostPlan; facts: HostFacts; failed: FailedCommand[] }
   | { kind: "removed"; failed: FailedCommand[] };
-
-/** Kernel parameter name as the kernel compares them (`-` and `_` are the same). */
-function paramKey(param: string): string {
-  const eq = param.indexOf("=");
-  return (eq < 0 ? param : param.slice(0, eq)).replace(/-/g, "_");
-}
 
 /** The planned parameters the running kernel was not booted with; null when /proc/cmdline could
  * not be read (unknown is not "missing"). */
@@ -115,7 +110,7 @@ export function iommuOffReason(kernelParams: string[], facts: HostFacts): string
   if (facts.iommuGroupsDir === "unreadable") {
     return "whether the IOMMU is on is unknown (/sys/kernel/iommu_groups could not be read)";
   }
-  const switches = kernelParams.filter((p) => /^(?:intel|amd)_iommu$/.test(paramKey(p)));
+  const switches = kernelParams.filter((p) => /^(?:intel|amd)_iommu$/.test(kernelParamName(p)));
   const missing = missingParams(switches, facts);
   if (missing === null) {
     return (
