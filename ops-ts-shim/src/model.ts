@@ -143,17 +143,26 @@ export class StoredState {
 export class Relation {
   private unitData = new Map<string, Record<string, string>>();
   private appData: Record<string, string> | null = null;
+  private ownAppData: Record<string, string> | null = null;
 
   constructor(
     private readonly runner: HookToolRunner,
     private readonly localUnit: string,
     readonly id: number,
     readonly name: string,
-    /** The remote application, when Juju told us or a remote unit reveals it. */
+    /** The remote application, when Juju told us or a remote unit reveals it (for a peer
+     * relation: this unit's own application). */
     readonly app: string | null,
-    /** Remote units currently in the relation (relation-list). */
+    /** Remote units currently in the relation (relation-list; for a peer relation the other
+     * units of this application). */
     readonly units: string[],
+    /** Whether this is a peer relation (metadata.yaml `peers:`). */
+    readonly isPeer: boolean = false,
   ) {}
+
+  private get localApp(): string {
+    return this.localUnit.split("/")[0]!;
+  }
 
   private bag(unit: string): Record<string, string> {
     let data = this.unitData.get(unit);
@@ -178,6 +187,27 @@ export class Relation {
     return { ...this.appData };
   }
 
+  /**
+   * This application's own data bag in the relation. Juju lets every unit read it in a peer
+   * relation and only the leader in any other (apiserver uniter readLocalApplicationSettings);
+   * only the leader may write it.
+   */
+  localAppData(): Record<string, string> {
+    if (this.ownAppData === null) {
+      this.ownAppData = hookcmds.relationGet(this.runner, this.id, this.localApp, { app: true });
+    }
+    return { ...this.ownAppData };
+  }
+
+  /** Updates the application's data bag (leader only): like setLocalUnitData, only changes go. */
+  setLocalAppData(data: Record<string, string | null>): void {
+    const current = this.localAppData();
+    const changes = changedKeys(current, data);
+    if (Object.keys(changes).length === 0) return;
+    hookcmds.relationSet(this.runner, this.id, changes, { app: true });
+    this.ownAppData = applyChanges(current, changes);
+  }
+
   /** This unit's own data bag in the relation. */
   localUnitData(): Record<string, string> {
     return { ...this.bag(this.localUnit) };
@@ -189,20 +219,36 @@ export class Relation {
    */
   setLocalUnitData(data: Record<string, string | null>): void {
     const current = this.bag(this.localUnit);
-    const changes: Record<string, string | null> = {};
-    for (const [key, value] of Object.entries(data)) {
-      const wanted = value === "" ? null : value;
-      if (wanted === null ? key in current : current[key] !== wanted) changes[key] = wanted;
-    }
+    const changes = changedKeys(current, data);
     if (Object.keys(changes).length === 0) return;
     hookcmds.relationSet(this.runner, this.id, changes);
-    const next = { ...current };
-    for (const [key, value] of Object.entries(changes)) {
-      if (value === null) delete next[key];
-      else next[key] = value;
-    }
-    this.unitData.set(this.localUnit, next);
+    this.unitData.set(this.localUnit, applyChanges(current, changes));
   }
+}
+
+/** The keys of data that would change current ("" and null delete). */
+function changedKeys(
+  current: Record<string, string>,
+  data: Record<string, string | null>,
+): Record<string, string | null> {
+  const changes: Record<string, string | null> = {};
+  for (const [key, value] of Object.entries(data)) {
+    const wanted = value === "" ? null : value;
+    if (wanted === null ? key in current : current[key] !== wanted) changes[key] = wanted;
+  }
+  return changes;
+}
+
+function applyChanges(
+  current: Record<string, string>,
+  changes: Record<string, string | null>,
+): Record<string, string> {
+  const next = { ...current };
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === null) delete next[key];
+    else next[key] = value;
+  }
+  return next;
 }
 
 /** How the model learns about the current dispatch; main() builds it. */
@@ -266,10 +312,12 @@ export class Model {
   }
 
   private makeRelation(endpoint: string, id: number, units: string[]): Relation {
+    const isPeer = endpointsOf(this.metadata()).get(endpoint)?.role === "peers";
     const isEventRelation = this.context.relationId === id;
-    const app =
-      (isEventRelation ? this.context.remoteApp : null) ?? units[0]?.split("/")[0] ?? null;
-    return new Relation(this.runner, this.unitName, id, endpoint, app, units);
+    const app = isPeer
+      ? this.appName
+      : ((isEventRelation ? this.context.remoteApp : null) ?? units[0]?.split("/")[0] ?? null);
+    return new Relation(this.runner, this.unitName, id, endpoint, app, units, isPeer);
   }
 
   /** The live relations on an endpoint (relation-ids, then relation-list for each; cached). */

@@ -81,6 +81,14 @@ function checkRelations(spec: CharmSpec, state: CheckedState, problems: string[]
       );
     }
     const id = relation.id ?? index + 1;
+    const declaredPeer = endpoints.get(relation.endpoint)?.role === "peers";
+    if (endpoints.has(relation.endpoint) && declaredPeer !== Boolean(relation.peer)) {
+      problems.push(
+        declaredPeer
+          ? `relation ${relation.endpoint}:${id} is a peer relation in metadata.yaml: give it peer: true (its remote application is the unit's own)`
+          : `relation ${relation.endpoint}:${id} has peer: true but metadata.yaml declares "${relation.endpoint}" under ${endpoints.get(relation.endpoint)?.role}`,
+      );
+    }
     if (ids.has(id)) problems.push(`relation id ${id} is used twice`);
     ids.add(id);
     if (relation.remoteUnits && relation.remoteUnitsData) {

@@ -19,6 +19,10 @@ export interface FakeRelation {
   remoteAppData: Record<string, string>;
   localUnitData: Record<string, string>;
   localAppData: Record<string, string>;
+  /** A peer relation (metadata.yaml `peers:`): remoteApp is the unit's own application,
+   * remoteUnits its other units, and the application bag (localAppData) is one bag that every
+   * unit reads and only the leader writes. */
+  peer?: boolean;
 }
 
 /** One action run: its params in, what the charm reported out. */
@@ -92,6 +96,15 @@ export const CHARM_STATE_QUOTA = {
  * finished. No Juju message exists to copy; ours names the cause.
  */
 export const ACTION_RESULTS_QUOTA = { maxSize: 16 * 1024 * 1024 } as const;
+
+/**
+ * What one relation settings bag (a unit's, or an application's, in one relation) may weigh.
+ * Juju checks no quota on relation settings (core/quota guards only unit state); the controller
+ * keeps each bag as ONE MongoDB document (juju/juju state: the settings collection, one document
+ * per relation unit and per relation application), and MongoDB refuses a document over 16 MiB,
+ * so the hook's commit fails. No Juju message exists to copy; ours names the cause.
+ */
+export const RELATION_SETTINGS_QUOTA = { maxSize: 16 * 1024 * 1024 } as const;
 
 /**
  * Linux's limits on the argv (and environment) of an execve: each string at most
@@ -371,6 +384,19 @@ export function commitHook(state: FakeUnitState, exitCode: number): string | nul
     const error = `persisting charm state: max allowed size (${max}) exceeded: the unit state would be ${total} bytes`;
     state.flushErrors = [...(state.flushErrors ?? []), error];
     return error;
+  }
+  for (const id of Object.keys(pending.relations)) {
+    const relation = state.relations.find((r) => String(r.id) === id);
+    if (!relation) continue;
+    for (const app of [false, true]) {
+      const bag = localView({ ...state, pending }, relation, app);
+      const size = Object.entries(bag).reduce((n, [k, v]) => n + bytes(k) + bytes(v), 0);
+      if (size > RELATION_SETTINGS_QUOTA.maxSize) {
+        const error = `writing relation ${fakeId(relation)} ${app ? "application" : "unit"} settings: ${size} bytes exceed the ${RELATION_SETTINGS_QUOTA.maxSize} bytes the controller stores for one settings document`;
+        state.flushErrors = [...(state.flushErrors ?? []), error];
+        return error;
+      }
+    }
   }
   state.stored = stored;
   for (const id of Object.keys(pending.relations)) {
@@ -688,8 +714,9 @@ const TOOLS: Record<string, Tool> = {
     let settings: Record<string, string> | undefined;
     if (!app && target === inv.state.unitName) settings = localView(inv.state, relation, false);
     else if (app && target === localApp) {
-      // Juju: only the leader may read its own application's settings.
-      if (!inv.state.leader)
+      // Juju (apiserver uniter readLocalApplicationSettings): every unit may read its own
+      // application's bag in a peer relation; in any other relation only the leader may.
+      if (!inv.state.leader && !relation.peer)
         throw new RunError(
           `cannot read settings for application ${q(target)} in relation ${q(fakeId(relation))}: permission denied`,
         );

@@ -1,6 +1,7 @@
 // Test helpers: the Scenario-style harness and the in-memory fake Juju behind it. The process
 // simulator is separate ("ops-ts-shim/testing/simulator") because it needs esbuild.
 export { ActionParamsError, enqueueActionParams } from "./action-params";
+export { ApplicationContext, type ApplicationOptions } from "./application";
 export {
   type CharmSpec,
   type CheckedState,
@@ -22,10 +23,17 @@ export {
   type FakeToolEnv,
   type FakeUnitState,
   type PendingChanges,
+  RELATION_SETTINGS_QUOTA,
   runFakeHookTool,
   storedView,
   type ToolCaller,
 } from "./fake-juju";
+export {
+  type PeerEvent,
+  type PeerUnitView,
+  peerRelationFor,
+  propagatePeerData,
+} from "./peers";
 export {
   Context,
   type ContextOptions,

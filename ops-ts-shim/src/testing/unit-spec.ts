@@ -19,6 +19,9 @@ export interface RelationSpec {
   remoteAppData?: Record<string, string>;
   localUnitData?: Record<string, string>;
   localAppData?: Record<string, string>;
+  /** A peer relation: remoteApp defaults to the unit's own application and remoteUnits to none
+   * (a lone unit); see FakeRelation.peer. */
+  peer?: boolean;
 }
 
 /** A unit as a test describes it. */
@@ -49,12 +52,19 @@ export type EventSpec =
       params?: Record<string, unknown>;
     };
 
-/** Fills a relation's defaults. */
-export function completeRelation(spec: RelationSpec, index: number): FakeRelation {
+/** Fills a relation's defaults (localUnit: the unit it belongs to, for a peer relation's app). */
+export function completeRelation(
+  spec: RelationSpec,
+  index: number,
+  localUnit = "unit/0",
+): FakeRelation {
   const dataUnits = Object.keys(spec.remoteUnitsData ?? {});
   const firstUnit = spec.remoteUnits?.[0] ?? dataUnits[0];
-  const remoteApp = spec.remoteApp ?? firstUnit?.split("/")[0] ?? "remote";
-  const remoteUnits = spec.remoteUnits ?? (dataUnits.length > 0 ? dataUnits : [`${remoteApp}/0`]);
+  const remoteApp = spec.peer
+    ? localUnit.split("/")[0]!
+    : (spec.remoteApp ?? firstUnit?.split("/")[0] ?? "remote");
+  const remoteUnits =
+    spec.remoteUnits ?? (dataUnits.length > 0 || spec.peer ? dataUnits : [`${remoteApp}/0`]);
   const remoteUnitsData: Record<string, Record<string, string>> = {};
   for (const unit of remoteUnits)
     remoteUnitsData[unit] = { ...(spec.remoteUnitsData?.[unit] ?? {}) };
@@ -67,6 +77,7 @@ export function completeRelation(spec: RelationSpec, index: number): FakeRelatio
     remoteAppData: { ...(spec.remoteAppData ?? {}) },
     localUnitData: { ...(spec.localUnitData ?? {}) },
     localAppData: { ...(spec.localAppData ?? {}) },
+    ...(spec.peer ? { peer: true } : {}),
   };
 }
 
@@ -90,7 +101,7 @@ export function buildFakeUnit(spec: UnitSpec): FakeUnitState {
   const state = emptyUnitState(spec.unitName);
   state.leader = spec.leader ?? false;
   state.config = effectiveConfig(spec.configSpec, spec.config);
-  state.relations = (spec.relations ?? []).map(completeRelation);
+  state.relations = (spec.relations ?? []).map((r, i) => completeRelation(r, i, spec.unitName));
   for (const [key, value] of Object.entries(spec.stored ?? {})) {
     state.stored[key] = JSON.stringify(value);
   }

@@ -8,6 +8,7 @@ import { buildSync } from "esbuild";
 import { type ActionsSpec, type ConfigSpec, parseDeclaration } from "../../metadata";
 import { enqueueActionParams } from "../action-params";
 import { commitHook, FAKE_TOOL_NAMES, type FakeAction, type FakeUnitState } from "../fake-juju";
+import { type PeerEvent, propagatePeerData } from "../peers";
 import {
   buildFakeUnit,
   type EventSpec,
@@ -192,4 +193,23 @@ export function createUnitSimulator(options: UnitSimulatorOptions): UnitSimulato
       updateStateFile(stateFile, change);
     },
   };
+}
+
+/**
+ * After a dispatch on `writer` finished: what it committed in its peer relations reaches the
+ * other simulated units of its application (their state files), as Juju's controller delivers
+ * it, and the relation-changed hooks Juju would run on them are returned (run each with that
+ * unit's env(), then finish() and syncPeers again, until none is left).
+ */
+export function syncPeers(units: readonly UnitSimulator[], writer: UnitSimulator): PeerEvent[] {
+  const states = units.map((u) => readStateFile(u.stateFile));
+  const writerName = readStateFile(writer.stateFile).unitName;
+  const events = propagatePeerData(states, writerName);
+  units.forEach((u, i) => {
+    if (u === writer) return;
+    updateStateFile(u.stateFile, (state) => {
+      state.relations = states[i]!.relations;
+    });
+  });
+  return events;
 }
