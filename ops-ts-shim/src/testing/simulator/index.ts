@@ -18,6 +18,14 @@ import {
 } from "../unit-spec";
 import { readStateFile, updateStateFile, writeStateFile } from "./state-file";
 
+export {
+  createModelSimulator,
+  type ModelHookRun,
+  type ModelSimulator,
+  type ModelSimulatorOptions,
+  type ModelUnit,
+} from "./model";
+
 /** How the simulated unit starts out. */
 export interface UnitSimulatorOptions {
   /** A directory of the test's own (a temp dir); bin/, state.json and the tool script go here. */
