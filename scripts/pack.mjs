@@ -18,10 +18,23 @@ import {
 } from "./charm-files.mjs";
 
 const version = (pkg) => JSON.parse(readFileSync(join(TOP, pkg), "utf8")).version;
-const archs = process.env.PACK_ARCH ? [process.env.PACK_ARCH] : Object.keys(RUNTIMES);
+const archs = process.env.PACK_ARCH ? [packArch(process.env.PACK_ARCH)] : Object.keys(RUNTIMES);
 // The one-architecture name of earlier packs: gone, so nothing reads a stale charm by it.
 rmSync(join(TOP, "build", "pci-passthrough.charm"), { force: true });
 for (const arch of archs) pack(arch);
+
+/** PACK_ARCH checked: Juju's architecture names only; the kernel's (x86_64, aarch64) are named
+ * back to the user instead of ending in a stack trace. */
+function packArch(value) {
+  if (Object.hasOwn(RUNTIMES, value)) return value;
+  const known = Object.keys(RUNTIMES);
+  const juju = known.find((arch) => RUNTIMES[arch].uname === value);
+  const hint = juju ? `: Juju calls ${value} "${juju}", so PACK_ARCH=${juju}` : "";
+  console.error(
+    `pack: PACK_ARCH="${value}" is not an architecture the charm is packed for (${known.join(", ")})${hint}; leave PACK_ARCH unset to pack both`,
+  );
+  process.exit(2);
+}
 
 /** Packs build/pci-passthrough_<arch>.charm. */
 function pack(arch) {

@@ -114,6 +114,20 @@ describe("packed charm under the unit simulator (no node on PATH)", () => {
     expect(logs[0]?.message).toContain("no usable Node.js runtime");
   });
 
+  it("a charm of the other architecture names both and the charm to deploy, not a rebuild", () => {
+    unit = host.deploy({ config: ONE_GPU });
+    const [here, other] = process.arch === "arm64" ? ["arm64", "amd64"] : ["amd64", "arm64"];
+    const otherUname = other === "arm64" ? "aarch64" : "x86_64";
+    fs.rmSync(path.join(unit.charmDir, "runtime", "arch"));
+    fs.writeFileSync(path.join(unit.charmDir, "runtime", "arch"), `${otherUname}\n`);
+    const r = unit.dispatch("install");
+    expect(r.exitCode).toBe(1);
+    const message = unit.sim.readState().logs.find((l) => l.level === "ERROR")?.message ?? "";
+    expect(message).toContain(`this is the ${other} charm (its runtime is for ${otherUname})`);
+    expect(message).toContain(`deploy pci-passthrough_${here}.charm instead`);
+    expect(message).not.toMatch(/rebuild/i);
+  });
+
   /** Wraps every hook tool so it logs who started it: the charm's node (its cmdline names
    * dist/charm.js) or dispatch's sh. The tools stay the simulator's own, so the hook sees the same
    * Juju. Returns the callers logged so far, `<by> <tool>` each. */
