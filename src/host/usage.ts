@@ -1,14 +1,20 @@
 // What the host itself is using, by PCI address, in operator words: the rebind action refuses to
 // take these (unless forced) and verify-iommu flags groups that contain them.
 //
-// Sources, all files (no `ip`, no netlink, so a copied host tree answers too):
+// Sources, files wherever they suffice (so a copied host tree answers too):
 // - network: /sys/class/net/<if> (flags, operstate, master/upper links, device link);
 //   IPv6 addresses from /proc/net/if_inet6; routes from /proc/net/route and /proc/net/ipv6_route.
-// - IPv4 addresses: procfs has no per-interface IPv4 list. We take the LOCAL leaves of
-//   /proc/net/fib_trie (every address the host owns) and give each to the interface whose connected
-//   route (no gateway) in /proc/net/route covers it, longest prefix first. An address without a
-//   connected route (a /32 with `noprefixroute`, a point-to-point peer) cannot be placed and is
-//   left out; such an interface is still caught by "is up" when it is up.
+// - IPv4 addresses: procfs has no per-interface IPv4 list. On a real host (root `/`) the kernel
+//   says which interface holds each address: `ip -j -4 addr show` (iproute2; netlink). Not
+//   os.networkInterfaces(): libuv leaves out every interface that is not up and running, and a
+//   NIC without carrier holding an address is exactly one the host means to use.
+//   Under a test root, or where `ip` is missing or fails (a busybox userland), the files: the
+//   LOCAL leaves of /proc/net/fib_trie (every address the host owns), each given to the
+//   interface whose connected route (no gateway) in /proc/net/route covers it, longest prefix
+//   first. That guess is wrong when two interfaces share a subnet (both addresses go to the
+//   first route's interface), and an address without a connected route (a /32 with
+//   `noprefixroute`, a point-to-point peer) cannot be placed; such an interface is still caught
+//   by "is up" when it is up.
 // - storage: /proc/mounts and /proc/swaps, and every block device with `holders/` (md members,
 //   LVM PVs, dm-crypt and bcache backing devices), through /sys/class/block/<name> into the device
 //   tree; dm and md devices through their `slaves/`, native NVMe multipath through the subsystem's
@@ -18,17 +24,56 @@
 //   booted with fbcon=map:, which is not read), and the DRM card behind fb0 — only that one: every
 //   GPU with a DRM driver has a card, which says nothing about the host using it. A firmware
 //   framebuffer (vesafb, efifb, simplefb) hangs off a platform device: see firmwareConsoleGuess.
+import { spawnSync } from "node:child_process";
 import { existsSync, readlinkSync, realpathSync } from "node:fs";
 import { pciAddressesInPath } from "../pci-vocabulary";
 import type { HostReadProblem, HostUsage, NetInterface, PciFunction } from "./facts";
 import { readPciFunctions } from "./pci";
 import { listDir, readSmallFile } from "./read-files";
-import { READ, under } from "./root";
+import { isRealRoot, READ, under } from "./root";
 
 const IFF_UP = 0x1;
 
-/** Reads every network interface with its flags, master, PCI device, addresses and route count. */
-export function readNetInterfaces(root: string, problems: HostReadProblem[] = []): NetInterface[] {
+/** Runs `ip -j -4 addr show` and returns its stdout, or null when it could not (no `ip`, no JSON
+ * support in a busybox `ip`, a non-zero exit). A parameter of readNetInterfaces for tests. */
+export type IpAddrJson = () => string | null;
+
+const runIpAddrJson: IpAddrJson = () => {
+  const r = spawnSync("ip", ["-j", "-4", "addr", "show"], { encoding: "utf8", timeout: 10_000 });
+  return r.status === 0 && r.stdout ? r.stdout : null;
+};
+
+/** Interface → IPv4 addresses from `ip -j -4 addr show`; null when the text is not its JSON. */
+export function parseIpAddrJson(text: string): Map<string, string[]> | null {
+  let links: unknown;
+  try {
+    links = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(links)) return null;
+  const byInterface = new Map<string, string[]>();
+  for (const link of links as Array<{ ifname?: unknown; addr_info?: unknown }>) {
+    if (typeof link?.ifname !== "string" || !Array.isArray(link.addr_info)) continue;
+    for (const info of link.addr_info as Array<{ family?: unknown; local?: unknown }>) {
+      if (info?.family !== "inet" || typeof info.local !== "string") continue;
+      if (info.local.startsWith("127.")) continue;
+      const list = byInterface.get(link.ifname) ?? [];
+      if (!list.includes(info.local)) list.push(info.local);
+      byInterface.set(link.ifname, list);
+    }
+  }
+  return byInterface;
+}
+
+/** Reads every network interface with its flags, master, PCI device, addresses and route count.
+ * `ipAddrJson` asks the kernel for each interface's IPv4 addresses; it is used on a real host only
+ * (root `/`), or whenever a test passes one. */
+export function readNetInterfaces(
+  root: string,
+  problems: HostReadProblem[] = [],
+  ipAddrJson: IpAddrJson | null = isRealRoot(root) ? runIpAddrJson : null,
+): NetInterface[] {
   const names = (listDir(root, READ.net, problems) ?? []).sort();
   const ipv4 = readIpv4Routes(root, problems);
   const routes = countRoutes(root, ipv4, problems);
@@ -38,9 +83,15 @@ export function readNetInterfaces(root: string, problems: HostReadProblem[] = []
     if (!list) addresses.set(name, [address]);
     else if (!list.includes(address)) list.push(address);
   };
-  for (const address of readLocalIpv4(root, problems)) {
-    const name = interfaceForIpv4(address, ipv4);
-    if (name) add(name, address);
+  const text = ipAddrJson?.() ?? null;
+  const fromKernel = text === null ? null : parseIpAddrJson(text);
+  if (fromKernel) {
+    for (const [name, list] of fromKernel) for (const address of list) add(name, address);
+  } else {
+    for (const address of readLocalIpv4(root, problems)) {
+      const name = interfaceForIpv4(address, ipv4);
+      if (name) add(name, address);
+    }
   }
   for (const [name, address] of readIpv6Addresses(root, problems)) add(name, address);
 

@@ -4,7 +4,12 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import type { HostReadProblem } from "../../src/host/facts";
-import { formatIpv6, readHostUsage, readNetInterfaces } from "../../src/host/usage";
+import {
+  formatIpv6,
+  parseIpAddrJson,
+  readHostUsage,
+  readNetInterfaces,
+} from "../../src/host/usage";
 import type { HostSpec } from "../support/hosts/build-host";
 import {
   amdHost,
@@ -328,6 +333,56 @@ describe("readNetInterfaces", () => {
     expect(addresses["eno3"]).toEqual([]);
   });
 
+  describe("two interfaces on one /24 (the demo's management NIC and the twin)", () => {
+    const sameSubnet = () =>
+      host({
+        net: [
+          { name: "ens3", up: true, ipv4: ["192.0.2.10/24"] },
+          { name: "ens4", up: false, ipv4: ["192.0.2.4/24"] },
+        ],
+      }).root;
+    // What `ip -j -4 addr show` prints for them (iproute2 6.1; fields trimmed to the ones read).
+    const ipJson = JSON.stringify([
+      {
+        ifindex: 1,
+        ifname: "lo",
+        addr_info: [{ family: "inet", local: "127.0.0.1", prefixlen: 8 }],
+      },
+      {
+        ifindex: 2,
+        ifname: "ens3",
+        addr_info: [{ family: "inet", local: "192.0.2.10", prefixlen: 24 }],
+      },
+      {
+        ifindex: 3,
+        ifname: "ens4",
+        addr_info: [{ family: "inet", local: "192.0.2.4", prefixlen: 24 }],
+      },
+    ]);
+    const addressesOf = (nets: Array<{ name: string; addresses: string[] }>) =>
+      Object.fromEntries(nets.map((n) => [n.name, n.addresses]));
+
+    it("asked per interface (a real host's `ip -j addr`), each address stays with its interface", () => {
+      const addresses = addressesOf(readNetInterfaces(sameSubnet(), [], () => ipJson));
+      expect(addresses["ens3"]).toEqual(["192.0.2.10"]);
+      expect(addresses["ens4"]).toEqual(["192.0.2.4"]);
+    });
+
+    it("from procfs alone (a test root), the first connected route takes both: the known limit", () => {
+      const addresses = addressesOf(readNetInterfaces(sameSubnet()));
+      const all = [...(addresses["ens3"] ?? []), ...(addresses["ens4"] ?? [])].sort();
+      expect(all).toEqual(["192.0.2.10", "192.0.2.4"]);
+      expect([addresses["ens3"], addresses["ens4"]]).not.toEqual([["192.0.2.10"], ["192.0.2.4"]]);
+    });
+
+    it("falls back to procfs when `ip` cannot answer (missing, or a busybox `ip` without -j)", () => {
+      const fallback = addressesOf(readNetInterfaces(sameSubnet(), [], () => null));
+      expect(fallback).toEqual(addressesOf(readNetInterfaces(sameSubnet())));
+      const garbled = addressesOf(readNetInterfaces(sameSubnet(), [], () => "ip: invalid option"));
+      expect(garbled).toEqual(fallback);
+    });
+  });
+
   it("names the master and the upper devices (VLANs) of an interface", () => {
     const built = host(seedHost());
     const eno2 = fs.realpathSync(path.join(built.root, "sys/class/net/eno2"));
@@ -349,6 +404,22 @@ describe("readNetInterfaces", () => {
     const names = readNetInterfaces(built.root, problems).map((n) => n.name);
     expect(names).not.toContain("bonding_masters");
     expect(names).toContain("bond0");
+  });
+
+  it("reads `ip -j addr`'s JSON: inet only, loopback left out, anything else is not its JSON", () => {
+    const text = JSON.stringify([
+      {
+        ifname: "eth0",
+        addr_info: [
+          { family: "inet", local: "10.1.2.3" },
+          { family: "inet6", local: "fe80::1" },
+        ],
+      },
+      { ifname: "lo", addr_info: [{ family: "inet", local: "127.0.0.1" }] },
+    ]);
+    expect(Object.fromEntries(parseIpAddrJson(text)!)).toEqual({ eth0: ["10.1.2.3"] });
+    expect(parseIpAddrJson("not json")).toBeNull();
+    expect(parseIpAddrJson("{}")).toBeNull();
   });
 
   it("formats IPv6 addresses the RFC 5952 way", () => {
