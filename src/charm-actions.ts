@@ -12,11 +12,12 @@ import { parseSriovVfsParams, sriovVfsAction } from "./actions/sriov-vfs";
 import { parseVerifyIommuParams, verifyIommu } from "./actions/verify-iommu";
 import { createSysfsWriter } from "./apply/sysfs";
 import { type Config, parseConfig } from "./config";
-import type { HostFacts, HostUsage, ModuleIndex } from "./host/facts";
+import type { HostFacts, HostReadProblem, HostUsage, ModuleIndex } from "./host/facts";
 import { readInterruptRemapping } from "./host/interrupt-remapping";
 import { type RememberedModules, readModuleNames, rememberingModuleIndex } from "./host/modules";
 import { readNovaRelease } from "./host/nova-release";
 import { loadPciIds, readHostFacts, readHostUsage } from "./host/read-facts";
+import { readVfCountClaims, type VfCountClaim } from "./host/vf-count-owners";
 import { readVfioGroupUsers } from "./host/vfio-users";
 import type { PreparationDeps } from "./host-preparation";
 import { planHost } from "./plan/plan-host";
@@ -24,6 +25,7 @@ import type { Selection } from "./plan/select";
 import { type PlannedPf, type SriovPlan, selectForHost, sriovReady } from "./plan/sriov";
 import { formatConfigError } from "./plan/status";
 import type { BoundDevice, WithheldFunction } from "./plan/types";
+import { vfCountDisagreements, vfCountProblems } from "./plan/vf-count-owners";
 import { clip } from "./text";
 
 /** Our endpoint to nova-compute (interface ephemeral-backend). */
@@ -67,6 +69,8 @@ interface Snapshot {
   withheld: WithheldFunction[];
   /** PFs the selection gives VFs (plan/sriov.ts). */
   sriov: PlannedPf[];
+  /** What the host's other owners of VF counts set at boot (read when an entry asks for VFs). */
+  vfCountClaims: VfCountClaim[];
 }
 
 function pick(
@@ -91,14 +95,22 @@ function snapshot(ctx: ActionContext): Snapshot {
       selection: [],
       withheld: [],
       sriov: [],
+      vfCountClaims: [],
     };
   }
+  const claimProblems: HostReadProblem[] = [];
+  const vfCountClaims = parsed.config.devices.some((d) => d.vfs !== null)
+    ? readVfCountClaims(ctx.deps.root, claimProblems)
+    : [];
+  for (const p of claimProblems) ctx.deps.log("WARNING", p.message);
+  readProblems.push(...claimProblems.map((p) => p.message));
   return {
     facts,
     usage,
     readProblems,
     config: parsed.config,
     configProblem: null,
+    vfCountClaims,
     ...pick(selectForHost(parsed.config.devices, facts, usage)),
   };
 }
@@ -183,6 +195,7 @@ const ACTIONS: Record<ActionName, Action> = {
       {
         usage: snap.usage,
         moduleNames: readModuleNames(ctx.deps.root, snap.facts.kernelRelease).names,
+        vfCountClaims: snap.vfCountClaims,
       },
     );
     const result = verifyIommu({
@@ -220,6 +233,17 @@ const ACTIONS: Record<ActionName, Action> = {
     const snap = snapshot(ctx);
     if (!snap.config)
       return failure(`the charm config is invalid, so there is no plan: ${snap.configProblem}`);
+    // Never write a count another owner sets differently at every boot: the next boot undoes it.
+    const named = snap.sriov.filter((pf) => params.pf === null || pf.address === params.pf);
+    const against = vfCountDisagreements(named, snap.facts, snap.vfCountClaims);
+    if (against.length > 0) {
+      const problems = vfCountProblems(against, snap.vfCountClaims);
+      return {
+        ok: false,
+        message: problems.map((p) => p.message).join(" "),
+        results: { refused: listResult(problems, (p) => p.message) },
+      };
+    }
     return sriovVfsAction({
       params,
       facts: snap.facts,
@@ -247,6 +271,7 @@ const ACTIONS: Record<ActionName, Action> = {
         netdev: (pf) =>
           snap.facts.functions.find((f) => f.address === pf.address)?.netInterfaces[0] ?? null,
       },
+      vfCounts: { claims: snap.vfCountClaims, facts: snap.facts },
     });
   }),
 };

@@ -20,6 +20,7 @@ import {
   rememberingModuleIndex,
 } from "./host/modules";
 import { readHostFacts, readHostUsage } from "./host/read-facts";
+import { readVfCountClaims } from "./host/vf-count-owners";
 import { planHost } from "./plan/plan-host";
 import { CONTAINER_MESSAGE, type FailedCommand, type PreparationOutcome } from "./plan/status";
 import type { HostPlan } from "./plan/types";
@@ -133,12 +134,18 @@ export function prepareHost(
       : new Map<string, string[]>();
   logProblems(usageProblems, deps);
   const names = config.devices.length > 0 ? readModuleNames(deps.root, facts.kernelRelease) : null;
+  // Who else sets VF counts at boot: read only when an entry asks for VFs.
+  const claimProblems: HostReadProblem[] = [];
+  const vfCountClaims = config.devices.some((d) => d.vfs !== null)
+    ? readVfCountClaims(deps.root, claimProblems)
+    : [];
+  logProblems(claimProblems, deps);
   const plan = planHost(
     config,
     facts,
     modules?.index ?? null,
     { boundIds },
-    { usage, moduleNames: names?.names ?? null },
+    { usage, moduleNames: names?.names ?? null, vfCountClaims },
   );
   if (names) logProblems(names.problems(), deps);
   if (modules) logProblems(modules.problems(), deps);

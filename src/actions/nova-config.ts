@@ -5,7 +5,8 @@
 
 import type { NovaPciOption } from "../config";
 import { validateActionNovaConfig } from "../generated/validators.js";
-import type { NovaRelease } from "../host/facts";
+import type { HostFacts, NovaRelease } from "../host/facts";
+import type { VfCountClaim, VfCountOwner } from "../host/vf-count-owners";
 import {
   chooseOptionName,
   novaEntryProblems,
@@ -18,6 +19,7 @@ import {
 } from "../plan/nova";
 import type { PlannedPf } from "../plan/sriov";
 import type { BoundDevice } from "../plan/types";
+import { ownerFixLine, vfCountDisagreements, vfCountProblems } from "../plan/vf-count-owners";
 import { type Checked, validateParams } from "./params";
 import { type ActionReply, addressKey, listResult, type ResultTree } from "./results";
 
@@ -41,6 +43,9 @@ export interface NovaConfigInput {
   /** PFs the plan gives VFs, whether each has them all on their driver now, and each PF's
    * network interface (for neutron's physical_device_mappings). */
   sriov?: SriovReadiness & { netdev: (pf: PlannedPf) => string | null };
+  /** What the host's other owners of VF counts set at boot (host/vf-count-owners.ts), and the
+   * facts to match them to the PFs. */
+  vfCounts?: { claims: VfCountClaim[]; facts: HostFacts };
 }
 
 // nova-cloud-controller's scheduler filters when `scheduler-default-filters` is unset
@@ -125,7 +130,7 @@ function flavorResults(bound: BoundDevice[]): ResultTree | null {
  * What neutron needs for VFs that back `vnic_type direct` ports: the SR-IOV agent's mapping of each
  * physical network to its PF's interface, the ML2 mechanism driver, and a port for a server. With
  * the OpenStack charms: neutron-api and ovn-chassis (or neutron-openvswitch) enable-sriov and
- * sriov-device-mappings; their sriov-numvfs stays unset, since this charm creates the VFs.
+ * sriov-device-mappings, and their sriov-numvfs set to agree with `vfs` (vfCountResults).
  */
 function neutronResults(
   pfs: PlannedPf[],
@@ -143,7 +148,8 @@ function neutronResults(
     charms:
       `juju config neutron-api enable-sriov=true; juju config ovn-chassis enable-sriov=true ` +
       `sriov-device-mappings='${mappings.join(" ")}' (neutron-openvswitch takes the same two options). ` +
-      "Leave their sriov-numvfs unset: this charm creates the VFs.",
+      "Set their sriov-numvfs as vf-counts says: its default, auto, gives every SR-IOV PF " +
+      "sriov_totalvfs VFs at every boot and fights this charm over the count.",
     port: `openstack port create --network <network on ${networks.join(" or ")}> --vnic-type direct <port>`,
     server: "openstack server create --flavor <flavor> --image <image> --port <port> <name>",
     note:
@@ -151,6 +157,36 @@ function neutronResults(
       "back): neutron's SR-IOV agent counts a VF without a network interface as in use. No alias " +
       "is published for them: neutron ports ask for them, not flavors.",
   };
+}
+
+/**
+ * The exact sriov-numvfs for the networking charms that also set VF counts at every boot
+ * (ovn-chassis through netplan, neutron-openvswitch through sriov-netplan-shim): explicit, naming
+ * every planned PF's interface with this charm's count, so `auto` (= sriov_totalvfs) never fights
+ * `vfs`. What this host's files say now is kept for the interfaces the plan does not touch.
+ */
+function vfCountResults(
+  pfs: PlannedPf[],
+  netdev: (pf: PlannedPf) => string | null,
+  vfCounts: NovaConfigInput["vfCounts"],
+): ResultTree | null {
+  if (pfs.length === 0) return null;
+  const claims = vfCounts?.claims ?? [];
+  const wanted = new Map<string, number>();
+  for (const pf of pfs) wanted.set(netdev(pf) ?? `<interface of ${pf.address}>`, pf.numVfs);
+  const out: ResultTree = {};
+  const owners: VfCountOwner[] = ["ovn-chassis", "neutron-openvswitch"];
+  for (const owner of owners) out[owner] = ownerFixLine(owner, claims, wanted)!;
+  out.note =
+    "sriov-numvfs is one setting for the whole application: these lines assume every host it " +
+    "runs on names these PFs' interfaces the same way (merge them with your other hosts' if not). " +
+    "Set it on whichever of the two you run, before or with `vfs`; without it their default, auto, " +
+    "gives each SR-IOV PF sriov_totalvfs VFs at every boot and this unit blocks.";
+  if (vfCounts) {
+    const found = vfCountProblems(vfCountDisagreements(pfs, vfCounts.facts, claims), claims);
+    if (found.length > 0) out.disagree = listResult(found, (p) => p.message);
+  }
+  return out;
 }
 
 /** Builds the nova-config action's reply from the plan's bound set and the installed nova. */
@@ -221,6 +257,8 @@ export function novaConfig(input: NovaConfigInput): ActionReply {
   }
   const neutron = neutronResults(sriov.pfs, sriov.netdev);
   if (neutron) results.neutron = neutron;
+  const counts = vfCountResults(sriov.pfs, sriov.netdev, input.vfCounts);
+  if (counts) results["vf-counts"] = counts;
   const problems = novaEntryProblems(bound, sriov.pfs);
   if (problems.length > 0) results.problems = listResult(problems, (p) => p.message);
 

@@ -80,6 +80,20 @@ export const READ = {
   dpkgStatus: "/var/lib/dpkg/status",
 } as const;
 
+/** Files of the other programs that set an SR-IOV PF's number of VFs at every boot (read only, by
+ * host/vf-count-owners.ts): the plan must agree with them, never write against them. */
+export const NEIGHBOURS = {
+  /** netplan's configuration, merged in this order (a file name in a later directory hides the same
+   * name in an earlier one). netplan's udev rule runs `netplan apply --sriov-only` when a PF
+   * appears and writes each `virtual-function-count`. */
+  netplanDirs: ["/lib/netplan", "/etc/netplan", "/run/netplan"],
+  /** The netplan file ovn-chassis (charm-layer-ovn) renders from its `sriov-numvfs` option. */
+  ovnChassisNetplanName: "150-charm-ovn.yaml",
+  /** Read by sriov-netplan-shim.service at boot (writes 0, then num_vfs): rendered by
+   * neutron-openvswitch from its `sriov-numvfs` option (and by ovn-chassis before 2021). */
+  sriovNetplanShim: "/etc/sriov-netplan-shim/interfaces.yaml",
+} as const;
+
 /** Kernel attributes the charm writes: the rebind action, and the udev helper at boot. The kernel
  * owns them: each takes one write (apply/sysfs.ts), nothing creates, renames or removes them. */
 export const SYSFS_WRITES = {

@@ -4,6 +4,7 @@
 import type { Config } from "../config";
 import type { HostFacts, HostUsage, ModuleIndex, ModuleNames } from "../host/facts";
 import { OWNED } from "../host/root";
+import type { VfCountClaim } from "../host/vf-count-owners";
 import { compareAddresses, idsOf } from "../pci-vocabulary";
 import { listOf } from "../text";
 import { checkModuleNames, nativeDrivers, planBlacklist, planKernelParams } from "./boot";
@@ -17,6 +18,7 @@ import {
 import { renderSriovHelper, renderSriovRules } from "./render-sriov";
 import { selectForHost } from "./sriov";
 import type { BoundDevice, FileSpec, HostPlan, PlanProblem, Regenerate } from "./types";
+import { vfCountDisagreements, vfCountProblems } from "./vf-count-owners";
 
 /** What the charm stored the last time it applied a plan. */
 export interface PreviousBinding {
@@ -41,6 +43,9 @@ export interface PlanContext {
   usage?: HostUsage;
   /** The target kernel's module names (host/modules.ts): only those are written. */
   moduleNames?: ModuleNames | null;
+  /** What the host's other owners of VF counts (netplan, ovn-chassis, neutron-openvswitch) set at
+   * boot (host/vf-count-owners.ts): a planned PF they count differently blocks the plan. */
+  vfCountClaims?: VfCountClaim[];
 }
 
 /** Plans the host: the files the charm should own and why, or the problems that stop it. */
@@ -59,6 +64,10 @@ export function planHost(
   const selection = selectForHost(config.devices, facts, usage);
   const bind = selection.bind;
   problems.push(...selection.problems);
+  const claims = context.vfCountClaims ?? [];
+  problems.push(
+    ...vfCountProblems(vfCountDisagreements(selection.sriov.pfs, facts, claims), claims),
+  );
   if (bind.length > 0 && selection.unmatched.length > 0) {
     // With nothing bound at all the status already says "no matching devices on this host".
     const entries = selection.unmatched.map((s) => `#${s.index + 1}`).join(", ");

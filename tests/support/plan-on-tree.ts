@@ -6,7 +6,7 @@ import { type Config, parseConfig } from "../../src/config";
 import type { HostFacts, HostUsage } from "../../src/host/facts";
 import { loadModuleIndex, readModuleNames } from "../../src/host/modules";
 import { readHostFacts, readHostUsage } from "../../src/host/read-facts";
-import { planHost } from "../../src/plan/plan-host";
+import { type PlanContext, planHost } from "../../src/plan/plan-host";
 import { statusFor } from "../../src/plan/status";
 
 export interface PlannedTree {
@@ -24,14 +24,24 @@ export interface PlannedTree {
 
 /** Plans `raw` config on the host tree at `root` as the install hook does; throws on a config
  * parseConfig refuses (a test of refusals calls parseConfig itself). */
-export function planOnTree(root: string, raw: Record<string, unknown>): PlannedTree {
+export function planOnTree(
+  root: string,
+  raw: Record<string, unknown>,
+  context: Omit<PlanContext, "usage" | "moduleNames"> = {},
+): PlannedTree {
   const parsed = parseConfig(raw);
   if (!parsed.ok) throw new Error(`config refused: ${JSON.stringify(parsed.errors)}`);
   const { facts, problems } = readHostFacts(root);
   const usage = readHostUsage(root, { functions: facts.functions });
   const modules = loadModuleIndex(root, facts.kernelRelease).index;
   const moduleNames = readModuleNames(root, facts.kernelRelease).names;
-  const plan = planHost(parsed.config, facts, modules, { boundIds: {} }, { usage, moduleNames });
+  const plan = planHost(
+    parsed.config,
+    facts,
+    modules,
+    { boundIds: {} },
+    { ...context, usage, moduleNames },
+  );
   const status = statusFor({ kind: "prepared", plan, facts, failed: [] });
   return {
     root,

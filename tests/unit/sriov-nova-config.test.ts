@@ -81,7 +81,7 @@ describe("nova-config with SR-IOV", () => {
       "/etc/neutron/plugins/ml2/sriov_agent.ini: [sriov_nic] physical_device_mappings = physnet1:enp59s0f0",
     );
     expect(neutron.charms).toContain("sriov-device-mappings='physnet1:enp59s0f0'");
-    expect(neutron.charms).toContain("Leave their sriov-numvfs unset");
+    expect(neutron.charms).toContain("Set their sriov-numvfs as vf-counts says");
     expect(neutron.port).toBe(
       "openstack port create --network <network on physnet1> --vnic-type direct <port>",
     );
