@@ -479,14 +479,15 @@ export function rebindAction(input: RebindActionInput): ActionReply {
   return { ok: outcome.ok, message: outcome.message, results: outcomeResults(outcome) };
 }
 
-/** What force=true risks when a running VM holds the group (said in the refusal and the warning). */
-const PULL_RISK =
-  "taking it from vfio-pci pulls the device out of that running guest: the guest sees it vanish (its driver may hang or crash it) and the host driver gets a device in whatever state the guest left it";
+/** Why a running VM's group refuses a move off vfio-pci, whatever `force` says. */
+const HELD_RISK =
+  "unbinding vfio-pci makes the kernel wait, without any timeout, for that process to let go of the device: the action would never end, and Juju's machine lock, held for the whole action, would stop every hook of every charm on this machine (force does not override this)";
 
 /**
  * A function on vfio-pci whose IOMMU group a process holds open (/dev/vfio/<group>) belongs to a
  * running VM. Moving it (to the host, or anywhere) is refused, naming the process and the nova
- * instance; with force=true it goes ahead and the plan's warnings say what that risks.
+ * instance, and `force` does not lift it: with the device fd open (as QEMU holds it) the kernel's
+ * unbind waits for the holder (vfio_unregister_group_dev ignores signals after the first one).
  */
 function busyGroupRefusal(plan: RebindPlan, facts: HostFacts, root: string): RebindRefusal | null {
   const groupOf = new Map(facts.functions.map((f) => [f.address, f.iommuGroup]));
@@ -501,9 +502,8 @@ function busyGroupRefusal(plan: RebindPlan, facts: HostFacts, root: string): Reb
     const group = groupOf.get(move.address);
     const holders = typeof group === "number" ? users.get(group) : undefined;
     if (!holders) continue;
-    const reason = `it is on vfio-pci and IOMMU group ${group} is open by ${holders.map(describeUser).join("; ")}: ${PULL_RISK}`;
-    if (plan.force) plan.warnings.push(`${move.address}: forced past: ${reason}`);
-    else refusals.push({ device: move.address, reason, forceable: true });
+    const reason = `it is on vfio-pci and IOMMU group ${group} is open by ${holders.map(describeUser).join("; ")}: ${HELD_RISK}`;
+    refusals.push({ device: move.address, reason, forceable: false });
   }
   if (refusals.length === 0) return null;
   const instances = [
@@ -516,6 +516,6 @@ function busyGroupRefusal(plan: RebindPlan, facts: HostFacts, root: string): Reb
   return {
     kind: "refusal",
     refusals,
-    message: `rebind refused: ${refusals.map((r) => `${r.device}: ${r.reason}`).join("; ")}. ${stop}, or rerun with force=true to take it anyway. Nothing was changed.`,
+    message: `rebind refused: ${refusals.map((r) => `${r.device}: ${r.reason}`).join("; ")}. ${stop}, then run the action again. Nothing was changed.`,
   };
 }

@@ -1,8 +1,12 @@
 // The sriov-vfs action: give the PFs the number of VFs the `devices` option plans NOW, instead of at
 // the next boot. A change of the number of VFs passes through 0 (the kernel refuses to change a
 // non-zero count), which destroys every VF of that PF: so it is refused while a process holds a
-// VF's IOMMU group open (/dev/vfio/<group>: a running VM), the same busy check as rebind, unless
-// forced. The writes are the boot helper's (render-sriov.ts), in the same order; dry-run prints them.
+// VF's IOMMU group open (/dev/vfio/<group>: a running VM), the same busy check as rebind. `force`
+// never lifts that refusal: with the VF's device fd open (as QEMU holds it) the kernel's removal
+// waits for the holder to let go, ignoring signals after the first (vfio_unregister_group_dev), and
+// Juju holds the machine's execution lock for the whole action, so every hook of every charm on the
+// machine would wait with it. The writes are the boot helper's (render-sriov.ts), in the same order;
+// dry-run prints them.
 
 import type { SysfsWriter } from "../apply/sysfs";
 import { validateActionSriovVfs } from "../generated/validators.js";
@@ -37,6 +41,10 @@ export function parseSriovVfsParams(raw: unknown): Checked<SriovVfsParams> {
     return { params: { pf, dryRun: p["dry-run"] === true, force: p.force === true } };
   });
 }
+
+/** Why an open group refuses a change of VF count, whatever `force` says (rebind says the same). */
+export const HELD_GROUP_RISK =
+  "changing the number of VFs removes every VF of the PF, and the kernel waits, without any timeout, for that process to let go of its VF: the action would never end, and Juju's machine lock, held for the whole action, would stop every hook of every charm on this machine";
 
 /** One write, in order: the host path and the value. */
 export interface SriovWrite {
@@ -107,7 +115,7 @@ export interface SriovVfsInput {
 /** The whole action (params already checked): plan, refusals, then dry-run or the writes with a
  * read-back. */
 export function sriovVfsAction(input: SriovVfsInput): ActionReply {
-  const { pf: only, dryRun, force } = input.params;
+  const { pf: only, dryRun } = input.params;
   const pfs = input.sriov.filter((pf) => only === null || pf.address === only);
   if (pfs.length === 0) {
     const message =
@@ -159,13 +167,8 @@ export function sriovVfsAction(input: SriovVfsInput): ActionReply {
       3,
       ", ",
     );
-    const risk =
-      "changing the number of VFs destroys every VF of the PF, pulling them out of the running guests";
-    if (!force) {
-      const message = `sriov-vfs refused: ${named}: ${risk}. Stop or migrate those instances first, or rerun with force=true. Nothing was changed.`;
-      return { ok: false, message, results: { ok: "no", message, ...changeResults(changes) } };
-    }
-    warnings.push(`forced past: ${named}: ${risk}`);
+    const message = `sriov-vfs refused: ${named}: ${HELD_GROUP_RISK}. Stop or migrate those instances first, then run the action again (force does not override this). Nothing was changed.`;
+    return { ok: false, message, results: { ok: "no", message, ...changeResults(changes) } };
   }
   if (
     changes.some((c) => c.pf.vfDriver === "vfio-pci") &&

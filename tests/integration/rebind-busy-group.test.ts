@@ -1,7 +1,8 @@
 // Issue 12 point 5: rebind does not pull a device out of a running VM. A process holding
 // /dev/vfio/<group> open (QEMU under libvirt, for a nova instance) makes any move of a function
 // on vfio-pci in that group a refusal naming the pid, the command and the instance; force=true
-// goes ahead and says what it risks. Through the packed dispatch.
+// does not lift it (issue 21.1: the kernel's unbind would wait for the guest, holding Juju's
+// machine lock). Through the packed dispatch.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -61,8 +62,9 @@ describe("rebind and a group a VM holds open (issue 12 point 5)", () => {
     expect(message).toContain(`IOMMU group ${group} is open by pid 4242`);
     expect(message).toContain("qemu-system-x86_64 -name guest=instance-0000002a");
     expect(message).toContain("instance instance-0000002a");
-    expect(message).toMatch(/pulls the device out of that running guest/);
-    expect(message).toMatch(/Stop or migrate instance-0000002a first.*force=true/);
+    expect(message).toMatch(/kernel wait.*machine lock/);
+    expect(message).toMatch(/Stop or migrate instance-0000002a first/);
+    expect(message).toContain("force does not override this");
     expect(message).not.toContain("777");
     expect(diffTrees(before, snapshotTree(host.root))).toEqual([]);
   });
@@ -77,17 +79,20 @@ describe("rebind and a group a VM holds open (issue 12 point 5)", () => {
     expect(unit.sim.readState().lastAction!.failed).toBe(false);
   });
 
-  it("force=true goes ahead and the results say what it risks", () => {
+  it("force=true is refused too, naming the holder, with nothing written (issue 21.1)", () => {
     holdGroup(4242, QEMU);
-    const r = unit.dispatch({
-      name: "rebind-action",
-      params: { devices: GPU, to: "host", force: true, "dry-run": true },
-    });
-    expect(r.exitCode).toBe(0);
-    const action = unit.sim.readState().lastAction!;
-    expect(action.failed).toBe(false);
-    expect(JSON.stringify(action.results.warnings)).toMatch(
-      /forced past: .*pid 4242.*instance-0000002a.*pulls the device out of that running guest/,
-    );
+    const before = snapshotTree(host.root);
+    for (const dryRun of [true, false]) {
+      const r = unit.dispatch({
+        name: "rebind-action",
+        params: { devices: GPU, to: "host", force: true, "dry-run": dryRun },
+      });
+      expect(r.exitCode).toBe(0);
+      const action = unit.sim.readState().lastAction!;
+      expect(action.failed).toBe(true);
+      expect(action.failureMessage).toMatch(/pid 4242.*instance-0000002a.*machine lock/);
+      expect(JSON.stringify(action.results.refusals)).toContain('"force-overrides":"no"');
+    }
+    expect(diffTrees(before, snapshotTree(host.root))).toEqual([]);
   });
 });

@@ -103,7 +103,7 @@ describe("sriov-vfs", () => {
     expect(writes).toEqual(["/sys/bus/pci/devices/0000:3b:00.0/sriov_numvfs <- 2"]);
   });
 
-  it("refuses while a VM holds a VF's group open, naming the instance; force goes ahead", () => {
+  it("refuses while a VM holds a VF's group open, naming the instance; force does not override it (issue 21.1)", () => {
     const users = new Map([
       [
         101,
@@ -120,12 +120,16 @@ describe("sriov-vfs", () => {
     expect(refused.reply.ok).toBe(false);
     expect(refused.writes).toEqual([]);
     expect(refused.reply.message).toMatch(
-      /^sriov-vfs refused: 0000:3b:02.1 \(IOMMU group 101 open by pid 4242 .*instance instance-0000002a\).*force=true/,
+      /^sriov-vfs refused: 0000:3b:02.1 \(IOMMU group 101 open by pid 4242 .*instance instance-0000002a\).*machine lock.*force does not override this.*Nothing was changed/,
     );
-    const forced = run({ force: true }, 2, 4, users);
-    expect(forced.reply.ok).toBe(true);
-    expect(forced.writes[0]).toBe("/sys/bus/pci/devices/0000:3b:00.0/sriov_numvfs <- 0");
-    expect(JSON.stringify(forced.reply.results.warnings)).toContain("forced past");
+    // force=true: the kernel would wait for the guest forever, holding Juju's machine lock.
+    for (const params of [{ force: true }, { force: true, "dry-run": true }]) {
+      const forced = run(params, 2, 4, users);
+      expect(forced.reply.ok).toBe(false);
+      expect(forced.writes).toEqual([]);
+      expect(forced.reply.message).toContain("pid 4242");
+      expect(forced.reply.message).toContain("force does not override this");
+    }
   });
 
   it("does nothing when the PF already has its planned VFs", () => {
