@@ -12,8 +12,10 @@ import {
   novaEntryProblems,
   novaJson,
   novaPciEntries,
+  offeredNow,
   offeredToNova,
   openstackReleaseName,
+  publishedPfs,
   renderPciSection,
   type SriovReadiness,
 } from "../plan/nova";
@@ -194,16 +196,16 @@ export function novaConfig(input: NovaConfigInput): ActionReply {
   const { bound, onVfio, setting, installed, related } = input;
   const choice = chooseOptionName(setting, installed);
   const sriov = input.sriov ?? { pfs: [], ready: () => false, netdev: () => null };
-  const readyPfs = sriov.pfs.filter((pf) => sriov.ready(pf));
-  const readyAddresses = new Set(readyPfs.map((pf) => pf.address));
-  const isReady = (d: BoundDevice) =>
-    d.physfn !== undefined ? readyAddresses.has(d.physfn) : onVfio(d.address);
-  const offered = bound.filter(isReady);
+  const published = publishedPfs(sriov);
+  const offered = offeredNow(bound, onVfio, published);
+  const taken = new Set(offered.map((d) => d.address));
   // Companions are not sent to nova-compute, so they are not waiting for it either. VFs wait per
   // PF (said once per PF below), not one line each.
-  const waiting = bound.filter((d) => offeredToNova(d) && !isReady(d) && d.physfn === undefined);
-  const waitingPfs = sriov.pfs.filter((pf) => !sriov.ready(pf));
-  const entries = novaPciEntries(offered, readyPfs);
+  const waiting = bound.filter(
+    (d) => offeredToNova(d) && !taken.has(d.address) && d.physfn === undefined,
+  );
+  const waitingPfs = sriov.pfs.filter((pf) => !published.includes(pf));
+  const entries = novaPciEntries(offered, published);
 
   const option: ResultTree = { name: choice.name, setting, reason: choice.reason };
   if (choice.warning) option.warning = choice.warning;

@@ -207,7 +207,7 @@ export function offeredToNova(device: Pick<BoundDevice, "reason">): boolean {
 /**
  * The device_spec values for the VFs of one PF the charm creates. nova matches a VF through its
  * parent's address when the spec's address is a PF's (nova.pci.devspec WhitelistPciAddress, which
- * asks sysfs whether the address has `virtfn*` links when nova-compute starts), so one spec with the
+ * asks sysfs whether the address has `sriov_totalvfs` > 0 when nova-compute starts), so one spec with the
  * PF's address and the VFs' product id admits every VF of that PF and never the PF itself (its
  * product id differs), nor a VF of another PF. Where the VFs carry the PF's own ids (QEMU's NVMe)
  * that spec would admit the PF too: then each VF is pinned by its own address instead.
@@ -378,34 +378,60 @@ export interface NovaRelationData {
 }
 
 /** SR-IOV PFs the plan gives VFs, and whether a PF's VFs are all there and on their planned
- * driver now (its spec is published only then: nova parses it once, when nova-compute starts). */
+ * driver now (only a PF whose VFs are pinned one by one waits for that: publishedPfs). */
 export interface SriovReadiness {
   pfs: PlannedPf[];
   ready: (pf: PlannedPf) => boolean;
 }
 
+/**
+ * Whether this PF's VFs are offered through the one compact PF spec (the PF's address, the VFs'
+ * product id). nova decides that a spec's address is a PF by its own rule, `sriov_totalvfs > 0`
+ * (nova/pci/utils.py is_physical_function, read when nova-compute parses the spec), never by the
+ * VFs that exist: the spec means the same before, during and after a change of the VF count, and
+ * admits whichever VFs exist when nova-compute looks.
+ */
+export function compactPfSpec(pf: PlannedPf): boolean {
+  return pf.totalVfs > 0 && pf.vfDeviceId !== null && pf.vfDeviceId !== pf.deviceId;
+}
+
+/** The PFs whose VFs are offered now: a compact PF spec always (it stays steady while the count
+ * changes: withdrawing it would make nova-compute drop the free VFs it had); VFs pinned by their
+ * own address (they carry the PF's ids) only once all of them are on their planned driver. */
+export function publishedPfs(sriov: SriovReadiness): PlannedPf[] {
+  return sriov.pfs.filter((pf) => compactPfSpec(pf) || sriov.ready(pf));
+}
+
+/** The bound functions offered to nova now: a whole function once it is on vfio-pci, a VF when
+ * its PF's spec is published (publishedPfs). */
+export function offeredNow(
+  bound: BoundDevice[],
+  onVfio: (address: string) => boolean,
+  published: PlannedPf[],
+): BoundDevice[] {
+  const pfs = new Set(published.map((pf) => pf.address));
+  return bound.filter((d) => (d.physfn !== undefined ? pfs.has(d.physfn) : onVfio(d.address)));
+}
+
 /** This unit's data for nova-compute: only the functions on vfio-pci now are offered, and the VFs
- * of a PF only once all of them are where the plan puts them. */
+ * of each published PF (publishedPfs). */
 export function novaRelationData(
   bound: BoundDevice[],
   onVfio: (address: string) => boolean,
   optionName: NovaSpecOptionName,
   sriov: SriovReadiness = { pfs: [], ready: () => false },
 ): NovaRelationData {
-  const readyPfs = sriov.pfs.filter((pf) => sriov.ready(pf));
-  const readyAddresses = new Set(readyPfs.map((pf) => pf.address));
-  const isReady = (d: BoundDevice) =>
-    d.physfn !== undefined ? readyAddresses.has(d.physfn) : onVfio(d.address);
-  const offered = bound.filter(isReady);
-  const waiting = bound.filter((d) => !isReady(d));
+  const published = publishedPfs(sriov);
+  const offered = offeredNow(bound, onVfio, published);
+  const taken = new Set(offered.map((d) => d.address));
   return {
     data: {
       [SUBORDINATE_CONFIGURATION_KEY]: subordinateConfiguration(
-        novaPciEntries(offered, readyPfs),
+        novaPciEntries(offered, published),
         optionName,
       ),
     },
-    waiting,
+    waiting: bound.filter((d) => !taken.has(d.address)),
   };
 }
 

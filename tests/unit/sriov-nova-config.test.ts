@@ -1,6 +1,6 @@
 // nova-config for SR-IOV: the one compact spec per PF, the type-VF alias for nova-cloud-controller
 // and the flavor line (flavor-alias VFs), the neutron SR-IOV agent mapping and port lines
-// (physical-network VFs), and PFs still waiting for their VFs said once each.
+// (physical-network VFs); the PF spec is sent before its VFs exist (nova's own rule: sriov_totalvfs).
 import { describe, expect, it } from "vitest";
 import { novaConfig } from "../../src/actions/nova-config";
 import type { ResultTree } from "../../src/actions/results";
@@ -87,11 +87,11 @@ describe("nova-config with SR-IOV", () => {
     );
   });
 
-  it("before the boot: nothing offered, the PF waits once (not one line per VF)", () => {
+  it("before the boot: the compact PF spec is sent already, and no PF waits (issue 21.2)", () => {
     const r = reply(pfWithVfs("0000:3b:00.0", 4, null));
-    expect(r.results["device-spec"]).toBeUndefined();
-    expect(r.results.waiting).toEqual({
-      "0000-3b-00-0": expect.stringMatching(/^0000:3b:00.0: its 4 VFs are not all there/),
+    expect(r.results["device-spec"]).toEqual({
+      "1": '{"vendor_id":"8086","product_id":"1889","address":"0000:3b:00.0"}',
     });
+    expect(r.results.waiting).toBeUndefined();
   });
 });

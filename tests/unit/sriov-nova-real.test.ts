@@ -8,6 +8,9 @@
 // This machine has no such PF, so that one function is stood in for with the PFs of the test host;
 // everything else is nova's own code.
 import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config";
 import type { HostFacts, PciFunction } from "../../src/host/facts";
@@ -26,11 +29,20 @@ import nova.conf
 from nova.pci import request, utils, whitelist
 CONF = nova.conf.CONF
 inp = json.load(sys.stdin)
-pfs = set(inp["pfs"])
-def is_physical_function(domain, bus, slot, function):
-    return f"{domain}:{bus}:{slot}.{function}" in pfs
-with mock.patch.object(utils, "is_physical_function", is_physical_function):
-    wl = whitelist.Whitelist(inp["specs"])
+if inp["pfs"] is None:
+    # nova's own is_physical_function, reading sysfs under inp["sys"] instead of /.
+    real_isdir, real_open = utils.os.path.isdir, open
+    def moved(p):
+        return inp["sys"] + p if str(p).startswith("/sys/") else p
+    with mock.patch.object(utils.os.path, "isdir", lambda p: real_isdir(moved(p))), \
+         mock.patch.object(utils, "open", lambda p, *a, **k: real_open(moved(p), *a, **k), create=True):
+        wl = whitelist.Whitelist(inp["specs"])
+else:
+    pfs = set(inp["pfs"])
+    def is_physical_function(domain, bus, slot, function):
+        return f"{domain}:{bus}:{slot}.{function}" in pfs
+    with mock.patch.object(utils, "is_physical_function", is_physical_function):
+        wl = whitelist.Whitelist(inp["specs"])
 CONF.set_override("alias", inp["aliases"], group="pci")
 aliases = request._get_alias_from_config()
 out = {}
@@ -51,14 +63,17 @@ interface NovaView {
   aliases: string[];
 }
 
-/** What nova makes of the [pci] pairs for these devices (as libvirt reports them to nova). */
+/** What nova makes of the [pci] pairs for these devices (as libvirt reports them to nova). `pfs`
+ * null: nova's own is_physical_function decides, reading the sysfs tree under `sys`. */
 function novaView(
   pairs: [string, string][],
-  pfs: string[],
+  pfs: string[] | null,
   devices: PciFunction[],
+  sys: string | null = null,
 ): Record<string, NovaView> {
   const input = JSON.stringify({
     pfs,
+    sys,
     specs: pairs.filter(([k]) => k === "device_spec").map(([, v]) => v),
     aliases: pairs.filter(([k]) => k === "alias").map(([, v]) => v),
     devices: devices.map((d) => ({
@@ -201,11 +216,63 @@ describe("Debian's nova and the VFs the charm creates", () => {
   );
 
   it(
-    "nothing is published for a PF until all its VFs are on their planned driver",
+    "VFs pinned by their own address wait until all of them are on their planned driver",
     () => {
-      const a = pfWithVfs("0000:3b:00.0", ["8086", "1592", "1889"], 3, "iavf", 10);
-      const pairs = published(host(a), '- {address: "0000:3b:00.0", vfs: 3}');
-      expect(pairs).toEqual([]);
+      const facts = host(
+        pfWithVfs("0000:01:00.0", ["1b36", "0010", "0010"], 2, "nvme", 4, 1, "010802"),
+      );
+      expect(published(facts, '- {address: "0000:01:00.0", vfs: 2}')).toEqual([]);
+    },
+    NOVA_TIMEOUT_MS,
+  );
+
+  it(
+    "issue 21.2: raising vfs 8 → 16, the spec stays the same and nova's own PF rule admits the VFs before, during and after",
+    () => {
+      const pf = "0000:3b:00.0";
+      const devices = `- {address: "${pf}", vfs: 16, alias: fast-nic}`;
+      const before = pfWithVfs(pf, ["8086", "1592", "1889"], 8, "vfio-pci", 10);
+      // During: sriov_numvfs went to 0 (a count changes through 0): the PF has no VF at all.
+      const during = [{ ...before[0]!, sriov: { ...before[0]!.sriov!, numVfs: 0 } }];
+      const after = pfWithVfs(pf, ["8086", "1592", "1889"], 16, "vfio-pci", 10);
+      const phases = [before, during, after].map((functions) => {
+        const facts = host(functions);
+        const pairs = published(facts, devices);
+        return { facts, pairs };
+      });
+      const [b, d, a] = phases as [(typeof phases)[0], (typeof phases)[0], (typeof phases)[0]];
+      expect(b.pairs).toEqual([
+        ["device_spec", `{"vendor_id":"8086","product_id":"1889","address":"${pf}"}`],
+        [
+          "alias",
+          '{"name":"fast-nic","vendor_id":"8086","product_id":"1889","device_type":"type-VF"}',
+        ],
+      ]);
+      // Steady: nova-compute is never told to drop the spec while the count changes.
+      expect(d.pairs).toEqual(b.pairs);
+      expect(a.pairs).toEqual(b.pairs);
+      // nova's own is_physical_function reads sriov_totalvfs (64 here, whatever the count).
+      const sys = fs.mkdtempSync(path.join(os.tmpdir(), "nova-sysfs-"));
+      try {
+        const dir = path.join(sys, "sys/bus/pci/devices", pf);
+        fs.mkdirSync(dir, { recursive: true });
+        fs.writeFileSync(path.join(dir, "sriov_totalvfs"), "64\n");
+        fs.writeFileSync(path.join(dir, "sriov_numvfs"), "0\n");
+        const admitted = (phase: (typeof phases)[0]) =>
+          Object.entries(novaView(phase.pairs, null, phase.facts.functions, sys))
+            .filter(([, v]) => v.admitted)
+            .map(([k]) => k);
+        const vfs = (n: number) => vfAddresses(pf, 16, 1, n)!;
+        expect(admitted(b)).toEqual(vfs(8));
+        expect(admitted(d)).toEqual([]);
+        expect(admitted(a)).toEqual(vfs(16));
+        // The check can fail: without sriov_totalvfs nova takes the address for a plain
+        // function's, and admits none of the VFs.
+        fs.rmSync(path.join(dir, "sriov_totalvfs"));
+        expect(admitted(a)).toEqual([]);
+      } finally {
+        fs.rmSync(sys, { recursive: true, force: true });
+      }
     },
     NOVA_TIMEOUT_MS,
   );
