@@ -80,14 +80,18 @@ describe("SR-IOV through the charm", () => {
     expect(out.unitStatus.message).toMatch(/4 devices \(fast-nic x4\) on vfio-pci/);
   });
 
-  it("before the boot: nothing offered, the status says what the boot brings", () => {
+  it("before the boot: the PF spec is offered already (nova's PF rule), the status says what the boot brings", () => {
     on(amdHost());
     const out = charmContext().run("nova-compute-relation-joined", {
       config: { devices: DEVICES },
       relations: [{ ...NOVA, id: 7 }],
     });
     const raw = out.relations[0]!.localUnitData.subordinate_configuration!;
-    expect(JSON.parse(raw).nova["/etc/nova/nova.conf"].sections.pci).toEqual([]);
+    const pairs = JSON.parse(raw).nova["/etc/nova/nova.conf"].sections.pci as [string, string][];
+    expect(pairs.map(([, v]) => JSON.parse(v).address ?? JSON.parse(v).name)).toEqual([
+      PF,
+      "fast-nic",
+    ]);
     expect(out.unitStatus.name).toBe("blocked");
     expect(out.unitStatus.message).toContain(`${PF} has 0 VFs, 4 planned`);
   });
