@@ -319,6 +319,56 @@ export function parseModalias(modalias: string): ModaliasIds | null {
   };
 }
 
+/** What a function's `uevent` says: the kernel composes it on read (drivers/pci/pci-driver.c,
+ * pci_uevent) from the same fields as the separate attributes, so one read gives them all. */
+export interface PciUevent extends ModaliasIds {
+  /** `DRIVER=`: the bound driver's name; null when the line is absent (unbound). */
+  driver: string | null;
+  modalias: string;
+}
+
+/** Parses a function's `uevent` (`DRIVER=`, `PCI_CLASS=C0300`, `PCI_ID=8086:7020`,
+ * `PCI_SUBSYS_ID=1AF4:1100`, `MODALIAS=`); null when the ids, subsystem ids or class are missing or not in
+ * the kernel's format (the caller then reads the separate attributes). */
+export function parseUevent(text: string): PciUevent | null {
+  let driver: string | null = null;
+  let id: string | undefined;
+  let subsys: string | undefined;
+  let cls: string | undefined;
+  let modalias: string | undefined;
+  for (const line of text.split("\n")) {
+    const eq = line.indexOf("=");
+    const key = line.slice(0, eq);
+    const value = line.slice(eq + 1);
+    if (key === "DRIVER") driver = value;
+    else if (key === "PCI_ID") id = value;
+    else if (key === "PCI_SUBSYS_ID") subsys = value;
+    else if (key === "PCI_CLASS") cls = value;
+    else if (key === "MODALIAS") modalias = value;
+  }
+  const ids = id === undefined ? null : UEVENT_IDS.exec(id);
+  const sub = subsys === undefined ? null : UEVENT_IDS.exec(subsys);
+  const classCode = cls === undefined ? null : normaliseHex(cls, 6);
+  if (ids === null || sub === null || classCode === null) return null;
+  const vendorId = ids[1]!.toLowerCase();
+  const deviceId = ids[2]!.toLowerCase();
+  const subsystemVendorId = sub[1]!.toLowerCase();
+  const subsystemDeviceId = sub[2]!.toLowerCase();
+  return {
+    driver: driver === "" ? null : driver,
+    vendorId,
+    deviceId,
+    subsystemVendorId,
+    subsystemDeviceId,
+    classCode,
+    modalias:
+      modalias ??
+      synthModalias(vendorId, deviceId, subsystemVendorId, subsystemDeviceId, classCode),
+  };
+}
+/** `PCI_ID` / `PCI_SUBSYS_ID`: the kernel prints them with %04X:%04X. */
+const UEVENT_IDS = /^([0-9A-Fa-f]{4}):([0-9A-Fa-f]{4})$/;
+
 /** The modalias the kernel would print (drivers/pci/pci-sysfs.c), for when the file is unreadable. */
 export function synthModalias(
   vendorId: string,

@@ -9,6 +9,7 @@ import {
   isPciAddress,
   normaliseHex,
   parseModalias,
+  parseUevent,
   synthModalias,
   vfAddresses,
 } from "../pci-vocabulary";
@@ -111,11 +112,12 @@ interface DriverCheck {
 }
 
 /**
- * A VF its PF announced, read the short way: its physfn, modalias, driver, driver_override and
- * iommu_group, a look for net/, and the PF's NUMA node; no directory listing and none of the
- * attributes a VF cannot have (boot_vga, sriov_*, device links). About half the system calls of
- * readOneFunction, which matters with thousands of VFs. Null when anything is not as expected
- * (not a VF of that PF, an unreadable file): the full read then runs and says what is wrong.
+ * A VF its PF announced, read the short way: its physfn link, its `uevent` (ids, class, driver,
+ * modalias in one read), driver_override and iommu_group, a look for net/, and the PF's NUMA
+ * node; no directory listing and none of the attributes a VF cannot have (boot_vga, sriov_*,
+ * device links). About half the system calls of readOneFunction, which matters with thousands of
+ * VFs. Null when anything is not as expected (not a VF of that PF, an unreadable file, no
+ * uevent): the full read then runs and says what is wrong.
  */
 function readAnnouncedVf(
   root: string,
@@ -140,14 +142,14 @@ function readAnnouncedVf(
   };
   try {
     if (link("physfn") !== pf.address) return null;
-    const modalias = readAttrFile(`${dir}/modalias`).trim();
-    const ids = parseModalias(modalias);
-    if (!ids) return null;
+    const uevent = parseUevent(readAttrFile(`${dir}/uevent`));
+    if (!uevent) return null;
+    const { driver: named, modalias, ...ids } = uevent;
     const groupName = link("iommu_group");
     if (groupName !== undefined && (groupName === null || !/^\d+$/.test(groupName))) return null;
     const override = readAttrFile(`${dir}/driver_override`).trim();
     const netInterfaces = existsSync(`${dir}/net`) ? readdirSync(`${dir}/net`).sort() : [];
-    // readDriver asks only for the driver link (and follows it when the driver is not listed).
+    // checkedDriver follows the driver link only when the driver is not listed.
     const dev = {
       address,
       hostDir,
@@ -157,7 +159,7 @@ function readAnnouncedVf(
       attr: () => undefined,
       link,
     } satisfies DeviceDir;
-    const driver = readDriver(dev, drivers);
+    const driver = checkedDriver(dev, named, drivers);
     if (unexpected) return null;
     return {
       address,
@@ -190,7 +192,8 @@ function readOneFunction(
 ): PciFunction | null {
   const dev = openDevice(root, name, address, problems);
   if (dev === null) return null;
-  const ids = readIds(dev);
+  const uevent = readUevent(dev);
+  const ids = uevent ?? readIds(dev);
   if (ids === null) return null;
   const { vendorId, deviceId, classCode, subsystemVendorId, subsystemDeviceId } = ids;
   return {
@@ -200,7 +203,7 @@ function readOneFunction(
     subsystemVendorId,
     subsystemDeviceId,
     classCode,
-    driver: readDriver(dev, drivers),
+    driver: uevent ? checkedDriver(dev, uevent.driver, drivers) : readDriver(dev, drivers),
     driverOverride: readDriverOverride(dev),
     iommuGroup: readIommuGroup(dev),
     numaNode: readNumaNode(dev),
@@ -323,9 +326,20 @@ interface FunctionIds {
   modalias: string | null;
 }
 
-/** The modalias carries vendor, device, subsystem ids and class (the kernel prints it from the
- * same fields as the separate attributes): one read instead of six. The attributes are read only
- * when the modalias is unreadable or not in the kernel's format. */
+/** The function's `uevent`: ids, class, modalias and driver in one read. Null when the function
+ * has none (recordings of /sys made without it) or it is unreadable or not in the kernel's
+ * format: readIds and the driver link then say the same the slow way. */
+function readUevent(dev: DeviceDir): (FunctionIds & { driver: string | null }) | null {
+  const text = dev.attr(
+    "uevent",
+    "ids and driver read from modalias, the attributes and the driver link instead",
+  );
+  return text ? parseUevent(text) : null;
+}
+
+/** Without `uevent`: the modalias carries vendor, device, subsystem ids and class (the kernel
+ * prints it from the same fields as the separate attributes): one read instead of six. The
+ * attributes are read only when the modalias is unreadable or not in the kernel's format. */
 function readIds(dev: DeviceDir): FunctionIds | null {
   const modalias = dev.attr("modalias", "ids read from the separate attributes instead");
   const fromModalias = modalias ? parseModalias(modalias) : null;
@@ -449,9 +463,18 @@ function readConsumers(dev: DeviceDir): string[] {
   return consumers.sort(compareAddresses);
 }
 
-/** The bound driver's name, or null when unbound or when the link points at no driver. */
+/** The bound driver's name from the `driver` link (when there is no uevent), or null when
+ * unbound or when the link points at no driver. */
 function readDriver(dev: DeviceDir, drivers: DriverCheck): string | null {
-  const name = dev.link("driver");
+  return checkedDriver(dev, dev.link("driver"), drivers);
+}
+
+/** The driver `uevent` or the link names, or null when none does or it is not really there. */
+function checkedDriver(
+  dev: DeviceDir,
+  name: string | null | undefined,
+  drivers: DriverCheck,
+): string | null {
   if (name === undefined || name === null) return null;
   // The cheap check: a registered driver by that name. Otherwise follow the link for real, so a
   // link into nowhere (a driver mid-unload, a damaged tree) reads as unbound, not as a driver.

@@ -14,7 +14,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
-import { makeTempHost } from "../support/hosts/build-host";
+import { makeTempHost, setUeventDriver } from "../support/hosts/build-host";
 import { seedHost } from "../support/hosts/presets";
 
 const GPU = "0000:83:00.0";
@@ -159,6 +159,7 @@ class FifoKernel {
 
   private unbind(address: string, driver: string): void {
     fs.rmSync(path.join(this.devDir(address), "driver"));
+    setUeventDriver(this.devDir(address), null);
     fs.rmSync(path.join(this.root, DRIVERS, driver, address), { force: true });
   }
 
@@ -167,6 +168,7 @@ class FifoKernel {
     const drv = fs.realpathSync(path.join(this.root, DRIVERS, driver));
     fs.symlinkSync(path.relative(dev, drv), path.join(dev, "driver"));
     fs.symlinkSync(path.relative(drv, dev), path.join(drv, address));
+    setUeventDriver(dev, driver);
   }
 
   /** Reads the filler, then the charm's value until it closed the fifo; fills the pipe again. */

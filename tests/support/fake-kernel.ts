@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { createSysfsWriter, type SysfsWriter, sysfsError } from "../../src/apply/sysfs";
 import type { HostFacts } from "../../src/host/facts";
+import { pciUevent, setUeventDriver } from "./hosts/build-host";
 
 const DEVICES = "/sys/bus/pci/devices";
 const DRIVERS = "/sys/bus/pci/drivers";
@@ -34,6 +35,18 @@ export function writeSysfsTree(root: string, facts: HostFacts, extraDrivers: str
       driver_override: f.driverOverride ?? "(null)",
       numa_node: String(f.numaNode ?? -1),
       modalias: f.modalias,
+      uevent: pciUevent(
+        {
+          address: f.address,
+          vendor: f.vendorId,
+          device: f.deviceId,
+          subsystemVendor: f.subsystemVendorId ?? "0000",
+          subsystemDevice: f.subsystemDeviceId ?? "0000",
+          class: f.classCode,
+        },
+        f.driver,
+        f.modalias,
+      ).trimEnd(),
     };
     if (f.sriov) {
       attrs.sriov_numvfs = String(f.sriov.numVfs);
@@ -71,6 +84,7 @@ function bindLink(root: string, address: string, driver: string): void {
   const drvDir = path.join(root, DRIVERS, driver);
   fs.symlinkSync(path.relative(dev, drvDir), path.join(dev, "driver"));
   fs.symlinkSync(path.relative(drvDir, dev), path.join(drvDir, address));
+  setUeventDriver(dev, driver);
 }
 
 /** A writer that behaves like the kernel on a temp tree; `writes` records every accepted write. */
@@ -137,6 +151,7 @@ export class FakeKernel implements SysfsWriter {
     if (this.readDriver(address) !== driver) throw sysfsError(hostPath, value, "ENODEV");
     const dev = deviceDir(this.root, address);
     fs.unlinkSync(path.join(dev, "driver"));
+    setUeventDriver(dev, null);
     fs.rmSync(path.join(this.root, DRIVERS, driver, address), { force: true });
     if (driver === "vfio-pci") {
       const group = this.group(address);

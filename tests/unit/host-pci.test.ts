@@ -271,18 +271,47 @@ describe("hostile hosts", () => {
     expect(functions).toHaveLength(15);
   });
 
-  it("falls back to the id attributes when modalias is unreadable, and rebuilds the modalias", () => {
+  it("reads ids, class and driver from uevent alone when the attributes are unreadable", () => {
     const built = host(seedHost());
+    for (const attr of ["modalias", "vendor", "device", "class"])
+      makeUnreadable(built, "0000:83:00.0", attr);
+    fs.rmSync(path.join(built.deviceDirs.get("0000:83:00.0")!, "driver"));
+    const { functions, problems } = readPciFunctions(built.root);
+    const gpu = functions.find((f) => f.address === "0000:83:00.0")!;
+    expect([gpu.vendorId, gpu.deviceId, gpu.classCode, gpu.driver]).toEqual([
+      "10de",
+      "1bb0",
+      "030000",
+      "nouveau",
+    ]);
+    expect(gpu.modalias).toBe("pci:v000010DEd00001BB0sv000010DEsd000011A3bc03sc00i00");
+    expect(problems).toEqual([]);
+  });
+
+  it("reads a host recorded without uevent the slow way: modalias and the driver link", () => {
+    const built = host(seedHost());
+    for (const dir of built.deviceDirs.values()) fs.rmSync(path.join(dir, "uevent"));
+    const withUevent = readPciFunctions(host(seedHost()).root);
+    expect(readPciFunctions(built.root)).toEqual(withUevent);
+  });
+
+  it("falls back to the id attributes when uevent and modalias are unreadable, and rebuilds the modalias", () => {
+    const built = host(seedHost());
+    makeUnreadable(built, "0000:83:00.0", "uevent");
     makeUnreadable(built, "0000:83:00.0", "modalias");
     const { functions, problems } = readPciFunctions(built.root);
     const gpu = functions.find((f) => f.address === "0000:83:00.0")!;
     expect([gpu.vendorId, gpu.deviceId, gpu.classCode]).toEqual(["10de", "1bb0", "030000"]);
     expect(gpu.modalias).toBe("pci:v000010DEd00001BB0sv000010DEsd000011A3bc03sc00i00");
-    expect(problems.map((p) => p.path)).toEqual(["/sys/bus/pci/devices/0000:83:00.0/modalias"]);
+    expect(problems.map((p) => p.path)).toEqual([
+      "/sys/bus/pci/devices/0000:83:00.0/uevent",
+      "/sys/bus/pci/devices/0000:83:00.0/modalias",
+    ]);
   });
 
   it("leaves out a device whose identity cannot be read at all, saying which file and what to run", () => {
     const built = host(seedHost());
+    makeUnreadable(built, "0000:84:00.1", "uevent");
     makeUnreadable(built, "0000:84:00.1", "modalias");
     makeUnreadable(built, "0000:84:00.1", "vendor");
     const { functions, problems } = readPciFunctions(built.root);
@@ -306,6 +335,7 @@ describe("hostile hosts", () => {
   it("rejects an id that is not hex as malformed", () => {
     const built = host(seedHost());
     const dir = built.deviceDirs.get("0000:00:1f.0")!;
+    fs.writeFileSync(path.join(dir, "uevent"), "PCI_ID=garbage\n");
     fs.writeFileSync(path.join(dir, "modalias"), "garbage\n");
     fs.writeFileSync(path.join(dir, "vendor"), "0xzz99\n");
     const { functions, problems } = readPciFunctions(built.root);
@@ -411,6 +441,7 @@ describe("readIommu", () => {
 
   it("keeps an unreadable device in its group when membership comes from the functions", () => {
     const built = host(seedHost());
+    makeUnreadable(built, "0000:83:00.1", "uevent");
     makeUnreadable(built, "0000:83:00.1", "modalias");
     makeUnreadable(built, "0000:83:00.1", "class");
     const pci = readPciFunctions(built.root);

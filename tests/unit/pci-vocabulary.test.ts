@@ -12,6 +12,7 @@ import {
   parseAddressPattern,
   parseIdPair,
   parsePciId,
+  parseUevent,
 } from "../../src/pci-vocabulary";
 import { novaEntryProblems } from "../../src/plan/nova";
 import { bound } from "../support/bound-devices";
@@ -111,5 +112,41 @@ describe("nova and the VMD domains", () => {
     expect(problems.map((p) => p.message)).toEqual([
       expect.stringContaining("beyond the ffff that nova takes"),
     ]);
+  });
+});
+
+describe("a function's uevent", () => {
+  // Verbatim from a recording of a real host (systemd's test/sys-script.py, a ThinkPad T60p): a
+  // driver name with a space, a class printed without its leading zero.
+  const t60p = [
+    "DRIVER=HDA Intel",
+    "PCI_CLASS=40300",
+    "PCI_ID=8086:27D8",
+    "PCI_SUBSYS_ID=17AA:2010",
+    "PCI_SLOT_NAME=0000:00:1b.0",
+    "MODALIAS=pci:v00008086d000027D8sv000017AAsd00002010bc04sc03i00",
+    "",
+  ].join("\n");
+
+  it("gives the ids, class, driver and modalias the separate attributes give", () => {
+    expect(parseUevent(t60p)).toEqual({
+      driver: "HDA Intel",
+      vendorId: "8086",
+      deviceId: "27d8",
+      subsystemVendorId: "17aa",
+      subsystemDeviceId: "2010",
+      classCode: "040300",
+      modalias: "pci:v00008086d000027D8sv000017AAsd00002010bc04sc03i00",
+    });
+  });
+
+  it("reads no DRIVER line as unbound", () => {
+    expect(parseUevent(t60p.replace("DRIVER=HDA Intel\n", ""))?.driver).toBeNull();
+  });
+
+  it("is null when the ids or the class are not the kernel's, so the attributes are read", () => {
+    expect(parseUevent(t60p.replace("PCI_ID=8086:27D8", "PCI_ID=garbage"))).toBeNull();
+    expect(parseUevent(t60p.replace("PCI_CLASS=40300\n", ""))).toBeNull();
+    expect(parseUevent("")).toBeNull();
   });
 });

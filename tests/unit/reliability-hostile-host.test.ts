@@ -55,6 +55,7 @@ describe("unreadable sysfs attributes", () => {
     const root = host();
     const numa = unreadableAttribute(root, "0000:84:00.1", "numa_node");
     const ids = [
+      unreadableAttribute(root, "0000:18:00.1", "uevent"),
       unreadableAttribute(root, "0000:18:00.1", "modalias"),
       unreadableAttribute(root, "0000:18:00.1", "vendor", "loop"),
     ];
@@ -71,6 +72,7 @@ describe("unreadable sysfs attributes", () => {
   it("list-devices still answers, and says which device it could not read", () => {
     const root = host();
     const vendor = unreadableAttribute(root, "0000:18:00.1", "vendor");
+    unreadableAttribute(root, "0000:18:00.1", "uevent");
     unreadableAttribute(root, "0000:18:00.1", "modalias");
     const out = charmContext().run("list-devices-action", { config: ONE_GPU, actionParams: {} });
     expect(out.actionFailure).toBeNull();
@@ -87,6 +89,7 @@ describe("unreadable sysfs attributes", () => {
     const root = host();
     const first = charmContext().run("install", { config: ONE_GPU });
     const rule = read(root, OWNED.udevRule);
+    unreadableAttribute(root, "0000:83:00.0", "uevent");
     unreadableAttribute(root, "0000:83:00.0", "modalias");
     const vendor = unreadableAttribute(root, "0000:83:00.0", "vendor");
     const before = snapshotTree(root);
