@@ -158,6 +158,15 @@ export const OWNED = {
   /** Run by that rule: creates the PF's VFs (sriov_numvfs, through 0) and, for VFs given to VMs
    * through a flavor alias, steers each to vfio-pci by its own address before any driver probes it. */
   sriovHelper: "/usr/local/lib/pci-passthrough/sriov-vfs",
+  /** Read by systemd at boot: a oneshot unit ordered before nova-compute and neutron-sriov-agent
+   * that runs sriovBootWait (plan/render-sriov-boot.ts). */
+  sriovBootUnit: "/etc/systemd/system/pci-passthrough-sriov.service",
+  /** Read by systemd at boot: a drop-in of multi-user.target that wants sriovBootUnit (a plain
+   * file, so no `systemctl enable` link to create or forget). */
+  sriovBootWants: "/etc/systemd/system/multi-user.target.d/pci-passthrough-sriov.conf",
+  /** Run by sriovBootUnit: waits, bounded, for every planned PF's VFs on their planned driver,
+   * running sriovHelper once more for what udev left undone. */
+  sriovBootWait: "/usr/local/lib/pci-passthrough/sriov-boot",
 } as const;
 
 /** Directories the charm creates for its own files and removes, once empty, on removal. (The

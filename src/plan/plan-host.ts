@@ -16,6 +16,11 @@ import {
   renderUdevRules,
 } from "./render-files";
 import { renderSriovHelper, renderSriovRules } from "./render-sriov";
+import {
+  renderSriovBootUnit,
+  renderSriovBootWait,
+  renderSriovBootWants,
+} from "./render-sriov-boot";
 import { selectForHost } from "./sriov";
 import type { BoundDevice, FileSpec, HostPlan, PlanProblem, Regenerate } from "./types";
 import { vfCountDisagreements, vfCountProblems } from "./vf-count-owners";
@@ -35,6 +40,10 @@ export const FEEDS: Record<string, Regenerate[]> = {
   [OWNED.initramfsHook]: ["initramfs"],
   [OWNED.sriovRule]: ["initramfs"],
   [OWNED.sriovHelper]: ["initramfs"],
+  // Read by systemd from the real root at boot: nothing to regenerate.
+  [OWNED.sriovBootUnit]: [],
+  [OWNED.sriovBootWants]: [],
+  [OWNED.sriovBootWait]: [],
 };
 
 /** What the planner knows of the host beyond the facts, when the caller read it. */
@@ -136,6 +145,13 @@ export function planHost(
   if (sriovRules !== null) {
     files.push({ path: OWNED.sriovRule, content: sriovRules, mode: 0o644 });
     files.push({ path: OWNED.sriovHelper, content: renderSriovHelper(), mode: 0o755 });
+  }
+  // The boot order: nova-compute and neutron's SR-IOV agent start after the VFs are ready.
+  const sriovUnit = renderSriovBootUnit(selection.sriov.pfs);
+  if (sriovUnit !== null) {
+    files.push({ path: OWNED.sriovBootUnit, content: sriovUnit, mode: 0o644 });
+    files.push({ path: OWNED.sriovBootWants, content: renderSriovBootWants(), mode: 0o644 });
+    files.push({ path: OWNED.sriovBootWait, content: renderSriovBootWait(), mode: 0o755 });
   }
   if (udev !== null || sriovRules !== null) {
     files.push({ path: OWNED.initramfsHook, content: renderInitramfsHook(), mode: 0o755 });

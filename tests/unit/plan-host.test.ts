@@ -234,10 +234,17 @@ describe("planHost decisions", () => {
 
   it("feeds grub from the drop-in and the initramfs from everything else", () => {
     const plan = planHost(config({ devices: "10de:1bb0" }), seedHost(), index, none);
-    // Every owned file but the SR-IOV pair, which only entries with `vfs` need.
+    // Every owned file but the SR-IOV ones, which only entries with `vfs` need.
+    const sriovOnly = new Set<string>([
+      OWNED.sriovRule,
+      OWNED.sriovHelper,
+      OWNED.sriovBootUnit,
+      OWNED.sriovBootWants,
+      OWNED.sriovBootWait,
+    ]);
     expect(plan.files.map((f) => f.path)).toEqual(
       Object.values(OWNED)
-        .filter((p) => p !== OWNED.sriovRule && p !== OWNED.sriovHelper)
+        .filter((p) => !sriovOnly.has(p))
         .sort(),
     );
     expect(plan.feeds[OWNED.grubDropIn]).toEqual(["grub"]);

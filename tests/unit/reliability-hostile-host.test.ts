@@ -173,7 +173,13 @@ describe("a device that vanishes between the read and the bind", () => {
 
 describe("a foreign file at one of our paths", () => {
   // The SR-IOV pair is planned only for an entry with vfs: on amdHost's X710 port 41:00.1.
-  const SRIOV_PATHS = new Set<string>([OWNED.sriovRule, OWNED.sriovHelper]);
+  const SRIOV_PATHS = new Set<string>([
+    OWNED.sriovRule,
+    OWNED.sriovHelper,
+    OWNED.sriovBootUnit,
+    OWNED.sriovBootWants,
+    OWNED.sriovBootWait,
+  ]);
   it.each(Object.entries(OWNED))(
     "%s: blocked naming the path, the file untouched, nothing written",
     (_, hostPath) => {
