@@ -230,20 +230,22 @@ export function isBridgeClass(classCode: string): boolean {
   return classCode.startsWith("0604");
 }
 
-/** The class words the `class` filter accepts, each a set of hex class-code prefixes. */
-export const CLASS_WORDS: Record<string, string[]> = {
+/** The one vocabulary of device classes: list-devices' `class-name` and its `class` filter, the
+ * default nova alias of a selected function (so the status's "network x2" is a word `class=`
+ * takes), and companions' aliases (`gpu-audio`). Fine words first (a function takes the first
+ * that fits), each a set of hex class-code prefixes; then the base classes. */
+const FINE_CLASSES: Array<[word: string, prefixes: string[]]> = [
   // 0300 VGA, 0302 3D (datacenter GPUs), 0380 other display (some AMD Instinct cards).
-  gpu: ["0300", "0302", "0380"],
-  display: ["03"],
-  network: ["02"],
-  storage: ["01"],
+  ["gpu", ["0300", "0302", "0380"]],
+  ["nvme", ["0108"]],
   // 0401 multimedia audio, 0403 HD audio (a GPU's HDMI audio function).
-  audio: ["0401", "0403"],
-  usb: ["0c03"],
-  bridge: ["06"],
-};
+  ["audio", ["0401", "0403"]],
+  ["usb", ["0c03"]],
+  // 12 processing accelerators; 0b40 co-processors (some accelerator cards say so).
+  ["accelerator", ["12", "0b40"]],
+];
 
-/** Base-class words for the output (PCI Code and ID Assignment spec, base classes 00–13, 40). */
+/** Base-class words (PCI Code and ID Assignment spec, base classes 00–13, 40). */
 const BASE_CLASS: Record<string, string> = {
   "00": "unclassified",
   "01": "storage",
@@ -263,35 +265,53 @@ const BASE_CLASS: Record<string, string> = {
   "0f": "satellite",
   "10": "encryption",
   "11": "signal-processing",
-  "12": "accelerator",
   "13": "instrumentation",
   "40": "coprocessor",
 };
 
-/** A word for a class code: `gpu`, `audio`, `usb` where one fits, else the base class's word. */
+/** Words of other tools and of this charm's earlier default aliases, accepted as input for the
+ * class they mean (never printed). */
+const CLASS_SYNONYMS: Record<string, string> = {
+  nic: "network",
+  ethernet: "network",
+  vga: "gpu",
+  media: "multimedia",
+  serial: "serial-bus",
+  accel: "accelerator",
+  crypto: "encryption",
+};
+
+/** The class words the `class` filter accepts (synonyms included), each a set of hex class-code
+ * prefixes. */
+export const CLASS_WORDS: Record<string, string[]> = (() => {
+  const words: Record<string, string[]> = Object.fromEntries(FINE_CLASSES);
+  for (const [base, word] of Object.entries(BASE_CLASS)) words[word] ??= [base];
+  // ff: "does not fit any defined class", what classWord calls other.
+  words["other"] = ["ff"];
+  for (const [synonym, word] of Object.entries(CLASS_SYNONYMS)) words[synonym] = words[word]!;
+  return words;
+})();
+
+/** The class words printed anywhere, without the input-only synonyms: what error messages list. */
+export const CLASS_WORD_NAMES: string[] = [
+  ...FINE_CLASSES.map(([word]) => word),
+  ...Object.values(BASE_CLASS).filter((w) => !FINE_CLASSES.some(([fine]) => fine === w)),
+  "other",
+];
+
+/** A word for a class code: the first fine word that fits, else the base class's word. */
 export function classWord(classCode: string): string {
-  for (const word of ["gpu", "audio", "usb"]) {
-    if (CLASS_WORDS[word]!.some((p) => classCode.startsWith(p))) return word;
+  const code = classCode.toLowerCase();
+  for (const [word, prefixes] of FINE_CLASSES) {
+    if (prefixes.some((p) => code.startsWith(p))) return word;
   }
-  return BASE_CLASS[classCode.slice(0, 2)] ?? "other";
+  return BASE_CLASS[code.slice(0, 2)] ?? "other";
 }
 
-/** The default nova alias for a function, from its PCI class: gpu, nic, nvme, storage, audio… */
+/** The default nova alias for a function: its class word (gpu, network, nvme, storage, audio…),
+ * the same word list-devices prints and its `class` filter takes. */
 export function deriveAlias(fn: { classCode: string }): string {
-  const cls = fn.classCode.slice(0, 4);
-  const base = cls.slice(0, 2);
-  if (cls === "0300" || cls === "0301" || cls === "0302" || cls === "0380") return "gpu";
-  if (base === "02") return "nic";
-  if (cls === "0108") return "nvme";
-  if (base === "01") return "storage";
-  if (cls === "0401" || cls === "0403") return "audio";
-  if (base === "04") return "media";
-  if (cls === "0c03") return "usb";
-  if (base === "0c") return "serial";
-  if (base === "12" || cls === "0b40") return "accel";
-  if (base === "10") return "crypto";
-  if (base === "0d") return "wireless";
-  return "pci";
+  return classWord(fn.classCode);
 }
 
 /** The ids and class a PCI modalias carries. */

@@ -4,7 +4,7 @@
 import { validateActionListDevices } from "../generated/validators.js";
 import type { HostFacts, HostUsage, ModuleIndex, PciFunction } from "../host/facts";
 import type { PciIdNames } from "../host/pci-ids";
-import { CLASS_WORDS, classWord, parsePciId } from "../pci-vocabulary";
+import { CLASS_WORD_NAMES, CLASS_WORDS, classWord, parsePciId } from "../pci-vocabulary";
 import type { PlannedPf } from "../plan/sriov";
 import type { BoundDevice } from "../plan/types";
 import { driverWords } from "../text";
@@ -33,7 +33,7 @@ export function parseListDevicesParams(raw: unknown): Checked<ListDevicesParams>
       else {
         errors.push({
           param: "class",
-          message: `class "${p.class}" is neither a class word (${Object.keys(CLASS_WORDS).join(", ")}) nor a hex class prefix (2 to 6 hex digits, e.g. 03 or 0200)`,
+          message: `class "${p.class}" is neither a class word (${CLASS_WORD_NAMES.join(", ")}) nor a hex class prefix (2 to 6 hex digits, e.g. 03 or 0200)`,
         });
       }
     }

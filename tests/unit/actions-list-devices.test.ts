@@ -9,7 +9,7 @@ import {
 import { invalidResultKeys, type ResultTree } from "../../src/actions/results";
 import type { HostFacts } from "../../src/host/facts";
 import { parsePciIds } from "../../src/host/pci-ids";
-import { classWord } from "../../src/pci-vocabulary";
+import { classWord, deriveAlias } from "../../src/pci-vocabulary";
 import { selectFunctions } from "../../src/plan/select";
 import { fn, host, MODULES_ALIAS, moduleIndex, seedHost, sel } from "../support/host-facts";
 
@@ -196,14 +196,36 @@ describe("classWord", () => {
       "gpu",
       "display",
     ]);
-    expect(["040300", "0c0330", "020000", "010802", "060400", "ff0000"].map(classWord)).toEqual([
-      "audio",
-      "usb",
-      "network",
-      "storage",
-      "bridge",
-      "other",
-    ]);
+    expect(
+      ["040300", "0c0330", "020000", "010802", "010601", "060400", "ff0000"].map(classWord),
+    ).toEqual(["audio", "usb", "network", "nvme", "storage", "bridge", "other"]);
+  });
+
+  it("is the default nova alias too, so every word the status shows is one class= takes", () => {
+    for (const code of [
+      "030000",
+      "020000",
+      "010802",
+      "040300",
+      "0c0330",
+      "120000",
+      "0c8000",
+      "ff0000",
+    ]) {
+      const word = deriveAlias({ classCode: code });
+      expect(word).toBe(classWord(code));
+      const parsed = parseListDevicesParams({ class: word });
+      expect(parsed.ok, `class=${word}`).toBe(true);
+    }
+  });
+
+  it("takes other tools' words and the earlier default aliases as input: class=nic is network", () => {
+    const nic = parseListDevicesParams({ class: "nic" });
+    const network = parseListDevicesParams({ class: "network" });
+    expect(nic).toEqual(network);
+    const bad = parseListDevicesParams({ class: "nix" });
+    expect(JSON.stringify(bad)).toContain("gpu, nvme, audio, usb, accelerator");
+    expect(JSON.stringify(bad)).not.toContain("nic,");
   });
 });
 

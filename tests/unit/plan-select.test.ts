@@ -136,15 +136,15 @@ describe("deriveAlias / novaDeviceType", () => {
     ["030000", "gpu"],
     ["030200", "gpu"],
     ["038000", "gpu"],
-    ["020000", "nic"],
-    ["020700", "nic"],
+    ["020000", "network"],
+    ["020700", "network"],
     ["010802", "nvme"],
     ["010601", "storage"],
     ["040300", "audio"],
-    ["120000", "accel"],
+    ["120000", "accelerator"],
     ["0c0330", "usb"],
-    ["0c8000", "serial"],
-    ["ff0000", "pci"],
+    ["0c8000", "serial-bus"],
+    ["ff0000", "other"],
   ])("class %s → %s", (classCode, alias) => {
     expect(deriveAlias({ classCode })).toBe(alias);
   });

@@ -125,7 +125,7 @@ describe("the SR-IOV plan", () => {
         currentVfs: 0,
         vfDeviceId: "1889",
         vfDriver: "vfio-pci",
-        alias: "nic",
+        alias: "network",
         vfAddresses: ["0000:3b:02.0", "0000:3b:02.1", "0000:3b:02.2", "0000:3b:02.3"],
       },
     ]);
