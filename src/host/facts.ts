@@ -34,6 +34,25 @@ export interface PciFunction {
   netInterfaces: string[];
   /** Addresses from `consumer:pci:<address>` links (device links: a GPU's USB-C/audio). */
   consumers: string[];
+  /** The bridge or port this function sits below (its parent in /sys/devices); null on a root
+   * bus. Read only while the IOMMU is off (host/pci-config.ts): absent otherwise. */
+  upstream?: string | null;
+  /** What its config space says about isolation, for predicting IOMMU groups before the IOMMU is
+   * on; null when the config space could not be read. Absent while the IOMMU is on. */
+  isolation?: PciIsolation | null;
+}
+
+/** The config-space facts the kernel's grouping (pci_device_group) looks at. */
+export interface PciIsolation {
+  /** Header type bit 7: the device has more functions than this one. */
+  multifunction: boolean;
+  /** The PCI Express capability's device/port type (0 endpoint, 1 legacy endpoint, 4 root port,
+   * 5 switch upstream port, 6 switch downstream port, 7 PCIe-to-PCI bridge, 8 PCI-to-PCIe bridge,
+   * 9 root-complex integrated endpoint, 10 root-complex event collector); null for conventional
+   * PCI (no PCI Express capability). */
+  pcieType: number | null;
+  /** The ACS extended capability (ID 0x000D): its capability register; null without one. */
+  acsCapability: number | null;
 }
 
 /** What an SR-IOV PF's sysfs says about its VFs. The optional fields come from Linux 5.0 on

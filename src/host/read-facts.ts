@@ -4,6 +4,7 @@
 import type { HostFacts, HostReadProblem } from "./facts";
 import { readKernelFacts } from "./kernel";
 import { readIommu, readPciFunctions } from "./pci";
+import { readIsolation } from "./pci-config";
 
 export type { ContainerDetection, KernelFacts } from "./kernel";
 export {
@@ -35,6 +36,8 @@ export function readHostFacts(root: string): {
   problems.push(...pci.problems);
   const iommu = readIommu(root, pci);
   problems.push(...iommu.problems);
+  // No groups yet (IOMMU off): what the kernel will group them by, for the prediction.
+  if (iommu.groups.size === 0) readIsolation(root, pci.functions, problems);
   const kernel = readKernelFacts(root, problems);
   return {
     facts: {

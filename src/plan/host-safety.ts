@@ -4,7 +4,7 @@
 // Pure: host facts and host usage (host/usage.ts) in, reasons in operator words out.
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import { compareAddresses, slotOf } from "../pci-vocabulary";
-import { groupMates } from "./iommu-groups";
+import { groupMates, predictedGroupMates, predictIommuGroups } from "./iommu-groups";
 
 /** Chipset functions by class: they serve the whole machine, never belong to a card, and a group
  * holding one can never go to a VM (the host would lose its LPC bus, flash or SMBus). RAM memory
@@ -47,8 +47,9 @@ export interface HostSafety {
    * VFs destroys them all, so such a PF is in use for SR-IOV planning (plan/sriov.ts). */
   vfUses(fn: PciFunction): string[];
   /** The other members of `fn`'s IOMMU group that the host keeps: chipset functions and functions
-   * it uses. While the IOMMU is off (no groups yet) a chipset slot is taken as one group: the
-   * kernel groups a multi-function slot without ACS as a whole, and chipset slots have none. */
+   * it uses. While the IOMMU is off (no groups yet) the group the kernel will make is predicted
+   * from config space (plan/iommu-groups.ts); facts read without config space fall back to a
+   * chipset slot taken as one group (chipset slots have no ACS). */
   groupHazards(fn: PciFunction): GroupHazard[];
   /** The other members of `fn`'s IOMMU group (none without a group) that the host uses, each
    * with its uses: what a VM taking the group would take from the host. */
@@ -98,6 +99,9 @@ export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
     let chipsetOnly = false;
     if (fn.iommuGroup !== null) {
       mates = groupMates(facts, fn);
+    } else if (predictIommuGroups(facts) !== null) {
+      // IOMMU off: the group the kernel will make at the next boot, predicted from config space.
+      mates = predictedGroupMates(facts, fn);
     } else {
       mates = bySlot.get(slotOf(fn.address)) ?? [];
       chipsetOnly = true;

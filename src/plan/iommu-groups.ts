@@ -3,6 +3,7 @@
 // when every member is bound to a vfio driver, to pci-stub, to nothing, or is a bridge/port (a
 // non-normal header: any driver, pcieport in practice). QEMU says "group N is not viable" otherwise.
 import type { HostFacts, PciFunction } from "../host/facts";
+import { listOf } from "../text";
 
 /** True for vfio-pci and its variant drivers (mlx5_vfio_pci, nvgrace_gpu_vfio_pci…). */
 export function isVfioDriver(driver: string | null): boolean {
@@ -41,4 +42,183 @@ export function functionIndex(facts: HostFacts): Map<string, PciFunction> {
     indexCache.set(facts, index);
   }
   return index;
+}
+
+// ------------------------------------------------------------------------------------------------
+// The groups the kernel will make once the IOMMU is on, predicted while it is off.
+
+/** A group the kernel will make at the next boot with the IOMMU on, and why its members share it. */
+export interface PredictedGroup {
+  /** Member addresses, in bus order. */
+  members: string[];
+  /** Operator words for each reason members were merged ("0000:03:00.0 and 0000:03:00.1 are
+   * functions of one device without ACS"); empty for a function alone in its group. */
+  why: string[];
+}
+
+// PCI Express device/port types (the PCI Express capability's flags, bits 7:4).
+const PCIE_ROOT_PORT = 4;
+const PCIE_DOWNSTREAM = 6;
+const PCIE_TO_PCI_BRIDGE = 7;
+const PCI_TO_PCIE_BRIDGE = 8;
+const PCIE_RC_EVENT_COLLECTOR = 10;
+
+const predictionCache = new WeakMap<HostFacts, Map<string, PredictedGroup> | null>();
+
+/**
+ * The groups the kernel will make, predicted from config space the way pci_device_group
+ * (drivers/iommu/iommu.c) makes them; null while the IOMMU is on (the kernel's own groups are the
+ * truth) or when the facts were read without config space. The rules, each the kernel's:
+ * - a function below a bridge or port whose path to the root is not isolated by ACS joins that
+ *   bridge's group (pci_acs_path_enabled; a PCIe-to-PCI bridge and a conventional PCI bridge never
+ *   isolate, so what sits behind one shares its group: its DMA alias);
+ * - the functions of one multi-function device share a group unless they expose ACS
+ *   (get_pci_function_alias_group with pci_acs_enabled); a single-function endpoint is isolated.
+ * With the IOMMU on the kernel enables every ACS control the capability offers (pci_enable_acs),
+ * so having the ACS capability is what counts here, not its control register while it is off.
+ * Not modelled: the kernel's per-device ACS quirks (drivers/pci/quirks.c pci_dev_acs_enabled:
+ * root ports and NICs that isolate without the capability) and DMA-alias quirks. A quirk only ever
+ * isolates, so without it a predicted group can be larger than the real one, never smaller: the
+ * prediction errs toward refusing. A config space not readable whole counts as no ACS.
+ */
+export function predictIommuGroups(facts: HostFacts): Map<string, PredictedGroup> | null {
+  if (predictionCache.has(facts)) return predictionCache.get(facts)!;
+  const predicted =
+    facts.iommuGroups.size > 0 || facts.functions.some((f) => f.isolation === undefined)
+      ? null
+      : predict(facts);
+  predictionCache.set(facts, predicted);
+  return predicted;
+}
+
+/** The other members of `fn`'s predicted group, with why they share it; null without a prediction. */
+export function predictedGroupOf(facts: HostFacts, fn: PciFunction): PredictedGroup | null {
+  return predictIommuGroups(facts)?.get(fn.address) ?? null;
+}
+
+function predict(facts: HostFacts): Map<string, PredictedGroup> {
+  const byAddress = functionIndex(facts);
+  const bySlot = new Map<string, PciFunction[]>();
+  for (const fn of facts.functions) {
+    const slot = fn.address.slice(0, fn.address.lastIndexOf("."));
+    const list = bySlot.get(slot);
+    if (list) list.push(fn);
+    else bySlot.set(slot, [fn]);
+  }
+  const slotMates = (fn: PciFunction): PciFunction[] =>
+    bySlot.get(fn.address.slice(0, fn.address.lastIndexOf("."))) ?? [];
+  const multifunction = (fn: PciFunction): boolean =>
+    fn.isolation ? fn.isolation.multifunction : fn.physfn === null && slotMates(fn).length > 1;
+  const upstreamOf = (fn: PciFunction): PciFunction | null =>
+    fn.upstream ? (byAddress.get(fn.upstream) ?? null) : null;
+
+  /** pci_acs_enabled, with the controls the capability offers taken as enabled. */
+  const acsEnabled = (fn: PciFunction): boolean => {
+    if (fn.physfn !== null) return true; // a VF: a single-function endpoint
+    const iso = fn.isolation;
+    if (!iso || iso.pcieType === null) return false; // unknown, or conventional PCI
+    switch (iso.pcieType) {
+      case PCIE_TO_PCI_BRIDGE:
+      case PCI_TO_PCIE_BRIDGE:
+      case PCIE_RC_EVENT_COLLECTOR:
+        return false;
+      case PCIE_ROOT_PORT:
+      case PCIE_DOWNSTREAM:
+        return iso.acsCapability !== null;
+      default:
+        return iso.multifunction ? iso.acsCapability !== null : true;
+    }
+  };
+  /** pci_acs_path_enabled(bridge, NULL): the bridge and every one above it isolate. */
+  const pathIsolated = (bridge: PciFunction): PciFunction | true => {
+    for (let b: PciFunction | null = bridge, guard = 0; b !== null && guard < 64; guard++) {
+      if (!acsEnabled(b)) return b;
+      b = upstreamOf(b);
+    }
+    return true;
+  };
+  const noAcs = (fn: PciFunction): string =>
+    fn.isolation?.pcieType === PCIE_TO_PCI_BRIDGE
+      ? `${fn.address} (a PCIe-to-PCI bridge)`
+      : fn.isolation?.pcieType === null
+        ? `${fn.address} (conventional PCI)`
+        : fn.address;
+
+  const parent = new Map<string, string>();
+  const find = (a: string): string => {
+    let root = a;
+    while (parent.has(root)) root = parent.get(root)!;
+    return root;
+  };
+  const why = new Map<string, string[]>();
+  const union = (a: string, b: string, reason: string): void => {
+    const ra = find(a);
+    const rb = find(b);
+    const reasons = [...(why.get(ra) ?? []), ...(ra === rb ? [] : (why.get(rb) ?? []))];
+    if (!reasons.includes(reason)) reasons.push(reason);
+    if (ra !== rb) {
+      parent.set(rb, ra);
+      why.delete(rb);
+    }
+    why.set(ra, reasons);
+  };
+
+  for (const fn of facts.functions) {
+    const up = upstreamOf(fn);
+    if (up !== null) {
+      const blocker = pathIsolated(up);
+      if (blocker !== true) {
+        const at = blocker === up ? `${noAcs(up)} has` : `${noAcs(blocker)} above it has`;
+        union(
+          up.address,
+          fn.address,
+          `below ${up.address} everything shares its group: ${at} no ACS`,
+        );
+        continue;
+      }
+    }
+    if (!multifunction(fn) || acsEnabled(fn)) continue;
+    const slot = fn.address.slice(0, fn.address.lastIndexOf("."));
+    const open = slotMates(fn).filter((m) => !acsEnabled(m));
+    for (const mate of open) {
+      if (mate === fn) continue;
+      union(
+        fn.address,
+        mate.address,
+        `${open.map(noAcs).join(", ")} are functions of one device (${slot}) without ACS`,
+      );
+    }
+  }
+
+  const groups = new Map<string, PredictedGroup>();
+  const members = new Map<string, string[]>();
+  for (const fn of facts.functions) {
+    const root = find(fn.address);
+    const list = members.get(root);
+    if (list) list.push(fn.address);
+    else members.set(root, [fn.address]);
+  }
+  for (const [root, list] of members) {
+    const reasons = why.get(root) ?? [];
+    const unread = list.filter((a) => byAddress.get(a)?.isolation === null);
+    if (reasons.length > 0 && unread.length > 0) {
+      reasons.push(
+        `config space not readable whole for ${listOf(unread, 3, ", ")}: taken as without ACS`,
+      );
+    }
+    const group = { members: list, why: reasons };
+    for (const a of list) groups.set(a, group);
+  }
+  return groups;
+}
+
+/** The other members of `fn`'s predicted group (none without a prediction). */
+export function predictedGroupMates(facts: HostFacts, fn: PciFunction): PciFunction[] {
+  const group = predictedGroupOf(facts, fn);
+  if (group === null) return [];
+  const byAddress = functionIndex(facts);
+  return group.members
+    .filter((a) => a !== fn.address)
+    .map((a) => byAddress.get(a))
+    .filter((m): m is PciFunction => m !== undefined);
 }

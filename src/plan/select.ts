@@ -12,6 +12,7 @@ import {
   hostSafety,
   NO_GROUP_WITH_IOMMU_ON,
 } from "./host-safety";
+import { predictedGroupOf } from "./iommu-groups";
 import type { BoundDevice, NovaDeviceType, PlanProblem, WithheldFunction } from "./types";
 
 /** The outcome of matching the selection against one host. */
@@ -93,7 +94,7 @@ export function selectFunctions(
   const matches = matchSelectors(selectors, facts, host, problems);
   const bound = bindSelected(matches, facts, safety, withheld, notes);
   addCompanions(matches, bound, withheld, safety, host);
-  withholdUnsafeGroups(matches, bound, withheld, safety);
+  withholdUnsafeGroups(matches, bound, withheld, safety, facts);
   const shared = sharedGroupsNote(bound, facts, host);
   if (shared !== null) notes.push(shared);
 
@@ -335,6 +336,7 @@ function withholdUnsafeGroups(
   bound: Map<string, BoundDevice>,
   withheld: Withheld,
   safety: HostSafety,
+  facts: HostFacts,
 ): void {
   for (const { address, fn, sel } of stillBound(matches, bound)) {
     const hazards = safety
@@ -342,13 +344,20 @@ function withholdUnsafeGroups(
       .filter((h) => h.kind === "chipset" || !matches.forced.has(address));
     if (hazards.length === 0) continue;
     const chipset = hazards.some((h) => h.kind === "chipset");
+    const predicted = fn.iommuGroup === null ? predictedGroupOf(facts, fn) : null;
     const where =
       fn.iommuGroup !== null
         ? `its IOMMU group ${fn.iommuGroup} also holds`
-        : `its slot ${slotOf(address)} (one IOMMU group once the IOMMU is on) also holds`;
-    const tail = chipset
-      ? "chipset functions stay with the host, so this group can never go to a VM"
-      : "a VM takes the whole group";
+        : predicted !== null
+          ? "once the IOMMU is on (after the reboot) its IOMMU group will also hold"
+          : `its slot ${slotOf(address)} (one IOMMU group once the IOMMU is on) also holds`;
+    const tail =
+      (chipset
+        ? "chipset functions stay with the host, so this group can never go to a VM"
+        : "a VM takes the whole group") +
+      (predicted !== null
+        ? ` (predicted before the reboot from config space: ${listOf(predicted.why, 2, "; ")})`
+        : "");
     withhold(withheld, fn, sel, [`${where} ${describeHazards(hazards)}: ${tail}`], !chipset);
     bound.delete(address);
     for (const [other, b] of bound) if (b.follows === address) bound.delete(other);

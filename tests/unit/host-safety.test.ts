@@ -162,13 +162,15 @@ describe("group safety: chipset functions never follow, their groups are refused
     expect(plan.withheld[0]!.forceable).toBe(false);
   });
 
-  it("with the IOMMU still off (first install) the chipset's slot stands for its group", () => {
+  it("with the IOMMU still off (first install) the predicted group (the chipset slot, no ACS) is refused", () => {
     const spec = laptopHost();
     spec.pci = spec.pci!.map((p) => ({ ...p, iommuGroup: null }));
     spec.iommuUnits = [];
     const { plan } = planOn(spec, "0000:00:1f.3");
     expect(plan.bind).toEqual([]);
-    expect(plan.withheld[0]!.reasons[0]).toMatch(/its slot 0000:00:1f .*0000:00:1f\.0 \(ISA/);
+    expect(plan.withheld[0]!.reasons[0]).toMatch(
+      /its IOMMU group will also hold .*0000:00:1f\.0 \(ISA/,
+    );
   });
 
   it("the PCH's shared SRAM (class 0500) is the chipset's: never a companion of the USB controller", () => {
