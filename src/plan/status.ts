@@ -262,14 +262,15 @@ export function withheldMessage(withheld: WithheldFunction[]): string {
   return parts.join("; ");
 }
 
+/** Every withheld function is named: the first three with their ids, entry and reasons, the rest
+ * by address with where their reasons are (the status line would not hold them all). */
 function listed(withheld: WithheldFunction[]): string {
-  return listOf(
-    withheld.map(
-      (w) => `${w.address} ${w.vendorId}:${w.deviceId} of ${w.entry} (${w.reasons.join("; ")})`,
-    ),
-    3,
-    ", ",
-  );
+  const full = withheld
+    .slice(0, 3)
+    .map((w) => `${w.address} ${w.vendorId}:${w.deviceId} of ${w.entry} (${w.reasons.join("; ")})`);
+  const rest = withheld.slice(3).map((w) => w.address);
+  if (rest.length === 0) return full.join(", ");
+  return `${full.join(", ")}, and ${rest.join(", ")} (their reasons: the list-devices action's host-use, or juju debug-log)`;
 }
 
 function devicesSummary(bind: BoundDevice[]): string {

@@ -8,6 +8,7 @@ import {
   kernelParamsByHandMessage,
   NO_GRUB,
   statusFor,
+  withheldMessage,
 } from "../../src/plan/status";
 import type { HostPlan } from "../../src/plan/types";
 import { bound } from "../support/bound-devices";
@@ -188,5 +189,34 @@ describe("grub and /boot that do not cooperate", () => {
     expect(s.message).toMatch(/^`update-initramfs -u -k all` failed with exit code 1/);
     expect(s.message).toContain("free space in /boot");
     expect(s.message).toContain("runs it again at its next hook");
+  });
+});
+
+describe("kept functions in the status", () => {
+  const kept = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({
+      address: `0000:18:00.${i}`,
+      vendorId: "8086",
+      deviceId: "1593",
+      entry: 'devices entry #1 "8086:1593"',
+      reasons: [`network interface eno${i + 1} is up`],
+      forceable: true,
+    }));
+
+  it("names every kept function: the first three in full, the rest by address and where to read why", () => {
+    const message = withheldMessage(kept(5));
+    for (let i = 0; i < 5; i++) expect(message).toContain(`0000:18:00.${i}`);
+    expect(message).toContain("(network interface eno3 is up)");
+    expect(message).not.toContain("eno4");
+    expect(message).toContain(
+      "and 0000:18:00.3, 0000:18:00.4 (their reasons: the list-devices action's host-use, or juju debug-log)",
+    );
+    expect(message).not.toMatch(/and \d+ more/);
+  });
+
+  it("three or fewer: each in full, no pointer", () => {
+    const message = withheldMessage(kept(3));
+    expect(message).toContain("(network interface eno3 is up)");
+    expect(message).not.toContain("their reasons");
   });
 });
