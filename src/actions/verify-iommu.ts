@@ -7,7 +7,7 @@ import { validateActionVerifyIommu } from "../generated/validators.js";
 import type { HostFacts, HostUsage } from "../host/facts";
 import type { InterruptRemapping } from "../host/interrupt-remapping";
 import { kernelParamName } from "../kernel-param-vocabulary";
-import { hostSafety } from "../plan/host-safety";
+import { hostSafety, vfGroupShare } from "../plan/host-safety";
 import { functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "../plan/iommu-groups";
 import type { PlannedPf } from "../plan/sriov";
 import { iommuOffReason, NO_GRUB, withheldMessage } from "../plan/status";
@@ -418,15 +418,14 @@ function checkSriov(pf: PlannedPf, facts: HostFacts, problems: VerifyProblem[]):
   const offPlan: string[] = [];
   const withPf: string[] = [];
   const sharing: string[] = [];
-  const vfSet = new Set(vfs.map((v) => v.address));
   for (const vf of vfs) {
     const d = driverWords(vf.driver);
     drivers.set(d, (drivers.get(d) ?? 0) + 1);
     if (pf.vfDriver === "vfio-pci" && !isVfioDriver(vf.driver)) offPlan.push(vf.address);
-    if (vf.iommuGroup === null) continue;
-    const members = facts.iommuGroups.get(vf.iommuGroup) ?? [];
-    if (members.includes(pf.address)) withPf.push(vf.address);
-    else if (members.some((m) => m !== vf.address && vfSet.has(m))) sharing.push(vf.address);
+    // The one group judgement (host-safety.ts), as the plan makes it for nova.
+    const share = vfGroupShare(facts, vf);
+    if (share?.withPf) withPf.push(vf.address);
+    else if (share && share.vfs.length > 0) sharing.push(vf.address);
   }
   if (offPlan.length > 0) {
     const sample = vfs.find((v) => v.address === offPlan[0]);

@@ -146,6 +146,46 @@ export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
   return { uses, vfUses, groupHazards, groupMatesInUse };
 }
 
+/** What a VF's IOMMU group holds besides the VF (bridges aside), sorted by kind. */
+export interface VfGroupShare {
+  group: number;
+  /** The group holds the VF's own PF (which stays with the host: it owns the VFs). */
+  withPf: boolean;
+  /** Other VFs of the same PF in the group. */
+  vfs: string[];
+  /** Any other function in the group. */
+  others: string[];
+}
+
+/**
+ * The group judgement for one VF, as for a whole function: a VM takes a whole IOMMU group, so a
+ * VF whose group holds anything else (its PF, another VF, any other function: no ACS between
+ * them) cannot go to a VM on its own. Null when the VF has a group to itself (or none yet).
+ */
+export function vfGroupShare(facts: HostFacts, vf: PciFunction): VfGroupShare | null {
+  if (vf.iommuGroup === null) return null;
+  const mates = groupMates(facts, vf).filter((m) => !m.isBridge);
+  if (mates.length === 0) return null;
+  return {
+    group: vf.iommuGroup,
+    withPf: mates.some((m) => m.address === vf.physfn),
+    vfs: mates.filter((m) => m.physfn !== null && m.physfn === vf.physfn).map((m) => m.address),
+    others: mates
+      .filter((m) => m.address !== vf.physfn && (m.physfn === null || m.physfn !== vf.physfn))
+      .map((m) => m.address),
+  };
+}
+
+/** "IOMMU group 12 also holds its PF 0000:3b:00.0, VF 0000:3b:02.1": a VfGroupShare in words. */
+export function describeVfGroupShare(share: VfGroupShare, pf: string): string {
+  const parts: string[] = [];
+  if (share.withPf) parts.push(`its PF ${pf}`);
+  if (share.vfs.length > 0)
+    parts.push(`VF${share.vfs.length === 1 ? "" : "s"} ${share.vfs.join(", ")}`);
+  if (share.others.length > 0) parts.push(share.others.join(", "));
+  return `IOMMU group ${share.group} also holds ${parts.join(", ")}`;
+}
+
 /** "0000:00:1f.0 (ISA/LPC bridge), 0000:00:1f.4 (SMBus controller)": hazards for a message. */
 export function describeHazards(hazards: GroupHazard[]): string {
   return hazards.map((h) => `${h.fn.address} (${h.why.join("; ")})`).join(", ");

@@ -215,15 +215,17 @@ export function offeredToNova(device: Pick<BoundDevice, "reason">): boolean {
 export function sriovDeviceSpecs(pf: PlannedPf, vfAddresses: string[]): NovaDeviceSpec[] {
   if (pf.vfDeviceId === null) return [];
   const tag = pf.physicalNetwork === null ? {} : { physical_network: pf.physicalNetwork };
-  if (pf.vfDeviceId !== pf.deviceId) {
+  if (compactPfSpec(pf)) {
     return [{ vendor_id: pf.vendorId, product_id: pf.vfDeviceId, address: pf.address, ...tag }];
   }
-  return vfAddresses.map((address) => ({
-    vendor_id: pf.vendorId,
-    product_id: pf.vfDeviceId!,
-    address,
-    ...tag,
-  }));
+  return vfAddresses
+    .filter((a) => vfOffered(pf, a))
+    .map((address) => ({
+      vendor_id: pf.vendorId,
+      product_id: pf.vfDeviceId!,
+      address,
+      ...tag,
+    }));
 }
 
 /** One pass over the functions: the entries nova will accept, and what was left out and why. */
@@ -392,7 +394,18 @@ export interface SriovReadiness {
  * admits whichever VFs exist when nova-compute looks.
  */
 export function compactPfSpec(pf: PlannedPf): boolean {
-  return pf.totalVfs > 0 && pf.vfDeviceId !== null && pf.vfDeviceId !== pf.deviceId;
+  return (
+    pf.totalVfs > 0 &&
+    pf.vfDeviceId !== null &&
+    pf.vfDeviceId !== pf.deviceId &&
+    // It would admit every VF, those sharing an IOMMU group too: then each VF is pinned instead.
+    pf.sharedGroupVfs.length === 0
+  );
+}
+
+/** Whether this VF is offered to nova at all (the group judgement: its group holds nothing else). */
+function vfOffered(pf: PlannedPf, vf: string): boolean {
+  return !pf.sharedGroupVfs.some((v) => v.address === vf);
 }
 
 /** The PFs whose VFs are offered now: a compact PF spec always (it stays steady while the count
@@ -409,8 +422,12 @@ export function offeredNow(
   onVfio: (address: string) => boolean,
   published: PlannedPf[],
 ): BoundDevice[] {
-  const pfs = new Set(published.map((pf) => pf.address));
-  return bound.filter((d) => (d.physfn !== undefined ? pfs.has(d.physfn) : onVfio(d.address)));
+  const pfs = new Map(published.map((pf) => [pf.address, pf]));
+  return bound.filter((d) => {
+    if (d.physfn === undefined) return onVfio(d.address);
+    const pf = pfs.get(d.physfn);
+    return pf !== undefined && vfOffered(pf, d.address);
+  });
 }
 
 /** This unit's data for nova-compute: only the functions on vfio-pci now are offered, and the VFs

@@ -20,7 +20,7 @@ import type { DeviceSelector } from "../config";
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import { byAddress, deriveAlias, vfAddresses } from "../pci-vocabulary";
 import { listOf } from "../text";
-import { type HostSafety, hostSafety } from "./host-safety";
+import { describeVfGroupShare, type HostSafety, hostSafety, vfGroupShare } from "./host-safety";
 import { type Selection, selectFunctions, selectorMatches } from "./select";
 import type { BoundDevice, PlannedPf, PlanProblem, WithheldFunction } from "./types";
 
@@ -157,7 +157,30 @@ export function planSriov(
         alias: sel.alias ?? deriveAlias(fn),
         numaPolicy: sel.numaPolicy,
         entry: describe(sel),
+        sharedGroupVfs: [],
       };
+      // The group judgement, per VF: one whose group holds anything else is not offered to nova.
+      const plannedSet = new Set(planned);
+      for (const vf of existing) {
+        if (plannedSet.size > 0 && !plannedSet.has(vf.address)) continue;
+        const share = vfGroupShare(facts, vf);
+        if (share) {
+          pf.sharedGroupVfs.push({
+            address: vf.address,
+            why: describeVfGroupShare(share, fn.address),
+          });
+        }
+      }
+      if (pf.sharedGroupVfs.length > 0) {
+        const n = pf.sharedGroupVfs.length;
+        notes.push(
+          `${fn.address}: ${n} of its VFs not offered to nova, each sharing its IOMMU group (no ACS: a VM takes a whole group, the PF stays with the host): ${listOf(
+            pf.sharedGroupVfs.map((v) => `${v.address} (${v.why})`),
+            3,
+            ", ",
+          )}; a card, slot or firmware with ACS gives each VF its own group`,
+        );
+      }
       pfs.push(pf);
       if (planned.length === 0) {
         notes.push(

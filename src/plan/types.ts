@@ -103,4 +103,7 @@ export interface PlannedPf {
   numaPolicy: string | null;
   /** The entry that asked for it, as messages name entries. */
   entry: string;
+  /** Its VFs (existing now) whose IOMMU group holds anything else: never offered to nova, each
+   * with why (host-safety.ts vfGroupShare). They stay where the plan puts VFs. */
+  sharedGroupVfs: Array<{ address: string; why: string }>;
 }

@@ -276,4 +276,41 @@ describe("Debian's nova and the VFs the charm creates", () => {
     },
     NOVA_TIMEOUT_MS,
   );
+
+  it(
+    "issue 21.3: a VF whose IOMMU group holds its PF, another VF or another function is not offered; the rest are, one by one",
+    () => {
+      const pf = "0000:3b:00.0";
+      const [pfFn, ...vfs] = pfWithVfs(pf, ["8086", "1592", "1889"], 5, "vfio-pci", 10);
+      // 02.0 shares the PF's group; 02.1 and 02.2 share one; 02.3 shares with a NIC of another
+      // card; 02.4 has a group of its own.
+      const groups = [10, 40, 40, 50, 60];
+      const placed = vfs.map((vf, i) => ({ ...vf, iommuGroup: groups[i]! }));
+      const stranger = fn("0000:5e:00.0", "8086:1533", "020000", { driver: "igb", iommuGroup: 50 });
+      const facts = host([pfFn!, ...placed, stranger]);
+      const pairs = published(facts, `- {address: "${pf}", vfs: 5, alias: fast-nic}`);
+      expect(pairs).toEqual([
+        ["device_spec", '{"vendor_id":"8086","product_id":"1889","address":"0000:3b:02.4"}'],
+        [
+          "alias",
+          '{"name":"fast-nic","vendor_id":"8086","product_id":"1889","device_type":"type-VF"}',
+        ],
+      ]);
+      const view = novaView(pairs, [pf], facts.functions);
+      const admitted = Object.entries(view)
+        .filter(([, v]) => v.admitted)
+        .map(([k]) => k);
+      expect(admitted).toEqual(["0000:3b:02.4"]);
+      // The status says which VFs and why (the plan's note).
+      const parsed = parseConfig({ devices: `- {address: "${pf}", vfs: 5, alias: fast-nic}` });
+      if (!parsed.ok) throw new Error("config");
+      const notes = selectForHost(parsed.config.devices, facts).notes.join("\n");
+      expect(notes).toContain(`${pf}: 4 of its VFs not offered to nova`);
+      expect(notes).toContain(`0000:3b:02.0 (IOMMU group 10 also holds its PF ${pf})`);
+      expect(notes).toContain("0000:3b:02.1 (IOMMU group 40 also holds VF 0000:3b:02.2)");
+      expect(notes).toContain("0000:3b:02.2 (IOMMU group 40 also holds VF 0000:3b:02.1)");
+      expect(notes).not.toContain("0000:3b:02.4 (");
+    },
+    NOVA_TIMEOUT_MS,
+  );
 });
