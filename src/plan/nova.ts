@@ -399,13 +399,13 @@ export function compactPfSpec(pf: PlannedPf): boolean {
     pf.vfDeviceId !== null &&
     pf.vfDeviceId !== pf.deviceId &&
     // It would admit every VF, those sharing an IOMMU group too: then each VF is pinned instead.
-    pf.sharedGroupVfs.length === 0
+    (pf.sharedGroupVfs ?? []).length === 0
   );
 }
 
 /** Whether this VF is offered to nova at all (the group judgement: its group holds nothing else). */
 function vfOffered(pf: PlannedPf, vf: string): boolean {
-  return !pf.sharedGroupVfs.some((v) => v.address === vf);
+  return !(pf.sharedGroupVfs ?? []).some((v) => v.address === vf);
 }
 
 /** The PFs whose VFs are offered now: a compact PF spec always (it stays steady while the count

@@ -157,25 +157,26 @@ export function planSriov(
         alias: sel.alias ?? deriveAlias(fn),
         numaPolicy: sel.numaPolicy,
         entry: describe(sel),
-        sharedGroupVfs: [],
       };
+      const shared: Array<{ address: string; why: string }> = [];
       // The group judgement, per VF: one whose group holds anything else is not offered to nova.
       const plannedSet = new Set(planned);
       for (const vf of existing) {
         if (plannedSet.size > 0 && !plannedSet.has(vf.address)) continue;
         const share = vfGroupShare(facts, vf);
         if (share) {
-          pf.sharedGroupVfs.push({
+          shared.push({
             address: vf.address,
             why: describeVfGroupShare(share, fn.address),
           });
         }
       }
-      if (pf.sharedGroupVfs.length > 0) {
-        const n = pf.sharedGroupVfs.length;
+      if (shared.length > 0) {
+        pf.sharedGroupVfs = shared;
+        const n = shared.length;
         notes.push(
           `${fn.address}: ${n} of its VFs not offered to nova, each sharing its IOMMU group (no ACS: a VM takes a whole group, the PF stays with the host): ${listOf(
-            pf.sharedGroupVfs.map((v) => `${v.address} (${v.why})`),
+            shared.map((v) => `${v.address} (${v.why})`),
             3,
             ", ",
           )}; a card, slot or firmware with ACS gives each VF its own group`,

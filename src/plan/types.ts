@@ -105,5 +105,5 @@ export interface PlannedPf {
   entry: string;
   /** Its VFs (existing now) whose IOMMU group holds anything else: never offered to nova, each
    * with why (host-safety.ts vfGroupShare). They stay where the plan puts VFs. */
-  sharedGroupVfs: Array<{ address: string; why: string }>;
+  sharedGroupVfs?: Array<{ address: string; why: string }>;
 }
