@@ -78,6 +78,21 @@ export function charmFiles(arch = DEFAULT_ARCH) {
     // scripts/build.mjs writes both; the bundle requires ./yaml.js on first use.
     { to: "dist/charm.js", kind: "copy", from: join(TOP, "dist", "charm.js"), mode: 0o644 },
     { to: "dist/yaml.js", kind: "copy", from: join(TOP, "dist", "yaml.js"), mode: 0o644 },
+    // The exporter systemd runs while the unit is related over cos-agent (src/exporter/).
+    { to: "dist/exporter.js", kind: "copy", from: join(TOP, "dist", "exporter.js"), mode: 0o644 },
+    // What the cos-agent relation hands the agent besides the scrape job (src/cos-agent-relation.ts).
+    {
+      to: "cos/alert-rules.yaml",
+      kind: "copy",
+      from: join(TOP, "src", "cos", "alert-rules.yaml"),
+      mode: 0o644,
+    },
+    {
+      to: "cos/dashboard.json",
+      kind: "copy",
+      from: join(TOP, "src", "cos", "dashboard.json"),
+      mode: 0o644,
+    },
     { to: "runtime/bin/node", kind: "copy", from: join(runtime.dir, "bin", "node"), mode: 0o755 },
     { to: "runtime/LICENSE", kind: "copy", from: join(runtime.dir, "LICENSE"), mode: 0o644 },
     { to: "runtime/arch", kind: "text", text: `${runtime.uname}\n`, mode: 0o644 },

@@ -11,10 +11,13 @@ cd "$(dirname "$0")/.."
 # (grub-common), initramfs-tools' hook functions (initramfs-tools-core), udevadm (udev), modprobe
 # (kmod). What the charm offers nova is judged by Debian's nova itself (python3-nova:
 # nova.pci.whitelist, tests/integration/nova-real.test.ts). The pci.ids reader is checked against the
-# full database lspci uses (pci.ids, tests/unit/host-pci-ids.test.ts). Tests never skip on a
+# full database lspci uses (pci.ids, tests/unit/host-pci-ids.test.ts). The exporter's text format
+# and alert rules are judged by Debian's Prometheus (prometheus: promtool check metrics / test
+# rules, and a real server scraping it in tests/integration/exporter-prometheus.test.ts; the
+# package's own service is not used). Tests never skip on a
 # missing one of these: they fail naming it (tests/support/tools.ts).
 DEBIAN_PACKAGES=(zip unzip qemu-system-x86 qemu-system-arm busybox-static cpio kmod debootstrap
-  e2fsprogs shellcheck grub-common initramfs-tools-core udev bzip2 python3-nova pci.ids)
+  e2fsprogs shellcheck grub-common initramfs-tools-core udev bzip2 python3-nova pci.ids prometheus)
 
 # The real-kernel bed downloads the kernel package with apt-get download: it needs package lists.
 need_lists=0

@@ -3,6 +3,7 @@
 import { NOT_FOUND_EXIT } from "ops-ts-shim";
 import type { CommandRunner } from "./apply/commands";
 import type { FsOps } from "./apply/files";
+import { readHostFile } from "./apply/files";
 import {
   type ApplyReport,
   applyHostFiles,
@@ -11,7 +12,8 @@ import {
   NotOursError,
 } from "./apply/host-files";
 import { type PackedBindings, packBindings, unpackBindings } from "./bound-memory";
-import { type Config, type DeviceSelector, parseConfig } from "./config";
+import { type Config, type DeviceSelector, type ParseResult, parseConfig } from "./config";
+import { parseExporterPort } from "./config/exporter-port";
 import type { HostFacts, HostReadProblem } from "./host/facts";
 import {
   type RememberedModules,
@@ -20,7 +22,9 @@ import {
   rememberingModuleIndex,
 } from "./host/modules";
 import { readHostFacts, readHostUsage } from "./host/read-facts";
+import { EXPORTER_OWNED, EXPORTER_SERVICE } from "./host/root";
 import { readVfCountClaims } from "./host/vf-count-owners";
+import { exporterServiceCommands, renderExporterFiles } from "./plan/exporter-files";
 import { planHost } from "./plan/plan-host";
 import { CONTAINER_MESSAGE, type FailedCommand, type PreparationOutcome } from "./plan/status";
 import type { HostPlan } from "./plan/types";
@@ -56,6 +60,17 @@ export interface PreparationDeps {
   runner: CommandRunner;
   log: (level: "DEBUG" | "INFO" | "WARNING" | "ERROR", message: string) => void;
   fs?: FsOps;
+  /** Set while the unit is related over cos-agent: the exporter is installed and runs with this
+   * runtime from this charm directory; null or absent: it is removed. */
+  exporter?: ExporterDeps | null;
+}
+
+/** Where the exporter's program is, and whether this hook must restart it (upgrade-charm: the
+ * same unit file, a new bundle). */
+export interface ExporterDeps {
+  nodePath: string;
+  charmDir: string;
+  restart?: boolean;
 }
 
 export interface PreparationResult {
@@ -76,7 +91,7 @@ export function prepareHost(
   memory: PreparationMemory,
   deps: PreparationDeps,
 ): PreparationResult {
-  const parsed = parseConfig(rawConfig);
+  const parsed = withExporterPort(parseConfig(rawConfig), rawConfig);
   const stop = (
     outcome: PreparationOutcome,
     facts: HostFacts | null = null,
@@ -161,9 +176,14 @@ export function prepareHost(
     return stop({ kind: "plan-problems", problems: plan.problems }, facts, plan);
   }
 
+  const port = parsed.exporterPort;
+  const applied = deps.exporter
+    ? { ...plan, files: [...plan.files, ...renderExporterFiles(plan, { ...deps.exporter, port })] }
+    : plan;
   let report: ApplyReport;
   try {
-    report = applyHostFiles(plan, memory.files, {
+    stopUnwantedExporter(applied.files, deps);
+    report = applyHostFiles(applied, memory.files, {
       root: deps.root,
       runner: deps.runner,
       fs: deps.fs,
@@ -176,6 +196,7 @@ export function prepareHost(
     throw err;
   }
   logReport(report, deps);
+  runExporterCommands(report, deps);
   const bound = packBindings(
     Object.fromEntries(plan.bind.map((d) => [d.address, `${d.vendorId}:${d.deviceId}`])),
   );
@@ -205,12 +226,14 @@ function rememberedModules(
 
 /** Takes away everything host preparation added; the host needs a reboot to drop vfio-pci. */
 export function restoreHost(memory: PreparationMemory, deps: PreparationDeps): PreparationResult {
+  stopUnwantedExporter([], deps);
   const report = applyHostFiles({ files: [], feeds: {} }, memory.files, {
     root: deps.root,
     runner: deps.runner,
     fs: deps.fs,
   });
   logReport(report, deps);
+  runExporterCommands(report, deps);
   const failed = failedCommands(report);
   return {
     outcome: { kind: "removed", failed },
@@ -221,6 +244,52 @@ export function restoreHost(memory: PreparationMemory, deps: PreparationDeps): P
     facts: null,
     plan: null,
   };
+}
+
+/** parseConfig's result with the exporter's port checked too (one list of errors). */
+function withExporterPort(
+  parsed: ParseResult,
+  raw: Readonly<Record<string, unknown>>,
+): ParseResult & { exporterPort: number } {
+  const port = parseExporterPort(raw["exporter-port"]);
+  if ("port" in port) return { ...parsed, exporterPort: port.port };
+  const errors = parsed.ok ? [port.error] : [...parsed.errors, port.error];
+  return { ok: false, errors, exporterPort: 0 };
+}
+
+/** Stops and disables the exporter before apply removes its unit file (systemctl needs the file
+ * to disable it). Only when the file is there and the plan has none. */
+function stopUnwantedExporter(files: readonly { path: string }[], deps: PreparationDeps): void {
+  if (files.some((f) => f.path === EXPORTER_OWNED.unit)) return;
+  if (readHostFile(deps.root, EXPORTER_OWNED.unit, deps.fs) === null) return;
+  runLogged(["systemctl", "disable", "--now", EXPORTER_SERVICE], deps);
+}
+
+/** systemctl after apply: reload and (re)start a new or changed unit, reload after a removal,
+ * restart an unchanged one when the bundle changed (upgrade-charm). */
+function runExporterCommands(report: ApplyReport, deps: PreparationDeps): void {
+  const action = report.files.find((f) => f.path === EXPORTER_OWNED.unit)?.action;
+  const commands = exporterServiceCommands(action);
+  if (commands.length === 0 && action === "unchanged" && deps.exporter?.restart) {
+    commands.push(["systemctl", "restart", EXPORTER_SERVICE]);
+  }
+  for (const argv of commands) runLogged(argv, deps);
+}
+
+/** Runs a systemctl call; a failure is logged (the exporter is not worth failing the hook for:
+ * the agent's `up` metric and the PciPassthroughExporterDown alert say it is not running). */
+function runLogged(argv: string[], deps: PreparationDeps): void {
+  const result = deps.runner(argv);
+  if (result.skipped) return;
+  if (result.exitCode === 0) {
+    deps.log("INFO", `ran ${argv.join(" ")}`);
+  } else {
+    const tail = (result.stderr || result.stdout).trim().split("\n").slice(-2).join(" | ");
+    deps.log(
+      "ERROR",
+      `\`${argv.join(" ")}\` failed with exit code ${result.exitCode}${tail ? `: ${tail}` : ""}; the exporter may not be running (journalctl -u ${EXPORTER_SERVICE})`,
+    );
+  }
 }
 
 function failedCommands(report: ApplyReport): FailedCommand[] {

@@ -12,6 +12,9 @@ import {
   WaitingStatus,
 } from "ops-ts-shim";
 import { NOVA_ENDPOINT, runActionHandler } from "./charm-actions";
+import { parseExporterPort } from "./config/exporter-port";
+import { COS_AGENT_ENDPOINT } from "./cos/cos-agent-data";
+import { COS_RELATED_KEY, cosAgentConfigValue, publishCosAgent } from "./cos-agent-relation";
 import {
   loadMemory,
   type PreparationDeps,
@@ -42,6 +45,15 @@ const RECONCILE_EVENTS = [
   `${NOVA_ENDPOINT}-relation-changed`,
 ] as const;
 
+/** Hooks after which the cos-agent databag is published again (the library's provider refreshes
+ * on relation joined/changed and config-changed; upgrade-charm brings new rules and dashboard). */
+const COS_PUBLISH_EVENTS = new Set<string>([
+  "config-changed",
+  "upgrade-charm",
+  `${COS_AGENT_ENDPOINT}-relation-joined`,
+  `${COS_AGENT_ENDPOINT}-relation-changed`,
+]);
+
 export class PciPassthroughCharm extends CharmBase {
   /** What this dispatch found; null when it did not look (actions, unrelated hooks). */
   private status: UnitStatus | null = null;
@@ -49,8 +61,24 @@ export class PciPassthroughCharm extends CharmBase {
   constructor(framework: Framework) {
     super(framework);
     for (const event of RECONCILE_EVENTS) {
-      framework.observe(event, () => this.reconcile(event.includes("-relation-")));
+      framework.observe(event, () => this.reconcile(event));
     }
+    // Relating to the agent installs the exporter (and the last relation gone removes it).
+    for (const event of [
+      `${COS_AGENT_ENDPOINT}-relation-created`,
+      `${COS_AGENT_ENDPOINT}-relation-joined`,
+      `${COS_AGENT_ENDPOINT}-relation-changed`,
+    ] as const) {
+      framework.observe(event, () => {
+        this.model.stored.set(COS_RELATED_KEY, true);
+        this.reconcile(event);
+      });
+    }
+    framework.observe(`${COS_AGENT_ENDPOINT}-relation-broken`, (e) => {
+      const others = this.model.relations(COS_AGENT_ENDPOINT).filter((r) => r.id !== e.relationId);
+      if (others.length === 0) this.model.stored.delete(COS_RELATED_KEY);
+      this.reconcile(e.name);
+    });
     framework.observe(`${NOVA_ENDPOINT}-relation-departed`, (e) => this.onNovaLeaving(e));
     framework.observe(`${NOVA_ENDPOINT}-relation-broken`, (e) => this.onContainerBroken(e));
     framework.observe("juju-info-relation-broken", (e) => this.onContainerBroken(e));
@@ -76,7 +104,12 @@ export class PciPassthroughCharm extends CharmBase {
     const log = (level: "DEBUG" | "INFO" | "WARNING" | "ERROR", message: string) =>
       this.model.log(level, message);
     const env = runtimeEnv((m) => log("INFO", m));
-    return { root: env.root, runner: env.runner, log };
+    return { root: env.root, runner: env.runner, log, exporter: null };
+  }
+
+  /** Whether the unit is related over cos-agent: then the exporter runs. */
+  private cosRelated(): boolean {
+    return this.model.stored.get<boolean>(COS_RELATED_KEY) === true;
   }
 
   private memory(): PreparationMemory {
@@ -90,9 +123,23 @@ export class PciPassthroughCharm extends CharmBase {
   }
 
   /** Makes the host match the config, then tells nova-compute what is really bound. */
-  private reconcile(relationHook: boolean): void {
-    const deps = this.deps();
-    const result = prepareHost(this.model.config(), this.memory(), deps);
+  private reconcile(event: string): void {
+    const relationHook = event.includes("-relation-");
+    const raw = this.model.config();
+    const related = this.cosRelated();
+    const deps: PreparationDeps = {
+      ...this.deps(),
+      exporter: related
+        ? {
+            // The runtime dispatch chose for this hook: the charm's own runtime/bin/node.
+            nodePath: process.execPath,
+            charmDir: this.framework.context.charmDir,
+            restart: event === "upgrade-charm",
+          }
+        : null,
+    };
+    const result = prepareHost(raw, this.memory(), deps);
+    if (related && COS_PUBLISH_EVENTS.has(event)) this.publishCos();
     this.remember(result);
     this.status = statusFor(result.outcome);
     const { outcome, config } = result;
@@ -103,6 +150,25 @@ export class PciPassthroughCharm extends CharmBase {
         force: relationHook,
       });
     }
+  }
+
+  /** The scrape job, rules and dashboard for the agent (a bad exporter-port publishes nothing:
+   * the status already names it). */
+  private publishCos(): void {
+    const port = parseExporterPort(this.model.config()["exporter-port"]);
+    if (!("port" in port)) return;
+    const context = this.framework.context;
+    const value = cosAgentConfigValue(
+      context.charmDir,
+      {
+        model: context.modelName,
+        modelUuid: context.modelUuid,
+        application: context.appName,
+        charmName: "pci-passthrough",
+      },
+      port.port,
+    );
+    publishCosAgent(this.model, value);
   }
 
   private onNovaLeaving(event: RelationEvent): void {

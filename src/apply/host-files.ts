@@ -2,7 +2,7 @@
 // inputs really changed. It decides nothing about *what* to write (that is plan/); it only makes the
 // host match, refuses to overwrite what is not ours, and reports exactly what it did.
 import { NOT_FOUND_EXIT } from "ops-ts-shim";
-import { OWNED, OWNED_DIRS, SHARED } from "../host/root";
+import { EXPORTER_OWNED, OWNED, OWNED_DIRS, SHARED } from "../host/root";
 import type { FileSpec, HostPlan, Regenerate } from "../plan/types";
 import {
   CommandError,
@@ -120,7 +120,9 @@ export function applyHostFiles(
 ): ApplyReport {
   const fs = deps.fs ?? realFs;
   const wanted = new Map(plan.files.map((f) => [f.path, f]));
-  const managed = [...new Set([...Object.values(OWNED), ...wanted.keys()])].sort();
+  const managed = [
+    ...new Set([...Object.values(OWNED), ...Object.values(EXPORTER_OWNED), ...wanted.keys()]),
+  ].sort();
 
   // Classify every managed path before touching any, so a refusal writes nothing at all.
   const present = new Map<string, "ours" | "foreign" | "edited">();

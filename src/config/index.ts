@@ -31,6 +31,8 @@ export const CONFIG_DEFAULTS = {
   "blacklist-drivers": "auto",
   "extra-kernel-params": "",
   "nova-pci-option": "auto",
+  // Parsed on its own by exporter-port.ts (the exporter's option; not part of Config).
+  "exporter-port": 9847,
 } as const;
 
 /** Validates every option the charm reads; collects all errors rather than stopping at the first. */

@@ -169,6 +169,20 @@ export const OWNED = {
   sriovBootWait: "/usr/local/lib/pci-passthrough/sriov-boot",
 } as const;
 
+/** The exporter's files (src/exporter/). Kept apart from OWNED: they feed no boot regeneration
+ * and exist only while the unit is related over `cos-agent`; apply manages them like OWNED all the
+ * same (written with a managed-by header, removed on removal). */
+export const EXPORTER_OWNED = {
+  /** Read by systemd: runs dist/exporter.js with the runtime the charm's dispatch chose. */
+  unit: "/etc/systemd/system/pci-passthrough-exporter.service",
+  /** Read by the exporter when it changed (a stat per scrape): the plan's summary, what each
+   * function and PF should be. Beside the boot helpers, in a directory the charm already owns. */
+  plan: "/usr/local/lib/pci-passthrough/exporter-plan.json",
+} as const;
+
+/** The systemd unit name of the exporter (systemctl's argument). */
+export const EXPORTER_SERVICE = "pci-passthrough-exporter.service";
+
 /** Directories the charm creates for its own files and removes, once empty, on removal. (The
  * others it writes into — /etc/udev/rules.d, /etc/modprobe.d… — belong to the system.) */
 export const OWNED_DIRS = ["/usr/local/lib/pci-passthrough"] as const;

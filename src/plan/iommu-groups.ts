@@ -11,7 +11,7 @@ export function isVfioDriver(driver: string | null): boolean {
 }
 
 /** True when this member does not stop its group from being given to a VM. */
-export function isHarmlessMember(fn: PciFunction): boolean {
+export function isHarmlessMember(fn: Pick<PciFunction, "isBridge" | "driver">): boolean {
   return (
     fn.isBridge ||
     fn.driver === null ||

@@ -37,7 +37,12 @@ export function missingKernelParams(plan: HostPlan, facts: HostFacts): string[] 
   return missingParams(plan.kernelParams, facts);
 }
 
-function missingParams(params: string[], facts: HostFacts): string[] | null {
+/** The parameters of `params` the running kernel's command line lacks (null: line unknown); the
+ * exporter asks the same question at every scrape. */
+export function missingParams(
+  params: string[],
+  facts: Pick<HostFacts, "cmdline">,
+): string[] | null {
   if (facts.cmdline === null) return null;
   const running = new Set(facts.cmdline.split(/\s+/).filter(Boolean));
   return params.filter((p) => !running.has(p));

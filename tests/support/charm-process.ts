@@ -35,11 +35,12 @@ function minimalBin(dir: string): string {
   return bin;
 }
 
-/** Recording stand-ins for update-grub / update-initramfs / modprobe: each appends its argv. */
+/** Recording stand-ins for update-grub / update-initramfs / modprobe / systemctl (the exporter
+ * while related over cos-agent): each appends its argv. */
 function fakeCommands(dir: string, log: string): string {
   const bin = path.join(dir, "fakecmds");
   fs.mkdirSync(bin, { recursive: true });
-  for (const tool of ["update-grub", "update-initramfs", "modprobe"]) {
+  for (const tool of ["update-grub", "update-initramfs", "modprobe", "systemctl"]) {
     fs.writeFileSync(path.join(bin, tool), `#!/bin/sh\necho "\${0##*/} $*" >> '${log}'\n`, {
       mode: 0o755,
     });

@@ -1,0 +1,20 @@
+// The exporter's option, parsed on its own (config.ts parses the host-preparation options).
+
+import { DEFAULT_EXPORTER_PORT } from "../plan/exporter-files";
+import type { ConfigError } from "./types";
+
+/** `exporter-port` → a port, or the error that names the option, the value and the fix. */
+export function parseExporterPort(raw: unknown): { port: number } | { error: ConfigError } {
+  const value = raw === null || raw === undefined ? DEFAULT_EXPORTER_PORT : raw;
+  if (typeof value === "number" && Number.isInteger(value) && value >= 1 && value <= 65535) {
+    return { port: value };
+  }
+  return {
+    error: {
+      option: "exporter-port",
+      value: String(value),
+      problem: "is not a TCP port (an integer from 1 to 65535)",
+      fix: `set it to a free port on 127.0.0.1, e.g. \`juju config <app> exporter-port=${DEFAULT_EXPORTER_PORT}\``,
+    },
+  };
+}
