@@ -25,8 +25,13 @@ describe("build/pci-passthrough_amd64.charm", () => {
         "README.md",
         "actions.yaml",
         "config.yaml",
+        // What the cos-agent relation hands the agent (issue 26).
+        "cos/alert-rules.yaml",
+        "cos/dashboard.json",
         "dispatch",
         "dist/charm.js",
+        // The exporter systemd runs while related over cos-agent.
+        "dist/exporter.js",
         "dist/yaml.js",
         "manifest.yaml",
         "metadata.yaml",
