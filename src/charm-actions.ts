@@ -177,6 +177,7 @@ const ACTIONS: Record<ActionName, Action> = {
       names: loadPciIds(ctx.deps.root),
       selection: snap.selection,
       sriov: snap.sriov,
+      withheld: snap.withheld,
     });
     return { ok: true, message: "", results: withSnapshotNotes(result.results, snap) };
   }),

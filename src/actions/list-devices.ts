@@ -5,8 +5,14 @@ import { validateActionListDevices } from "../generated/validators.js";
 import type { HostFacts, HostUsage, ModuleIndex, PciFunction } from "../host/facts";
 import type { PciIdNames } from "../host/pci-ids";
 import { CLASS_WORD_NAMES, CLASS_WORDS, classWord, parsePciId } from "../pci-vocabulary";
+import {
+  isVfioDriver,
+  type PredictedGroup,
+  predictedGroupOf,
+  predictIommuGroups,
+} from "../plan/iommu-groups";
 import type { PlannedPf } from "../plan/sriov";
-import type { BoundDevice } from "../plan/types";
+import type { BoundDevice, WithheldFunction } from "../plan/types";
 import { driverWords } from "../text";
 import { type Checked, checkParams, type ParamError } from "./params";
 import { addressKey, type ResultTree, yesNo } from "./results";
@@ -84,6 +90,10 @@ export interface DeviceRow {
   vfSummary: VfSummary | null;
   /** For a PF the `devices` option gives VFs: what every boot creates. */
   planned: PlannedPf | null;
+  /** Selected but kept for the host by the plan (why), or null. */
+  withheld: WithheldFunction | null;
+  /** While the IOMMU is off: the group the kernel will make at the next boot (predicted). */
+  predictedGroup: PredictedGroup | null;
 }
 
 /** A PF's VFs in a few words: how many, where, on which drivers, in which IOMMU groups. */
@@ -112,6 +122,8 @@ export interface ListDevicesInput {
   selection: BoundDevice[];
   /** PFs the `devices` option gives VFs (plan/sriov.ts); absent: none. */
   sriov?: PlannedPf[];
+  /** What the selection matched but the plan keeps for the host; absent: none. */
+  withheld?: WithheldFunction[];
 }
 
 export interface ListDevicesResult {
@@ -144,6 +156,8 @@ function rowFor(fn: PciFunction, input: ListDevicesInput, sel: BoundDevice | nul
     hostUse: usage?.get(fn.address) ?? [],
     vfSummary: null,
     planned: null,
+    withheld: null,
+    predictedGroup: predictedGroupOf(input.facts, fn),
   };
 }
 
@@ -215,6 +229,27 @@ function rowResult(row: DeviceRow): ResultTree {
       : row.selected.reason;
   }
   if (row.hostUse.length > 0) out["host-use"] = row.hostUse.join("; ");
+  if (row.predictedGroup) {
+    const others = row.predictedGroup.members.filter((a) => a !== row.address);
+    out["iommu-group-after-reboot"] =
+      others.length === 0
+        ? "its own (predicted from config space)"
+        : `shared with ${others.join(", ")} (predicted from config space: ${row.predictedGroup.why.join("; ")})`;
+  }
+  const onVfio = isVfioDriver(row.driver);
+  if (row.withheld) {
+    out["kept-for-host"] = row.withheld.reasons.join("; ");
+    // Where it is, where the plan wants it, and what moves it: never "not bound" while it is.
+    if (onVfio) {
+      out.next =
+        `on ${row.driver} now (bound at an earlier boot) but the plan keeps it for the host: the ` +
+        `charm no longer binds it at boot, so the next reboot returns it to the host driver; now: ` +
+        `run the rebind action with devices=${row.address} to=host`;
+    }
+  } else if (row.selected && !onVfio) {
+    out.next =
+      "the plan gives it to vfio-pci: the charm binds it at the next boot; now: run the rebind action";
+  }
   const sriov = out.sriov;
   if (typeof sriov === "object" && row.vfSummary) {
     const v = row.vfSummary;
@@ -245,6 +280,7 @@ function rowResult(row: DeviceRow): ResultTree {
 export function listDevices(input: ListDevicesInput): ListDevicesResult {
   const { params, facts, selection } = input;
   const selected = new Map(selection.map((b) => [b.address, b]));
+  const withheld = new Map((input.withheld ?? []).map((w) => [w.address, w]));
   const planned = new Map((input.sriov ?? []).map((p) => [p.address, p]));
   // VFs under their PF unless asked one by one (only VFs whose PF is listed here too).
   const present = new Set(facts.functions.map((fn) => fn.address));
@@ -277,6 +313,7 @@ export function listDevices(input: ListDevicesInput): ListDevicesResult {
       const vfs = vfsOf.get(fn.address);
       if (vfs && vfs.length > 0) row.vfSummary = summarise(vfs, facts, selected);
       row.planned = planned.get(fn.address) ?? null;
+      row.withheld = withheld.get(fn.address) ?? null;
       return row;
     });
   const devices: ResultTree = {};
@@ -293,7 +330,11 @@ export function listDevices(input: ListDevicesInput): ListDevicesResult {
   if (!input.modules)
     notes.push("the running kernel's modules.alias could not be read: modules are not shown");
   if (facts.iommuGroups.size === 0)
-    notes.push("no IOMMU groups: the IOMMU is off in the running kernel");
+    notes.push(
+      predictIommuGroups(facts) !== null
+        ? "no IOMMU groups: the IOMMU is off in the running kernel; iommu-group-after-reboot is the group the kernel will make once it is on, predicted from config space"
+        : "no IOMMU groups: the IOMMU is off in the running kernel",
+    );
   if (rows.length === 0) notes.push("no PCI function matches the filters");
   if (notes.length > 0) results.notes = notes.join("; ");
   return { rows, results };

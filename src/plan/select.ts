@@ -240,6 +240,7 @@ function withhold(
     entry: describeSelector(sel),
     reasons: [...reasons],
     forceable,
+    driver: fn.driver,
   });
 }
 

@@ -4,6 +4,7 @@ import type { ConfigError } from "../config";
 import type { HostFacts } from "../host/facts";
 import { kernelParamName } from "../kernel-param-vocabulary";
 import { clip, listOf } from "../text";
+import { isVfioDriver } from "./iommu-groups";
 import { vfCountChange } from "./sriov";
 import type { BoundDevice, HostPlan, PlanProblem, Regenerate, WithheldFunction } from "./types";
 
@@ -242,18 +243,33 @@ function failedStatus(f: FailedCommand): UnitStatus {
 }
 
 /**
- * The functions the selection matched but the host keeps: which, why, and how to override.
- * "kept for the host: 0000:18:00.0 (network interface eno1 is up; ...), not bound and its drivers
- * not blacklisted; to give it to VMs anyway add force: true to devices entry #1 "8086:1593" (or an
- * entry {address: 0000:18:00.0, force: true})". Refused ones (chipset groups) say no override.
+ * The functions the selection matched but the host keeps: which, why, where each is now, and how
+ * to override. "kept for the host: 0000:18:00.0 (network interface eno1 is up; ...), not bound
+ * and its drivers not blacklisted; to give it to VMs anyway add force: true to devices entry #1
+ * "8086:1593" (or an entry {address: 0000:18:00.0, force: true})". Refused ones (chipset groups)
+ * say no override. One that still sits on vfio-pci (bound at an earlier boot, before its group was
+ * known) is said as such, with what returns it to the host: the next reboot, or `rebind` now.
  */
 export function withheldMessage(withheld: WithheldFunction[]): string {
   const parts: string[] = [];
-  const forceable = withheld.filter((w) => w.forceable);
-  const refused = withheld.filter((w) => !w.forceable);
+  const onVfio = withheld.filter((w) => isVfioDriver(w.driver ?? null));
+  const forceable = withheld.filter((w) => w.forceable && !onVfio.includes(w));
+  const refused = withheld.filter((w) => !w.forceable && !onVfio.includes(w));
   if (refused.length > 0) {
     parts.push(
       `refused: ${listed(refused)}; no override exists: remove or narrow the devices entry`,
+    );
+  }
+  if (onVfio.length > 0) {
+    const addresses = onVfio.map((w) => w.address);
+    const drivers = [...new Set(onVfio.map((w) => w.driver))].join("/");
+    parts.push(
+      `${onVfio.some((w) => !w.forceable) ? "refused" : "kept for the host"} but still on ` +
+        `${drivers} (bound at an earlier boot): ${listed(onVfio)}; the charm no longer binds ` +
+        `${onVfio.length === 1 ? "it" : "them"} at boot, so the next reboot returns ` +
+        `${onVfio.length === 1 ? "it" : "them"} to the host driver; to return ` +
+        `${onVfio.length === 1 ? "it" : "them"} now run the rebind action with ` +
+        `devices="${addresses.join(" ")}" to=host`,
     );
   }
   if (forceable.length > 0) {

@@ -28,7 +28,8 @@ export interface BoundDevice {
   physfn?: string;
 }
 
-/** A selected function the plan leaves with the host (not bound, its drivers not blacklisted). */
+/** A selected function the plan leaves with the host (the charm does not bind it nor blacklist its
+ * drivers; it may still sit on vfio-pci from an earlier boot: `driver` says). */
 export interface WithheldFunction {
   address: string;
   vendorId: string;
@@ -40,6 +41,9 @@ export interface WithheldFunction {
   /** True when `force: true` on a devices entry that selects it would take it anyway; false when
    * no override can (its group holds chipset functions: it can never be made viable). */
   forceable: boolean;
+  /** The driver it sits on now (null: none). A withheld function can still be on vfio-pci, bound
+   * at an earlier boot: messages then say where it is and what returns it, never "not bound". */
+  driver?: string | null;
 }
 
 /** Something that stops the plan from being applied; the charm goes blocked with `message`. */

@@ -93,6 +93,7 @@ describe("listDevices", () => {
       selected: "yes",
       alias: "gpu",
       "selected-as": "selected",
+      next: "the plan gives it to vfio-pci: the charm binds it at the next boot; now: run the rebind action",
     });
     expect(device(results, "0000-83-00-1")).toMatchObject({
       "class-name": "audio",

@@ -3,6 +3,9 @@
 // refuses before the reboot what the predicted group makes unsafe. The X550 workstation of the
 // issue: two functions of one device, no ACS, the host's network on function 0.
 import { describe, expect, it } from "vitest";
+import { listDevices } from "../../src/actions/list-devices";
+import type { ResultTree } from "../../src/actions/results";
+import { verifyIommu } from "../../src/actions/verify-iommu";
 import { parseIsolation } from "../../src/host/pci-config";
 import { OWNED } from "../../src/host/root";
 import { predictIommuGroups } from "../../src/plan/iommu-groups";
@@ -14,6 +17,20 @@ import { planOnTree } from "../support/plan-on-tree";
 
 const tempHost = useTempHosts();
 const planOn = (spec: HostSpec, devices: string) => planOnTree(tempHost(spec).root, { devices });
+
+/** list-devices on a planned tree, as the action runs it (the plan's selection and withheld). */
+function listOn(p: ReturnType<typeof planOn>): Record<string, ResultTree> {
+  const { results } = listDevices({
+    params: { classPrefixes: null, vendor: null, selectedOnly: false, eachVf: false },
+    facts: p.facts,
+    usage: p.usage,
+    modules: null,
+    names: null,
+    selection: p.plan.bind,
+    withheld: p.plan.withheld,
+  });
+  return results.devices as Record<string, ResultTree>;
+}
 
 describe("config space: the three facts the kernel groups by", () => {
   it("the X550: multi-function endpoint, no ACS; with ACS at [1d0] it is found", () => {
@@ -143,5 +160,70 @@ describe("the X550 workstation, IOMMU still off: refused before any reboot", () 
     const { facts } = planOn(x550WorkstationHost({ iommuOn: true }), "0000:18:00.1");
     expect(predictIommuGroups(facts)).toBeNull();
     expect(facts.functions.every((f) => f.isolation === undefined)).toBe(true);
+  });
+});
+
+describe("after the reboot: the truth about each function", () => {
+  // The issue's bug: an older plan bound port 1 at boot; after the reboot its group holds port 0,
+  // the plan withholds port 1 and removes its rule, and the status said "not bound, its drivers
+  // not blacklisted" while it sat on vfio-pci, with no word of what returns it.
+  const afterReboot = () =>
+    planOn(x550WorkstationHost({ iommuOn: true, port1Driver: "vfio-pci" }), "0000:18:00.1");
+
+  it("the status says it is on vfio-pci, that the plan keeps it, and what returns it", () => {
+    const { plan, status, file } = afterReboot();
+    expect(plan.bind).toEqual([]);
+    expect(plan.withheld[0]).toMatchObject({ address: "0000:18:00.1", driver: "vfio-pci" });
+    expect(plan.withheld[0]!.reasons.join("; ")).toContain(
+      "its IOMMU group 3 also holds 0000:18:00.0",
+    );
+    expect(file(OWNED.udevRule)).not.toContain("0000:18:00.1");
+    expect(status.name).toBe("blocked");
+    expect(status.message).not.toContain("not bound");
+    expect(status.message).toContain(
+      "kept for the host but still on vfio-pci (bound at an earlier boot): 0000:18:00.1",
+    );
+    expect(status.message).toContain("the next reboot returns it to the host driver");
+    expect(status.message).toContain('run the rebind action with devices="0000:18:00.1" to=host');
+  });
+
+  it("verify-iommu says the same", () => {
+    const p = afterReboot();
+    const result = verifyIommu({
+      facts: p.facts,
+      plannedCmdline: p.plan.kernelParams,
+      selection: p.plan.bind,
+      withheld: p.plan.withheld,
+      usage: p.usage,
+      interruptRemapping: { state: "enabled", evidence: "test" },
+    });
+    const said = JSON.stringify(result.results);
+    expect(said).not.toContain("not bound");
+    expect(said).toContain("still on vfio-pci");
+    expect(said).toContain("to=host");
+  });
+
+  it("list-devices says where it is, where the plan wants it and what moves it", () => {
+    const rows = listOn(afterReboot());
+    const port1 = rows["0000-18-00-1"]!;
+    expect(port1.driver).toBe("vfio-pci");
+    expect(port1.selected).toBe("no");
+    expect(port1["kept-for-host"]).toContain("its IOMMU group 3 also holds 0000:18:00.0");
+    expect(port1.next).toContain("on vfio-pci now (bound at an earlier boot)");
+    expect(port1.next).toContain("the next reboot returns it to the host driver");
+    expect(port1.next).toContain("devices=0000:18:00.1 to=host");
+    expect(JSON.stringify(rows)).not.toContain("not bound");
+  });
+
+  it("before the reboot list-devices shows the group each function will have", () => {
+    const rows = listOn(planOn(x550WorkstationHost(), "0000:18:00.1"));
+    expect(rows["0000-18-00-1"]!["iommu-group-after-reboot"]).toMatch(
+      /^shared with 0000:18:00\.0 \(predicted from config space: .*without ACS\)$/,
+    );
+    expect(rows["0000-17-00-0"]!["iommu-group-after-reboot"]).toBe(
+      "its own (predicted from config space)",
+    );
+    const bound = listOn(planOn(x550WorkstationHost({ nicAcs: true }), "0000:18:00.1"));
+    expect(bound["0000-18-00-1"]!.next).toContain("the charm binds it at the next boot");
   });
 });
