@@ -16,6 +16,7 @@ import {
   hookEnvironment,
   runFakeHookTool,
 } from "../src/testing";
+import { capturingStderr } from "./capture-stderr";
 import { ACTIONS, CONFIG, METADATA } from "./fixtures/demo-charm";
 
 const metadata = parse(METADATA) as CharmMetadata;
@@ -150,8 +151,10 @@ describe("dispatch path → event", () => {
   });
 
   it("an undeclared action is ignored too, but the action says why (exit 0)", () => {
-    const { exitCode, state } = dispatch("reboot-everything-action");
+    const { result, stderr } = capturingStderr(() => dispatch("reboot-everything-action"));
+    const { exitCode, state } = result;
     expect(exitCode).toBe(0);
+    expect(stderr).toMatch(/^actions\/reboot-everything ignored: unknown action/);
     expect(state.logs[0]!.message).toMatch(/unknown action "reboot-everything"/);
     expect(state.actions["1"]).toMatchObject({
       failed: true,
@@ -192,8 +195,10 @@ describe("errors in charm code", () => {
   });
 
   it("an action handler's error fails the action with the message and exits 0 (Juju would replace it with 'exit status 1')", () => {
-    const { exitCode, state } = dispatch("greet-action", Crashing);
+    const { result, stderr } = capturingStderr(() => dispatch("greet-action", Crashing));
+    const { exitCode, state } = result;
     expect(exitCode).toBe(0);
+    expect(stderr).toBe("Error: no such device 0000:83:00.0\n");
     expect(state.logs[0]!.level).toBe("ERROR");
     expect(state.actions["1"]).toMatchObject({
       failed: true,

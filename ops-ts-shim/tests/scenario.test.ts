@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ActiveStatus, BlockedStatus } from "../src/index";
 import { Context, InconsistentScenarioError, UncaughtCharmError } from "../src/testing";
+import { capturingStderr } from "./capture-stderr";
 import { ACTIONS, CONFIG, DemoCharm, METADATA } from "./fixtures/demo-charm";
 
 const ctx = new Context(DemoCharm, { metadata: METADATA, config: CONFIG, actions: ACTIONS });
@@ -165,7 +166,7 @@ describe("running the demo charm", () => {
   it("an action that raises: UncaughtCharmError, and the action is failed with the message", () => {
     let error: UncaughtCharmError | undefined;
     try {
-      ctx.run("explode-action");
+      capturingStderr(() => ctx.run("explode-action"));
     } catch (e) {
       error = e as UncaughtCharmError;
     }
@@ -177,7 +178,7 @@ describe("running the demo charm", () => {
   it("a bad action result key is a clear error and nothing is sent to action-set", () => {
     let error: UncaughtCharmError | undefined;
     try {
-      ctx.run("bad-results-action");
+      capturingStderr(() => ctx.run("bad-results-action"));
     } catch (e) {
       error = e as UncaughtCharmError;
     }

@@ -36,12 +36,14 @@ let passed = 0;
 
 afterAll(() => {
   fs.rmSync(work, { recursive: true, force: true });
+  // One line per scenario: a single line listing them all ran to well over a thousand characters.
   console.log(
-    `fault injection (SIGKILL): ${runs} kill points (${scenarios
+    `fault injection (SIGKILL): ${runs} kill points; ${passed} passed (${runs === 0 ? 0 : Math.round((100 * passed) / runs)}%)\n${scenarios
       .map(
-        (s) => `${s.name}: ${s.clean.calls.length} fs calls + ${s.clean.ran.length} commands + end`,
+        (s) =>
+          `  ${s.name}: ${s.clean.calls.length} fs calls + ${s.clean.ran.length} commands + end`,
       )
-      .join("; ")}); ${passed} passed (${runs === 0 ? 0 : Math.round((100 * passed) / runs)}%)`,
+      .join("\n")}`,
   );
 });
 
