@@ -10,6 +10,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import { stringify } from "yaml";
+import { novaComputeContext, renderNovaConf } from "../tests/support/nova-compute";
 import {
   checkDebianImage,
   copyImage,
@@ -20,6 +21,7 @@ import { bootGuest, type Guest } from "../tests/vm/lib/guest";
 import { deployCharmInGuest, type GuestCharm, JUJU_CHARM_DIR } from "../tests/vm/lib/guest-charm";
 import { VM_CACHE } from "../tests/vm/lib/paths";
 import { setProgressSink } from "../tests/vm/lib/progress";
+import { EMULATOR_KERNEL_ARGS } from "../tests/vm/lib/qemu-args";
 import { device, FULL } from "../tests/vm/lib/topologies";
 
 const started = Number(process.env.DEMO_STARTED_MS) || Date.now();
@@ -27,6 +29,9 @@ const selected = device(FULL, "twinA").address;
 const twin = device(FULL, "twinB").address;
 const uplink = device(FULL, "uplink").address;
 const MANAGEMENT_ADDRESS = "192.0.2.10/24";
+/** The nova-compute relation as `juju integrate` makes it (one principal unit on this machine). */
+const NOVA_RELATION_ID = 1;
+const NOVA_UNIT = "nova-compute/0";
 
 /** What each device of the guest is, as an operator would say it. */
 const WHAT_IT_IS: Record<string, string> = {
@@ -132,11 +137,18 @@ function deviceTable(before: Map<string, Row>, after?: Map<string, Row>): string
   return table(rows);
 }
 
-/** Runs a hook as Juju would: its name as it starts, then how long it took and the unit's status. */
-async function hook(unit: GuestCharm, event: string): Promise<void> {
-  process.stdout.write(`  [${elapsed()}] ${event} ... `);
+/** Runs a hook as Juju would: its name as it starts, then how long it took and the unit's status.
+ * `silence` announces a long wait before it starts, so a quiet terminal is not taken for a hang. */
+async function hook(
+  unit: GuestCharm,
+  event: string | { name: string; relationId: number; remoteUnit: string },
+  silence?: string,
+): Promise<void> {
+  const name = typeof event === "string" ? event : event.name;
+  if (silence) say(`[${elapsed()}] ${name} next: ${silence}`);
+  process.stdout.write(`  [${elapsed()}] ${name} ... `);
   const run = await unit.dispatch(event);
-  if (run.exitCode !== 0) throw new Error(`the ${event} hook failed:\n${unit.explain(run)}`);
+  if (run.exitCode !== 0) throw new Error(`the ${name} hook failed:\n${unit.explain(run)}`);
   const { status, message } = unit.status();
   console.log(`${(run.ms / 1000).toFixed(0)} s; unit status: ${status}: ${message}`);
 }
@@ -170,6 +182,8 @@ interface Host {
   guest?: Guest;
 }
 
+let emulatorArgsExplained = false;
+
 async function boot(host: Host, name: string, kernel: string, initrd: string, cmdline: string) {
   host.guest = await bootGuest({
     topology: FULL,
@@ -186,6 +200,12 @@ async function boot(host: Host, name: string, kernel: string, initrd: string, cm
   await guest.exec("udevadm settle", { timeoutMs: 120_000 });
   const cmdlineNow = (await guest.exec("cat /proc/cmdline")).trim();
   say(`booted in ${(guest.bootMs / 1000).toFixed(0)} s; /proc/cmdline: ${cmdlineNow}`);
+  if (!emulatorArgsExplained && EMULATOR_KERNEL_ARGS.some((w) => cmdlineNow.includes(w))) {
+    emulatorArgsExplained = true;
+    say(
+      `(${EMULATOR_KERNEL_ARGS.join(" ")} is the test bed's, added to every boot, not the charm's: under QEMU's emulation on a busy machine the kernel's early check that the timer interrupt arrives through the emulated IOMMU can time out and panic; a real machine passes it. tests/vm/lib/qemu-args.ts)`,
+    );
+  }
   return guest;
 }
 
@@ -213,7 +233,7 @@ async function deploy(host: Host, guest: Guest): Promise<GuestCharm> {
     `juju deploy pci-passthrough --config devices=${selected}; juju integrate pci-passthrough:nova-compute nova-compute:ephemeral-backend`,
   );
   say(
-    "Juju runs install, config-changed and start. install writes the charm's files and runs the guest's own update-grub and update-initramfs (minutes under TCG).",
+    "A subordinate has no unit until juju integrate: then Juju runs install, config-changed and start on the compute host, and the nova-compute relation's hooks.",
   );
   const unit = await deployCharmInGuest({
     guest,
@@ -222,8 +242,47 @@ async function deploy(host: Host, guest: Guest): Promise<GuestCharm> {
     // Only with VM_TOOLS_IN_GUEST=1: this Debian guest has no node but the charm's own.
     toolNode: `${JUJU_CHARM_DIR}/runtime/bin/node`,
   });
-  for (const event of ["install", "config-changed", "start"]) await hook(unit, event);
+  await hook(
+    unit,
+    "install",
+    "it writes the charm's files and runs the guest's own update-grub and update-initramfs: about 2 minutes under emulation, and nothing prints until it ends",
+  );
+  for (const event of ["config-changed", "start"]) await hook(unit, event);
+  unit.sim.updateState((s) => {
+    s.relations.push({
+      id: NOVA_RELATION_ID,
+      endpoint: "nova-compute",
+      remoteApp: "nova-compute",
+      remoteUnits: [NOVA_UNIT],
+      remoteUnitsData: { [NOVA_UNIT]: {} },
+      remoteAppData: {},
+      localUnitData: {},
+      localAppData: {},
+    });
+  });
+  for (const name of ["nova-compute-relation-joined", "nova-compute-relation-changed"]) {
+    await hook(unit, { name, relationId: NOVA_RELATION_ID, remoteUnit: NOVA_UNIT });
+  }
+  showWhatNovaGets(unit);
   return unit;
+}
+
+/** What the charm sent over the relation, and the [pci] lines nova-compute renders from it into
+ * /etc/nova/nova.conf: charm-nova-compute's own merge and template, emulated as the contract tests
+ * emulate them (tests/support/nova-compute.ts). */
+function showWhatNovaGets(unit: GuestCharm): void {
+  const relation = unit.sim.readState().relations.find((r) => r.id === NOVA_RELATION_ID);
+  const data = relation?.localUnitData ?? {};
+  const view = novaComputeContext([{ endpoint: "ephemeral-backend", units: [data] }]);
+  const conf = renderNovaConf(view);
+  const pci = conf.slice(conf.lastIndexOf("[pci]"));
+  say(
+    `sent to ${NOVA_UNIT} (subordinate_configuration), and the [pci] lines nova-compute renders from it into /etc/nova/nova.conf:`,
+  );
+  say(
+    pci.trim() === "[pci]" ? "[pci]   (empty: nothing is offered before the reboot)" : pci,
+    "    ",
+  );
 }
 
 /** The lines of a file that are not comments. */
@@ -286,6 +345,19 @@ async function reboot(host: Host, unit: GuestCharm): Promise<Map<string, Row>> {
 async function operate(unit: GuestCharm): Promise<void> {
   phase("The next hook (update-status) sees the new kernel and bindings");
   await hook(unit, "update-status");
+  showWhatNovaGets(unit);
+
+  phase("juju run pci-passthrough/0 nova-config   (what the controller needs)");
+  const nova = await action(unit, "nova-config");
+  if (nova.failed) throw new Error(`nova-config failed: ${nova.message}`);
+  say(nova.message);
+  say(
+    stringify(
+      { controller: nova.results.controller, flavor: nova.results.flavor },
+      { lineWidth: 0 },
+    ),
+    "    ",
+  );
 
   phase("juju run pci-passthrough/0 verify-iommu");
   const verify = await action(unit, "verify-iommu");
