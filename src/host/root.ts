@@ -185,7 +185,12 @@ export const EXPORTER_SERVICE = "pci-passthrough-exporter.service";
 
 /** Directories the charm creates for its own files and removes, once empty, on removal. (The
  * others it writes into — /etc/udev/rules.d, /etc/modprobe.d… — belong to the system.) */
-export const OWNED_DIRS = ["/usr/local/lib/pci-passthrough"] as const;
+export const OWNED_DIRS = [
+  "/usr/local/lib/pci-passthrough",
+  // Holds only our drop-in on Ubuntu and Debian (no package ships one): removed once empty, so
+  // removal leaves /etc as it found it. Another drop-in in it keeps it.
+  "/etc/systemd/system/multi-user.target.d",
+] as const;
 
 /** Files shared with the system that the charm adds to and takes away from (Ubuntu convention). */
 export const SHARED = {

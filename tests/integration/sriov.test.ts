@@ -50,6 +50,28 @@ describe("SR-IOV through dispatch", () => {
     expect(status.message).toContain(`${PF} has 0 VFs, 4 planned`);
   });
 
+  it("beside ovn-chassis' netplan file (sriov-numvfs=auto): blocked with the exact line, nothing written", () => {
+    const spec = amdHost();
+    const ovn = fs.readFileSync(
+      path.join(__dirname, "..", "fixtures", "vf-count-owners", "150-charm-ovn.yaml"),
+      "utf8",
+    );
+    host = makeTempHost({
+      ...spec,
+      files: { ...(spec.files ?? {}), "/etc/netplan/150-charm-ovn.yaml": ovn },
+    });
+    const before = snapshotTree(host.root);
+    unit = deployPackedCharm(host.root, { config: { devices: `- {address: "${PF}", vfs: 4}` } });
+    expect(unit.dispatch("install").exitCode).toBe(0);
+    expect(diffTrees(before, snapshotTree(host.root))).toEqual([]);
+    expect(unit.commands()).toEqual([]);
+    const status = unit.sim.readState().unitStatus;
+    expect(status.status).toBe("blocked");
+    expect(status.message).toContain(
+      'juju config ovn-chassis sriov-numvfs="enp65s0f0:64 enp65s0f1:4"',
+    );
+  });
+
   it("an impossible or malformed vfs blocks naming the option, and changes nothing", () => {
     host = makeTempHost(amdHost());
     unit = deployPackedCharm(host.root, { config: { devices: `- {address: "${PF}", vfs: 4}` } });
@@ -81,12 +103,21 @@ describe("SR-IOV through dispatch", () => {
     });
     expect(unit.dispatch("install").exitCode).toBe(0);
     expect(read(OWNED.sriovRule)).toContain(`%k 2 host 8086:154c`);
+    // The boot order comes with it: the unit before nova-compute, its drop-in, its waiter.
+    expect(read(OWNED.sriovBootUnit)).toContain(
+      `${OWNED.sriovBootWait} 240 ${PF} 2 host 8086:154c`,
+    );
+    expect(read(OWNED.sriovBootWants)).toContain("Wants=pci-passthrough-sriov.service");
     setDevices("");
     unit.clearCommands();
     expect(unit.dispatch("config-changed").exitCode).toBe(0);
     expect(read(OWNED.sriovRule)).toBe("");
     expect(read(OWNED.sriovHelper)).toBe("");
     expect(read(OWNED.initramfsHook)).toBe("");
+    for (const p of [OWNED.sriovBootUnit, OWNED.sriovBootWants, OWNED.sriovBootWait])
+      expect(read(p)).toBe("");
+    // The drop-in's folder held only ours: gone too.
+    expect(fs.existsSync(path.join(host.root, path.dirname(OWNED.sriovBootWants)))).toBe(false);
     // The initramfs loses the rule too, so the next boot makes no VF.
     expect(unit.commands()).toContain("update-initramfs -u -k all");
   });
