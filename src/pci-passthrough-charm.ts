@@ -30,6 +30,10 @@ import { runtimeEnv } from "./runtime-env";
 const CONTAINER_ENDPOINTS = [NOVA_ENDPOINT, "juju-info"];
 /** Stored-state key of PreparationMemory. */
 const MEMORY_KEY = "preparation";
+/** Stored-state key of the digest of the warnings the last reconcile logged: a warning about the
+ * host (an unreadable attribute, a container) is said when it changes, not at every update-status
+ * (each juju-log is a process Juju starts, and the same line every five minutes buries news). */
+const WARNED_KEY = "warned";
 
 /** Hooks after which the host must match the config (all idempotent: a no-op writes nothing). */
 const RECONCILE_EVENTS = [
@@ -100,9 +104,12 @@ export class PciPassthroughCharm extends CharmBase {
     });
   }
 
-  private deps(): PreparationDeps {
-    const log = (level: "DEBUG" | "INFO" | "WARNING" | "ERROR", message: string) =>
-      this.model.log(level, message);
+  /** With `warnings`, WARNING lines are collected there instead of logged (sayChangedWarnings). */
+  private deps(warnings?: string[]): PreparationDeps {
+    const log = (level: "DEBUG" | "INFO" | "WARNING" | "ERROR", message: string) => {
+      if (level === "WARNING" && warnings) warnings.push(message);
+      else this.model.log(level, message);
+    };
     const env = runtimeEnv((m) => log("INFO", m));
     return { root: env.root, runner: env.runner, log, exporter: null };
   }
@@ -127,8 +134,9 @@ export class PciPassthroughCharm extends CharmBase {
     const relationHook = event.includes("-relation-");
     const raw = this.model.config();
     const related = this.cosRelated();
+    const warnings: string[] = [];
     const deps: PreparationDeps = {
-      ...this.deps(),
+      ...this.deps(warnings),
       exporter: related
         ? {
             // The runtime dispatch chose for this hook: the charm's own runtime/bin/node.
@@ -141,6 +149,7 @@ export class PciPassthroughCharm extends CharmBase {
     const result = prepareHost(raw, this.memory(), deps);
     if (related && COS_PUBLISH_EVENTS.has(event)) this.publishCos();
     this.remember(result);
+    this.sayChangedWarnings(warnings);
     this.status = statusFor(result.outcome);
     const { outcome, config } = result;
     if (outcome.kind === "prepared" && config !== null) {
@@ -171,6 +180,18 @@ export class PciPassthroughCharm extends CharmBase {
     publishCosAgent(this.model, value);
   }
 
+  /** Logs this hook's warnings when they differ from the last reconcile's; when they are gone,
+   * says so once. */
+  private sayChangedWarnings(warnings: string[]): void {
+    const digest = warnings.length === 0 ? "" : digestOf(warnings.join("\n"));
+    const before = this.model.stored.get<string>(WARNED_KEY) ?? "";
+    if (digest === before) return;
+    for (const message of warnings) this.model.log("WARNING", message);
+    if (warnings.length === 0)
+      this.model.log("INFO", "the warnings logged earlier about this host no longer apply");
+    this.model.stored.set(WARNED_KEY, digest);
+  }
+
   private onNovaLeaving(event: RelationEvent): void {
     clearNovaRelations(this.model, [event.relation]);
   }
@@ -198,6 +219,17 @@ export class PciPassthroughCharm extends CharmBase {
       noGrub: this.memory().files.notFound?.grub !== undefined,
     };
   }
+}
+
+/** FNV-1a of the text, 8 hex digits: enough to tell one set of warnings from the next (node:crypto
+ * would cost its load on every hook). */
+function digestOf(text: string): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return (hash >>> 0).toString(16).padStart(8, "0");
 }
 
 function toShimStatus(status: UnitStatus): StatusBase {

@@ -66,6 +66,23 @@ describe("unreadable sysfs attributes", () => {
     for (const p of [numa, ...ids]) expect(warnings(out).join("\n")).toContain(p);
   });
 
+  it("says a warning when it changes, not at every hook: a no-op update-status makes 2 hook-tool calls", () => {
+    const root = host();
+    const numa = unreadableAttribute(root, "0000:84:00.1", "numa_node");
+    const first = charmContext().run("install", { config: ONE_GPU });
+    expect(warnings(first).join("\n")).toContain(numa);
+    const settled = charmContext().run("update-status", first);
+    const again = charmContext().run("update-status", settled);
+    expect(warnings(settled)).toEqual([]);
+    expect(warnings(again)).toEqual([]);
+    // config-get and state-get; status-set and state-set only when something changed.
+    expect(again.hookToolCalls.map((argv) => argv[0])).toEqual(["config-get", "state-get"]);
+    const driver = unreadableAttribute(root, "0000:84:00.1", "driver_override");
+    const changed = charmContext().run("update-status", again);
+    expect(warnings(changed).join("\n")).toContain(driver);
+    expect(warnings(changed).join("\n")).toContain(numa);
+  });
+
   // Regression guard (was a bug, fixed in 93da54d): the function whose identity cannot be read
   // was dropped from the results with only a WARNING in the unit log; the operator reading the
   // action's output must see the unreadable path there.
