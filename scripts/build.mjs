@@ -1,4 +1,5 @@
-// Bundles the charm into one file, dist/charm.js, so the packed charm needs no node_modules.
+// Bundles the charm into dist/ (charm.js for hooks, actions.js for actions, yaml.js shared), so
+// the packed charm needs no node_modules.
 // CommonJS output: the packed charm has no package.json saying "type": "module".
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -15,6 +16,29 @@ const yamlApart = {
   name: "yaml-apart",
   setup(b) {
     b.onResolve({ filter: /^yaml$/ }, () => ({ path: "./yaml.js", external: true }));
+  },
+};
+
+/** A hook never runs an action: the hook bundle (dist/charm.js) leaves the actions' code out, and
+ * dispatch runs dist/actions.js (the same entry with everything) for `actions/*`. V8 compiles every
+ * byte it loads, so a no-op hook loads only what a hook needs. */
+const actionsApart = {
+  name: "actions-apart",
+  setup(b) {
+    b.onResolve({ filter: /^\.\/charm-actions$/ }, () => ({
+      path: "charm-actions",
+      namespace: "actions-apart",
+    }));
+    b.onLoad({ filter: /.*/, namespace: "actions-apart" }, () => ({
+      contents: [
+        "const no = () => {",
+        '  throw new Error("dist/charm.js runs hooks; dispatch runs actions with dist/actions.js");',
+        "};",
+        "export const runActionHandler = no;",
+        "export const ACTION_PARAM_VALIDATORS = {};",
+      ].join("\n"),
+      loader: "js",
+    }));
   },
 };
 
@@ -41,6 +65,12 @@ const result = await build({
   ...common,
   entryPoints: [join(top, "src", "charm.ts")],
   outfile: join(top, "dist", "charm.js"),
+  plugins: [yamlApart, actionsApart],
+});
+const actionsResult = await build({
+  ...common,
+  entryPoints: [join(top, "src", "charm.ts")],
+  outfile: join(top, "dist", "actions.js"),
   plugins: [yamlApart],
 });
 // The exporter (src/exporter/main.ts), run by systemd with the same runtime: its own small bundle,
@@ -53,5 +83,5 @@ const exporterResult = await build({
 const kib = (r) =>
   (Object.values(r.metafile.outputs).reduce((n, o) => n + o.bytes, 0) / 1024).toFixed(0);
 console.log(
-  `build: dist/charm.js (${kib(result)} KiB), dist/yaml.js (${kib(yamlResult)} KiB), dist/exporter.js (${kib(exporterResult)} KiB)`,
+  `build: dist/charm.js (${kib(result)} KiB, hooks), dist/actions.js (${kib(actionsResult)} KiB), dist/yaml.js (${kib(yamlResult)} KiB), dist/exporter.js (${kib(exporterResult)} KiB)`,
 );

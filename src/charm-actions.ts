@@ -20,6 +20,7 @@ import { loadPciIds, readHostFacts, readHostUsage } from "./host/read-facts";
 import { readVfCountClaims, type VfCountClaim } from "./host/vf-count-owners";
 import { readVfioGroupUsers } from "./host/vfio-users";
 import type { PreparationDeps } from "./host-preparation";
+import { NOVA_ENDPOINT } from "./nova-relation";
 import { planHost } from "./plan/plan-host";
 import type { Selection } from "./plan/select";
 import { type PlannedPf, type SriovPlan, selectForHost, sriovReady } from "./plan/sriov";
@@ -27,9 +28,6 @@ import { formatConfigError } from "./plan/status";
 import type { BoundDevice, WithheldFunction } from "./plan/types";
 import { vfCountDisagreements, vfCountProblems } from "./plan/vf-count-owners";
 import { clip } from "./text";
-
-/** Our endpoint to nova-compute (interface ephemeral-backend). */
-export const NOVA_ENDPOINT = "nova-compute";
 
 export type ActionName = "list-devices" | "verify-iommu" | "rebind" | "nova-config" | "sriov-vfs";
 

@@ -1,10 +1,21 @@
 // Entry point bundled into dist/charm.js; ./dispatch runs it for every hook and action.
-import { main } from "ops-ts-shim";
-import { ACTION_PARAM_VALIDATORS } from "./charm-actions";
+import { main, type ParamValidator } from "ops-ts-shim";
 // src/generated/ is not in git: `npm run gen` makes it from actions.yaml and src/schemas/, and
 // `npm ci` (the prepare script) and every build run that (src/generated/README.md).
 import { declaredActions } from "./generated/actions";
-import { PciPassthroughCharm } from "./pci-passthrough-charm";
+import { actionCode, PciPassthroughCharm } from "./pci-passthrough-charm";
+
+/** An action's parameter check, loading the action code only when an action runs. */
+function lazyValidator(action: string): ParamValidator {
+  const validate: ParamValidator = (raw: unknown) => {
+    const real = (actionCode().ACTION_PARAM_VALIDATORS as Record<string, ParamValidator>)[action];
+    if (!real) return true;
+    const ok = real(raw);
+    validate.errors = real.errors ?? null;
+    return ok;
+  };
+  return validate;
+}
 
 // The actions come with the bundle (generated from the same actions.yaml the pack step ships), so
 // an action's dispatch does not parse YAML to learn that it is declared; their params are checked
@@ -12,6 +23,8 @@ import { PciPassthroughCharm } from "./pci-passthrough-charm";
 // runs stoppable, so SIGTERM lets it finish or undo the function it is moving.
 process.exitCode = main(PciPassthroughCharm, {
   actions: declaredActions,
-  actionParamValidators: ACTION_PARAM_VALIDATORS,
+  actionParamValidators: Object.fromEntries(
+    Object.keys(declaredActions).map((a) => [a, lazyValidator(a)]),
+  ),
   stoppableActions: ["rebind"],
 });

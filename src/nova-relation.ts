@@ -13,6 +13,10 @@ import {
   resolveOptionName,
   SUBORDINATE_CONFIGURATION_KEY,
 } from "./plan/nova";
+
+/** Our endpoint to nova-compute (interface ephemeral-backend). */
+export const NOVA_ENDPOINT = "nova-compute";
+
 import { sriovReady } from "./plan/sriov";
 import type { HostPlan } from "./plan/types";
 

@@ -11,7 +11,8 @@ import {
   type StatusBase,
   WaitingStatus,
 } from "ops-ts-shim";
-import { NOVA_ENDPOINT, runActionHandler } from "./charm-actions";
+// Swapped for a stub in dist/charm.js, the hooks' bundle (scripts/build.mjs): see actionCode.
+import * as actions from "./charm-actions";
 import { parseExporterPort } from "./config/exporter-port";
 import { COS_AGENT_ENDPOINT } from "./cos/cos-agent-data";
 import { COS_RELATED_KEY, cosAgentConfigValue, publishCosAgent } from "./cos-agent-relation";
@@ -23,7 +24,7 @@ import {
   prepareHost,
   restoreHost,
 } from "./host-preparation";
-import { clearNovaRelations, publishNova } from "./nova-relation";
+import { clearNovaRelations, NOVA_ENDPOINT, publishNova } from "./nova-relation";
 import { statusFor, type UnitStatus } from "./plan/status";
 import { runtimeEnv } from "./runtime-env";
 
@@ -96,7 +97,7 @@ export class PciPassthroughCharm extends CharmBase {
       "sriov-vfs",
     ] as const) {
       framework.observe(`${action}-action`, (e: ActionEvent) =>
-        runActionHandler(action, e, this.actionContext()),
+        actionCode().runActionHandler(action, e, this.actionContext()),
       );
     }
     framework.observe("collect-unit-status", (e) => {
@@ -230,6 +231,13 @@ function digestOf(text: string): string {
     hash = Math.imul(hash, 0x01000193);
   }
   return (hash >>> 0).toString(16).padStart(8, "0");
+}
+
+/** The actions' code: their glue, planners, result trees and parameter checks, a third of the
+ * charm. dispatch runs actions with dist/actions.js, which holds it; dist/charm.js, which runs the
+ * hooks, has a stub in its place, so no hook loads it. */
+export function actionCode(): typeof actions {
+  return actions;
 }
 
 function toShimStatus(status: UnitStatus): StatusBase {

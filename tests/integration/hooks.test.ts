@@ -140,7 +140,7 @@ describe("packed charm under the unit simulator (no node on PATH)", () => {
         tool,
         [
           "#!/bin/sh",
-          'case "$(cat /proc/"$PPID"/cmdline)" in *dist/charm.js*) by=charm ;; *) by=dispatch ;; esac',
+          'case "$(cat /proc/"$PPID"/cmdline)" in *dist/charm.js* | *dist/actions.js*) by=charm ;; *) by=dispatch ;; esac',
           `echo "$by ${name}" >>'${calls}'`,
           `exec '${tool}.real' "$@"`,
           "",

@@ -29,6 +29,7 @@ describe("build/pci-passthrough_amd64.charm", () => {
         "cos/alert-rules.yaml",
         "cos/dashboard.json",
         "dispatch",
+        "dist/actions.js",
         "dist/charm.js",
         // The exporter systemd runs while related over cos-agent.
         "dist/exporter.js",

@@ -36,7 +36,7 @@ describe("hostile host, packed charm", () => {
       tool,
       [
         "#!/bin/sh",
-        'case "$(cat /proc/"$PPID"/cmdline)" in *dist/charm.js*) ;; *) exit 1 ;; esac',
+        'case "$(cat /proc/"$PPID"/cmdline)" in *dist/charm.js* | *dist/actions.js*) ;; *) exit 1 ;; esac',
         `if [ ! -e '${marker}' ]; then : > '${marker}'; ${unplugCommand(host.root, "0000:83:00.0")}; fi`,
         `exec '${tool}.real' "$@"`,
         "",
