@@ -3,29 +3,17 @@
 // tables as markdown (what bench/RESULTS.md quotes). `--runs N` sets the timed runs per command.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { benchIdempotence, type IdempotenceResult } from "./idempotence";
-import { benchLatency, deployLatencyUnit, type LatencyResult } from "./latency";
+import { benchIdempotence } from "./idempotence";
+import { benchLatency, deployLatencyUnit } from "./latency";
 import { machineInfo } from "./lib/measure";
 import { TOP } from "./lib/packed-charm";
-import { type ProfileResult, profileHook } from "./profile";
-import { report } from "./report";
-import { benchScale, type ScaleResult, scaleChild } from "./scale";
-import { benchSriov, type SriovResult } from "./sriov";
+import { profileHook } from "./profile";
+import { type BenchResults, report } from "./report";
+import { benchScale, scaleChild } from "./scale";
+import { benchSriov } from "./sriov";
 
 const SECTIONS = ["latency", "profile", "scale", "idempotence", "sriov"] as const;
 type Section = (typeof SECTIONS)[number];
-
-export interface BenchResults {
-  date: string;
-  machine: Record<string, string | number>;
-  /** Load average when the run ended (the machine may be shared). */
-  loadAtEnd: string;
-  latency?: LatencyResult;
-  profile?: ProfileResult;
-  scale?: ScaleResult;
-  idempotence?: IdempotenceResult;
-  sriov?: SriovResult;
-}
 
 function run(): void {
   const args = process.argv.slice(2);

@@ -74,8 +74,12 @@ export interface ScaleResult {
   rows: ScaleRow[];
   /** work(10k) / work(1k) per action: flat cost per function means within 1.5x of 10. */
   workRatio10kTo1k: Record<Action, number>;
-  /** The packed dispatch: under the real simulator, and with instant tools (median of runs). */
-  endToEnd: { functions: number } & Record<Action, { simulator: Bounded; instant: Bounded }>;
+  /** The packed dispatch: under the real simulator, and with instant tools (median of runs), and
+   * the read-only floor (bench/floor.mjs, same runtime) timed between those runs. */
+  endToEnd: { functions: number } & Record<
+    Action,
+    { simulator: Bounded; instant: Bounded; floor: Bounded }
+  >;
 }
 
 function timed<T>(fn: () => T): { ms: number; value: T } {
@@ -241,7 +245,12 @@ function endToEnd(n: number, runs: number): ScaleResult["endToEnd"] {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pci-bench-e2e-"));
   try {
     const sim = simulateUnit(charm, path.join(dir, "sim"), SCALE_CONFIG);
-    const one = (action: Action): { simulator: Bounded; instant: Bounded } => {
+    // The floor: list the bus, read each function's uevent and iommu_group link, nothing else.
+    const floorCmd = {
+      argv: [charm.runtime, path.join(TOP, "bench", "floor.mjs"), host.root],
+      env: { PATH: charm.sysbin },
+    };
+    const one = (action: Action): { simulator: Bounded; instant: Bounded; floor: Bounded } => {
       const event = { name: `${action}-action`, params: {} };
       const extra = { PCI_PASSTHROUGH_ROOT: host.root };
       const t0 = process.hrtime.bigint();
@@ -252,6 +261,7 @@ function endToEnd(n: number, runs: number): ScaleResult["endToEnd"] {
         return {
           simulator: { ms: null, note: (e as Error).message.slice(0, 300) },
           instant: { ms: null, note: "not run" },
+          floor: { ms: null, note: "not run" },
         };
       }
       const simulatorMs = Number(process.hrtime.bigint() - t0) / 1e6;
@@ -261,19 +271,27 @@ function endToEnd(n: number, runs: number): ScaleResult["endToEnd"] {
       const env = sim.env(event, { path: charm.sysbin, extra });
       env.PATH = env.PATH!.replace(sim.binDir, tools.binDir);
       const times: number[] = [];
+      const floors: number[] = [];
       for (let i = 0; i < runs; i++) {
         const r = timeRun({ argv: [path.join(charm.charmDir, "dispatch")], env });
         if (r.exitCode !== 0) {
           return {
             simulator: { ms: simulatorMs, note: outcome },
             instant: { ms: null, note: `exit ${r.exitCode}: ${r.stderr.slice(0, 300)}` },
+            floor: { ms: null, note: "not run" },
           };
         }
         times.push(r.ms);
+        const f = timeRun(floorCmd);
+        if (f.exitCode !== 0 || f.stdout.trim() !== String(n)) {
+          throw new Error(`bench/floor.mjs read ${f.stdout.trim()} of ${n}: ${f.stderr}`);
+        }
+        floors.push(f.ms);
       }
       return {
         simulator: { ms: simulatorMs, note: outcome },
         instant: { ms: median(times), note: outcome },
+        floor: { ms: median(floors), note: "" },
       };
     };
     return {
