@@ -53,6 +53,8 @@ export interface PciIsolation {
   pcieType: number | null;
   /** The ACS extended capability (ID 0x000D): its capability register; null without one. */
   acsCapability: number | null;
+  /** Its control register as it is now (what firmware or the kernel enabled); null without one. */
+  acsControl?: number | null;
 }
 
 /** What an SR-IOV PF's sysfs says about its VFs. The optional fields come from Linux 5.0 on

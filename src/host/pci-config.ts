@@ -49,6 +49,7 @@ export function parseIsolation(config: Uint8Array): PciIsolation | null {
     }
   }
   let acsCapability: number | null = null;
+  let acsControl: number | null = null;
   if (pcieType !== null && config.length >= EXTENDED_CONFIG_SPACE) {
     let pos = CONFIG_SPACE;
     for (let ttl = (EXTENDED_CONFIG_SPACE - CONFIG_SPACE) / 8; ttl > 0; ttl--) {
@@ -56,13 +57,14 @@ export function parseIsolation(config: Uint8Array): PciIsolation | null {
       if (header === 0 || header === 0xffffffff) break;
       if ((header & 0xffff) === PCI_EXT_CAP_ID_ACS) {
         acsCapability = u16(pos + 4);
+        acsControl = u16(pos + 6);
         break;
       }
       pos = (header >>> 20) & 0xffc;
       if (pos < CONFIG_SPACE) break;
     }
   }
-  return { multifunction, pcieType, acsCapability };
+  return { multifunction, pcieType, acsCapability, acsControl };
 }
 
 /**
@@ -92,7 +94,7 @@ export function readIsolation(
     // kernel treats a VF as a single-function endpoint).
     if (fn.physfn !== null) {
       fn.upstream = upstream;
-      fn.isolation = { multifunction: false, pcieType: 0, acsCapability: null };
+      fn.isolation = { multifunction: false, pcieType: 0, acsCapability: null, acsControl: null };
       continue;
     }
     let isolation: PciIsolation | null = null;

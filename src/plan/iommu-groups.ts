@@ -2,7 +2,7 @@
 // for group logic, used by the safety judgement (host-safety.ts), verify-iommu and rebind. The kernel lets VFIO use a group only
 // when every member is bound to a vfio driver, to pci-stub, to nothing, or is a bridge/port (a
 // non-normal header: any driver, pcieport in practice). QEMU says "group N is not viable" otherwise.
-import type { HostFacts, PciFunction } from "../host/facts";
+import type { HostFacts, PciFunction, PciIsolation } from "../host/facts";
 import { listOf } from "../text";
 
 /** True for vfio-pci and its variant drivers (mlx5_vfio_pci, nvgrace_gpu_vfio_pci…). */
@@ -74,8 +74,11 @@ const predictionCache = new WeakMap<HostFacts, Map<string, PredictedGroup> | nul
  *   isolate, so what sits behind one shares its group: its DMA alias);
  * - the functions of one multi-function device share a group unless they expose ACS
  *   (get_pci_function_alias_group with pci_acs_enabled); a single-function endpoint is isolated.
- * With the IOMMU on the kernel enables every ACS control the capability offers (pci_enable_acs),
- * so having the ACS capability is what counts here, not its control register while it is off.
+ * On x86 the IOMMU driver asks for ACS before the bus is scanned (pci_request_acs from
+ * detect_intel_iommu / the AMD IVRS detection), and the kernel then enables every control the
+ * capability offers (pci_enable_acs): having the capability is what counts, not its control
+ * register while the IOMMU is off. Elsewhere (arm64 device-tree hosts ask later, after the scan)
+ * only the controls already enabled count.
  * Not modelled: the kernel's per-device ACS quirks (drivers/pci/quirks.c pci_dev_acs_enabled:
  * root ports and NICs that isolate without the capability) and DMA-alias quirks. A quirk only ever
  * isolates, so without it a predicted group can be larger than the real one, never smaller: the
@@ -112,7 +115,17 @@ function predict(facts: HostFacts): Map<string, PredictedGroup> {
   const upstreamOf = (fn: PciFunction): PciFunction | null =>
     fn.upstream ? (byAddress.get(fn.upstream) ?? null) : null;
 
-  /** pci_acs_enabled, with the controls the capability offers taken as enabled. */
+  // SV, RR, CR, UF: what pci_device_group asks of ACS (REQ_ACS_FLAGS).
+  const REQUIRED = 0x01 | 0x04 | 0x08 | 0x10;
+  const x86 = facts.arch === "x86";
+  /** The ACS capability is there and, after the boot, enables what the kernel asks of it. */
+  const acsOn = (iso: PciIsolation): boolean => {
+    if (iso.acsCapability === null) return false;
+    if (x86) return true;
+    const wanted = REQUIRED & iso.acsCapability; // missing features count as hard-wired
+    return ((iso.acsControl ?? 0) & wanted) === wanted;
+  };
+  /** pci_acs_enabled, with the controls the capability offers taken as enabled (x86). */
   const acsEnabled = (fn: PciFunction): boolean => {
     if (fn.physfn !== null) return true; // a VF: a single-function endpoint
     const iso = fn.isolation;
@@ -124,9 +137,9 @@ function predict(facts: HostFacts): Map<string, PredictedGroup> {
         return false;
       case PCIE_ROOT_PORT:
       case PCIE_DOWNSTREAM:
-        return iso.acsCapability !== null;
+        return acsOn(iso);
       default:
-        return iso.multifunction ? iso.acsCapability !== null : true;
+        return iso.multifunction ? acsOn(iso) : true;
     }
   };
   /** pci_acs_path_enabled(bridge, NULL): the bridge and every one above it isolate. */

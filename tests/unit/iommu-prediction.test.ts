@@ -9,6 +9,7 @@ import { verifyIommu } from "../../src/actions/verify-iommu";
 import { parseIsolation } from "../../src/host/pci-config";
 import { OWNED } from "../../src/host/root";
 import { predictIommuGroups } from "../../src/plan/iommu-groups";
+import { fn, host } from "../support/host-facts";
 import type { HostSpec } from "../support/hosts/build-host";
 import { useTempHosts } from "../support/hosts/use-temp-hosts";
 import { rootPortConfig, x550Config, x550WorkstationHost } from "../support/hosts/x550-workstation";
@@ -38,6 +39,7 @@ describe("config space: the three facts the kernel groups by", () => {
       multifunction: true,
       pcieType: PCIE_TYPE.endpoint,
       acsCapability: null,
+      acsControl: null,
     });
     expect(parseIsolation(x550Config(true))?.acsCapability).toBe(0x001f);
   });
@@ -47,6 +49,7 @@ describe("config space: the three facts the kernel groups by", () => {
       multifunction: false,
       pcieType: PCIE_TYPE.rootPort,
       acsCapability: 0x005f,
+      acsControl: 0,
     });
   });
 
@@ -78,6 +81,7 @@ describe("config space: the three facts the kernel groups by", () => {
       multifunction: false,
       pcieType: null,
       acsCapability: null,
+      acsControl: null,
     });
     const acsAfterLoop = configSpace({
       vendor: 1,
@@ -87,6 +91,31 @@ describe("config space: the three facts the kernel groups by", () => {
       extended: [acsCapability(0x100)],
     });
     expect(parseIsolation(acsAfterLoop)?.acsCapability).toBe(0x1f);
+  });
+});
+
+describe("where the kernel enables ACS late, only what is enabled now isolates", () => {
+  // x86 asks for ACS before the bus scan; an arm64 device-tree host asks after it, so a port's ACS
+  // stays as firmware left it (seen in the arm64 VM tier: QEMU's root port joins its card's group).
+  const port = (acsControl: number) =>
+    fn("0000:00:01.0", "1b36:000c", "060400", {
+      upstream: null,
+      isolation: { multifunction: false, pcieType: 4, acsCapability: 0x1f, acsControl },
+    });
+  const card = fn("0000:01:00.0", "8086:10d3", "020000", {
+    upstream: "0000:00:01.0",
+    isolation: { multifunction: false, pcieType: 0, acsCapability: null, acsControl: null },
+  });
+  const membersOf = (arch: "x86" | "arm64", control: number) =>
+    predictIommuGroups(host([port(control), card], { arch }))!.get("0000:01:00.0")!.members;
+
+  it("x86: the capability is enough (the kernel enables it at boot)", () => {
+    expect(membersOf("x86", 0)).toEqual(["0000:01:00.0"]);
+  });
+
+  it("arm64: a port whose ACS controls are off merges its card; enabled ones isolate it", () => {
+    expect(membersOf("arm64", 0)).toEqual(["0000:00:01.0", "0000:01:00.0"]);
+    expect(membersOf("arm64", 0x1d)).toEqual(["0000:01:00.0"]);
   });
 });
 
