@@ -1,6 +1,7 @@
 // Publishes this host's [pci] device_spec and alias to nova-compute over the container-scoped
 // relation, for the functions that are really on vfio-pci now. What to publish is decided in
 // plan/nova.ts; this module only reads the installed nova release and talks to the relation.
+import { createHash } from "node:crypto";
 import type { Model, Relation } from "ops-ts-shim";
 import type { Config } from "./config";
 import type { HostFacts, NovaRelease } from "./host/facts";
@@ -20,8 +21,17 @@ export const NOVA_ENDPOINT = "nova-compute";
 import { sriovReady } from "./plan/sriov";
 import type { HostPlan } from "./plan/types";
 
-/** Stored-state key: the subordinate_configuration value last published (on every relation). */
-const PUBLISHED_KEY = "nova-published";
+/** Stored-state key: a digest of the subordinate_configuration value last published (on every
+ * relation). Never the value: Juju refuses a stored value over 64 KiB (quota.CheckTupleSize), and
+ * the value grows with the host (549 KB with 4,096 functions, one spec each, before compaction). */
+const PUBLISHED_KEY = "nova-published-sha256";
+/** The key that held the whole value before: deleted when met (an upgraded unit). */
+const OLD_PUBLISHED_KEY = "nova-published";
+
+/** What the stored digest says about a published value (null: the key is absent). */
+export function publishedDigest(value: string | null): string | null {
+  return value === null ? null : createHash("sha256").update(value).digest("hex");
+}
 
 /** Stored-state key: the nova release last read from dpkg's status, with that file's stamp. */
 const RELEASE_KEY = "nova-release";
@@ -61,9 +71,13 @@ export function publishNova(
   const value = data[SUBORDINATE_CONFIGURATION_KEY] ?? null;
   // Unchanged since the last publish: no relation-ids / relation-get / relation-set at all, so an
   // idle hook stays within its few hook-tool calls. New relations arrive with their own hooks.
-  if (options.force || model.stored.get<string | null>(PUBLISHED_KEY) !== value) {
+  const digest = publishedDigest(value);
+  if (model.stored.get<unknown>(OLD_PUBLISHED_KEY) !== undefined) {
+    model.stored.delete(OLD_PUBLISHED_KEY);
+  }
+  if (options.force || model.stored.get<string | null>(PUBLISHED_KEY) !== digest) {
     for (const relation of model.relations(endpoint)) relation.setLocalUnitData(data);
-    model.stored.set(PUBLISHED_KEY, value);
+    model.stored.set(PUBLISHED_KEY, digest);
   }
 }
 
@@ -83,5 +97,6 @@ function installedNova(model: Model, root: string): NovaRelease | null {
 export function clearNovaRelations(model: Model, relations: Relation[]): void {
   for (const relation of relations) relation.setLocalUnitData(clearedNovaRelationData());
   model.stored.delete(PUBLISHED_KEY);
+  model.stored.delete(OLD_PUBLISHED_KEY);
   model.stored.delete(RELEASE_KEY);
 }

@@ -34,10 +34,26 @@ export type NovaSpecOptionName = "device_spec" | "passthrough_whitelist";
 export interface NovaDeviceSpec {
   vendor_id: string;
   product_id: string;
-  address: string;
+  /** One address, or a set of them as nova's regex address (compactSpecs). */
+  address: string | NovaAddressRegex;
   /** neutron physical network of SR-IOV VFs that back `vnic_type direct` ports. */
   physical_network?: string;
 }
+
+/** nova's regex form of a spec's address (nova/pci/devspec.py PciAddressRegexSpec): each field is
+ * a Python regex that `re.match` applies to the field as nova formats it (domain 4, bus 2, slot 2,
+ * function 1 lower-case hex digits). Every alternative written here has the field's full width,
+ * so the start-anchored match is exact without a `$` (which oslo.config would take for a template). */
+export interface NovaAddressRegex {
+  domain: string;
+  bus: string;
+  slot: string;
+  function: string;
+}
+
+/** Above this many functions of one vendor:product, their specs are compacted into regex address
+ * sets (compactSpecs); up to it each keeps its own address, which an operator can grep for. */
+export const COMPACT_ABOVE = 16;
 
 /** One `[pci] alias` value (nova/pci/request.py `_ALIAS_SCHEMA`). */
 export interface NovaAlias {
@@ -251,6 +267,8 @@ function buildEntries(
     if (vfs === undefined || vfs.length === 0) continue;
     deviceSpecs.push(...sriovDeviceSpecs(pf, [...vfs].sort(compareAddresses)));
   }
+  // Whole functions' specs, per vendor:product in address order (compacted after the walk).
+  const wholeByIds = new Map<string, string[]>();
   // alias name → the device_type/numa_policy of its first entry: later entries must agree.
   const shapeOf = new Map<string, { shape: string; address: string }>();
   for (const device of [...bound].sort(byAddress)) {
@@ -267,7 +285,10 @@ function buildEntries(
     const vendor = normaliseHex(device.vendorId, 4)!;
     const product = normaliseHex(device.deviceId, 4)!;
     if (device.physfn === undefined || !pfs.has(device.physfn)) {
-      deviceSpecs.push({ vendor_id: vendor, product_id: product, address });
+      const ids = `${vendor}:${product}`;
+      const list = wholeByIds.get(ids);
+      if (list) list.push(address);
+      else wholeByIds.set(ids, [address]);
     }
 
     if (!ALIAS_NAME.test(device.alias)) {
@@ -305,7 +326,119 @@ function buildEntries(
     seen.add(key);
     aliases.push(alias);
   }
+  for (const [ids, addresses] of wholeByIds) {
+    const [vendor, product] = ids.split(":") as [string, string];
+    if (addresses.length <= COMPACT_ABOVE) {
+      for (const address of addresses) {
+        deviceSpecs.push({ vendor_id: vendor, product_id: product, address });
+      }
+    } else {
+      for (const address of compactAddresses(addresses)) {
+        deviceSpecs.push({ vendor_id: vendor, product_id: product, address });
+      }
+    }
+  }
   return { entries: { deviceSpecs, aliases }, problems };
+}
+
+/**
+ * The fewest-effort exact cover of these addresses by nova regex addresses: each one a product
+ * domain × buses × slots × functions that holds only given addresses. Per domain and bus, slots
+ * with the same set of functions go together; buses whose (slots, functions) pairs agree share a
+ * spec. A PF's thousands of VFs, or a row of identical cards, come to a handful of specs; the
+ * count is bounded by domains × buses × function patterns, never by the number of functions.
+ */
+export function compactAddresses(addresses: string[]): NovaAddressRegex[] {
+  // domain → bus → slot → function bit mask
+  const tree = new Map<string, Map<number, Map<number, number>>>();
+  for (const address of addresses) {
+    const m = /^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$/.exec(address);
+    if (!m) continue;
+    const [, domain, bus, slot, fn] = m as unknown as [string, string, string, string, string];
+    const buses = tree.get(domain) ?? new Map<number, Map<number, number>>();
+    tree.set(domain, buses);
+    const slots = buses.get(Number.parseInt(bus, 16)) ?? new Map<number, number>();
+    buses.set(Number.parseInt(bus, 16), slots);
+    const s = Number.parseInt(slot, 16);
+    slots.set(s, (slots.get(s) ?? 0) | (1 << Number(fn)));
+  }
+  const out: NovaAddressRegex[] = [];
+  for (const domain of [...tree.keys()].sort()) {
+    // (function mask, slots) → buses
+    const shapes = new Map<string, { mask: number; slots: number[]; buses: number[] }>();
+    const buses = tree.get(domain)!;
+    for (const bus of [...buses.keys()].sort((a, b) => a - b)) {
+      const byMask = new Map<number, number[]>();
+      for (const [slot, mask] of [...buses.get(bus)!].sort((a, b) => a[0] - b[0])) {
+        const list = byMask.get(mask);
+        if (list) list.push(slot);
+        else byMask.set(mask, [slot]);
+      }
+      for (const [mask, slots] of byMask) {
+        const key = `${mask}/${slots.join(",")}`;
+        const shape = shapes.get(key);
+        if (shape) shape.buses.push(bus);
+        else shapes.set(key, { mask, slots, buses: [bus] });
+      }
+    }
+    const ordered = [...shapes.values()].sort(
+      (a, b) => a.buses[0]! - b.buses[0]! || a.slots[0]! - b.slots[0]!,
+    );
+    for (const { mask, slots, buses: set } of ordered) {
+      out.push({
+        domain,
+        bus: hexSetRegex(set, 2),
+        slot: hexSetRegex(slots, 2),
+        function: hexSetRegex(
+          [0, 1, 2, 3, 4, 5, 6, 7].filter((f) => mask & (1 << f)),
+          1,
+        ),
+      });
+    }
+  }
+  return out;
+}
+
+/** A regex matching exactly these values written as `width` lower-case hex digits (every
+ * alternative full width): [3, 4, 5] width 1 → "[3-5]"; [0x10 … 0x1f, 0x20] → "(?:1[0-9a-f]|20)". */
+export function hexSetRegex(values: number[], width: 1 | 2): string {
+  const sorted = [...new Set(values)].sort((a, b) => a - b);
+  if (width === 1) return digitClass(sorted);
+  const byHigh = new Map<number, number[]>();
+  for (const v of sorted) {
+    const list = byHigh.get(v >> 4);
+    if (list) list.push(v & 15);
+    else byHigh.set(v >> 4, [v & 15]);
+  }
+  // High digits with the same set of low digits share one alternative: "[1-3][0-9a-f]".
+  const byLows = new Map<string, number[]>();
+  for (const [high, lows] of byHigh) {
+    const key = lows.join(",");
+    const list = byLows.get(key);
+    if (list) list.push(high);
+    else byLows.set(key, [high]);
+  }
+  const alternatives = [...byLows].map(
+    ([lows, highs]) => `${digitClass(highs)}${digitClass(lows.split(",").map(Number))}`,
+  );
+  return alternatives.length === 1 ? alternatives[0]! : `(?:${alternatives.join("|")})`;
+}
+
+/** One hex digit out of these values: "7", or a class of runs "[0-9a-c]" ('9' and 'a' are not
+ * neighbours in ASCII, so a run across them is split). */
+function digitClass(values: number[]): string {
+  if (values.length === 1) return values[0]!.toString(16);
+  const parts: string[] = [];
+  let i = 0;
+  while (i < values.length) {
+    let j = i;
+    while (j + 1 < values.length && values[j + 1] === values[j]! + 1 && values[j]! !== 9) j++;
+    const a = values[i]!.toString(16);
+    const b = values[j]!.toString(16);
+    parts.push(j === i ? a : j === i + 1 ? `${a}${b}` : `${a}-${b}`);
+    i = j + 1;
+  }
+  return `[${parts.join("")}]`;
 }
 
 /**
