@@ -2,6 +2,7 @@
 // in actions/, and reports the structured result (or action-fail with the reason). Actions never
 // run host preparation and never write files; only rebind writes to sysfs.
 import { type ActionEvent, type Model, type ParamValidator, stopSignal } from "ops-ts-shim";
+import { fleetConfig } from "./actions/fleet-config";
 import { listDevices, parseListDevicesParams } from "./actions/list-devices";
 import { novaConfig, parseNovaConfigParams } from "./actions/nova-config";
 import { type Checked, type ParamError, paramErrorMessage } from "./actions/params";
@@ -12,6 +13,7 @@ import { parseSriovVfsParams, sriovVfsAction } from "./actions/sriov-vfs";
 import { parseVerifyIommuParams, verifyIommu } from "./actions/verify-iommu";
 import { createSysfsWriter } from "./apply/sysfs";
 import { type Config, parseConfig } from "./config";
+import { fleetRelation, readFleetOffers, readFleetSummary } from "./fleet-relation";
 import type { HostFacts, HostReadProblem, HostUsage, ModuleIndex } from "./host/facts";
 import { readInterruptRemapping } from "./host/interrupt-remapping";
 import { type RememberedModules, readModuleNames, rememberingModuleIndex } from "./host/modules";
@@ -21,6 +23,7 @@ import { readVfCountClaims, type VfCountClaim } from "./host/vf-count-owners";
 import { readVfioGroupUsers } from "./host/vfio-users";
 import type { PreparationDeps } from "./host-preparation";
 import { NOVA_ENDPOINT } from "./nova-relation";
+import { buildOffer } from "./plan/fleet";
 import { planHost } from "./plan/plan-host";
 import type { Selection } from "./plan/select";
 import { type PlannedPf, type SriovPlan, selectForHost, sriovReady } from "./plan/sriov";
@@ -252,12 +255,29 @@ const ACTIONS: Record<ActionName, Action> = {
     });
   }),
 
-  "nova-config": action("nova-config", parseNovaConfigParams, (_params, ctx) => {
+  "nova-config": action("nova-config", parseNovaConfigParams, (params, ctx) => {
     const snap = snapshot(ctx);
     if (!snap.config) return failure(`the charm config is invalid: ${snap.configProblem}`);
     const onVfio = new Set(
       snap.facts.functions.filter((f) => f.driver === "vfio-pci").map((f) => f.address),
     );
+    if (params.scope === "cloud") {
+      // This host's offer as the hooks would publish it now; the others' from their bags.
+      const own = buildOffer({
+        bound: snap.selection,
+        withheld: snap.withheld,
+        sriov: snap.sriov,
+        onVfio: (a) => onVfio.has(a),
+        pfReady: (pf) => sriovReady(pf, snap.facts),
+        release: readNovaRelease(ctx.deps.root),
+        placement: false,
+      });
+      return fleetConfig({
+        summary: readFleetSummary(ctx.model),
+        offers: readFleetOffers(ctx.model, own),
+        related: fleetRelation(ctx.model) !== null,
+      });
+    }
     return novaConfig({
       bound: snap.selection,
       onVfio: (address) => onVfio.has(address),

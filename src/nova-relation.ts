@@ -83,7 +83,7 @@ export function publishNova(
 
 /** The installed nova. dpkg's status runs to megabytes on a compute host and update-status comes
  * every five minutes, so it is read again only when the file changed since the last read. */
-function installedNova(model: Model, root: string): NovaRelease | null {
+export function installedNova(model: Model, root: string): NovaRelease | null {
   const stamp = fileStamp(root, READ.dpkgStatus);
   const known = model.stored.get<{ stamp: string; release: NovaRelease | null }>(RELEASE_KEY);
   if (stamp !== null && known?.stamp === stamp) return known.release;

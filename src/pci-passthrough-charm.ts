@@ -16,6 +16,7 @@ import * as actions from "./charm-actions";
 import { parseExporterPort } from "./config/exporter-port";
 import { COS_AGENT_ENDPOINT } from "./cos/cos-agent-data";
 import { COS_RELATED_KEY, cosAgentConfigValue, publishCosAgent } from "./cos-agent-relation";
+import { type FleetTrigger, publishOffer, updateFleet } from "./fleet-relation";
 import {
   loadMemory,
   type PreparationDeps,
@@ -24,11 +25,15 @@ import {
   prepareHost,
   restoreHost,
 } from "./host-preparation";
-import { clearNovaRelations, NOVA_ENDPOINT, publishNova } from "./nova-relation";
+import { clearNovaRelations, installedNova, NOVA_ENDPOINT, publishNova } from "./nova-relation";
+import { FLEET_ENDPOINT, type HostOffer, summaryConflictStatus } from "./plan/fleet";
+import { sriovReady } from "./plan/sriov";
 import { statusFor, type UnitStatus } from "./plan/status";
 import { runtimeEnv } from "./runtime-env";
 
 const CONTAINER_ENDPOINTS = [NOVA_ENDPOINT, "juju-info"];
+/** Stored-state key (leader): its fleet status line (alias conflicts), null when none. */
+const FLEET_STATUS_KEY = "fleet-status";
 /** Stored-state key of PreparationMemory. */
 const MEMORY_KEY = "preparation";
 /** Stored-state key of the digest of the warnings the last reconcile logged: a warning about the
@@ -48,6 +53,8 @@ const RECONCILE_EVENTS = [
   `${NOVA_ENDPOINT}-relation-created`,
   `${NOVA_ENDPOINT}-relation-joined`,
   `${NOVA_ENDPOINT}-relation-changed`,
+  // The peer relation appears (first unit, or upgrade-charm to a revision that has it).
+  `${FLEET_ENDPOINT}-relation-created`,
 ] as const;
 
 /** Hooks after which the cos-agent databag is published again (the library's provider refreshes
@@ -62,12 +69,31 @@ const COS_PUBLISH_EVENTS = new Set<string>([
 export class PciPassthroughCharm extends CharmBase {
   /** What this dispatch found; null when it did not look (actions, unrelated hooks). */
   private status: UnitStatus | null = null;
+  /** The leader's word on the fleet (alias conflicts), beside the host's own status. */
+  private fleetStatus: string | null = null;
 
   constructor(framework: Framework) {
     super(framework);
     for (const event of RECONCILE_EVENTS) {
-      framework.observe(event, () => this.reconcile(event));
+      // A new leader (or a new charm) gathers every host again; other hooks add only its own.
+      const trigger: FleetTrigger | null =
+        event === "leader-elected" ||
+        event === "upgrade-charm" ||
+        event === `${FLEET_ENDPOINT}-relation-created`
+          ? { kind: "rebuild" }
+          : null;
+      framework.observe(event, () => this.reconcile(event, trigger));
     }
+    // A peer's offer changed or it left: only the leader merges (one relation-get per change);
+    // the others need nothing (nova-config reads the fleet when asked).
+    framework.observe(`${FLEET_ENDPOINT}-relation-changed`, (e) => {
+      if (e.remoteUnit && this.model.isLeader())
+        this.reconcile(e.name, { kind: "changed", unit: e.remoteUnit });
+    });
+    framework.observe(`${FLEET_ENDPOINT}-relation-departed`, (e) => {
+      const unit = e.departingUnit ?? e.remoteUnit;
+      if (unit && this.model.isLeader()) this.reconcile(e.name, { kind: "departed", unit });
+    });
     // Relating to the agent installs the exporter (and the last relation gone removes it).
     for (const event of [
       `${COS_AGENT_ENDPOINT}-relation-created`,
@@ -102,6 +128,7 @@ export class PciPassthroughCharm extends CharmBase {
     }
     framework.observe("collect-unit-status", (e) => {
       if (this.status) e.addStatus(toShimStatus(this.status));
+      if (this.status && this.fleetStatus) e.addStatus(new BlockedStatus(this.fleetStatus));
     });
   }
 
@@ -130,8 +157,9 @@ export class PciPassthroughCharm extends CharmBase {
     }
   }
 
-  /** Makes the host match the config, then tells nova-compute what is really bound. */
-  private reconcile(event: string): void {
+  /** Makes the host match the config, then tells nova-compute what is really bound and the
+   * other units what this host offers; the leader merges the fleet. */
+  private reconcile(event: string, fleet: FleetTrigger | null = null): void {
     const relationHook = event.includes("-relation-");
     const raw = this.model.config();
     const related = this.cosRelated();
@@ -153,13 +181,59 @@ export class PciPassthroughCharm extends CharmBase {
     this.sayChangedWarnings(warnings);
     this.status = statusFor(result.outcome);
     const { outcome, config } = result;
+    // Without a fresh plan the offer published last stands (undefined: the leader reads it back).
+    let offer: HostOffer | undefined;
+    let offerChanged = false;
     if (outcome.kind === "prepared" && config !== null) {
       publishNova(this.model, NOVA_ENDPOINT, outcome.plan, outcome.facts, {
         root: deps.root,
         config,
         force: relationHook,
       });
+      const { plan, facts } = outcome;
+      const onVfio = new Set(
+        facts.functions.filter((f) => f.driver === "vfio-pci").map((f) => f.address),
+      );
+      const published = publishOffer(
+        this.model,
+        {
+          bound: plan.bind,
+          withheld: plan.withheld,
+          sriov: plan.sriov,
+          onVfio: (a) => onVfio.has(a),
+          pfReady: (pf) => sriovReady(pf, facts),
+          release:
+            plan.bind.length > 0 || plan.sriov.length > 0
+              ? installedNova(this.model, deps.root)
+              : null,
+          placement: false,
+        },
+        relationHook,
+      );
+      offer = published.offer;
+      offerChanged = published.changed;
     }
+    this.fleetStatus = this.mergeFleet(fleet, offerChanged ? offer : undefined);
+  }
+
+  /**
+   * The leader's merge when something changed (a peer, leadership, our own offer), and its
+   * status line. An idle hook asks nothing: the line is remembered, and leadership is asked only
+   * while a line is remembered (a unit that lost leadership drops it).
+   */
+  private mergeFleet(trigger: FleetTrigger | null, offer: HostOffer | undefined): string | null {
+    const remembered = this.model.stored.get<string>(FLEET_STATUS_KEY) ?? null;
+    if (trigger === null && offer === undefined) {
+      if (remembered === null) return null;
+      if (this.model.isLeader()) return remembered;
+      this.model.stored.delete(FLEET_STATUS_KEY);
+      return null;
+    }
+    const summary = updateFleet(this.model, offer, trigger ?? { kind: "self" });
+    const line = summary ? summaryConflictStatus(summary) : null;
+    if (line === null) this.model.stored.delete(FLEET_STATUS_KEY);
+    else if (line !== remembered) this.model.stored.set(FLEET_STATUS_KEY, line);
+    return line;
   }
 
   /** The scrape job, rules and dashboard for the agent (a bad exporter-port publishes nothing:

@@ -25,10 +25,18 @@ import { ownerFixLine, vfCountDisagreements, vfCountProblems } from "../plan/vf-
 import { type Checked, validateParams } from "./params";
 import { type ActionReply, addressKey, listResult, type ResultTree } from "./results";
 
-/** nova-config takes no parameters; this still refuses unknown ones with the usual message. */
-export function parseNovaConfigParams(raw: unknown): Checked<Record<string, never>> {
+export interface NovaConfigParams {
+  /** `cloud`: the merged answer for nova-cloud-controller (actions/fleet-config.ts); `host`:
+   * this unit's own [pci] entries. */
+  scope: "cloud" | "host";
+}
+
+/** nova-config's one parameter, `scope` (unknown ones are refused with the usual message). */
+export function parseNovaConfigParams(raw: unknown): Checked<NovaConfigParams> {
   const checked = validateParams("nova-config", validateActionNovaConfig, raw);
-  return checked.ok ? { ok: true, params: {} } : checked;
+  if (!checked.ok) return checked;
+  const scope = (checked.params as { scope?: string }).scope === "host" ? "host" : "cloud";
+  return { ok: true, params: { scope } };
 }
 
 export interface NovaConfigInput {
@@ -103,9 +111,10 @@ function controllerResults(
   if (aliases.length > 0) {
     out["pci-alias"] = `juju config nova-cloud-controller pci-alias='${JSON.stringify(aliases)}'`;
     out["pci-alias-note"] =
-      "pci-alias is one setting for the whole cloud: merge these aliases with those of your " +
-      "other compute hosts (run nova-config on each) before setting it. This charm already " +
-      "sends the same aliases to nova-compute on this host (needed for resize and migration).";
+      "pci-alias is one setting for the whole cloud: these are this host's aliases only; " +
+      "nova-config without scope=host prints the line merged from every host. This charm " +
+      "already sends the same aliases to nova-compute on this host (needed for resize and " +
+      "migration).";
   }
   return out;
 }

@@ -63,6 +63,10 @@ export interface NovaAlias {
   device_type: NovaDeviceType;
   /** Absent means nova's default, `legacy`. */
   numa_policy?: string;
+  /** PCI in Placement, nova ≥ 27 (the fleet view sets them when every host reports there). */
+  resource_class?: string;
+  /** Comma-separated, as nova's alias schema takes them. */
+  traits?: string;
 }
 
 export interface NovaPciEntries {

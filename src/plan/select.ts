@@ -238,6 +238,7 @@ function withhold(
     vendorId: fn.vendorId,
     deviceId: fn.deviceId,
     entry: describeSelector(sel),
+    alias: sel.alias ?? deriveAlias(fn),
     reasons: [...reasons],
     forceable,
     driver: fn.driver,

@@ -36,6 +36,8 @@ export interface WithheldFunction {
   deviceId: string;
   /** The entry that selected it, as messages name entries: `devices entry #1 "8086:10d3"`. */
   entry: string;
+  /** The nova alias it would have had (the fleet view counts it under that alias). */
+  alias?: string;
   /** Operator words: what the host uses it for, or what its IOMMU group holds. */
   reasons: string[];
   /** True when `force: true` on a devices entry that selects it would take it anyway; false when

@@ -63,7 +63,7 @@ describe("nova-config results", () => {
           "juju config nova-cloud-controller pci-alias=" +
           `'[{"name":"gpu","vendor_id":"10de","product_id":"1bb0","device_type":"type-PCI"}]'`,
         "pci-alias-note": expect.stringContaining(
-          "merge these aliases with those of your other compute hosts",
+          "nova-config without scope=host prints the line merged from every host",
         ),
       },
       flavor: {
@@ -221,8 +221,12 @@ describe("nova-cloud-controller's default filters by release", () => {
 });
 
 describe("params", () => {
-  it("takes none and refuses unknown ones", () => {
-    expect(parseNovaConfigParams({})).toEqual({ ok: true, params: {} });
+  it("takes scope (cloud by default) and refuses unknown ones", () => {
+    expect(parseNovaConfigParams({})).toEqual({ ok: true, params: { scope: "cloud" } });
+    expect(parseNovaConfigParams({ scope: "host" })).toEqual({
+      ok: true,
+      params: { scope: "host" },
+    });
     const bad = parseNovaConfigParams({ flavor: "x" });
     expect(bad.ok).toBe(false);
     if (!bad.ok) expect(bad.errors[0]?.message).toContain('no parameter "flavor"');

@@ -17,8 +17,11 @@ export interface ApplicationOptions extends Omit<ContextOptions, "unitName" | "e
   relationId?: number;
   /** The leading unit (default the first). */
   leader?: string;
-  /** Each unit's extra environment (e.g. its own PCI_PASSTHROUGH_ROOT). */
+  /** Each unit's extra environment for main() (JUJU_* are set by the run). */
   env?: (unit: string) => Record<string, string>;
+  /** Called before each of a unit's hooks: a charm that reads process.env (its host root, say)
+   * is pointed at that unit's here. */
+  beforeRun?: (unit: string) => void;
   /** Each unit's state besides the peer relation (config, other relations, stored). */
   state?: (unit: string) => State;
 }
@@ -32,7 +35,10 @@ export class ApplicationContext {
   /** Every hook run, in order (unit and event name), for tests that check the sequence. */
   readonly history: Array<{ unit: string; event: string }> = [];
 
+  private readonly beforeRun: (unit: string) => void;
+
   constructor(charmClass: CharmClass, options: ApplicationOptions) {
+    this.beforeRun = options.beforeRun ?? (() => {});
     const leader = options.leader ?? options.units[0];
     const id = options.relationId ?? 1;
     for (const unit of options.units) {
@@ -80,6 +86,7 @@ export class ApplicationContext {
   run(unit: string, event: EventSpec): OutputState {
     const context = this.contexts.get(unit);
     if (!context) throw new Error(`unknown unit ${unit}`);
+    this.beforeRun(unit);
     const out = context.run(event, this.state(unit));
     this.history.push({ unit, event: typeof event === "string" ? event : event.name });
     this.outputs.set(unit, out);
@@ -109,6 +116,43 @@ export class ApplicationContext {
   elect(unit: string): OutputState {
     for (const u of this.units) this.update(u, (s) => ({ ...s, leader: u === unit }));
     return this.run(unit, "leader-elected");
+  }
+
+  /**
+   * Takes a unit out of the application (`juju remove-unit`): it leaves every peer's view and each
+   * remaining unit gets `<peer>-relation-departed` naming it, as Juju runs it. A leaving leader
+   * leaves no leader: call elect() for the next one, as Juju would.
+   */
+  remove(unit: string): void {
+    if (!this.contexts.has(unit)) throw new Error(`unknown unit ${unit}`);
+    this.contexts.delete(unit);
+    this.states.delete(unit);
+    this.outputs.delete(unit);
+    this.queue = this.queue.filter((e) => e.unit !== unit && e.event.remoteUnit !== unit);
+    for (const other of this.units) {
+      const relations = (this.state(other).relations ?? []).map((r) => {
+        if (!r.peer) return r;
+        const data = { ...(r.remoteUnitsData ?? {}) };
+        delete data[unit];
+        return {
+          ...r,
+          remoteUnits: (r.remoteUnits ?? []).filter((u) => u !== unit),
+          remoteUnitsData: data,
+        };
+      });
+      this.update(other, (s) => ({ ...s, relations }));
+    }
+    for (const other of this.units) {
+      for (const r of this.state(other).relations ?? []) {
+        if (!r.peer) continue;
+        this.run(other, {
+          name: `${r.endpoint}-relation-departed`,
+          relationId: r.id,
+          remoteUnit: unit,
+          departingUnit: unit,
+        });
+      }
+    }
   }
 
   /** Delivers queued peer hooks until none is left; throws if they never stop (a charm that
