@@ -68,7 +68,7 @@ describe("beside ovn-chassis (sriov-numvfs=auto)", () => {
   it("nova-config prints the line, and the disagreement", () => {
     onHostWithOvn();
     const out = charmContext().run(
-      { name: "nova-config-action", params: {} },
+      { name: "nova-config-action", params: { scope: "host" } },
       { config: config(8) },
     );
     const counts = out.actionResults!["vf-counts"] as ResultTree;
