@@ -5,6 +5,7 @@
 import { validateActionRebind } from "../generated/validators.js";
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import { deviceAttr, driverAttr, SYSFS_WRITES } from "../host/root";
+import { describeUser, type VfioGroupUser } from "../host/vfio-users";
 import {
   byAddress,
   idsOf,
@@ -425,4 +426,57 @@ function refuse(refusals: Refusal[]): RebindRefusal {
 export function describeMove(move: PlannedMove, to: RebindTarget): string {
   const target = to === "vfio-pci" ? "vfio-pci" : "the kernel's default driver";
   return `${driverWords(move.before.driver)} → ${target}`;
+}
+
+/** The IOMMU groups of the functions the plan moves off vfio-pci: the only groups whose holders
+ * (a running VM) can refuse it, so the only ones the executor reads /proc for. */
+export function groupsLeavingVfio(plan: RebindPlan, facts: HostFacts): Set<number> {
+  const groupOf = new Map(facts.functions.map((f) => [f.address, f.iommuGroup]));
+  return new Set(
+    plan.moves
+      .filter((m) => isVfioDriver(m.before.driver))
+      .map((m) => groupOf.get(m.address))
+      .filter((g): g is number => typeof g === "number"),
+  );
+}
+
+/** Why a running VM's group refuses a move off vfio-pci, whatever `force` says. */
+const HELD_RISK =
+  "unbinding vfio-pci makes the kernel wait, without any timeout, for that process to let go of the device: the action would never end, and Juju's machine lock, held for the whole action, would stop every hook of every charm on this machine (force does not override this)";
+
+/**
+ * A function on vfio-pci whose IOMMU group a process holds open (/dev/vfio/<group>) belongs to a
+ * running VM. Moving it (to the host, or anywhere) is refused, naming the process and the nova
+ * instance, and `force` does not lift it: with the device fd open (as QEMU holds it) the kernel's
+ * unbind waits for the holder (vfio_unregister_group_dev ignores signals after the first one).
+ * `users`: who holds each group open (host/vfio-users.ts reads them for groupsLeavingVfio's groups).
+ */
+export function busyGroupRefusal(
+  plan: RebindPlan,
+  facts: HostFacts,
+  users: Map<number, VfioGroupUser[]>,
+): RebindRefusal | null {
+  const groupOf = new Map(facts.functions.map((f) => [f.address, f.iommuGroup]));
+  const leaving = plan.moves.filter((m) => isVfioDriver(m.before.driver));
+  const refusals: RebindRefusal["refusals"] = [];
+  for (const move of leaving) {
+    const group = groupOf.get(move.address);
+    const holders = typeof group === "number" ? users.get(group) : undefined;
+    if (!holders) continue;
+    const reason = `it is on vfio-pci and IOMMU group ${group} is open by ${holders.map(describeUser).join("; ")}: ${HELD_RISK}`;
+    refusals.push({ device: move.address, reason, forceable: false });
+  }
+  if (refusals.length === 0) return null;
+  const instances = [
+    ...new Set([...users.values()].flat().flatMap((u) => (u.instance ? [u.instance] : []))),
+  ];
+  const stop =
+    instances.length > 0
+      ? `Stop or migrate ${instances.join(", ")} first (openstack server stop / migrate)`
+      : "Stop the process that holds it first";
+  return {
+    kind: "refusal",
+    refusals,
+    message: `rebind refused: ${refusals.map((r) => `${r.device}: ${r.reason}`).join("; ")}. ${stop}, then run the action again. Nothing was changed.`,
+  };
 }

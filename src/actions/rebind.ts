@@ -2,62 +2,36 @@
 // missing, makes each function's writes in order, reads the `driver` link back, and when a
 // function fails, or the action is asked to stop (SIGTERM) between two writes, puts every
 // function moved in this call back the way it was, so that each ends either as it was or fully
-// moved, never unbound and orphaned. Also renders plans and outcomes as action results.
+// moved, never unbound and orphaned. The plan and its refusals are rebind-plan.ts's; the result
+// text, rebind-results.ts's.
 import type { CommandRunner } from "../apply/commands";
 import type { SysfsWriter } from "../apply/sysfs";
 import type { HostFacts, HostUsage } from "../host/facts";
 import { deviceAttr, driverAttr, isRealRoot, READ, SYSFS_WRITES } from "../host/root";
-import { describeUser, readVfioGroupUsers } from "../host/vfio-users";
+import { readVfioGroupUsers } from "../host/vfio-users";
 import { byAddress } from "../pci-vocabulary";
 import { isVfioDriver } from "../plan/iommu-groups";
 import type { BoundDevice, WithheldFunction } from "../plan/types";
 import { driverWords } from "../text";
 import {
-  describeMove,
+  busyGroupRefusal,
+  groupsLeavingVfio,
   type PlannedMove,
   planRebind,
   type RebindParams,
   type RebindPlan,
-  type RebindRefusal,
   type RebindTarget,
   type SysfsWrite,
 } from "./rebind-plan";
-import { type ActionReply, addressKey, listResult, type ResultTree, yesNo } from "./results";
-
-/** How one function ended. */
-export type DeviceStatus =
-  /** Now where asked. */
-  | "moved"
-  /** Was already where asked. */
-  | "unchanged"
-  /** Moved, then put back because a later function failed. */
-  | "rolled-back"
-  /** This function failed and is back as it was. */
-  | "failed-restored"
-  /** This function (or a rollback) failed and could not be restored: see `after`. */
-  | "stranded"
-  /** Not touched: an earlier failure stopped the run. */
-  | "not-attempted";
-
-export interface DeviceOutcome {
-  address: string;
-  reason: PlannedMove["reason"] | "unchanged";
-  before: string | null;
-  after: string | null;
-  status: DeviceStatus;
-  message: string;
-}
-
-export interface RebindOutcome {
-  ok: boolean;
-  to: RebindTarget;
-  /** One line for the operator (and action-fail when not ok). */
-  message: string;
-  devices: DeviceOutcome[];
-  /** Every write made, in order, including rollback writes. */
-  writes: SysfsWrite[];
-  warnings: string[];
-}
+import {
+  type DeviceOutcome,
+  type DeviceStatus,
+  dryRunResults,
+  outcomeResults,
+  type RebindOutcome,
+  refusalResults,
+} from "./rebind-results";
+import type { ActionReply } from "./results";
 
 class MoveFailed extends Error {}
 
@@ -360,85 +334,6 @@ function restore(
   return { ok: after === wasDriver, after, problem: problems.join("; ") };
 }
 
-function writeResult(w: SysfsWrite): ResultTree {
-  return { path: w.path, value: JSON.stringify(w.value) };
-}
-
-/** Action results for a dry run: the exact writes, in order, per function and overall. */
-export function dryRunResults(plan: RebindPlan): ResultTree {
-  const devices: ResultTree = {};
-  for (const m of plan.moves) {
-    devices[addressKey(m.address)] = {
-      address: m.address,
-      reason: m.follows ? `${m.reason} (follows ${m.follows})` : m.reason,
-      before: driverWords(m.before.driver),
-      change: describeMove(m, plan.to),
-      writes: listResult(m.writes, writeResult),
-    };
-  }
-  for (const u of plan.unchanged) {
-    devices[addressKey(u.address)] = {
-      address: u.address,
-      before: driverWords(u.driver),
-      change: u.message,
-    };
-  }
-  const all = plan.moves.flatMap((m) => m.writes);
-  const out: ResultTree = {
-    "dry-run": "yes",
-    to: plan.to,
-    message:
-      plan.moves.length === 0
-        ? "every device is already where asked; nothing would change"
-        : `would make ${all.length} sysfs write${all.length === 1 ? "" : "s"} for ${plan.moves.length} function${plan.moves.length === 1 ? "" : "s"}; nothing was changed`,
-    devices,
-    writes: listResult(all, writeResult),
-  };
-  if (plan.ensureVfioPci) {
-    out["load-module"] = "modprobe vfio-pci (only if /sys/bus/pci/drivers/vfio-pci is missing)";
-  }
-  if (plan.warnings.length > 0) out.warnings = listResult(plan.warnings, (w) => w);
-  return out;
-}
-
-/** Action results for a performed rebind: per-function before/after/status and the writes made. */
-export function outcomeResults(outcome: RebindOutcome): ResultTree {
-  const devices: ResultTree = {};
-  for (const d of outcome.devices) {
-    devices[addressKey(d.address)] = {
-      address: d.address,
-      reason: d.reason,
-      before: driverWords(d.before),
-      after: driverWords(d.after),
-      status: d.status,
-      ok: yesNo(d.status === "moved" || d.status === "unchanged"),
-      message: d.message,
-    };
-  }
-  const out: ResultTree = {
-    ok: yesNo(outcome.ok),
-    to: outcome.to,
-    message: outcome.message,
-    devices,
-  };
-  if (outcome.writes.length > 0) out.writes = listResult(outcome.writes, writeResult);
-  if (outcome.warnings.length > 0) out.warnings = listResult(outcome.warnings, (w) => w);
-  return out;
-}
-
-/** Action results for a refusal (the lead also calls action-fail with `refusal.message`). */
-export function refusalResults(refusal: RebindRefusal): ResultTree {
-  return {
-    ok: "no",
-    message: refusal.message,
-    refusals: listResult(refusal.refusals, (r) => ({
-      device: r.device,
-      reason: r.reason,
-      "force-overrides": yesNo(r.forceable),
-    })),
-  };
-}
-
 export interface RebindActionInput {
   /** The params, checked (parseRebindParams) before any host read. */
   params: RebindParams;
@@ -467,7 +362,12 @@ export function rebindAction(input: RebindActionInput): ActionReply {
   if (plan.kind === "refusal") {
     return { ok: false, message: plan.message, results: refusalResults(plan) };
   }
-  const busy = busyGroupRefusal(plan, input.facts, input.sysfs.root);
+  // The busy-group judgement is the planner's; only the read of who holds the groups is here.
+  const leaving = groupsLeavingVfio(plan, input.facts);
+  const busy =
+    leaving.size === 0
+      ? null
+      : busyGroupRefusal(plan, input.facts, readVfioGroupUsers(input.sysfs.root, leaving));
   if (busy) {
     return { ok: false, message: busy.message, results: refusalResults(busy) };
   }
@@ -479,43 +379,4 @@ export function rebindAction(input: RebindActionInput): ActionReply {
   return { ok: outcome.ok, message: outcome.message, results: outcomeResults(outcome) };
 }
 
-/** Why a running VM's group refuses a move off vfio-pci, whatever `force` says. */
-const HELD_RISK =
-  "unbinding vfio-pci makes the kernel wait, without any timeout, for that process to let go of the device: the action would never end, and Juju's machine lock, held for the whole action, would stop every hook of every charm on this machine (force does not override this)";
-
-/**
- * A function on vfio-pci whose IOMMU group a process holds open (/dev/vfio/<group>) belongs to a
- * running VM. Moving it (to the host, or anywhere) is refused, naming the process and the nova
- * instance, and `force` does not lift it: with the device fd open (as QEMU holds it) the kernel's
- * unbind waits for the holder (vfio_unregister_group_dev ignores signals after the first one).
- */
-function busyGroupRefusal(plan: RebindPlan, facts: HostFacts, root: string): RebindRefusal | null {
-  const groupOf = new Map(facts.functions.map((f) => [f.address, f.iommuGroup]));
-  const leaving = plan.moves.filter((m) => isVfioDriver(m.before.driver));
-  const groups = new Set(
-    leaving.map((m) => groupOf.get(m.address)).filter((g): g is number => typeof g === "number"),
-  );
-  if (groups.size === 0) return null;
-  const users = readVfioGroupUsers(root, groups);
-  const refusals: RebindRefusal["refusals"] = [];
-  for (const move of leaving) {
-    const group = groupOf.get(move.address);
-    const holders = typeof group === "number" ? users.get(group) : undefined;
-    if (!holders) continue;
-    const reason = `it is on vfio-pci and IOMMU group ${group} is open by ${holders.map(describeUser).join("; ")}: ${HELD_RISK}`;
-    refusals.push({ device: move.address, reason, forceable: false });
-  }
-  if (refusals.length === 0) return null;
-  const instances = [
-    ...new Set([...users.values()].flat().flatMap((u) => (u.instance ? [u.instance] : []))),
-  ];
-  const stop =
-    instances.length > 0
-      ? `Stop or migrate ${instances.join(", ")} first (openstack server stop / migrate)`
-      : "Stop the process that holds it first";
-  return {
-    kind: "refusal",
-    refusals,
-    message: `rebind refused: ${refusals.map((r) => `${r.device}: ${r.reason}`).join("; ")}. ${stop}, then run the action again. Nothing was changed.`,
-  };
-}
+export type { DeviceOutcome, DeviceStatus, RebindOutcome };
