@@ -6,6 +6,7 @@
 import { validateActionVerifyIommu } from "../generated/validators.js";
 import type { HostFacts, HostUsage } from "../host/facts";
 import type { InterruptRemapping } from "../host/interrupt-remapping";
+import { READ } from "../host/root";
 import { kernelParamName } from "../kernel-param-vocabulary";
 import { hostSafety, vfGroupShare } from "../plan/host-safety";
 import { functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "../plan/iommu-groups";
@@ -249,7 +250,7 @@ function checkDevice(
   if (fn.iommuGroup !== null && !vfioDevice) {
     problem(
       "vfio-device",
-      `/dev/vfio/${fn.iommuGroup} is missing (it appears once a group member is on vfio-pci)`,
+      `${READ.devVfio}/${fn.iommuGroup} is missing (it appears once a group member is on vfio-pci)`,
     );
   }
   const own = safety.uses(fn);

@@ -41,6 +41,8 @@ export const READ = {
   drm: "/sys/class/drm",
   /** Group character devices that appear when a member binds to vfio-pci. */
   devVfio: "/dev/vfio",
+  /** Every process's fd table (vfio-users.ts: who holds a VFIO group open). */
+  proc: "/proc",
   /** The command line the running kernel booted with. */
   cmdline: "/proc/cmdline",
   /** CPU vendor (GenuineIntel / AuthenticAMD). */

@@ -22,7 +22,7 @@ export function readVfioGroupUsers(
 ): Map<number, VfioGroupUser[]> {
   const found = new Map<number, VfioGroupUser[]>();
   if (groups.size === 0) return found;
-  const proc = under(root, "/proc");
+  const proc = under(root, READ.proc);
   let pids: string[];
   try {
     pids = readdirSync(proc).filter((name) => /^\d+$/.test(name));

@@ -8,13 +8,7 @@
 // relation settings bag can hold (ops-ts-shim RELATION_SETTINGS_QUOTA).
 import type { NovaRelease } from "../host/facts";
 import { clip } from "../text";
-import {
-  type NovaAlias,
-  novaPciEntries,
-  offeredNow,
-  offeredToNova,
-  publishedPfs,
-} from "./nova";
+import { type NovaAlias, novaPciEntries, offeredNow, offeredToNova, publishedPfs } from "./nova";
 import type { PlannedPf } from "./sriov";
 import type { BoundDevice, NovaDeviceType, WithheldFunction } from "./types";
 

@@ -1,19 +1,23 @@
 // The arrows of src/, read from the code with TypeScript's own parser (ts.preProcessFile: every
 // import, export-from, dynamic import and require, type-only ones included). The layering the
-// charm is built on (docs: ARCHITECTURE) holds only while nobody adds the one import that breaks
-// it, so it is a test:
+// charm is built on (docs/ARCHITECTURE.md, "Layers and their rules") holds only while nobody adds
+// the one import that breaks it, so it is a test:
 //   - host/ reads facts: it imports nothing from plan/, actions/ or apply/ (types they share live
 //     with the facts or in pci-vocabulary.ts);
 //   - pure modules (plan/, the action planners, config/, the vocabularies, text) never import apply/, nor
 //     node:fs / node:child_process: they take facts and return decisions;
-//   - no two files of src/ import each other, however indirectly.
+//   - no two files of src/ import each other, however indirectly;
+//   - src/ imports only ops-ts-shim's public face (the package root);
+//   - only host/root.ts spells absolute host paths (read from the string literals of the code).
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";
 import { describe, expect, it } from "vitest";
 
-const SRC = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "src");
+const TOP = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const SRC = join(TOP, "src");
+const ARCHITECTURE = join(TOP, "docs", "ARCHITECTURE.md");
 
 /** Actions that act on the host (sysfs writes, commands); every other file of actions/ is pure. */
 const ACTION_EXECUTORS = new Set(["actions/rebind.ts", "actions/sriov-vfs.ts"]);
@@ -51,7 +55,49 @@ const RULES: Rule[] = [
     applies: isPure,
     forbids: (t) => /^(node:)?(fs|child_process)(\/|$)/.test(t),
   },
+  {
+    name: "src uses only ops-ts-shim's public face (the package root)",
+    applies: () => true,
+    forbids: (t) => t.startsWith("ops-ts-shim/"),
+  },
 ];
+
+/** A string that starts with an absolute host path (`/sys/…`, `/proc/…`, `/etc/…`). */
+const HOST_PATH = /^\/(sys|proc|dev|etc|lib|usr|var|run|boot)(\/|$)/;
+
+/** String literals outside host/root.ts that start like a host path and are not one the charm
+ * reads or writes, each with why it stays where it is. */
+const NOT_HOST_PATHS: Record<string, string> = {
+  "plan/nova.ts /etc/nova/nova.conf":
+    "a key of nova-compute's subordinate_configuration: nova-compute writes that file, not us",
+  "actions/nova-config.ts /etc/neutron/plugins/ml2/sriov_agent.ini: [sriov_nic] physical_device_mappings = ":
+    "advice for the neutron SR-IOV agent's host, printed, never read",
+  "host/usage.ts /dev/": "a prefix of the mount sources /proc/mounts lists, not a path we open",
+  "host/usage.ts /dev/mapper/": "a prefix of the mount sources /proc/mounts lists",
+};
+
+/** `file literal` for every string or template head of src/ that starts with a host path. */
+function hostPathLiterals(): string[] {
+  const out: string[] = [];
+  for (const full of sourceFiles(SRC)) {
+    const file = relative(SRC, full);
+    if (file === "host/root.ts") continue;
+    const source = ts.createSourceFile(full, readFileSync(full, "utf8"), ts.ScriptTarget.Latest);
+    const visit = (node: ts.Node): void => {
+      if (
+        (ts.isStringLiteral(node) ||
+          ts.isNoSubstitutionTemplateLiteral(node) ||
+          ts.isTemplateHead(node)) &&
+        HOST_PATH.test(node.text)
+      ) {
+        out.push(`${file} ${node.text}`);
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(source);
+  }
+  return [...new Set(out)].sort();
+}
 
 /** Every import that breaks a rule, as `file -> target (rule)`. */
 function violations(graph: Graph, rules: Rule[] = RULES): string[] {
@@ -131,6 +177,19 @@ describe("the import graph of src/", () => {
   it("has no circle", () => {
     expect(circles(graph)).toEqual([]);
   });
+
+  it("spells absolute host paths only in host/root.ts", () => {
+    const literals = hostPathLiterals();
+    // Read from the code: the known exceptions are found (and no more than them).
+    expect(literals).toEqual(Object.keys(NOT_HOST_PATHS).sort());
+  });
+
+  it("is the rule set docs/ARCHITECTURE.md states", () => {
+    const note = readFileSync(ARCHITECTURE, "utf8");
+    expect(note).toContain("tests/unit/import-graph.test.ts");
+    expect(note).toContain("Only `host/root.ts` knows absolute host paths");
+    expect(note).toContain("public face of `ops-ts-shim`");
+  });
 });
 
 describe("the checks themselves fail on what they forbid", () => {
@@ -141,6 +200,7 @@ describe("the checks themselves fail on what they forbid", () => {
     ["actions/rebind-plan.ts", ["apply/sysfs.ts"]],
     ["actions/rebind.ts", ["apply/sysfs.ts", "node:fs"]],
     ["config/devices.ts", ["node:fs"]],
+    ["charm-actions.ts", ["ops-ts-shim/src/runner"]],
     ["a.ts", ["b.ts"]],
     ["b.ts", ["a.ts"]],
   ]);
@@ -148,6 +208,7 @@ describe("the checks themselves fail on what they forbid", () => {
   it("names each forbidden import, and only those", () => {
     expect(violations(bad).map((v) => v.split(" (")[0])).toEqual([
       "actions/rebind-plan.ts -> apply/sysfs.ts",
+      "charm-actions.ts -> ops-ts-shim/src/runner",
       "config/devices.ts -> node:fs",
       "host/nova-release.ts -> plan/nova.ts",
       "host/pci.ts -> actions/list-devices.ts",
