@@ -12,6 +12,7 @@ import {
   readLiveFunction,
   readMtimeSeconds,
   readRegisteredDrivers,
+  readVfioGroupNodes,
 } from "../host/live-state";
 import { OWNED } from "../host/root";
 import { readVfioGroupUsers } from "../host/vfio-users";
@@ -37,8 +38,33 @@ export interface ScrapeResult {
 
 const NONE = "none";
 
+/** IOMMU group membership, listed again at most once a minute: members change only when a device
+ * is added or removed (their drivers, which do change, are read at every scrape). At 10,000 VFs
+ * each in its own group, listing every group at every scrape would be most of the scrape. */
+export class GroupMembersCache {
+  private listed = new Map<number, { at: number; members: string[] }>();
+
+  constructor(
+    private readonly maxAgeMs = 60_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  members(root: string, group: number, problems: HostReadProblem[]): string[] {
+    const known = this.listed.get(group);
+    const t = this.now();
+    if (known && t - known.at < this.maxAgeMs) return known.members;
+    const members = readGroupMembers(root, group, problems) ?? [];
+    this.listed.set(group, { at: t, members });
+    return members;
+  }
+}
+
 /** Reads the host and compares it with the plan; never throws for a host read. */
-export function collect(root: string, loaded: LoadedPlan): ScrapeResult {
+export function collect(
+  root: string,
+  loaded: LoadedPlan,
+  groups: GroupMembersCache = new GroupMembersCache(),
+): ScrapeResult {
   const problems: HostReadProblem[] = [];
   const plan = loaded.plan;
   const families: MetricFamily[] = [];
@@ -114,14 +140,14 @@ export function collect(root: string, loaded: LoadedPlan): ScrapeResult {
   const viable = new Map<number, boolean>();
   const blockers: Sample[] = [];
   for (const group of [...planGroups].sort((a, b) => a - b)) {
-    const members = readGroupMembers(root, group, problems) ?? [];
+    const members = groups.members(root, group, problems);
     let ok = true;
     for (const address of members) {
       const member = live.get(address) ?? readLiveFunction(root, address, registered, problems);
-      const harmless = isHarmlessMember({
-        driver: member.driver,
-        isBridge: member.driver === null ? false : readIsBridge(root, address),
-      });
+      // A bridge is harmless on any driver: its class is read only for a member that would
+      // otherwise block the group.
+      const harmless =
+        isHarmlessMember({ driver: member.driver, isBridge: false }) || readIsBridge(root, address);
       if (!harmless) {
         ok = false;
         blockers.push({
@@ -132,21 +158,21 @@ export function collect(root: string, loaded: LoadedPlan): ScrapeResult {
     }
     viable.set(group, ok);
   }
-  const users = readVfioGroupUsers(root, planGroups);
+  // Only a group with /dev/vfio/<n> (a member on vfio-pci) can be held open: no node, no scan of
+  // every process's fds.
+  const nodes = planGroups.size > 0 ? readVfioGroupNodes(root, problems) : new Set<number>();
+  const openable = new Set([...planGroups].filter((g) => nodes.has(g)));
+  const users = readVfioGroupUsers(root, openable);
 
   const onDriver: Sample[] = [];
-  const driverInfo: Sample[] = [];
   const inUse: Sample[] = [];
   const available: Sample[] = [];
   for (const f of plan?.functions ?? []) {
     const fn = live.get(f.a)!;
     const ok = fn.present && isVfioDriver(fn.driver);
     const base = { address: f.a, ids: f.ids, alias: f.alias };
-    onDriver.push({ labels: { ...base, planned_driver: "vfio-pci" }, value: ok ? 1 : 0 });
-    driverInfo.push({
-      labels: { address: f.a, driver: fn.present ? (fn.driver ?? NONE) : "absent" },
-      value: 1,
-    });
+    const driver = fn.present ? (fn.driver ?? NONE) : "absent";
+    onDriver.push({ labels: { ...base, driver, planned_driver: "vfio-pci" }, value: ok ? 1 : 0 });
     const used = fn.iommuGroup !== null && (users.get(fn.iommuGroup)?.length ?? 0) > 0;
     inUse.push({
       labels: { ...base, iommu_group: fn.iommuGroup === null ? NONE : String(fn.iommuGroup) },
@@ -157,13 +183,8 @@ export function collect(root: string, loaded: LoadedPlan): ScrapeResult {
   }
   gauge(
     "pci_passthrough_function_on_planned_driver",
-    "1 when a function the charm planned for VMs is on its planned driver now, 0 when it is not (or not there).",
+    'A function the charm planned for VMs: 1 when on its planned driver now, else 0; driver is the one it is on ("none": unbound, "absent": not on the bus).',
     onDriver,
-  );
-  gauge(
-    "pci_passthrough_function_driver_info",
-    'The driver each planned function is bound to now ("none": unbound, "absent": not on the bus).',
-    driverInfo,
   );
   gauge(
     "pci_passthrough_function_in_use",

@@ -4,7 +4,7 @@ import { createServer, type Server } from "node:http";
 import { readStampedFile } from "../host/live-state";
 import { EXPORTER_OWNED } from "../host/root";
 import { EXPORTER_PLAN_COMMENT, type ExporterPlan } from "../plan/exporter-files";
-import { collect, type LoadedPlan } from "./collect";
+import { collect, GroupMembersCache, type LoadedPlan } from "./collect";
 import { type MetricFamily, renderText, TEXT_CONTENT_TYPE } from "./text-format";
 
 /** The scrape loop's memory: the plan (read again only when its file changed) and counters. */
@@ -14,6 +14,7 @@ export class Exporter {
   private scrapes = 0;
   private errors = 0;
   private lastProblems: string[] = [];
+  private readonly groups = new GroupMembersCache();
 
   constructor(
     readonly root: string,
@@ -45,7 +46,7 @@ export class Exporter {
     let families: MetricFamily[] = [];
     let failed = false;
     try {
-      const result = collect(this.root, this.loadPlan());
+      const result = collect(this.root, this.loadPlan(), this.groups);
       families = result.families;
       const messages = result.problems.map((p) => p.message);
       if (messages.length > 0) {

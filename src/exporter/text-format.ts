@@ -20,6 +20,7 @@ export const TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
 /** A label value with `\`, `"` and newlines escaped. */
 function escapeLabel(value: string): string {
+  if (!/[\\"\n]/.test(value)) return value;
   return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }
 
@@ -43,12 +44,16 @@ export function renderText(families: readonly MetricFamily[]): string {
     out.push(`# HELP ${family.name} ${escapeHelp(family.help)}`);
     out.push(`# TYPE ${family.name} ${family.type}`);
     for (const sample of family.samples) {
-      const entries = Object.entries(sample.labels ?? {});
-      const labels =
-        entries.length === 0
-          ? ""
-          : `{${entries.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",")}}`;
-      out.push(`${family.name}${labels} ${formatValue(sample.value)}`);
+      let line = family.name;
+      if (sample.labels) {
+        let sep = "{";
+        for (const k in sample.labels) {
+          line += `${sep}${k}="${escapeLabel(sample.labels[k]!)}"`;
+          sep = ",";
+        }
+        if (sep === ",") line += "}";
+      }
+      out.push(`${line} ${formatValue(sample.value)}`);
     }
   }
   out.push("");

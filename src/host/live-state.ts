@@ -149,3 +149,9 @@ export function readStampedFile(
     return null;
   }
 }
+
+/** The group numbers that have a /dev/vfio/<n> node (a member is on vfio-pci). */
+export function readVfioGroupNodes(root: string, problems: HostReadProblem[]): Set<number> {
+  const names = listDir(root, READ.devVfio, problems) ?? [];
+  return new Set(names.filter((n) => /^\d+$/.test(n)).map(Number));
+}

@@ -60,8 +60,8 @@ describe("a healthy host", () => {
   it("every planned function on vfio-pci, its group viable, free; no reboot pending", () => {
     const text = new Exporter(host({ driver: "vfio-pci", booted: true })).scrape();
     expect(samples(text, "pci_passthrough_function_on_planned_driver")).toEqual([
-      `pci_passthrough_function_on_planned_driver{address="${GPU}",ids="10de:1bb0",alias="gpu",planned_driver="vfio-pci"} 1`,
-      `pci_passthrough_function_on_planned_driver{address="${AUDIO}",ids="10de:10f1",alias="gpu-audio",planned_driver="vfio-pci"} 1`,
+      `pci_passthrough_function_on_planned_driver{address="${GPU}",ids="10de:1bb0",alias="gpu",driver="vfio-pci",planned_driver="vfio-pci"} 1`,
+      `pci_passthrough_function_on_planned_driver{address="${AUDIO}",ids="10de:10f1",alias="gpu-audio",driver="vfio-pci",planned_driver="vfio-pci"} 1`,
     ]);
     expect(samples(text, "pci_passthrough_function_available")).toEqual([
       `pci_passthrough_function_available{address="${GPU}",ids="10de:1bb0",alias="gpu"} 1`,
@@ -125,9 +125,9 @@ describe("a host that is not what the plan says", () => {
     expect(
       samples(text, "pci_passthrough_function_on_planned_driver").map((l) => l.slice(-2)),
     ).toEqual([" 0", " 0"]);
-    expect(samples(text, "pci_passthrough_function_driver_info")).toEqual([
-      `pci_passthrough_function_driver_info{address="${GPU}",driver="nouveau"} 1`,
-      `pci_passthrough_function_driver_info{address="${AUDIO}",driver="nouveau"} 1`,
+    expect(samples(text, "pci_passthrough_function_on_planned_driver")).toEqual([
+      `pci_passthrough_function_on_planned_driver{address="${GPU}",ids="10de:1bb0",alias="gpu",driver="nouveau",planned_driver="vfio-pci"} 0`,
+      `pci_passthrough_function_on_planned_driver{address="${AUDIO}",ids="10de:10f1",alias="gpu-audio",driver="nouveau",planned_driver="vfio-pci"} 0`,
     ]);
     expect(samples(text, "pci_passthrough_iommu_group_viable")).toEqual([
       'pci_passthrough_iommu_group_viable{iommu_group="42"} 0',
