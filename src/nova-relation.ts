@@ -10,6 +10,7 @@ import { readNovaRelease } from "./host/nova-release";
 import { READ } from "./host/root";
 import {
   clearedNovaRelationData,
+  novaFeatures,
   novaRelationData,
   resolveOptionName,
   SUBORDINATE_CONFIGURATION_KEY,
@@ -58,15 +59,16 @@ export function publishNova(
   );
   // dpkg's status file is large: read it only when the option name really depends on it.
   const setting = options.config.novaPciOption;
+  // Read (once per change of the file) whenever there is something to offer: the option name
+  // and nova's newer features (`managed`, nova ≥ 31) follow the release.
   const release =
-    setting === "auto" && (plan.bind.length > 0 || plan.sriov.length > 0)
-      ? installedNova(model, options.root)
-      : null;
+    plan.bind.length > 0 || plan.sriov.length > 0 ? installedNova(model, options.root) : null;
   const { data } = novaRelationData(
     plan.bind,
     (a) => onVfio.has(a),
-    resolveOptionName(setting, release),
+    resolveOptionName(setting, setting === "auto" ? release : null),
     { pfs: plan.sriov, ready: (pf) => sriovReady(pf, facts) },
+    novaFeatures(release),
   );
   const value = data[SUBORDINATE_CONFIGURATION_KEY] ?? null;
   // Unchanged since the last publish: no relation-ids / relation-get / relation-set at all, so an

@@ -10,6 +10,7 @@ import type { VfCountClaim, VfCountOwner } from "../host/vf-count-owners";
 import {
   chooseOptionName,
   novaEntryProblems,
+  novaFeatures,
   novaJson,
   novaPciEntries,
   offeredNow,
@@ -18,6 +19,7 @@ import {
   publishedPfs,
   renderPciSection,
   type SriovReadiness,
+  withNovaFeatures,
 } from "../plan/nova";
 import type { PlannedPf } from "../plan/sriov";
 import type { BoundDevice } from "../plan/types";
@@ -214,7 +216,7 @@ export function novaConfig(input: NovaConfigInput): ActionReply {
     (d) => offeredToNova(d) && !taken.has(d.address) && d.physfn === undefined,
   );
   const waitingPfs = sriov.pfs.filter((pf) => !published.includes(pf));
-  const entries = novaPciEntries(offered, published);
+  const entries = withNovaFeatures(novaPciEntries(offered, published), novaFeatures(installed));
 
   const option: ResultTree = { name: choice.name, setting, reason: choice.reason };
   if (choice.warning) option.warning = choice.warning;

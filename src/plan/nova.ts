@@ -38,6 +38,13 @@ export interface NovaDeviceSpec {
   address: string | NovaAddressRegex;
   /** neutron physical network of SR-IOV VFs that back `vnic_type direct` ports. */
   physical_network?: string;
+  /** nova ≥ 31: "no" = the function is pre-bound to vfio-pci (by this charm), libvirt never
+   * rebinds it (withNovaFeatures). */
+  managed?: "no";
+  /** PCI in Placement (nova ≥ 26, `[pci] report_in_placement`): a custom resource class. */
+  resource_class?: string;
+  /** PCI in Placement: custom traits, comma-separated as nova reads them. */
+  traits?: string;
 }
 
 /** nova's regex form of a spec's address (nova/pci/devspec.py PciAddressRegexSpec): each field is
@@ -574,6 +581,7 @@ export function novaRelationData(
   onVfio: (address: string) => boolean,
   optionName: NovaSpecOptionName,
   sriov: SriovReadiness = { pfs: [], ready: () => false },
+  features: NovaFeatures = NO_NOVA_FEATURES,
 ): NovaRelationData {
   const published = publishedPfs(sriov);
   const offered = offeredNow(bound, onVfio, published);
@@ -581,11 +589,45 @@ export function novaRelationData(
   return {
     data: {
       [SUBORDINATE_CONFIGURATION_KEY]: subordinateConfiguration(
-        novaPciEntries(offered, published),
+        withNovaFeatures(novaPciEntries(offered, published), features),
         optionName,
       ),
     },
     waiting: bound.filter((d) => !taken.has(d.address)),
+  };
+}
+
+/** nova 31.0.0 (2025.1 Epoxy) reads `managed` in device_spec. Earlier releases do not know it:
+ * they keep an unknown key as a mere tag and libvirt still manages the device, so the line would
+ * say something nova does not do. It is sent only from 31 on. */
+export const MANAGED_SINCE_MAJOR = 31;
+
+/** What the installed nova lets the charm say beyond the device specs themselves. */
+export interface NovaFeatures {
+  /** `"managed": "no"` on the specs of functions the charm binds to vfio-pci (nova ≥ 31). */
+  managed: boolean;
+}
+
+export const NO_NOVA_FEATURES: NovaFeatures = { managed: false };
+
+/** The features the installed nova understands (none when its release is unknown). */
+export function novaFeatures(installed: NovaRelease | null): NovaFeatures {
+  return { managed: installed !== null && installed.upstream[0] >= MANAGED_SINCE_MAJOR };
+}
+
+/**
+ * The entries with the release's features applied. Every spec the charm sends is for functions
+ * it binds to vfio-pci itself (whole functions at boot, a flavor alias's VFs by their address),
+ * except VFs for neutron ports (`physical_network`: they stay on the host's VF driver, libvirt
+ * moves them): those alone keep libvirt's default, managed.
+ */
+export function withNovaFeatures(entries: NovaPciEntries, features: NovaFeatures): NovaPciEntries {
+  if (!features.managed) return entries;
+  return {
+    ...entries,
+    deviceSpecs: entries.deviceSpecs.map((spec) =>
+      spec.physical_network === undefined ? { ...spec, managed: "no" } : spec,
+    ),
   };
 }
 

@@ -1,0 +1,170 @@
+// Issue 25: what the charm publishes and prints, read by nova's own code at the release it
+// targets. Debian bookworm's python3-nova (26, Zed) and trixie's (31.0.0, 2025.1 Epoxy, in the
+// cached trixie root of scripts/nova-trixie.sh): the cloud-wide pci-alias line the fleet merges,
+// the device_spec with and without `"managed": "no"`, and why a conflicting alias is refused.
+import { describe, expect, it } from "vitest";
+import type { NovaRelease } from "../../src/host/facts";
+import { type HostOffer, mergeFleet } from "../../src/plan/fleet";
+import { novaFeatures, novaRelationData, SUBORDINATE_CONFIGURATION_KEY } from "../../src/plan/nova";
+import { bound } from "../support/bound-devices";
+import { BOOKWORM_NOVA, NOVA_READS_PCI, type NovaPython, runNova } from "../support/nova-python";
+
+interface NovaReading {
+  devices: Record<
+    string,
+    {
+      admitted: boolean;
+      tags: Record<string, string> | null;
+      managed?: boolean;
+      resource_class?: string;
+      traits?: string[];
+    }
+  >;
+  aliases: Record<string, { numa_policy: string; specs: Array<Record<string, string>> }> | null;
+  alias_error: string | null;
+}
+
+const release = (version: string): NovaRelease => {
+  const [a, b, c] = version.split(".").map(Number);
+  return { package: "nova-common", version: `2:${version}-1`, upstream: [a!, b!, c!] };
+};
+
+const offer = (nova: string, aliases: HostOffer["aliases"]): HostOffer => ({
+  v: 1,
+  nova,
+  placement: false,
+  aliases,
+});
+const row = (name: string, ids: string, extra: Partial<HostOffer["aliases"][number]> = {}) => {
+  const [vendor_id, product_id] = ids.split(":") as [string, string];
+  return {
+    name,
+    vendor_id,
+    product_id,
+    device_type: "type-PCI" as const,
+    offered: 1,
+    pending: 0,
+    withheld: 0,
+    ...extra,
+  };
+};
+
+/** Three hosts: gpu on two with the same definition, nic-vf on one, and a NUMA-policy conflict. */
+const FLEET = {
+  hosts: {
+    "pci-passthrough/0": offer("26.2.2", [row("gpu", "10de:1bb0"), row("big-gpu", "10de:20b5")]),
+    "pci-passthrough/1": offer("26.2.2", [
+      row("gpu", "10de:1bb0"),
+      row("nic-vf", "8086:1889", { device_type: "type-VF", numa_policy: "preferred" }),
+      row("big-gpu", "10de:20b5", { numa_policy: "required" }),
+    ]),
+  },
+};
+
+/** The pairs the relation carries, [key, value]. */
+function pairs(novaVersion: string): [string, string][] {
+  const devices = [bound("0000:83:00.0", "10de:1bb0", "gpu")];
+  const { data } = novaRelationData(
+    devices,
+    () => true,
+    "device_spec",
+    { pfs: [], ready: () => false },
+    novaFeatures(release(novaVersion)),
+  );
+  const parsed = JSON.parse(data[SUBORDINATE_CONFIGURATION_KEY]!);
+  return parsed.nova["/etc/nova/nova.conf"].sections.pci;
+}
+
+const GPU = {
+  vendor_id: "10de",
+  product_id: "1bb0",
+  address: "0000:83:00.0",
+  parent_addr: null,
+  dev_type: "type-PCI",
+};
+const NOVA_TIMEOUT_MS = 300_000;
+
+function read(nova: NovaPython, p: [string, string][], aliases: string[]): NovaReading {
+  return runNova<NovaReading>(nova, NOVA_READS_PCI, {
+    specs: p.filter(([k]) => k === "device_spec").map(([, v]) => v),
+    aliases,
+    devices: [GPU],
+  });
+}
+
+describe("nova reads the fleet's merged pci-alias line", () => {
+  const view = mergeFleet(FLEET);
+
+  it("the merge keeps gpu and nic-vf and refuses big-gpu, defined two ways", () => {
+    expect(view.aliases.map((a) => a.name)).toEqual(["gpu", "nic-vf"]);
+    expect(view.conflicts.map((c) => c.name)).toEqual(["big-gpu"]);
+  });
+
+  it(
+    "bookworm's nova 26 parses the merged line; it would refuse the conflicting pair itself",
+    () => {
+      const line = JSON.stringify(view.aliases);
+      // nova-cloud-controller renders each list item as one `alias = ` line.
+      const merged = read(
+        BOOKWORM_NOVA,
+        [],
+        (JSON.parse(line) as object[]).map((a) => JSON.stringify(a)),
+      );
+      expect(merged.alias_error).toBeNull();
+      expect(merged.aliases).toEqual({
+        gpu: {
+          numa_policy: "legacy",
+          specs: [{ vendor_id: "10de", product_id: "1bb0", dev_type: "type-PCI" }],
+        },
+        "nic-vf": {
+          numa_policy: "preferred",
+          specs: [{ vendor_id: "8086", product_id: "1889", dev_type: "type-VF" }],
+        },
+      });
+      const both = read(
+        BOOKWORM_NOVA,
+        [],
+        [
+          JSON.stringify({
+            name: "big-gpu",
+            vendor_id: "10de",
+            product_id: "20b5",
+            device_type: "type-PCI",
+          }),
+          JSON.stringify({
+            name: "big-gpu",
+            vendor_id: "10de",
+            product_id: "20b5",
+            device_type: "type-PCI",
+            numa_policy: "required",
+          }),
+        ],
+      );
+      expect(both.alias_error).toMatch(
+        /^PciInvalidAlias: .*NUMA policy mismatch for alias 'big-gpu'/,
+      );
+    },
+    NOVA_TIMEOUT_MS,
+  );
+});
+
+describe("managed: never before nova 31", () => {
+  it(
+    "nova 26 (bookworm): no managed key; nova admits the GPU",
+    () => {
+      const p = pairs("26.2.2");
+      expect(p.map(([k, v]) => [k, JSON.parse(v)])).toEqual([
+        ["device_spec", { vendor_id: "10de", product_id: "1bb0", address: "0000:83:00.0" }],
+        ["alias", { name: "gpu", vendor_id: "10de", product_id: "1bb0", device_type: "type-PCI" }],
+      ]);
+      const r = read(
+        BOOKWORM_NOVA,
+        p,
+        p.filter(([k]) => k === "alias").map(([, v]) => v),
+      );
+      expect(r.devices["0000:83:00.0"]!.admitted).toBe(true);
+      expect(r.alias_error).toBeNull();
+    },
+    NOVA_TIMEOUT_MS,
+  );
+});
