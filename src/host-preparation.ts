@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 // Host preparation, start to finish, for one hook: config → facts → plan → apply. Each step can
 // stop the run with an outcome the status names; nothing is written unless every check passed.
 import { NOT_FOUND_EXIT } from "ops-ts-shim";
@@ -15,6 +16,7 @@ import { type PackedBindings, packBindings, unpackBindings } from "./bound-memor
 import { type Config, type DeviceSelector, type ParseResult, parseConfig } from "./config";
 import { parseExporterPort } from "./config/exporter-port";
 import type { HostFacts, HostReadProblem } from "./host/facts";
+import { readBootId, readKernelMessages } from "./host/kernel-log";
 import {
   type RememberedModules,
   type RememberingModuleIndex,
@@ -22,10 +24,16 @@ import {
   rememberingModuleIndex,
 } from "./host/modules";
 import { readHostFacts, readHostUsage } from "./host/read-facts";
-import { EXPORTER_OWNED, EXPORTER_SERVICE } from "./host/root";
+import { EXPORTER_OWNED, EXPORTER_SERVICE, OWNED } from "./host/root";
 import { readVfCountClaims } from "./host/vf-count-owners";
 import { exporterServiceCommands, renderExporterFiles } from "./plan/exporter-files";
 import { planHost } from "./plan/plan-host";
+import {
+  rememberSriovRule,
+  ruleContent,
+  type SriovRuleMemory,
+  sriovBootFailures,
+} from "./plan/sriov-boot";
 import { CONTAINER_MESSAGE, type FailedCommand, type PreparationOutcome } from "./plan/status";
 import type { HostPlan } from "./plan/types";
 
@@ -37,6 +45,8 @@ export interface PreparationMemory {
   bound: PackedBindings;
   /** The modules that would claim this host's devices, while modules.alias stays the same file. */
   modules?: RememberedModules;
+  /** Which SR-IOV rule the host has and the boot that wrote it (plan/sriov-boot.ts). */
+  sriovRule?: SriovRuleMemory;
 }
 
 export const EMPTY_MEMORY: PreparationMemory = { files: EMPTY_FILES_STATE, bound: { byIds: {} } };
@@ -205,10 +215,34 @@ export function prepareHost(
       "WARNING",
       `${bound.dropped} of ${plan.bind.length} bound functions are not remembered (their addresses do not fit Juju's stored-state quota): a card swapped in their slots is not noticed`,
     );
+  // A boot since the SR-IOV rule was written that left a PF's count wrong: the kernel said no,
+  // and another reboot would say the same. Its log is read only then.
+  const bootId = readBootId(deps.root);
+  const rule = ruleContent(plan.files, OWNED.sriovRule);
+  const sriovRule = rememberSriovRule(
+    memory.sriovRule,
+    rule === null ? null : createHash("sha256").update(rule).digest("hex").slice(0, 16),
+    bootId,
+  );
+  let kernelLog: Map<string, string[]> | null | undefined;
+  const sriovBoot = sriovBootFailures(plan.sriov, sriovRule, bootId, (pf) => {
+    if (kernelLog === undefined) {
+      kernelLog = readKernelMessages(
+        deps.root,
+        plan.sriov.map((p) => p.address),
+      );
+    }
+    return kernelLog?.get(pf) ?? null;
+  });
   return {
-    outcome: { kind: "prepared", plan, facts, failed: failedCommands(report) },
+    outcome: { kind: "prepared", plan, facts, failed: failedCommands(report), sriovBoot },
     config,
-    memory: { files: report.state, bound, ...rememberedModules(modules, memory) },
+    memory: {
+      files: report.state,
+      bound,
+      ...rememberedModules(modules, memory),
+      ...(sriovRule ? { sriovRule } : {}),
+    },
     report,
     facts,
     plan,

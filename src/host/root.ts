@@ -45,6 +45,11 @@ export const READ = {
   proc: "/proc",
   /** The command line the running kernel booted with. */
   cmdline: "/proc/cmdline",
+  /** A random id the kernel draws at every boot: tells whether a boot happened since a hook. */
+  bootId: "/proc/sys/kernel/random/boot_id",
+  /** The kernel log of this boot, one record per read (root only): what the kernel said when
+   * writing sriov_numvfs failed (host/kernel-log.ts). */
+  kmsg: "/dev/kmsg",
   /** CPU vendor (GenuineIntel / AuthenticAMD). */
   cpuinfo: "/proc/cpuinfo",
   /** The running kernel's machine (`uname -m`: x86_64, aarch64); Linux 6.1 and later. */

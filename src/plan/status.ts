@@ -6,6 +6,7 @@ import { kernelParamName } from "../kernel-param-vocabulary";
 import { clip, listOf } from "../text";
 import { isVfioDriver } from "./iommu-groups";
 import { vfCountChange } from "./sriov";
+import { describeBootFailures, type SriovBootFailure } from "./sriov-boot";
 import type { BoundDevice, HostPlan, PlanProblem, Regenerate, WithheldFunction } from "./types";
 
 export type UnitStatus = {
@@ -29,7 +30,14 @@ export type PreparationOutcome =
   | { kind: "container" }
   | { kind: "plan-problems"; problems: PlanProblem[] }
   | { kind: "refused"; message: string }
-  | { kind: "prepared"; plan: HostPlan; facts: HostFacts; failed: FailedCommand[] }
+  | {
+      kind: "prepared";
+      plan: HostPlan;
+      facts: HostFacts;
+      failed: FailedCommand[];
+      /** PFs a boot already failed to give their VFs (plan/sriov-boot.ts): no reboot for them. */
+      sriovBoot?: SriovBootFailure[];
+    }
   | { kind: "removed"; failed: FailedCommand[] };
 
 /** The planned parameters the running kernel was not booted with; null when /proc/cmdline could
@@ -65,7 +73,11 @@ export const NO_GRUB =
 
 /** Why the running host does not match the plan yet (each reason in operator words); empty when
  * nothing a reboot would change stands in the way of passthrough. */
-export function pendingReboot(plan: HostPlan, facts: HostFacts): string[] {
+export function pendingReboot(
+  plan: HostPlan,
+  facts: HostFacts,
+  bootFailed: ReadonlySet<string> = new Set(),
+): string[] {
   const reasons: string[] = [];
   const missing = missingKernelParams(plan, facts);
   const notBound = notOnVfio(plan, facts);
@@ -83,7 +95,10 @@ export function pendingReboot(plan: HostPlan, facts: HostFacts): string[] {
     }
   }
   // PFs whose VFs are not there yet: said once per PF, not once per missing VF.
-  const changes = plan.sriov.map((pf) => vfCountChange(pf)).filter((c): c is string => c !== null);
+  const changes = plan.sriov
+    .filter((pf) => !bootFailed.has(pf.address))
+    .map((pf) => vfCountChange(pf))
+    .filter((c): c is string => c !== null);
   const recount = new Set(plan.sriov.filter((pf) => vfCountChange(pf)).map((pf) => pf.address));
   const waitingVfs = notBound.filter((d) => d.physfn === undefined || !recount.has(d.physfn));
   if (changes.length > 0) {
@@ -172,7 +187,7 @@ export function statusFor(outcome: PreparationOutcome): UnitStatus {
         message: "host restored; reboot to return devices to their host drivers",
       };
     case "prepared":
-      return preparedStatus(outcome.plan, outcome.facts, outcome.failed);
+      return preparedStatus(outcome.plan, outcome.facts, outcome.failed, outcome.sriovBoot ?? []);
   }
 }
 
@@ -181,7 +196,12 @@ export function formatConfigError(e: ConfigError): string {
   return `${e.option}=${JSON.stringify(clip(e.value, 40))}: ${e.problem}; ${e.fix}`;
 }
 
-function preparedStatus(plan: HostPlan, facts: HostFacts, failed: FailedCommand[]): UnitStatus {
+function preparedStatus(
+  plan: HostPlan,
+  facts: HostFacts,
+  failed: FailedCommand[],
+  sriovBoot: SriovBootFailure[],
+): UnitStatus {
   const notes = [...plan.notes];
   const missing = missingKernelParams(plan, facts);
   for (const f of failed) {
@@ -196,7 +216,13 @@ function preparedStatus(plan: HostPlan, facts: HostFacts, failed: FailedCommand[
     return failedStatus(f);
   }
   const kept = plan.withheld.length > 0 ? `; ${withheldMessage(plan.withheld)}` : "";
-  const pending = pendingReboot(plan, facts);
+  const pending = pendingReboot(plan, facts, new Set(sriovBoot.map((f) => f.pf)));
+  // A boot already failed to make these VFs: say what the kernel said and what fixes it, never
+  // "reboot" (the same boot would fail the same way).
+  if (sriovBoot.length > 0) {
+    const more = pending.length > 0 ? `; reboot required: ${pending.join("; ")}` : "";
+    return blocked(`${describeBootFailures(sriovBoot)}${more}${kept}`);
+  }
   // A refusal (a chipset group) comes first: no reboot will make it work.
   if (pending.length > 0 && plan.withheld.some((w) => !w.forceable)) {
     return blocked(`${withheldMessage(plan.withheld)}; reboot required: ${pending.join("; ")}`);
