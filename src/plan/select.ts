@@ -93,7 +93,7 @@ export function selectFunctions(
 
   const matches = matchSelectors(selectors, facts, host, problems);
   const bound = bindSelected(matches, facts, safety, withheld, notes);
-  addCompanions(matches, bound, withheld, safety, host);
+  addCompanions(matches, bound, withheld, safety, host, facts);
   withholdUnsafeGroups(matches, bound, withheld, safety, facts);
   const shared = sharedGroupsNote(bound, facts, host);
   if (shared !== null) notes.push(shared);
@@ -314,11 +314,12 @@ function addCompanions(
   withheld: Withheld,
   safety: HostSafety,
   host: HostIndex,
+  facts: HostFacts,
 ): void {
   for (const { address, fn, sel } of stillBound(matches, bound)) {
     if (!sel.companions) continue;
     const parent = bound.get(address)!;
-    for (const other of cardCompanionsOf(fn, host)) {
+    for (const other of cardCompanionsOf(fn, host, facts)) {
       if (bound.has(other.address) || withheld.has(other.address)) continue;
       // A companion the host uses is no companion: the group check keeps its card.
       if (safety.uses(other).length > 0) continue;
@@ -376,15 +377,32 @@ function sharedGroupsNote(
 ): string | null {
   const seenGroups = new Set<number>();
   const shared: string[] = [];
-  for (const address of [...bound.keys()].sort(compareAddresses)) {
-    const group = host.atAddress.get(address)?.iommuGroup ?? null;
-    if (group === null || seenGroups.has(group)) continue;
-    seenGroups.add(group);
-    const kept = (facts.iommuGroups.get(group) ?? []).filter((member) => {
+  const keptOf = (members: string[]) =>
+    members.filter((member) => {
       const m = host.atAddress.get(member);
       return !bound.has(member) && !(m?.isBridge ?? false);
     });
+  // While the IOMMU is off: the groups the reboot will bring (predicted), said the same way.
+  const seenPredicted = new Set<string>();
+  const afterReboot: string[] = [];
+  for (const address of [...bound.keys()].sort(compareAddresses)) {
+    const fn = host.atAddress.get(address);
+    const group = fn?.iommuGroup ?? null;
+    if (group === null) {
+      const predicted = fn ? predictedGroupOf(facts, fn) : null;
+      if (predicted === null || seenPredicted.has(predicted.members[0]!)) continue;
+      seenPredicted.add(predicted.members[0]!);
+      const kept = keptOf(predicted.members);
+      if (kept.length > 0) afterReboot.push(`${address}'s will also hold ${kept.join(", ")}`);
+      continue;
+    }
+    if (seenGroups.has(group)) continue;
+    seenGroups.add(group);
+    const kept = keptOf(facts.iommuGroups.get(group) ?? []);
     if (kept.length > 0) shared.push(`group ${group} also holds ${kept.join(", ")}`);
+  }
+  if (afterReboot.length > 0) {
+    return `after the reboot (IOMMU on, groups predicted from config space) ${listOf(afterReboot)}, kept by the host: not usable by VMs until selected too`;
   }
   if (shared.length === 0) return null;
   return `IOMMU ${listOf(shared)}, kept by the host: not usable by VMs until selected too (see verify-iommu)`;
@@ -399,11 +417,15 @@ function sharedGroupsNote(
  * on its own — taking it silently could take the host's management NIC. Chipset functions (host
  * and ISA bridges, SMBus) are never a card's: they serve the machine.
  */
-function cardCompanionsOf(fn: PciFunction, host: HostIndex): PciFunction[] {
+function cardCompanionsOf(fn: PciFunction, host: HostIndex, facts: HostFacts): PciFunction[] {
   const cls = fn.classCode.slice(0, 4);
   const found = new Map<string, PciFunction>();
+  // While the IOMMU is off, the predicted group stands for the real one: a slot mate the kernel
+  // will put in a group of its own (it has ACS) does not follow.
+  const predicted = fn.iommuGroup === null ? predictedGroupOf(facts, fn) : null;
   for (const other of host.bySlot.get(slotOf(fn.address)) ?? []) {
     if (other.address === fn.address || other.iommuGroup !== fn.iommuGroup) continue;
+    if (predicted !== null && !predicted.members.includes(other.address)) continue;
     found.set(other.address, other);
   }
   for (const consumer of fn.consumers) {

@@ -148,6 +148,14 @@ describe("the X550 workstation, IOMMU still off: refused before any reboot", () 
     expect(status.message).toContain("after the reboot");
   });
 
+  it("port 0 free: port 1 is bound, and the note says its group after the reboot holds port 0", () => {
+    const { plan } = planOn(x550WorkstationHost({ port0Free: true }), "0000:18:00.1");
+    expect(plan.bind.map((d) => d.address)).toEqual(["0000:18:00.1"]);
+    const note =
+      "after the reboot (IOMMU on, groups predicted from config space) 0000:18:00.1's will also hold 0000:18:00.0, kept by the host: not usable by VMs until selected too";
+    expect(plan.notes).toContain(note);
+  });
+
   it("the same NIC with ACS on its functions: port 1 gets a group of its own and is bound", () => {
     const { plan, facts } = planOn(x550WorkstationHost({ nicAcs: true }), "0000:18:00.1");
     expect(predictIommuGroups(facts)!.get("0000:18:00.1")!.members).toEqual(["0000:18:00.1"]);

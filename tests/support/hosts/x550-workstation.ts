@@ -30,6 +30,8 @@ export interface X550Options {
   iommuOn?: boolean;
   /** Driver of port 1 (the one the operator selects); default ixgbe. */
   port1Driver?: string;
+  /** Port 0 down with no address: the host does not use it (its network is elsewhere). */
+  port0Free?: boolean;
 }
 
 /** The X550's config space (one function): multi-function, an endpoint, ACS only if asked. */
@@ -140,14 +142,16 @@ export function x550WorkstationHost(options: X550Options = {}): HostSpec {
     pci,
     ...(options.iommuOn ? { iommuUnits: [{ name: "dmar0", ecap: "19ed008c40f0df" }] } : {}),
     net: [
-      {
-        name: "eno1",
-        pci: "0000:18:00.0",
-        up: true,
-        mac: "3c:ec:ef:10:00:10",
-        ipv4: ["192.168.1.20/24"],
-        gateway4: "192.168.1.1",
-      },
+      options.port0Free
+        ? { name: "eno1", pci: "0000:18:00.0", up: false, mac: "3c:ec:ef:10:00:10" }
+        : {
+            name: "eno1",
+            pci: "0000:18:00.0",
+            up: true,
+            mac: "3c:ec:ef:10:00:10",
+            ipv4: ["192.168.1.20/24"],
+            gateway4: "192.168.1.1",
+          },
       ...(options.port1Driver && options.port1Driver !== "ixgbe"
         ? []
         : [{ name: "eno2", pci: "0000:18:00.1", up: false, mac: "3c:ec:ef:10:00:11" }]),
