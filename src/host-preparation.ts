@@ -28,6 +28,7 @@ import { EXPORTER_OWNED, EXPORTER_SERVICE, OWNED } from "./host/root";
 import { readVfCountClaims } from "./host/vf-count-owners";
 import { exporterServiceCommands, renderExporterFiles } from "./plan/exporter-files";
 import { planHost } from "./plan/plan-host";
+import { mayMatchUnread } from "./plan/select";
 import {
   rememberSriovRule,
   ruleContent,
@@ -364,12 +365,7 @@ function mayBeOurs(
   const address = problem.address;
   if (problem.kind === "vanished" || address === null) return false;
   if (boundIds[address] !== undefined) return true;
-  return selectors.some(
-    (sel) =>
-      // An id selector could match a function whose ids are unknown; an address one only if it
-      // matches the address.
-      sel.vendorId !== null || sel.address === null || sel.address.pattern.test(address),
-  );
+  return selectors.some((sel) => mayMatchUnread(sel, address));
 }
 
 function logProblems(problems: HostReadProblem[], deps: PreparationDeps): void {

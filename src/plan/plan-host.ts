@@ -21,6 +21,7 @@ import {
   renderSriovBootWait,
   renderSriovBootWants,
 } from "./render-sriov-boot";
+import { selectedByIds } from "./select";
 import { selectForHost } from "./sriov";
 import type { BoundDevice, FileSpec, HostPlan, PlanProblem, Regenerate } from "./types";
 import { vfCountDisagreements, vfCountProblems } from "./vf-count-owners";
@@ -191,9 +192,7 @@ function identityChanges(
   const confirmedByIds = (b: BoundDevice): boolean => {
     const anchor = b.follows === null ? b : (planned.get(b.follows) ?? b);
     const fn = byAddress.get(anchor.address);
-    return config.devices.some(
-      (s) => s.vendorId === fn?.vendorId && s.productId === fn?.deviceId && s.vendorId !== null,
-    );
+    return fn !== undefined && selectedByIds(config.devices, fn);
   };
   for (const address of Object.keys(previous.boundIds).sort(compareAddresses)) {
     const before = previous.boundIds[address]!;

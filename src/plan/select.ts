@@ -1,6 +1,8 @@
 // Which PCI functions the `devices` selection hands to vfio-pci on this host, and what follows
-// them. Pure: takes the selectors and the host facts, never reads. Used by the host planner, the
-// rebind/list-devices actions and the nova values, so they all agree on one selection.
+// them. Pure: takes the selectors and the host facts, never reads. The one module that asks "does
+// this entry select this function" (selectorMatches, selectedByIds, mayMatchUnread): the host
+// planner, the hook's read-problem filter and the actions ask it, and take the selection itself
+// from selectForHost (sriov.ts: this selection plus the VFs), so they all agree on one.
 import type { DeviceSelector } from "../config";
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import { byAddress, compareAddresses, deriveAlias, idsOf, slotOf } from "../pci-vocabulary";
@@ -42,6 +44,23 @@ export function selectorMatches(
   if (sel.vendorId !== null && sel.vendorId !== fn.vendorId) return false;
   if (sel.productId !== null && sel.productId !== fn.deviceId) return false;
   return sel.address === null || sel.address.pattern.test(fn.address);
+}
+
+/** Whether some entry selects by exactly these ids (an entry by address alone does not count):
+ * what confirms that a card found in a slot is still the one the operator asked for. */
+export function selectedByIds(
+  selectors: readonly DeviceSelector[],
+  fn: Pick<PciFunction, "vendorId" | "deviceId">,
+): boolean {
+  return selectors.some(
+    (s) => s.vendorId !== null && s.vendorId === fn.vendorId && s.productId === fn.deviceId,
+  );
+}
+
+/** Whether `sel` could select the function at `address` whose ids could not be read: an entry by
+ * ids could (its ids are unknown), an entry by address only if the address matches. */
+export function mayMatchUnread(sel: DeviceSelector, address: string): boolean {
+  return sel.vendorId !== null || sel.address === null || sel.address.pattern.test(address);
 }
 
 /** nova's device_type: type-VF for a virtual function, type-PF for an SR-IOV capable physical

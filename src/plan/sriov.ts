@@ -1,7 +1,9 @@
 // SR-IOV: which PFs get how many virtual functions at boot, where each VF goes, and what is refused.
 // Pure: the `devices` entries that say `vfs: N`, the host facts and the one safety judgement
-// (host-safety.ts) in; the planned PFs, their VFs and the problems out. The boot files that carry
-// the plan are rendered in render-files.ts; nova's view is in nova.ts.
+// (host-safety.ts) in; the planned PFs, their VFs and the problems out. selectForHost, the
+// selection every hook and action takes, is here: the plain selection (select.ts) plus the VFs.
+// The boot files that carry the plan are rendered in render-sriov.ts (the initramfs copies them,
+// render-files.ts); nova's view is in nova.ts.
 //
 // Where VFs sit at boot, and why (README "SR-IOV" says the same to operators):
 // - Without `physical-network` the VFs are offered through a flavor alias (`device_type` type-VF),

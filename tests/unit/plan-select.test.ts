@@ -1,6 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { deriveAlias } from "../../src/pci-vocabulary";
-import { novaDeviceType, selectFunctions, selectorMatches } from "../../src/plan/select";
+import {
+  mayMatchUnread,
+  novaDeviceType,
+  selectedByIds,
+  selectFunctions,
+  selectorMatches,
+} from "../../src/plan/select";
 import { fn, host, seedHost, sel } from "../support/host-facts";
 
 const addrs = (bind: { address: string }[]) => bind.map((b) => b.address);
@@ -128,6 +134,28 @@ describe("selectFunctions", () => {
     expect(selectorMatches(sel({ address: "0000:8[0-2]:00.0", source: "" }), gpu)).toBe(false);
     expect(selectorMatches(sel({ address: "0000:*:00.0", source: "" }), gpu)).toBe(true);
     expect(selectorMatches(sel({ address: "0001:83:00.0", source: "" }), gpu)).toBe(false);
+  });
+
+  it("confirms a card by ids only through an entry by ids, never one by address alone", () => {
+    const gpu = fn("0000:83:00.0", "10de:1bb0", "030000");
+    const byAddress = sel({ address: "0000:83:00.0", source: "0000:83:00.0" });
+    expect(selectedByIds([byAddress], gpu)).toBe(false);
+    expect(
+      selectedByIds([byAddress, sel({ vendorId: "10de", productId: "1bb0", source: "" })], gpu),
+    ).toBe(true);
+    expect(selectedByIds([sel({ vendorId: "10de", productId: "1bb1", source: "" })], gpu)).toBe(
+      false,
+    );
+  });
+
+  it("says an entry may select a function whose ids are unreadable unless its address rules it out", () => {
+    expect(
+      mayMatchUnread(sel({ vendorId: "10de", productId: "1bb0", source: "" }), "0000:84:00.0"),
+    ).toBe(true);
+    expect(mayMatchUnread(sel({ address: "0000:83:00.*", source: "" }), "0000:83:00.1")).toBe(true);
+    expect(mayMatchUnread(sel({ address: "0000:83:00.*", source: "" }), "0000:84:00.0")).toBe(
+      false,
+    );
   });
 });
 
