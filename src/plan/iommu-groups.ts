@@ -61,6 +61,7 @@ const PCIE_ROOT_PORT = 4;
 const PCIE_DOWNSTREAM = 6;
 const PCIE_TO_PCI_BRIDGE = 7;
 const PCI_TO_PCIE_BRIDGE = 8;
+const PCIE_RC_END = 9;
 const PCIE_RC_EVENT_COLLECTOR = 10;
 
 const predictionCache = new WeakMap<HostFacts, Map<string, PredictedGroup> | null>();
@@ -79,10 +80,11 @@ const predictionCache = new WeakMap<HostFacts, Map<string, PredictedGroup> | nul
  * capability offers (pci_enable_acs): having the capability is what counts, not its control
  * register while the IOMMU is off. Elsewhere (arm64 device-tree hosts ask later, after the scan)
  * only the controls already enabled count.
- * Not modelled: the kernel's per-device ACS quirks (drivers/pci/quirks.c pci_dev_acs_enabled:
- * root ports and NICs that isolate without the capability) and DMA-alias quirks. A quirk only ever
- * isolates, so without it a predicted group can be larger than the real one, never smaller: the
- * prediction errs toward refusing. A config space not readable whole counts as no ACS.
+ * Of the kernel's per-device ACS quirks (drivers/pci/quirks.c pci_dev_acs_enabled) only Intel's
+ * root-complex integrated endpoints are modelled; the rest (chipset root ports and multi-function
+ * NICs by device id, that isolate without the capability) and the DMA-alias quirks are not. An ACS
+ * quirk only ever isolates, so without it a predicted group can be larger than the real one, never
+ * smaller: the prediction errs toward refusing. A config space not readable whole counts as no ACS.
  */
 export function predictIommuGroups(facts: HostFacts): Map<string, PredictedGroup> | null {
   if (predictionCache.has(facts)) return predictionCache.get(facts)!;
@@ -130,6 +132,10 @@ function predict(facts: HostFacts): Map<string, PredictedGroup> {
     if (fn.physfn !== null) return true; // a VF: a single-function endpoint
     const iso = fn.isolation;
     if (!iso || iso.pcieType === null) return false; // unknown, or conventional PCI
+    // The one quirk modelled (drivers/pci/quirks.c pci_quirk_rciep_acs): Intel's root-complex
+    // integrated endpoints allow peer-to-peer only on translated addresses (VT-d 3.16), so the
+    // kernel takes them as isolated whatever their config space says. Common on Intel hosts.
+    if (fn.vendorId === "8086" && iso.pcieType === PCIE_RC_END) return true;
     switch (iso.pcieType) {
       case PCIE_TO_PCI_BRIDGE:
       case PCI_TO_PCIE_BRIDGE:

@@ -119,6 +119,26 @@ describe("where the kernel enables ACS late, only what is enabled now isolates",
   });
 });
 
+describe("the one ACS quirk modelled: Intel's root-complex integrated endpoints", () => {
+  const rc = (address: string, vendor: string) =>
+    fn(address, `${vendor}:10d3`, "020000", {
+      upstream: null,
+      isolation: { multifunction: true, pcieType: 9, acsCapability: null, acsControl: null },
+    });
+  const membersOf = (vendor: string) =>
+    predictIommuGroups(host([rc("0000:00:0d.0", vendor), rc("0000:00:0d.1", vendor)]))!.get(
+      "0000:00:0d.0",
+    )!.members;
+
+  it("Intel: each function isolated (pci_quirk_rciep_acs), as QEMU's root-bus e1000e shows", () => {
+    expect(membersOf("8086")).toEqual(["0000:00:0d.0"]);
+  });
+
+  it("another vendor's two-function RCiEP without ACS: one group", () => {
+    expect(membersOf("1af4")).toEqual(["0000:00:0d.0", "0000:00:0d.1"]);
+  });
+});
+
 describe("the X550 workstation, IOMMU still off: refused before any reboot", () => {
   it("port 1 is withheld: after the reboot its group holds port 0, the host's network", () => {
     const { plan, status, file, facts } = planOn(x550WorkstationHost(), "0000:18:00.1");
