@@ -7,6 +7,7 @@ import { parseBlacklist } from "./blacklist-drivers";
 import { parseDevices } from "./devices";
 import { parseKernelParams } from "./extra-kernel-params";
 import { parseBool, parseEnum } from "./option-values";
+import { parseRebootPolicy, REBOOT_DEFAULTS } from "./reboot";
 import type { ConfigError, ParseResult } from "./types";
 
 export type {
@@ -33,6 +34,7 @@ export const CONFIG_DEFAULTS = {
   "nova-pci-option": "auto",
   // Parsed on its own by exporter-port.ts (the exporter's option; not part of Config).
   "exporter-port": 9847,
+  ...REBOOT_DEFAULTS,
 } as const;
 
 /** Validates every option the charm reads; collects all errors rather than stopping at the first. */
@@ -66,6 +68,7 @@ export function parseConfig(raw: Record<string, unknown>): ParseResult {
     ["auto", "device_spec", "passthrough_whitelist"] as const,
     errors,
   );
+  const reboot = parseRebootPolicy(raw, errors);
 
   if (iommu === "off" && devices.length > 0) {
     errors.push({
@@ -87,6 +90,7 @@ export function parseConfig(raw: Record<string, unknown>): ParseResult {
       blacklistDrivers: blacklistDrivers!,
       extraKernelParams: extraKernelParams!,
       novaPciOption: novaPciOption!,
+      reboot: reboot!,
     },
   };
 }

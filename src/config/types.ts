@@ -1,6 +1,7 @@
 // The charm's configuration as the rest of the charm sees it: parsed once (config/index.ts),
 // then passed as data. Each option's parser lives in its own module beside this one.
 import type { AddressPattern } from "../pci-vocabulary";
+import type { RebootPolicy } from "./reboot";
 
 /** `arm`: the Arm SMMU of arm64 hosts (on by default: no enable parameter). */
 export type IommuMode = "auto" | "intel" | "amd" | "arm" | "off";
@@ -45,6 +46,8 @@ export interface Config {
   blacklistDrivers: BlacklistSetting;
   extraKernelParams: string[];
   novaPciOption: NovaPciOption;
+  /** Whether and when the charm reboots the host itself (config/reboot.ts). */
+  reboot: RebootPolicy;
 }
 
 /** A config value the charm refuses: which option, what value, what is wrong, what to do. */

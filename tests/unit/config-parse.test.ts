@@ -36,6 +36,13 @@ describe("parseConfig defaults", () => {
       blacklistDrivers: { mode: "auto" },
       extraKernelParams: [],
       novaPciOption: "auto",
+      reboot: {
+        mode: "manual",
+        windows: [],
+        windowText: "",
+        allowJujuContainers: false,
+        maxUnavailable: 1,
+      },
     };
     expect(ok({})).toEqual(expected);
     expect(ok(Object.fromEntries(Object.keys(CONFIG_DEFAULTS).map((k) => [k, null])))).toEqual(
