@@ -8,6 +8,7 @@ import type { Model, Relation } from "ops-ts-shim";
 import type { RebootPolicy } from "./config/reboot";
 import { type RebootFacts, readBootId, readRebootFacts } from "./host/reboot-facts";
 import type { PreparationDeps, PreparationResult } from "./host-preparation";
+import { FLEET_ENDPOINT } from "./plan/fleet";
 import {
   arbitrateLock,
   bringOf,
@@ -23,8 +24,6 @@ import {
 } from "./plan/reboot";
 import { iommuOffReason, pendingReboot } from "./plan/status";
 
-/** The peer relation shared with issue 25's offers (metadata.yaml `peers: fleet`). */
-export const FLEET_ENDPOINT = "fleet";
 /** Unit bag: the boot this unit asks to leave (present = it asks for the lock). */
 export const REQUEST_KEY = "reboot-request";
 /** Application bag (the leader's): the units holding the lock, as a JSON list. */

@@ -25,8 +25,10 @@ import {
   prepareHost,
   restoreHost,
 } from "./host-preparation";
+import { handleReboot } from "./host-reboot";
 import { clearNovaRelations, installedNova, NOVA_ENDPOINT, publishNova } from "./nova-relation";
 import { FLEET_ENDPOINT, type HostOffer, summaryConflictStatus } from "./plan/fleet";
+import { rebootStatus } from "./plan/reboot";
 import { sriovReady } from "./plan/sriov";
 import { statusFor, type UnitStatus } from "./plan/status";
 import { runtimeEnv } from "./runtime-env";
@@ -89,6 +91,9 @@ export class PciPassthroughCharm extends CharmBase {
     framework.observe(`${FLEET_ENDPOINT}-relation-changed`, (e) => {
       if (e.remoteUnit && this.model.isLeader())
         this.reconcile(e.name, { kind: "changed", unit: e.remoteUnit });
+      // The leader's application bag changed: the reboot lock may now be this unit's
+      // (reboot=when-idle only: with manual nothing here waits for it).
+      else if (!e.remoteUnit && this.model.config().reboot === "when-idle") this.reconcile(e.name);
     });
     framework.observe(`${FLEET_ENDPOINT}-relation-departed`, (e) => {
       const unit = e.departingUnit ?? e.remoteUnit;
@@ -160,7 +165,8 @@ export class PciPassthroughCharm extends CharmBase {
   /** Makes the host match the config, then tells nova-compute what is really bound and the
    * other units what this host offers; the leader merges the fleet. */
   private reconcile(event: string, fleet: FleetTrigger | null = null): void {
-    const relationHook = event.includes("-relation-");
+    // A nova-compute relation hook republishes; the peer relation's hooks are not about nova.
+    const relationHook = event.includes("-relation-") && !event.startsWith(`${FLEET_ENDPOINT}-`);
     const raw = this.model.config();
     const related = this.cosRelated();
     const warnings: string[] = [];
@@ -180,6 +186,12 @@ export class PciPassthroughCharm extends CharmBase {
     this.remember(result);
     this.sayChangedWarnings(warnings);
     this.status = statusFor(result.outcome);
+    const reboot = handleReboot(this.model, result, deps, {
+      act: true,
+      fleetEvent: event.startsWith(`${FLEET_ENDPOINT}-relation-`) || fleet?.kind === "departed",
+      departing: fleet?.kind === "departed" ? fleet.unit : null,
+    });
+    if (reboot) this.status = rebootStatus(this.status, reboot.decision.verdict);
     const { outcome, config } = result;
     // Without a fresh plan the offer published last stands (undefined: the leader reads it back).
     let offer: HostOffer | undefined;

@@ -4,27 +4,9 @@
 // (`reboot-max-unavailable`). Parsed here, apart from the host-preparation options.
 import { clip } from "../text";
 import { parseBool, parseEnum } from "./option-values";
-import type { ConfigError } from "./types";
+import type { ConfigError, RebootPolicy, RebootWindow } from "./types";
 
-export type RebootMode = "manual" | "when-idle";
-
-/** One window: the days it starts on (0 = Sunday, as Date.getDay) and its minutes from that
- * day's midnight; an end past 1440 runs into the next day ("Sat 22:00-02:00"). */
-export interface RebootWindow {
-  days: number[];
-  start: number;
-  end: number;
-}
-
-export interface RebootPolicy {
-  mode: RebootMode;
-  /** Empty: any time. */
-  windows: RebootWindow[];
-  /** The option as written ("" when unset), for messages. */
-  windowText: string;
-  allowJujuContainers: boolean;
-  maxUnavailable: number;
-}
+export type { RebootMode, RebootPolicy, RebootWindow } from "./types";
 
 /** config.yaml's defaults of these options (a test keeps the two in step). */
 export const REBOOT_DEFAULTS = {

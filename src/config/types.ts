@@ -1,7 +1,6 @@
 // The charm's configuration as the rest of the charm sees it: parsed once (config/index.ts),
 // then passed as data. Each option's parser lives in its own module beside this one.
 import type { AddressPattern } from "../pci-vocabulary";
-import type { RebootPolicy } from "./reboot";
 
 /** `arm`: the Arm SMMU of arm64 hosts (on by default: no enable parameter). */
 export type IommuMode = "auto" | "intel" | "amd" | "arm" | "off";
@@ -48,6 +47,27 @@ export interface Config {
   novaPciOption: NovaPciOption;
   /** Whether and when the charm reboots the host itself (config/reboot.ts). */
   reboot: RebootPolicy;
+}
+
+/** Who reboots the host for the charm's changes (config/reboot.ts parses the options). */
+export type RebootMode = "manual" | "when-idle";
+
+/** One window: the days it starts on (0 = Sunday, as Date.getDay) and its minutes from that
+ * day's midnight; an end past 1440 runs into the next day ("Sat 22:00-02:00"). */
+export interface RebootWindow {
+  days: number[];
+  start: number;
+  end: number;
+}
+
+export interface RebootPolicy {
+  mode: RebootMode;
+  /** Empty: any time. */
+  windows: RebootWindow[];
+  /** The option as written ("" when unset), for messages. */
+  windowText: string;
+  allowJujuContainers: boolean;
+  maxUnavailable: number;
 }
 
 /** A config value the charm refuses: which option, what value, what is wrong, what to do. */

@@ -41,7 +41,8 @@ export const READ = {
   drm: "/sys/class/drm",
   /** Group character devices that appear when a member binds to vfio-pci. */
   devVfio: "/dev/vfio",
-  /** Every process's fd table (vfio-users.ts: who holds a VFIO group open). */
+  /** Every process's fd table (vfio-users.ts: who holds a VFIO group open) and command line
+   * (reboot-facts.ts: the `[lxc monitor]` process of each running LXD container). */
   proc: "/proc",
   /** The command line the running kernel booted with. */
   cmdline: "/proc/cmdline",
@@ -87,9 +88,6 @@ export const READ = {
   dpkgStatus: "/var/lib/dpkg/status",
   /** This boot's id (a new one each boot): the reboot loop guard tells boots apart by it. */
   bootId: "/proc/sys/kernel/random/boot_id",
-  /** Processes: who holds /dev/vfio groups (host/vfio-users.ts), which LXD containers run (the
-   * `[lxc monitor]` process of each, host/reboot-facts.ts). */
-  proc: "/proc",
 } as const;
 
 /** Files of the other programs that set an SR-IOV PF's number of VFs at every boot (read only, by

@@ -27,8 +27,13 @@ function model(
   names: string[],
   script: Script,
   onReboot?: (machine: string) => void,
+  manualReboots = false,
 ): { m: ModelSimulator; out: Map<string, string[]> } {
-  const m = createModelSimulator({ peers: [{ endpoint: "fleet", id: 7 }], onReboot });
+  const m = createModelSimulator({
+    peers: [{ endpoint: "fleet", id: 7 }],
+    onReboot,
+    manualReboots,
+  });
   const out = new Map<string, string[]>();
   names.forEach((name, i) => {
     const simDir = join(dir, name.replace("/", "-"));
@@ -176,5 +181,29 @@ describe("model simulator: peer relations across units", { timeout: 120_000 }, (
     );
     expect(m.settle()).toEqual([]);
     expect(m.reboots).toEqual([]);
+  });
+
+  it("keeps a machine down for its reboot: its hooks wait, the others run, start comes first", () => {
+    const { m } = model(
+      ["app/0", "app/1"],
+      (unit, hook) => {
+        if (unit === "app/1" && hook === "update-status") return "juju-reboot";
+        if (unit === "app/0" && hook === "config-changed") return "relation-set -r 7 x=1";
+        return "true";
+      },
+      undefined,
+      true,
+    );
+    m.settle();
+    m.dispatch("app/1", "update-status");
+    expect([...m.down]).toEqual(["machine-of-app/1"]);
+    m.dispatch("app/0", "config-changed");
+    expect(m.settle()).toEqual([]); // app/1's relation-changed waits for its machine
+    expect(() => m.dispatch("app/1", "update-status")).toThrow(/down for a reboot/);
+    m.bootMachine("machine-of-app/1");
+    expect(m.settle().map((r) => `${r.unit} ${r.event}`)).toEqual([
+      "app/1 start",
+      "app/1 fleet-relation-changed",
+    ]);
   });
 });

@@ -32,6 +32,10 @@ export interface ModelSimulatorOptions {
   onReboot?: (machine: string) => void;
   /** The most queued hooks settle() runs before it gives up (a charm that never settles). */
   maxHooks?: number;
+  /** When true, a machine asked to reboot goes down and stays down (its units run no hook;
+   * theirs wait in the queue) until the test calls bootMachine: what happens meanwhile on the
+   * other units can be seen. Default false: it reboots at once. */
+  manualReboots?: boolean;
 }
 
 interface Queued {
@@ -54,8 +58,14 @@ export interface ModelSimulator {
   dispatch(unit: string, event: EventSpec): number;
   /** Queues a hook without running it. */
   enqueue(unit: string, event: EventSpec): void;
-  /** Runs queued hooks (in order, each followed by what it causes) until none is left. */
+  /** Runs queued hooks (in order, each followed by what it causes) until none is left but
+   * those of machines down for a reboot. */
   settle(): ModelHookRun[];
+  /** Brings a machine that went down for a reboot back up (manualReboots): onReboot, then
+   * `start` on each of its units before anything else they had queued. */
+  bootMachine(machine: string): void;
+  /** Machines down for a reboot (manualReboots), not booted yet. */
+  readonly down: ReadonlySet<string>;
   /** Every hook run so far, in order. */
   readonly history: ModelHookRun[];
   /** Machines rebooted so far, in order. */
@@ -72,6 +82,7 @@ export function createModelSimulator(options: ModelSimulatorOptions): ModelSimul
   const queue: Queued[] = [];
   const history: ModelHookRun[] = [];
   const reboots: string[] = [];
+  const down = new Set<string>();
   /** Units gone whose bags the departed hooks may still read. */
   const pendingDrops: string[] = [];
   const maxHooks = options.maxHooks ?? 500;
@@ -104,6 +115,8 @@ export function createModelSimulator(options: ModelSimulatorOptions): ModelSimul
 
   function runNow(name: string, event: EventSpec): number {
     const u = get(name);
+    if (down.has(machineOf(name)))
+      throw new Error(`${name} runs no hook: its machine ${machineOf(name)} is down for a reboot`);
     const exitCode = u.run(event);
     const ev = typeof event === "string" ? { name: event } : event;
     history.push({
@@ -118,20 +131,31 @@ export function createModelSimulator(options: ModelSimulatorOptions): ModelSimul
     propagate(name);
     if (reboot !== null) {
       // Juju reboots after the hook (`now` kills it first; the charm's hook then reruns: not
-      // modelled, as the charm never asks for it). After the reboot every unit on the machine
-      // runs `start` (Juju 2.8+).
+      // modelled, as the charm never asks for it).
       const machine = machineOf(name);
       reboots.push(machine);
-      options.onReboot?.(machine);
-      for (const other of units.keys())
-        if (machineOf(other) === machine) queue.push({ unit: other, event: "start" });
+      down.add(machine);
+      if (!options.manualReboots) boot(machine);
     }
     return exitCode;
+  }
+
+  /** The machine's new boot: the test's onReboot, then `start` on each of its units (Juju 2.8+
+   * runs it after a reboot) ahead of what they had queued. */
+  function boot(machine: string): void {
+    if (!down.delete(machine)) throw new Error(`machine ${machine} is not down for a reboot`);
+    options.onReboot?.(machine);
+    const starts = [...units.keys()]
+      .filter((u) => machineOf(u) === machine)
+      .map((unit) => ({ unit, event: "start" as EventSpec }));
+    queue.unshift(...starts);
   }
 
   return {
     history,
     reboots,
+    down,
+    bootMachine: boot,
     unitNames: () => [...units.keys()],
     unit: get,
     addUnit(name, unit, addOptions = {}) {
@@ -245,7 +269,9 @@ export function createModelSimulator(options: ModelSimulatorOptions): ModelSimul
               .join(", ")}`,
           );
         }
-        const next = queue.shift()!;
+        const index = queue.findIndex((q) => !units.has(q.unit) || !down.has(machineOf(q.unit)));
+        if (index < 0) break; // what is left waits for machines down for a reboot
+        const next = queue.splice(index, 1)[0]!;
         if (!units.has(next.unit)) continue;
         const before = history.length;
         runNow(next.unit, next.event);
