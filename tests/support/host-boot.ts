@@ -61,6 +61,15 @@ export function bootHost(root: string, options: { ignoreDropIn?: boolean } = {})
       const real = fs.realpathSync(dev);
       fs.rmSync(path.join(real, "driver"), { force: true });
       fs.symlinkSync(path.relative(real, path.join(fs.realpathSync(drivers), "vfio-pci")), link);
+      // The kernel's uevent names the bound driver too (the facts reader reads it first).
+      const uevent = path.join(real, "uevent");
+      if (fs.existsSync(uevent)) {
+        const lines = fs
+          .readFileSync(uevent, "utf8")
+          .split("\n")
+          .filter((l) => l !== "" && !l.startsWith("DRIVER="));
+        fs.writeFileSync(uevent, `DRIVER=vfio-pci\n${lines.join("\n")}\n`);
+      }
       const group = path.basename(fs.readlinkSync(path.join(real, "iommu_group")));
       fs.mkdirSync(at(root, READ.devVfio), { recursive: true });
       fs.writeFileSync(at(root, `${READ.devVfio}/${group}`), "");
