@@ -86,8 +86,6 @@ export const READ = {
   pciIds: ["/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"],
   /** dpkg status: the installed nova version decides device_spec vs passthrough_whitelist. */
   dpkgStatus: "/var/lib/dpkg/status",
-  /** This boot's id (a new one each boot): the reboot loop guard tells boots apart by it. */
-  bootId: "/proc/sys/kernel/random/boot_id",
 } as const;
 
 /** Files of the other programs that set an SR-IOV PF's number of VFs at every boot (read only, by
