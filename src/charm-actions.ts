@@ -153,13 +153,25 @@ function action<P>(
   parse: (raw: unknown) => Checked<P>,
   run: (params: P, ctx: ActionContext) => ActionReply,
 ): Action {
+  // The shim's validator (check) and the handler (reply) get the same params object from one
+  // action-get: it is parsed once, and the handler takes what the check made of it.
+  const parsed = new WeakMap<object, Checked<P>>();
+  const once = (raw: unknown): Checked<P> => {
+    if (typeof raw !== "object" || raw === null) return parse(raw);
+    let checked = parsed.get(raw);
+    if (checked === undefined) {
+      checked = parse(raw);
+      parsed.set(raw, checked);
+    }
+    return checked;
+  };
   return {
     check: (raw) => {
-      const checked = parse(raw);
+      const checked = once(raw);
       return checked.ok ? null : checked.errors;
     },
     reply: (raw, ctx) => {
-      const checked = parse(raw);
+      const checked = once(raw);
       return checked.ok
         ? run(checked.params, ctx)
         : failure(paramErrorMessage(name, checked.errors));

@@ -1,7 +1,7 @@
 // The list-devices action, pure: every PCI function with what an operator needs to choose devices
 // (class, ids, names, driver, the modules that would claim it, IOMMU group, NUMA node, boot VGA,
 // SR-IOV, whether the `devices` option selects it), filtered by class, vendor or selection.
-import { validateActionListDevices } from "../generated/validators.js";
+import { type ActionListDevices, validateActionListDevices } from "../generated/validators.js";
 import type { HostFacts, HostUsage, ModuleIndex, PciFunction } from "../host/facts";
 import type { PciIdNames } from "../host/pci-ids";
 import { CLASS_WORD_NAMES, CLASS_WORDS, classWord, parsePciId } from "../pci-vocabulary";
@@ -29,40 +29,45 @@ export interface ListDevicesParams {
 
 /** Checks raw list-devices params (schema, then the class word / hex prefix and vendor id). */
 export function parseListDevicesParams(raw: unknown): Checked<ListDevicesParams> {
-  return checkParams<ListDevicesParams>("list-devices", validateActionListDevices, raw, (p) => {
-    const errors: ParamError[] = [];
-    let classPrefixes: string[] | null = null;
-    if (typeof p.class === "string") {
-      const value = p.class.trim().toLowerCase().replace(/^0x/, "");
-      if (CLASS_WORDS[value]) classPrefixes = CLASS_WORDS[value]!;
-      else if (/^[0-9a-f]{2,6}$/.test(value)) classPrefixes = [value];
-      else {
-        errors.push({
-          param: "class",
-          message: `class "${p.class}" is neither a class word (${CLASS_WORD_NAMES.join(", ")}) nor a hex class prefix (2 to 6 hex digits, e.g. 03 or 0200)`,
-        });
+  return checkParams<ActionListDevices, ListDevicesParams>(
+    "list-devices",
+    validateActionListDevices,
+    raw,
+    (p) => {
+      const errors: ParamError[] = [];
+      let classPrefixes: string[] | null = null;
+      if (typeof p.class === "string") {
+        const value = p.class.trim().toLowerCase().replace(/^0x/, "");
+        if (CLASS_WORDS[value]) classPrefixes = CLASS_WORDS[value]!;
+        else if (/^[0-9a-f]{2,6}$/.test(value)) classPrefixes = [value];
+        else {
+          errors.push({
+            param: "class",
+            message: `class "${p.class}" is neither a class word (${CLASS_WORD_NAMES.join(", ")}) nor a hex class prefix (2 to 6 hex digits, e.g. 03 or 0200)`,
+          });
+        }
       }
-    }
-    let vendor: string | null = null;
-    if (typeof p.vendor === "string") {
-      vendor = parsePciId(p.vendor);
-      if (vendor === null) {
-        errors.push({
-          param: "vendor",
-          message: `vendor "${p.vendor}" is not a vendor id: give 4 hex digits, e.g. 10de`,
-        });
+      let vendor: string | null = null;
+      if (typeof p.vendor === "string") {
+        vendor = parsePciId(p.vendor);
+        if (vendor === null) {
+          errors.push({
+            param: "vendor",
+            message: `vendor "${p.vendor}" is not a vendor id: give 4 hex digits, e.g. 10de`,
+          });
+        }
       }
-    }
-    if (errors.length > 0) return { errors };
-    return {
-      params: {
-        classPrefixes,
-        vendor,
-        selectedOnly: p["selected-only"] === true,
-        eachVf: p["each-vf"] === true,
-      },
-    };
-  });
+      if (errors.length > 0) return { errors };
+      return {
+        params: {
+          classPrefixes,
+          vendor,
+          selectedOnly: p["selected-only"] === true,
+          eachVf: p["each-vf"] === true,
+        },
+      };
+    },
+  );
 }
 
 /** One listed function, structured (the results tree is rendered from these). */

@@ -37,11 +37,11 @@ function describe(action: string, err: ErrorObject): ParamError {
 }
 
 /** Runs the generated validator on a copy of `raw` (it fills defaults) and explains its errors. */
-export function validateParams(
+export function validateParams<P>(
   action: string,
-  validator: Validator,
+  validator: Validator<P>,
   raw: unknown,
-): Checked<Record<string, unknown>> {
+): Checked<P> {
   const data: unknown = raw === undefined || raw === null ? {} : structuredClone(raw);
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
     return {
@@ -49,24 +49,22 @@ export function validateParams(
       errors: [{ param: null, message: "params must be key=value pairs (a mapping)" }],
     };
   }
-  if (validator(data)) return { ok: true, params: data as Record<string, unknown> };
+  if (validator(data)) return { ok: true, params: data };
   const errors = (validator.errors ?? []).map((e) => describe(action, e));
   return { ok: false, errors };
 }
 
 /** What an action's own checks make of the schema-valid params: its typed params, or what is
  * wrong (never an empty list). */
-export type Refine<T> = (
-  params: Record<string, unknown>,
-) => { params: T } | { errors: ParamError[] };
+export type Refine<P, T> = (params: P) => { params: T } | { errors: ParamError[] };
 
 /** An action's parameter check: the schema first (types, enums, defaults), then the action's own
  * syntax on values the schema already let through; no errors means the params are ready to use. */
-export function checkParams<T>(
+export function checkParams<P, T>(
   action: string,
-  validator: Validator,
+  validator: Validator<P>,
   raw: unknown,
-  refine: Refine<T>,
+  refine: Refine<P, T>,
 ): Checked<T> {
   const checked = validateParams(action, validator, raw);
   if (!checked.ok) return checked;

@@ -2,7 +2,7 @@
 // the host would lose (refusals), and the exact sysfs writes in order. executeRebind (rebind.ts)
 // performs a plan; a dry run prints it. Nothing here touches the host.
 
-import { validateActionRebind } from "../generated/validators.js";
+import { type ActionRebind, validateActionRebind } from "../generated/validators.js";
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import { deviceAttr, driverAttr, SYSFS_WRITES } from "../host/root";
 import { describeUser, type VfioGroupUser } from "../host/vfio-users";
@@ -139,15 +139,14 @@ export function parseDeviceList(text: string): { tokens: DeviceToken[]; errors: 
 
 /** Checks raw rebind params (schema from actions.yaml, then the `devices` syntax). */
 export function parseRebindParams(raw: unknown): Checked<RebindParams> {
-  return checkParams<RebindParams>("rebind", validateActionRebind, raw, (p) => {
+  return checkParams<ActionRebind, RebindParams>("rebind", validateActionRebind, raw, (p) => {
     let devices: DeviceToken[] | null = null;
     if (typeof p.devices === "string") {
       const parsed = parseDeviceList(p.devices);
       if (parsed.errors.length > 0) return { errors: parsed.errors };
       devices = parsed.tokens;
     }
-    const to = p.to as RebindTarget;
-    return { params: { devices, to, dryRun: p["dry-run"] === true, force: p.force === true } };
+    return { params: { devices, to: p.to, dryRun: p["dry-run"], force: p.force } };
   });
 }
 

@@ -9,7 +9,7 @@
 // dry-run prints them.
 
 import type { SysfsWriter } from "../apply/sysfs";
-import { validateActionSriovVfs } from "../generated/validators.js";
+import { type ActionSriovVfs, validateActionSriovVfs } from "../generated/validators.js";
 import type { HostFacts } from "../host/facts";
 import { deviceAttr, SYSFS_WRITES } from "../host/root";
 import type { VfioGroupUser } from "../host/vfio-users";
@@ -31,15 +31,20 @@ export interface SriovVfsParams {
  * vocabulary, as the option and rebind read it). One PF or all: actions.yaml's pattern already
  * refuses a glob, since a change of VF count destroys every VF of each PF it names. */
 export function parseSriovVfsParams(raw: unknown): Checked<SriovVfsParams> {
-  return checkParams<SriovVfsParams>("sriov-vfs", validateActionSriovVfs, raw, (p) => {
-    const address = typeof p.pf === "string" ? parseAddressPattern(p.pf) : null;
-    if (typeof address === "string") {
-      const message = `pf "${p.pf}" ${address} (list-devices shows the PFs)`;
-      return { errors: [{ param: "pf", message }] };
-    }
-    const pf = address?.text ?? null;
-    return { params: { pf, dryRun: p["dry-run"] === true, force: p.force === true } };
-  });
+  return checkParams<ActionSriovVfs, SriovVfsParams>(
+    "sriov-vfs",
+    validateActionSriovVfs,
+    raw,
+    (p) => {
+      const address = typeof p.pf === "string" ? parseAddressPattern(p.pf) : null;
+      if (typeof address === "string") {
+        const message = `pf "${p.pf}" ${address} (list-devices shows the PFs)`;
+        return { errors: [{ param: "pf", message }] };
+      }
+      const pf = address?.text ?? null;
+      return { params: { pf, dryRun: p["dry-run"] === true, force: p.force === true } };
+    },
+  );
 }
 
 /** Why an open group refuses a change of VF count, whatever `force` says (rebind says the same). */

@@ -3,7 +3,7 @@
 import type { ErrorObject } from "ajv";
 import type { Node } from "yaml";
 // Generated from src/schemas/devices.schema.json by `npm run gen` (run by npm ci and every build).
-import { validateDevices } from "../generated/validators.js";
+import { type Devices, validateDevices } from "../generated/validators.js";
 import {
   type AddressPattern,
   idPairProblem,
@@ -13,7 +13,7 @@ import {
 } from "../pci-vocabulary";
 import { clip } from "../text";
 import { isString } from "./option-values";
-import type { ConfigError, DeviceSelector, NumaPolicy } from "./types";
+import type { ConfigError, DeviceSelector } from "./types";
 
 // --- devices ----------------------------------------------------------------------------------
 
@@ -58,6 +58,9 @@ const STRING_KEYS = new Set([
   "numa-policy",
   "physical-network",
 ]);
+
+/** One entry of `devices` as the schema (src/schemas/devices.schema.json) accepts it. */
+type DeviceEntry = Devices[number];
 
 interface RawEntry {
   index: number;
@@ -203,11 +206,13 @@ function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelecto
       );
       continue;
     }
-    const values = normaliseEntry(entry.values);
-    if (!validateDevices([values])) {
+    // The schema's type guard: past it the entry is typed (generated from the schema), no casts.
+    const list: unknown = [normaliseEntry(entry.values)];
+    if (!validateDevices(list)) {
       for (const e of validateDevices.errors ?? []) reportSchemaError(entry, e, err);
       continue;
     }
+    const values = list[0]!;
     const selected = checkSelection(entry, values, err);
     const sriov = checkSriov(values, err);
     if (selected === null || errors.length > before) continue;
@@ -219,9 +224,9 @@ function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelecto
     selectors.push({
       index: entry.index,
       ...selected,
-      companions: (values["companions"] as boolean | undefined) ?? true,
-      force: (values["force"] as boolean | undefined) ?? false,
-      numaPolicy: (values["numa-policy"] as NumaPolicy | undefined) ?? null,
+      companions: values.companions ?? true,
+      force: values.force ?? false,
+      numaPolicy: values["numa-policy"] ?? null,
       ...sriov,
       source: entry.source.replace(/\s+/g, " ").trim(),
     });
@@ -334,12 +339,12 @@ function reportSchemaError(entry: RawEntry, e: ErrorObject, err: EntryError): vo
  * (the caller drops an entry that had any). */
 function checkSelection(
   entry: RawEntry,
-  values: Record<string, unknown>,
+  values: DeviceEntry,
   err: EntryError,
 ): Pick<DeviceSelector, "vendorId" | "productId" | "address" | "alias"> | null {
-  const vendorId = (values["vendor-id"] as string | undefined) ?? null;
-  const productId = (values["product-id"] as string | undefined) ?? null;
-  const alias = (values["alias"] as string | undefined) ?? null;
+  const vendorId = values["vendor-id"] ?? null;
+  const productId = values["product-id"] ?? null;
+  const alias = values.alias ?? null;
   let address: AddressPattern | null = null;
   if (vendorId !== null && productId === null) {
     err(
@@ -377,11 +382,11 @@ function checkSelection(
 /** SR-IOV keys: `vfs` needs an address (or every PF of that model, the host's own ports too, would
  * get VFs), and `physical-network` needs `vfs` (neutron SR-IOV ports take VFs). */
 function checkSriov(
-  values: Record<string, unknown>,
+  values: DeviceEntry,
   err: EntryError,
 ): Pick<DeviceSelector, "vfs" | "physicalNetwork"> {
-  const vfs = (values["vfs"] as number | undefined) ?? null;
-  const physicalNetwork = (values["physical-network"] as string | undefined) ?? null;
+  const vfs = values.vfs ?? null;
+  const physicalNetwork = values["physical-network"] ?? null;
   if (vfs !== null && values["address"] === undefined) {
     err(
       `has vfs: ${vfs} but no address: VFs would be created on every PF with those ids, the host's own ports too`,
