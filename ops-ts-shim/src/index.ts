@@ -12,28 +12,9 @@ export {
 export { JujuContext, JujuContextError, type JujuContextFields } from "./context";
 // Events, the framework and CharmBase: everything framework.ts exports is public.
 export * from "./framework";
+export type { LogLevel, SettableStatusName } from "./hookcmds";
+// The hook tools, one namespace (hookcmds.configGet, hookcmds.statusSet…), as ops.hookcmds.
 export * as hookcmds from "./hookcmds";
-export {
-  actionFail,
-  actionGet,
-  actionLog,
-  actionSet,
-  applicationVersionSet,
-  configGet,
-  isLeader,
-  jujuLog,
-  jujuReboot,
-  type LogLevel,
-  relationGet,
-  relationIds,
-  relationList,
-  relationSet,
-  type SettableStatusName,
-  stateDelete,
-  stateGet,
-  stateSet,
-  statusSet,
-} from "./hookcmds";
 export {
   type MainOptions,
   main,
@@ -74,18 +55,14 @@ export {
   WaitingStatus,
   WORKLOAD_VERSION_KEY,
 } from "./model";
+// How tools are run is the runner's business (main builds it); a charm sees its errors and types,
+// and runProcess for its own commands.
 export {
-  createSpawnRunner,
-  formatArgv,
   HookCmdError,
   type HookToolResult,
   type HookToolRunner,
   NOT_FOUND_EXIT,
-  PREFETCHED_ENV,
   type ProcessResult,
-  parsePrefetched,
-  runChecked,
   runProcess,
-  withPrefetched,
 } from "./runner";
 export { stopSignal } from "./stop";

@@ -2,11 +2,11 @@ import { describe, expect, it } from "vitest";
 import {
   ActionResultKeyError,
   actionSetArguments,
-  createSpawnRunner,
   flattenActionResults,
   HookCmdError,
   hookcmds,
 } from "../src/index";
+import { createSpawnRunner } from "../src/runner";
 import { recordingRunner } from "./fixtures/recording-runner";
 
 describe("hook tools are invoked exactly as Juju documents them", () => {
