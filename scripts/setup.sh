@@ -14,14 +14,30 @@ cd "$(dirname "$0")/.."
 # full database lspci uses (pci.ids, tests/unit/host-pci-ids.test.ts). The exporter's text format
 # and alert rules are judged by Debian's Prometheus (prometheus: promtool check metrics / test
 # rules, and a real server scraping it in tests/integration/exporter-prometheus.test.ts; the
-# package's own service is not used). Tests never skip on a
-# missing one of these: they fail naming it (tests/support/tools.ts).
+# package's own service is not used). neutron's SR-IOV agent code (python3-neutron:
+# eswitch_manager) judges, inside the igb guest, which VFs it sees as free
+# (tests/vm/tier1-igb.test.ts). Tests never skip on a missing one of these: they fail naming it
+# (tests/support/tools.ts).
 DEBIAN_PACKAGES=(zip unzip qemu-system-x86 qemu-system-arm busybox-static cpio kmod debootstrap
-  e2fsprogs shellcheck grub-common initramfs-tools-core udev bzip2 python3-nova pci.ids prometheus)
+  e2fsprogs shellcheck grub-common initramfs-tools-core udev bzip2 python3-nova pci.ids prometheus
+  python3-neutron)
 
 # The real-kernel bed downloads the kernel package with apt-get download: it needs package lists.
 need_lists=0
 compgen -G "/var/lib/apt/lists/*_Packages" >/dev/null || need_lists=1
+# bookworm-backports, for QEMU 10 (its igb NIC has SR-IOV): scripts/vm/qemu10.sh downloads and
+# unpacks it for the igb tier alone; it is never installed over bookworm's QEMU. Same mirror as
+# the machine's own bookworm source; backports' default pin (100) upgrades nothing.
+backports=/etc/apt/sources.list.d/bookworm-backports.list
+# shellcheck source=/dev/null
+if [ ! -f "$backports" ] && [ "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" = bookworm ]; then
+  mirror=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  if [ -n "$mirror" ] && [ "$(id -u)" -eq 0 ]; then
+    echo "deb $mirror bookworm-backports main" >"$backports"
+    need_lists=1
+  fi
+fi
+
 # The arm64 tier downloads Debian's arm64 kernel and userland the same way (never installs them):
 # dpkg must know the architecture and apt needs its lists. Both steps are skipped once done.
 need_arm64=0

@@ -85,6 +85,9 @@ export interface BootOptions {
   cpus?: number;
   /** Give up on the boot after this long (default 180 s; TCG on a busy 2-core CI is slow). */
   bootTimeoutMs?: number;
+  /** Another QEMU than the machine's (the igb tier's QEMU 10, scripts/vm/qemu10.sh): its binary,
+   * its module folder and its firmware folders (`-L`). */
+  qemu?: { binary: string; moduleDir: string; dataDirs: string[] };
 }
 
 const CONSOLE_LIMIT = 32 * 1024 * 1024;
@@ -420,8 +423,10 @@ export async function bootGuest(opts: BootOptions): Promise<Guest> {
   const root = opts.root.kind === "disk" ? "Debian disk" : "bed initramfs";
   progress(`${opts.name}: booting (${root}, ${opts.topology.name} devices, IOMMU ${opts.iommu})`);
   const started = Date.now();
-  const binary = qemuBinary(opts.arch);
-  const qemu = spawn(binary, args, { stdio: ["pipe", "pipe", "pipe"] });
+  const binary = opts.qemu?.binary ?? qemuBinary(opts.arch);
+  if (opts.qemu) args.push(...opts.qemu.dataDirs.flatMap((dir) => ["-L", dir]));
+  const env = opts.qemu ? { ...process.env, QEMU_MODULE_DIR: opts.qemu.moduleDir } : process.env;
+  const qemu = spawn(binary, args, { stdio: ["pipe", "pipe", "pipe"], env });
   const guest = new Guest(opts.name, qemu, tmp);
   const spawnFailed = new Promise<never>((_, reject) =>
     qemu.once("error", (e) => reject(new GuestBootError(`cannot start QEMU: ${e.message}`))),

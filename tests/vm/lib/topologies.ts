@@ -253,3 +253,55 @@ export function device(topology: Topology, key: string): PciDeviceSpec {
   }
   return found;
 }
+
+/**
+ * Two SR-IOV NICs with netdev VFs: QEMU 10's `igb` (Intel 82576, 8086:10c9; VFs 8086:10ca on
+ * igbvf, sriov_totalvfs 7, VFs at offset 128 and stride 2: 0x:10.0, 0x:10.2…), each in a PCIe root
+ * port of its own so each has its own bus and every VF its own IOMMU group. Needs QEMU 10
+ * (scripts/vm/qemu10.sh) and a user-mode network backend each (IGB_BACKEND).
+ */
+export const IGB: Topology = {
+  name: "igb",
+  devices: [
+    {
+      key: "igbPortA",
+      qemu: "pcie-root-port,id=rpigba,chassis=21,addr=0b.0",
+      address: "0000:00:0b.0",
+      ids: "1b36:000c",
+      bootDriver: "pcieport",
+      role: "PCIe root port above igb NIC A",
+    },
+    {
+      key: "igbA",
+      qemu: "igb,netdev=igbneta,bus=rpigba,addr=00.0,id=igbA",
+      address: "0000:01:00.0",
+      ids: "8086:10c9",
+      bootDriver: "igb",
+      role: "SR-IOV NIC A: carries the host's address; its VFs back neutron ports (physnet1)",
+    },
+    {
+      key: "igbPortB",
+      qemu: "pcie-root-port,id=rpigbb,chassis=22,addr=0c.0",
+      address: "0000:00:0c.0",
+      ids: "1b36:000c",
+      bootDriver: "pcieport",
+      role: "PCIe root port above igb NIC B",
+    },
+    {
+      key: "igbB",
+      qemu: "igb,netdev=igbnetb,bus=rpigbb,addr=00.0,id=igbB",
+      address: "0000:02:00.0",
+      ids: "8086:10c9",
+      bootDriver: "igb",
+      role: "SR-IOV NIC B: its VFs go to VMs through a flavor alias (vfio-pci)",
+    },
+  ],
+  backendArgs: ["-netdev", "user,id=igbneta", "-netdev", "user,id=igbnetb"],
+};
+
+/** The address of VF `n` (0-based) of an igb PF on `bus`: offset 128, stride 2 (igb's own). */
+export function igbVfAddress(bus: number, n: number): string {
+  const routing = 128 + 2 * n;
+  const dev = (routing >> 3).toString(16).padStart(2, "0");
+  return `0000:${bus.toString(16).padStart(2, "0")}:${dev}.${routing & 7}`;
+}

@@ -5,7 +5,7 @@
 import { mkdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, beforeEach } from "vitest";
-import { bootGuest, type Guest } from "./guest";
+import { type BootOptions, bootGuest, type Guest } from "./guest";
 import { VM_CACHE } from "./paths";
 import type { IommuKind } from "./qemu-args";
 import type { BedKernel } from "./require-tools";
@@ -18,6 +18,7 @@ export interface BedGuestOptions {
   append?: string[];
   share?: string;
   memoryMb?: number;
+  qemu?: BootOptions["qemu"];
 }
 
 /** Boots a tier-1 guest (busybox initramfs, the host's root — or the arm64 userland — over 9p,
