@@ -24,6 +24,7 @@ import { readVfioGroupUsers } from "./host/vfio-users";
 import type { PreparationDeps } from "./host-preparation";
 import { NOVA_ENDPOINT } from "./nova-relation";
 import { buildOffer } from "./plan/fleet";
+import { novaFeatures } from "./plan/nova";
 import { planHost } from "./plan/plan-host";
 import type { Selection } from "./plan/select";
 import { type PlannedPf, type SriovPlan, selectForHost, sriovReady } from "./plan/sriov";
@@ -282,7 +283,10 @@ const ACTIONS: Record<ActionName, Action> = {
         onVfio: (a) => onVfio.has(a),
         pfReady: (pf) => sriovReady(pf, snap.facts),
         release: readNovaRelease(ctx.deps.root),
-        placement: false,
+        placement: novaFeatures(
+          readNovaRelease(ctx.deps.root),
+          snap.config.reportInPlacement === true,
+        ).placement,
       });
       return fleetConfig({
         summary: readFleetSummary(ctx.model),
@@ -294,6 +298,7 @@ const ACTIONS: Record<ActionName, Action> = {
       bound: snap.selection,
       onVfio: (address) => onVfio.has(address),
       setting: snap.config.novaPciOption,
+      reportInPlacement: snap.config.reportInPlacement === true,
       installed: readNovaRelease(ctx.deps.root),
       related: ctx.model.relations(NOVA_ENDPOINT).length > 0,
       sriov: {

@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import type { Model, Relation } from "ops-ts-shim";
 import type { Config } from "./config";
+import { REPORT_IN_PLACEMENT_WARNING } from "./config/placement";
 import type { HostFacts, NovaRelease } from "./host/facts";
 import { fileStamp } from "./host/file-stamp";
 import { readNovaRelease } from "./host/nova-release";
@@ -68,7 +69,7 @@ export function publishNova(
     (a) => onVfio.has(a),
     resolveOptionName(setting, setting === "auto" ? release : null),
     { pfs: plan.sriov, ready: (pf) => sriovReady(pf, facts) },
-    novaFeatures(release),
+    novaFeatures(release, placementWanted(model, options.config)),
   );
   const value = data[SUBORDINATE_CONFIGURATION_KEY] ?? null;
   // Unchanged since the last publish: no relation-ids / relation-get / relation-set at all, so an
@@ -81,6 +82,30 @@ export function publishNova(
     for (const relation of model.relations(endpoint)) relation.setLocalUnitData(data);
     model.stored.set(PUBLISHED_KEY, digest);
   }
+}
+
+/** Stored-state key: this host's nova-compute was told report_in_placement = True once. */
+const PLACEMENT_KEY = "nova-placement-on";
+
+/** Whether to send `[pci] report_in_placement = True`: when the option asks for it, and ever
+ * after once sent, because nova-compute refuses to start with it turned off again
+ * (REPORT_IN_PLACEMENT_WARNING). Setting the option back to false is logged, not obeyed. */
+export function placementWanted(model: Model, config: Config): boolean {
+  const before = model.stored.get<boolean>(PLACEMENT_KEY) === true;
+  if (config.reportInPlacement === true) {
+    if (!before) model.stored.set(PLACEMENT_KEY, true);
+    return true;
+  }
+  if (before && model.stored.get<boolean>(`${PLACEMENT_KEY}-warned`) !== true) {
+    model.log(
+      "WARNING",
+      "pci-report-in-placement=false, but this host's nova-compute was told report_in_placement " +
+        `= True before: the charm keeps sending True. ${REPORT_IN_PLACEMENT_WARNING} Set ` +
+        "pci-report-in-placement=true to silence this.",
+    );
+    model.stored.set(`${PLACEMENT_KEY}-warned`, true);
+  }
+  return before;
 }
 
 /** The installed nova. dpkg's status runs to megabytes on a compute host and update-status comes

@@ -26,8 +26,15 @@ import {
   restoreHost,
 } from "./host-preparation";
 import { handleReboot } from "./host-reboot";
-import { clearNovaRelations, installedNova, NOVA_ENDPOINT, publishNova } from "./nova-relation";
+import {
+  clearNovaRelations,
+  installedNova,
+  NOVA_ENDPOINT,
+  placementWanted,
+  publishNova,
+} from "./nova-relation";
 import { FLEET_ENDPOINT, type HostOffer, summaryConflictStatus } from "./plan/fleet";
+import { novaFeatures } from "./plan/nova";
 import { rebootStatus } from "./plan/reboot";
 import { sriovReady } from "./plan/sriov";
 import { statusFor, type UnitStatus } from "./plan/status";
@@ -206,6 +213,8 @@ export class PciPassthroughCharm extends CharmBase {
       const onVfio = new Set(
         facts.functions.filter((f) => f.driver === "vfio-pci").map((f) => f.address),
       );
+      const release =
+        plan.bind.length > 0 || plan.sriov.length > 0 ? installedNova(this.model, deps.root) : null;
       const published = publishOffer(
         this.model,
         {
@@ -214,11 +223,8 @@ export class PciPassthroughCharm extends CharmBase {
           sriov: plan.sriov,
           onVfio: (a) => onVfio.has(a),
           pfReady: (pf) => sriovReady(pf, facts),
-          release:
-            plan.bind.length > 0 || plan.sriov.length > 0
-              ? installedNova(this.model, deps.root)
-              : null,
-          placement: false,
+          release,
+          placement: novaFeatures(release, placementWanted(this.model, config)).placement,
         },
         relationHook,
       );

@@ -4,11 +4,13 @@
 // the devices.
 
 import type { NovaPciOption } from "../config";
+import { REPORT_IN_PLACEMENT_WARNING } from "../config/placement";
 import { validateActionNovaConfig } from "../generated/validators.js";
 import type { HostFacts, NovaRelease } from "../host/facts";
 import type { VfCountClaim, VfCountOwner } from "../host/vf-count-owners";
 import {
   chooseOptionName,
+  describeNovaRelease,
   novaEntryProblems,
   novaFeatures,
   novaJson,
@@ -48,6 +50,8 @@ export interface NovaConfigInput {
   onVfio: (address: string) => boolean;
   /** The `nova-pci-option` setting. */
   setting: NovaPciOption;
+  /** The `pci-report-in-placement` setting. */
+  reportInPlacement?: boolean;
   /** The nova installed on this host (host/nova-release.ts), or null. */
   installed: NovaRelease | null;
   /** Whether the `nova-compute` relation exists (there is someone to send the lines to). */
@@ -216,9 +220,15 @@ export function novaConfig(input: NovaConfigInput): ActionReply {
     (d) => offeredToNova(d) && !taken.has(d.address) && d.physfn === undefined,
   );
   const waitingPfs = sriov.pfs.filter((pf) => !published.includes(pf));
-  const entries = withNovaFeatures(novaPciEntries(offered, published), novaFeatures(installed));
+  const features = novaFeatures(installed, input.reportInPlacement ?? false);
+  const entries = withNovaFeatures(novaPciEntries(offered, published), features, offered);
 
   const option: ResultTree = { name: choice.name, setting, reason: choice.reason };
+  if (input.reportInPlacement) {
+    option.placement = features.placement
+      ? `[pci] report_in_placement = True: nova-compute reports these devices to Placement. ${REPORT_IN_PLACEMENT_WARNING}`
+      : `pci-report-in-placement=true, but ${installed ? describeNovaRelease(installed) : "no installed nova"} predates Zed (26.0.0), which brought PCI in Placement: nothing is sent for it.`;
+  }
   if (choice.warning) option.warning = choice.warning;
 
   const results: ResultTree = {

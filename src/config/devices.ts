@@ -13,6 +13,7 @@ import {
 } from "../pci-vocabulary";
 import { clip } from "../text";
 import { isString } from "./option-values";
+import { checkPlacement } from "./placement";
 import type { ConfigError, DeviceSelector } from "./types";
 
 // --- devices ----------------------------------------------------------------------------------
@@ -27,6 +28,8 @@ const DEVICE_KEYS = [
   "force",
   "vfs",
   "physical-network",
+  "resource-class",
+  "traits",
 ];
 /** Keys operators type from nova or lspci habits, and the key they meant. */
 const KEY_HINTS: Record<string, string> = {
@@ -48,6 +51,9 @@ const KEY_HINTS: Record<string, string> = {
   "num-vfs": "vfs",
   physical_network: "physical-network",
   physnet: "physical-network",
+  resource_class: "resource-class",
+  resourceclass: "resource-class",
+  trait: "traits",
 };
 const ID_KEYS = new Set(["vendor-id", "product-id"]);
 const STRING_KEYS = new Set([
@@ -215,6 +221,7 @@ function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelecto
     const values = list[0]!;
     const selected = checkSelection(entry, values, err);
     const sriov = checkSriov(values, err);
+    const placement = checkPlacement(values, err);
     if (selected === null || errors.length > before) continue;
     const clash = clashWithEarlier(selected, entry, seen, aliasByAddress);
     if (clash !== null) {
@@ -228,6 +235,9 @@ function checkEntries(entries: RawEntry[], errors: ConfigError[]): DeviceSelecto
       force: values.force ?? false,
       numaPolicy: values["numa-policy"] ?? null,
       ...sriov,
+      // Only when set: selectors built elsewhere (tests, plans) need not name them.
+      ...(placement.resourceClass !== null ? { resourceClass: placement.resourceClass } : {}),
+      ...(placement.traits.length > 0 ? { traits: placement.traits } : {}),
       source: entry.source.replace(/\s+/g, " ").trim(),
     });
   }

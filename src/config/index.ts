@@ -7,6 +7,7 @@ import { parseBlacklist } from "./blacklist-drivers";
 import { parseDevices } from "./devices";
 import { parseKernelParams } from "./extra-kernel-params";
 import { parseBool, parseEnum } from "./option-values";
+import { parseReportInPlacement } from "./placement";
 import { parseRebootPolicy, REBOOT_DEFAULTS } from "./reboot";
 import type { ConfigError, ParseResult } from "./types";
 
@@ -32,6 +33,7 @@ export const CONFIG_DEFAULTS = {
   "blacklist-drivers": "auto",
   "extra-kernel-params": "",
   "nova-pci-option": "auto",
+  "pci-report-in-placement": false,
   // Parsed on its own by exporter-port.ts (the exporter's option; not part of Config).
   "exporter-port": 9847,
   ...REBOOT_DEFAULTS,
@@ -70,6 +72,8 @@ export function parseConfig(raw: Record<string, unknown>): ParseResult {
   );
   const reboot = parseRebootPolicy(raw, errors);
 
+  const reportInPlacement = parseReportInPlacement(get("pci-report-in-placement"), errors);
+
   if (iommu === "off" && devices.length > 0) {
     errors.push({
       option: "iommu",
@@ -91,6 +95,8 @@ export function parseConfig(raw: Record<string, unknown>): ParseResult {
       extraKernelParams: extraKernelParams!,
       novaPciOption: novaPciOption!,
       reboot: reboot!,
+      // Only when on: configs built elsewhere (tests) need not name it.
+      ...(reportInPlacement ? { reportInPlacement } : {}),
     },
   };
 }

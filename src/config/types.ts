@@ -30,6 +30,10 @@ export interface DeviceSelector {
   /** neutron physical network of those VFs (nova's `physical_network` tag): they back
    * `vnic_type direct` ports instead of a flavor alias. Only with `vfs`. */
   physicalNetwork: string | null;
+  /** PCI in Placement (config/placement.ts): a custom resource class (`CUSTOM_…`), or null. */
+  resourceClass?: string | null;
+  /** PCI in Placement: custom traits (`CUSTOM_…`). */
+  traits?: string[];
   /** The entry as the operator wrote it, for messages ("10de:1bb0" or its JSON). */
   source: string;
 }
@@ -45,6 +49,8 @@ export interface Config {
   blacklistDrivers: BlacklistSetting;
   extraKernelParams: string[];
   novaPciOption: NovaPciOption;
+  /** `[pci] report_in_placement` for nova-compute (config/placement.ts). */
+  reportInPlacement?: boolean;
   /** Whether and when the charm reboots the host itself (config/reboot.ts). */
   reboot: RebootPolicy;
 }

@@ -67,9 +67,8 @@ export interface OfferInput {
   /** Whether a PF's VFs are all there on their planned driver now. */
   pfReady: (pf: PlannedPf) => boolean;
   release: NovaRelease | null;
+  /** This host's nova-compute reports PCI devices to Placement (option on, nova ≥ 26). */
   placement: boolean;
-  /** Placement fields per alias name (from the devices entries). */
-  placementOf?: (alias: string) => { resource_class?: string; traits?: string[] } | null;
 }
 
 const idsKey = (name: string, vendor: string, product: string) =>
@@ -86,7 +85,18 @@ export function buildOffer(input: OfferInput): HostOffer {
   const definitions = novaPciEntries(offerable, input.sriov).aliases;
   const entries = new Map<string, OfferAlias>();
   for (const a of definitions) {
-    const placement = input.placement ? (input.placementOf?.(a.name) ?? null) : null;
+    // The entry's Placement fields, from a function of this alias and ids.
+    const source = input.placement
+      ? offerable.find(
+          (d) =>
+            d.alias === a.name &&
+            d.vendorId.toLowerCase() === a.vendor_id &&
+            d.deviceId.toLowerCase() === a.product_id,
+        )
+      : undefined;
+    const placement = source
+      ? { resource_class: source.resourceClass, traits: source.traits }
+      : null;
     entries.set(idsKey(a.name, a.vendor_id, a.product_id), {
       name: a.name,
       vendor_id: a.vendor_id,

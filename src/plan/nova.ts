@@ -79,6 +79,8 @@ export interface NovaAlias {
 export interface NovaPciEntries {
   deviceSpecs: NovaDeviceSpec[];
   aliases: NovaAlias[];
+  /** Other [pci] options, sent before the specs (`report_in_placement`: withNovaFeatures). */
+  options?: [string, string][];
 }
 
 /** The option name chosen for device specs, why, and a warning when the choice looks wrong. */
@@ -483,6 +485,7 @@ export function pciPairs(
   optionName: NovaSpecOptionName,
 ): [string, string][] {
   return [
+    ...(entries.options ?? []),
     ...entries.deviceSpecs.map((s): [string, string] => [optionName, novaJson(s)]),
     ...entries.aliases.map((a): [string, string] => ["alias", novaJson(a)]),
   ];
@@ -589,7 +592,7 @@ export function novaRelationData(
   return {
     data: {
       [SUBORDINATE_CONFIGURATION_KEY]: subordinateConfiguration(
-        withNovaFeatures(novaPciEntries(offered, published), features),
+        withNovaFeatures(novaPciEntries(offered, published), features, offered),
         optionName,
       ),
     },
@@ -602,17 +605,28 @@ export function novaRelationData(
  * say something nova does not do. It is sent only from 31 on. */
 export const MANAGED_SINCE_MAJOR = 31;
 
+/** nova 26.0.0 (Zed) reports PCI devices to Placement (`[pci] report_in_placement`) and reads
+ * `resource_class` / `traits` in device_spec. */
+export const PLACEMENT_SINCE_MAJOR = 26;
+
 /** What the installed nova lets the charm say beyond the device specs themselves. */
 export interface NovaFeatures {
   /** `"managed": "no"` on the specs of functions the charm binds to vfio-pci (nova ≥ 31). */
   managed: boolean;
+  /** `[pci] report_in_placement = True`, and the entries' resource_class/traits (nova ≥ 26). */
+  placement: boolean;
 }
 
-export const NO_NOVA_FEATURES: NovaFeatures = { managed: false };
+export const NO_NOVA_FEATURES: NovaFeatures = { managed: false, placement: false };
 
-/** The features the installed nova understands (none when its release is unknown). */
-export function novaFeatures(installed: NovaRelease | null): NovaFeatures {
-  return { managed: installed !== null && installed.upstream[0] >= MANAGED_SINCE_MAJOR };
+/** The features the installed nova understands (none when its release is unknown); placement
+ * only when asked for (`pci-report-in-placement`). */
+export function novaFeatures(installed: NovaRelease | null, placement = false): NovaFeatures {
+  const major = installed?.upstream[0] ?? null;
+  return {
+    managed: major !== null && major >= MANAGED_SINCE_MAJOR,
+    placement: placement && major !== null && major >= PLACEMENT_SINCE_MAJOR,
+  };
 }
 
 /**
@@ -621,13 +635,31 @@ export function novaFeatures(installed: NovaRelease | null): NovaFeatures {
  * except VFs for neutron ports (`physical_network`: they stay on the host's VF driver, libvirt
  * moves them): those alone keep libvirt's default, managed.
  */
-export function withNovaFeatures(entries: NovaPciEntries, features: NovaFeatures): NovaPciEntries {
-  if (!features.managed) return entries;
+export function withNovaFeatures(
+  entries: NovaPciEntries,
+  features: NovaFeatures,
+  /** The functions the specs are for: their entries' resource class and traits, by ids. */
+  bound: BoundDevice[] = [],
+): NovaPciEntries {
+  if (!features.managed && !features.placement) return entries;
+  const placementOf = new Map<string, Pick<NovaDeviceSpec, "resource_class" | "traits">>();
+  for (const d of bound) {
+    if (!d.resourceClass && !d.traits?.length) continue;
+    placementOf.set(`${d.vendorId.toLowerCase()}:${d.deviceId.toLowerCase()}`, {
+      ...(d.resourceClass ? { resource_class: d.resourceClass } : {}),
+      ...(d.traits?.length ? { traits: d.traits.join(",") } : {}),
+    });
+  }
   return {
     ...entries,
-    deviceSpecs: entries.deviceSpecs.map((spec) =>
-      spec.physical_network === undefined ? { ...spec, managed: "no" } : spec,
-    ),
+    deviceSpecs: entries.deviceSpecs.map((spec) => {
+      const out: NovaDeviceSpec = { ...spec };
+      if (features.placement)
+        Object.assign(out, placementOf.get(`${spec.vendor_id}:${spec.product_id}`));
+      if (features.managed && spec.physical_network === undefined) out.managed = "no";
+      return out;
+    }),
+    ...(features.placement ? { options: [["report_in_placement", "True"]] } : {}),
   };
 }
 

@@ -235,6 +235,8 @@ function boundDevice(
     numaPolicy: sel.numaPolicy,
     reason: follows === null ? "selected" : "companion",
     follows,
+    ...(follows === null && sel.resourceClass ? { resourceClass: sel.resourceClass } : {}),
+    ...(follows === null && sel.traits?.length ? { traits: sel.traits } : {}),
   };
 }
 

@@ -203,6 +203,8 @@ export function planSriov(
             reason: "selected",
             follows: null,
             physfn: fn.address,
+            ...(sel.resourceClass ? { resourceClass: sel.resourceClass } : {}),
+            ...(sel.traits?.length ? { traits: sel.traits } : {}),
           });
         }
       }

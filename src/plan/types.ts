@@ -26,6 +26,9 @@ export interface BoundDevice {
   follows: string | null;
   /** For a VF the charm creates (plan/sriov.ts): its PF, through which nova matches it. */
   physfn?: string;
+  /** PCI in Placement: its entry's custom resource class and traits (config/placement.ts). */
+  resourceClass?: string;
+  traits?: string[];
 }
 
 /** A selected function the plan leaves with the host (the charm does not bind it nor blacklist its

@@ -168,3 +168,40 @@ describe("managed: never before nova 31", () => {
     NOVA_TIMEOUT_MS,
   );
 });
+
+describe("PCI in Placement: nova 26 reads the entry's class and traits from the spec", () => {
+  it(
+    "bookworm's nova 26: its Placement translator derives CUSTOM_GPU_P5000 and CUSTOM_HBM2",
+    () => {
+      const devices = [
+        bound("0000:83:00.0", "10de:1bb0", "gpu", {
+          resourceClass: "CUSTOM_GPU_P5000",
+          traits: ["CUSTOM_HBM2"],
+        }),
+      ];
+      const { data } = novaRelationData(
+        devices,
+        () => true,
+        "device_spec",
+        { pfs: [], ready: () => false },
+        novaFeatures(release("26.2.2"), true),
+      );
+      const p: [string, string][] = JSON.parse(data[SUBORDINATE_CONFIGURATION_KEY]!).nova[
+        "/etc/nova/nova.conf"
+      ].sections.pci;
+      expect(p[0]).toEqual(["report_in_placement", "True"]);
+      const r = runNova<NovaReading>(BOOKWORM_NOVA, NOVA_READS_PCI, {
+        specs: p.filter(([k]) => k === "device_spec").map(([, v]) => v),
+        options: { report_in_placement: true },
+        aliases: p.filter(([k]) => k === "alias").map(([, v]) => v),
+        devices: [GPU],
+      });
+      expect(r.devices["0000:83:00.0"]).toMatchObject({
+        admitted: true,
+        resource_class: "CUSTOM_GPU_P5000",
+        traits: ["COMPUTE_MANAGED_PCI_DEVICE", "CUSTOM_HBM2"],
+      });
+    },
+    NOVA_TIMEOUT_MS,
+  );
+});
