@@ -254,6 +254,10 @@ function rowResult(row: DeviceRow): ResultTree {
   } else if (row.selected && !onVfio) {
     out.next =
       "the plan gives it to vfio-pci: the charm binds it at the next boot; now: run the rebind action";
+  } else if (!row.selected && onVfio && row.sriov?.role !== "vf") {
+    out.next =
+      `on ${row.driver} now but the devices option does not select it: the charm does not bind ` +
+      `it at boot; to return it to the host now run the rebind action with devices=${row.address} to=host`;
   }
   const sriov = out.sriov;
   if (typeof sriov === "object" && row.vfSummary) {

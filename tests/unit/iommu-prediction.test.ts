@@ -272,6 +272,15 @@ describe("after the reboot: the truth about each function", () => {
     expect(JSON.stringify(rows)).not.toContain("not bound");
   });
 
+  it("a function on vfio-pci that nothing selects is said as such, with what returns it", () => {
+    const rows = listOn(
+      planOn(x550WorkstationHost({ iommuOn: true, port1Driver: "vfio-pci" }), "0000:00:17.0"),
+    );
+    expect(rows["0000-18-00-1"]!.next).toBe(
+      "on vfio-pci now but the devices option does not select it: the charm does not bind it at boot; to return it to the host now run the rebind action with devices=0000:18:00.1 to=host",
+    );
+  });
+
   it("before the reboot list-devices shows the group each function will have", () => {
     const rows = listOn(planOn(x550WorkstationHost(), "0000:18:00.1"));
     expect(rows["0000-18-00-1"]!["iommu-group-after-reboot"]).toMatch(
