@@ -19,7 +19,7 @@ import { readVfioGroupUsers } from "../host/vfio-users";
 import type { ExporterPlan } from "../plan/exporter-files";
 import { isHarmlessMember, isVfioDriver } from "../plan/iommu-groups";
 import { missingParams } from "../plan/status";
-import type { MetricFamily, Sample } from "./text-format";
+import { type MetricFamily, type Sample, sampleText } from "./text-format";
 
 /** The plan as the exporter last read it, and when the hook wrote it. */
 export interface LoadedPlan {
@@ -150,10 +150,9 @@ export function collect(
         isHarmlessMember({ driver: member.driver, isBridge: false }) || readIsBridge(root, address);
       if (!harmless) {
         ok = false;
-        blockers.push({
-          labels: { iommu_group: String(group), address, driver: member.driver ?? NONE },
-          value: 1,
-        });
+        blockers.push(
+          sampleText({ iommu_group: String(group), address, driver: member.driver ?? NONE }, 1),
+        );
       }
     }
     viable.set(group, ok);
@@ -172,14 +171,16 @@ export function collect(
     const ok = fn.present && isVfioDriver(fn.driver);
     const base = { address: f.a, ids: f.ids, alias: f.alias };
     const driver = fn.present ? (fn.driver ?? NONE) : "absent";
-    onDriver.push({ labels: { ...base, driver, planned_driver: "vfio-pci" }, value: ok ? 1 : 0 });
+    onDriver.push(sampleText({ ...base, driver, planned_driver: "vfio-pci" }, ok ? 1 : 0));
     const used = fn.iommuGroup !== null && (users.get(fn.iommuGroup)?.length ?? 0) > 0;
-    inUse.push({
-      labels: { ...base, iommu_group: fn.iommuGroup === null ? NONE : String(fn.iommuGroup) },
-      value: used ? 1 : 0,
-    });
+    inUse.push(
+      sampleText(
+        { ...base, iommu_group: fn.iommuGroup === null ? NONE : String(fn.iommuGroup) },
+        used ? 1 : 0,
+      ),
+    );
     const groupOk = fn.iommuGroup !== null && viable.get(fn.iommuGroup) === true;
-    available.push({ labels: base, value: ok && groupOk && !used ? 1 : 0 });
+    available.push(sampleText(base, ok && groupOk && !used ? 1 : 0));
   }
   gauge(
     "pci_passthrough_function_on_planned_driver",
@@ -199,10 +200,7 @@ export function collect(
   gauge(
     "pci_passthrough_iommu_group_viable",
     "1 when an IOMMU group holding planned functions can be given to a VM (every member on vfio-pci, pci-stub, no driver, or a bridge), else 0.",
-    [...viable].map(([group, ok]) => ({
-      labels: { iommu_group: String(group) },
-      value: ok ? 1 : 0,
-    })),
+    [...viable].map(([group, ok]) => sampleText({ iommu_group: String(group) }, ok ? 1 : 0)),
   );
   gauge(
     "pci_passthrough_iommu_group_blocker_info",

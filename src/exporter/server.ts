@@ -5,7 +5,7 @@ import { readStampedFile } from "../host/live-state";
 import { EXPORTER_OWNED } from "../host/root";
 import { EXPORTER_PLAN_COMMENT, type ExporterPlan } from "../plan/exporter-files";
 import { collect, GroupMembersCache, type LoadedPlan } from "./collect";
-import { type MetricFamily, renderText, TEXT_CONTENT_TYPE } from "./text-format";
+import { type MetricFamily, renderFamily, renderText, TEXT_CONTENT_TYPE } from "./text-format";
 
 /** The scrape loop's memory: the plan (read again only when its file changed) and counters. */
 export class Exporter {
@@ -41,6 +41,12 @@ export class Exporter {
 
   /** One scrape's exposition text. */
   scrape(): string {
+    return renderText(this.scrapeFamilies());
+  }
+
+  /** One scrape's metric families (the server writes them one by one: no 5 MB string at 10,000
+   * functions). */
+  scrapeFamilies(): MetricFamily[] {
     const started = process.hrtime.bigint();
     this.scrapes++;
     let families: MetricFamily[] = [];
@@ -83,7 +89,7 @@ export class Exporter {
         samples: [{ value: seconds }],
       },
     );
-    return renderText(families);
+    return families;
   }
 
   /** An HTTP server answering /metrics (and a pointer to it on /). */
@@ -93,8 +99,10 @@ export class Exporter {
       if (req.method !== "GET" && req.method !== "HEAD") {
         res.writeHead(405, { Allow: "GET, HEAD" }).end();
       } else if (path === "/metrics") {
-        const body = this.scrape();
-        res.writeHead(200, { "Content-Type": TEXT_CONTENT_TYPE }).end(body);
+        const families = this.scrapeFamilies();
+        res.writeHead(200, { "Content-Type": TEXT_CONTENT_TYPE });
+        for (const family of families) res.write(renderFamily(family));
+        res.end();
       } else if (path === "/") {
         res
           .writeHead(200, { "Content-Type": "text/plain; charset=utf-8" })

@@ -3,10 +3,9 @@
 
 export type MetricType = "gauge" | "counter";
 
-export interface Sample {
-  labels?: Record<string, string>;
-  value: number;
-}
+/** One sample: labels and value, or the same already rendered by sampleText (what the
+ * per-function families keep: one string a sample instead of two objects, at 10,000 functions). */
+export type Sample = { labels?: Record<string, string>; value: number } | string;
 
 export interface MetricFamily {
   name: string;
@@ -36,26 +35,31 @@ function formatValue(value: number): string {
   return String(value);
 }
 
-/** The families as one exposition text. A family without samples still says HELP and TYPE, so
- * a metric that is zero series today (no PF planned) is known to exist. */
-export function renderText(families: readonly MetricFamily[]): string {
-  const out: string[] = [];
-  for (const family of families) {
-    out.push(`# HELP ${family.name} ${escapeHelp(family.help)}`);
-    out.push(`# TYPE ${family.name} ${family.type}`);
-    for (const sample of family.samples) {
-      let line = family.name;
-      if (sample.labels) {
-        let sep = "{";
-        for (const k in sample.labels) {
-          line += `${sep}${k}="${escapeLabel(sample.labels[k]!)}"`;
-          sep = ",";
-        }
-        if (sep === ",") line += "}";
-      }
-      out.push(`${line} ${formatValue(sample.value)}`);
+/** A sample's labels and value as exposition text: `{k="v",…} value` (no name). */
+export function sampleText(labels: Record<string, string> | undefined, value: number): string {
+  let line = "";
+  if (labels) {
+    let sep = "{";
+    for (const k in labels) {
+      line += `${sep}${k}="${escapeLabel(labels[k]!)}"`;
+      sep = ",";
     }
+    if (sep === ",") line += "}";
   }
-  out.push("");
-  return out.join("\n");
+  return `${line} ${formatValue(value)}`;
+}
+
+/** One family's exposition text, newline-terminated. A family without samples still says HELP
+ * and TYPE, so a metric that is zero series today (no PF planned) is known to exist. */
+export function renderFamily(family: MetricFamily): string {
+  let text = `# HELP ${family.name} ${escapeHelp(family.help)}\n# TYPE ${family.name} ${family.type}\n`;
+  for (const sample of family.samples) {
+    text += `${family.name}${typeof sample === "string" ? sample : sampleText(sample.labels, sample.value)}\n`;
+  }
+  return text;
+}
+
+/** The families as one exposition text. */
+export function renderText(families: readonly MetricFamily[]): string {
+  return families.map(renderFamily).join("");
 }
