@@ -263,6 +263,7 @@ const ACTIONS: Record<ActionName, Action> = {
       params,
       facts: snap.facts,
       sriov: snap.sriov,
+      usage: snap.usage,
       groupUsers: (groups) => readVfioGroupUsers(ctx.deps.root, groups),
       sysfs: createSysfsWriter(ctx.deps.root),
     });

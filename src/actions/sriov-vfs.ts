@@ -10,7 +10,7 @@
 
 import type { SysfsWriter } from "../apply/sysfs";
 import { type ActionSriovVfs, validateActionSriovVfs } from "../generated/validators.js";
-import type { HostFacts } from "../host/facts";
+import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import { deviceAttr, SYSFS_WRITES } from "../host/root";
 import type { VfioGroupUser } from "../host/vfio-users";
 import { describeUser } from "../host/vfio-users";
@@ -62,6 +62,8 @@ export interface SriovWrite {
 export interface PfChange {
   pf: PlannedPf;
   from: number;
+  /** The count is right; only VFs off their planned driver (or autoprobe left off) are fixed. */
+  repair?: string[];
   writes: SriovWrite[];
   /** The VFs that exist now and are destroyed first, with who holds their group open. */
   busy: Array<{ vf: string; group: number; users: VfioGroupUser[] }>;
@@ -106,12 +108,74 @@ export function sriovWrites(pf: PlannedPf, from: number): SriovWrite[] {
   return writes;
 }
 
+/**
+ * The count is right but VFs sit off the plan (a helper udev killed after its 180 s, or another
+ * agent): each VF for vfio-pci that is not on it gets its override, leaves its driver and is
+ * probed; a neutron-port VF left with no driver is probed for its host driver; autoprobe left off
+ * is turned back on. Pure; empty when everything is where the plan puts it.
+ */
+export function repairWrites(
+  pf: PlannedPf,
+  fn: PciFunction,
+  vfs: PciFunction[],
+): { writes: SriovWrite[]; moved: string[] } {
+  const writes: SriovWrite[] = [];
+  const moved: string[] = [];
+  for (const vf of vfs) {
+    if (pf.vfDriver === "vfio-pci") {
+      if (vf.driver === "vfio-pci") continue;
+      moved.push(`${vf.address} (was on ${vf.driver ?? "no driver"})`);
+      if (vf.driverOverride !== "vfio-pci") {
+        writes.push({
+          path: deviceAttr(vf.address, "driver_override"),
+          value: "vfio-pci",
+          why: "this VF goes to vfio-pci, by its own address",
+        });
+      }
+      if (vf.driver !== null) {
+        writes.push({
+          path: deviceAttr(vf.address, "driver/unbind"),
+          value: vf.address,
+          why: `take it from ${vf.driver}`,
+        });
+      }
+      writes.push({
+        path: SYSFS_WRITES.pciDriversProbe,
+        value: vf.address,
+        why: "probe it: vfio-pci takes it",
+      });
+    } else if (vf.driver === null && vf.driverOverride === null) {
+      moved.push(`${vf.address} (had no driver)`);
+      writes.push({
+        path: SYSFS_WRITES.pciDriversProbe,
+        value: vf.address,
+        why: "probe it: its host VF driver takes it",
+      });
+    }
+  }
+  if (fn.sriov?.driversAutoprobe === false) {
+    writes.push({
+      path: deviceAttr(pf.address, "sriov_drivers_autoprobe"),
+      value: "1",
+      why: "back to the default (left off by an interrupted helper)",
+    });
+  }
+  return { writes, moved };
+}
+
+/** What a neutron SR-IOV agent must hear after a count change on a physical-network PF. */
+export const NEUTRON_RESTART =
+  "systemctl restart neutron-sriov-agent (on this host): the agent scans a PF's VFs once, when it first maps the PF (eswitch_manager.py _process_emb_switch_map keeps a PF it knows), so ports on new VFs never go ACTIVE until it restarts";
+
 export interface SriovVfsInput {
   /** Checked by parseSriovVfsParams before any host read. */
   params: SriovVfsParams;
   facts: HostFacts;
   /** PFs the plan gives VFs (plan/sriov.ts). */
   sriov: PlannedPf[];
+  /** What the host uses each function for (host/usage.ts): a PF that carries the host's own
+   * network resets its port on a change of VF count. Absent: nothing known. */
+  usage?: HostUsage;
   /** Processes holding each asked group open (host/vfio-users.ts readVfioGroupUsers). */
   groupUsers: (groups: ReadonlySet<number>) => Map<number, VfioGroupUser[]>;
   sysfs: SysfsWriter;
@@ -140,14 +204,18 @@ export function sriovVfsAction(input: SriovVfsInput): ActionReply {
       return { ok: false, message, results: { ok: "no", message } };
     }
     if (from === pf.numVfs) {
-      unchanged.push(pf.address);
+      const vfs = input.facts.functions.filter((f) => f.physfn === pf.address);
+      const { writes, moved } = repairWrites(pf, fn, vfs);
+      if (writes.length === 0) unchanged.push(pf.address);
+      else changes.push({ pf, from, writes, busy: [], repair: moved });
       continue;
     }
     changes.push({ pf, from, writes: sriovWrites(pf, from), busy: [] });
   }
+  const recounts = changes.filter((c) => c.repair === undefined);
   // The busy check: every VF that exists now is destroyed first.
   const vfsNow = input.facts.functions.filter(
-    (f) => f.physfn !== null && changes.some((c) => c.pf.address === f.physfn),
+    (f) => f.physfn !== null && recounts.some((c) => c.pf.address === f.physfn),
   );
   const groups = new Set(vfsNow.flatMap((vf) => (vf.iommuGroup === null ? [] : [vf.iommuGroup])));
   const users = input.groupUsers(groups);
@@ -174,6 +242,23 @@ export function sriovVfsAction(input: SriovVfsInput): ActionReply {
     );
     const message = `sriov-vfs refused: ${named}: ${HELD_GROUP_RISK}. Stop or migrate those instances first, then run the action again (force does not override this). Nothing was changed.`;
     return { ok: false, message, results: { ok: "no", message, ...changeResults(changes) } };
+  }
+  // A PF that carries the host's own network: enabling and disabling VFs resets the port (i40e
+  // and ice reset the PF both ways), so its link, addresses and routes drop for a moment.
+  const carriers = recounts.flatMap((c) => {
+    const uses = input.usage?.get(c.pf.address) ?? [];
+    if (uses.length === 0) return [];
+    const resets = c.from === 0 ? "one reset (N)" : "two resets (0, then N)";
+    return [`${c.pf.address} carries the host's network (${uses.join("; ")}): ${resets}`];
+  });
+  if (carriers.length > 0) {
+    const risk =
+      "changing the VF count resets the PF's port (i40e and ice reset it when VFs are enabled and when they are disabled), so that interface drops and its addresses stop answering until the link is back";
+    if (!input.params.force) {
+      const message = `sriov-vfs refused: ${carriers.join("; ")}: ${risk}. Run it from the console or in a maintenance window with force=true. Nothing was changed.`;
+      return { ok: false, message, results: { ok: "no", message, ...changeResults(changes) } };
+    }
+    warnings.push(`forced past: ${carriers.join("; ")}: ${risk}`);
   }
   if (
     changes.some((c) => c.pf.vfDriver === "vfio-pci") &&
@@ -226,11 +311,28 @@ export function sriovVfsAction(input: SriovVfsInput): ActionReply {
     }
   }
   const ok = failures.length === 0 && offPlan.length === 0;
-  const done = changes.map((c) => `${c.pf.address}: ${c.from} → ${c.pf.numVfs} VFs`).join(", ");
+  const done = changes
+    .map((c) =>
+      c.repair === undefined
+        ? `${c.pf.address}: ${c.from} → ${c.pf.numVfs} VFs`
+        : `${c.pf.address}: ${c.from} VFs as planned; moved to ${c.pf.vfDriver === "vfio-pci" ? "vfio-pci" : "their host driver"}: ${c.repair.length > 0 ? listOf(c.repair, 3, ", ") : "none"}${c.writes.some((w) => w.path.endsWith("/sriov_drivers_autoprobe")) ? "; sriov_drivers_autoprobe back on" : ""}`,
+    )
+    .join(", ");
+  const neutron = recounts.filter((c) => c.pf.physicalNetwork !== null);
+  const restart: ResultTree =
+    neutron.length > 0 && failures.length === 0
+      ? {
+          restart: {
+            service: "neutron-sriov-agent",
+            command: "systemctl restart neutron-sriov-agent",
+            why: `${neutron.map((c) => `${c.pf.address} (${c.pf.physicalNetwork})`).join(", ")}: ${NEUTRON_RESTART}`,
+          },
+        }
+      : {};
   const message = ok
     ? changes.length === 0
       ? `every PF already has its planned VFs (${unchanged.join(", ")})`
-      : `${done}${changes.some((c) => c.pf.vfDriver === "vfio-pci") ? ", each on vfio-pci" : ""}`
+      : `${done}${recounts.some((c) => c.pf.vfDriver === "vfio-pci") ? ", each on vfio-pci" : ""}${neutron.length > 0 ? `; now run: systemctl restart neutron-sriov-agent (${NEUTRON_RESTART.slice(NEUTRON_RESTART.indexOf(":") + 2)})` : ""}`
     : `sriov-vfs: ${[...failures, ...(offPlan.length > 0 ? [`not on vfio-pci after probing: ${listOf(offPlan, 3, ", ")}`] : [])].join("; ")}`;
   return {
     ok,
@@ -240,6 +342,7 @@ export function sriovVfsAction(input: SriovVfsInput): ActionReply {
       message,
       ...changeResults(changes),
       ...(warnings.length > 0 ? { warnings: listResult(warnings, (w) => w) } : {}),
+      ...restart,
     },
   };
 }
@@ -255,6 +358,7 @@ function changeResults(changes: PfChange[]): ResultTree {
       to: String(c.pf.numVfs),
       "vf-driver": c.pf.vfDriver === "vfio-pci" ? "vfio-pci" : "host VF driver",
       writes: listResult(c.writes, (w) => `${w.path} <- ${w.value} (${w.why})`),
+      ...(c.repair && c.repair.length > 0 ? { moved: listResult(c.repair, (m) => m) } : {}),
     };
   }
   return { pfs: out };
