@@ -8,6 +8,7 @@ import { novaConfig, parseNovaConfigParams } from "./actions/nova-config";
 import { type Checked, type ParamError, paramErrorMessage } from "./actions/params";
 import { rebindAction } from "./actions/rebind";
 import { parseRebindParams } from "./actions/rebind-plan";
+import { parseRebootPlanParams, rebootPlanReply } from "./actions/reboot-plan";
 import { type ActionReply, failure, listResult, type ResultTree } from "./actions/results";
 import { parseSriovVfsParams, sriovVfsAction } from "./actions/sriov-vfs";
 import { parseVerifyIommuParams, verifyIommu } from "./actions/verify-iommu";
@@ -21,19 +22,26 @@ import { readNovaRelease } from "./host/nova-release";
 import { loadPciIds, readHostFacts, readHostUsage } from "./host/read-facts";
 import { readVfCountClaims, type VfCountClaim } from "./host/vf-count-owners";
 import { readVfioGroupUsers } from "./host/vfio-users";
-import type { PreparationDeps } from "./host-preparation";
+import { EMPTY_MEMORY, type PreparationDeps } from "./host-preparation";
+import { handleReboot } from "./host-reboot";
 import { NOVA_ENDPOINT } from "./nova-relation";
 import { buildOffer } from "./plan/fleet";
 import { novaFeatures } from "./plan/nova";
 import { planHost } from "./plan/plan-host";
 import type { Selection } from "./plan/select";
 import { type PlannedPf, type SriovPlan, selectForHost, sriovReady } from "./plan/sriov";
-import { formatConfigError } from "./plan/status";
+import { type FailedCommand, formatConfigError, NO_GRUB } from "./plan/status";
 import type { BoundDevice, WithheldFunction } from "./plan/types";
 import { vfCountDisagreements, vfCountProblems } from "./plan/vf-count-owners";
 import { clip } from "./text";
 
-export type ActionName = "list-devices" | "verify-iommu" | "rebind" | "nova-config" | "sriov-vfs";
+export type ActionName =
+  | "list-devices"
+  | "verify-iommu"
+  | "rebind"
+  | "nova-config"
+  | "sriov-vfs"
+  | "reboot-plan";
 
 export interface ActionContext {
   model: Model;
@@ -267,6 +275,52 @@ const ACTIONS: Record<ActionName, Action> = {
       groupUsers: (groups) => readVfioGroupUsers(ctx.deps.root, groups),
       sysfs: createSysfsWriter(ctx.deps.root),
     });
+  }),
+
+  "reboot-plan": action("reboot-plan", parseRebootPlanParams, (_params, ctx) => {
+    const snap = snapshot(ctx);
+    if (!snap.config) return failure(`the charm config is invalid: ${snap.configProblem}`);
+    const plan = planHost(
+      snap.config,
+      snap.facts,
+      modules(ctx, snap.facts),
+      { boundIds: {} },
+      {
+        usage: snap.usage,
+        moduleNames: readModuleNames(ctx.deps.root, snap.facts.kernelRelease).names,
+        vfCountClaims: snap.vfCountClaims,
+      },
+    );
+    // What a hook would find, with nothing applied: the files are as the hooks left them.
+    const failed: FailedCommand[] = ctx.noGrub
+      ? [{ kind: "grub", argv: ["update-grub"], notFound: true, message: NO_GRUB }]
+      : [];
+    const assessment = handleReboot(
+      ctx.model,
+      {
+        outcome: { kind: "prepared", plan, facts: snap.facts, failed },
+        config: snap.config,
+        memory: EMPTY_MEMORY,
+        report: null,
+        facts: snap.facts,
+        plan,
+      },
+      ctx.deps,
+      { act: false },
+    );
+    if (!assessment) return failure("no reboot assessment: the host was not prepared");
+    const reply = rebootPlanReply({
+      policy: snap.config.reboot,
+      plan,
+      facts: snap.facts,
+      pending: assessment.pending,
+      decision: assessment.decision,
+      lock: assessment.lock,
+      limit: assessment.limit,
+      rebootFacts: assessment.facts,
+      memory: assessment.memory,
+    });
+    return { ...reply, results: withSnapshotNotes(reply.results, snap) };
   }),
 
   "nova-config": action("nova-config", parseNovaConfigParams, (params, ctx) => {

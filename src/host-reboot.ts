@@ -39,6 +39,10 @@ export interface RebootAssessment {
   lock: LockView;
   pending: string[];
   facts: RebootFacts | null;
+  /** What the unit remembered when the hook began. */
+  memory: RebootMemory;
+  /** How many units may hold the lock now. */
+  limit: number;
 }
 
 function parseHolders(text: string | undefined): string[] {
@@ -150,7 +154,7 @@ export function handleReboot(
       decision = decideReboot({ ...inputs, lock }, limit);
   }
   if (options.act) act(model, relation, arbitration, decision, memory, deps);
-  return { decision, arbitration, lock, pending, facts };
+  return { decision, arbitration, lock, pending, facts, memory, limit };
 }
 
 /** reboot=manual with nothing remembered and no lock: the status says what is pending. */
@@ -167,6 +171,8 @@ function manualOnly(pending: string[], memory: RebootMemory): RebootAssessment {
     lock,
     pending,
     facts: null,
+    memory,
+    limit: 1,
   };
 }
 

@@ -133,6 +133,7 @@ export class PciPassthroughCharm extends CharmBase {
       "rebind",
       "nova-config",
       "sriov-vfs",
+      "reboot-plan",
     ] as const) {
       framework.observe(`${action}-action`, (e: ActionEvent) =>
         actionCode().runActionHandler(action, e, this.actionContext()),

@@ -172,6 +172,34 @@ describe("reboot=when-idle across units (packed charm, simulated model)", {
     expect(status(h0).message).toContain(
       "reboot=when-idle holds the reboot: libvirt domain instance-00000001 is paused: migrate or stop it first; Juju container juju-3f2a6a-0-lxd-3 runs on this machine and Juju stops it to reboot: move it, or set reboot-with-juju-containers=true",
     );
+    // The operator's view: every check, the lock, what the host will look like; nothing acted.
+    expect(model.dispatch(h0.name, "reboot-plan-action")).toBe(0);
+    const action = h0.unit.sim.readState().lastAction!;
+    expect(action.failed).toBe(false);
+    expect(action.results).toMatchObject({
+      needed: "yes",
+      why: { "1": "kernel command line lacks intel_iommu=on iommu=pt" },
+      policy: { reboot: "when-idle", window: "any time", "with-juju-containers": "no" },
+      "next-hook-would": "wait: a check holds the reboot back",
+      checks: {
+        guests: "hold: libvirt domain instance-00000001 is paused: migrate or stop it first",
+        vfio: "pass: no process holds a /dev/vfio group",
+        "juju-containers": expect.stringMatching(/^hold: Juju container juju-3f2a6a-0-lxd-3 runs/),
+        window: expect.stringMatching(/^pass: any time/),
+        lock: "hold: the reboot lock is free (asked once the other checks pass)",
+      },
+      lock: { holders: "nobody", units: "pci-passthrough/0", leader: "yes" },
+      after: {
+        "kernel-params-added": "intel_iommu=on iommu=pt",
+        "on-vfio-pci": { "1": expect.stringMatching(/^0000:83:00\.0 10de:/) },
+      },
+    });
+    expect((action.results.after as Record<string, string>)["kernel-cmdline"]).toMatch(
+      / intel_iommu=on iommu=pt$/,
+    );
+    expect(model.reboots).toEqual([]);
+    expect(h0.unit.sim.readState().calls.map((c) => c.argv[0])).not.toContain("juju-reboot");
+
     h0.setDomains([]);
     model.dispatch(h0.name, "update-status");
     expect(status(h0).message).not.toContain("libvirt domain");
@@ -211,5 +239,12 @@ describe("reboot=when-idle across units (packed charm, simulated model)", {
     expect(status(h0).message).toMatch(/^the reboot the charm asked for/);
     // Still holding the lock: the next host would likely fail the same way.
     expect(lockOf(h0)).toEqual([h0.name]);
+    model.dispatch(h0.name, "reboot-plan-action");
+    const results = h0.unit.sim.readState().lastAction!.results;
+    expect(results["next-hook-would"]).toMatch(
+      /^nothing: a reboot already failed to bring this \(loop guard\): the reboot the charm asked for/,
+    );
+    expect(results["loop-guard"]).toBe(status(h0).message);
+    expect(model.reboots).toEqual([h0.name]);
   });
 });
