@@ -8,8 +8,8 @@
 // Where VFs sit at boot, and why (README "SR-IOV" says the same to operators):
 // - Without `physical-network` the VFs are offered through a flavor alias (`device_type` type-VF),
 //   like any device this charm passes through: they go to vfio-pci at boot, by their own address,
-//   so no host VF driver (iavf, mlx5_core, nvme…) ever configures them and nova-compute only sees
-//   VFs that are ready. libvirt's managed hostdev leaves a device it found on vfio-pci there when the
+//   so no host VF driver (iavf, mlx5_core, nvme…) ever configures them (nova's spec for the PF is
+//   published whenever the PF is planned: nova.ts publishedPfs). libvirt's managed hostdev leaves a device it found on vfio-pci there when the
 //   VM stops (it only returns devices it moved itself).
 // - With `physical-network` the VFs back neutron ports (`vnic_type direct`): they stay on the host
 //   VF driver. neutron's SR-IOV agent counts a VF without a netdev as assigned to a VM
