@@ -7,7 +7,13 @@ import type { NovaRelease } from "../../src/host/facts";
 import { type HostOffer, mergeFleet } from "../../src/plan/fleet";
 import { novaFeatures, novaRelationData, SUBORDINATE_CONFIGURATION_KEY } from "../../src/plan/nova";
 import { bound } from "../support/bound-devices";
-import { BOOKWORM_NOVA, NOVA_READS_PCI, type NovaPython, runNova } from "../support/nova-python";
+import {
+  BOOKWORM_NOVA,
+  NOVA_READS_PCI,
+  type NovaPython,
+  runNova,
+  trixieNova,
+} from "../support/nova-python";
 
 interface NovaReading {
   devices: Record<
@@ -201,6 +207,110 @@ describe("PCI in Placement: nova 26 reads the entry's class and traits from the 
         resource_class: "CUSTOM_GPU_P5000",
         traits: ["COMPUTE_MANAGED_PCI_DEVICE", "CUSTOM_HBM2"],
       });
+    },
+    NOVA_TIMEOUT_MS,
+  );
+});
+
+describe("trixie's nova 31 (2025.1 Epoxy) reads what the charm sends it", () => {
+  it(
+    '"managed": "no" and the Placement fields on the spec: nova takes the device as pre-bound, in its class',
+    () => {
+      const devices = [
+        bound("0000:83:00.0", "10de:1bb0", "gpu", {
+          resourceClass: "CUSTOM_GPU_P5000",
+          traits: ["CUSTOM_HBM2", "CUSTOM_FAST_LINK"],
+        }),
+      ];
+      const { data } = novaRelationData(
+        devices,
+        () => true,
+        "device_spec",
+        { pfs: [], ready: () => false },
+        novaFeatures(release("31.0.0"), true),
+      );
+      const p: [string, string][] = JSON.parse(data[SUBORDINATE_CONFIGURATION_KEY]!).nova[
+        "/etc/nova/nova.conf"
+      ].sections.pci;
+      expect(JSON.parse(p[1]![1])).toEqual({
+        vendor_id: "10de",
+        product_id: "1bb0",
+        address: "0000:83:00.0",
+        managed: "no",
+        resource_class: "CUSTOM_GPU_P5000",
+        traits: "CUSTOM_HBM2,CUSTOM_FAST_LINK",
+      });
+      const r = runNova<NovaReading>(trixieNova(), NOVA_READS_PCI, {
+        specs: p.filter(([k]) => k === "device_spec").map(([, v]) => v),
+        options: { report_in_placement: true },
+        aliases: p.filter(([k]) => k === "alias").map(([, v]) => v),
+        devices: [GPU],
+      });
+      expect(r.alias_error).toBeNull();
+      expect(r.devices["0000:83:00.0"]).toMatchObject({
+        admitted: true,
+        // nova 31 normalises the tag to a boolean word and copies it onto the device.
+        spec_tags: { managed: "false" },
+        resource_class: "CUSTOM_GPU_P5000",
+        traits: ["COMPUTE_MANAGED_PCI_DEVICE", "CUSTOM_FAST_LINK", "CUSTOM_HBM2"],
+      });
+    },
+    NOVA_TIMEOUT_MS,
+  );
+
+  it(
+    "the fleet's line carries resource_class/traits when every host reports to Placement (nova >= 27): nova 31 parses it",
+    () => {
+      const placed = (aliases: HostOffer["aliases"]): HostOffer => ({
+        v: 1,
+        nova: "31.0.0",
+        placement: true,
+        aliases,
+      });
+      const view = mergeFleet({
+        hosts: {
+          "pci-passthrough/0": placed([
+            row("gpu", "10de:1bb0", {
+              resource_class: "CUSTOM_GPU_P5000",
+              traits: ["CUSTOM_HBM2"],
+            }),
+          ]),
+          "pci-passthrough/1": placed([
+            row("gpu", "10de:1bb0", {
+              resource_class: "CUSTOM_GPU_P5000",
+              traits: ["CUSTOM_HBM2"],
+            }),
+          ]),
+        },
+      });
+      expect(view.aliasPlacement).toBe(true);
+      expect(view.aliases).toEqual([
+        {
+          name: "gpu",
+          vendor_id: "10de",
+          product_id: "1bb0",
+          device_type: "type-PCI",
+          resource_class: "CUSTOM_GPU_P5000",
+          traits: "CUSTOM_HBM2",
+        },
+      ]);
+      const r = read(
+        trixieNova(),
+        [],
+        view.aliases.map((a) => JSON.stringify(a)),
+      );
+      expect(r.alias_error).toBeNull();
+      expect(r.aliases!.gpu!.specs[0]).toMatchObject({
+        resource_class: "CUSTOM_GPU_P5000",
+        traits: "CUSTOM_HBM2",
+      });
+      // bookworm's nova 26 has no such alias fields: the merge never puts them there for it.
+      const old = read(
+        BOOKWORM_NOVA,
+        [],
+        view.aliases.map((a) => JSON.stringify(a)),
+      );
+      expect(old.alias_error).toMatch(/PciInvalidAlias: .*resource_class/);
     },
     NOVA_TIMEOUT_MS,
   );

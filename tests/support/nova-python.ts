@@ -79,9 +79,13 @@ class Dev:
 for d in inp["devices"]:
     spec = next((s for s in wl.specs if s.match(d)), None)
     tags = dict(spec.get_tags()) if spec else None
-    entry = {"admitted": wl.device_assignable(d), "tags": tags}
-    if spec is not None and hasattr(spec, "_managed"):
-        entry["managed"] = bool(spec._managed)
+    # nova 31 returns the matching spec, earlier releases a bool.
+    entry = {"admitted": bool(wl.device_assignable(d)), "tags": tags}
+    # nova 31: the spec's own tags (managed, live_migratable) that it copies onto the device.
+    if spec is not None and hasattr(spec, "enhanced_pci_device_with_spec_tags"):
+        enhanced = {}
+        spec.enhanced_pci_device_with_spec_tags(enhanced)
+        entry["spec_tags"] = enhanced
     if spec is not None and ppt is not None:
         entry["resource_class"] = ppt._get_rc_for_dev(Dev(d), tags)
         entry["traits"] = sorted(ppt._get_traits_for_dev(tags))
