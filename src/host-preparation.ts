@@ -342,14 +342,16 @@ function logReport(report: ApplyReport, deps: PreparationDeps): void {
   // "ran" only for what ran; the runner itself logged why it skipped the others.
   for (const argv of report.ran) deps.log("INFO", `ran ${argv.join(" ")}`);
   for (const f of report.failed) {
-    // A program an earlier hook did not find is said once, there; the status keeps saying it.
-    if (f.remembered) continue;
+    // A program not found is a standing fact about the host, said at every hook as a WARNING:
+    // the charm logs a warning only when the set of warnings changes (sayChangedWarnings), so it
+    // reaches the log once and is not mistaken for gone at the next hook.
     if (f.result.exitCode === NOT_FOUND_EXIT) {
       deps.log(
         "WARNING",
         `${f.message}; the charm runs it once it is on PATH or its inputs change`,
       );
-    } else {
+    } else if (!f.remembered) {
+      // A failure an earlier hook already reported is said once, there; the status keeps it.
       deps.log("ERROR", `${f.message}; the charm runs it again at its next hook`);
     }
   }
