@@ -100,7 +100,7 @@ export class PciPassthroughCharm extends CharmBase {
         this.reconcile(e.name, { kind: "changed", unit: e.remoteUnit });
       // The leader's application bag changed: the reboot lock may now be this unit's
       // (reboot=when-idle only: with manual nothing here waits for it).
-      else if (!e.remoteUnit && this.model.config().reboot === "when-idle") this.reconcile(e.name);
+      else if (!e.remoteUnit && rebootWhenIdle(this.model.config())) this.reconcile(e.name);
     });
     framework.observe(`${FLEET_ENDPOINT}-relation-departed`, (e) => {
       const unit = e.departingUnit ?? e.remoteUnit;
@@ -331,6 +331,12 @@ function digestOf(text: string): string {
  * hooks, has a stub in its place, so no hook loads it. */
 export function actionCode(): typeof actions {
   return actions;
+}
+
+/** `reboot: when-idle`, as the option parser reads it (any case, trimmed). */
+function rebootWhenIdle(config: Readonly<Record<string, unknown>>): boolean {
+  const value = config.reboot;
+  return typeof value === "string" && value.trim().toLowerCase() === "when-idle";
 }
 
 function toShimStatus(status: UnitStatus): StatusBase {
