@@ -137,7 +137,9 @@ function defaultRunner(env: NodeJS.ProcessEnv): HookToolRunner {
   return withPrefetched(spawn, readStdin);
 }
 
-/** Runs one Juju dispatch of charmClass and returns the process exit code (0 or 1). */
+/** Runs one Juju dispatch of charmClass and returns the process exit code (0 or 1), in phases,
+ * as ops' main does: (1) read the environment once and resolve which event this is, (2) build the
+ * event (buildEvent), (3) emit it, collect status and commit stored state (emitAndCommit). */
 export function main(charmClass: CharmClass, options: MainOptions = {}): number {
   if (stoppable(options)) {
     // This thread only watches for signals; the worker runs this same script and dispatches.
@@ -185,35 +187,60 @@ export function main(charmClass: CharmClass, options: MainOptions = {}): number 
     const framework = new Framework(model, context, runner);
     // The charm constructor registers observers; an error there is reported like any other.
     new charmClass(framework);
+    const built = buildEvent(resolved, context, model, runner, options);
+    emitAndCommit(framework, model, built);
+    return 0;
+  } catch (e) {
+    return failed(runner, context, eventName, isAction, e, options);
+  }
+}
 
-    let event: HookEvent;
+/** The event to emit, and whether its handlers run (not for an action whose params the charm's
+ * validator refused: action-fail has already said why). */
+interface BuiltEvent {
+  event: HookEvent;
+  runHandlers: boolean;
+}
+
+/** Phase 2 of main(): the event object for the resolved dispatch, with what Juju says about it
+ * (an action's params, checked; a relation's id and units). */
+function buildEvent(
+  resolved: ResolvedEvent,
+  context: JujuContext,
+  model: Model,
+  runner: HookToolRunner,
+  options: MainOptions,
+): BuiltEvent {
+  if (resolved.type === "action") {
+    const params = hookcmds.actionGet(runner);
+    const validate = options.actionParamValidators?.[resolved.action];
     let runHandlers = true;
-    if (resolved.type === "action") {
-      const params = hookcmds.actionGet(runner);
-      const validate = options.actionParamValidators?.[resolved.action];
-      if (validate && !validate(params)) {
-        const reasons = (validate.errors ?? [])
-          // A reason with no path is the charm's own sentence about the params: said as it is.
-          .map((err) =>
-            err.instancePath
-              ? `${err.instancePath} ${err.message ?? "is invalid"}`
-              : (err.message ?? "the params are invalid"),
-          )
-          .join("; ");
-        hookcmds.actionFail(
-          runner,
-          `invalid parameters for ${resolved.action}: ${reasons || "rejected by the validator"}; see \`juju actions --schema\``,
-        );
-        runHandlers = false;
-      }
-      event = new ActionEvent(resolved.name, resolved.action, context.actionId, params, runner);
-    } else if (resolved.type === "relation") {
-      if (context.relationId === null) {
-        throw new UnknownEventError(
-          `${resolved.name} without JUJU_RELATION_ID; Juju always sets it`,
-        );
-      }
-      event = new RelationEvent(
+    if (validate && !validate(params)) {
+      const reasons = (validate.errors ?? [])
+        // A reason with no path is the charm's own sentence about the params: said as it is.
+        .map((err) =>
+          err.instancePath
+            ? `${err.instancePath} ${err.message ?? "is invalid"}`
+            : (err.message ?? "the params are invalid"),
+        )
+        .join("; ");
+      hookcmds.actionFail(
+        runner,
+        `invalid parameters for ${resolved.action}: ${reasons || "rejected by the validator"}; see \`juju actions --schema\``,
+      );
+      runHandlers = false;
+    }
+    return {
+      event: new ActionEvent(resolved.name, resolved.action, context.actionId, params, runner),
+      runHandlers,
+    };
+  }
+  if (resolved.type === "relation") {
+    if (context.relationId === null) {
+      throw new UnknownEventError(`${resolved.name} without JUJU_RELATION_ID; Juju always sets it`);
+    }
+    return {
+      event: new RelationEvent(
         resolved.name,
         `relation-${resolved.kind}`,
         model,
@@ -222,17 +249,18 @@ export function main(charmClass: CharmClass, options: MainOptions = {}): number 
         context.remoteUnit,
         context.remoteApp,
         context.departingUnit,
-      );
-    } else {
-      event = new HookEvent(resolved.name, resolved.name);
-    }
-    if (runHandlers) framework.emit(event);
-    framework.collectStatus();
-    model.stored.commit();
-    return 0;
-  } catch (e) {
-    return failed(runner, context, eventName, isAction, e, options);
+      ),
+      runHandlers: true,
+    };
   }
+  return { event: new HookEvent(resolved.name, resolved.name), runHandlers: true };
+}
+
+/** Phase 3 of main(): the handlers, then collect-status, then stored state (what changed). */
+function emitAndCommit(framework: Framework, model: Model, built: BuiltEvent): void {
+  if (built.runHandlers) framework.emit(built.event);
+  framework.collectStatus();
+  model.stored.commit();
 }
 
 /** Whether this is the main thread of a real dispatch of an action listed as stoppable. */
