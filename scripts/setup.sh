@@ -92,6 +92,12 @@ fi
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   apt_get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The tests run their own Prometheus on 127.0.0.1 with a temp config: the server the prometheus
+  # package starts on :9090 under systemd is not wanted, so it is stopped and disabled once, when
+  # setup installs the package (an operator's own Prometheus, installed before, is left alone).
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  fi
 fi
 
 # Node.js >= package.json's engines floor and npm: Debian 12 and Ubuntu 24.04 ship nodejs 18, so
