@@ -246,7 +246,10 @@ export function sriovVfsAction(input: SriovVfsInput): ActionReply {
   // A PF that carries the host's own network: enabling and disabling VFs resets the port (i40e
   // and ice reset the PF both ways), so its link, addresses and routes drop for a moment.
   const carriers = recounts.flatMap((c) => {
-    const uses = input.usage?.get(c.pf.address) ?? [];
+    // Its network uses only (host/usage.ts also lists "SR-IOV PF with N VFs enabled").
+    const uses = (input.usage?.get(c.pf.address) ?? []).filter((r) =>
+      r.startsWith("network interface "),
+    );
     if (uses.length === 0) return [];
     const resets = c.from === 0 ? "one reset (N)" : "two resets (0, then N)";
     return [`${c.pf.address} carries the host's network (${uses.join("; ")}): ${resets}`];

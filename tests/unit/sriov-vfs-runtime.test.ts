@@ -140,23 +140,33 @@ describe("sriov-vfs and the agents around it (issue 21 item 5)", () => {
   }, 120_000);
 
   it("a PF carrying the host's network: refused without force, naming interface and addresses", () => {
+    // As host/usage.ts words them (it also lists the PF's VFs, which is no network use).
     const usage: HostUsage = new Map([
       [
         PF,
-        ["network interface enp65s0f0 is up", "has addresses 10.20.0.11/24", "carries 2 routes"],
+        [
+          "network interface enp65s0f0 is up",
+          "network interface enp65s0f0 has addresses 10.20.0.11/24",
+          "network interface enp65s0f0 carries 2 routes",
+          "SR-IOV PF with 4 VFs enabled",
+        ],
       ],
     ]);
     const refused = run({}, hostWith(4, "vfio-pci"), 8, null, usage);
     expect(refused.reply.ok).toBe(false);
     expect(refused.writes).toEqual([]);
     expect(refused.reply.message).toContain(
-      `${PF} carries the host's network (network interface enp65s0f0 is up; has addresses 10.20.0.11/24; carries 2 routes): two resets (0, then N)`,
+      `${PF} carries the host's network (network interface enp65s0f0 is up; network interface enp65s0f0 has addresses 10.20.0.11/24; network interface enp65s0f0 carries 2 routes): two resets (0, then N)`,
     );
     expect(refused.reply.message).toContain("force=true");
     const forced = run({ force: true }, hostWith(4, "vfio-pci"), 8, null, usage);
     expect(forced.reply.ok).toBe(true);
     expect(forced.writes[0]).toBe(`/sys/bus/pci/devices/${PF}/sriov_numvfs <- 0`);
     expect(JSON.stringify(forced.reply.results.warnings)).toContain("enp65s0f0");
+    // A PF whose only "use" is its VFs carries no host network: not refused (the real kernel's
+    // tier found this).
+    const vfsOnly: HostUsage = new Map([[PF, ["SR-IOV PF with 4 VFs enabled"]]]);
+    expect(run({}, hostWith(4, "vfio-pci"), 8, null, vfsOnly).reply.ok).toBe(true);
     // Nothing to change, nothing refused.
     expect(run({}, hostWith(8, "vfio-pci"), 8, null, usage).reply.ok).toBe(true);
   });
