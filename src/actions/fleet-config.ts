@@ -67,7 +67,7 @@ export function fleetConfig(input: FleetConfigInput): ActionReply {
     `${view.units.length} host${view.units.length === 1 ? "" : "s"} report an offer: ` +
     `${someUnits(view.units, 10)}`;
   results.leader = summary
-    ? `merged by ${summary.leader} from ${summary.hosts} hosts`
+    ? `merged by ${summary.leader}`
     : "no leader has merged the fleet yet: the lines below are merged on this unit from the offers it can read";
 
   const controller: ResultTree = {};
@@ -96,7 +96,8 @@ export function fleetConfig(input: FleetConfigInput): ActionReply {
     "scheduler-default-filters replaces nova-cloud-controller's release default: the line is " +
     `that default (${novaWords}) plus PciPassthroughFilter; if you set the option already, ` +
     "append ,PciPassthroughFilter to your value instead.";
-  const placementHosts = summary?.placementHosts ?? view.placementHosts;
+  // Counted from the offers read now (the leader publishes no counts).
+  const placementHosts = view.placementHosts;
   const aliasPlacement = summary?.aliasPlacement ?? view.aliasPlacement;
   if (aliasPlacement) {
     controller.placement =

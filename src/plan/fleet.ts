@@ -468,8 +468,8 @@ export function loadFleetIndex(stored: unknown): FleetIndex {
 export interface FleetSummary {
   v: number;
   leader: string;
-  /** Hosts merged (changes as units come and go; the one number that does). */
-  hosts: number;
+  // No host count, no per-host numbers: they change as units come and go, and every change of
+  // this bag wakes every other unit (1,000 joins would be a million hooks).
   aliases: NovaAlias[];
   /** Each conflict's variants with at most CONFLICT_UNITS_SHOWN units each, and their count. */
   conflicts: Array<{
@@ -477,7 +477,8 @@ export interface FleetSummary {
     variants: Array<{ definition: string; units: string[]; count: number }>;
   }>;
   nova: { min: number; max: number } | null;
-  placementHosts: number;
+  /** Whether every host, some or none reports PCI devices to Placement. */
+  placement: "all" | "some" | "none";
   aliasPlacement: boolean;
 }
 
@@ -499,7 +500,6 @@ export function summarizeFleet(index: FleetIndex, leader: string): FleetSummary 
   return {
     v: OFFER_VERSION,
     leader,
-    hosts: view.units.length,
     aliases: view.aliases,
     conflicts: view.conflicts.map((c) => ({
       name: c.name,
@@ -510,7 +510,12 @@ export function summarizeFleet(index: FleetIndex, leader: string): FleetSummary 
       })),
     })),
     nova: view.nova,
-    placementHosts: view.placementHosts,
+    placement:
+      view.placementHosts === 0
+        ? "none"
+        : view.placementHosts === view.units.length
+          ? "all"
+          : "some",
     aliasPlacement: view.aliasPlacement,
   };
 }

@@ -4,8 +4,18 @@
 // real charm's leader gathers 999 peers and nova-config reads them all, with typical offers and
 // with every offer at its size bound and every host's definitions different.
 
-import { CHARM_STATE_QUOTA, RELATION_SETTINGS_QUOTA } from "ops-ts-shim/testing";
+import * as fs from "node:fs";
+import { type CharmMetadata, JujuContext, Model, parseDeclaration } from "ops-ts-shim";
+import {
+  buildFakeUnit,
+  CHARM_STATE_QUOTA,
+  hookEnvironment,
+  type OutputState,
+  RELATION_SETTINGS_QUOTA,
+  runFakeHookTool,
+} from "ops-ts-shim/testing";
 import { afterAll, describe, expect, it, vi } from "vitest";
+import { updateFleet } from "../../src/fleet-relation";
 import {
   boundOffer,
   FLEET_KEY,
@@ -87,6 +97,32 @@ function peers(offer: (i: number) => HostOffer) {
   };
 }
 
+/** The unit bags updateFleet reads when `changed` changed, run on the leader's state `out`. */
+function mergeCost(out: OutputState, changed: string): string[] {
+  const fake = buildFakeUnit({
+    unitName: UNITS[0]!,
+    leader: true,
+    relations: out.relations,
+    stored: out.stored,
+  });
+  const env = hookEnvironment(
+    fake,
+    { name: "fleet-relation-changed", relationId: 1, remoteUnit: changed },
+    { charmDir: "/charm" },
+  );
+  const model = new Model({
+    runner: (argv, input) => runFakeHookTool(fake, argv, { stdin: input, env }),
+    context: JujuContext.fromEnv(env),
+    metadata: () =>
+      parseDeclaration<CharmMetadata>(fs.readFileSync("metadata.yaml", "utf8"), "metadata.yaml"),
+  });
+  updateFleet(model, undefined, { kind: "changed", unit: changed });
+  return fake.calls
+    .filter((c) => c.argv[0] === "relation-get" && !c.argv.includes("--app"))
+    .map((c) => c.argv.at(-1)!)
+    .filter((u) => u !== UNITS[0]);
+}
+
 const size = (o: Record<string, string>) =>
   Object.entries(o).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
 
@@ -110,7 +146,10 @@ describe("a 1,000-unit application", () => {
       const out = ctx.run("leader-elected", { leader: true, relations: [peers(offer)] });
       const bag = out.relations[0]!.localAppData;
       const summary = parseFleetSummary(bag[FLEET_KEY])!;
-      expect(summary.hosts).toBe(1000);
+      // Typical hosts: the leader indexes all 1,000; at the bound the index is too big to keep.
+      const index = out.stored["fleet-index"] as { hosts: object } | undefined;
+      if (index) expect(Object.keys(index.hosts)).toHaveLength(1000);
+      expect(summary.aliases.length).toBeGreaterThan(0);
       // Juju would have refused the commit (Context.run throws) over any quota; the margins:
       // Worst case (1,000 hosts, every alias name different): 1.8 MB, under an eighth.
       expect(size(bag)).toBeLessThan(RELATION_SETTINGS_QUOTA.maxSize / 8);
@@ -124,14 +163,12 @@ describe("a 1,000-unit application", () => {
         0,
       );
       expect(totalState).toBeLessThan(CHARM_STATE_QUOTA.defaultMaxStateSize / 8);
-      // A peer's change costs the leader one relation-get while its index fits in unit state.
-      const next = ctx.run(
-        { name: "fleet-relation-changed", relationId: 1, remoteUnit: "pci-passthrough/7" },
-        { ...out, leader: true },
-      );
-      const gets = next.hookToolCalls.filter((c) => c[0] === "relation-get").length;
-      if ("fleet-index" in out.stored) expect(gets).toBeLessThanOrEqual(3);
-      else expect(gets).toBeGreaterThanOrEqual(999);
+      // A peer's change costs the fleet merge one relation-get while the leader's index fits in
+      // its unit state (updateFleet alone, below: the reboot lock of issue 24 reads every peer's
+      // bag on every fleet event of its own accord).
+      const calls = mergeCost(out, "pci-passthrough/7");
+      if ("fleet-index" in out.stored) expect(calls).toEqual(["pci-passthrough/7"]);
+      else expect(calls.length).toBe(999);
 
       const action = ctx.run({ name: "nova-config-action", params: {} }, { ...out, leader: false });
       expect(action.actionFailure).toBeNull();
