@@ -24,6 +24,21 @@ const host = useTempHosts();
 
 const usageOf = (spec: HostSpec) => Object.fromEntries(readHostUsage(host(spec).root));
 
+/** The GPU-less host with a SAS HBA (mpt3sas) behind its root port: a second disk controller. */
+function gpuLessWithSas(): HostSpec {
+  const spec = gpuLessHost();
+  spec.pci!.push({
+    address: "0000:02:00.0",
+    parent: "0000:00:1c.0",
+    vendor: "1000",
+    device: "0097",
+    class: "010700",
+    driver: "mpt3sas",
+    iommuGroup: 3,
+  });
+  return spec;
+}
+
 describe("readHostUsage on the presets", () => {
   it("seed: the management NIC, the console VGA and the root disk controller — not the GPUs", () => {
     expect(usageOf(seedHost())).toEqual({
@@ -205,16 +220,7 @@ describe("storage", () => {
   });
 
   it("goes through stacked dm devices (LVM on LUKS) and md to the disks' controllers", () => {
-    const spec = gpuLessHost();
-    spec.pci!.push({
-      address: "0000:02:00.0",
-      parent: "0000:00:1c.0",
-      vendor: "1000",
-      device: "0097",
-      class: "010700",
-      driver: "mpt3sas",
-      iommuGroup: 3,
-    });
+    const spec = gpuLessWithSas();
     spec.block = [
       { name: "sda", pci: "0000:00:1f.2", partitions: ["sda1"] },
       { name: "sdb", pci: "0000:02:00.0", bus: "scsi", partitions: ["sdb1"] },
@@ -229,16 +235,7 @@ describe("storage", () => {
   });
 
   it("a disk something is built on (md member, LVM PV) is in use with nothing mounted", () => {
-    const spec = gpuLessHost();
-    spec.pci!.push({
-      address: "0000:02:00.0",
-      parent: "0000:00:1c.0",
-      vendor: "1000",
-      device: "0097",
-      class: "010700",
-      driver: "mpt3sas",
-      iommuGroup: 3,
-    });
+    const spec = gpuLessWithSas();
     spec.block = [
       { name: "sda", pci: "0000:00:1f.2", partitions: ["sda1"] },
       { name: "sdb", pci: "0000:02:00.0", bus: "scsi", partitions: ["sdb1"] },

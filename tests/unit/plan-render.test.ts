@@ -2,19 +2,9 @@
 // scripts, the real grub-mkconfig for the drop-in, kmod for modprobe.d, udevadm for the rule, and
 // the bind helper run against a fake sysfs tree (real directories and symlinks) under a temp root.
 import { execFileSync, spawnSync } from "node:child_process";
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, symlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { OWNED } from "../../src/host/root";
 import {
   renderBindHelper,
@@ -25,26 +15,14 @@ import {
 } from "../../src/plan/render-files";
 import { gpu } from "../support/bound-devices";
 import { grubMkconfigLinuxLines } from "../support/grub-mkconfig";
+import { useTempDirs, writeFileWithMode as write } from "../support/temp-files";
 import { requireFile, requireMountNamespace, requireTool } from "../support/tools";
 
 /** The shells a host may run the helper with, and the Debian package of each (scripts/setup.sh). */
 const SHELLS: Record<string, string> = { sh: "dash", dash: "dash", "busybox sh": "busybox-static" };
 
-const temps: string[] = [];
-function temp(): string {
-  const dir = mkdtempSync(join(tmpdir(), "pci-render-"));
-  temps.push(dir);
-  return dir;
-}
-afterEach(() => {
-  for (const d of temps.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-function write(path: string, content: string, mode = 0o644): string {
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, content);
-  chmodSync(path, mode);
-  return path;
-}
+const makeTemp = useTempDirs();
+const temp = (): string => makeTemp("pci-render-");
 
 describe("grub drop-in", () => {
   const dropIn = renderGrubDropIn(["intel_iommu=on", "iommu=pt", "video=efifb:off"]);

@@ -5,19 +5,9 @@
 // driver, with a stand-in for the rule's helper beside it (the real helper is sriov-helper.test.ts'
 // business, the real kernel tier 2's: tests/vm/tier2-boot-cycle.test.ts).
 import { spawn, spawnSync } from "node:child_process";
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
 import { OWNED } from "../../src/host/root";
 import {
   renderSriovBootUnit,
@@ -29,19 +19,10 @@ import type { PlannedPf } from "../../src/plan/types";
 import { amdHost } from "../support/hosts/presets";
 import { useTempHosts } from "../support/hosts/use-temp-hosts";
 import { planOnTree } from "../support/plan-on-tree";
+import { useTempDirs, writeFileWithMode as write } from "../support/temp-files";
 import { requireTool } from "../support/tools";
 
-const temps: string[] = [];
-afterEach(() => {
-  for (const t of temps.splice(0)) rmSync(t, { recursive: true, force: true });
-});
-
-function write(file: string, content: string, mode = 0o644): string {
-  mkdirSync(dirname(file), { recursive: true });
-  writeFileSync(file, content);
-  chmodSync(file, mode);
-  return file;
-}
+const temp = useTempDirs();
 
 const PF = "0000:3b:00.0";
 const BRIDGE = "sys/devices/pci0000:3a/0000:3a:00.0";
@@ -71,8 +52,7 @@ function planned(over: Partial<PlannedPf> = {}): PlannedPf {
  * stand-in sriov-vfs beside the waiter records its arguments (and, with `helperFixes`, does what
  * the real one would: the VFs on vfio-pci). */
 function fakeHost(opts: { numVfs: number; pfDriver?: string | null; helperFixes?: boolean }) {
-  const root = mkdtempSync(join(tmpdir(), "pci-sriov-boot-"));
-  temps.push(root);
+  const root = temp("pci-sriov-boot-");
   const pfDir = join(root, BRIDGE, PF);
   write(join(pfDir, "sriov_totalvfs"), "64\n");
   write(join(pfDir, "sriov_numvfs"), `${opts.numVfs}\n`);
@@ -169,8 +149,7 @@ describe("the unit", () => {
 
   it("passes systemd's own verifier", () => {
     requireTool("systemd-analyze", "systemd");
-    const dir = mkdtempSync(join(tmpdir(), "pci-sriov-unit-"));
-    temps.push(dir);
+    const dir = temp("pci-sriov-unit-");
     // The verifier checks that ExecStart's program exists: the unit, pointing at a real waiter.
     const waiter = write(join(dir, "sriov-boot"), renderSriovBootWait(), 0o755);
     const file = write(join(dir, SRIOV_BOOT_UNIT), unit.replace(OWNED.sriovBootWait, waiter));

@@ -4,32 +4,13 @@
 // create when sriov_numvfs is written are laid out beforehand (their links are only followed after
 // the write); what the kernel really does is the VM tiers' job (tests/vm, helper sriov-vm).
 import { spawnSync } from "node:child_process";
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { existsSync, mkdirSync, readFileSync, symlinkSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
 import { renderSriovHelper } from "../../src/plan/render-sriov";
+import { useTempDirs, writeFileWithMode as write } from "../support/temp-files";
 
-const temps: string[] = [];
-afterEach(() => {
-  for (const t of temps.splice(0)) rmSync(t, { recursive: true, force: true });
-});
-
-function write(file: string, content: string, mode = 0o644): string {
-  mkdirSync(dirname(file), { recursive: true });
-  writeFileSync(file, content);
-  chmodSync(file, mode);
-  return file;
-}
+const temp = useTempDirs();
 
 const PF = "0000:3b:00.0";
 const BRIDGE = "sys/devices/pci0000:3a/0000:3a:00.0";
@@ -37,8 +18,7 @@ const BRIDGE = "sys/devices/pci0000:3a/0000:3a:00.0";
 /** A PF on `ice` with `numVfs` enabled now, and the VFs the kernel would show after the write,
  * each on `vfDriver` (null: unbound, as with sriov_drivers_autoprobe=0). */
 function fakeHost(numVfs: number, vfs: number, vfDriver: string | null, vfIds = "0x8086:0x1889") {
-  const root = mkdtempSync(join(tmpdir(), "pci-sriov-helper-"));
-  temps.push(root);
+  const root = temp("pci-sriov-helper-");
   const pfDir = join(root, BRIDGE, PF);
   write(join(pfDir, "sriov_totalvfs"), "64\n");
   write(join(pfDir, "sriov_numvfs"), `${numVfs}\n`);
