@@ -77,10 +77,12 @@ trap 'rm -rf "$tmp"' EXIT
 # Fetches $1@$2 with the npm on PATH into $tmp, refuses it unless its integrity is $3, and unpacks
 # it to $4 (replacing what was there).
 fetch_package() {
-  local name=$1 ver=$2 want=$3 dest=$4 json got file
-  json=$(cd "$tmp" && npm pack "$name@$ver" --json --loglevel=error --pack-destination "$tmp")
-  got=$(node -e 'console.log(JSON.parse(process.argv[1])[0].integrity)' "$json")
-  file=$(node -e 'console.log(JSON.parse(process.argv[1])[0].filename)' "$json")
+  local name=$1 ver=$2 want=$3 dest=$4 got file
+  # The report lists every file of the package (thousands for Node.js): a file, not an argument.
+  (cd "$tmp" && npm pack "$name@$ver" --json --loglevel=error --pack-destination "$tmp" >"$tmp/pack.json")
+  read -r got file < <(node -e '
+    const [packed] = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    console.log(packed.integrity + " " + packed.filename);' "$tmp/pack.json")
   [ "$got" = "$want" ] || die "$name@$ver from the registry has integrity $got, expected $want; refusing it"
   rm -rf "$tmp/package" "$dest"
   tar -xzf "$tmp/$file" -C "$tmp"
