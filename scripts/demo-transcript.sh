@@ -33,8 +33,9 @@ if ! {
   echo "# counts, sizes) changes with every commit and machine. tests/unit/demo-transcript.test.ts checks"
   echo "# this file's facts against the code."
   (cd "$clone" && NO_COLOR=1 bash scripts/demo.sh 2>&1) | tee /dev/stderr | awk '
+    BEGIN { last = "-" }
     /^\[[0-9][0-9]:[0-9][0-9]\] Boot 1:/ { story = 1 }
-    story || /^\[[0-9][0-9]:[0-9][0-9]\] / || /^$/ { print }'
+    story || /^\[[0-9][0-9]:[0-9][0-9]\] / || (/^$/ && last != "") { print; last = $0 }'
 } >"$out.new"; then
   rm -f "$out.new"
   echo "demo-transcript: the demo failed; $out is unchanged" >&2
