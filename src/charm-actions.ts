@@ -5,7 +5,7 @@ import { type ActionEvent, type Model, type ParamValidator, stopSignal } from "o
 import { fleetConfig } from "./actions/fleet-config";
 import { listDevices, parseListDevicesParams } from "./actions/list-devices";
 import { novaConfig, parseNovaConfigParams } from "./actions/nova-config";
-import { type Checked, type ParamError, paramErrorMessage } from "./actions/params";
+import { type Checked, type ParamError, paramErrorMessage, parsedOnce } from "./actions/params";
 import { rebindAction } from "./actions/rebind";
 import { parseRebindParams } from "./actions/rebind-plan";
 import { parseRebootPlanParams, rebootPlanReply } from "./actions/reboot-plan";
@@ -164,16 +164,7 @@ function action<P>(
 ): Action {
   // The shim's validator (check) and the handler (reply) get the same params object from one
   // action-get: it is parsed once, and the handler takes what the check made of it.
-  const parsed = new WeakMap<object, Checked<P>>();
-  const once = (raw: unknown): Checked<P> => {
-    if (typeof raw !== "object" || raw === null) return parse(raw);
-    let checked = parsed.get(raw);
-    if (checked === undefined) {
-      checked = parse(raw);
-      parsed.set(raw, checked);
-    }
-    return checked;
-  };
+  const once = parsedOnce(parse);
   return {
     check: (raw) => {
       const checked = once(raw);

@@ -78,3 +78,18 @@ export function checkParams<P, T>(
 export function paramErrorMessage(action: string, errors: ParamError[]): string {
   return `${action}: ${errors.map((e) => e.message).join("; ")}`;
 }
+
+/** `parse`, run once per params object: the shim's validator and the action's handler are handed
+ * the same object from one action-get, and the handler takes what the check made of it. */
+export function parsedOnce<P>(parse: (raw: unknown) => Checked<P>): (raw: unknown) => Checked<P> {
+  const parsed = new WeakMap<object, Checked<P>>();
+  return (raw) => {
+    if (typeof raw !== "object" || raw === null) return parse(raw);
+    let checked = parsed.get(raw);
+    if (checked === undefined) {
+      checked = parse(raw);
+      parsed.set(raw, checked);
+    }
+    return checked;
+  };
+}

@@ -8,7 +8,7 @@ import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { parseListDevicesParams } from "../../src/actions/list-devices";
-import { paramErrorMessage } from "../../src/actions/params";
+import { paramErrorMessage, parsedOnce } from "../../src/actions/params";
 import { rebindAction } from "../../src/actions/rebind";
 import { parseRebindParams } from "../../src/actions/rebind-plan";
 import { failure, invalidResultKeys } from "../../src/actions/results";
@@ -87,4 +87,21 @@ describe("bad action params corpus", () => {
       expect(paramErrorMessage(c.action, checked.errors)).toContain(c.expect);
     });
   }
+});
+
+describe("an action's params are parsed once per dispatch", () => {
+  it("the handler takes what the shim's check made of the same params object", () => {
+    let runs = 0;
+    const once = parsedOnce((raw) => {
+      runs++;
+      return parseRebindParams(raw);
+    });
+    const params = { devices: "0000:83:00.0", to: "host" };
+    const checked = once(params);
+    expect(once(params)).toBe(checked);
+    expect(runs).toBe(1);
+    // Another call (another action-get) is parsed afresh.
+    once({ ...params });
+    expect(runs).toBe(2);
+  });
 });
