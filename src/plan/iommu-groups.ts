@@ -112,8 +112,13 @@ function predict(facts: HostFacts): Map<string, PredictedGroup> {
   }
   const slotMates = (fn: PciFunction): PciFunction[] =>
     bySlot.get(fn.address.slice(0, fn.address.lastIndexOf("."))) ?? [];
+  // The kernel's pdev->multifunction: the header type's bit, or any function but 0 of a slot it
+  // scanned (pci_scan_slot sets it there: QEMU, and some cards, set the bit on function 0 only).
   const multifunction = (fn: PciFunction): boolean =>
-    fn.isolation ? fn.isolation.multifunction : fn.physfn === null && slotMates(fn).length > 1;
+    fn.physfn === null &&
+    (fn.isolation
+      ? fn.isolation.multifunction || !fn.address.endsWith(".0")
+      : slotMates(fn).length > 1);
   const upstreamOf = (fn: PciFunction): PciFunction | null =>
     fn.upstream ? (byAddress.get(fn.upstream) ?? null) : null;
 
@@ -145,7 +150,7 @@ function predict(facts: HostFacts): Map<string, PredictedGroup> {
       case PCIE_DOWNSTREAM:
         return acsOn(iso);
       default:
-        return iso.multifunction ? acsOn(iso) : true;
+        return multifunction(fn) ? acsOn(iso) : true;
     }
   };
   /** pci_acs_path_enabled(bridge, NULL): the bridge and every one above it isolate. */

@@ -119,6 +119,22 @@ describe("where the kernel enables ACS late, only what is enabled now isolates",
   });
 });
 
+describe("a function other than 0 is multi-function whatever its header says", () => {
+  // Seen in the VM tier: QEMU sets the header's multi-function bit on function 0 only, and the
+  // kernel (pci_scan_slot) marks every function after 0 multi-function anyway: both share a group.
+  it("function 1 without the header bit still shares function 0's group when neither has ACS", () => {
+    const card = (address: string, multifunction: boolean) =>
+      fn(address, "8086:10d3", "020000", {
+        upstream: null,
+        isolation: { multifunction, pcieType: 0, acsCapability: null, acsControl: null },
+      });
+    const groups = predictIommuGroups(
+      host([card("0000:02:00.0", true), card("0000:02:00.1", false)], { arch: "x86" }),
+    )!;
+    expect(groups.get("0000:02:00.1")!.members).toEqual(["0000:02:00.0", "0000:02:00.1"]);
+  });
+});
+
 describe("the one ACS quirk modelled: Intel's root-complex integrated endpoints", () => {
   const rc = (address: string, vendor: string) =>
     fn(address, `${vendor}:10d3`, "020000", {
