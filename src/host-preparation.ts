@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 // Host preparation, start to finish, for one hook: config → facts → plan → apply. Each step can
 // stop the run with an outcome the status names; nothing is written unless every check passed.
 import { NOT_FOUND_EXIT } from "ops-ts-shim";
@@ -222,7 +221,7 @@ export function prepareHost(
   const rule = ruleContent(plan.files, OWNED.sriovRule);
   const sriovRule = rememberSriovRule(
     memory.sriovRule,
-    rule === null ? null : createHash("sha256").update(rule).digest("hex").slice(0, 16),
+    rule === null ? null : sha256Prefix(rule),
     bootId,
   );
   let kernelLog: Map<string, string[]> | null | undefined;
@@ -372,4 +371,11 @@ function mayBeOurs(
 
 function logProblems(problems: HostReadProblem[], deps: PreparationDeps): void {
   for (const p of problems) deps.log("WARNING", p.message);
+}
+
+/** The SR-IOV rule's digest as the preparation memory keeps it. node:crypto (and OpenSSL's
+ * start-up) loads only here, on hosts with SR-IOV configured, not on every hook of every host. */
+function sha256Prefix(text: string): string {
+  const { createHash } = require("node:crypto") as typeof import("node:crypto");
+  return createHash("sha256").update(text).digest("hex").slice(0, 16);
 }

@@ -1,7 +1,6 @@
 // Publishes this host's [pci] device_spec and alias to nova-compute over the container-scoped
 // relation, for the functions that are really on vfio-pci now. What to publish is decided in
 // plan/nova.ts; this module only reads the installed nova release and talks to the relation.
-import { createHash } from "node:crypto";
 import type { Model, Relation } from "ops-ts-shim";
 import type { Config } from "./config";
 import { REPORT_IN_PLACEMENT_WARNING } from "./config/placement";
@@ -20,19 +19,22 @@ import {
 /** Our endpoint to nova-compute (interface ephemeral-backend). */
 export const NOVA_ENDPOINT = "nova-compute";
 
+import { fingerprint } from "./apply/host-files";
 import { sriovReady } from "./plan/sriov";
 import type { HostPlan } from "./plan/types";
 
 /** Stored-state key: a digest of the subordinate_configuration value last published (on every
  * relation). Never the value: Juju refuses a stored value over 64 KiB (quota.CheckTupleSize), and
  * the value grows with the host (549 KB with 4,096 functions, one spec each, before compaction). */
-const PUBLISHED_KEY = "nova-published-sha256";
-/** The key that held the whole value before: deleted when met (an upgraded unit). */
-const OLD_PUBLISHED_KEY = "nova-published";
+const PUBLISHED_KEY = "nova-published-fingerprint";
+/** Keys that held it before, deleted when met (an upgraded unit republishes once): the whole
+ * value, then its sha256 (node:crypto, and OpenSSL's start-up with it, cost every hook). */
+const OLD_PUBLISHED_KEYS = ["nova-published", "nova-published-sha256"];
 
-/** What the stored digest says about a published value (null: the key is absent). */
+/** What the stored digest says about a published value (null: the key is absent). The owned
+ * files' fingerprint: nobody forges a relation value to collide with our last one. */
 export function publishedDigest(value: string | null): string | null {
-  return value === null ? null : createHash("sha256").update(value).digest("hex");
+  return value === null ? null : fingerprint(value);
 }
 
 /** Stored-state key: the nova release last read from dpkg's status, with that file's stamp. */
@@ -75,8 +77,8 @@ export function publishNova(
   // Unchanged since the last publish: no relation-ids / relation-get / relation-set at all, so an
   // idle hook stays within its few hook-tool calls. New relations arrive with their own hooks.
   const digest = publishedDigest(value);
-  if (model.stored.get<unknown>(OLD_PUBLISHED_KEY) !== undefined) {
-    model.stored.delete(OLD_PUBLISHED_KEY);
+  for (const old of OLD_PUBLISHED_KEYS) {
+    if (model.stored.get<unknown>(old) !== undefined) model.stored.delete(old);
   }
   if (options.force || model.stored.get<string | null>(PUBLISHED_KEY) !== digest) {
     for (const relation of model.relations(endpoint)) relation.setLocalUnitData(data);
@@ -124,6 +126,6 @@ export function installedNova(model: Model, root: string): NovaRelease | null {
 export function clearNovaRelations(model: Model, relations: Relation[]): void {
   for (const relation of relations) relation.setLocalUnitData(clearedNovaRelationData());
   model.stored.delete(PUBLISHED_KEY);
-  model.stored.delete(OLD_PUBLISHED_KEY);
+  for (const old of OLD_PUBLISHED_KEYS) model.stored.delete(old);
   model.stored.delete(RELEASE_KEY);
 }
