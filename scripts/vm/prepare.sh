@@ -19,7 +19,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=${VM_CACHE_DIR:-$repo/.cache/vm}
 mkdir -p "$cache"
-cache=$(cd "$cache" && pwd)
+# The physical path: the guest resolves it inside the host root it mounts over 9p, where an
+# absolute symlink on the way (a worktree's .cache linked to a shared one) would point outside.
+cache=$(cd -P "$cache" && pwd -P)
 
 log() { echo "prepare-vm: $*" >&2; }
 die() {
