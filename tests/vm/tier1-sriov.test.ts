@@ -12,8 +12,10 @@
  * Then the packed charm on the same guest, with `vfs: 2` on the PF: the sriov-vfs action creates
  * the VFs now (dry-run first), each on vfio-pci by its own address; rebind moves one VF back to the
  * host and onto vfio-pci again; verify-iommu and list-devices report the VFs under their PF;
- * resizing to 3 is refused while a VF's group is held open, with nothing changed, and done once it
- * is released; rebind to=host gives every VF back. Every check reads the guest's sysfs.
+ * resizing to 3 is refused while a VF's group is held open, with nothing changed; held the way QEMU
+ * holds a VF (group, container, device fd), `sriov-vfs force=true` and `rebind to=host force=true`
+ * both refuse too (the kernel would wait for the holder forever); done once it is released; rebind
+ * to=host gives every VF back. Every check reads the guest's sysfs.
  */
 import { expect, it } from "vitest";
 import { key, results, sub } from "./lib/action-results";
@@ -64,6 +66,51 @@ async function holdOpen(
   await g.exec(
     `for i in $(seq 100); do [ "$(readlink /proc/${pid}/fd/9)" = ${file} ] && exit 0; sleep 0.1; done; exit 1`,
   );
+  return { pid, stop: async () => void (await g.run(`kill ${pid}; true`)) };
+}
+
+/**
+ * A stand-in guest holding a VF the way QEMU does (../shared/reference/qemu-iommu-recipe.md): the
+ * group, a type1v2 container and the device's own fd. With the device fd open, the kernel's
+ * removal of the VF (sriov_numvfs) or unbind from vfio-pci waits for this process to let go.
+ */
+const VFIO_HOLDER = `import fcntl, os, struct, sys, time
+group, address, ready = sys.argv[1], sys.argv[2], sys.argv[3]
+c = os.open('/dev/vfio/vfio', os.O_RDWR)
+g = os.open('/dev/vfio/' + group, os.O_RDWR)
+fcntl.ioctl(g, 0x3b68, struct.pack('i', c))  # VFIO_GROUP_SET_CONTAINER
+fcntl.ioctl(c, 0x3b66, 3)  # VFIO_SET_IOMMU, type1v2
+fd = fcntl.ioctl(g, 0x3b6a, bytearray(address.encode() + b'\\0'), True)  # VFIO_GROUP_GET_DEVICE_FD
+open(ready, 'w').write(str(fd))
+time.sleep(3600)
+`;
+
+/** Starts VFIO_HOLDER on `vf` (setsid: it outlives the command); resolves once it holds the
+ * device fd, with its pid. */
+async function holdLikeQemu(
+  g: Guest,
+  vf: string,
+): Promise<{ pid: string; stop: () => Promise<void> }> {
+  const group = await groupOf(g, vf);
+  await g.writeFile("/var/tmp/vfio-holder.py", VFIO_HOLDER);
+  await g.exec("rm -f /var/tmp/vfio-holder.ready");
+  const pid = (
+    await g.exec(
+      `setsid /usr/bin/python3 /var/tmp/vfio-holder.py ${group} ${vf} /var/tmp/vfio-holder.ready </dev/null >/var/tmp/vfio-holder.log 2>&1 & echo $!`,
+    )
+  ).trim();
+  const held = await g.run(
+    `for i in $(seq 300); do [ -s /var/tmp/vfio-holder.ready ] && exit 0; kill -0 ${pid} || exit 2; sleep 0.1; done; exit 1`,
+  );
+  if (held.exitCode !== 0) {
+    throw new Error(
+      `the vfio holder did not get ${vf}'s device fd: ${await g.readFile("/var/tmp/vfio-holder.log")}`,
+    );
+  }
+  // It shows as QEMU does: the group and an anonymous vfio-device fd.
+  const fds = await g.exec(`ls -l /proc/${pid}/fd`);
+  expect(fds).toContain(`/dev/vfio/${group}`);
+  expect(fds).toContain("vfio-device");
   return { pid, stop: async () => void (await g.run(`kill ${pid}; true`)) };
 }
 
@@ -291,6 +338,36 @@ describeVm("tier 1 (SR-IOV NVMe, Intel IOMMU): the kernel, then the charm", bed,
     } finally {
       await holder.stop();
     }
+  });
+
+  it("held as QEMU holds a VF (group, container, device fd): sriov-vfs force=true and rebind to=host force=true both refuse at once, nothing moved (issue 21.1)", async () => {
+    const g = guest();
+    const holder = await holdLikeQemu(g, vf1);
+    try {
+      const before = await guestStateSnapshot(g);
+      // Today's code would write sriov_numvfs and wait for the holder forever (the action's own
+      // timeout then fails this case); the charm must refuse without touching sysfs.
+      const resize = await charm.action("sriov-vfs", { force: true });
+      expect(resize.action.failed).toBe(true);
+      expect(resize.action.failureMessage).toContain(`pid ${holder.pid}`);
+      expect(resize.action.failureMessage).toContain("python3");
+      expect(resize.action.failureMessage).toContain("force does not override this");
+      const rebind = await charm.action("rebind", { devices: vf1, to: "host", force: true });
+      expect(rebind.action.failed).toBe(true);
+      expect(rebind.action.failureMessage).toContain(`pid ${holder.pid}`);
+      expect(rebind.action.failureMessage).toContain("force does not override this");
+      expect(await guestStateSnapshot(g)).toBe(before);
+      expect(await vfsOf(g)).toEqual([vf1, vf2]);
+      expect(await driverOf(g, vf1)).toBe("vfio-pci");
+      // The holder still has its VF.
+      expect((await g.run(`kill -0 ${holder.pid}`)).exitCode).toBe(0);
+    } finally {
+      await holder.stop();
+    }
+  });
+
+  it("resized once the holder is gone", async () => {
+    const g = guest();
     const resized = await charm.action("sriov-vfs");
     expect(resized.action.failureMessage).toBeNull();
     expect(await vfsOf(g)).toEqual([vf1, vf2, vf3]);
