@@ -6,10 +6,11 @@
 import { expect, it } from "vitest";
 import { key, results, sub, type Tree } from "./lib/action-results";
 import { deployCharmInGuest, type GuestCharm } from "./lib/guest-charm";
+import { groupsAndPrediction, groupsOfKeys, readGuestFunctions } from "./lib/predicted-groups";
 import { checkVmBed, describeVm } from "./lib/require-tools";
 import { expectInUseNicRefused, expectListDevicesMatchesSysfs } from "./lib/scenarios";
 import { driverOf, exists, groupOf, guestStateSnapshot, netInterfaces } from "./lib/sysfs";
-import { device, FULL } from "./lib/topologies";
+import { device, FULL, GROUPING_GROUPS } from "./lib/topologies";
 import { bootBedGuest, useGuest, useShare } from "./lib/use-guest";
 
 const bed = checkVmBed(1);
@@ -56,6 +57,14 @@ describeVm("tier 1 (Intel IOMMU): charm actions on a real kernel", bed, (kernel)
     expect(sub(listed, key(twinB)).selected).toBe("no");
     expect(sub(listed, key(device(FULL, "bootVga").address))["boot-vga"]).toBe("yes");
     expect(sub(listed, key(device(FULL, "vgaA").address))["boot-vga"]).toBe("no");
+  });
+
+  it("the kernel's IOMMU groups are the ones the charm predicts from config space", async () => {
+    const { real, predicted } = groupsAndPrediction(await readGuestFunctions(guest()));
+    expect(predicted).toEqual(real);
+    // Each rule happened for real: ACS ports isolate, a card without ACS shares, a port without
+    // ACS takes what is below it, a root-bus device without ACS shares across its functions.
+    for (const g of groupsOfKeys(FULL.devices, GROUPING_GROUPS)) expect(real).toContain(g);
   });
 
   it("list-devices filters by class", async () => {

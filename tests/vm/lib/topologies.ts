@@ -147,10 +147,108 @@ export const MULTI_FUNCTION: PciDeviceSpec[] = [
   },
 ];
 
+/**
+ * The kernel's grouping rules, one case each, for the test of the charm's prediction of groups
+ * (plan/iommu-groups.ts) against the real kernel's (issue 24 part 4). QEMU 7.2's pcie-root-port
+ * has an ACS capability unless `disable-acs=on`; its e1000e has none.
+ * - two root ports, functions of one device at 0b.0/0b.1, each with ACS: a group each;
+ * - behind the first, a two-function e1000e without ACS: one group, without the port;
+ * - behind the second, one e1000e: a group of its own;
+ * - a root port without ACS (0c.0) and the e1000e behind it: one group;
+ * - a two-function e1000e on the root bus (0d.0/0d.1): QEMU makes it a root-complex integrated
+ *   endpoint, and the kernel's quirk for Intel's (pci_quirk_rciep_acs) isolates each function.
+ * Bus numbers follow FULL's PCIe-to-PCI bridge at 07.0 (bus 01): the ports get 02, 03, 04.
+ */
+export const GROUPING: PciDeviceSpec[] = [
+  {
+    key: "acsPortA",
+    qemu: "pcie-root-port,id=rpga,chassis=21,addr=0b.0,multifunction=on",
+    address: "0000:00:0b.0",
+    ids: "1b36:000c",
+    bootDriver: "pcieport",
+    role: "root port with ACS, function 0 of a two-function slot",
+  },
+  {
+    key: "acsPortB",
+    qemu: "pcie-root-port,id=rpgb,chassis=22,addr=0b.1",
+    address: "0000:00:0b.1",
+    ids: "1b36:000c",
+    bootDriver: "pcieport",
+    role: "root port with ACS, function 1 of the same slot",
+  },
+  {
+    key: "cardA0",
+    qemu: "e1000e,bus=rpga,addr=00.0,multifunction=on,id=cardA0",
+    address: "0000:02:00.0",
+    ids: "8086:10d3",
+    bootDriver: "e1000e",
+    role: "function 0 of a two-function card without ACS, below a port with ACS",
+  },
+  {
+    key: "cardA1",
+    qemu: "e1000e,bus=rpga,addr=00.1,id=cardA1",
+    address: "0000:02:00.1",
+    ids: "8086:10d3",
+    bootDriver: "e1000e",
+    role: "function 1 of that card",
+  },
+  {
+    key: "cardB",
+    qemu: "e1000e,bus=rpgb,addr=00.0,id=cardB",
+    address: "0000:03:00.0",
+    ids: "8086:10d3",
+    bootDriver: "e1000e",
+    role: "a single-function card below a port with ACS",
+  },
+  {
+    key: "openPort",
+    qemu: "pcie-root-port,id=rpgc,chassis=23,addr=0c.0,disable-acs=on",
+    address: "0000:00:0c.0",
+    ids: "1b36:000c",
+    bootDriver: "pcieport",
+    role: "root port without ACS",
+  },
+  {
+    key: "cardC",
+    qemu: "e1000e,bus=rpgc,addr=00.0,id=cardC",
+    address: "0000:04:00.0",
+    ids: "8086:10d3",
+    bootDriver: "e1000e",
+    role: "a card below the port without ACS (shares its group)",
+  },
+  {
+    key: "rcA",
+    qemu: "e1000e,addr=0d.0,multifunction=on,id=rcA",
+    address: "0000:00:0d.0",
+    ids: "8086:10d3",
+    bootDriver: "e1000e",
+    role: "function 0 of a two-function Intel RCiEP on the root bus (no ACS; the quirk isolates)",
+  },
+  {
+    key: "rcB",
+    qemu: "e1000e,addr=0d.1,id=rcB",
+    address: "0000:00:0d.1",
+    ids: "8086:10d3",
+    bootDriver: "e1000e",
+    role: "function 1 of that device",
+  },
+];
+
+/** The groups the kernel makes of GROUPING's devices (by key), as its rules say. The root-bus pair
+ * is left to tier1-intel's whole comparison (prediction = kernel, every function), as its grouping
+ * rests on how QEMU types it and on the kernel's Intel RCiEP quirk. */
+export const GROUPING_GROUPS: string[][] = [
+  ["acsPortA"],
+  ["acsPortB"],
+  ["cardA0", "cardA1"],
+  ["cardB"],
+  ["openPort", "cardC"],
+];
+
 /** Every case in one guest: tier 1 boots this once per IOMMU flavour. */
 export const FULL: Topology = {
   name: "full",
-  devices: [...VGA, ...TWINS, ...SHARED_GROUP, ...IN_USE_NIC, ...MULTI_FUNCTION],
+  devices: [...VGA, ...TWINS, ...SHARED_GROUP, ...IN_USE_NIC, ...MULTI_FUNCTION, ...GROUPING],
 };
 
 /**
