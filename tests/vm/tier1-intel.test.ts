@@ -5,7 +5,7 @@
  */
 import { expect, it } from "vitest";
 import { key, results, sub, type Tree } from "./lib/action-results";
-import { deployCharmInGuest, type GuestCharm } from "./lib/guest-charm";
+import { deployCharmInGuest, type GuestCharm, JUJU_CHARM_DIR } from "./lib/guest-charm";
 import { groupsAndPrediction, groupsOfKeys, readGuestFunctions } from "./lib/predicted-groups";
 import { checkVmBed, describeVm } from "./lib/require-tools";
 import { expectInUseNicRefused, expectListDevicesMatchesSysfs } from "./lib/scenarios";
@@ -39,7 +39,8 @@ describeVm("tier 1 (Intel IOMMU): charm actions on a real kernel", bed, (kernel)
       guest: guest(),
       share,
       config: { devices: twinA },
-      recordedCommands: ["update-grub", "update-initramfs"],
+      // systemctl: the cos-agent tests below (systemd is not this guest's init).
+      recordedCommands: ["update-grub", "update-initramfs", "systemctl"],
     });
     const run = await charm.dispatch("install");
     expect(charm.sim.readState().logs.filter((l) => l.level === "ERROR")).toEqual([]);
@@ -112,6 +113,101 @@ describeVm("tier 1 (Intel IOMMU): charm actions on a real kernel", bed, (kernel)
     expect((await guest().readFile(`/sys/bus/pci/devices/${twinA}/driver_override`)).trim()).toBe(
       "vfio-pci",
     );
+  });
+
+  // Issue 26: the exporter the cos-agent relation installs, run from the packed charm in the guest.
+  const EXPORTER_UNIT = "/etc/systemd/system/pci-passthrough-exporter.service";
+  const metric = (text: string, name: string, address: string): string | undefined =>
+    new RegExp(`^${name}\\{address="${address}",[^}]*\\} (\\d+)$`, "m").exec(text)?.[1];
+  const scrape = async (): Promise<string> => {
+    for (let i = 0; i < 60; i++) {
+      const r = await guest().run("curl -sf http://127.0.0.1:9847/metrics");
+      if (r.exitCode === 0) return r.stdout;
+      await new Promise((done) => setTimeout(done, 1000));
+    }
+    throw new Error(`the exporter never answered:\n${await guest().exec("cat /tmp/exporter.log")}`);
+  };
+
+  it("cos-agent: relating installs the exporter; run from the packed charm it sees twin A on vfio-pci, free", async () => {
+    deployed().sim.updateState((s) => {
+      s.relations.push({
+        id: 20,
+        endpoint: "cos-agent",
+        remoteApp: "grafana-agent",
+        remoteUnits: ["grafana-agent/0"],
+        remoteUnitsData: { "grafana-agent/0": {} },
+        remoteAppData: {},
+        localUnitData: {},
+        localAppData: {},
+      });
+    });
+    const before = deployed().commands().length;
+    const run = await deployed().dispatch({
+      name: "cos-agent-relation-joined",
+      relationId: 20,
+      remoteUnit: "grafana-agent/0",
+    });
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect(deployed().commands().slice(before)).toEqual([
+      "systemctl daemon-reload",
+      "systemctl enable pci-passthrough-exporter.service",
+      "systemctl restart pci-passthrough-exporter.service",
+    ]);
+    const unit = await guest().readFile(EXPORTER_UNIT);
+    const execStart = /^ExecStart=(.*)$/m.exec(unit)?.[1];
+    expect(execStart).toBe(
+      `${JUJU_CHARM_DIR}/runtime/bin/node ${JUJU_CHARM_DIR}/dist/exporter.js --listen 127.0.0.1:9847`,
+    );
+    // systemd is not this guest's init: start it as the unit says, with the unit's environment.
+    const options = /^Environment="(NODE_OPTIONS=[^"]*)"$/m.exec(unit)?.[1] ?? "";
+    await guest().exec(
+      `setsid env ${options} ${execStart} >/tmp/exporter.log 2>&1 </dev/null & echo $! >/tmp/exporter.pid`,
+    );
+    const text = await scrape();
+    expect(text).toMatch(
+      new RegExp(
+        `^pci_passthrough_function_on_planned_driver\\{address="${twinA}",[^}]*driver="vfio-pci"[^}]*\\} 1$`,
+        "m",
+      ),
+    );
+    expect(metric(text, "pci_passthrough_function_in_use", twinA)).toBe("0");
+    expect(metric(text, "pci_passthrough_function_available", twinA)).toBe("1");
+    expect(text).toMatch(/^pci_passthrough_iommu_enabled 1$/m);
+    expect(text).toMatch(/^pci_passthrough_exporter_scrape_errors_total 0$/m);
+  });
+
+  it("cos-agent: a process holding twin A's /dev/vfio/<group> shows it in use, then free once it exits", async () => {
+    const group = await groupOf(guest(), twinA);
+    await guest().exec(
+      `setsid sh -c 'exec 3</dev/vfio/${group}; exec sleep 600' >/dev/null 2>&1 </dev/null & echo $! >/tmp/holder.pid`,
+    );
+    let held = "";
+    for (let i = 0; i < 30 && metric(held, "pci_passthrough_function_in_use", twinA) !== "1"; i++) {
+      held = await scrape();
+    }
+    expect(metric(held, "pci_passthrough_function_in_use", twinA)).toBe("1");
+    expect(metric(held, "pci_passthrough_function_available", twinA)).toBe("0");
+    await guest().exec(
+      "kill $(cat /tmp/holder.pid); while kill -0 $(cat /tmp/holder.pid) 2>/dev/null; do sleep 0.2; done",
+    );
+    const free = await scrape();
+    expect(metric(free, "pci_passthrough_function_in_use", twinA)).toBe("0");
+    expect(metric(free, "pci_passthrough_function_available", twinA)).toBe("1");
+  });
+
+  it("cos-agent: the last relation gone stops and disables the exporter and removes its files", async () => {
+    const before = deployed().commands().length;
+    const run = await deployed().dispatch({ name: "cos-agent-relation-broken", relationId: 20 });
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect(deployed().commands().slice(before)).toEqual([
+      "systemctl disable --now pci-passthrough-exporter.service",
+      "systemctl daemon-reload",
+    ]);
+    expect(await exists(guest(), EXPORTER_UNIT)).toBe(false);
+    await guest().exec("kill $(cat /tmp/exporter.pid) 2>/dev/null; true");
+    deployed().sim.updateState((s) => {
+      s.relations = s.relations.filter((r) => r.endpoint !== "cos-agent");
+    });
   });
 
   it("verify-iommu passes once the twin is on vfio-pci", async () => {
