@@ -20,6 +20,16 @@
  * systemd started, so before any charm code — each on vfio-pci, the PF still on nvme; removal
  * leaves boot 3 with no VF and nothing of the charm.
  *
+ * The reboot the charm asks for itself (issue 24) rides them too, on the one unit of a peer
+ * relation `fleet` it leads: config-changed with reboot=when-idle asks Juju to reboot
+ * (juju-reboot), and the simulated Juju acts on it: the guest shuts down cleanly and QEMU starts it
+ * again, then `start` runs. The first such boot ignores the drop-in (boot 1b: grub.cfg's line from
+ * before install, as a bootloader that is not grub or a later drop-in would give): `start` blocks
+ * with the running command line, and no hook asks for a second reboot. A changed configuration
+ * (one more kernel parameter: a new reason) asks again; that reboot boots grub.cfg as written
+ * (boot 2), and `start` finds the parameters and the binding in place, gives the reboot lock
+ * back and goes active.
+ *
  * The boot order (issue 21, item 7) rides them too: before install the guest gets a stand-in
  * nova-compute.service (a oneshot of its own, enabled like the real package's) that records, when
  * it starts, every SR-IOV PF's VF count and each VF's driver. In boot 2 it must have seen the plan
@@ -59,6 +69,10 @@ const twinIds = "8086:10d3";
 /** What the image's systemd-networkd gives twin B (scripts/vm/build-debian-image.sh). */
 const HOST_ADDRESS = "192.0.2.4/24";
 const key = (address: string) => address.replace(/[:.]/g, "-");
+/** The peer relation the reboot lock lives in (metadata.yaml), here with this unit alone. */
+const FLEET = { endpoint: "fleet", id: 9, peer: true };
+/** The parameter added between the two reboots: a new reason, so the loop guard lets it reboot. */
+const EXTRA_PARAM = "vmbed.second_reboot=1";
 /** What the stand-in nova-compute.service found when it started (written at every boot). */
 const NOVA_SAW = "/var/lib/vmbed/nova-compute-start.txt";
 /** The stand-in: Ubuntu's and Debian's unit name, enabled into multi-user.target as the package's
@@ -190,6 +204,21 @@ describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tie
     return guest;
   }
 
+  /** The fleet relation's bags as the charm left them: the lock (app bag) and this unit's request. */
+  function lockBags(): { lock: string | undefined; request: string | undefined } {
+    const rel = charm.sim.readState().relations.find((r) => r.id === FLEET.id);
+    if (!rel) throw new Error("the simulated unit lost its fleet relation");
+    return { lock: rel.localAppData["reboot-lock"], request: rel.localUnitData["reboot-request"] };
+  }
+
+  /** The charm's juju-reboot, as Juju takes it after a hook that exited 0. */
+  function expectRebootAsked(): void {
+    expect(charm.takeRebootRequest(), "the hook did not ask Juju to reboot").toBe("after-hook");
+    expect(charm.status().status).toBe("maintenance");
+    expect(charm.status().message).toMatch(/^rebooting \(reboot=when-idle, every check passed\)/);
+    expect(lockBags()).toMatchObject({ lock: JSON.stringify(["pci-passthrough/0"]) });
+  }
+
   /** Powers off cleanly (the disk must be consistent for debugfs and the next boot). */
   async function powerOff() {
     await guest?.shutdown({ clean: true });
@@ -261,6 +290,8 @@ describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tie
       guest: guest!,
       share,
       config: { devices: DEVICES },
+      // The leader of a lone unit in the reboot lock's peer relation: it grants itself the lock.
+      simulator: { leader: true, relations: [FLEET] },
       // Only if VM_TOOLS_IN_GUEST=1: the Debian guest has no node but the charm's own.
       toolNode: `${JUJU_CHARM_DIR}/runtime/bin/node`,
     });
@@ -279,8 +310,14 @@ describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tie
     expect(charm.status().message).toContain(`${pf} has 0 VFs, 2 planned`);
     expect(await vfsOf(guest!)).toEqual([]);
 
+    // install ran with reboot=manual (the default): nothing asked of Juju.
+    expect(charm.takeRebootRequest()).toBeNull();
+    charm.setConfig({ reboot: "when-idle" });
     const changed = await timed("config-changed", () => charm.dispatch("config-changed"));
     expect(changed.exitCode, charm.explain(changed)).toBe(0);
+    // Nothing runs here (no libvirt, no /dev/vfio holder, no container): the hook asks Juju to
+    // reboot, holding the lock it granted itself.
+    expectRebootAsked();
 
     // The guest's real tools did the work: the new grub.cfg carries the IOMMU parameters, and
     // the new initrd carries vfio-pci and the charm's udev rule.
@@ -300,6 +337,48 @@ describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tie
     const rule = await guest!.readFile("/etc/udev/rules.d/40-pci-passthrough.rules");
     expect(rule).toContain(`KERNEL=="${twinA}"`);
     expect(rule).not.toContain(`KERNEL=="${twinB}"`);
+    // Juju reboots the machine after the hook: a clean shutdown, then the next boot.
+    await powerOff();
+  }, 1_800_000);
+
+  it("boot 1b ignores the drop-in: start blocks with the running command line, and no second reboot is asked", async () => {
+    // The regenerated kernel and initrd, booted with the line grub.cfg had before install: what a
+    // machine whose bootloader is not this grub, or whose later drop-in overrides ours, boots.
+    const grub = readGrub("boot1b");
+    const ignored = defaultGrubEntry(baseline.grubCfg).args;
+    expect(ignored).not.toContain("iommu");
+    const g = await boot("tier2-boot1b", grub.kernel, grub.initrd, ignored);
+    charm.reattach(g);
+    const start = await timed("start-loop", () => charm.dispatch("start"));
+    expect(start.exitCode, charm.explain(start)).toBe(0);
+    const blocked = charm.status();
+    expect(blocked.status).toBe("blocked");
+    expect(blocked.message).toMatch(
+      /^the reboot the charm asked for \(boot \w{8} → \w{8}\) did not bring what was written: /,
+    );
+    expect(blocked.message).toContain("kernel command line lacks intel_iommu=on");
+    expect(blocked.message).toContain(
+      `the running kernel's command line is "${(await g.exec("cat /proc/cmdline")).trim()}"`,
+    );
+    expect(blocked.message).toContain("the charm will not reboot again for this");
+    expect(charm.takeRebootRequest()).toBeNull();
+    // The lock stays here: the next host would likely fail the same way.
+    expect(lockBags().lock).toBe(JSON.stringify(["pci-passthrough/0"]));
+    // Later hooks of the same boot say the same and ask nothing either.
+    const again = await charm.dispatch("update-status");
+    expect(again.exitCode, charm.explain(again)).toBe(0);
+    expect(charm.status()).toEqual(blocked);
+    expect(charm.takeRebootRequest()).toBeNull();
+  }, 900_000);
+
+  it("boot 1b: a changed configuration is a new reason: config-changed asks Juju to reboot again", async () => {
+    charm.setConfig({ "extra-kernel-params": EXTRA_PARAM });
+    const changed = await timed("config-changed-2", () => charm.dispatch("config-changed"));
+    expect(changed.exitCode, charm.explain(changed)).toBe(0);
+    expect(defaultGrubEntry(await guest!.readFile("/boot/grub/grub.cfg")).args).toContain(
+      EXTRA_PARAM,
+    );
+    expectRebootAsked();
     await powerOff();
   }, 1_800_000);
 
@@ -307,6 +386,7 @@ describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tie
     const grub = readGrub("boot2");
     entry = grub.entry;
     expect(entry.args).toContain("intel_iommu=on");
+    expect(entry.args).toContain(EXTRA_PARAM);
     const callsBefore = charm.sim.readState().calls.length;
     const g = await boot("tier2-boot2", grub.kernel, grub.initrd, entry.args);
     charm.reattach(g);
@@ -327,6 +407,19 @@ describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tie
       "vfio-pci",
     );
     expect(charm.sim.readState().calls.length).toBe(callsBefore);
+  }, 900_000);
+
+  it("boot 2: start (Juju runs it after the reboot) finds the parameters and the binding in place, gives the lock back: active", async () => {
+    const start = await timed("start-verified", () => charm.dispatch("start"));
+    expect(start.exitCode, charm.explain(start)).toBe(0);
+    expect(charm.status().status, charm.status().message).toBe("active");
+    expect(charm.status().message).not.toMatch(/reboot required|reboot=when-idle/);
+    const logs = charm.sim.readState().logs.map((l) => l.message);
+    expect(logs.join("\n")).toMatch(
+      /the reboot \(boot \w{8} → \w{8}\) brought what was written; the reboot lock goes back/,
+    );
+    expect(lockBags()).toEqual({ lock: undefined, request: undefined });
+    expect(charm.takeRebootRequest()).toBeNull();
   }, 900_000);
 
   it("boot 2: the PF's two VFs were made in the initramfs, each on vfio-pci; the PF stayed on nvme", async () => {

@@ -82,6 +82,8 @@ export interface ActionRun {
 
 /** The charm, deployed in a guest. */
 export class GuestCharm {
+  private lastExitCode: number | null = null;
+
   constructor(
     public guest: Guest,
     readonly sim: UnitSimulator,
@@ -125,9 +127,21 @@ export class GuestCharm {
     );
     const ms = Date.now() - started;
     this.sim.finish(result.exitCode);
+    this.lastExitCode = result.exitCode;
     this.guest.note(`dispatch ${name} exited ${result.exitCode} after ${ms} ms`);
     progress(`${this.guest.name}: ${name} exited ${result.exitCode} after ${seconds(ms)}`);
     return { ...result, ms };
+  }
+
+  /**
+   * Juju's side of `juju-reboot`: whether the last hook asked to reboot the machine (Juju acts
+   * only once the hook exited 0; a failed hook's request is dropped), consumed as Juju consumes
+   * it. The test then reboots the guest and runs `start`, as Juju does after a machine reboot.
+   */
+  takeRebootRequest(): "after-hook" | "now" | null {
+    const asked = this.sim.readState().reboot;
+    if (asked !== null) this.sim.updateState((s) => (s.reboot = null));
+    return this.lastExitCode === 0 ? asked : null;
   }
 
   /** Runs an action with params; returns the dispatch and the recorded action. */
