@@ -1,22 +1,26 @@
 /**
  * Tier 1, no IOMMU (QEMU without an IOMMU device): verify-iommu says so and fails; rebind refuses
- * instead of leaving a device with no driver, and the guest is unchanged afterwards.
+ * instead of leaving a device with no driver, and the guest is unchanged afterwards; list-devices
+ * says, before the reboot, the group each function will have once the IOMMU is on (the same FULL
+ * topology as tier1-intel, which checks those groups against the kernel's).
  */
 import { expect, it } from "vitest";
+import { results, sub } from "./lib/action-results";
 import { deployCharmInGuest, type GuestCharm } from "./lib/guest-charm";
+import { groupsOfKeys } from "./lib/predicted-groups";
 import { checkVmBed, describeVm } from "./lib/require-tools";
 import { driverOf, guestStateSnapshot, list } from "./lib/sysfs";
-import { device, TWINS_ONLY } from "./lib/topologies";
+import { device, FULL, GROUPING_GROUPS } from "./lib/topologies";
 import { bootBedGuest, useGuest, useShare } from "./lib/use-guest";
 
 const bed = checkVmBed(1);
-const twinA = device(TWINS_ONLY, "twinA").address;
+const twinA = device(FULL, "twinA").address;
 type Tree = { [k: string]: string | Tree };
 
 describeVm("tier 1 (IOMMU off): charm actions on a real kernel", bed, (kernel) => {
   const share = useShare("tier1-off");
   const guest = useGuest(() =>
-    bootBedGuest(kernel, { topology: TWINS_ONLY, iommu: "none", name: "tier1-off", share }),
+    bootBedGuest(kernel, { topology: FULL, iommu: "none", name: "tier1-off", share }),
   );
   let charm: GuestCharm;
 
@@ -37,5 +41,24 @@ describeVm("tier 1 (IOMMU off): charm actions on a real kernel", bed, (kernel) =
     expect(run.action.failureMessage).toMatch(/no IOMMU group/);
     expect(await driverOf(guest(), twinA)).toBe("e1000e");
     expect(await guestStateSnapshot(guest())).toBe(before);
+  });
+
+  it("list-devices predicts from config space the groups the kernel will make once it is on", async () => {
+    const run = await charm.action("list-devices");
+    expect(run.action.failed).toBe(false);
+    const rows = Object.values(sub(results(run), "devices")) as Tree[];
+    const groups = new Set<string>();
+    for (const row of rows) {
+      const said = String(row["iommu-group-after-reboot"]);
+      const address = String(row.address);
+      const shared = /^shared with (.*?) \(predicted/.exec(said);
+      expect(shared !== null || said.startsWith("its own"), `${address}: ${said}`).toBe(true);
+      const members = [address, ...(shared ? shared[1]!.split(", ") : [])].sort();
+      groups.add(members.join(" "));
+    }
+    // Each case of the kernel's rules, as tier1-intel sees the kernel make it.
+    for (const g of groupsOfKeys(FULL.devices, GROUPING_GROUPS)) expect([...groups]).toContain(g);
+    const cardA1 = rows.find((r) => r.address === device(FULL, "cardA1").address)!;
+    expect(cardA1["iommu-group-after-reboot"]).toContain("without ACS");
   });
 });
