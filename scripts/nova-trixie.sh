@@ -11,7 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MIRROR=${NOVA_TRIXIE_MIRROR:-http://deb.debian.org/debian}
+# The mirror apt on this machine already uses (its own suite's "deb" source serves trixie too).
+MIRROR=${NOVA_TRIXIE_MIRROR:-$(bash scripts/vm/debian-mirror.sh "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")")}
+[ -n "$MIRROR" ] || { echo "nova-trixie: no Debian 'deb' source in apt's configuration; set NOVA_TRIXIE_MIRROR" >&2; exit 1; }
 key=$(sha256sum "$0" | cut -c1-16)
 base=.cache/nova-trixie/$key
 root=$base/root

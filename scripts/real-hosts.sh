@@ -39,7 +39,15 @@ mapfile -t wanted < <(node -e '
   }' "$manifests")
 ((${#wanted[@]})) || die "no manifest in $manifests"
 
-# A private deb-src list per suite: the system's apt configuration is neither read nor changed.
+# A private deb-src list per suite, on the mirror the machine's apt already uses (its own suite's
+# "deb" source, which serves every suite): the system's apt configuration is not changed.
+debian_mirror() {
+  if [ -z "${mirror:-}" ]; then
+    mirror=$(bash "$repo/scripts/vm/debian-mirror.sh" "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")")
+    [ -n "$mirror" ] || die "no Debian 'deb' source in apt's configuration to take deb-src from"
+  fi
+  echo "$mirror"
+}
 apt_dir() { echo "$cache/apt-$1"; }
 apt_opts() {
   local d
@@ -53,7 +61,7 @@ apt_update_once() {
   [ -n "${updated[$suite]:-}" ] && return 0
   d=$(apt_dir "$suite")
   mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
-  echo "deb-src http://deb.debian.org/debian $suite main" >"$d/sources.list"
+  echo "deb-src $(debian_mirror) $suite main" >"$d/sources.list"
   log "apt-get update (deb-src $suite)"
   # shellcheck disable=SC2046
   apt-get $(apt_opts "$suite") update -qq >&2 || die "apt-get update for deb-src $suite failed"

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Prints the Debian mirror apt itself uses for suite $1: the first plain "deb" source of that suite
 # in apt's configuration (deb822 .sources first, then the one-line format), never a hard-coded
-# host. Prints nothing when there is none. Used by fresh-debian.sh; build-debian-image.sh keeps
-# its own copy, because its cache key hashes its text and an edit would rebuild every tier-2 image.
+# host. Prints nothing when there is none. Used by fresh-debian.sh, ../nova-trixie.sh and
+# ../real-hosts.sh; build-debian-image.sh keeps its own copy, because its cache key hashes its
+# text and an edit would rebuild every tier-2 image.
 set -euo pipefail
 suite=$1
 mirror=$(
