@@ -31,7 +31,7 @@ import { planHost } from "./plan/plan-host";
 import type { Selection } from "./plan/select";
 import { type PlannedPf, type SriovPlan, selectForHost, sriovReady } from "./plan/sriov";
 import { type FailedCommand, formatConfigError, NO_GRUB } from "./plan/status";
-import type { BoundDevice, WithheldFunction } from "./plan/types";
+import type { BoundDevice, HostPlan, WithheldFunction } from "./plan/types";
 import { vfCountDisagreements, vfCountProblems } from "./plan/vf-count-owners";
 import { clip } from "./text";
 
@@ -125,6 +125,22 @@ function snapshot(ctx: ActionContext): Snapshot {
   };
 }
 
+/** The plan a hook would make on this host now (nothing bound remembered: an action judges the
+ * host as it is), for the actions that show what the hooks would do. */
+function hostPlan(ctx: ActionContext, snap: Snapshot, config: Config): HostPlan {
+  return planHost(
+    config,
+    snap.facts,
+    modules(ctx, snap.facts),
+    { boundIds: {} },
+    {
+      usage: snap.usage,
+      moduleNames: readModuleNames(ctx.deps.root, snap.facts.kernelRelease).names,
+      vfCountClaims: snap.vfCountClaims,
+    },
+  );
+}
+
 /** modules.alias for an action: what the hooks remembered while the file is unchanged, the file
  * itself for anything else (a real one is a megabyte, and list-devices asks about every function).
  * Actions only read: what they learn is not stored. */
@@ -201,17 +217,7 @@ const ACTIONS: Record<ActionName, Action> = {
       return failure(
         `the charm config is invalid, so there is no plan to verify: ${snap.configProblem}`,
       );
-    const plan = planHost(
-      snap.config,
-      snap.facts,
-      modules(ctx, snap.facts),
-      { boundIds: {} },
-      {
-        usage: snap.usage,
-        moduleNames: readModuleNames(ctx.deps.root, snap.facts.kernelRelease).names,
-        vfCountClaims: snap.vfCountClaims,
-      },
-    );
+    const plan = hostPlan(ctx, snap, snap.config);
     const result = verifyIommu({
       facts: snap.facts,
       plannedCmdline: plan.kernelParams,
@@ -271,17 +277,7 @@ const ACTIONS: Record<ActionName, Action> = {
   "reboot-plan": action("reboot-plan", parseRebootPlanParams, (_params, ctx) => {
     const snap = snapshot(ctx);
     if (!snap.config) return failure(`the charm config is invalid: ${snap.configProblem}`);
-    const plan = planHost(
-      snap.config,
-      snap.facts,
-      modules(ctx, snap.facts),
-      { boundIds: {} },
-      {
-        usage: snap.usage,
-        moduleNames: readModuleNames(ctx.deps.root, snap.facts.kernelRelease).names,
-        vfCountClaims: snap.vfCountClaims,
-      },
-    );
+    const plan = hostPlan(ctx, snap, snap.config);
     // What a hook would find, with nothing applied: the files are as the hooks left them.
     const failed: FailedCommand[] = ctx.noGrub
       ? [{ kind: "grub", argv: ["update-grub"], notFound: true, message: NO_GRUB }]
