@@ -5,7 +5,7 @@
 // followed by the `start` hook Juju runs on the machine's units after a reboot.
 import { propagatePeerData } from "../peers";
 import type { EventSpec } from "../unit-spec";
-import type { UnitSimulator } from "./index";
+import type { UnitSimulator } from "./unit";
 
 /** One unit in the model: its simulator and how the test runs (and finishes) one dispatch. */
 export interface ModelUnit {
