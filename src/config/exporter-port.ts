@@ -1,7 +1,9 @@
 // The exporter's option, parsed on its own (config.ts parses the host-preparation options).
 
-import { DEFAULT_EXPORTER_PORT } from "../plan/exporter-files";
 import type { ConfigError } from "./types";
+
+/** The port the exporter listens on by default (config.yaml's default of `exporter-port`). */
+export const DEFAULT_EXPORTER_PORT = 9847;
 
 /** `exporter-port` → a port, or the error that names the option, the value and the fix. */
 export function parseExporterPort(raw: unknown): { port: number } | { error: ConfigError } {

@@ -9,9 +9,6 @@
 import { EXPORTER_OWNED, EXPORTER_SERVICE } from "../host/root";
 import type { FileSpec, HostPlan } from "./types";
 
-/** The port the exporter listens on by default (config option `exporter-port`). */
-export const DEFAULT_EXPORTER_PORT = 9847;
-
 /** Where the exporter listens: loopback only. The agent that scrapes it (grafana-agent,
  * opentelemetry-collector) is a subordinate on the same machine; nothing else needs the port. */
 export const EXPORTER_LISTEN_HOST = "127.0.0.1";
