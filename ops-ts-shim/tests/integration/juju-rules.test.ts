@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Context, type OutputState, UncaughtCharmError } from "../../src/testing";
 import { createUnitSimulator, type UnitSimulatorOptions } from "../../src/testing/simulator";
+import { capturingStderr } from "../capture-stderr";
 import { bundleCharm } from "../fixtures/bundle-charm";
 import {
   MISBEHAVING_ACTIONS,
@@ -17,15 +18,22 @@ import {
 
 const DB = [{ endpoint: "db", remoteApp: "postgresql", localAppData: { secret: "s3" } }];
 
-/** The error a scenario run ends with (the charm raised: its test would fail). */
+/** The error a scenario run ends with (the charm raised: its test would fail). main() also writes
+ * it to stderr, as Juju's log would keep it: captured and checked here, so a passing run's log
+ * holds no error lines it provoked on purpose. */
 function refusal(run: () => unknown): string {
-  try {
-    run();
-  } catch (e) {
-    if (e instanceof UncaughtCharmError) return e.message;
-    throw e;
-  }
-  return "(no refusal: the charm's test would pass)";
+  const { result, stderr } = capturingStderr(() => {
+    try {
+      run();
+    } catch (e) {
+      if (e instanceof UncaughtCharmError) return e.message;
+      throw e;
+    }
+    return "(no refusal: the charm's test would pass)";
+  });
+  if (result.startsWith("(no refusal")) return result;
+  expect(stderr).toContain("HookCmdError");
+  return result;
 }
 
 describe("the in-memory fake refuses a charm that breaks the rules", () => {
