@@ -31,6 +31,11 @@ kroot=$(dirname "$(dirname "$(dirname "$VM_MODULES")")")
 # shellcheck source=/dev/null
 suite=${VM_DEBIAN_SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")}
 packages=systemd,systemd-sysv,udev,kmod,initramfs-tools,grub2-common,pciutils,iproute2
+# Debian's real libvirt with its qemu driver and QEMU (TCG: no KVM in the guest), for a real
+# domain the reboot checks must see (issue 24; tests/vm/tier2-boot-cycle.test.ts). Not
+# libvirt-daemon-system: its default network needs dnsmasq and a firewall, its polkit a D-Bus;
+# the image starts libvirtd itself (below).
+packages=$packages,libvirt-daemon,libvirt-daemon-driver-qemu,libvirt-clients,qemu-system-x86
 
 # The mirror: the first plain "deb" source of this suite in apt's own configuration (deb822 first,
 # then the one-line format), never a hard-coded host.
@@ -133,6 +138,35 @@ ConfigureWithoutCarrier=yes
 LinkLocalAddressing=no
 EOT
 
+  # libvirtd at every boot, as on a compute host, with what a minimal root lacks: no libvirt-qemu
+  # user (libvirt-daemon-system makes it), no virtlogd, no D-Bus for machined: QEMU runs as
+  # root, logs to a file, and libvirt sets up no cgroup and no namespace of its own.
+  cat >>"$dir/etc/libvirt/qemu.conf" <<'EOT'
+
+# The test bed's (scripts/vm/build-debian-image.sh): a minimal root without libvirt-daemon-system.
+user = "root"
+group = "root"
+dynamic_ownership = 0
+security_driver = "none"
+stdio_handler = "file"
+cgroup_controllers = [ ]
+namespaces = [ ]
+EOT
+  cat >"$dir/etc/systemd/system/vmbed-libvirtd.service" <<'EOT'
+[Unit]
+Description=libvirtd for the VM test bed (tests/vm tier 2; no libvirt-daemon-system here)
+After=local-fs.target
+
+[Service]
+ExecStart=/usr/sbin/libvirtd
+Restart=no
+
+[Install]
+WantedBy=multi-user.target
+EOT
+  ln -sf /etc/systemd/system/vmbed-libvirtd.service \
+    "$dir/etc/systemd/system/multi-user.target.wants/vmbed-libvirtd.service"
+
   # The test bed's command runner, on the virtio-serial port named vmbed.agent.
   install -D -m 755 "$here/guest-agent.sh" "$dir/usr/local/lib/vmbed/guest-agent.sh"
   cat >"$dir/etc/systemd/system/vmbed-agent.service" <<'EOT'
@@ -183,11 +217,16 @@ EOT
   rm -rf "$dir"
   touch "$out/.complete"
   trap - EXIT
-  # Older images of this kernel (another script or package list) are dead weight now.
-  for old in "$cache/debian-$VM_KERNEL_RELEASE"-*; do
-    [ "$old" = "$out" ] || rm -rf "$old"
-  done
 fi
+touch "$out/.complete"
+# Images of another recipe may still be used by another checkout sharing this cache: removed only
+# once unused (not built or found by this script) for two days.
+for old in "$cache/debian-$VM_KERNEL_RELEASE"-*; do
+  [ "$old" = "$out" ] && continue
+  stamp=$old/.complete
+  [ -e "$stamp" ] || stamp=$old
+  if [ -n "$(find "$stamp" -maxdepth 0 -mmin +2880 2>/dev/null)" ]; then rm -rf "$old"; fi
+done
 
 cat >"$cache/debian.json.new" <<EOT
 {

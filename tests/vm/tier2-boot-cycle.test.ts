@@ -27,7 +27,9 @@
  * before install, as a bootloader that is not grub or a later drop-in would give, with the IOMMU
  * off as a kernel without CONFIG_INTEL_IOMMU_DEFAULT_ON leaves it): `start` blocks
  * with the running command line, and no hook asks for a second reboot. A changed configuration
- * (one more kernel parameter: a new reason) asks again; that reboot boots grub.cfg as written
+ * (one more kernel parameter: a new reason) would ask again, but a domain under the guest's real
+ * libvirt (Debian's libvirtd and QEMU, TCG; created, run, then paused) holds it back, named in the
+ * status; once the domain is gone the next hook asks. That reboot boots grub.cfg as written
  * (boot 2), and `start` finds the parameters and the binding in place, gives the reboot lock
  * back and goes active.
  *
@@ -72,6 +74,28 @@ const HOST_ADDRESS = "192.0.2.4/24";
 const key = (address: string) => address.replace(/[:.]/g, "-");
 /** The peer relation the reboot lock lives in (metadata.yaml), here with this unit alone. */
 const FLEET = { endpoint: "fleet", id: 9, peer: true };
+/** A real domain for the guest's libvirt: no disk, no NIC, 16 MiB; QEMU's TCG runs its firmware. */
+const DOMAIN = "vmbed-guest";
+const DOMAIN_XML = `<domain type='qemu'>
+  <name>${DOMAIN}</name>
+  <memory unit='MiB'>16</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices>
+</domain>
+`;
+/** The read-only libvirt the charm asks (src/host/reboot-facts.ts VIRSH). */
+const VIRSH_RO = "virsh -r -c qemu:///system";
+
+/** Waits until the guest's libvirtd answers (it starts with the boot; its first start probes
+ * QEMU's capabilities, slow under TCG). */
+async function libvirtReady(g: Guest): Promise<void> {
+  await g.exec(
+    `for i in $(seq 300); do ${VIRSH_RO} list >/dev/null 2>&1 && break; sleep 1; done; ${VIRSH_RO} list --all`,
+    { timeoutMs: 360_000 },
+  );
+}
+
 /** The parameter added between the two reboots: a new reason, so the loop guard lets it reboot. */
 const EXTRA_PARAM = "vmbed.second_reboot=1";
 /** What the stand-in nova-compute.service found when it started (written at every boot). */
@@ -270,6 +294,9 @@ describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tie
     expect(await vfsOf(g)).toEqual([]);
     const initrd = await g.exec("lsinitramfs /boot/initrd.img-$(uname -r)", { timeoutMs: 300_000 });
     expect(initrd).toMatch(/\/nvme\.ko/);
+    // Debian's libvirtd runs, with no domain.
+    await libvirtReady(g);
+    expect((await g.exec(`${VIRSH_RO} list --all --name`)).trim()).toBe("");
     // A compute host has nova-compute before the charm comes: the stand-in, before the baseline.
     await g.exec(STAND_IN_NOVA);
     await g.exec("systemctl daemon-reload && systemctl start nova-compute.service", {
@@ -375,16 +402,39 @@ describeVm("tier 2: install, reboot, verify, remove, reboot (Debian guest)", tie
     expect(charm.takeRebootRequest()).toBeNull();
   }, 900_000);
 
-  it("boot 1b: a changed configuration is a new reason: config-changed asks Juju to reboot again", async () => {
+  it("boot 1b: a changed configuration is a new reason, but a paused libvirt domain holds the reboot, named", async () => {
+    const g = guest!;
+    await libvirtReady(g);
+    // A real domain: started (QEMU runs its firmware), then paused, as a suspended VM is.
+    await g.writeFile("/run/vmbed-domain.xml", DOMAIN_XML);
+    await g.exec(
+      `virsh -c qemu:///system create /run/vmbed-domain.xml && virsh -c qemu:///system suspend ${DOMAIN}`,
+      {
+        timeoutMs: 300_000,
+      },
+    );
+    expect(await g.exec(`${VIRSH_RO} list --name --state-paused`)).toContain(DOMAIN);
     charm.setConfig({ "extra-kernel-params": EXTRA_PARAM });
     const changed = await timed("config-changed-2", () => charm.dispatch("config-changed"));
     expect(changed.exitCode, charm.explain(changed)).toBe(0);
-    expect(defaultGrubEntry(await guest!.readFile("/boot/grub/grub.cfg")).args).toContain(
-      EXTRA_PARAM,
+    expect(defaultGrubEntry(await g.readFile("/boot/grub/grub.cfg")).args).toContain(EXTRA_PARAM);
+    expect(charm.takeRebootRequest()).toBeNull();
+    expect(charm.status().message).toContain(
+      `reboot=when-idle holds the reboot: libvirt domain ${DOMAIN} is paused: migrate or stop it first`,
     );
+    // A busy host gives the lock back: it does not keep the others waiting.
+    expect(lockBags()).toEqual({ lock: undefined, request: undefined });
+  }, 1_800_000);
+
+  it("boot 1b: once the domain is gone, the next hook asks Juju to reboot", async () => {
+    const g = guest!;
+    await g.exec(`virsh -c qemu:///system destroy ${DOMAIN}`, { timeoutMs: 120_000 });
+    expect((await g.exec(`${VIRSH_RO} list --all --name`)).trim()).toBe("");
+    const status = await charm.dispatch("update-status");
+    expect(status.exitCode, charm.explain(status)).toBe(0);
     expectRebootAsked();
     await powerOff();
-  }, 1_800_000);
+  }, 900_000);
 
   it("boot 2 from the regenerated grub.cfg and initrd: only the selected twin is on vfio-pci", async () => {
     const grub = readGrub("boot2");
