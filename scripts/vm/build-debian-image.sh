@@ -152,6 +152,14 @@ stdio_handler = "file"
 cgroup_controllers = [ ]
 namespaces = [ ]
 EOT
+  # No polkit (no D-Bus) in this root: the sockets' own permissions decide (rw: root only).
+  cat >>"$dir/etc/libvirt/libvirtd.conf" <<'EOT'
+
+# The test bed's (scripts/vm/build-debian-image.sh): no polkit here.
+auth_unix_ro = "none"
+auth_unix_rw = "none"
+log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+EOT
   cat >"$dir/etc/systemd/system/vmbed-libvirtd.service" <<'EOT'
 [Unit]
 Description=libvirtd for the VM test bed (tests/vm tier 2; no libvirt-daemon-system here)

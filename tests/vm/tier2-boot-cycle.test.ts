@@ -90,10 +90,15 @@ const VIRSH_RO = "virsh -r -c qemu:///system";
 /** Waits until the guest's libvirtd answers (it starts with the boot; its first start probes
  * QEMU's capabilities, slow under TCG). */
 async function libvirtReady(g: Guest): Promise<void> {
-  await g.exec(
-    `for i in $(seq 300); do ${VIRSH_RO} list >/dev/null 2>&1 && break; sleep 1; done; ${VIRSH_RO} list --all`,
-    { timeoutMs: 360_000 },
+  const r = await g.run(
+    `for i in $(seq 60); do timeout 5 ${VIRSH_RO} list >/dev/null 2>&1 && break; sleep 1; done; timeout 20 ${VIRSH_RO} list --all`,
+    { timeoutMs: 300_000 },
   );
+  if (r.exitCode === 0) return;
+  const why = await g.exec(
+    "systemctl status --no-pager -l vmbed-libvirtd.service; journalctl --no-pager -u vmbed-libvirtd.service | tail -40; ls -l /run/libvirt; ps -eo pid,stat,wchan:20,args | grep -e libvirt -e qemu; tail -30 /var/log/libvirt/libvirtd.log; true",
+  );
+  throw new Error(`the guest's libvirtd never answered \`${VIRSH_RO} list\`: ${r.stderr}\n${why}`);
 }
 
 /** The parameter added between the two reboots: a new reason, so the loop guard lets it reboot. */
