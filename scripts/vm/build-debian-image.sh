@@ -158,7 +158,6 @@ EOT
 # The test bed's (scripts/vm/build-debian-image.sh): no polkit here.
 auth_unix_ro = "none"
 auth_unix_rw = "none"
-log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 EOT
   cat >"$dir/etc/systemd/system/vmbed-libvirtd.service" <<'EOT'
 [Unit]

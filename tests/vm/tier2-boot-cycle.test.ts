@@ -96,7 +96,7 @@ async function libvirtReady(g: Guest): Promise<void> {
   );
   if (r.exitCode === 0) return;
   const why = await g.exec(
-    "systemctl status --no-pager -l vmbed-libvirtd.service; journalctl --no-pager -u vmbed-libvirtd.service | tail -40; ls -l /run/libvirt; ps -eo pid,stat,wchan:20,args | grep -e libvirt -e qemu; tail -30 /var/log/libvirt/libvirtd.log; true",
+    "systemctl status --no-pager -l vmbed-libvirtd.service; journalctl --no-pager -u vmbed-libvirtd.service | tail -40; ls -l /run/libvirt; ps -eo pid,stat,wchan:20,args | grep -e libvirt -e qemu; true",
   );
   throw new Error(`the guest's libvirtd never answered \`${VIRSH_RO} list\`: ${r.stderr}\n${why}`);
 }
