@@ -210,6 +210,11 @@ EOT
   done
   chroot "$dir" systemctl enable systemd-networkd.service >/dev/null 2>&1 ||
     die "systemctl enable systemd-networkd in the image failed"
+  # libvirt's qemu driver resolves its built-in user before reading qemu.conf: it must exist (as
+  # libvirt-daemon-system's postinst makes it), even though qemu.conf runs QEMU as root.
+  chroot "$dir" groupadd --system libvirt-qemu
+  chroot "$dir" useradd --system --gid libvirt-qemu --home-dir /var/lib/libvirt \
+    --shell /usr/sbin/nologin libvirt-qemu
   chroot "$dir" depmod "$VM_KERNEL_RELEASE"
   chroot "$dir" update-initramfs -c -k "$VM_KERNEL_RELEASE" >"$out/update-initramfs.log" 2>&1 ||
     die "update-initramfs in the image failed; see $out/update-initramfs.log"
