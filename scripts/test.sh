@@ -15,6 +15,10 @@ step "typecheck (tsc strict)"; npx tsc --noEmit -p tsconfig.json
 step "lint + format (biome)"; npx biome check .
 step "unit tests";           npx vitest run --project unit
 step "pack the charm";       npm run --silent pack
+# Debian trixie's nova 31 (a debootstrap root, cached under .cache/nova-trixie) is built here, not
+# inside the test that asks it (tests/integration/nova-fleet-real.test.ts): minutes of downloads
+# belong to no test's timeout.
+step "nova 31's trixie root";  bash scripts/nova-trixie.sh >/dev/null
 # Every integration test runs the packed charm's dispatch: nearly all pass vitest's 300 ms "slow"
 # mark, which would list ~250 of them; 5 s flags the ones that really are (the option is global).
 step "integration tests";    npx vitest run --project integration --slowTestThreshold=5000
