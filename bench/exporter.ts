@@ -10,10 +10,10 @@
 // VmRSS / VmHWM (peak) of the exporter process after the scrapes.
 import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
-import { createServer } from "node:net";
 import * as path from "node:path";
 import { EXPORTER_OWNED } from "../src/host/root";
 import { EXPORTER_NODE_OPTIONS, summarisePlan } from "../src/plan/exporter-files";
+import { freePort } from "../tests/support/free-port";
 import { makeTempHost } from "../tests/support/hosts/build-host";
 import { syntheticHost } from "../tests/support/hosts/presets";
 import { planOnTree } from "../tests/support/plan-on-tree";
@@ -23,17 +23,6 @@ import { TOP } from "./lib/packed-charm";
 const SIZES = [1_000, 10_000] as const;
 const BUDGET_MS: Record<number, number> = { 1000: 50, 10000: 300 };
 const RSS_BUDGET_MIB = 60;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
 
 function fakeProc(root: string): void {
   for (let pid = 1000; pid < 1400; pid++) {

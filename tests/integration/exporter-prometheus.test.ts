@@ -8,11 +8,11 @@
 // rules' `for` cut to 2 s. Bounded: each wait gives up after 60 s.
 import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
-import { createServer } from "node:net";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXPORTER_OWNED } from "../../src/host/root";
 import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
+import { freePort } from "../support/free-port";
 import { makeTempHost } from "../support/hosts/build-host";
 import { seedHost } from "../support/hosts/presets";
 import { requireTool } from "../support/tools";
@@ -31,17 +31,6 @@ const LIMIT_MS = 60_000;
 
 const processes: ChildProcess[] = [];
 const cleanups: Array<() => void> = [];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
 
 /** Runs `argv` until the test ends; resolves once `ready` shows on its stderr. */
 function start(argv: string[], env: NodeJS.ProcessEnv, ready: RegExp): Promise<ChildProcess> {
