@@ -1,7 +1,6 @@
 // One dispatch, start to finish: read the Juju context, name the event, build the charm, run
 // its handlers, collect status, commit stored state. Returns the exit code for the caller to
 // put in process.exitCode (never process.exit(): output must flush).
-import { isMainThread } from "node:worker_threads";
 import { JujuContext } from "./context";
 import {
   ActionEvent,
@@ -265,11 +264,16 @@ function emitAndCommit(framework: Framework, model: Model, built: BuiltEvent): v
 
 /** Whether this is the main thread of a real dispatch of an action listed as stoppable. */
 function stoppable(options: MainOptions): boolean {
-  if (!isMainThread || options.env || options.runner || !options.stoppableActions) return false;
+  if (options.env || options.runner || !options.stoppableActions) return false;
   const path = process.env.JUJU_DISPATCH_PATH ?? "";
-  return (
-    path.startsWith("actions/") && options.stoppableActions.includes(path.slice("actions/".length))
-  );
+  if (
+    !path.startsWith("actions/") ||
+    !options.stoppableActions.includes(path.slice("actions/".length))
+  )
+    return false;
+  // Loaded only here: worker_threads costs every hook a millisecond it never uses.
+  const { isMainThread } = require("node:worker_threads") as typeof import("node:worker_threads");
+  return isMainThread;
 }
 
 /** action-fail that never throws: the message also goes to stderr, which Juju keeps too. */

@@ -10,7 +10,10 @@
 // pid and the tools it runs are the same (threads share one process), so Juju's kill still
 // reaches the process it started. That kill (`juju cancel-task`, a task timeout) is SIGKILL
 // (juju/juju worker/uniter/runner: ps.Process.Kill()), which no program can catch or delay.
-import { Worker, workerData } from "node:worker_threads";
+// node:worker_threads is required where it is used: every dispatch loads this file (main.ts), and
+// only a stoppable action needs the module.
+type WorkerThreads = typeof import("node:worker_threads");
+const workerThreads = (): WorkerThreads => require("node:worker_threads") as WorkerThreads;
 
 /** The workerData key that carries the shared stop flag. */
 const STOP_FLAG = "opsTsStopFlag";
@@ -19,7 +22,7 @@ const SIGNALS = { SIGTERM: 15, SIGINT: 2 } as const;
 type StopSignal = keyof typeof SIGNALS;
 
 function sharedFlag(): Int32Array | null {
-  const buffer = (workerData as Record<string, unknown> | null)?.[STOP_FLAG];
+  const buffer = (workerThreads().workerData as Record<string, unknown> | null)?.[STOP_FLAG];
   return buffer instanceof SharedArrayBuffer ? new Int32Array(buffer) : null;
 }
 
@@ -52,7 +55,7 @@ export function dispatchStoppable(script: string, dispatchPath: string): void {
       Atomics.store(flag, 0, SIGNALS[signal]);
     });
   }
-  const worker = new Worker(script, { workerData: { [STOP_FLAG]: flag.buffer } });
+  const worker = new (workerThreads().Worker)(script, { workerData: { [STOP_FLAG]: flag.buffer } });
   worker.on("error", (e) => {
     process.stderr.write(`${dispatchPath} failed in its worker thread: ${e.stack ?? e.message}\n`);
     process.exitCode = 1;

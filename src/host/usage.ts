@@ -24,7 +24,6 @@
 //   booted with fbcon=map:, which is not read), and the DRM card behind fb0 — only that one: every
 //   GPU with a DRM driver has a card, which says nothing about the host using it. A firmware
 //   framebuffer (vesafb, efifb, simplefb) hangs off a platform device: see firmwareConsoleGuess.
-import { spawnSync } from "node:child_process";
 import { existsSync, readlinkSync, realpathSync } from "node:fs";
 import { pciAddressesInPath } from "../pci-vocabulary";
 import type { HostReadProblem, HostUsage, NetInterface, PciFunction } from "./facts";
@@ -39,6 +38,9 @@ const IFF_UP = 0x1;
 export type IpAddrJson = () => string | null;
 
 const runIpAddrJson: IpAddrJson = () => {
+  // child_process (and the net and stream modules it loads) costs every hook milliseconds; only
+  // this fallback needs it.
+  const { spawnSync } = require("node:child_process") as typeof import("node:child_process");
   const r = spawnSync("ip", ["-j", "-4", "addr", "show"], { encoding: "utf8", timeout: 10_000 });
   return r.status === 0 && r.stdout ? r.stdout : null;
 };
