@@ -10,7 +10,7 @@ import {
   readHostUsage,
   readNetInterfaces,
 } from "../../src/host/usage";
-import type { HostSpec } from "../support/hosts/build-host";
+import type { HostSpec, PciSpec } from "../support/hosts/build-host";
 import {
   amdHost,
   gpuLessHost,
@@ -24,80 +24,96 @@ const host = useTempHosts();
 
 const usageOf = (spec: HostSpec) => Object.fromEntries(readHostUsage(host(spec).root));
 
+/** A disk controller at `address` behind `parent`; `ids` is "vvvv:dddd". */
+function diskController(
+  address: string,
+  parent: string,
+  ids: string,
+  classCode: string,
+  driver: string,
+  iommuGroup: number,
+): PciSpec {
+  const [vendor = "", device = ""] = ids.split(":");
+  return { address, parent, vendor, device, class: classCode, driver, iommuGroup };
+}
+
 /** The GPU-less host with a SAS HBA (mpt3sas) behind its root port: a second disk controller. */
 function gpuLessWithSas(): HostSpec {
   const spec = gpuLessHost();
-  spec.pci!.push({
-    address: "0000:02:00.0",
-    parent: "0000:00:1c.0",
-    vendor: "1000",
-    device: "0097",
-    class: "010700",
-    driver: "mpt3sas",
-    iommuGroup: 3,
-  });
+  spec.pci!.push(
+    diskController("0000:02:00.0", "0000:00:1c.0", "1000:0097", "010700", "mpt3sas", 3),
+  );
   return spec;
 }
 
 describe("readHostUsage on the presets", () => {
-  it("seed: the management NIC, the console VGA and the root disk controller — not the GPUs", () => {
-    expect(usageOf(seedHost())).toEqual({
-      "0000:18:00.0": [
-        "network interface eno1 is up",
-        "network interface eno1 has addresses 10.0.0.5",
-        "network interface eno1 carries 2 routes",
-      ],
-      "0000:03:00.0": [
-        "boot VGA (boot_vga=1)",
-        "console framebuffer fb0",
-        "DRM card0 in use by the console",
-      ],
-      "0000:00:1f.2": [
-        "disk controller for / (sda1 mounted)",
-        "disk controller for /boot/efi (sda2 mounted)",
-      ],
-    });
-  });
-
-  it("amd: SR-IOV PF with VFs, IPv6, LVM root on NVMe, swap; a GPU with a DRM card is not in use", () => {
-    expect(usageOf(amdHost())).toEqual({
-      "0000:41:00.0": [
-        "network interface enp65s0f0 is up",
-        "network interface enp65s0f0 has addresses 192.168.10.21, 2001:db8:10::21",
-        "network interface enp65s0f0 carries 4 routes",
-        "SR-IOV PF with 4 VFs enabled",
-      ],
-      "0000:43:00.0": [
-        "disk controller for / (vg0-root mounted, on nvme0n1p3)",
-        "disk controller for /boot/efi (nvme0n1p1 mounted)",
-        "disk controller for swap on nvme0n1p2",
-      ],
-    });
-  });
-
-  it("gpu-less: bonded NICs (each enslaved, up) and both halves of an md mirror on one controller", () => {
-    expect(usageOf(gpuLessHost())).toEqual({
-      "0000:01:00.0": [
-        "network interface eno1 is up",
-        "network interface eno1 is enslaved to bond0",
-      ],
-      "0000:01:00.1": [
-        "network interface eno2 is up",
-        "network interface eno2 is enslaved to bond0",
-      ],
-      "0000:00:1f.2": ["disk controller for / (md0 mounted, on sda1)"],
-    });
-  });
-
-  it("shared group: an up NIC without carrier (operstate down) is still in use", () => {
-    expect(usageOf(sharedGroupHost())).toEqual({
-      "0000:01:02.0": [
-        "network interface eth1 is up",
-        "network interface eth1 has addresses 10.10.0.2",
-        "network interface eth1 carries 1 route",
-      ],
-      "0000:00:06.0": ["disk controller for / (vda mounted)"],
-    });
+  it.each<[string, () => HostSpec, Record<string, string[]>]>([
+    [
+      "seed: the management NIC, the console VGA and the root disk controller — not the GPUs",
+      seedHost,
+      {
+        "0000:18:00.0": [
+          "network interface eno1 is up",
+          "network interface eno1 has addresses 10.0.0.5",
+          "network interface eno1 carries 2 routes",
+        ],
+        "0000:03:00.0": [
+          "boot VGA (boot_vga=1)",
+          "console framebuffer fb0",
+          "DRM card0 in use by the console",
+        ],
+        "0000:00:1f.2": [
+          "disk controller for / (sda1 mounted)",
+          "disk controller for /boot/efi (sda2 mounted)",
+        ],
+      },
+    ],
+    [
+      "amd: SR-IOV PF with VFs, IPv6, LVM root on NVMe, swap; a GPU with a DRM card is not in use",
+      amdHost,
+      {
+        "0000:41:00.0": [
+          "network interface enp65s0f0 is up",
+          "network interface enp65s0f0 has addresses 192.168.10.21, 2001:db8:10::21",
+          "network interface enp65s0f0 carries 4 routes",
+          "SR-IOV PF with 4 VFs enabled",
+        ],
+        "0000:43:00.0": [
+          "disk controller for / (vg0-root mounted, on nvme0n1p3)",
+          "disk controller for /boot/efi (nvme0n1p1 mounted)",
+          "disk controller for swap on nvme0n1p2",
+        ],
+      },
+    ],
+    [
+      "gpu-less: bonded NICs (each enslaved, up) and both halves of an md mirror on one controller",
+      gpuLessHost,
+      {
+        "0000:01:00.0": [
+          "network interface eno1 is up",
+          "network interface eno1 is enslaved to bond0",
+        ],
+        "0000:01:00.1": [
+          "network interface eno2 is up",
+          "network interface eno2 is enslaved to bond0",
+        ],
+        "0000:00:1f.2": ["disk controller for / (md0 mounted, on sda1)"],
+      },
+    ],
+    [
+      "shared group: an up NIC without carrier (operstate down) is still in use",
+      sharedGroupHost,
+      {
+        "0000:01:02.0": [
+          "network interface eth1 is up",
+          "network interface eth1 has addresses 10.10.0.2",
+          "network interface eth1 carries 1 route",
+        ],
+        "0000:00:06.0": ["disk controller for / (vda mounted)"],
+      },
+    ],
+  ])("%s", (_name, preset, expected) => {
+    expect(usageOf(preset())).toEqual(expected);
   });
 
   it("qemu: only the boot VGA is the console; the secondary-vga twins' DRM cards are not", () => {
@@ -189,15 +205,9 @@ describe("storage", () => {
 
   it("follows native NVMe multipath to every controller of the subsystem", () => {
     const spec = amdHost();
-    spec.pci!.push({
-      address: "0000:44:00.0",
-      parent: "0000:40:03.1",
-      vendor: "144d",
-      device: "a824",
-      class: "010802",
-      driver: "nvme",
-      iommuGroup: 35,
-    });
+    spec.pci!.push(
+      diskController("0000:44:00.0", "0000:40:03.1", "144d:a824", "010802", "nvme", 35),
+    );
     spec.block!.push({
       name: "nvme1n1",
       nvmeSubsystem: {
