@@ -13,8 +13,10 @@ import { COS_RELATED_KEY } from "../../src/cos-agent-relation";
 import { EXPORTER_OWNED } from "../../src/host/root";
 import { PciPassthroughCharm } from "../../src/pci-passthrough-charm";
 import { EXPORTER_PLAN_COMMENT } from "../../src/plan/exporter-files";
+import { useCleanups } from "../support/cleanups";
 import { makeTempHost } from "../support/hosts/build-host";
 import { seedHost } from "../support/hosts/presets";
+import { cosAgentRelation } from "../support/relations";
 import { useRoot } from "../support/scenario";
 import { requireTool } from "../support/tools";
 import { tempDir } from "../support/tree";
@@ -23,9 +25,8 @@ const TOP = path.resolve(__dirname, "..", "..");
 const read = (f: string) => fs.readFileSync(path.join(TOP, f), "utf8");
 const SCHEMA = JSON.parse(read("tests/fixtures/cos-agent/provider-unit.schema.json"));
 
-const cleanups: Array<() => void> = [];
+const cleanups = useCleanups();
 afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
   vi.unstubAllEnvs();
 });
 
@@ -50,8 +51,6 @@ function context(dir: string): Context {
   });
 }
 
-const COS = { endpoint: "cos-agent", remoteApp: "grafana-agent", remoteUnits: ["grafana-agent/0"] };
-
 function related(config: Record<string, unknown> = { devices: "0000:83:00.0" }) {
   const host = makeTempHost(seedHost());
   cleanups.push(host.cleanup);
@@ -59,7 +58,7 @@ function related(config: Record<string, unknown> = { devices: "0000:83:00.0" }) 
   const dir = charmDir();
   const out = context(dir).run("cos-agent-relation-joined", {
     config,
-    relations: [{ ...COS, id: 3 }],
+    relations: [cosAgentRelation(3)],
   });
   const bag = out.relations[0]!.localUnitData;
   return { out, bag, root: host.root, dir };
@@ -168,7 +167,7 @@ describe("the exporter follows the relation", () => {
 
     const broken = context(dir).run(
       { name: "cos-agent-relation-broken", relationId: 3 },
-      { config: out.config, stored: out.stored, relations: [{ ...COS, id: 3 }] },
+      { config: out.config, stored: out.stored, relations: [cosAgentRelation(3)] },
     );
     expect(broken.stored[COS_RELATED_KEY]).toBeUndefined();
     expect(fs.existsSync(path.join(root, EXPORTER_OWNED.unit))).toBe(false);

@@ -4,14 +4,15 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { useCleanups } from "../support/cleanups";
 import { makeTempHost } from "../support/hosts/build-host";
 import { seedHost } from "../support/hosts/presets";
+import { novaComputeRelation } from "../support/relations";
 import { charmContext, useRoot } from "../support/scenario";
 
 const BOOTED = "BOOT_IMAGE=/vmlinuz-6.8.0-45-generic root=/dev/sda1 ro intel_iommu=on iommu=pt";
-const cleanups: Array<() => void> = [];
+const cleanups = useCleanups();
 afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
   vi.unstubAllEnvs();
 });
 
@@ -33,12 +34,6 @@ function host(nova: string): void {
   useRoot(h.root);
 }
 
-const NOVA = {
-  endpoint: "nova-compute",
-  remoteApp: "nova-compute",
-  remoteUnits: ["nova-compute/0"],
-  id: 7,
-};
 const DEVICES = JSON.stringify([
   { address: "0000:83:00.0", alias: "gpu", "resource-class": "gpu_p5000" },
 ]);
@@ -54,7 +49,7 @@ describe("pci-report-in-placement", () => {
     host("2:26.2.2-1");
     const out = charmContext().run("nova-compute-relation-joined", {
       config: { devices: DEVICES, "pci-report-in-placement": true },
-      relations: [NOVA],
+      relations: [novaComputeRelation()],
     });
     expect(sent(out).slice(0, 2)).toEqual([
       ["report_in_placement", "True"],

@@ -2,9 +2,11 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { useCleanups } from "../support/cleanups";
 import type { HostSpec } from "../support/hosts/build-host";
 import { makeTempHost } from "../support/hosts/build-host";
 import { seedHost } from "../support/hosts/presets";
+import { novaComputeRelation } from "../support/relations";
 import { charmContext, useRoot } from "../support/scenario";
 
 const RELEASE = "6.8.0-45-generic";
@@ -20,27 +22,20 @@ function bootedSeedHost(onVfio: string[]): HostSpec {
   };
 }
 
-const NOVA = {
-  endpoint: "nova-compute",
-  remoteApp: "nova-compute",
-  remoteUnits: ["nova-compute/0"],
-};
-
 function published(devices: string, onVfio: string[]) {
   const host = makeTempHost(bootedSeedHost(onVfio));
   cleanups.push(host.cleanup);
   useRoot(host.root);
   const out = charmContext().run("nova-compute-relation-joined", {
     config: { devices },
-    relations: [{ ...NOVA, id: 7 }],
+    relations: [novaComputeRelation()],
   });
   const raw = out.relations[0]!.localUnitData.subordinate_configuration;
   return { out, raw, parsed: raw === undefined ? undefined : JSON.parse(raw) };
 }
 
-const cleanups: Array<() => void> = [];
+const cleanups = useCleanups();
 afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
   vi.unstubAllEnvs();
 });
 
@@ -115,7 +110,7 @@ describe("nova-compute relation data", () => {
     const hook = (stored?: Record<string, unknown>) =>
       charmContext().run("nova-compute-relation-joined", {
         config: { devices: "0000:83:00.0" },
-        relations: [{ ...NOVA, id: 7 }],
+        relations: [novaComputeRelation()],
         ...(stored ? { stored } : {}),
       });
     const first = hook();

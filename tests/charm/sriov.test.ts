@@ -5,8 +5,10 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { ResultTree } from "../../src/actions/results";
 import { vfAddresses } from "../../src/pci-vocabulary";
+import { useCleanups } from "../support/cleanups";
 import { type HostSpec, makeTempHost, type PciSpec } from "../support/hosts/build-host";
 import { amdHost } from "../support/hosts/presets";
+import { novaComputeRelation } from "../support/relations";
 import { charmContext, useRoot } from "../support/scenario";
 
 const PF = "0000:41:00.1";
@@ -43,9 +45,8 @@ function booted(vfDriver: string, sharedGroup = false): HostSpec {
   };
 }
 
-const cleanups: Array<() => void> = [];
+const cleanups = useCleanups();
 afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
   vi.unstubAllEnvs();
 });
 
@@ -55,18 +56,12 @@ function on(spec: HostSpec) {
   useRoot(host.root);
 }
 
-const NOVA = {
-  endpoint: "nova-compute",
-  remoteApp: "nova-compute",
-  remoteUnits: ["nova-compute/0"],
-};
-
 describe("SR-IOV through the charm", () => {
   it("after the boot: one compact spec for the PF, a type-VF alias, and the VFs counted", () => {
     on(booted("vfio-pci"));
     const out = charmContext().run("nova-compute-relation-joined", {
       config: { devices: DEVICES },
-      relations: [{ ...NOVA, id: 7 }],
+      relations: [novaComputeRelation()],
     });
     const raw = out.relations[0]!.localUnitData.subordinate_configuration!;
     const pairs = JSON.parse(raw).nova["/etc/nova/nova.conf"].sections.pci as [string, string][];
@@ -84,7 +79,7 @@ describe("SR-IOV through the charm", () => {
     on(amdHost());
     const out = charmContext().run("nova-compute-relation-joined", {
       config: { devices: DEVICES },
-      relations: [{ ...NOVA, id: 7 }],
+      relations: [novaComputeRelation()],
     });
     const raw = out.relations[0]!.localUnitData.subordinate_configuration!;
     const pairs = JSON.parse(raw).nova["/etc/nova/nova.conf"].sections.pci as [string, string][];

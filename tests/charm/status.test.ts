@@ -3,14 +3,14 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { OWNED } from "../../src/host/root";
+import { useCleanups } from "../support/cleanups";
 import { type HostSpec, makeTempHost } from "../support/hosts/build-host";
 import { gpuLessHost, seedHost } from "../support/hosts/presets";
 import { charmContext, useRoot } from "../support/scenario";
 import { diffTrees, snapshotTree } from "../support/tree";
 
-const cleanups: Array<() => void> = [];
+const cleanups = useCleanups();
 afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
   vi.unstubAllEnvs();
 });
 

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { ResultTree } from "../../src/actions/results";
 import { NEIGHBOURS, OWNED, under } from "../../src/host/root";
+import { useCleanups } from "../support/cleanups";
 import { makeTempHost } from "../support/hosts/build-host";
 import { amdHost } from "../support/hosts/presets";
 import { charmContext, useRoot } from "../support/scenario";
@@ -22,9 +23,8 @@ const config = (n: number) => ({
   devices: `- {address: "${PF}", vfs: ${n}, physical-network: physnet1}`,
 });
 
-const cleanups: Array<() => void> = [];
+const cleanups = useCleanups();
 afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
   vi.unstubAllEnvs();
 });
 

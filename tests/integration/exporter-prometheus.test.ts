@@ -15,18 +15,14 @@ import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process
 import { freePort } from "../support/free-port";
 import { makeTempHost } from "../support/hosts/build-host";
 import { seedHost } from "../support/hosts/presets";
+import { cosAgentRelation } from "../support/relations";
 import { requireTool } from "../support/tools";
 import { tempDir } from "../support/tree";
 
 const GPU = "0000:83:00.0";
 const AUDIO = "0000:83:00.1";
 const BOOTED = "BOOT_IMAGE=/vmlinuz-6.8.0-45-generic root=/dev/sda1 ro intel_iommu=on iommu=pt";
-const COS = {
-  endpoint: "cos-agent",
-  id: 9,
-  remoteApp: "grafana-agent",
-  remoteUnits: ["grafana-agent/0"],
-};
+const COS = cosAgentRelation(9);
 const LIMIT_MS = 60_000;
 
 const processes: ChildProcess[] = [];

@@ -4,21 +4,20 @@
 // README's sample error, compared with what the charm really says).
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { OWNED } from "../../src/host/root";
 import { kernelParamsByHandMessage, NO_GRUB } from "../../src/plan/status";
 import { type CharmUnderTest, deployPackedCharm, TOP } from "../support/charm-process";
+import { useCleanups } from "../support/cleanups";
 import { type HostSpec, makeTempHost } from "../support/hosts/build-host";
 import { iommuOffHost, seedHost } from "../support/hosts/presets";
+import { novaComputeRelation } from "../support/relations";
 
 const ONE_GPU = { devices: "0000:83:00.0" };
 const GPU_PAIR = ["0000:83:00.0", "0000:83:00.1"];
 const BOOT = "BOOT_IMAGE=/vmlinuz-6.8.0-45-generic root=/dev/sda1 ro";
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
+const cleanups = useCleanups();
 
 function deploy(
   spec: HostSpec,
@@ -264,14 +263,7 @@ describe("point 8: smaller truths", () => {
   it("nova-pci-option=DEVICE_SPEC publishes device_spec, the parsed value", () => {
     const unit = deploy(onVfio({ ...seedHost(), cmdline: `${BOOT} intel_iommu=on iommu=pt` }), {
       config: { ...ONE_GPU, "nova-pci-option": "DEVICE_SPEC" },
-      relations: [
-        {
-          endpoint: "nova-compute",
-          id: 7,
-          remoteApp: "nova-compute",
-          remoteUnits: ["nova-compute/0"],
-        },
-      ],
+      relations: [novaComputeRelation()],
     });
     const r = unit.dispatch({
       name: "nova-compute-relation-joined",

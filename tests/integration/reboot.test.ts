@@ -6,8 +6,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { createModelSimulator, type ModelSimulator } from "ops-ts-shim/testing/simulator";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
+import { useCleanups } from "../support/cleanups";
 import { addLxcMonitor, bootHost, installFakeVirsh, setBootId } from "../support/host-boot";
 import { makeTempHost } from "../support/hosts/build-host";
 import { seedHost } from "../support/hosts/presets";
@@ -23,10 +24,7 @@ interface Host {
   setDomains: (domains: Array<[string, string]>) => void;
 }
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
+const cleanups = useCleanups();
 
 /** One host per unit (its own tree, its own machine), the first the leader. */
 function deployModel(

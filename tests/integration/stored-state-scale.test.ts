@@ -10,14 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
 import { makeTempHost } from "../support/hosts/build-host";
 import { syntheticHost } from "../support/hosts/presets";
+import { novaComputeRelation } from "../support/relations";
 
 const PYTHON = "/usr/bin/python3";
-const NOVA = {
-  endpoint: "nova-compute",
-  id: 7,
-  remoteApp: "nova-compute",
-  remoteUnits: ["nova-compute/0"],
-};
 /** 3 ConnectX-5 PFs and 4,096 VFs (syntheticHost: VFs follow their PF's routing ids). */
 const SPEC = syntheticHost(4_099);
 /** After the boot: every VF on vfio-pci, the IOMMU parameters on the command line. */
@@ -33,7 +28,10 @@ describe("4,096 functions on vfio-pci selected by ids (issue 21 item 8)", () => 
   let unit: CharmUnderTest;
   beforeAll(() => {
     host = makeTempHost(REBOOTED, "pci-4096-");
-    unit = deployPackedCharm(host.root, { config: { devices: "15b3:1018" }, relations: [NOVA] });
+    unit = deployPackedCharm(host.root, {
+      config: { devices: "15b3:1018" },
+      relations: [novaComputeRelation()],
+    });
   }, 300_000);
   afterAll(() => {
     unit?.cleanup();

@@ -1,7 +1,7 @@
 // The actions end to end on the shared host trees (tests/support/hosts): the real readers read the
 // tree, the actions decide, and rebind's writes land on FakeKernel, which reacts as Linux does; the
 // facts are then read again, so what verify-iommu sees afterwards is what the kernel made.
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { listDevices } from "../../src/actions/list-devices";
 import { rebindAction } from "../../src/actions/rebind";
 import type { ResultTree } from "../../src/actions/results";
@@ -15,6 +15,7 @@ import {
   readHostUsage,
 } from "../../src/host/read-facts";
 import { selectFunctions } from "../../src/plan/select";
+import { useCleanups } from "../support/cleanups";
 import { addDriver, FakeKernel } from "../support/fake-kernel";
 import { sel } from "../support/host-facts";
 import { type HostSpec, makeTempHost } from "../support/hosts/build-host";
@@ -27,10 +28,7 @@ import {
 } from "../support/hosts/presets";
 import { rebindParams } from "../support/rebind-params";
 
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
+const cleanups = useCleanups();
 
 /** A built host, its facts as the readers see them, and a kernel that reacts to writes. */
 function onHost(spec: HostSpec) {

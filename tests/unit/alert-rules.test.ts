@@ -4,8 +4,9 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { useCleanups } from "../support/cleanups";
 import { requireTool } from "../support/tools";
 import { tempDir } from "../support/tree";
 
@@ -13,10 +14,7 @@ const TOP = path.resolve(__dirname, "..", "..");
 const RULES = path.join(TOP, "src", "cos", "alert-rules.yaml");
 const TESTS = path.join(TOP, "tests", "fixtures", "alert-rules", "tests.yaml");
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
+const cleanups = useCleanups();
 
 /** The rules as Prometheus gets them without Juju topology (the marker dropped), in a temp dir
  * beside the promtool tests pointed at them. */

@@ -6,8 +6,9 @@ import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { OWNED } from "../../src/host/root";
+import { useCleanups } from "../support/cleanups";
 import { grubMkconfigLinuxLines } from "../support/grub-mkconfig";
 import { makeTempHost } from "../support/hosts/build-host";
 import { arm64VirtHost } from "../support/hosts/presets";
@@ -16,10 +17,7 @@ import { requireMountNamespace, requireTool } from "../support/tools";
 
 const RELEASE = "6.1.0-57-arm64";
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
+const cleanups = useCleanups();
 function temp(): string {
   const dir = mkdtempSync(join(tmpdir(), "pci-arm64-prep-"));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));

@@ -4,8 +4,9 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Exporter } from "../../src/exporter/server";
+import { useCleanups } from "../support/cleanups";
 import { makeTempHost } from "../support/hosts/build-host";
 import { seedHost } from "../support/hosts/presets";
 import { requireTool } from "../support/tools";
@@ -27,10 +28,7 @@ const exprs = panels.flatMap((p) =>
   (p.targets ?? []).map((t) => ({ panel: p.title, expr: t.expr })),
 );
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
+const cleanups = useCleanups();
 
 describe("the Grafana dashboard", () => {
   it("queries only valid PromQL: promtool loads each query as a recording rule", () => {

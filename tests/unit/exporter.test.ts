@@ -3,10 +3,11 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Exporter } from "../../src/exporter/server";
 import { EXPORTER_OWNED, OWNED } from "../../src/host/root";
 import { summarisePlan } from "../../src/plan/exporter-files";
+import { useCleanups } from "../support/cleanups";
 import { makeTempHost } from "../support/hosts/build-host";
 import { seedHost } from "../support/hosts/presets";
 import { planOnTree } from "../support/plan-on-tree";
@@ -17,10 +18,7 @@ const BOOTED = `BOOT_IMAGE=/vmlinuz-${RELEASE} root=/dev/sda1 ro intel_iommu=on 
 const GPU = "0000:83:00.0";
 const AUDIO = "0000:83:00.1";
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
+const cleanups = useCleanups();
 
 /** The seed host with the GPU and its audio on `driver`, booted with or without our parameters;
  * the plan for `devices: 0000:83:00.0` written where the charm writes it. */

@@ -2,16 +2,14 @@
 // synthetic scale hosts have exactly the functions asked for, and the presets are consistent.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { readPciFunctions } from "../../src/host/pci";
+import { useCleanups } from "../support/cleanups";
 import { makeTempHost, pciModalias } from "../support/hosts/build-host";
 import { PRESETS, seedHost, syntheticAliasLines, syntheticHost } from "../support/hosts/presets";
 import { snapshotTree } from "../support/tree";
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
+const cleanups = useCleanups();
 
 /** Every symlink under `dir`: its stored target and whether it resolves. */
 function links(dir: string): Array<{ link: string; target: string; resolves: boolean }> {

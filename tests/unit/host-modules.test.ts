@@ -7,20 +7,18 @@
 // when two of its aliases match; we list it once).
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   compileGlob,
   loadModuleIndex,
   parseModuleAliases,
   rememberingModuleIndex,
 } from "../../src/host/modules";
+import { useCleanups } from "../support/cleanups";
 import { makeTempHost, pciModalias } from "../support/hosts/build-host";
 import { ALIAS_LINES, seedHost, syntheticAliasLines } from "../support/hosts/presets";
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
+const cleanups = useCleanups();
 
 const E1000E_TWIN = "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00";
 const P5000 = "pci:v000010DEd00001BB0sv000010DEsd000011A3bc03sc00i00";

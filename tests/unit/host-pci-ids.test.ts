@@ -1,6 +1,7 @@
 // pci.ids names: vendors, devices under their vendor, classes as lspci names them.
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { loadPciIds, parsePciIds } from "../../src/host/pci-ids";
+import { useCleanups } from "../support/cleanups";
 import { makeTempHost } from "../support/hosts/build-host";
 import { requireFile } from "../support/tools";
 
@@ -36,10 +37,7 @@ const EXCERPT = [
   "",
 ].join("\n");
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
+const cleanups = useCleanups();
 
 describe("parsePciIds", () => {
   const names = parsePciIds(EXCERPT, "/usr/share/misc/pci.ids");

@@ -3,7 +3,7 @@
 // holders from /proc fd links, the boot id — on real temp trees.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { HostReadProblem } from "../../src/host/facts";
 import {
   localTimeOf,
@@ -13,13 +13,11 @@ import {
   readJujuContainers,
   readVfioHolders,
 } from "../../src/host/reboot-facts";
+import { useCleanups } from "../support/cleanups";
 import { addLxcMonitor, setBootId } from "../support/host-boot";
 import { tempDir } from "../support/tree";
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
+const cleanups = useCleanups();
 const root = (): string => {
   const { dir, cleanup } = tempDir("reboot-facts-");
   cleanups.push(cleanup);

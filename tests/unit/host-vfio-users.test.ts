@@ -1,14 +1,12 @@
 // Who holds a vfio group open, read from /proc/<pid>/fd under a root (src/host/vfio-users.ts).
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { describeUser, qemuName, readVfioGroupUsers } from "../../src/host/vfio-users";
+import { useCleanups } from "../support/cleanups";
 import { tempDir } from "../support/tree";
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
+const cleanups = useCleanups();
 
 describe("readVfioGroupUsers", () => {
   it("finds each process holding an asked group, with its command and nova instance", () => {

@@ -9,6 +9,7 @@ import type { OutputState } from "ops-ts-shim/testing";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { rebindAction } from "../../src/actions/rebind";
 import { OWNED } from "../../src/host/root";
+import { useCleanups } from "../support/cleanups";
 import { FakeKernel, writeSysfsTree } from "../support/fake-kernel";
 import { seedHost as seedFacts } from "../support/host-facts";
 import { hostTempDir, makeTempHost } from "../support/hosts/build-host";
@@ -24,9 +25,8 @@ import { rebindParams } from "../support/rebind-params";
 import { charmContext, useRoot } from "../support/scenario";
 import { diffTrees, snapshotTree } from "../support/tree";
 
-const cleanups: Array<() => void> = [];
+const cleanups = useCleanups();
 afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
   vi.unstubAllEnvs();
 });
 
