@@ -59,13 +59,14 @@ export function readPciFunctions(root: string): PciReadResult {
   // VFs their PF announced (sriov_offset/sriov_stride): read the short way. In address order a PF
   // always comes before its VFs (their routing ids follow the PF's).
   const announced = new Map<string, PciFunction>();
+  const bus = under(root, READ.pciDevices);
   for (const name of names.sort()) {
     const address = name.toLowerCase();
     if (!isPciAddress(address)) continue;
     try {
       const pf = announced.get(address);
       const fn =
-        (pf ? readAnnouncedVf(root, name, address, pf, drivers) : null) ??
+        (pf ? readAnnouncedVf(`${bus}/${name}`, address, pf, drivers) : null) ??
         readOneFunction(root, name, address, drivers, problems);
       if (fn) functions.push(fn);
       const sriov = fn?.sriov;
@@ -113,71 +114,105 @@ interface DriverCheck {
 
 /**
  * A VF its PF announced, read the short way: its physfn link, its `uevent` (ids, class, driver,
- * modalias in one read), driver_override and iommu_group, a look for net/, and the PF's NUMA
- * node; no directory listing and none of the attributes a VF cannot have (boot_vga, sriov_*,
- * device links). About half the system calls of readOneFunction, which matters with thousands of
- * VFs. Null when anything is not as expected (not a VF of that PF, an unreadable file, no
- * uevent): the full read then runs and says what is wrong.
+ * modalias in one read) and its iommu_group link; no directory listing and none of the attributes
+ * a VF cannot have (boot_vga, sriov_*, device links); its NUMA node is its PF's. What few callers
+ * ask of a VF — its `driver_override` and its `net/` interfaces — is read on first use (rebind,
+ * sriov-vfs, list-devices each-vf=true), not for every VF: with thousands of VFs those two reads
+ * would be as many system calls as the rest. Three system calls beyond the uevent read, which
+ * matters with thousands of VFs. Null when anything is not as expected (not a VF of that PF, an
+ * unreadable file, no uevent): the full read then runs and says what is wrong.
  */
 function readAnnouncedVf(
-  root: string,
-  name: string,
+  dir: string,
   address: string,
   pf: PciFunction,
   drivers: DriverCheck,
 ): PciFunction | null {
-  const hostDir = `${READ.pciDevices}/${name}`;
-  const dir = under(root, hostDir);
-  let unexpected = false;
-  /** Basename of a link; undefined when absent; null (and the full read) on any other error. */
-  const link = (file: string): string | null | undefined => {
-    try {
-      const target = readlinkSync(`${dir}/${file}`);
-      return target.slice(target.lastIndexOf("/") + 1);
-    } catch (error) {
-      if (errnoCode(error) === "ENOENT") return undefined;
-      unexpected = true;
-      return null;
-    }
-  };
+  let physfn: string;
+  let group: string | undefined;
+  let uevent: ReturnType<typeof parseUevent>;
   try {
-    if (link("physfn") !== pf.address) return null;
-    const uevent = parseUevent(readAttrFile(`${dir}/uevent`));
+    physfn = readlinkSync(`${dir}/physfn`);
+    if (physfn.slice(physfn.lastIndexOf("/") + 1) !== pf.address) return null;
+    uevent = parseUevent(readAttrFile(`${dir}/uevent`));
     if (!uevent) return null;
-    const { driver: named, modalias, ...ids } = uevent;
-    const groupName = link("iommu_group");
-    if (groupName !== undefined && (groupName === null || !/^\d+$/.test(groupName))) return null;
-    const override = readAttrFile(`${dir}/driver_override`).trim();
-    const netInterfaces = existsSync(`${dir}/net`) ? readdirSync(`${dir}/net`).sort() : [];
-    // checkedDriver follows the driver link only when the driver is not listed.
-    const dev = {
-      address,
-      hostDir,
-      dir,
-      entries: new Set<string>(),
-      problems: [],
-      attr: () => undefined,
-      link,
-    } satisfies DeviceDir;
-    const driver = checkedDriver(dev, named, drivers);
-    if (unexpected) return null;
-    return {
-      address,
-      ...ids,
-      driver,
-      driverOverride: override === "" || override === "(null)" ? null : override,
-      iommuGroup: groupName === undefined ? null : Number(groupName),
-      numaNode: pf.numaNode,
-      bootVga: false,
-      modalias,
-      isBridge: false,
-      sriov: null,
-      physfn: pf.address,
-      netInterfaces,
-      consumers: [],
-    };
   } catch {
     return null;
+  }
+  try {
+    const target = readlinkSync(`${dir}/iommu_group`);
+    group = target.slice(target.lastIndexOf("/") + 1);
+    if (!DIGITS.test(group)) return null;
+  } catch (error) {
+    if (errnoCode(error) !== "ENOENT") return null;
+  }
+  const driver = checkedDriver(dir, address, uevent.driver, drivers);
+  return announcedVf(dir, address, pf, uevent, driver, group);
+}
+
+const DIGITS = /^\d+$/;
+
+/** The PciFunction of an announced VF, its override and interfaces read on first use. A test or
+ * a plan may set them (the setters), as on any other function. */
+function announcedVf(
+  dir: string,
+  address: string,
+  pf: PciFunction,
+  ids: NonNullable<ReturnType<typeof parseUevent>>,
+  driver: string | null,
+  group: string | undefined,
+): PciFunction {
+  let override: string | null | undefined;
+  let net: string[] | undefined;
+  return {
+    address,
+    vendorId: ids.vendorId,
+    deviceId: ids.deviceId,
+    subsystemVendorId: ids.subsystemVendorId,
+    subsystemDeviceId: ids.subsystemDeviceId,
+    classCode: ids.classCode,
+    driver,
+    get driverOverride(): string | null {
+      if (override === undefined) override = readOverrideNow(dir);
+      return override;
+    },
+    set driverOverride(value: string | null) {
+      override = value;
+    },
+    iommuGroup: group === undefined ? null : Number(group),
+    numaNode: pf.numaNode,
+    bootVga: false,
+    modalias: ids.modalias,
+    isBridge: false,
+    sriov: null,
+    physfn: pf.address,
+    get netInterfaces(): string[] {
+      if (net === undefined) net = readNetNow(dir);
+      return net;
+    },
+    set netInterfaces(value: string[]) {
+      net = value;
+    },
+    consumers: [],
+  };
+}
+
+/** `driver_override` read when first asked: null when empty, `(null)`, gone or unreadable. */
+function readOverrideNow(dir: string): string | null {
+  try {
+    const raw = readAttrFile(`${dir}/driver_override`).trim();
+    return raw === "" || raw === "(null)" ? null : raw;
+  } catch {
+    return null;
+  }
+}
+
+/** The interfaces under `net/` read when first asked: none when it is absent or unreadable. */
+function readNetNow(dir: string): string[] {
+  try {
+    return readdirSync(`${dir}/net`).sort();
+  } catch {
+    return [];
   }
 }
 
@@ -203,7 +238,9 @@ function readOneFunction(
     subsystemVendorId,
     subsystemDeviceId,
     classCode,
-    driver: uevent ? checkedDriver(dev, uevent.driver, drivers) : readDriver(dev, drivers),
+    driver: uevent
+      ? checkedDriver(dev.dir, address, uevent.driver, drivers)
+      : readDriver(dev, drivers),
     driverOverride: readDriverOverride(dev),
     iommuGroup: readIommuGroup(dev),
     numaNode: readNumaNode(dev),
@@ -466,12 +503,13 @@ function readConsumers(dev: DeviceDir): string[] {
 /** The bound driver's name from the `driver` link (when there is no uevent), or null when
  * unbound or when the link points at no driver. */
 function readDriver(dev: DeviceDir, drivers: DriverCheck): string | null {
-  return checkedDriver(dev, dev.link("driver"), drivers);
+  return checkedDriver(dev.dir, dev.address, dev.link("driver"), drivers);
 }
 
 /** The driver `uevent` or the link names, or null when none does or it is not really there. */
 function checkedDriver(
-  dev: DeviceDir,
+  dir: string,
+  address: string,
   name: string | null | undefined,
   drivers: DriverCheck,
 ): string | null {
@@ -479,10 +517,10 @@ function checkedDriver(
   // The cheap check: a registered driver by that name. Otherwise follow the link for real, so a
   // link into nowhere (a driver mid-unload, a damaged tree) reads as unbound, not as a driver.
   if (drivers.registered === null || drivers.registered.has(name)) return name;
-  if (existsSync(`${dev.dir}/driver`)) return name;
+  if (existsSync(`${dir}/driver`)) return name;
   const addresses = drivers.dangling.get(name);
-  if (addresses) addresses.push(dev.address);
-  else drivers.dangling.set(name, [dev.address]);
+  if (addresses) addresses.push(address);
+  else drivers.dangling.set(name, [address]);
   return null;
 }
 

@@ -105,7 +105,9 @@ describe("readHostFacts", () => {
 describe("a host tree is relocatable", () => {
   it("reads the same after a move and after a copy that keeps links as they are", () => {
     const built = host(amdHost());
-    const before = readHostFacts(built.root);
+    // A copy taken now: the VFs a PF announces read driver_override and net/ on first use, which
+    // must be here, before the tree moves.
+    const before = structuredClone(readHostFacts(built.root));
     const moved = path.join(hostTempDir(), `moved-${path.basename(built.root)}`);
     fs.renameSync(built.root, moved);
     extraDirs.push(moved);
