@@ -51,6 +51,29 @@ export function fn(
   };
 }
 
+/** A network PF on `driver` with `numVfs` of its `totalVfs` VFs enabled. */
+export function netPf(
+  address: string,
+  ids: string,
+  driver: string,
+  iommuGroup: number,
+  vfs: { numVfs: number; totalVfs: number },
+  extra: Partial<PciFunction> = {},
+): PciFunction {
+  return fn(address, ids, "020000", { driver, iommuGroup, sriov: { ...vfs }, ...extra });
+}
+
+/** A network VF of the PF at `physfn`, on `driver`. */
+export function netVf(
+  address: string,
+  ids: string,
+  driver: string | null,
+  iommuGroup: number,
+  physfn: string,
+): PciFunction {
+  return fn(address, ids, "020000", { driver, iommuGroup, physfn });
+}
+
 /** Host facts around the given functions; groups come from each function's iommuGroup. */
 export function host(functions: PciFunction[], extra: Partial<HostFacts> = {}): HostFacts {
   const iommuGroups = new Map<number, string[]>();

@@ -11,7 +11,15 @@ import type { HostFacts } from "../../src/host/facts";
 import { parsePciIds } from "../../src/host/pci-ids";
 import { classWord, deriveAlias } from "../../src/pci-vocabulary";
 import { selectFunctions } from "../../src/plan/select";
-import { fn, host, MODULES_ALIAS, moduleIndex, seedHost, sel } from "../support/host-facts";
+import {
+  host,
+  MODULES_ALIAS,
+  moduleIndex,
+  netPf,
+  netVf,
+  seedHost,
+  sel,
+} from "../support/host-facts";
 
 const PCI_IDS = `# excerpt of pci.ids
 10de  NVIDIA Corporation
@@ -29,16 +37,8 @@ C 04  Multimedia controller
 function richHost(): HostFacts {
   return host([
     ...seedHost().functions,
-    fn("0000:3b:00.0", "8086:1592", "020000", {
-      driver: "ice",
-      iommuGroup: 25,
-      sriov: { totalVfs: 64, numVfs: 2 },
-    }),
-    fn("0000:3b:01.0", "8086:1889", "020000", {
-      driver: "iavf",
-      iommuGroup: 26,
-      physfn: "0000:3b:00.0",
-    }),
+    netPf("0000:3b:00.0", "8086:1592", "ice", 25, { numVfs: 2, totalVfs: 64 }),
+    netVf("0000:3b:01.0", "8086:1889", "iavf", 26, "0000:3b:00.0"),
   ]);
 }
 

@@ -19,7 +19,7 @@ import type { HostFacts, HostUsage } from "../../src/host/facts";
 import type { BoundDevice, WithheldFunction } from "../../src/plan/types";
 import { bound as boundDevice } from "../support/bound-devices";
 import { FakeKernel, failingWriter, writeSysfsTree } from "../support/fake-kernel";
-import { fn, host, seedHost } from "../support/host-facts";
+import { fn, host, netPf, netVf, seedHost } from "../support/host-facts";
 import { rebindParams } from "../support/rebind-params";
 import { diffTrees, snapshotTree } from "../support/tree";
 
@@ -45,17 +45,17 @@ function richHost(extra: Partial<HostFacts> = {}): HostFacts {
   return host(
     [
       ...base.functions,
-      fn("0000:3b:00.0", "8086:1592", "020000", {
-        driver: "ice",
-        iommuGroup: 25,
-        sriov: { totalVfs: 64, numVfs: 4 },
-        netInterfaces: ["ens1f0"],
-      }),
-      fn("0000:3b:01.0", "8086:1889", "020000", {
-        driver: "iavf",
-        iommuGroup: 26,
-        physfn: "0000:3b:00.0",
-      }),
+      netPf(
+        "0000:3b:00.0",
+        "8086:1592",
+        "ice",
+        25,
+        { numVfs: 4, totalVfs: 64 },
+        {
+          netInterfaces: ["ens1f0"],
+        },
+      ),
+      netVf("0000:3b:01.0", "8086:1889", "iavf", 26, "0000:3b:00.0"),
       fn("0000:5e:00.0", "144d:a808", "010802", { driver: "nvme", iommuGroup: 40 }),
     ],
     extra,

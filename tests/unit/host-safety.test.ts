@@ -8,7 +8,7 @@ import { verifyIommu } from "../../src/actions/verify-iommu";
 import type { HostUsage } from "../../src/host/facts";
 import { OWNED } from "../../src/host/root";
 import { selectFunctions } from "../../src/plan/select";
-import { fn, host, sel } from "../support/host-facts";
+import { fn, host, netPf, netVf, sel } from "../support/host-facts";
 import type { HostSpec } from "../support/hosts/build-host";
 import {
   amdHost,
@@ -111,16 +111,8 @@ describe("hooks keep what the host uses", () => {
 
   it("a PF whose VF carries the host's network is kept", () => {
     const facts = host([
-      fn("0000:41:00.0", "8086:1572", "020000", {
-        driver: "i40e",
-        iommuGroup: 31,
-        sriov: { totalVfs: 64, numVfs: 0 },
-      }),
-      fn("0000:41:02.0", "8086:154c", "020000", {
-        driver: "iavf",
-        iommuGroup: 60,
-        physfn: "0000:41:00.0",
-      }),
+      netPf("0000:41:00.0", "8086:1572", "i40e", 31, { numVfs: 0, totalVfs: 64 }),
+      netVf("0000:41:02.0", "8086:154c", "iavf", 60, "0000:41:00.0"),
     ]);
     const usage: HostUsage = new Map([
       ["0000:41:02.0", ["network interface enp65s0f0v0 has addresses 10.1.0.2"]],

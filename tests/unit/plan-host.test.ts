@@ -9,7 +9,7 @@ import { planHost } from "../../src/plan/plan-host";
 import { renderBindHelper, renderInitramfsHook } from "../../src/plan/render-files";
 import type { HostPlan } from "../../src/plan/types";
 import { expectGolden } from "../support/golden";
-import { fn, host, MODULES_ALIAS, moduleIndex, seedHost } from "../support/host-facts";
+import { fn, host, MODULES_ALIAS, moduleIndex, netPf, seedHost } from "../support/host-facts";
 
 const STATIC: Record<string, string> = {
   [OWNED.bindHelper]: "vfio-bind.sh",
@@ -48,22 +48,15 @@ function config(raw: Record<string, unknown>): Config {
 
 const index = moduleIndex(MODULES_ALIAS);
 
+/** An E810 port's VFs: none enabled, 128 possible. */
+const E810_VFS = { numVfs: 0, totalVfs: 128 };
+
 /** A host with an E810 (ice) whose second port and a second E810 card stay with the host. */
 function nicHost(): HostFacts {
   return host([
     fn("0000:00:17.0", "8086:a182", "010601", { driver: "ahci", iommuGroup: 8 }),
-    fn("0000:17:00.0", "8086:1593", "020000", {
-      driver: "ice",
-      iommuGroup: 20,
-      sriov: { totalVfs: 128, numVfs: 0 },
-      netInterfaces: ["ens1f0"],
-    }),
-    fn("0000:17:00.1", "8086:1593", "020000", {
-      driver: "ice",
-      iommuGroup: 21,
-      sriov: { totalVfs: 128, numVfs: 0 },
-      netInterfaces: ["ens1f1"],
-    }),
+    netPf("0000:17:00.0", "8086:1593", "ice", 20, E810_VFS, { netInterfaces: ["ens1f0"] }),
+    netPf("0000:17:00.1", "8086:1593", "ice", 21, E810_VFS, { netInterfaces: ["ens1f1"] }),
     fn("0000:b1:00.0", "8086:1592", "020000", {
       driver: "ice",
       iommuGroup: 40,
