@@ -148,13 +148,17 @@ describe("planHost decisions", () => {
     expect(planHost(config({ devices: "0000:83:00.0" }), facts, index, none).blacklist).toEqual([]);
   });
 
-  it("refuses an explicit blacklist that strands a kept device, naming it", () => {
-    const plan = planHost(
-      config({ devices: "0000:83:00.0", "blacklist-drivers": "nouveau, snd-hda-intel" }),
+  /** The plan for the first P5000 on the seed host with blacklist-drivers set to `blacklist`. */
+  const withBlacklist = (blacklist: string) =>
+    planHost(
+      config({ devices: "0000:83:00.0", "blacklist-drivers": blacklist }),
       seedHost(),
       index,
       none,
     );
+
+  it("refuses an explicit blacklist that strands a kept device, naming it", () => {
+    const plan = withBlacklist("nouveau, snd-hda-intel");
     const text = plan.problems.map((p) => `${p.option}: ${p.message}`).join("\n");
     expect(plan.problems.every((p) => p.option === "blacklist-drivers")).toBe(true);
     expect(text).toMatch(
@@ -164,12 +168,7 @@ describe("planHost decisions", () => {
   });
 
   it("accepts an explicit blacklist of a module a kept device can do without", () => {
-    const plan = planHost(
-      config({ devices: "0000:83:00.0", "blacklist-drivers": "nvidiafb" }),
-      seedHost(),
-      index,
-      none,
-    );
+    const plan = withBlacklist("nvidiafb");
     expect(plan.problems).toEqual([]);
     expect(plan.blacklist).toEqual(["nvidiafb"]);
   });

@@ -159,16 +159,17 @@ describe("grub and /boot that do not cooperate", () => {
     expect(s.message).toContain("kept by hand");
   });
 
-  it("no update-initramfs (a dracut host): what to do, and no promise to retry every hook", () => {
-    const s = prepared(plan(), facts({ iommu: "on", cmdline: BOOT, driver: "nouveau" }), [
-      {
-        kind: "initramfs",
-        argv: ["update-initramfs", "-u", "-k", "all"],
-        notFound: true,
-        message:
-          "`update-initramfs -u -k all` was not run: update-initramfs is not on this host (not found on PATH)",
-      },
+  /** The status after `update-initramfs -u -k all` failed so, before the reboot. */
+  const initramfsFailed = (notFound: boolean, message: string) =>
+    prepared(plan(), facts({ iommu: "on", cmdline: BOOT, driver: "nouveau" }), [
+      { kind: "initramfs", argv: ["update-initramfs", "-u", "-k", "all"], notFound, message },
     ]);
+
+  it("no update-initramfs (a dracut host): what to do, and no promise to retry every hook", () => {
+    const s = initramfsFailed(
+      true,
+      "`update-initramfs -u -k all` was not run: update-initramfs is not on this host (not found on PATH)",
+    );
     expect(s.name).toBe("blocked");
     expect(s.message).toContain("install it or do its work by hand");
     expect(s.message).toContain("runs it once it is on PATH or its inputs change");
@@ -176,15 +177,10 @@ describe("grub and /boot that do not cooperate", () => {
   });
 
   it("a full /boot: the failure, that the files are written, and what to do", () => {
-    const s = prepared(plan(), facts({ iommu: "on", cmdline: BOOT, driver: "nouveau" }), [
-      {
-        kind: "initramfs",
-        argv: ["update-initramfs", "-u", "-k", "all"],
-        notFound: false,
-        message:
-          "`update-initramfs -u -k all` failed with exit code 1: cpio: write error: No space left on device",
-      },
-    ]);
+    const s = initramfsFailed(
+      false,
+      "`update-initramfs -u -k all` failed with exit code 1: cpio: write error: No space left on device",
+    );
     expect(s.name).toBe("blocked");
     expect(s.message).toMatch(/^`update-initramfs -u -k all` failed with exit code 1/);
     expect(s.message).toContain("free space in /boot");
