@@ -3,6 +3,7 @@
 import { describe, expect, it } from "vitest";
 import {
   controllerDefaultFilters,
+  type NovaConfigInput,
   novaConfig,
   parseNovaConfigParams,
 } from "../../src/actions/nova-config";
@@ -25,52 +26,88 @@ const BOBCAT_FILTERS =
   "ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter," +
   "ServerGroupAffinityFilter,DifferentHostFilter,SameHostFilter";
 
+/** The action's reply for one GPU on vfio-pci, nova 2024.1 installed, related; `over` changes any of it. */
+const novaConfigOf = (over: Partial<NovaConfigInput> = {}) =>
+  novaConfig({
+    bound: [gpu],
+    onVfio: () => true,
+    setting: "auto",
+    installed: caracal,
+    related: true,
+    ...over,
+  });
+
 describe("nova-config results", () => {
-  it("one GPU on vfio-pci, nova 2024.1 installed, related", () => {
-    const reply = novaConfig({
-      bound: [gpu],
-      onVfio: () => true,
-      setting: "auto",
-      installed: caracal,
-      related: true,
-    });
+  it.each<[string, Partial<NovaConfigInput>, string, ResultTree]>([
+    [
+      "one GPU on vfio-pci, nova 2024.1 installed, related",
+      {},
+      "1 of 1 functions offered to nova as [pci] device_spec",
+      {
+        option: {
+          name: "device_spec",
+          setting: "auto",
+          reason:
+            "nova-pci-option=auto and nova 29.0.1 (2024.1 Caracal, nova-common 3:29.0.1-0ubuntu1) is " +
+            "installed: device_spec is the option name from Zed (26.0.0) on",
+        },
+        "nova-compute": { related: "yes", sends: "1 device_spec, 1 alias" },
+        offered: "1",
+        "nova-conf":
+          "[pci]\n" +
+          'device_spec = {"vendor_id":"10de","product_id":"1bb0","address":"0000:83:00.0"}\n' +
+          'alias = {"name":"gpu","vendor_id":"10de","product_id":"1bb0","device_type":"type-PCI"}',
+        "device-spec": { "1": '{"vendor_id":"10de","product_id":"1bb0","address":"0000:83:00.0"}' },
+        alias: {
+          "1": '{"name":"gpu","vendor_id":"10de","product_id":"1bb0","device_type":"type-PCI"}',
+        },
+        controller: {
+          "scheduler-filters": `juju config nova-cloud-controller scheduler-default-filters='${BOBCAT_FILTERS},PciPassthroughFilter'`,
+          "scheduler-filters-note": expect.stringContaining(
+            "line is the default for 2024.1 Caracal (this host's nova; the controller should run the same release) plus PciPassthroughFilter",
+          ),
+          "pci-alias":
+            "juju config nova-cloud-controller pci-alias=" +
+            `'[{"name":"gpu","vendor_id":"10de","product_id":"1bb0","device_type":"type-PCI"}]'`,
+          "pci-alias-note": expect.stringContaining(
+            "nova-config without scope=host prints the line merged from every host",
+          ),
+        },
+        flavor: {
+          "1": 'openstack flavor set <flavor> --property "pci_passthrough:alias"="gpu:1"',
+          note: expect.stringContaining("this host offers 1 × gpu."),
+        },
+      },
+    ],
+    [
+      "nothing selected: says so, prints no controller lines",
+      { bound: [], installed: null, related: false },
+      "nothing selected",
+      {
+        option: {
+          name: "passthrough_whitelist",
+          setting: "auto",
+          reason:
+            "nova-pci-option=auto and no installed nova-common or python3-nova was found in the dpkg " +
+            "status: passthrough_whitelist is read by every supported release (deprecated name of " +
+            "device_spec since Zed, 26.0.0)",
+        },
+        "nova-compute": {
+          related: "no",
+          note: "No nova-compute relation: nothing is sent. Run `juju integrate nova-compute pci-passthrough:nova-compute`.",
+        },
+        offered: "0",
+        "nova-conf": "[pci]",
+        note:
+          "The devices option selects nothing on this host, so there is nothing for nova; set " +
+          "`devices` (see `juju run pci-passthrough/N list-devices`).",
+      },
+    ],
+  ])("%s", (_title, over, message, results) => {
+    const reply = novaConfigOf(over);
     expect(reply.ok).toBe(true);
-    expect(reply.message).toBe("1 of 1 functions offered to nova as [pci] device_spec");
-    expect(reply.results).toEqual({
-      option: {
-        name: "device_spec",
-        setting: "auto",
-        reason:
-          "nova-pci-option=auto and nova 29.0.1 (2024.1 Caracal, nova-common 3:29.0.1-0ubuntu1) is " +
-          "installed: device_spec is the option name from Zed (26.0.0) on",
-      },
-      "nova-compute": { related: "yes", sends: "1 device_spec, 1 alias" },
-      offered: "1",
-      "nova-conf":
-        "[pci]\n" +
-        'device_spec = {"vendor_id":"10de","product_id":"1bb0","address":"0000:83:00.0"}\n' +
-        'alias = {"name":"gpu","vendor_id":"10de","product_id":"1bb0","device_type":"type-PCI"}',
-      "device-spec": { "1": '{"vendor_id":"10de","product_id":"1bb0","address":"0000:83:00.0"}' },
-      alias: {
-        "1": '{"name":"gpu","vendor_id":"10de","product_id":"1bb0","device_type":"type-PCI"}',
-      },
-      controller: {
-        "scheduler-filters": `juju config nova-cloud-controller scheduler-default-filters='${BOBCAT_FILTERS},PciPassthroughFilter'`,
-        "scheduler-filters-note": expect.stringContaining(
-          "line is the default for 2024.1 Caracal (this host's nova; the controller should run the same release) plus PciPassthroughFilter",
-        ),
-        "pci-alias":
-          "juju config nova-cloud-controller pci-alias=" +
-          `'[{"name":"gpu","vendor_id":"10de","product_id":"1bb0","device_type":"type-PCI"}]'`,
-        "pci-alias-note": expect.stringContaining(
-          "nova-config without scope=host prints the line merged from every host",
-        ),
-      },
-      flavor: {
-        "1": 'openstack flavor set <flavor> --property "pci_passthrough:alias"="gpu:1"',
-        note: expect.stringContaining("this host offers 1 × gpu."),
-      },
-    });
+    expect(reply.message).toBe(message);
+    expect(reply.results).toEqual(results);
     expect(invalidResultKeys(reply.results)).toEqual([]);
   });
 
@@ -78,12 +115,10 @@ describe("nova-config results", () => {
   // a gpu-audio alias and a flavor line asking for it; nova could then give it to a second
   // instance, which cannot open the group the first one holds.
   it("a GPU with its audio companion, on Yoga: only the GPU is offered, the flavor asks for it alone", () => {
-    const reply = novaConfig({
+    const reply = novaConfigOf({
       bound: [gpu, gpuAudio],
       onVfio: (a) => a === "0000:83:00.0",
-      setting: "auto",
       installed: yoga,
-      related: true,
     });
     const r = reply.results;
     expect(reply.message).toBe("1 of 1 functions offered to nova as [pci] passthrough_whitelist");
@@ -115,46 +150,8 @@ describe("nova-config results", () => {
     expect(invalidResultKeys(r)).toEqual([]);
   });
 
-  it("nothing selected: says so, prints no controller lines", () => {
-    const reply = novaConfig({
-      bound: [],
-      onVfio: () => true,
-      setting: "auto",
-      installed: null,
-      related: false,
-    });
-    expect(reply.ok).toBe(true);
-    expect(reply.message).toBe("nothing selected");
-    expect(reply.results).toEqual({
-      option: {
-        name: "passthrough_whitelist",
-        setting: "auto",
-        reason:
-          "nova-pci-option=auto and no installed nova-common or python3-nova was found in the dpkg " +
-          "status: passthrough_whitelist is read by every supported release (deprecated name of " +
-          "device_spec since Zed, 26.0.0)",
-      },
-      "nova-compute": {
-        related: "no",
-        note: "No nova-compute relation: nothing is sent. Run `juju integrate nova-compute pci-passthrough:nova-compute`.",
-      },
-      offered: "0",
-      "nova-conf": "[pci]",
-      note:
-        "The devices option selects nothing on this host, so there is nothing for nova; set " +
-        "`devices` (see `juju run pci-passthrough/N list-devices`).",
-    });
-    expect(invalidResultKeys(reply.results)).toEqual([]);
-  });
-
   it("device_spec forced on Yoga carries the warning", () => {
-    const reply = novaConfig({
-      bound: [gpu],
-      onVfio: () => true,
-      setting: "device_spec",
-      installed: yoga,
-      related: true,
-    });
+    const reply = novaConfigOf({ setting: "device_spec", installed: yoga });
     expect((reply.results.option as ResultTree).warning).toContain(
       "releases before Zed (26.0.0) ignore device_spec",
     );
@@ -162,13 +159,7 @@ describe("nova-config results", () => {
 
   it("lists entries nova would refuse as problems", () => {
     const bad = bound("0000:84:00.0", "10de:1bb0", "my gpu");
-    const reply = novaConfig({
-      bound: [gpu, bad],
-      onVfio: () => true,
-      setting: "auto",
-      installed: caracal,
-      related: true,
-    });
+    const reply = novaConfigOf({ bound: [gpu, bad] });
     expect(reply.results.problems).toEqual({
       "1": expect.stringContaining('alias "my gpu" of 0000:84:00.0 cannot be a nova alias name'),
     });
@@ -183,13 +174,7 @@ describe("nova-config results", () => {
     const many = Array.from({ length: 10 }, (_, i) =>
       bound(`0000:${(0x10 + i).toString(16)}:00.0`, "10de:1bb0", "gpu"),
     );
-    const reply = novaConfig({
-      bound: many,
-      onVfio: () => true,
-      setting: "auto",
-      installed: caracal,
-      related: true,
-    });
+    const reply = novaConfigOf({ bound: many });
     expect(Object.keys(reply.results["device-spec"] as ResultTree).sort()).toEqual([
       "01",
       "02",
