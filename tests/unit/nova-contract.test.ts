@@ -90,19 +90,25 @@ const ALIAS_KEYS = [
   "live_migratable",
 ];
 
-/** What nova would refuse in one device_spec value (the subset of forms this charm publishes). */
-function deviceSpecProblems(raw: string): string[] {
+/** What nova would refuse in any one JSON option value, and the object when it is one. */
+function jsonOptionValue(raw: string): { problems: string[]; value?: Record<string, unknown> } {
   const problems: string[] = [];
   if (raw.includes("$")) problems.push("contains $ (oslo.config substitutes it)");
-  let spec: unknown;
+  let parsed: unknown;
   try {
-    spec = JSON.parse(raw);
+    parsed = JSON.parse(raw);
   } catch {
-    return [...problems, "not JSON"];
+    return { problems: [...problems, "not JSON"] };
   }
-  if (typeof spec !== "object" || spec === null || Array.isArray(spec))
-    return [...problems, "not one JSON object"];
-  const s = spec as Record<string, unknown>;
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+    return { problems: [...problems, "not one JSON object"] };
+  return { problems, value: parsed as Record<string, unknown> };
+}
+
+/** What nova would refuse in one device_spec value (the subset of forms this charm publishes). */
+function deviceSpecProblems(raw: string): string[] {
+  const { problems, value: s } = jsonOptionValue(raw);
+  if (s === undefined) return problems;
   if (Object.keys(s).join(",") !== "vendor_id,product_id,address")
     problems.push(`keys ${Object.keys(s)}`);
   for (const k of ["vendor_id", "product_id"]) {
@@ -123,17 +129,8 @@ function deviceSpecProblems(raw: string): string[] {
 
 /** What nova would refuse in one alias value (_ALIAS_SCHEMA + _validate_required_ids). */
 function aliasProblems(raw: string): string[] {
-  const problems: string[] = [];
-  if (raw.includes("$")) problems.push("contains $ (oslo.config substitutes it)");
-  let alias: unknown;
-  try {
-    alias = JSON.parse(raw);
-  } catch {
-    return [...problems, "not JSON"];
-  }
-  if (typeof alias !== "object" || alias === null || Array.isArray(alias))
-    return [...problems, "not one JSON object"];
-  const a = alias as Record<string, unknown>;
+  const { problems, value: a } = jsonOptionValue(raw);
+  if (a === undefined) return problems;
   for (const k of Object.keys(a)) if (!ALIAS_KEYS.includes(k)) problems.push(`unknown key ${k}`);
   if (typeof a.name !== "string" || a.name.length < 1 || a.name.length > 256) problems.push("name");
   else if (/[,:\s]/.test(a.name))
