@@ -75,10 +75,22 @@ export function charmFiles(arch = DEFAULT_ARCH) {
     { to: "manifest.yaml", kind: "manifest", mode: 0o644 },
     { to: "README.md", kind: "copy", from: join(TOP, "README.md"), mode: 0o644 },
     { to: "dispatch", kind: "copy", from: join(TOP, "dispatch"), mode: 0o755 },
-    // scripts/build.mjs writes the three: charm.js for hooks, actions.js for actions; both require
-    // ./yaml.js on first use.
+    // scripts/build.mjs writes these: charm.js for hooks, actions.js for actions, each the loader
+    // of its bundle (*.code.js) with a V8 code cache; both bundles require ./yaml.js on first use.
     { to: "dist/actions.js", kind: "copy", from: join(TOP, "dist", "actions.js"), mode: 0o644 },
+    {
+      to: "dist/actions.code.js",
+      kind: "copy",
+      from: join(TOP, "dist", "actions.code.js"),
+      mode: 0o644,
+    },
     { to: "dist/charm.js", kind: "copy", from: join(TOP, "dist", "charm.js"), mode: 0o644 },
+    {
+      to: "dist/charm.code.js",
+      kind: "copy",
+      from: join(TOP, "dist", "charm.code.js"),
+      mode: 0o644,
+    },
     { to: "dist/yaml.js", kind: "copy", from: join(TOP, "dist", "yaml.js"), mode: 0o644 },
     // The exporter systemd runs while the unit is related over cos-agent (src/exporter/).
     { to: "dist/exporter.js", kind: "copy", from: join(TOP, "dist", "exporter.js"), mode: 0o644 },

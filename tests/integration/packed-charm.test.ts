@@ -30,7 +30,9 @@ describe("build/pci-passthrough_amd64.charm", () => {
         "cos/dashboard.json",
         "dispatch",
         "dist/actions.js",
+        "dist/actions.code.js",
         "dist/charm.js",
+        "dist/charm.code.js",
         // The exporter systemd runs while related over cos-agent.
         "dist/exporter.js",
         "dist/yaml.js",
