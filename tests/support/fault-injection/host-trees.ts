@@ -2,6 +2,7 @@
 // pass: managed files old-or-new, nothing else touched, and the next hook converging.
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { fileURLToPath } from "node:url";
 import { effectiveConfig } from "ops-ts-shim/testing";
 import { parse } from "yaml";
 import { realFs } from "../../../src/apply/files";
@@ -13,7 +14,9 @@ import { diffTrees, snapshotTree, type TreeEntry } from "../tree";
 import { type HookRun, recordingRunner, runHook } from "./apply-scenarios";
 import { type FsCall, faultyFs } from "./faulty-fs";
 
-const TOP = path.resolve(__dirname, "..", "..", "..");
+// import.meta.url, not __dirname: bench/run.mjs bundles this file elsewhere (scripts/run-ts.mjs
+// keeps import.meta.url the source's own).
+const TOP = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 
 /** Every path the charm manages: the files it owns and the shared reboot-required pair. */
 export const MANAGED: readonly string[] = [...Object.values(OWNED), ...Object.values(SHARED)];
