@@ -1,31 +1,16 @@
-// Issue 12 points 1 and 2 through the packed charm's dispatch: the hooks keep what the host uses
-// (and say so), refuse a chipset group naming every member, and the actions judge alike.
-import * as fs from "node:fs";
-import * as path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { OWNED } from "../../src/host/root";
-import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
-import { makeTempHost } from "../support/hosts/build-host";
+import { type CharmUnderTest, useCharmOnHosts } from "../support/charm-process";
 import { arm64VirtHost, laptopHost, seedHost } from "../support/hosts/presets";
-import { diffTrees, snapshotTree } from "../support/tree";
+import { diffTrees, fileText, snapshotTree } from "../support/tree";
 
 describe("host safety through dispatch", () => {
-  let host: ReturnType<typeof makeTempHost> | undefined;
+  const deployOn = useCharmOnHosts();
   let unit: CharmUnderTest | undefined;
-  afterEach(() => {
-    unit?.cleanup();
-    host?.cleanup();
-    unit = undefined;
-    host = undefined;
-  });
-  const read = (hostPath: string): string => {
-    const file = path.join(host!.root, hostPath);
-    return fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
-  };
+  const read = (hostPath: string) => fileText(unit!.root, hostPath);
 
   it("install with two identical E810 ports by ids binds the free one, keeps eno1's and names it", () => {
-    host = makeTempHost(seedHost());
-    unit = deployPackedCharm(host.root, { config: { devices: "8086:1593" } });
+    unit = deployOn(seedHost(), { config: { devices: "8086:1593" } });
     const r = unit.dispatch("install");
     expect(r.exitCode).toBe(0);
     const rule = read(OWNED.udevRule);
@@ -51,8 +36,7 @@ describe("host safety through dispatch", () => {
   });
 
   it("force: true on an address entry takes the management port too", () => {
-    host = makeTempHost(seedHost());
-    unit = deployPackedCharm(host.root, {
+    unit = deployOn(seedHost(), {
       config: { devices: '- "8086:1593"\n- {address: "0000:18:00.0", force: true}\n' },
     });
     expect(unit.dispatch("install").exitCode).toBe(0);
@@ -63,8 +47,7 @@ describe("host safety through dispatch", () => {
   });
 
   it("the laptop's HDA audio (group 13 with ISA bridge, SMBus, SPI flash) is refused, all named", () => {
-    host = makeTempHost(laptopHost());
-    unit = deployPackedCharm(host.root, { config: { devices: "8086:51c8" } });
+    unit = deployOn(laptopHost(), { config: { devices: "8086:51c8" } });
     expect(unit.dispatch("install").exitCode).toBe(0);
     expect(read(OWNED.udevRule)).toBe("");
     expect(read(OWNED.modprobeConf)).toBe("");
@@ -79,8 +62,7 @@ describe("host safety through dispatch", () => {
   });
 
   it("the laptop's USB controller shares group 6 with the PCH's SRAM: refused, the SRAM named", () => {
-    host = makeTempHost(laptopHost());
-    unit = deployPackedCharm(host.root, {
+    unit = deployOn(laptopHost(), {
       config: { devices: '- {address: "0000:00:14.0", force: true}' },
     });
     expect(unit.dispatch("install").exitCode).toBe(0);
@@ -100,8 +82,7 @@ describe("host safety through dispatch", () => {
     spec.pci = spec.pci!.map((p) =>
       p.address === "0000:01:00.1" ? { ...p, iommuGroup: null } : p,
     );
-    host = makeTempHost(spec);
-    unit = deployPackedCharm(host.root, { config: { devices: "0000:01:00.*" } });
+    unit = deployOn(spec, { config: { devices: "0000:01:00.*" } });
     expect(unit.dispatch("install").exitCode).toBe(0);
     const rule = read(OWNED.udevRule);
     expect(rule).toContain('KERNEL=="0000:01:00.0"');
@@ -118,8 +99,7 @@ describe("host safety through dispatch", () => {
     // Without the PCH's SRAM in the USB controller's group (older PCHs), which would refuse it.
     const spec = laptopHost();
     spec.pci = spec.pci!.filter((p) => p.address !== "0000:00:14.2");
-    host = makeTempHost(spec);
-    unit = deployPackedCharm(host.root, {
+    unit = deployOn(spec, {
       config: { devices: "0000:00:14.0 0000:00:04.0", "blacklist-drivers": "auto" },
     });
     expect(unit.dispatch("install").exitCode).toBe(0);
@@ -143,9 +123,8 @@ describe("host safety through dispatch", () => {
   });
 
   it("verify-iommu and rebind give the same judgement, and change nothing", () => {
-    host = makeTempHost(laptopHost());
-    unit = deployPackedCharm(host.root, { config: { devices: "8086:51c8" } });
-    const before = snapshotTree(host.root);
+    unit = deployOn(laptopHost(), { config: { devices: "8086:51c8" } });
+    const before = snapshotTree(unit.root);
 
     expect(unit.dispatch({ name: "verify-iommu-action", params: {} }).exitCode).toBe(0);
     const verify = unit.sim.readState().lastAction!;
@@ -159,6 +138,6 @@ describe("host safety through dispatch", () => {
     expect(moved.failed).toBe(true);
     expect(moved.failureMessage).toMatch(/0000:00:1f\.4: it is the chipset's SMBus controller/);
     expect(moved.failureMessage).toContain("force does not override this");
-    expect(diffTrees(before, snapshotTree(host.root))).toEqual([]);
+    expect(diffTrees(before, snapshotTree(unit.root))).toEqual([]);
   });
 });

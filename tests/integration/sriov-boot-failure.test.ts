@@ -5,10 +5,9 @@
 // Through the packed dispatch, on amdHost (X710 41:00.1, sriov_totalvfs 64, no VF yet).
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { READ } from "../../src/host/root";
-import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
-import { makeTempHost } from "../support/hosts/build-host";
+import { type CharmUnderTest, useCharmOnHosts } from "../support/charm-process";
 import { amdHost } from "../support/hosts/presets";
 
 const PF = "0000:41:00.1";
@@ -16,14 +15,10 @@ const BOOT_A = "6f1c3f7e-0c59-4d55-9a0f-3c2a3b2b7d11";
 const BOOT_B = "0b7e57f0-7a63-4bd8-a3c7-8f9d6b3f0c42";
 
 describe("a boot that did not make the VFs (issue 21 item 6)", () => {
-  let host: ReturnType<typeof makeTempHost> | undefined;
+  const deployOn = useCharmOnHosts();
   let unit: CharmUnderTest | undefined;
-  afterEach(() => {
-    unit?.cleanup();
-    host?.cleanup();
-  });
   const write = (hostPath: string, text: string) => {
-    const file = path.join(host!.root, hostPath);
+    const file = path.join(unit!.root, hostPath);
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, text);
   };
@@ -34,9 +29,8 @@ describe("a boot that did not make the VFs (issue 21 item 6)", () => {
   };
 
   function installedThenRebooted(kmsg: string | null): void {
-    host = makeTempHost(amdHost());
+    unit = deployOn(amdHost(), { config: { devices: `- {address: "${PF}", vfs: 4}` } });
     write(READ.bootId, `${BOOT_A}\n`);
-    unit = deployPackedCharm(host.root, { config: { devices: `- {address: "${PF}", vfs: 4}` } });
     hook("install");
     expect(status().message).toContain(`reboot required: ${PF} has 0 VFs, 4 planned`);
     hook("update-status");

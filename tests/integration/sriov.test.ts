@@ -5,42 +5,35 @@
 // port 41:00.1 has no VF yet.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { OWNED } from "../../src/host/root";
-import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
-import { makeTempHost } from "../support/hosts/build-host";
+import {
+  type CharmUnderTest,
+  expectBlockedChangingNothing,
+  useCharmOnHosts,
+} from "../support/charm-process";
 import { amdHost } from "../support/hosts/presets";
-import { diffTrees, snapshotTree } from "../support/tree";
+import { diffTrees, fileText, snapshotTree } from "../support/tree";
 
 const PF = "0000:41:00.1";
 
 describe("SR-IOV through dispatch", () => {
-  let host: ReturnType<typeof makeTempHost> | undefined;
+  const deployOn = useCharmOnHosts();
   let unit: CharmUnderTest | undefined;
-  afterEach(() => {
-    unit?.cleanup();
-    host?.cleanup();
-    unit = undefined;
-    host = undefined;
-  });
-  const read = (hostPath: string): string => {
-    const file = path.join(host!.root, hostPath);
-    return fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
-  };
+  const read = (hostPath: string) => fileText(unit!.root, hostPath);
   const setDevices = (devices: string) =>
     unit!.sim.updateState((s) => {
       s.config["devices"] = devices;
     });
 
   it("vfs: 4 writes the PF's rule and the helper, regenerates the initramfs, and says what the boot brings", () => {
-    host = makeTempHost(amdHost());
-    unit = deployPackedCharm(host.root, { config: { devices: `- {address: "${PF}", vfs: 4}` } });
+    unit = deployOn(amdHost(), { config: { devices: `- {address: "${PF}", vfs: 4}` } });
     expect(unit.dispatch("install").exitCode).toBe(0);
     const rule = read(OWNED.sriovRule);
     expect(rule).toContain(
       `ACTION=="add|bind", SUBSYSTEM=="pci", KERNEL=="${PF}", ATTR{vendor}=="0x8086", ATTR{device}=="0x1572", DRIVER=="?*", DRIVER!="vfio-pci", RUN+="${OWNED.sriovHelper} %k 4 vfio-pci 8086:154c"`,
     );
-    expect(fs.statSync(path.join(host.root, OWNED.sriovHelper)).mode & 0o777).toBe(0o755);
+    expect(fs.statSync(path.join(unit.root, OWNED.sriovHelper)).mode & 0o777).toBe(0o755);
     expect(read(OWNED.initramfsHook)).toContain(OWNED.sriovHelper);
     // The PF itself is never bound: no per-address vfio-pci rule at all here.
     expect(read(OWNED.udevRule)).toBe("");
@@ -56,25 +49,17 @@ describe("SR-IOV through dispatch", () => {
       path.join(__dirname, "..", "fixtures", "vf-count-owners", "150-charm-ovn.yaml"),
       "utf8",
     );
-    host = makeTempHost({
-      ...spec,
-      files: { ...(spec.files ?? {}), "/etc/netplan/150-charm-ovn.yaml": ovn },
-    });
-    const before = snapshotTree(host.root);
-    unit = deployPackedCharm(host.root, { config: { devices: `- {address: "${PF}", vfs: 4}` } });
-    expect(unit.dispatch("install").exitCode).toBe(0);
-    expect(diffTrees(before, snapshotTree(host.root))).toEqual([]);
-    expect(unit.commands()).toEqual([]);
-    const status = unit.sim.readState().unitStatus;
-    expect(status.status).toBe("blocked");
-    expect(status.message).toContain(
+    unit = deployOn(
+      { ...spec, files: { ...(spec.files ?? {}), "/etc/netplan/150-charm-ovn.yaml": ovn } },
+      { config: { devices: `- {address: "${PF}", vfs: 4}` } },
+    );
+    expect(expectBlockedChangingNothing(unit, "install")).toContain(
       'juju config ovn-chassis sriov-numvfs="enp65s0f0:64 enp65s0f1:4"',
     );
   });
 
   it("an impossible or malformed vfs blocks naming the option, and changes nothing", () => {
-    host = makeTempHost(amdHost());
-    unit = deployPackedCharm(host.root, { config: { devices: `- {address: "${PF}", vfs: 4}` } });
+    unit = deployOn(amdHost(), { config: { devices: `- {address: "${PF}", vfs: 4}` } });
     expect(unit.dispatch("install").exitCode).toBe(0);
     for (const [devices, words] of [
       [
@@ -86,19 +71,12 @@ describe("SR-IOV through dispatch", () => {
     ] as const) {
       setDevices(devices);
       unit.clearCommands();
-      const before = snapshotTree(host.root);
-      expect(unit.dispatch("config-changed").exitCode).toBe(0);
-      expect(diffTrees(before, snapshotTree(host.root))).toEqual([]);
-      expect(unit.commands()).toEqual([]);
-      const status = unit.sim.readState().unitStatus;
-      expect(status.status).toBe("blocked");
-      expect(status.message).toMatch(words);
+      expect(expectBlockedChangingNothing(unit, "config-changed")).toMatch(words);
     }
   });
 
   it("physical-network keeps the VFs on the host driver; removing the entry removes the files", () => {
-    host = makeTempHost(amdHost());
-    unit = deployPackedCharm(host.root, {
+    unit = deployOn(amdHost(), {
       config: { devices: `- {address: "${PF}", vfs: 2, physical-network: physnet1}` },
     });
     expect(unit.dispatch("install").exitCode).toBe(0);
@@ -117,22 +95,21 @@ describe("SR-IOV through dispatch", () => {
     for (const p of [OWNED.sriovBootUnit, OWNED.sriovBootWants, OWNED.sriovBootWait])
       expect(read(p)).toBe("");
     // The drop-in's folder held only ours: gone too.
-    expect(fs.existsSync(path.join(host.root, path.dirname(OWNED.sriovBootWants)))).toBe(false);
+    expect(fs.existsSync(path.join(unit.root, path.dirname(OWNED.sriovBootWants)))).toBe(false);
     // The initramfs loses the rule too, so the next boot makes no VF.
     expect(unit.commands()).toContain("update-initramfs -u -k all");
   });
 
   it("sriov-vfs dry-run prints the writes in order and changes nothing; list-devices summarises", () => {
-    host = makeTempHost(amdHost());
-    unit = deployPackedCharm(host.root, { config: { devices: `- {address: "${PF}", vfs: 4}` } });
+    unit = deployOn(amdHost(), { config: { devices: `- {address: "${PF}", vfs: 4}` } });
     expect(unit.dispatch("install").exitCode).toBe(0);
-    const before = snapshotTree(host.root);
+    const before = snapshotTree(unit.root);
     expect(unit.dispatch({ name: "sriov-vfs-action", params: { "dry-run": true } }).exitCode).toBe(
       0,
     );
     const action = unit.sim.readState().lastAction!;
     expect(action.failed).toBe(false);
-    expect(diffTrees(before, snapshotTree(host.root))).toEqual([]);
+    expect(diffTrees(before, snapshotTree(unit.root))).toEqual([]);
     const text = JSON.stringify(action.results);
     const autoprobe = text.indexOf(`/sys/bus/pci/devices/${PF}/sriov_drivers_autoprobe <- 0`);
     const numvfs = text.indexOf(`/sys/bus/pci/devices/${PF}/sriov_numvfs <- 4`);

@@ -9,10 +9,10 @@ import {
   type UnitSimulator,
   type UnitSimulatorOptions,
 } from "ops-ts-shim/testing/simulator";
-import { afterEach, beforeEach } from "vitest";
+import { afterEach, beforeEach, expect } from "vitest";
 import { type BuiltHost, type HostSpec, makeTempHost } from "./hosts/build-host";
 import { seedHost } from "./hosts/presets";
-import { tempDir } from "./tree";
+import { diffTrees, snapshotTree, tempDir } from "./tree";
 
 export const TOP = path.resolve(__dirname, "..", "..");
 export const PACKED = path.join(TOP, "build", "pci-passthrough_amd64.charm");
@@ -196,4 +196,41 @@ export function usePackedCharmHost(spec: () => HostSpec = seedHost): PackedCharm
       return unit;
     },
   };
+}
+
+/**
+ * vitest wiring for suites whose tests each build their own host: `deployOn(spec, options)` builds
+ * a tree of `spec`, deploys the packed charm on it (the unit's `root`), and both are removed after
+ * the test.
+ */
+export function useCharmOnHosts(): (spec: HostSpec, options?: DeployOptions) => CharmUnderTest {
+  const made: Array<() => void> = [];
+  afterEach(() => {
+    for (const cleanup of made.splice(0)) cleanup();
+  });
+  return (spec, options = {}) => {
+    const host = makeTempHost(spec);
+    made.push(host.cleanup);
+    const unit = deployPackedCharm(host.root, options);
+    made.unshift(unit.cleanup);
+    return unit;
+  };
+}
+
+/**
+ * Dispatches `event` and checks that the charm blocked without changing its host: no file written
+ * or removed, no command run since the unit's commands were last cleared. Returns the status
+ * message for the caller's own checks of its words.
+ */
+export function expectBlockedChangingNothing(
+  unit: CharmUnderTest,
+  event: Parameters<CharmUnderTest["dispatch"]>[0],
+): string {
+  const before = snapshotTree(unit.root);
+  expect(unit.dispatch(event).exitCode).toBe(0);
+  expect(diffTrees(before, snapshotTree(unit.root))).toEqual([]);
+  expect(unit.commands()).toEqual([]);
+  const status = unit.sim.readState().unitStatus;
+  expect(status.status).toBe("blocked");
+  return status.message;
 }

@@ -76,3 +76,9 @@ export function writeTree(
     fs.chmodSync(full, mode);
   }
 }
+
+/** The text of `hostPath` under the tree at `root`; "" when there is no such file. */
+export function fileText(root: string, hostPath: string): string {
+  const file = path.join(root, hostPath);
+  return fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
+}

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { OWNED } from "../../src/host/root";
 import { realHostManifests, type UnpackedHost, unpackRealHost } from "../support/real-hosts/corpus";
 import { charmContext, useRoot } from "../support/scenario";
+import { fileText } from "../support/tree";
 
 const supermicro = realHostManifests().find((m) => m.id === "supermicro-sys-4029gp-sx-aurora")!;
 
@@ -21,10 +22,7 @@ describe("SR-IOV on the recorded Supermicro SYS-4029GP (X722, sriov_totalvfs 64)
     host.cleanup();
     vi.unstubAllEnvs();
   });
-  const read = (p: string) => {
-    const file = path.join(host.root, p);
-    return fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
-  };
+  const read = (hostPath: string) => fileText(host.root, hostPath);
   /** install on a fresh copy of the recorded tree's owned files: each case starts clean. */
   const install = (devices: string) => {
     for (const p of Object.values(OWNED)) fs.rmSync(path.join(host.root, p), { force: true });
