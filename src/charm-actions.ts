@@ -28,8 +28,7 @@ import { NOVA_ENDPOINT } from "./nova-relation";
 import { buildOffer } from "./plan/fleet";
 import { novaFeatures } from "./plan/nova";
 import { planHost } from "./plan/plan-host";
-import type { Selection } from "./plan/select";
-import { type PlannedPf, type SriovPlan, selectForHost, sriovReady } from "./plan/sriov";
+import { type PlannedPf, sriovReady } from "./plan/sriov";
 import { type FailedCommand, formatConfigError, NO_GRUB } from "./plan/status";
 import type { BoundDevice, HostPlan, WithheldFunction } from "./plan/types";
 import { vfCountDisagreements, vfCountProblems } from "./plan/vf-count-owners";
@@ -64,29 +63,37 @@ export function runActionHandler(name: ActionName, event: ActionEvent, ctx: Acti
  * problem is also in the results. */
 const MAX_FAIL_MESSAGE = 2000;
 
-/** What every action starts from: the host as it is, and the configured selection on it. */
+/** What every action starts from: the host as it is, and the one plan a hook would make on it
+ * now. Built once per dispatch: every action takes what it shows from `plan` (selection,
+ * withheld, SR-IOV, kernel parameters), none selects again. */
 interface Snapshot {
   facts: HostFacts;
-  /** What the host uses (network, disks, console): the selection withholds those, as hooks do. */
+  /** What the host uses (network, disks, console): the plan withholds those, as hooks do. */
   usage: HostUsage;
   /** What the readers could not read (each names the path): shown in the results, not only the log. */
   readProblems: string[];
   config: Config | null;
   configProblem: string | null;
-  selection: BoundDevice[];
-  /** What the selection matched but the hooks leave with the host (it uses them, or their group
-   * holds what it keeps): rebind judges them again so its refusal names the reason. */
-  withheld: WithheldFunction[];
-  /** PFs the selection gives VFs (plan/sriov.ts). */
-  sriov: PlannedPf[];
+  /** The plan a hook would make on this host now (nothing bound remembered: an action judges the
+   * host as it is); null when the config is invalid (list-devices still shows the host). */
+  plan: HostPlan | null;
+  /** modules.alias, for list-devices' `modules` of each function. */
+  modules: ModuleIndex;
   /** What the host's other owners of VF counts set at boot (read when an entry asks for VFs). */
   vfCountClaims: VfCountClaim[];
 }
 
-function pick(
-  selection: Selection & { sriov: SriovPlan },
-): Pick<Snapshot, "selection" | "withheld" | "sriov"> {
-  return { selection: selection.bind, withheld: selection.withheld, sriov: selection.sriov.pfs };
+/** The plan's selection, or nothing without a plan (an invalid config selects nothing). */
+function selectionOf(snap: Snapshot): {
+  selection: BoundDevice[];
+  withheld: WithheldFunction[];
+  sriov: PlannedPf[];
+} {
+  return {
+    selection: snap.plan?.bind ?? [],
+    withheld: snap.plan?.withheld ?? [],
+    sriov: snap.plan?.sriov ?? [],
+  };
 }
 
 function snapshot(ctx: ActionContext): Snapshot {
@@ -94,6 +101,7 @@ function snapshot(ctx: ActionContext): Snapshot {
   const usage = readHostUsage(ctx.deps.root, { functions: facts.functions, problems });
   for (const p of problems) ctx.deps.log("WARNING", p.message);
   const readProblems = problems.map((p) => p.message);
+  const modules = moduleIndex(ctx, facts);
   const parsed = parseConfig(ctx.model.config());
   if (!parsed.ok) {
     return {
@@ -102,9 +110,8 @@ function snapshot(ctx: ActionContext): Snapshot {
       readProblems,
       config: null,
       configProblem: formatConfigError(parsed.errors[0]!),
-      selection: [],
-      withheld: [],
-      sriov: [],
+      plan: null,
+      modules,
       vfCountClaims: [],
     };
   }
@@ -114,37 +121,30 @@ function snapshot(ctx: ActionContext): Snapshot {
     : [];
   for (const p of claimProblems) ctx.deps.log("WARNING", p.message);
   readProblems.push(...claimProblems.map((p) => p.message));
+  const plan = planHost(parsed.config, facts, modules, NOTHING_BOUND, {
+    usage,
+    moduleNames: readModuleNames(ctx.deps.root, facts.kernelRelease).names,
+    vfCountClaims,
+  });
   return {
     facts,
     usage,
     readProblems,
     config: parsed.config,
     configProblem: null,
+    plan,
+    modules,
     vfCountClaims,
-    ...pick(selectForHost(parsed.config.devices, facts, usage)),
   };
 }
 
-/** The plan a hook would make on this host now (nothing bound remembered: an action judges the
- * host as it is), for the actions that show what the hooks would do. */
-function hostPlan(ctx: ActionContext, snap: Snapshot, config: Config): HostPlan {
-  return planHost(
-    config,
-    snap.facts,
-    modules(ctx, snap.facts),
-    { boundIds: {} },
-    {
-      usage: snap.usage,
-      moduleNames: readModuleNames(ctx.deps.root, snap.facts.kernelRelease).names,
-      vfCountClaims: snap.vfCountClaims,
-    },
-  );
-}
+/** An action judges the host as it is: no binding remembered. */
+const NOTHING_BOUND = { boundIds: {} };
 
 /** modules.alias for an action: what the hooks remembered while the file is unchanged, the file
  * itself for anything else (a real one is a megabyte, and list-devices asks about every function).
  * Actions only read: what they learn is not stored. */
-function modules(ctx: ActionContext, facts: HostFacts): ModuleIndex {
+function moduleIndex(ctx: ActionContext, facts: HostFacts): ModuleIndex {
   const remembering = rememberingModuleIndex(
     ctx.deps.root,
     facts.kernelRelease,
@@ -202,26 +202,24 @@ const ACTIONS: Record<ActionName, Action> = {
       params,
       facts: snap.facts,
       usage: snap.usage,
-      modules: modules(ctx, snap.facts),
+      modules: snap.modules,
       names: loadPciIds(ctx.deps.root),
-      selection: snap.selection,
-      sriov: snap.sriov,
-      withheld: snap.withheld,
+      ...selectionOf(snap),
     });
     return { ok: true, message: "", results: withSnapshotNotes(result.results, snap) };
   }),
 
   "verify-iommu": action("verify-iommu", parseVerifyIommuParams, (_params, ctx) => {
     const snap = snapshot(ctx);
-    if (!snap.config)
+    const plan = snap.plan;
+    if (!plan)
       return failure(
         `the charm config is invalid, so there is no plan to verify: ${snap.configProblem}`,
       );
-    const plan = hostPlan(ctx, snap, snap.config);
     const result = verifyIommu({
       facts: snap.facts,
       plannedCmdline: plan.kernelParams,
-      selection: snap.selection,
+      selection: plan.bind,
       withheld: plan.withheld,
       usage: snap.usage,
       interruptRemapping: readInterruptRemapping(ctx.deps.root, snap.facts.arch),
@@ -241,8 +239,8 @@ const ACTIONS: Record<ActionName, Action> = {
       params,
       facts: snap.facts,
       usage: snap.usage,
-      selection: snap.selection,
-      withheld: snap.withheld,
+      selection: snap.plan?.bind ?? [],
+      withheld: snap.plan?.withheld ?? [],
       sysfs: createSysfsWriter(ctx.deps.root),
       run: ctx.deps.runner,
       stop: stopSignal,
@@ -251,10 +249,11 @@ const ACTIONS: Record<ActionName, Action> = {
 
   "sriov-vfs": action("sriov-vfs", parseSriovVfsParams, (params, ctx) => {
     const snap = snapshot(ctx);
-    if (!snap.config)
+    if (!snap.plan)
       return failure(`the charm config is invalid, so there is no plan: ${snap.configProblem}`);
+    const sriov = snap.plan.sriov;
     // Never write a count another owner sets differently at every boot: the next boot undoes it.
-    const named = snap.sriov.filter((pf) => params.pf === null || pf.address === params.pf);
+    const named = sriov.filter((pf) => params.pf === null || pf.address === params.pf);
     const against = vfCountDisagreements(named, snap.facts, snap.vfCountClaims);
     if (against.length > 0) {
       const problems = vfCountProblems(against, snap.vfCountClaims);
@@ -267,7 +266,7 @@ const ACTIONS: Record<ActionName, Action> = {
     return sriovVfsAction({
       params,
       facts: snap.facts,
-      sriov: snap.sriov,
+      sriov,
       usage: snap.usage,
       groupUsers: (groups) => readVfioGroupUsers(ctx.deps.root, groups),
       sysfs: createSysfsWriter(ctx.deps.root),
@@ -276,8 +275,8 @@ const ACTIONS: Record<ActionName, Action> = {
 
   "reboot-plan": action("reboot-plan", parseRebootPlanParams, (_params, ctx) => {
     const snap = snapshot(ctx);
-    if (!snap.config) return failure(`the charm config is invalid: ${snap.configProblem}`);
-    const plan = hostPlan(ctx, snap, snap.config);
+    const { config, plan } = snap;
+    if (!config || !plan) return failure(`the charm config is invalid: ${snap.configProblem}`);
     // What a hook would find, with nothing applied: the files are as the hooks left them.
     const failed: FailedCommand[] = ctx.noGrub
       ? [{ kind: "grub", argv: ["update-grub"], notFound: true, message: NO_GRUB }]
@@ -286,7 +285,7 @@ const ACTIONS: Record<ActionName, Action> = {
       ctx.model,
       {
         outcome: { kind: "prepared", plan, facts: snap.facts, failed },
-        config: snap.config,
+        config,
         memory: EMPTY_MEMORY,
         report: null,
         facts: snap.facts,
@@ -297,7 +296,7 @@ const ACTIONS: Record<ActionName, Action> = {
     );
     if (!assessment) return failure("no reboot assessment: the host was not prepared");
     const reply = rebootPlanReply({
-      policy: snap.config.reboot,
+      policy: config.reboot,
       plan,
       facts: snap.facts,
       pending: assessment.pending,
@@ -312,23 +311,22 @@ const ACTIONS: Record<ActionName, Action> = {
 
   "nova-config": action("nova-config", parseNovaConfigParams, (params, ctx) => {
     const snap = snapshot(ctx);
-    if (!snap.config) return failure(`the charm config is invalid: ${snap.configProblem}`);
+    const { config, plan } = snap;
+    if (!config || !plan) return failure(`the charm config is invalid: ${snap.configProblem}`);
     const onVfio = new Set(
       snap.facts.functions.filter((f) => f.driver === "vfio-pci").map((f) => f.address),
     );
     if (params.scope === "cloud") {
       // This host's offer as the hooks would publish it now; the others' from their bags.
       const own = buildOffer({
-        bound: snap.selection,
-        withheld: snap.withheld,
-        sriov: snap.sriov,
+        bound: plan.bind,
+        withheld: plan.withheld,
+        sriov: plan.sriov,
         onVfio: (a) => onVfio.has(a),
         pfReady: (pf) => sriovReady(pf, snap.facts),
         release: readNovaRelease(ctx.deps.root),
-        placement: novaFeatures(
-          readNovaRelease(ctx.deps.root),
-          snap.config.reportInPlacement === true,
-        ).placement,
+        placement: novaFeatures(readNovaRelease(ctx.deps.root), config.reportInPlacement === true)
+          .placement,
       });
       return fleetConfig({
         summary: readFleetSummary(ctx.model),
@@ -337,14 +335,14 @@ const ACTIONS: Record<ActionName, Action> = {
       });
     }
     return novaConfig({
-      bound: snap.selection,
+      bound: plan.bind,
       onVfio: (address) => onVfio.has(address),
-      setting: snap.config.novaPciOption,
-      reportInPlacement: snap.config.reportInPlacement === true,
+      setting: config.novaPciOption,
+      reportInPlacement: config.reportInPlacement === true,
       installed: readNovaRelease(ctx.deps.root),
       related: ctx.model.relations(NOVA_ENDPOINT).length > 0,
       sriov: {
-        pfs: snap.sriov,
+        pfs: plan.sriov,
         ready: (pf) => sriovReady(pf, snap.facts),
         netdev: (pf) =>
           snap.facts.functions.find((f) => f.address === pf.address)?.netInterfaces[0] ?? null,

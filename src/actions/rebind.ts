@@ -339,9 +339,9 @@ export interface RebindActionInput {
   params: RebindParams;
   facts: HostFacts;
   usage: HostUsage;
-  /** The configured selection (selectFunctions(config.devices, facts).bind). */
+  /** The configured selection: the host plan's `bind` (plan/plan-host.ts). */
   selection: BoundDevice[];
-  /** What the selection matched but the hooks withheld (selectFunctions(...).withheld). */
+  /** What the selection matched but the hooks withheld: the host plan's `withheld`. */
   withheld?: WithheldFunction[];
   sysfs: SysfsWriter;
   /** Runs `modprobe vfio-pci` when its driver directory is missing (real root only). */

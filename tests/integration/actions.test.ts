@@ -116,3 +116,38 @@ describe("actions through dispatch", () => {
     expect(gpuModules()).toBe("nouvea2, nvidiafb");
   });
 });
+
+describe("actions with an invalid config", () => {
+  let host: ReturnType<typeof makeTempHost>;
+  let unit: CharmUnderTest;
+  beforeAll(() => {
+    host = makeTempHost(seedHost());
+    unit = deployPackedCharm(host.root, { config: { devices: "0000:83:00.0", iommu: "sideways" } });
+  });
+  afterAll(() => {
+    unit.cleanup();
+    host.cleanup();
+  });
+
+  function run(name: string) {
+    expect(unit.dispatch({ name: `${name}-action`, params: {} }).exitCode).toBe(0);
+    return unit.sim.readState().lastAction!;
+  }
+
+  it("list-devices still shows the host, selecting nothing, and names the option at fault", () => {
+    const action = run("list-devices");
+    expect(action.failed).toBe(false);
+    const text = JSON.stringify(action.results);
+    expect(text).toContain("0000:83:00.0");
+    expect(text).toContain("nouveau");
+    expect(String(action.results["config-problem"])).toContain("iommu");
+  });
+
+  it("the actions that show the plan refuse, naming the option", () => {
+    for (const name of ["verify-iommu", "reboot-plan", "nova-config", "sriov-vfs"]) {
+      const action = run(name);
+      expect(action.failed, name).toBe(true);
+      expect(action.failureMessage, name).toMatch(/config is invalid.*iommu/);
+    }
+  });
+});

@@ -99,6 +99,23 @@ function hostPathLiterals(): string[] {
   return [...new Set(out)].sort();
 }
 
+/** file (relative to src/) → the names of the functions it calls (`f(…)`, not `x.f(…)`). */
+function calls(): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  for (const full of sourceFiles(SRC)) {
+    const called = new Set<string>();
+    const source = ts.createSourceFile(full, readFileSync(full, "utf8"), ts.ScriptTarget.Latest);
+    const visit = (node: ts.Node): void => {
+      if (ts.isCallExpression(node) && ts.isIdentifier(node.expression))
+        called.add(node.expression.text);
+      ts.forEachChild(node, visit);
+    };
+    visit(source);
+    out.set(relative(SRC, full), called);
+  }
+  return out;
+}
+
 /** Every import that breaks a rule, as `file -> target (rule)`. */
 function violations(graph: Graph, rules: Rule[] = RULES): string[] {
   const out: string[] = [];
@@ -182,6 +199,20 @@ describe("the import graph of src/", () => {
     const literals = hostPathLiterals();
     // Read from the code: the known exceptions are found (and no more than them).
     expect(literals).toEqual(Object.keys(NOT_HOST_PATHS).sort());
+  });
+
+  it("selects in one place: only the host plan calls selectForHost, once per dispatch", () => {
+    // Hooks and actions take the selection from the one HostPlan (plan/plan-host.ts); matching a
+    // selector to a function lives in plan/select.ts, which the others call.
+    const callers = (name: string) =>
+      [...calls().entries()]
+        .filter(([, called]) => called.has(name))
+        .map(([file]) => file)
+        .sort();
+    expect(callers("selectForHost")).toEqual(["plan/plan-host.ts"]);
+    expect(callers("selectFunctions")).toEqual(["plan/sriov.ts"]);
+    expect(callers("selectorMatches")).toEqual(["plan/select.ts", "plan/sriov.ts"]);
+    expect(callers("planHost")).toEqual(["charm-actions.ts", "host-preparation.ts"]);
   });
 
   it("is the rule set docs/ARCHITECTURE.md states", () => {
