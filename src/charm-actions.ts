@@ -24,7 +24,7 @@ import { readVfCountClaims, type VfCountClaim } from "./host/vf-count-owners";
 import { readVfioGroupUsers } from "./host/vfio-users";
 import { EMPTY_MEMORY, type PreparationDeps } from "./host-preparation";
 import { handleReboot } from "./host-reboot";
-import { NOVA_ENDPOINT } from "./nova-relation";
+import { NOVA_ENDPOINT, placementOn } from "./nova-relation";
 import { buildOffer } from "./plan/fleet";
 import { novaFeatures } from "./plan/nova";
 import { planHost } from "./plan/plan-host";
@@ -311,11 +311,14 @@ const ACTIONS: Record<ActionName, Action> = {
 
   "nova-config": action("nova-config", parseNovaConfigParams, (params, ctx) => {
     const snap = snapshot(ctx);
-    const { config, plan } = snap;
+    const { config, plan, facts } = snap;
     if (!config || !plan) return failure(`the charm config is invalid: ${snap.configProblem}`);
     const onVfio = new Set(
-      snap.facts.functions.filter((f) => f.driver === "vfio-pci").map((f) => f.address),
+      facts.functions.filter((f) => f.driver === "vfio-pci").map((f) => f.address),
     );
+    const installed = readNovaRelease(ctx.deps.root);
+    // As the nova-compute relation decides it: once sent, report_in_placement stays True.
+    const placement = placementOn(ctx.model, config);
     if (params.scope === "cloud") {
       // This host's offer as the hooks would publish it now; the others' from their bags.
       const own = buildOffer({
@@ -323,10 +326,9 @@ const ACTIONS: Record<ActionName, Action> = {
         withheld: plan.withheld,
         sriov: plan.sriov,
         onVfio: (a) => onVfio.has(a),
-        pfReady: (pf) => sriovReady(pf, snap.facts),
-        release: readNovaRelease(ctx.deps.root),
-        placement: novaFeatures(readNovaRelease(ctx.deps.root), config.reportInPlacement === true)
-          .placement,
+        pfReady: (pf) => sriovReady(pf, facts),
+        release: installed,
+        placement: novaFeatures(installed, placement).placement,
       });
       return fleetConfig({
         summary: readFleetSummary(ctx.model),
@@ -338,16 +340,16 @@ const ACTIONS: Record<ActionName, Action> = {
       bound: plan.bind,
       onVfio: (address) => onVfio.has(address),
       setting: config.novaPciOption,
-      reportInPlacement: config.reportInPlacement === true,
-      installed: readNovaRelease(ctx.deps.root),
+      reportInPlacement: placement,
+      installed,
       related: ctx.model.relations(NOVA_ENDPOINT).length > 0,
       sriov: {
         pfs: plan.sriov,
-        ready: (pf) => sriovReady(pf, snap.facts),
+        ready: (pf) => sriovReady(pf, facts),
         netdev: (pf) =>
-          snap.facts.functions.find((f) => f.address === pf.address)?.netInterfaces[0] ?? null,
+          facts.functions.find((f) => f.address === pf.address)?.netInterfaces[0] ?? null,
       },
-      vfCounts: { claims: snap.vfCountClaims, facts: snap.facts },
+      vfCounts: { claims: snap.vfCountClaims, facts },
     });
   }),
 };

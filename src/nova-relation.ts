@@ -110,6 +110,11 @@ export function placementWanted(model: Model, config: Config): boolean {
   return before;
 }
 
+/** What placementWanted answers, without recording anything (the nova-config action reads). */
+export function placementOn(model: Model, config: Config): boolean {
+  return config.reportInPlacement === true || model.stored.get<boolean>(PLACEMENT_KEY) === true;
+}
+
 /** The installed nova. dpkg's status runs to megabytes on a compute host and update-status comes
  * every five minutes, so it is read again only when the file changed since the last read. */
 export function installedNova(model: Model, root: string): NovaRelease | null {

@@ -14,14 +14,12 @@ import {
   novaEntryProblems,
   novaFeatures,
   novaJson,
+  novaOffer,
   novaPciEntries,
-  offeredNow,
   offeredToNova,
   openstackReleaseName,
-  publishedPfs,
   renderPciSection,
   type SriovReadiness,
-  withNovaFeatures,
 } from "../plan/nova";
 import type { PlannedPf } from "../plan/sriov";
 import type { BoundDevice } from "../plan/types";
@@ -211,8 +209,9 @@ export function novaConfig(input: NovaConfigInput): ActionReply {
   const { bound, onVfio, setting, installed, related } = input;
   const choice = chooseOptionName(setting, installed);
   const sriov = input.sriov ?? { pfs: [], ready: () => false, netdev: () => null };
-  const published = publishedPfs(sriov);
-  const offered = offeredNow(bound, onVfio, published);
+  const features = novaFeatures(installed, input.reportInPlacement ?? false);
+  // Exactly what the nova-compute relation sends (plan/nova.ts novaOffer).
+  const { published, offered, entries } = novaOffer(bound, onVfio, sriov, features);
   const taken = new Set(offered.map((d) => d.address));
   // Companions are not sent to nova-compute, so they are not waiting for it either. VFs wait per
   // PF (said once per PF below), not one line each.
@@ -220,8 +219,6 @@ export function novaConfig(input: NovaConfigInput): ActionReply {
     (d) => offeredToNova(d) && !taken.has(d.address) && d.physfn === undefined,
   );
   const waitingPfs = sriov.pfs.filter((pf) => !published.includes(pf));
-  const features = novaFeatures(installed, input.reportInPlacement ?? false);
-  const entries = withNovaFeatures(novaPciEntries(offered, published), features, offered);
 
   const option: ResultTree = { name: choice.name, setting, reason: choice.reason };
   if (input.reportInPlacement) {

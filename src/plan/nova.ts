@@ -577,8 +577,34 @@ export function offeredNow(
   });
 }
 
-/** This unit's data for nova-compute: only the functions on vfio-pci now are offered, and the VFs
- * of each published PF (publishedPfs). */
+/** What this host offers nova-compute now. */
+export interface NovaOffer {
+  /** The PFs whose VF specs are sent (publishedPfs). */
+  published: PlannedPf[];
+  /** The bound functions offered now (offeredNow; companions among them get no entry). */
+  offered: BoundDevice[];
+  /** The [pci] entries sent, with the installed nova's features. */
+  entries: NovaPciEntries;
+}
+
+/**
+ * The one "offered to nova" rule: what the nova-compute relation publishes and what the
+ * nova-config action shows are both this. A whole function once it is on vfio-pci, the VFs of
+ * each published PF, the entries for exactly those with the release's features.
+ */
+export function novaOffer(
+  bound: BoundDevice[],
+  onVfio: (address: string) => boolean,
+  sriov: SriovReadiness,
+  features: NovaFeatures,
+): NovaOffer {
+  const published = publishedPfs(sriov);
+  const offered = offeredNow(bound, onVfio, published);
+  const entries = withNovaFeatures(novaPciEntries(offered, published), features, offered);
+  return { published, offered, entries };
+}
+
+/** This unit's data for nova-compute: novaOffer's entries under the option name. */
 export function novaRelationData(
   bound: BoundDevice[],
   onVfio: (address: string) => boolean,
@@ -586,15 +612,11 @@ export function novaRelationData(
   sriov: SriovReadiness = { pfs: [], ready: () => false },
   features: NovaFeatures = NO_NOVA_FEATURES,
 ): NovaRelationData {
-  const published = publishedPfs(sriov);
-  const offered = offeredNow(bound, onVfio, published);
+  const { offered, entries } = novaOffer(bound, onVfio, sriov, features);
   const taken = new Set(offered.map((d) => d.address));
   return {
     data: {
-      [SUBORDINATE_CONFIGURATION_KEY]: subordinateConfiguration(
-        withNovaFeatures(novaPciEntries(offered, published), features, offered),
-        optionName,
-      ),
+      [SUBORDINATE_CONFIGURATION_KEY]: subordinateConfiguration(entries, optionName),
     },
     waiting: bound.filter((d) => !taken.has(d.address)),
   };
