@@ -48,6 +48,9 @@ export interface LatencyResult {
   config: Record<string, string>;
   /** `node -e 0` with the bundled runtime. */
   baseline: TimeStats & { peakRssMiB: number | null };
+  /** The floor of any charm here: the packed dispatch (sh, its prefetch, the runtime's flags)
+   * running a bundle that only reads the prefetched lines, as the charm does, and nothing else. */
+  floor: TimeStats & { ratio: number; peakRssMiB: number | null };
   events: Record<
     LatencyEvent,
     TimeStats & {
@@ -98,6 +101,8 @@ export interface LatencyUnit {
   cmds: Record<LatencyEvent, { dispatch: Command; direct: Command }>;
   /** `node -e 0` with the bundled runtime. */
   baseline: Command;
+  /** The packed dispatch of a charm whose bundle only reads its stdin (LatencyResult.floor). */
+  floor: Command;
   captured: Record<LatencyEvent, { calls: CannedCall[]; argv: string[][] }>;
   tools: InstantTools;
   cleanup(): void;
@@ -158,12 +163,27 @@ export function deployLatencyUnit(): LatencyUnit {
         direct: { argv: [charm.runtime, path.join(charm.charmDir, "dist", "charm.js")], env },
       };
     };
+    // The same charm directory but for its bundle: dispatch as packed, the runtime it ships, and
+    // a dist/charm.js that reads the prefetched config and state to the end and stops.
+    const floorDir = path.join(dir, "floor");
+    fs.mkdirSync(path.join(floorDir, "dist"), { recursive: true });
+    fs.copyFileSync(path.join(charm.charmDir, "dispatch"), path.join(floorDir, "dispatch"));
+    fs.symlinkSync(path.join(charm.charmDir, "runtime"), path.join(floorDir, "runtime"));
+    fs.writeFileSync(
+      path.join(floorDir, "dist", "charm.js"),
+      'require("node:fs").readFileSync(0);\n',
+    );
+    const floorEnv = commands("config-changed").dispatch.env;
     return {
       charm,
       hostRoot: host.root,
       config,
       cmds: Object.fromEntries(LATENCY_EVENTS.map((e) => [e, commands(e)])) as LatencyUnit["cmds"],
       baseline: { argv: [charm.runtime, "-e", "0"], env: { PATH: charm.sysbin } },
+      floor: {
+        argv: [path.join(floorDir, "dispatch")],
+        env: { ...floorEnv, JUJU_CHARM_DIR: floorDir, CHARM_DIR: floorDir },
+      },
       captured,
       tools,
       cleanup,
@@ -176,7 +196,7 @@ export function deployLatencyUnit(): LatencyUnit {
 
 /** The latency benchmark on a deployed unit; `runs` timed runs per command. */
 export function benchLatency(unit: LatencyUnit, runs: number): LatencyResult {
-  const { cmds, baseline, tools, captured } = unit;
+  const { cmds, baseline, floor, tools, captured } = unit;
   const before = snapshotTree(unit.hostRoot, { stamps: true });
 
   // One instant-tool dispatch of each event on its own: it must succeed silently, and its
@@ -196,6 +216,7 @@ export function benchLatency(unit: LatencyUnit, runs: number): LatencyResult {
   const samples = new Map<string, CpuTimed[]>();
   const jobs: Array<[string, Command]> = [
     ["baseline", baseline],
+    ["floor", floor],
     ...LATENCY_EVENTS.flatMap(
       (e): Array<[string, Command]> => [
         [e, cmds[e].dispatch],
@@ -231,6 +252,8 @@ export function benchLatency(unit: LatencyUnit, runs: number): LatencyResult {
   };
   const base = stats("baseline");
   const baseRss = rss(baseline);
+  const floorStats = stats("floor");
+  const floorRss = rss(floor);
 
   const events = {} as LatencyResult["events"];
   for (const e of LATENCY_EVENTS) {
@@ -259,6 +282,11 @@ export function benchLatency(unit: LatencyUnit, runs: number): LatencyResult {
     rssMethod: RSS_METHOD,
     config: unit.config,
     baseline: { ...base, peakRssMiB: baseRss?.max ?? null },
+    floor: {
+      ...floorStats,
+      ratio: floorStats.medianMs / base.medianMs,
+      peakRssMiB: floorRss?.max ?? null,
+    },
     events,
   };
 }
