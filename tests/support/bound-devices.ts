@@ -32,3 +32,11 @@ export const gpuAudio = bound("0000:83:00.1", "10de:10f0", "gpu-audio", {
 });
 /** Its identical twin. */
 export const secondGpu = bound("0000:84:00.0", "10de:1bb0", "gpu");
+
+/** The checks verify-iommu fails, in its order, for a selected function not on vfio-pci yet: its
+ * driver, its group's viability and its /dev/vfio node. */
+export const notOnVfioYet = (address: string): string[] => [
+  `driver ${address}`,
+  `viability ${address}`,
+  `vfio-device ${address}`,
+];
