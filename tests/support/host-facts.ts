@@ -98,6 +98,20 @@ export function host(functions: PciFunction[], extra: Partial<HostFacts> = {}): 
   };
 }
 
+/** Moves the function at `address` into IOMMU group `group`, as an ACS-less slot shares one:
+ * the function and both groups' member lists change (an emptied group goes). */
+export function moveToGroup(facts: HostFacts, address: string, group: number): void {
+  const f = facts.functions.find((x) => x.address === address);
+  if (!f) throw new Error(`moveToGroup: no function ${address}`);
+  if (f.iommuGroup !== null) {
+    const left = (facts.iommuGroups.get(f.iommuGroup) ?? []).filter((a) => a !== address);
+    if (left.length > 0) facts.iommuGroups.set(f.iommuGroup, left);
+    else facts.iommuGroups.delete(f.iommuGroup);
+  }
+  f.iommuGroup = group;
+  facts.iommuGroups.set(group, [...(facts.iommuGroups.get(group) ?? []), address].sort());
+}
+
 /** A ModuleIndex over modules.alias text, matched the way kmod does (fnmatch on the modalias). */
 export function moduleIndex(modulesAlias: string): ModuleIndex {
   const entries: { re: RegExp; module: string }[] = [];

@@ -19,7 +19,7 @@ import type { HostFacts, HostUsage } from "../../src/host/facts";
 import type { BoundDevice, WithheldFunction } from "../../src/plan/types";
 import { bound as boundDevice } from "../support/bound-devices";
 import { FakeKernel, failingWriter, writeSysfsTree } from "../support/fake-kernel";
-import { fn, host, netPf, netVf, seedHost } from "../support/host-facts";
+import { fn, host, moveToGroup, netPf, netVf, seedHost } from "../support/host-facts";
 import { rebindParams } from "../support/rebind-params";
 import { diffTrees, snapshotTree } from "../support/tree";
 
@@ -60,6 +60,14 @@ function richHost(extra: Partial<HostFacts> = {}): HostFacts {
     ],
     extra,
   );
+}
+
+/** richHost behind an ACS-less slot: the first P5000 shares IOMMU group 60 with the first i40e
+ * port, eno1, which is up. */
+function gpuBesideEno1(): { facts: HostFacts; usage: HostUsage } {
+  const facts = richHost();
+  moveToGroup(facts, "0000:3d:00.0", 60);
+  return { facts, usage: new Map([["0000:3d:00.0", ["network interface eno1 is up"]]]) };
 }
 
 const plan = (
@@ -284,12 +292,7 @@ describe("planRebind: refusals (each names the device and the reason)", () => {
   });
 
   it("refuses a function whose group holds a device the host uses, naming both", () => {
-    const facts = richHost();
-    // An ACS-less slot: the GPU shares group 60 with the first i40e port.
-    facts.functions.find((f) => f.address === "0000:3d:00.0")!.iommuGroup = 60;
-    facts.iommuGroups.set(60, ["0000:3d:00.0", "0000:83:00.0", "0000:83:00.1"]);
-    facts.iommuGroups.delete(30);
-    const usage: HostUsage = new Map([["0000:3d:00.0", ["network interface eno1 is up"]]]);
+    const { facts, usage } = gpuBesideEno1();
     const r = asRefusal(plan({ devices: addr("0000:83:00.0") }, facts, usage));
     expect(r.refusals).toContainEqual({
       device: "0000:83:00.0",
@@ -308,11 +311,7 @@ describe("planRebind: refusals (each names the device and the reason)", () => {
   it("judges what the hooks withheld again when no devices are given, naming the reason", () => {
     // The configured selection is the GPU, but the hooks withheld it (its group holds the NIC the
     // host uses): the default rebind must say why, not "the devices option selects none".
-    const facts = richHost();
-    facts.functions.find((f) => f.address === "0000:3d:00.0")!.iommuGroup = 60;
-    facts.iommuGroups.set(60, ["0000:3d:00.0", "0000:83:00.0", "0000:83:00.1"]);
-    facts.iommuGroups.delete(30);
-    const usage: HostUsage = new Map([["0000:3d:00.0", ["network interface eno1 is up"]]]);
+    const { facts, usage } = gpuBesideEno1();
     const withheld: WithheldFunction[] = [
       {
         address: "0000:83:00.0",

@@ -13,7 +13,7 @@ import {
 } from "../../src/host/interrupt-remapping";
 import type { BoundDevice } from "../../src/plan/types";
 import { bound as boundDevice, notOnVfioYet } from "../support/bound-devices";
-import { fn, host, seedHost } from "../support/host-facts";
+import { fn, host, moveToGroup, seedHost } from "../support/host-facts";
 
 const PLANNED = ["intel_iommu=on", "iommu=pt"];
 const RUNNING =
@@ -185,10 +185,8 @@ describe("verifyIommu", () => {
 
   it("flags a group shared with a device the host uses, and a selected device the host uses", () => {
     const facts = readyHost();
-    const nic = facts.functions.find((f) => f.address === "0000:3d:00.0")!;
-    nic.iommuGroup = 60;
-    nic.driver = "vfio-pci";
-    facts.iommuGroups.set(60, ["0000:3d:00.0", "0000:83:00.0", "0000:83:00.1"]);
+    moveToGroup(facts, "0000:3d:00.0", 60);
+    facts.functions.find((f) => f.address === "0000:3d:00.0")!.driver = "vfio-pci";
     const usage: HostUsage = new Map([
       ["0000:3d:00.0", ["network interface eno1 has addresses 10.0.0.5"]],
       ["0000:83:00.1", ["console framebuffer fb0"]],
