@@ -55,19 +55,17 @@ describe("readPciFunctions on the seed host", () => {
       netInterfaces: [],
       consumers: [],
     });
-    const audio = functions.find((f) => f.address === "0000:83:00.1")!;
-    expect([audio.classCode, audio.driver, audio.iommuGroup]).toEqual([
-      "040300",
-      "snd_hda_intel",
-      42,
-    ]);
-    const vga = functions.find((f) => f.address === "0000:03:00.0")!;
-    expect([vga.vendorId, vga.deviceId, vga.driver, vga.bootVga]).toEqual([
-      "1a03",
-      "2000",
-      "ast",
-      true,
-    ]);
+    expect(functions.find((f) => f.address === "0000:83:00.1")).toMatchObject({
+      classCode: "040300",
+      driver: "snd_hda_intel",
+      iommuGroup: 42,
+    });
+    expect(functions.find((f) => f.address === "0000:03:00.0")).toMatchObject({
+      vendorId: "1a03",
+      deviceId: "2000",
+      driver: "ast",
+      bootVga: true,
+    });
     const nic = functions.find((f) => f.address === "0000:18:00.0")!;
     expect(nic.netInterfaces).toEqual(["eno1"]);
     expect(functions.find((f) => f.address === "0000:00:1c.0")!.isBridge).toBe(true);
@@ -101,13 +99,12 @@ describe("attribute formats", () => {
     expect(functions.every((f) => f.numaNode === null)).toBe(true);
     expect(functions.filter((f) => f.bootVga).map((f) => f.address)).toEqual(["0000:00:01.0"]);
     // secondary-vga is class 0380: no boot_vga file, same ids as the boot VGA.
-    const twin = functions.find((f) => f.address === "0000:00:05.0")!;
-    expect([twin.vendorId, twin.deviceId, twin.classCode, twin.bootVga]).toEqual([
-      "1234",
-      "1111",
-      "038000",
-      false,
-    ]);
+    expect(functions.find((f) => f.address === "0000:00:05.0")).toMatchObject({
+      vendorId: "1234",
+      deviceId: "1111",
+      classCode: "038000",
+      bootVga: false,
+    });
   });
 
   it("reads SR-IOV state on PFs and the physfn link on VFs", () => {
