@@ -226,37 +226,42 @@ describe("a foreign file at one of our paths", () => {
 });
 
 describe("an operator's edit to a file the charm manages", () => {
-  it("a no-op hook keeps the edit, writes nothing and blocks naming the file", () => {
+  /** Installs with every GPU, then the operator edits `file` and `event` runs with `config`: the
+   * charm must keep the edit, write nothing at all and block naming the file. Returns the message. */
+  function afterOperatorEdit(
+    file: string,
+    text: string,
+    event: string,
+    config: Record<string, string>,
+  ): string {
     const root = host();
     const first = charmContext().run("install", { config: ALL_GPUS });
-    const edited = operatorEdit(
-      root,
+    const edited = operatorEdit(root, file, text);
+    const before = snapshotTree(root);
+    const out = charmContext().run(event, { config, stored: first.stored });
+    expect(out.unitStatus.name).toBe("blocked");
+    expect(out.unitStatus.message).toContain(file);
+    expect(read(root, file)).toBe(edited);
+    expect(diffTrees(before, snapshotTree(root))).toEqual([]);
+    return out.unitStatus.message;
+  }
+
+  it("a no-op hook keeps the edit, writes nothing and blocks naming the file", () => {
+    const message = afterOperatorEdit(
       OWNED.grubDropIn,
       'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT quiet"',
+      "update-status",
+      ALL_GPUS,
     );
-    const before = snapshotTree(root);
-    const out = charmContext().run("update-status", { config: ALL_GPUS, stored: first.stored });
-    expect(out.unitStatus.name).toBe("blocked");
-    expect(out.unitStatus.message).toContain(OWNED.grubDropIn);
-    expect(out.unitStatus.message).toMatch(/edited/);
-    expect(read(root, OWNED.grubDropIn)).toBe(edited);
-    expect(diffTrees(before, snapshotTree(root))).toEqual([]);
+    expect(message).toMatch(/edited/);
   });
 
   it("a config change that would rewrite the file keeps the edit and writes nothing at all", () => {
-    const root = host();
-    const first = charmContext().run("install", { config: ALL_GPUS });
-    const edited = operatorEdit(root, OWNED.udevRule, "# keep 84:00.0 too, says ops");
-    const before = snapshotTree(root);
-    const out = charmContext().run("config-changed", {
-      config: { ...ONE_GPU, "extra-kernel-params": "pcie_aspm=off" },
-      stored: first.stored,
+    // Checked before any write: the grub drop-in does not get the new parameter either.
+    afterOperatorEdit(OWNED.udevRule, "# keep 84:00.0 too, says ops", "config-changed", {
+      ...ONE_GPU,
+      "extra-kernel-params": "pcie_aspm=off",
     });
-    expect(out.unitStatus.name).toBe("blocked");
-    expect(out.unitStatus.message).toContain(OWNED.udevRule);
-    expect(read(root, OWNED.udevRule)).toBe(edited);
-    // Checked before any write: the grub drop-in did not get the new parameter either.
-    expect(diffTrees(before, snapshotTree(root))).toEqual([]);
   });
 
   it("removal keeps the edited file, removes the rest, and logs the kept one", () => {
