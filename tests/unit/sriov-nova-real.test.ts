@@ -119,6 +119,21 @@ function pfWithVfs(
   return [pf, ...vfs];
 }
 
+/** Two E810s (8086:1592, VFs 8086:1889): 3b:00.0 with `n` VFs on `vfDriver`, 3c:00.0 with two on
+ * iavf. */
+const twoE810s = (n: number, vfDriver: string) =>
+  host([
+    ...pfWithVfs("0000:3b:00.0", ["8086", "1592", "1889"], n, vfDriver, 10),
+    ...pfWithVfs("0000:3c:00.0", ["8086", "1592", "1889"], 2, "iavf", 20),
+  ]);
+const E810_PFS = ["0000:3b:00.0", "0000:3c:00.0"];
+
+/** QEMU's SR-IOV NVMe: PF 01:00.0, sriov_offset 1, stride 1, and its two VFs (1b36:0010, the PF's
+ * own ids) on `vfDriver`. */
+const qemuNvmeHost = (vfDriver: string) =>
+  host(pfWithVfs("0000:01:00.0", ["1b36", "0010", "0010"], 2, vfDriver, 4, 1, "010802"));
+const QEMU_NVME_VFS = '- {address: "0000:01:00.0", vfs: 2}';
+
 /** The [pci] pairs the charm publishes on this host for this `devices` value. */
 function published(facts: HostFacts, devices: string): [string, string][] {
   const parsed = parseConfig({ devices });
@@ -140,9 +155,7 @@ describe("Debian's nova and the VFs the charm creates", () => {
   it(
     "flavor alias: one spec per PF admits its VFs, never the PF, never another PF's VFs",
     () => {
-      const a = pfWithVfs("0000:3b:00.0", ["8086", "1592", "1889"], 3, "vfio-pci", 10);
-      const b = pfWithVfs("0000:3c:00.0", ["8086", "1592", "1889"], 2, "iavf", 20);
-      const facts = host([...a, ...b]);
+      const facts = twoE810s(3, "vfio-pci");
       const pairs = published(facts, '- {address: "0000:3b:00.0", vfs: 3, alias: fast-nic}');
       expect(pairs).toEqual([
         ["device_spec", '{"vendor_id":"8086","product_id":"1889","address":"0000:3b:00.0"}'],
@@ -151,7 +164,7 @@ describe("Debian's nova and the VFs the charm creates", () => {
           '{"name":"fast-nic","vendor_id":"8086","product_id":"1889","device_type":"type-VF"}',
         ],
       ]);
-      const view = novaView(pairs, ["0000:3b:00.0", "0000:3c:00.0"], facts.functions);
+      const view = novaView(pairs, E810_PFS, facts.functions);
       const admitted = Object.entries(view)
         .filter(([, v]) => v.admitted)
         .map(([k]) => k);
@@ -167,15 +180,13 @@ describe("Debian's nova and the VFs the charm creates", () => {
   it(
     "neutron ports: the spec carries physical_network, and no alias is published",
     () => {
-      const a = pfWithVfs("0000:3b:00.0", ["8086", "1592", "1889"], 2, "iavf", 10);
-      const b = pfWithVfs("0000:3c:00.0", ["8086", "1592", "1889"], 2, "iavf", 20);
-      const facts = host([...a, ...b]);
+      const facts = twoE810s(2, "iavf");
       const pairs = published(
         facts,
         '- {address: "0000:3b:00.0", vfs: 2, physical-network: physnet1}',
       );
       expect(pairs.filter(([k]) => k === "alias")).toEqual([]);
-      const view = novaView(pairs, ["0000:3b:00.0", "0000:3c:00.0"], facts.functions);
+      const view = novaView(pairs, E810_PFS, facts.functions);
       expect(view["0000:3b:02.0"]).toEqual({
         admitted: true,
         tags: { physical_network: "physnet1" },
@@ -190,11 +201,8 @@ describe("Debian's nova and the VFs the charm creates", () => {
   it(
     "VFs with the PF's own ids (QEMU's NVMe): each VF pinned by address, so the PF stays out",
     () => {
-      // QEMU: PF 01:00.0 on nvme, sriov_offset 1, stride 1, VFs 1b36:0010 like the PF.
-      const facts = host(
-        pfWithVfs("0000:01:00.0", ["1b36", "0010", "0010"], 2, "vfio-pci", 4, 1, "010802"),
-      );
-      const pairs = published(facts, '- {address: "0000:01:00.0", vfs: 2}');
+      const facts = qemuNvmeHost("vfio-pci");
+      const pairs = published(facts, QEMU_NVME_VFS);
       expect(
         pairs.filter(([k]) => k === "device_spec").map(([, v]) => JSON.parse(v).address),
       ).toEqual(["0000:01:00.1", "0000:01:00.2"]);
@@ -218,10 +226,7 @@ describe("Debian's nova and the VFs the charm creates", () => {
   it(
     "VFs pinned by their own address wait until all of them are on their planned driver",
     () => {
-      const facts = host(
-        pfWithVfs("0000:01:00.0", ["1b36", "0010", "0010"], 2, "nvme", 4, 1, "010802"),
-      );
-      expect(published(facts, '- {address: "0000:01:00.0", vfs: 2}')).toEqual([]);
+      expect(published(qemuNvmeHost("nvme"), QEMU_NVME_VFS)).toEqual([]);
     },
     NOVA_TIMEOUT_MS,
   );
