@@ -299,13 +299,20 @@ export const CLASS_WORD_NAMES: string[] = [
   "other",
 ];
 
+/** classWord's answers, by class code as given. */
+const classWords = new Map<string, string>();
+
 /** A word for a class code: the first fine word that fits, else the base class's word. */
 export function classWord(classCode: string): string {
-  const code = classCode.toLowerCase();
-  for (const [word, prefixes] of FINE_CLASSES) {
-    if (prefixes.some((p) => code.startsWith(p))) return word;
+  // Asked for every function of a host (thousands of VFs of one class): answered once per class.
+  let word = classWords.get(classCode);
+  if (word === undefined) {
+    const code = classCode.toLowerCase();
+    word = FINE_CLASSES.find(([, prefixes]) => prefixes.some((p) => code.startsWith(p)))?.[0];
+    word ??= BASE_CLASS[code.slice(0, 2)] ?? "other";
+    if (classWords.size < 4096) classWords.set(classCode, word);
   }
-  return BASE_CLASS[code.slice(0, 2)] ?? "other";
+  return word;
 }
 
 /** The default nova alias for a function: its class word (gpu, network, nvme, storage, audio…),

@@ -193,7 +193,8 @@ function checkDevice(
       `is on ${driverWords(fn.driver)}, not vfio-pci; reboot, or run the rebind action to move it now`,
     );
   }
-  const groupMembers: GroupMember[] = groupMates(facts, fn).map((m) => ({
+  const mateFunctions = groupMates(facts, fn);
+  const groupMembers: GroupMember[] = mateFunctions.map((m) => ({
     address: m.address,
     driver: m.driver,
     harmless: isHarmlessMember(m),
@@ -205,25 +206,25 @@ function checkDevice(
   // Each member that keeps the group from being viable gets the one piece of advice that fits it:
   // a selected one waits for the reboot (or rebind), a chipset function can never go, one the host
   // uses is a host-use problem below, and only the rest are worth selecting too.
-  const mates = new Map(groupMates(facts, fn).map((m) => [m.address, m]));
   const offenders = groupMembers.filter((c) => !c.harmless);
-  const waiting = offenders.filter((o) => o.selected);
-  const chipsetMembers = new Set(
-    safety
-      .groupHazards(fn)
-      .filter((h) => h.kind === "chipset")
-      .map((h) => h.fn.address),
-  );
-  const chipset = offenders.filter((o) => !o.selected && chipsetMembers.has(o.address));
-  const used = offenders.filter(
-    (o) => !o.selected && !chipset.includes(o) && safety.uses(mates.get(o.address)!).length > 0,
-  );
-  const unselected = offenders.filter(
-    (o) => !waiting.includes(o) && !chipset.includes(o) && !used.includes(o),
-  );
-  const onDriver = (list: GroupMember[]) =>
-    list.map((o) => `${o.address} on ${driverWords(o.driver)}`).join(", ");
   if (offenders.length > 0) {
+    const mates = new Map(mateFunctions.map((m) => [m.address, m]));
+    const waiting = offenders.filter((o) => o.selected);
+    const chipsetMembers = new Set(
+      safety
+        .groupHazards(fn)
+        .filter((h) => h.kind === "chipset")
+        .map((h) => h.fn.address),
+    );
+    const chipset = offenders.filter((o) => !o.selected && chipsetMembers.has(o.address));
+    const used = offenders.filter(
+      (o) => !o.selected && !chipset.includes(o) && safety.uses(mates.get(o.address)!).length > 0,
+    );
+    const unselected = offenders.filter(
+      (o) => !waiting.includes(o) && !chipset.includes(o) && !used.includes(o),
+    );
+    const onDriver = (list: GroupMember[]) =>
+      list.map((o) => `${o.address} on ${driverWords(o.driver)}`).join(", ");
     const advice: string[] = [];
     if (chipset.length > 0) {
       advice.push(

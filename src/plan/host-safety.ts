@@ -4,7 +4,13 @@
 // Pure: host facts and host usage (host/usage.ts) in, reasons in operator words out.
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import { compareAddresses, slotOf } from "../pci-vocabulary";
-import { groupMates, predictedGroupMates, predictIommuGroups } from "./iommu-groups";
+import {
+  groupMates,
+  predictedGroupMates,
+  predictIommuGroups,
+  slotIndex,
+  vfIndex,
+} from "./iommu-groups";
 
 /** Chipset functions by class: they serve the whole machine, never belong to a card, and a group
  * holding one can never go to a VM (the host would lose its LPC bus, flash or SMBus). RAM memory
@@ -58,24 +64,15 @@ export interface HostSafety {
 
 /** Builds the judgement for these facts and this usage. */
 export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
-  const vfsOf = new Map<string, PciFunction[]>();
-  const bySlot = new Map<string, PciFunction[]>();
-  for (const fn of facts.functions) {
-    if (fn.physfn !== null) {
-      const list = vfsOf.get(fn.physfn);
-      if (list) list.push(fn);
-      else vfsOf.set(fn.physfn, [fn]);
-    }
-    const slot = slotOf(fn.address);
-    const list = bySlot.get(slot);
-    if (list) list.push(fn);
-    else bySlot.set(slot, [fn]);
-  }
+  // Built per hook or action and asked about every selected function (10,000 VFs): the indexes
+  // are the facts' own (memoised), and a function the host does not use costs no allocation.
+  const vfsOf = vfIndex(facts);
 
   const direct = (fn: PciFunction): string[] => {
-    const reasons = [...(usage.get(fn.address) ?? [])];
-    const mentionsConsole = reasons.some((r) => /boot vga|console|framebuffer/i.test(r));
-    if (fn.bootVga && !mentionsConsole) {
+    const used = usage.get(fn.address);
+    if (used === undefined && !fn.bootVga) return [];
+    const reasons = used === undefined ? [] : [...used];
+    if (fn.bootVga && !reasons.some((r) => /boot vga|console|framebuffer/i.test(r))) {
       reasons.push("it is the boot VGA device (the host's console)");
     }
     return reasons;
@@ -83,7 +80,9 @@ export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
 
   const vfUses = (fn: PciFunction): string[] => {
     const reasons: string[] = [];
-    for (const vf of vfsOf.get(fn.address) ?? []) {
+    const vfs = vfsOf.get(fn.address);
+    if (vfs === undefined) return reasons;
+    for (const vf of vfs) {
       const used = direct(vf);
       if (used.length > 0) reasons.push(`its VF ${vf.address} is in use (${used.join("; ")})`);
     }
@@ -91,7 +90,12 @@ export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
   };
 
   // A PF's VFs die with its driver: whatever the host does through a VF, it does through the PF.
-  const uses = (fn: PciFunction): string[] => [...direct(fn), ...vfUses(fn)];
+  const uses = (fn: PciFunction): string[] => {
+    const own = direct(fn);
+    if (!vfsOf.has(fn.address)) return own;
+    const through = vfUses(fn);
+    return through.length === 0 ? own : [...own, ...through];
+  };
 
   const groupHazards = (fn: PciFunction): GroupHazard[] => {
     const hazards: GroupHazard[] = [];
@@ -99,11 +103,12 @@ export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
     let chipsetOnly = false;
     if (fn.iommuGroup !== null) {
       mates = groupMates(facts, fn);
+      if (mates.length === 0) return hazards;
     } else if (predictIommuGroups(facts) !== null) {
       // IOMMU off: the group the kernel will make at the next boot, predicted from config space.
       mates = predictedGroupMates(facts, fn);
     } else {
-      mates = bySlot.get(slotOf(fn.address)) ?? [];
+      mates = slotIndex(facts).get(slotOf(fn.address)) ?? [];
       chipsetOnly = true;
     }
     for (const mate of mates) {

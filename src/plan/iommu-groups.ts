@@ -7,7 +7,7 @@ import { listOf } from "../text";
 
 /** True for vfio-pci and its variant drivers (mlx5_vfio_pci, nvgrace_gpu_vfio_pci…). */
 export function isVfioDriver(driver: string | null): boolean {
-  return driver !== null && /vfio/.test(driver);
+  return driver?.includes("vfio") ?? false;
 }
 
 /** True when this member does not stop its group from being given to a VM. */
@@ -24,12 +24,17 @@ export function isHarmlessMember(fn: Pick<PciFunction, "isBridge" | "driver">): 
 /** The other functions in `fn`'s IOMMU group (empty when it has no group). */
 export function groupMates(facts: HostFacts, fn: PciFunction): PciFunction[] {
   if (fn.iommuGroup === null) return [];
-  const members = facts.iommuGroups.get(fn.iommuGroup) ?? [];
+  const members = facts.iommuGroups.get(fn.iommuGroup);
+  const mates: PciFunction[] = [];
+  // Most groups hold one function (every VF behind ACS): no index lookup for those.
+  if (members === undefined || (members.length === 1 && members[0] === fn.address)) return mates;
   const byAddress = functionIndex(facts);
-  return members
-    .filter((a) => a !== fn.address)
-    .map((a) => byAddress.get(a))
-    .filter((m): m is PciFunction => m !== undefined);
+  for (const a of members) {
+    if (a === fn.address) continue;
+    const m = byAddress.get(a);
+    if (m !== undefined) mates.push(m);
+  }
+  return mates;
 }
 
 const indexCache = new WeakMap<HostFacts, Map<string, PciFunction>>();
@@ -38,8 +43,45 @@ const indexCache = new WeakMap<HostFacts, Map<string, PciFunction>>();
 export function functionIndex(facts: HostFacts): Map<string, PciFunction> {
   let index = indexCache.get(facts);
   if (!index) {
-    index = new Map(facts.functions.map((f) => [f.address, f]));
+    index = new Map();
+    for (const f of facts.functions) index.set(f.address, f);
     indexCache.set(facts, index);
+  }
+  return index;
+}
+
+const slotCache = new WeakMap<HostFacts, Map<string, PciFunction[]>>();
+
+/** Functions by slot (`0000:83:00`), in bus order (memoised per facts object, as functionIndex). */
+export function slotIndex(facts: HostFacts): Map<string, PciFunction[]> {
+  let index = slotCache.get(facts);
+  if (!index) {
+    index = new Map();
+    for (const fn of facts.functions) {
+      const slot = fn.address.slice(0, fn.address.lastIndexOf("."));
+      const list = index.get(slot);
+      if (list) list.push(fn);
+      else index.set(slot, [fn]);
+    }
+    slotCache.set(facts, index);
+  }
+  return index;
+}
+
+const vfCache = new WeakMap<HostFacts, Map<string, PciFunction[]>>();
+
+/** Each PF's VFs (by the PF's address, in bus order), memoised per facts object. */
+export function vfIndex(facts: HostFacts): Map<string, PciFunction[]> {
+  let index = vfCache.get(facts);
+  if (!index) {
+    index = new Map();
+    for (const fn of facts.functions) {
+      if (fn.physfn === null) continue;
+      const list = index.get(fn.physfn);
+      if (list) list.push(fn);
+      else index.set(fn.physfn, [fn]);
+    }
+    vfCache.set(facts, index);
   }
   return index;
 }
@@ -103,13 +145,7 @@ export function predictedGroupOf(facts: HostFacts, fn: PciFunction): PredictedGr
 
 function predict(facts: HostFacts): Map<string, PredictedGroup> {
   const byAddress = functionIndex(facts);
-  const bySlot = new Map<string, PciFunction[]>();
-  for (const fn of facts.functions) {
-    const slot = fn.address.slice(0, fn.address.lastIndexOf("."));
-    const list = bySlot.get(slot);
-    if (list) list.push(fn);
-    else bySlot.set(slot, [fn]);
-  }
+  const bySlot = slotIndex(facts);
   const slotMates = (fn: PciFunction): PciFunction[] =>
     bySlot.get(fn.address.slice(0, fn.address.lastIndexOf("."))) ?? [];
   // The kernel's pdev->multifunction: the header type's bit, or any function but 0 of a slot it

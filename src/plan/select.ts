@@ -14,7 +14,7 @@ import {
   hostSafety,
   NO_GROUP_WITH_IOMMU_ON,
 } from "./host-safety";
-import { predictedGroupOf } from "./iommu-groups";
+import { functionIndex, predictedGroupOf, slotIndex } from "./iommu-groups";
 import type { BoundDevice, NovaDeviceType, PlanProblem, WithheldFunction } from "./types";
 
 /** The outcome of matching the selection against one host. */
@@ -127,15 +127,7 @@ export function selectFunctions(
 }
 
 function indexHost(facts: HostFacts): HostIndex {
-  const atAddress = new Map(facts.functions.map((fn) => [fn.address, fn]));
-  const bySlot = new Map<string, PciFunction[]>();
-  for (const fn of facts.functions) {
-    const slot = slotOf(fn.address);
-    const list = bySlot.get(slot);
-    if (list) list.push(fn);
-    else bySlot.set(slot, [fn]);
-  }
-  return { atAddress, bySlot };
+  return { atAddress: functionIndex(facts), bySlot: slotIndex(facts) };
 }
 
 /** Each entry against the host, in the order the operator wrote them: what it selects, and what
@@ -315,13 +307,14 @@ function bindSelected(
 }
 
 /** The selected functions still bound (checked as the walk reaches each), in bus order. */
-function* stillBound(
+function stillBound(
   matches: Matches,
   bound: Map<string, BoundDevice>,
-): Generator<Chosen & { address: string }> {
+  each: (address: string, chosen: Chosen) => void,
+): void {
   for (const address of matches.selected) {
     const chosen = matches.chosen.get(address);
-    if (chosen && bound.has(address)) yield { address, ...chosen };
+    if (chosen && bound.has(address)) each(address, chosen);
   }
 }
 
@@ -337,8 +330,8 @@ function addCompanions(
   host: HostIndex,
   facts: HostFacts,
 ): void {
-  for (const { address, fn, sel } of stillBound(matches, bound)) {
-    if (!sel.companions) continue;
+  stillBound(matches, bound, (address, { fn, sel }) => {
+    if (!sel.companions) return;
     const parent = bound.get(address)!;
     for (const other of cardCompanionsOf(fn, host, facts)) {
       if (bound.has(other.address) || withheld.has(other.address)) continue;
@@ -349,7 +342,7 @@ function addCompanions(
         boundDevice(other, companionAlias(parent.alias, other), sel, address),
       );
     }
-  }
+  });
 }
 
 /** A VM takes a whole IOMMU group. A group that holds a chipset function can never be given away
@@ -362,11 +355,11 @@ function withholdUnsafeGroups(
   safety: HostSafety,
   facts: HostFacts,
 ): void {
-  for (const { address, fn, sel } of stillBound(matches, bound)) {
-    const hazards = safety
-      .groupHazards(fn)
-      .filter((h) => h.kind === "chipset" || !matches.forced.has(address));
-    if (hazards.length === 0) continue;
+  stillBound(matches, bound, (address, { fn, sel }) => {
+    const all = safety.groupHazards(fn);
+    if (all.length === 0) return;
+    const hazards = all.filter((h) => h.kind === "chipset" || !matches.forced.has(address));
+    if (hazards.length === 0) return;
     const chipset = hazards.some((h) => h.kind === "chipset");
     const predicted = fn.iommuGroup === null ? predictedGroupOf(facts, fn) : null;
     const where =
@@ -385,7 +378,7 @@ function withholdUnsafeGroups(
     withhold(withheld, fn, sel, [`${where} ${describeHazards(hazards)}: ${tail}`], !chipset);
     bound.delete(address);
     for (const [other, b] of bound) if (b.follows === address) bound.delete(other);
-  }
+  });
 }
 
 /** Group members that stay with the host make the group unusable for VFIO; that is verify-iommu's
@@ -440,11 +433,19 @@ function sharedGroupsNote(
  */
 function cardCompanionsOf(fn: PciFunction, host: HostIndex, facts: HostFacts): PciFunction[] {
   const cls = fn.classCode.slice(0, 4);
+  const slotMates = host.bySlot.get(slotOf(fn.address)) ?? [];
+  // The common case, asked for every selected VF: alone in its group and linked to nothing.
+  if (
+    fn.consumers.length === 0 &&
+    !slotMates.some((o) => o.address !== fn.address && o.iommuGroup === fn.iommuGroup)
+  ) {
+    return [];
+  }
   const found = new Map<string, PciFunction>();
   // While the IOMMU is off, the predicted group stands for the real one: a slot mate the kernel
   // will put in a group of its own (it has ACS) does not follow.
   const predicted = fn.iommuGroup === null ? predictedGroupOf(facts, fn) : null;
-  for (const other of host.bySlot.get(slotOf(fn.address)) ?? []) {
+  for (const other of slotMates) {
     if (other.address === fn.address || other.iommuGroup !== fn.iommuGroup) continue;
     if (predicted !== null && !predicted.members.includes(other.address)) continue;
     found.set(other.address, other);
