@@ -1,5 +1,10 @@
 // One scrape: the hook's plan (its summary, EXPORTER_OWNED.plan) against the live host, read now.
 // What is measured, metric by metric, is in README "Observability".
+//
+// Two steps, so a scrape at 10,000 functions stays within the exporter's memory budget (bench/
+// exporter.ts): readHost reads everything the scrape needs into a few typed arrays (a number or a
+// byte per function, no object per function), then renderScrape writes the exposition a chunk at a
+// time, which the server sends as it goes. Nothing holds every sample, nor the whole text.
 import type { HostReadProblem } from "../host/facts";
 import { readCmdline } from "../host/kernel";
 import {
@@ -19,7 +24,7 @@ import { readVfioGroupUsers } from "../host/vfio-users";
 import type { ExporterPlan } from "../plan/exporter-files";
 import { isHarmlessMember, isVfioDriver } from "../plan/iommu-groups";
 import { missingParams } from "../plan/status";
-import { type MetricFamily, type Sample, sampleText } from "./text-format";
+import { escapeLabel, sampleText } from "./text-format";
 
 /** The plan as the exporter last read it, and when the hook wrote it. */
 export interface LoadedPlan {
@@ -30,217 +35,301 @@ export interface LoadedPlan {
   problem: string | null;
 }
 
-/** What a scrape found, before it becomes metric families. */
-export interface ScrapeResult {
-  families: MetricFamily[];
-  problems: HostReadProblem[];
-}
-
 const NONE = "none";
 
-/** IOMMU group membership, listed again at most once a minute: members change only when a device
- * is added or removed (their drivers, which do change, are read at every scrape). At 10,000 VFs
- * each in its own group, listing every group at every scrape would be most of the scrape. */
+/** A plan's functions as a scrape uses them, made once per plan file: every address and every
+ * function's rendered labels (`address="…",ids="…",alias="…"`) kept in one string each, cut at
+ * offsets, instead of an object and three strings a function (a third of the exporter's heap at
+ * 10,000 functions). */
+export class PreparedPlan {
+  /** The plan without its functions (they are in the texts below). */
+  readonly plan: ExporterPlan;
+  readonly count: number;
+  private readonly addressText: string;
+  private readonly addressEnd: Uint32Array;
+  private readonly labelText: string;
+  private readonly labelEnd: Uint32Array;
+  /** Per planned PF, per VF address: its index among the functions, -1 when not planned. */
+  readonly vfIndex: Int32Array[];
+
+  constructor(plan: ExporterPlan) {
+    const functions = plan.functions;
+    this.count = functions.length;
+    this.addressEnd = new Uint32Array(this.count);
+    this.labelEnd = new Uint32Array(this.count);
+    const addresses: string[] = [];
+    const labels: string[] = [];
+    const index = new Map<string, number>();
+    let a = 0;
+    let l = 0;
+    functions.forEach((f, i) => {
+      const label = `address="${escapeLabel(f.a)}",ids="${escapeLabel(f.ids)}",alias="${escapeLabel(f.alias)}"`;
+      addresses.push(f.a);
+      labels.push(label);
+      a += f.a.length;
+      l += label.length;
+      this.addressEnd[i] = a;
+      this.labelEnd[i] = l;
+      if (!index.has(f.a)) index.set(f.a, i);
+    });
+    this.addressText = addresses.join("");
+    this.labelText = labels.join("");
+    this.vfIndex = plan.pfs.map((pf) =>
+      Int32Array.from(pf.vfAddresses, (vf) => index.get(vf) ?? -1),
+    );
+    this.plan = { ...plan, functions: [] };
+  }
+
+  address(i: number): string {
+    return this.addressText.slice(i === 0 ? 0 : this.addressEnd[i - 1], this.addressEnd[i]);
+  }
+
+  labels(i: number): string {
+    return this.labelText.slice(i === 0 ? 0 : this.labelEnd[i - 1], this.labelEnd[i]);
+  }
+}
+
+/** IOMMU group membership, listed again at most once a minute (or when the planned functions'
+ * groups change): members change only when a device is added or removed (their drivers, which do
+ * change, are read at every scrape). At 10,000 VFs each in its own group, listing every group at
+ * every scrape would be most of the scrape. Kept small: a group whose members are the planned
+ * functions in it, in the order the kernel lists them (nearly every group), is only a number. */
 export class GroupMembersCache {
-  private listed = new Map<number, { at: number; members: string[] }>();
+  private at = Number.NEGATIVE_INFINITY;
+  /** The planned functions' groups the listing was made for, ascending. */
+  private groups: Int32Array = new Int32Array(0);
+  /** The groups whose members are not just their planned functions, with their members. */
+  private irregular = new Map<number, string[]>();
 
   constructor(
     private readonly maxAgeMs = 60_000,
     private readonly now: () => number = Date.now,
   ) {}
 
-  members(root: string, group: number, problems: HostReadProblem[]): string[] {
-    const known = this.listed.get(group);
+  /** Whether the listing made for `groups` (ascending) is still good; if not, it is forgotten and
+   * the scrape lists each group again (record). */
+  fresh(groups: Int32Array): boolean {
     const t = this.now();
-    if (known && t - known.at < this.maxAgeMs) return known.members;
-    const members = readGroupMembers(root, group, problems) ?? [];
-    this.listed.set(group, { at: t, members });
-    return members;
+    const same =
+      t - this.at < this.maxAgeMs &&
+      groups.length === this.groups.length &&
+      groups.every((g, k) => this.groups[k] === g);
+    if (!same) {
+      this.at = t;
+      this.groups = groups;
+      this.irregular.clear();
+    }
+    return same;
+  }
+
+  /** A group's members when they are not just its planned functions (fresh() was true). */
+  membersOf(group: number): string[] | undefined {
+    return this.irregular.get(group);
+  }
+
+  /** Records a group listed this scrape whose members are not just its planned functions. */
+  record(group: number, members: string[]): void {
+    this.irregular.set(group, members);
   }
 }
 
+/** Driver table index of a function not on the bus, and of one bound to no driver. */
+const ABSENT = 0;
+const UNBOUND = 1;
+
+/** Everything one scrape read of the host, compared with the plan. Per function: typed arrays. */
+export interface HostReading {
+  prepared: PreparedPlan | null;
+  writtenAt: number | null;
+  problems: HostReadProblem[];
+  iommuGroups: number;
+  iommuUnits: number;
+  missingParams: string[];
+  rebootPendingSince: number | null;
+  /** Driver names seen this scrape, escaped for a label: [ABSENT] "absent", [UNBOUND] "none". */
+  driverNames: string[];
+  /** Per driver name: a vfio driver. */
+  driverIsVfio: boolean[];
+  /** Per function: its index in driverNames. */
+  driverOf: Uint16Array;
+  /** Per function: its IOMMU group, -1 without one. */
+  groupOf: Int32Array;
+  /** Per function: 1 when a process holds its group open. */
+  used: Uint8Array;
+  /** The planned functions' groups, ascending, and whether each is viable (1) or not (0). */
+  groups: Int32Array;
+  groupViable: Uint8Array;
+  /** `iommu_group_blocker_info` samples, rendered. */
+  blockers: string[];
+  /** Per planned PF: VFs enabled now, and its planned VFs on their planned driver. */
+  vfsPresent: number[];
+  vfsOnPlanned: number[];
+}
+
 /** Reads the host and compares it with the plan; never throws for a host read. */
-export function collect(
+export function readHost(
   root: string,
   loaded: LoadedPlan,
-  groups: GroupMembersCache = new GroupMembersCache(),
-): ScrapeResult {
+  prepared: PreparedPlan | null,
+  cache: GroupMembersCache = new GroupMembersCache(),
+): HostReading {
   const problems: HostReadProblem[] = [];
-  const plan = loaded.plan;
-  const families: MetricFamily[] = [];
-  const gauge = (name: string, help: string, samples: Sample[]): void => {
-    families.push({ name, help, type: "gauge", samples });
-  };
-
-  gauge(
-    "pci_passthrough_plan_loaded",
-    "1 when the exporter has the charm's plan (written by its last successful hook), 0 when not: every other pci_passthrough metric about functions is then absent.",
-    [{ value: plan ? 1 : 0 }],
-  );
-  gauge(
-    "pci_passthrough_plan_timestamp_seconds",
-    "When the charm last changed the plan the exporter compares the host with (Unix time).",
-    loaded.writtenAt === null ? [] : [{ value: loaded.writtenAt }],
-  );
+  const plan = prepared?.plan ?? null;
 
   // IOMMU: on when the kernel made groups (the directory exists even with the IOMMU off).
   const groupNumbers = readGroupNumbers(root, problems);
-  const units = readIommuUnitNames(root, problems);
-  gauge(
-    "pci_passthrough_iommu_enabled",
-    "1 when the running kernel has IOMMU groups (the IOMMU is on), else 0.",
-    [{ value: groupNumbers !== null && groupNumbers.length > 0 ? 1 : 0 }],
-  );
-  gauge("pci_passthrough_iommu_groups", "IOMMU groups the running kernel made.", [
-    { value: groupNumbers?.length ?? 0 },
-  ]);
-  gauge(
-    "pci_passthrough_iommu_units",
-    "IOMMU hardware units the kernel registered (/sys/class/iommu: dmar, ivhd, smmu).",
-    [{ value: units.length }],
-  );
+  const iommuUnits = readIommuUnitNames(root, problems).length;
 
   // Kernel command line: what the grub drop-in appends, and what the running kernel lacks.
-  const params = plan?.kernelParams ?? [];
   const cmdline = plan ? readCmdline(root, problems) : null;
-  const missing = plan ? (missingParams(params, { cmdline }) ?? []) : [];
-  const pending = missing.length > 0;
-  gauge(
-    "pci_passthrough_kernel_params_planned",
-    "Kernel parameters the charm's grub drop-in adds.",
-    plan ? [{ value: params.length }] : [],
-  );
-  gauge(
-    "pci_passthrough_kernel_param_missing",
-    "1 for each parameter the charm wrote that the running kernel was not booted with (a reboot is pending).",
-    missing.map((param) => ({ labels: { param }, value: 1 })),
-  );
-  gauge(
-    "pci_passthrough_reboot_pending",
-    "1 when the running kernel lacks parameters the charm wrote: the host waits for a reboot.",
-    plan ? [{ value: pending ? 1 : 0 }] : [],
-  );
-  const since = pending ? readMtimeSeconds(root, OWNED.grubDropIn) : null;
-  gauge(
-    "pci_passthrough_reboot_pending_since_timestamp_seconds",
-    "When the charm wrote the kernel parameters the running kernel still lacks (the grub drop-in's modification time, Unix time); absent when no reboot is pending.",
-    since === null ? [] : [{ value: since }],
-  );
+  const missing = plan ? (missingParams(plan.kernelParams, { cmdline }) ?? []) : [];
+  const since = missing.length > 0 ? readMtimeSeconds(root, OWNED.grubDropIn) : null;
 
   // Functions: each planned one, live.
-  const registered =
-    plan && plan.functions.length > 0 ? readRegisteredDrivers(root, problems) : null;
-  const live = new Map<string, LiveFunction>();
-  for (const f of plan?.functions ?? []) {
-    live.set(f.a, readLiveFunction(root, f.a, registered, problems));
+  const n = prepared && plan ? prepared.count : 0;
+  const registered = n > 0 ? readRegisteredDrivers(root, problems) : null;
+  const driverNames = ["absent", NONE];
+  const driverRaw: Array<string | null> = [null, null];
+  const driverIsVfio = [false, false];
+  const driverIndex = new Map<string, number>();
+  const indexOfDriver = (fn: LiveFunction): number => {
+    if (!fn.present) return ABSENT;
+    if (fn.driver === null) return UNBOUND;
+    let d = driverIndex.get(fn.driver);
+    if (d === undefined) {
+      d = driverNames.length;
+      driverNames.push(escapeLabel(fn.driver));
+      driverRaw.push(fn.driver);
+      driverIsVfio.push(isVfioDriver(fn.driver));
+      driverIndex.set(fn.driver, d);
+    }
+    return d;
+  };
+  const driverOf = new Uint16Array(n);
+  const groupOf = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const fn = readLiveFunction(root, prepared!.address(i), registered, problems);
+    driverOf[i] = indexOfDriver(fn);
+    groupOf[i] = fn.iommuGroup ?? -1;
   }
+
+  // The functions in group order: (group, index) pairs packed in one number each, sorted.
+  const byGroup = new Float64Array(n);
+  let grouped = 0;
+  for (let i = 0; i < n; i++) if (groupOf[i]! >= 0) byGroup[grouped++] = groupOf[i]! * 2 ** 21 + i;
+  const order = byGroup.subarray(0, grouped).sort();
+  const groupAt = (k: number): number => Math.floor(order[k]! / 2 ** 21);
+  const indexAt = (k: number): number => order[k]! % 2 ** 21;
+  let distinct = 0;
+  for (let k = 0; k < grouped; k++) if (k === 0 || groupAt(k) !== groupAt(k - 1)) distinct++;
+  const planGroups = new Int32Array(distinct);
+  for (let k = 0, j = 0; k < grouped; k++) {
+    if (k === 0 || groupAt(k) !== groupAt(k - 1)) planGroups[j++] = groupAt(k);
+  }
+
   // Their groups: viable when every member is harmless (vfio, pci-stub, no driver, a bridge).
-  const planGroups = new Set<number>();
-  for (const fn of live.values()) if (fn.iommuGroup !== null) planGroups.add(fn.iommuGroup);
-  const viable = new Map<number, boolean>();
-  const blockers: Sample[] = [];
-  for (const group of [...planGroups].sort((a, b) => a - b)) {
-    const members = groups.members(root, group, problems);
-    let ok = true;
-    for (const address of members) {
-      const member = live.get(address) ?? readLiveFunction(root, address, registered, problems);
-      // A bridge is harmless on any driver: its class is read only for a member that would
-      // otherwise block the group.
-      const harmless =
-        isHarmlessMember({ driver: member.driver, isBridge: false }) || readIsBridge(root, address);
-      if (!harmless) {
-        ok = false;
-        blockers.push(
-          sampleText({ iommu_group: String(group), address, driver: member.driver ?? NONE }, 1),
-        );
+  const listed = cache.fresh(planGroups);
+  const groupViable = new Uint8Array(distinct);
+  const blockers: string[] = [];
+  for (let k = 0, start = 0; k < distinct; k++) {
+    const group = planGroups[k]!;
+    let end = start;
+    while (end < grouped && groupAt(end) === group) end++;
+    // The members: the planned functions in the group, unless the listing said otherwise.
+    let members = listed ? cache.membersOf(group) : undefined;
+    if (!listed) {
+      const found = readGroupMembers(root, group, problems) ?? [];
+      const justPlanned =
+        found.length === end - start &&
+        found.every((m, j) => m === prepared!.address(indexAt(start + j)));
+      if (!justPlanned) {
+        cache.record(group, found);
+        members = found;
       }
     }
-    viable.set(group, ok);
+    let ok = true;
+    const blocks = (address: string, driver: string | null): void => {
+      // A bridge is harmless on any driver: its class is read only for a member that would
+      // otherwise block the group.
+      if (isHarmlessMember({ driver, isBridge: false }) || readIsBridge(root, address)) return;
+      ok = false;
+      blockers.push(sampleText({ iommu_group: String(group), address, driver: driver ?? NONE }, 1));
+    };
+    if (members === undefined) {
+      for (let j = start; j < end; j++) {
+        const i = indexAt(j);
+        blocks(prepared!.address(i), driverRaw[driverOf[i]!]!);
+      }
+    } else {
+      for (const address of members) {
+        let i = -1;
+        for (let j = start; j < end && i < 0; j++) {
+          if (prepared!.address(indexAt(j)) === address) i = indexAt(j);
+        }
+        const driver =
+          i >= 0
+            ? driverRaw[driverOf[i]!]!
+            : readLiveFunction(root, address, registered, problems).driver;
+        blocks(address, driver);
+      }
+    }
+    groupViable[k] = ok ? 1 : 0;
+    start = end;
   }
   // Only a group with /dev/vfio/<n> (a member on vfio-pci) can be held open: no node, no scan of
   // every process's fds.
-  const nodes = planGroups.size > 0 ? readVfioGroupNodes(root, problems) : new Set<number>();
-  const openable = new Set([...planGroups].filter((g) => nodes.has(g)));
+  const openable = new Set<number>();
+  if (distinct > 0) {
+    const nodes = readVfioGroupNodes(root, problems);
+    for (const g of planGroups) if (nodes.has(g)) openable.add(g);
+  }
   const users = readVfioGroupUsers(root, openable);
-
-  const onDriver: Sample[] = [];
-  const inUse: Sample[] = [];
-  const available: Sample[] = [];
-  for (const f of plan?.functions ?? []) {
-    const fn = live.get(f.a)!;
-    const ok = fn.present && isVfioDriver(fn.driver);
-    const base = { address: f.a, ids: f.ids, alias: f.alias };
-    const driver = fn.present ? (fn.driver ?? NONE) : "absent";
-    onDriver.push(sampleText({ ...base, driver, planned_driver: "vfio-pci" }, ok ? 1 : 0));
-    const used = fn.iommuGroup !== null && (users.get(fn.iommuGroup)?.length ?? 0) > 0;
-    inUse.push(
-      sampleText(
-        { ...base, iommu_group: fn.iommuGroup === null ? NONE : String(fn.iommuGroup) },
-        used ? 1 : 0,
-      ),
-    );
-    const groupOk = fn.iommuGroup !== null && viable.get(fn.iommuGroup) === true;
-    available.push(sampleText(base, ok && groupOk && !used ? 1 : 0));
+  const used = new Uint8Array(n);
+  if (users.size > 0) {
+    for (let i = 0; i < n; i++) used[i] = (users.get(groupOf[i]!)?.length ?? 0) > 0 ? 1 : 0;
   }
-  gauge(
-    "pci_passthrough_function_on_planned_driver",
-    'A function the charm planned for VMs: 1 when on its planned driver now, else 0; driver is the one it is on ("none": unbound, "absent": not on the bus).',
-    onDriver,
-  );
-  gauge(
-    "pci_passthrough_function_in_use",
-    "1 when a process (a VM) holds the function's /dev/vfio/<group> open, 0 when it is free.",
-    inUse,
-  );
-  gauge(
-    "pci_passthrough_function_available",
-    "1 when the function can be given to a VM now: on its planned driver, its IOMMU group viable, nobody holding it.",
-    available,
-  );
-  gauge(
-    "pci_passthrough_iommu_group_viable",
-    "1 when an IOMMU group holding planned functions can be given to a VM (every member on vfio-pci, pci-stub, no driver, or a bridge), else 0.",
-    [...viable].map(([group, ok]) => sampleText({ iommu_group: String(group) }, ok ? 1 : 0)),
-  );
-  gauge(
-    "pci_passthrough_iommu_group_blocker_info",
-    "A member that keeps its group from being viable, with the driver that holds it.",
-    blockers,
-  );
 
-  // SR-IOV PFs: VFs planned, enabled now, and on the planned driver.
-  const planned: Sample[] = [];
-  const present: Sample[] = [];
-  const onPlanned: Sample[] = [];
-  for (const pf of plan?.pfs ?? []) {
-    const labels = { pf: pf.a, ids: pf.ids, alias: pf.alias, vf_driver: pf.vfDriver };
-    planned.push({ labels, value: pf.vfs });
-    const enabled = readEnabledVfs(root, pf.a, problems);
-    present.push({ labels: { pf: pf.a }, value: enabled ?? 0 });
+  // SR-IOV PFs: VFs enabled now, and on the planned driver.
+  const vfsPresent: number[] = [];
+  const vfsOnPlanned: number[] = [];
+  (plan?.pfs ?? []).forEach((pf, p) => {
+    vfsPresent.push(readEnabledVfs(root, pf.a, problems) ?? 0);
+    const vfIndex = prepared!.vfIndex[p]!;
     let good = 0;
-    for (const vf of pf.vfAddresses) {
-      const fn = live.get(vf) ?? readLiveFunction(root, vf, registered, problems);
-      if (!fn.present || fn.driver === null) continue;
-      if (pf.vfDriver === "vfio-pci" ? isVfioDriver(fn.driver) : !isVfioDriver(fn.driver)) good++;
-    }
-    onPlanned.push({ labels: { pf: pf.a }, value: good });
-  }
-  gauge(
-    "pci_passthrough_sriov_vfs_planned",
-    "VFs the charm creates on the PF at every boot.",
-    planned,
-  );
-  gauge("pci_passthrough_sriov_vfs_present", "VFs the PF has enabled now (sriov_numvfs).", present);
-  gauge(
-    "pci_passthrough_sriov_vfs_on_planned_driver",
-    "The PF's planned VFs that are on their planned driver now (vfio-pci, or the host VF driver for neutron ports).",
-    onPlanned,
-  );
+    pf.vfAddresses.forEach((vf, v) => {
+      const i = vfIndex[v]!;
+      let vfio: boolean;
+      if (i < 0) {
+        const fn = readLiveFunction(root, vf, registered, problems);
+        if (!fn.present || fn.driver === null) return;
+        vfio = isVfioDriver(fn.driver);
+      } else {
+        const d = driverOf[i]!;
+        if (d === ABSENT || d === UNBOUND) return;
+        vfio = driverIsVfio[d]!;
+      }
+      if (pf.vfDriver === "vfio-pci" ? vfio : !vfio) good++;
+    });
+    vfsOnPlanned.push(good);
+  });
 
-  gauge(
-    "pci_passthrough_function_withheld",
-    "1 for each selected function the charm left with the host (the host uses it); the unit's status says why.",
-    (plan?.withheld ?? []).map((w) => ({ labels: { address: w.a, ids: w.ids }, value: 1 })),
-  );
-  return { families, problems };
+  return {
+    prepared: plan ? prepared : null,
+    writtenAt: loaded.writtenAt,
+    problems,
+    iommuGroups: groupNumbers?.length ?? 0,
+    iommuUnits,
+    missingParams: missing,
+    rebootPendingSince: since,
+    driverNames,
+    driverIsVfio,
+    driverOf,
+    groupOf,
+    used,
+    groups: planGroups,
+    groupViable,
+    blockers,
+    vfsPresent,
+    vfsOnPlanned,
+  };
 }

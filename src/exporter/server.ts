@@ -1,16 +1,24 @@
 // The exporter's HTTP side: GET /metrics runs one scrape (collect.ts) and answers in Prometheus'
 // text format, with the exporter's own health (scrape duration, errors) appended. node:http only.
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import { readStampedFile } from "../host/live-state";
 import { EXPORTER_OWNED } from "../host/root";
 import { EXPORTER_PLAN_COMMENT, type ExporterPlan } from "../plan/exporter-files";
-import { collect, GroupMembersCache, type LoadedPlan } from "./collect";
-import { type MetricFamily, renderFamily, renderText, TEXT_CONTENT_TYPE } from "./text-format";
+import {
+  GroupMembersCache,
+  type HostReading,
+  type LoadedPlan,
+  PreparedPlan,
+  readHost,
+} from "./collect";
+import { renderScrape } from "./render";
+import { type MetricFamily, renderFamily, TEXT_CONTENT_TYPE } from "./text-format";
 
 /** The scrape loop's memory: the plan (read again only when its file changed) and counters. */
 export class Exporter {
   private planStamp: string | null = null;
   private loaded: LoadedPlan = { plan: null, writtenAt: null, problem: "not read yet" };
+  private prepared: PreparedPlan | null = null;
   private scrapes = 0;
   private errors = 0;
   private lastProblems: string[] = [];
@@ -31,30 +39,34 @@ export class Exporter {
         writtenAt: null,
         problem: `${EXPORTER_OWNED.plan} is not there`,
       };
+      this.prepared = null;
     } else if (file.text !== null) {
       this.planStamp = file.stamp;
       this.loaded = { ...parsePlan(file.text), writtenAt: file.mtimeSeconds };
+      this.prepared = this.loaded.plan ? new PreparedPlan(this.loaded.plan) : null;
       if (this.loaded.problem) this.log(this.loaded.problem);
     }
     return this.loaded;
   }
 
-  /** One scrape's exposition text. */
+  /** One scrape's exposition text, whole (tests; the server sends scrapeChunks as they come). */
   scrape(): string {
-    return renderText(this.scrapeFamilies());
+    let text = "";
+    for (const chunk of this.scrapeChunks()) text += chunk;
+    return text;
   }
 
-  /** One scrape's metric families (the server writes them one by one: no 5 MB string at 10,000
-   * functions). */
-  scrapeFamilies(): MetricFamily[] {
-    const started = process.hrtime.bigint();
+  /** One scrape: the host read now, then its exposition a chunk at a time. The scrape duration
+   * counts reading and rendering, not the time the caller spends sending a chunk. */
+  *scrapeChunks(): Generator<string, void, void> {
+    let spent = 0n;
+    let resumed = process.hrtime.bigint();
     this.scrapes++;
-    let families: MetricFamily[] = [];
+    let reading: HostReading | null = null;
     let failed = false;
     try {
-      const result = collect(this.root, this.loadPlan(), this.groups);
-      families = result.families;
-      const messages = result.problems.map((p) => p.message);
+      reading = readHost(this.root, this.loadPlan(), this.prepared, this.groups);
+      const messages = reading.problems.map((p) => p.message);
       if (messages.length > 0) {
         failed = true;
         // Said once per change, not at every scrape.
@@ -68,28 +80,37 @@ export class Exporter {
       this.log(`scrape failed: ${(error as Error).stack ?? String(error)}`);
     }
     if (failed) this.errors++;
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    families.push(
+    const scrapes = this.scrapes;
+    const errors = this.errors;
+    const tail = (): MetricFamily[] => [
       {
         name: "pci_passthrough_exporter_scrapes_total",
         help: "Scrapes the exporter answered since it started.",
         type: "counter",
-        samples: [{ value: this.scrapes }],
+        samples: [{ value: scrapes }],
       },
       {
         name: "pci_passthrough_exporter_scrape_errors_total",
         help: "Scrapes that could not read part of the host (the exporter's journal names the path) or failed.",
         type: "counter",
-        samples: [{ value: this.errors }],
+        samples: [{ value: errors }],
       },
       {
         name: "pci_passthrough_exporter_scrape_duration_seconds",
         help: "How long this scrape took to read the host and compare it with the plan.",
         type: "gauge",
-        samples: [{ value: seconds }],
+        samples: [{ value: Number(spent + process.hrtime.bigint() - resumed) / 1e9 }],
       },
-    );
-    return families;
+    ];
+    if (reading === null) {
+      for (const family of tail()) yield renderFamily(family);
+      return;
+    }
+    for (const chunk of renderScrape(reading, tail)) {
+      spent += process.hrtime.bigint() - resumed;
+      yield chunk;
+      resumed = process.hrtime.bigint();
+    }
   }
 
   /** An HTTP server answering /metrics (and a pointer to it on /). */
@@ -99,10 +120,8 @@ export class Exporter {
       if (req.method !== "GET" && req.method !== "HEAD") {
         res.writeHead(405, { Allow: "GET, HEAD" }).end();
       } else if (path === "/metrics") {
-        const families = this.scrapeFamilies();
         res.writeHead(200, { "Content-Type": TEXT_CONTENT_TYPE });
-        for (const family of families) res.write(renderFamily(family));
-        res.end();
+        send(res, this.scrapeChunks());
       } else if (path === "/") {
         res
           .writeHead(200, { "Content-Type": "text/plain; charset=utf-8" })
@@ -112,6 +131,30 @@ export class Exporter {
       }
     });
   }
+}
+
+/** Writes the chunks as the socket takes them: the next one is made only once the last is out of
+ * the response's buffer, so a slow reader holds a chunk, not a scrape. */
+function send(res: ServerResponse, chunks: Generator<string, void, void>): void {
+  const pump = (): void => {
+    for (;;) {
+      if (res.destroyed) {
+        chunks.return();
+        return;
+      }
+      const next = chunks.next();
+      if (next.done) {
+        res.end();
+        return;
+      }
+      if (!res.write(next.value)) {
+        res.once("drain", pump);
+        return;
+      }
+    }
+  };
+  res.once("close", () => chunks.return());
+  pump();
 }
 
 /** The plan file's JSON, checked for the fields a scrape uses. */

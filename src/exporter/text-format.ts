@@ -3,8 +3,7 @@
 
 export type MetricType = "gauge" | "counter";
 
-/** One sample: labels and value, or the same already rendered by sampleText (what the
- * per-function families keep: one string a sample instead of two objects, at 10,000 functions). */
+/** One sample: labels and value, or the same already rendered by sampleText. */
 export type Sample = { labels?: Record<string, string>; value: number } | string;
 
 export interface MetricFamily {
@@ -18,7 +17,7 @@ export interface MetricFamily {
 export const TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
 /** A label value with `\`, `"` and newlines escaped. */
-function escapeLabel(value: string): string {
+export function escapeLabel(value: string): string {
   if (!/[\\"\n]/.test(value)) return value;
   return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }
@@ -57,9 +56,4 @@ export function renderFamily(family: MetricFamily): string {
     text += `${family.name}${typeof sample === "string" ? sample : sampleText(sample.labels, sample.value)}\n`;
   }
   return text;
-}
-
-/** The families as one exposition text. */
-export function renderText(families: readonly MetricFamily[]): string {
-  return families.map(renderFamily).join("");
 }

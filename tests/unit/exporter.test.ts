@@ -4,12 +4,14 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
+import { CHUNK_CHARS } from "../../src/exporter/render";
 import { Exporter } from "../../src/exporter/server";
 import { EXPORTER_OWNED, OWNED } from "../../src/host/root";
 import { summarisePlan } from "../../src/plan/exporter-files";
 import { useCleanups } from "../support/cleanups";
+import { freePort } from "../support/free-port";
 import { makeTempHost } from "../support/hosts/build-host";
-import { seedHost } from "../support/hosts/presets";
+import { seedHost, syntheticHost } from "../support/hosts/presets";
 import { planOnTree } from "../support/plan-on-tree";
 import { requireTool } from "../support/tools";
 
@@ -169,5 +171,62 @@ describe("a host that is not what the plan says", () => {
     expect(samples(exporter.scrape(), "pci_passthrough_plan_loaded")).toEqual([
       "pci_passthrough_plan_loaded 1",
     ]);
+  });
+});
+
+describe("a group mate the plan does not name", () => {
+  it("is read live and named as the blocker, at the first scrape and from the kept listing", () => {
+    const root = host({ driver: "nouveau", booted: true });
+    // A plan that names only the GPU: its audio function (group 42, on nouveau) is not planned.
+    const file = path.join(root, EXPORTER_OWNED.plan);
+    const plan = JSON.parse(fs.readFileSync(file, "utf8"));
+    plan.functions = plan.functions.filter((f: { a: string }) => f.a === GPU);
+    fs.writeFileSync(file, JSON.stringify(plan));
+    const exporter = new Exporter(root);
+    for (const text of [exporter.scrape(), exporter.scrape()]) {
+      expect(samples(text, "pci_passthrough_function_on_planned_driver")).toHaveLength(1);
+      expect(samples(text, "pci_passthrough_iommu_group_blocker_info")).toEqual([
+        `pci_passthrough_iommu_group_blocker_info{iommu_group="42",address="${GPU}",driver="nouveau"} 1`,
+        `pci_passthrough_iommu_group_blocker_info{iommu_group="42",address="${AUDIO}",driver="nouveau"} 1`,
+      ]);
+    }
+  });
+});
+
+describe("over HTTP", () => {
+  it("sends /metrics in chunks as it renders them: the same text as a whole scrape", async () => {
+    // 300 functions: ~140 KB of exposition, several chunks.
+    const spec = syntheticHost(300);
+    const built = makeTempHost({
+      ...spec,
+      pci: spec.pci!.map((p) => (p.physfn ? { ...p, driver: "vfio-pci" } : p)),
+    });
+    cleanups.push(built.cleanup);
+    const { plan } = planOnTree(built.root, { devices: "15b3:1018" });
+    const file = path.join(built.root, EXPORTER_OWNED.plan);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, `${JSON.stringify(summarisePlan(plan))}\n`);
+    const exporter = new Exporter(built.root);
+    const whole = exporter.scrape();
+    expect(whole.length).toBeGreaterThan(3 * CHUNK_CHARS);
+    const server = exporter.server();
+    const port = await freePort();
+    await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+      expect(res.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8");
+      const sent = await res.text();
+      const same = (t: string) =>
+        t
+          .replace(/^(pci_passthrough_exporter_scrape_duration_seconds) .*$/m, "$1 D")
+          .replace(/^(pci_passthrough_exporter_scrapes_total) .*$/m, "$1 N");
+      expect(same(sent)).toBe(same(whole));
+      expect(samples(sent, "pci_passthrough_exporter_scrapes_total")).toEqual([
+        "pci_passthrough_exporter_scrapes_total 2",
+      ]);
+      expect(promtoolLint(sent)).toEqual({ status: 0, output: "" });
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
