@@ -8,6 +8,7 @@ import { ApplicationContext } from "ops-ts-shim/testing";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { PciPassthroughCharm } from "../../src/pci-passthrough-charm";
 import { FLEET_KEY, type HostOffer, OFFER_KEY, parseFleetSummary } from "../../src/plan/fleet";
+import { hostOffer, offerAlias } from "../support/fleet-offers";
 import type { HostSpec } from "../support/hosts/build-host";
 import { makeTempHost } from "../support/hosts/build-host";
 import { seedHost } from "../support/hosts/presets";
@@ -93,22 +94,9 @@ describe("the fleet view over the peer relation (three units)", () => {
   });
 
   it("each unit publishes its offer: aliases with ids, type, NUMA policy, counts, nova release", () => {
-    expect(offerOf(app, "pci-passthrough/0")).toEqual({
-      v: 1,
-      nova: "29.0.1",
-      placement: false,
-      aliases: [
-        {
-          name: "gpu",
-          vendor_id: "10de",
-          product_id: "1bb0",
-          device_type: "type-PCI",
-          offered: 1,
-          pending: 0,
-          withheld: 0,
-        },
-      ],
-    });
+    expect(offerOf(app, "pci-passthrough/0")).toEqual(
+      hostOffer("29.0.1", [offerAlias("gpu", "10de:1bb0")]),
+    );
     const second = offerOf(app, "pci-passthrough/1");
     expect(second.aliases.map((a) => [a.name, a.offered, a.pending, a.withheld])).toEqual([
       ["gpu", 1, 1, 0],

@@ -25,6 +25,7 @@ import {
   type OfferAlias,
   parseFleetSummary,
 } from "../../src/plan/fleet";
+import { hostOffer, offerAlias } from "../support/fleet-offers";
 import { makeTempHost } from "../support/hosts/build-host";
 import { seedHost } from "../support/hosts/presets";
 import { charmContext, useRoot } from "../support/scenario";
@@ -36,31 +37,11 @@ afterAll(() => {
   vi.unstubAllEnvs();
 });
 
-const typical = (): HostOffer => ({
-  v: 1,
-  nova: "29.0.1",
-  placement: false,
-  aliases: [
-    {
-      name: "gpu",
-      vendor_id: "10de",
-      product_id: "1bb0",
-      device_type: "type-PCI",
-      offered: 4,
-      pending: 0,
-      withheld: 0,
-    },
-    {
-      name: "nic-vf",
-      vendor_id: "8086",
-      product_id: "1889",
-      device_type: "type-VF",
-      offered: 16,
-      pending: 0,
-      withheld: 0,
-    },
-  ],
-});
+const typical = (): HostOffer =>
+  hostOffer("29.0.1", [
+    offerAlias("gpu", "10de:1bb0", { offered: 4 }),
+    offerAlias("nic-vf", "8086:1889", { device_type: "type-VF", offered: 16 }),
+  ]);
 
 /** The biggest offer a host can publish: names of 64 characters, placement fields, reasons,
  * more entries than fit (boundOffer cuts them), and every host's names different. */

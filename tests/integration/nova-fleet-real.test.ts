@@ -7,6 +7,7 @@ import type { NovaRelease } from "../../src/host/facts";
 import { type HostOffer, mergeFleet } from "../../src/plan/fleet";
 import { novaFeatures, novaRelationData, SUBORDINATE_CONFIGURATION_KEY } from "../../src/plan/nova";
 import { bound } from "../support/bound-devices";
+import { hostOffer, offerAlias } from "../support/fleet-offers";
 import {
   BOOKWORM_NOVA,
   NOVA_READS_PCI,
@@ -35,34 +36,17 @@ const release = (version: string): NovaRelease => {
   return { package: "nova-common", version: `2:${version}-1`, upstream: [a!, b!, c!] };
 };
 
-const offer = (nova: string, aliases: HostOffer["aliases"]): HostOffer => ({
-  v: 1,
-  nova,
-  placement: false,
-  aliases,
-});
-const row = (name: string, ids: string, extra: Partial<HostOffer["aliases"][number]> = {}) => {
-  const [vendor_id, product_id] = ids.split(":") as [string, string];
-  return {
-    name,
-    vendor_id,
-    product_id,
-    device_type: "type-PCI" as const,
-    offered: 1,
-    pending: 0,
-    withheld: 0,
-    ...extra,
-  };
-};
-
 /** Three hosts: gpu on two with the same definition, nic-vf on one, and a NUMA-policy conflict. */
 const FLEET = {
   hosts: {
-    "pci-passthrough/0": offer("26.2.2", [row("gpu", "10de:1bb0"), row("big-gpu", "10de:20b5")]),
-    "pci-passthrough/1": offer("26.2.2", [
-      row("gpu", "10de:1bb0"),
-      row("nic-vf", "8086:1889", { device_type: "type-VF", numa_policy: "preferred" }),
-      row("big-gpu", "10de:20b5", { numa_policy: "required" }),
+    "pci-passthrough/0": hostOffer("26.2.2", [
+      offerAlias("gpu", "10de:1bb0"),
+      offerAlias("big-gpu", "10de:20b5"),
+    ]),
+    "pci-passthrough/1": hostOffer("26.2.2", [
+      offerAlias("gpu", "10de:1bb0"),
+      offerAlias("nic-vf", "8086:1889", { device_type: "type-VF", numa_policy: "preferred" }),
+      offerAlias("big-gpu", "10de:20b5", { numa_policy: "required" }),
     ]),
   },
 };
@@ -270,13 +254,13 @@ describe("trixie's nova 31 (2025.1 Epoxy) reads what the charm sends it", () => 
       const view = mergeFleet({
         hosts: {
           "pci-passthrough/0": placed([
-            row("gpu", "10de:1bb0", {
+            offerAlias("gpu", "10de:1bb0", {
               resource_class: "CUSTOM_GPU_P5000",
               traits: ["CUSTOM_HBM2"],
             }),
           ]),
           "pci-passthrough/1": placed([
-            row("gpu", "10de:1bb0", {
+            offerAlias("gpu", "10de:1bb0", {
               resource_class: "CUSTOM_GPU_P5000",
               traits: ["CUSTOM_HBM2"],
             }),
