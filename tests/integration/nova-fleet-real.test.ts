@@ -51,15 +51,19 @@ const FLEET = {
   },
 };
 
-/** The pairs the relation carries, [key, value]. */
-function pairs(novaVersion: string): [string, string][] {
-  const devices = [bound("0000:83:00.0", "10de:1bb0", "gpu")];
+/** The [pci] pairs the relation carries, [key, value], for `devices` (the first P5000 unless
+ * said) to nova `novaVersion`, with PCI in Placement on or off. */
+function pairs(
+  novaVersion: string,
+  devices = [bound("0000:83:00.0", "10de:1bb0", "gpu")],
+  placement = false,
+): [string, string][] {
   const { data } = novaRelationData(
     devices,
     () => true,
     "device_spec",
     { pfs: [], ready: () => false },
-    novaFeatures(release(novaVersion)),
+    novaFeatures(release(novaVersion), placement),
   );
   const parsed = JSON.parse(data[SUBORDINATE_CONFIGURATION_KEY]!);
   return parsed.nova["/etc/nova/nova.conf"].sections.pci;
@@ -159,33 +163,26 @@ describe("managed: never before nova 31", () => {
   );
 });
 
+/** The first P5000 with a Placement resource class and `traits`. */
+const placedGpu = (traits: string[]) =>
+  bound("0000:83:00.0", "10de:1bb0", "gpu", { resourceClass: "CUSTOM_GPU_P5000", traits });
+
+/** What `nova` makes of the pairs `p` for the P5000 with report_in_placement on. */
+const readsInPlacement = (nova: NovaPython, p: [string, string][]) =>
+  runNova<NovaReading>(nova, NOVA_READS_PCI, {
+    specs: p.filter(([k]) => k === "device_spec").map(([, v]) => v),
+    options: { report_in_placement: true },
+    aliases: p.filter(([k]) => k === "alias").map(([, v]) => v),
+    devices: [GPU],
+  });
+
 describe("PCI in Placement: nova 26 reads the entry's class and traits from the spec", () => {
   it(
     "bookworm's nova 26: its Placement translator derives CUSTOM_GPU_P5000 and CUSTOM_HBM2",
     () => {
-      const devices = [
-        bound("0000:83:00.0", "10de:1bb0", "gpu", {
-          resourceClass: "CUSTOM_GPU_P5000",
-          traits: ["CUSTOM_HBM2"],
-        }),
-      ];
-      const { data } = novaRelationData(
-        devices,
-        () => true,
-        "device_spec",
-        { pfs: [], ready: () => false },
-        novaFeatures(release("26.2.2"), true),
-      );
-      const p: [string, string][] = JSON.parse(data[SUBORDINATE_CONFIGURATION_KEY]!).nova[
-        "/etc/nova/nova.conf"
-      ].sections.pci;
+      const p = pairs("26.2.2", [placedGpu(["CUSTOM_HBM2"])], true);
       expect(p[0]).toEqual(["report_in_placement", "True"]);
-      const r = runNova<NovaReading>(BOOKWORM_NOVA, NOVA_READS_PCI, {
-        specs: p.filter(([k]) => k === "device_spec").map(([, v]) => v),
-        options: { report_in_placement: true },
-        aliases: p.filter(([k]) => k === "alias").map(([, v]) => v),
-        devices: [GPU],
-      });
+      const r = readsInPlacement(BOOKWORM_NOVA, p);
       expect(r.devices["0000:83:00.0"]).toMatchObject({
         admitted: true,
         resource_class: "CUSTOM_GPU_P5000",
@@ -200,22 +197,7 @@ describe("trixie's nova 31 (2025.1 Epoxy) reads what the charm sends it", () => 
   it(
     '"managed": "no" and the Placement fields on the spec: nova takes the device as pre-bound, in its class',
     () => {
-      const devices = [
-        bound("0000:83:00.0", "10de:1bb0", "gpu", {
-          resourceClass: "CUSTOM_GPU_P5000",
-          traits: ["CUSTOM_HBM2", "CUSTOM_FAST_LINK"],
-        }),
-      ];
-      const { data } = novaRelationData(
-        devices,
-        () => true,
-        "device_spec",
-        { pfs: [], ready: () => false },
-        novaFeatures(release("31.0.0"), true),
-      );
-      const p: [string, string][] = JSON.parse(data[SUBORDINATE_CONFIGURATION_KEY]!).nova[
-        "/etc/nova/nova.conf"
-      ].sections.pci;
+      const p = pairs("31.0.0", [placedGpu(["CUSTOM_HBM2", "CUSTOM_FAST_LINK"])], true);
       expect(JSON.parse(p[1]![1])).toEqual({
         vendor_id: "10de",
         product_id: "1bb0",
@@ -224,12 +206,7 @@ describe("trixie's nova 31 (2025.1 Epoxy) reads what the charm sends it", () => 
         resource_class: "CUSTOM_GPU_P5000",
         traits: "CUSTOM_HBM2,CUSTOM_FAST_LINK",
       });
-      const r = runNova<NovaReading>(trixieNova(), NOVA_READS_PCI, {
-        specs: p.filter(([k]) => k === "device_spec").map(([, v]) => v),
-        options: { report_in_placement: true },
-        aliases: p.filter(([k]) => k === "alias").map(([, v]) => v),
-        devices: [GPU],
-      });
+      const r = readsInPlacement(trixieNova(), p);
       expect(r.alias_error).toBeNull();
       expect(r.devices["0000:83:00.0"]).toMatchObject({
         admitted: true,
