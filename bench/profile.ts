@@ -159,6 +159,20 @@ function buildSnapshot(runtime: string): string | null {
   return r.status === 0 ? blob : null;
 }
 
+/** A startup snapshot of nothing: what Node.js pays to start from any user-land snapshot (it
+ * reads the blob, megabytes, and deserializes a whole heap, where `node -e 0` uses the one built
+ * into the binary). Null when the runtime cannot build one. */
+function buildEmptySnapshot(runtime: string): string | null {
+  const entry = path.join(OUT, "empty-snapshot-entry.cjs");
+  fs.writeFileSync(
+    entry,
+    'require("node:v8").startupSnapshot.setDeserializeMainFunction(() => {});\n',
+  );
+  const blob = path.join(OUT, "empty.snapshot");
+  const r = spawnSync(runtime, ["--snapshot-blob", blob, "--build-snapshot", entry], { cwd: OUT });
+  return r.status === 0 ? blob : null;
+}
+
 /** What dispatch pipes into the charm: its early config-get and state-get, run with the same
  * (instant) tools, in the ops-ts-shim withPrefetched format. */
 function prefetched(env: NodeJS.ProcessEnv): string {
@@ -190,6 +204,7 @@ export function profileHook(
 
   // 1. load-only variants and what-ifs against node -e 0, interleaved.
   const snapshot = buildSnapshot(runtime);
+  const emptySnapshot = buildEmptySnapshot(runtime);
   const node = (code: string): Command => ({ argv: [runtime, "-e", code], env: direct.env });
   const loads = compare(
     [
@@ -215,6 +230,14 @@ export function profileHook(
             [
               `${event} hook from a startup snapshot (what-if; no prefetch)`,
               { argv: [runtime, "--snapshot-blob", snapshot], env: direct.env },
+            ] as [string, Command],
+          ]
+        : []),
+      ...(emptySnapshot
+        ? [
+            [
+              "an EMPTY startup snapshot (the floor of any snapshot: its blob read and deserialized)",
+              { argv: [runtime, "--snapshot-blob", emptySnapshot], env: direct.env },
             ] as [string, Command],
           ]
         : []),
