@@ -9,24 +9,15 @@ import * as fs from "node:fs";
 import { SourceMap } from "node:module";
 import * as path from "node:path";
 import { type BuildOptions, buildSync } from "esbuild";
+import { BUNDLE_OPTIONS } from "../scripts/bundle-options.mjs";
 import type { LatencyUnit } from "./latency";
 import { type Command, type CpuTimed, median, timeWithCpu } from "./lib/measure";
 import { TOP } from "./lib/packed-charm";
 
-/** The options of scripts/build.mjs, so what is measured is what ships. That build keeps yaml
- * apart in dist/yaml.js, required on first use; `external` does the same here (buildSync takes no
- * plugins), so none of these bundles parses or loads yaml unless a variant imports it. */
-const SHIPPED: BuildOptions = {
-  bundle: true,
-  platform: "node",
-  format: "cjs",
-  target: "node20",
-  minifySyntax: true,
-  minifyWhitespace: true,
-  legalComments: "none",
-  logLevel: "silent",
-  external: ["yaml"],
-};
+/** The options scripts/build.mjs builds with, so what is measured is what ships. That build keeps
+ * yaml apart in dist/yaml.js, required on first use; `external` does the same here (buildSync takes
+ * no plugins), so none of these bundles parses or loads yaml unless a variant imports it. */
+const SHIPPED: BuildOptions = { ...BUNDLE_OPTIONS, logLevel: "silent", external: ["yaml"] };
 
 const OUT = path.join(TOP, "build", "bench", "profile");
 

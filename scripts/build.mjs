@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
+import { BUNDLE_OPTIONS } from "./bundle-options.mjs";
 
 const top = join(dirname(fileURLToPath(import.meta.url)), "..");
 mkdirSync(join(top, "dist"), { recursive: true });
@@ -44,20 +45,7 @@ const actionsApart = {
   },
 };
 
-const common = {
-  bundle: true,
-  platform: "node",
-  format: "cjs",
-  // The oldest runtime dispatch accepts from PATH; the bundled one is newer.
-  target: "node20",
-  // Smaller is faster to load on every hook. Identifiers are not minified, so stack traces name
-  // our functions without keepNames (whose __name() calls would run for each one at every load).
-  minifySyntax: true,
-  minifyWhitespace: true,
-  legalComments: "none",
-  metafile: true,
-  logLevel: "warning",
-};
+const common = { ...BUNDLE_OPTIONS, metafile: true, logLevel: "warning" };
 const yamlResult = await build({
   ...common,
   stdin: { contents: 'module.exports = require("yaml");', resolveDir: top },
