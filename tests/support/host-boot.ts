@@ -8,6 +8,7 @@ import { randomUUID } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { OWNED, READ } from "../../src/host/root";
+import { fileText } from "./tree";
 
 const at = (root: string, p: string) => path.join(root, p);
 
@@ -20,12 +21,7 @@ export function setBootId(root: string, id: string = randomUUID()): string {
 
 /** The parameters the charm's grub drop-in appends (empty when there is none). */
 export function dropInParams(root: string): string[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(at(root, OWNED.grubDropIn), "utf8");
-  } catch {
-    return [];
-  }
+  const text = fileText(root, OWNED.grubDropIn);
   // GRUB_CMDLINE_LINUX_DEFAULT="${GRUB_CMDLINE_LINUX_DEFAULT:+$GRUB_CMDLINE_LINUX_DEFAULT }PARAMS"
   const m = /GRUB_CMDLINE_LINUX_DEFAULT="\$\{[^}]*\}([^"]*)"/.exec(text);
   return m ? m[1]!.split(/\s+/).filter(Boolean) : [];
@@ -33,12 +29,7 @@ export function dropInParams(root: string): string[] {
 
 /** The addresses the charm's udev rule binds to vfio-pci at boot. */
 export function ruleAddresses(root: string): string[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(at(root, OWNED.udevRule), "utf8");
-  } catch {
-    return [];
-  }
+  const text = fileText(root, OWNED.udevRule);
   return [...text.matchAll(/KERNEL=="([0-9a-f:.]+)"/g)].map((m) => m[1]!);
 }
 
