@@ -154,6 +154,17 @@ alias pci:v00001022d*sv*sd*bc04sc03i* snd_hda_intel
 alias pci:v000015B3d0000101Dsv*sd*bc*sc*i* mlx5_core
 `;
 
+/** An X722 port (8086:37d2) on i40e carrying the host's interface `nic`. */
+const i40ePort = (address: string, iommuGroup: number, nic: string) =>
+  fn(address, "8086:37d2", "020000", { driver: "i40e", iommuGroup, netInterfaces: [nic] });
+
+/** A Quadro P5000 (10de:1bb0) at `<slot>.0` on nouveau and its HDMI audio (10de:10f0) at `.1`, one
+ * IOMMU group, NUMA node 1. */
+const p5000WithAudio = (slot: string, iommuGroup: number): PciFunction[] => [
+  fn(`${slot}.0`, "10de:1bb0", "030000", { driver: "nouveau", iommuGroup, numaNode: 1 }),
+  fn(`${slot}.1`, "10de:10f0", "040300", { driver: "snd_hda_intel", iommuGroup, numaNode: 1 }),
+];
+
 /**
  * The host of the manual procedure (openstack-charm-guide-pci-passthrough.txt): an Intel server
  * with two Quadro P5000 (10de:1bb0) at 83:00.0 and 84:00.0, each with its HDMI audio, behind root
@@ -166,30 +177,12 @@ export function seedHost(extra: Partial<HostFacts> = {}): HostFacts {
       fn("0000:00:17.0", "8086:a182", "010601", { driver: "ahci", iommuGroup: 8 }),
       fn("0000:00:1f.3", "8086:a1f0", "040300", { driver: "snd_hda_intel", iommuGroup: 9 }),
       fn("0000:02:00.0", "1a03:2000", "030000", { driver: "ast", iommuGroup: 11, bootVga: true }),
-      fn("0000:3d:00.0", "8086:37d2", "020000", {
-        driver: "i40e",
-        iommuGroup: 30,
-        netInterfaces: ["eno1"],
-      }),
-      fn("0000:3d:00.1", "8086:37d2", "020000", {
-        driver: "i40e",
-        iommuGroup: 31,
-        netInterfaces: ["eno2"],
-      }),
+      i40ePort("0000:3d:00.0", 30, "eno1"),
+      i40ePort("0000:3d:00.1", 31, "eno2"),
       fn("0000:80:02.0", "8086:2032", "060400", { driver: "pcieport", iommuGroup: 50 }),
       fn("0000:80:03.0", "8086:2033", "060400", { driver: "pcieport", iommuGroup: 51 }),
-      fn("0000:83:00.0", "10de:1bb0", "030000", { driver: "nouveau", iommuGroup: 60, numaNode: 1 }),
-      fn("0000:83:00.1", "10de:10f0", "040300", {
-        driver: "snd_hda_intel",
-        iommuGroup: 60,
-        numaNode: 1,
-      }),
-      fn("0000:84:00.0", "10de:1bb0", "030000", { driver: "nouveau", iommuGroup: 61, numaNode: 1 }),
-      fn("0000:84:00.1", "10de:10f0", "040300", {
-        driver: "snd_hda_intel",
-        iommuGroup: 61,
-        numaNode: 1,
-      }),
+      ...p5000WithAudio("0000:83:00", 60),
+      ...p5000WithAudio("0000:84:00", 61),
     ],
     extra,
   );
