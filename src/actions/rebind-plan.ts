@@ -1,6 +1,9 @@
-// The rebind action's decisions, pure: which functions move, which are already where asked, what
-// the host would lose (refusals), and the exact sysfs writes in order. executeRebind (rebind.ts)
-// performs a plan; a dry run prints it. Nothing here touches the host.
+// The rebind action's decisions, pure: its params checked (the schema from actions.yaml, then the
+// `devices` list), which functions move, which are already where asked, what the host would lose
+// (refusals), the exact sysfs writes in order, and the busy-group judgement (busyGroupRefusal: a
+// group a running VM holds open never leaves vfio-pci; the caller reads who holds the groups that
+// groupsLeavingVfio names). rebind.ts performs a plan or, for a dry run, prints it
+// (rebind-results.ts). Nothing here touches the host.
 
 import { type ActionRebind, validateActionRebind } from "../generated/validators.js";
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";

@@ -1,9 +1,11 @@
-// Performs a rebind plan through a SysfsWriter: loads vfio-pci when its driver directory is
-// missing, makes each function's writes in order, reads the `driver` link back, and when a
-// function fails, or the action is asked to stop (SIGTERM) between two writes, puts every
-// function moved in this call back the way it was, so that each ends either as it was or fully
-// moved, never unbound and orphaned. The plan and its refusals are rebind-plan.ts's; the result
-// text, rebind-results.ts's.
+// The rebind action (rebindAction): plans (rebind-plan.ts), reads who holds the IOMMU groups the
+// plan takes off vfio-pci (host/vfio-users.ts; the judgement is the planner's), then prints the
+// plan (dry run) or performs it. executeRebind performs a plan through a SysfsWriter: loads
+// vfio-pci when its driver directory is missing, makes each function's writes in order, reads the
+// `driver` link back, and when a function fails, or the action is asked to stop (SIGTERM) between
+// two writes, puts every function moved in this call back the way it was, so that each ends
+// either as it was or fully moved, never unbound and orphaned. The result text is
+// rebind-results.ts's.
 import type { CommandRunner } from "../apply/commands";
 import type { SysfsWriter } from "../apply/sysfs";
 import type { HostFacts, HostUsage } from "../host/facts";

@@ -1,8 +1,11 @@
-// Which PCI functions the `devices` selection hands to vfio-pci on this host, and what follows
-// them. Pure: takes the selectors and the host facts, never reads. The one module that asks "does
-// this entry select this function" (selectorMatches, selectedByIds, mayMatchUnread): the host
-// planner, the hook's read-problem filter and the actions ask it, and take the selection itself
-// from selectForHost (sriov.ts: this selection plus the VFs), so they all agree on one.
+// Which PCI functions the `devices` selection hands to vfio-pci on this host, what follows them
+// (companions, group members), what the host keeps for its own safety and what is refused. Pure:
+// the selectors, the host facts and what the host uses in, never reads. The one module that asks
+// "does this entry select this function": selectorMatches (sriov.ts asks it for the entries with
+// `vfs`), selectedByIds (plan-host.ts: is the card in a slot still the one asked for) and
+// mayMatchUnread (host-preparation.ts: may a function whose ids could not be read be selected).
+// selectFunctions is called only by selectForHost (sriov.ts: this selection plus the VFs), and that
+// only by planHost: hooks and actions read the selection from its HostPlan, so they all agree.
 import type { DeviceSelector } from "../config";
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import { byAddress, compareAddresses, deriveAlias, idsOf, slotOf } from "../pci-vocabulary";

@@ -1,16 +1,22 @@
 // SR-IOV: which PFs get how many virtual functions at boot, where each VF goes, and what is refused.
 // Pure: the `devices` entries that say `vfs: N`, the host facts and the one safety judgement
-// (host-safety.ts) in; the planned PFs, their VFs and the problems out. selectForHost, the
-// selection every hook and action takes, is here: the plain selection (select.ts) plus the VFs.
-// The boot files that carry the plan are rendered in render-sriov.ts (the initramfs copies them,
-// render-files.ts); nova's view is in nova.ts.
+// (host-safety.ts) in; the planned PFs, their VFs for vfio-pci and the problems out (planSriov).
+// Also here: selectForHost, the whole selection on a host (the plain selection of select.ts plus
+// the VFs), which planHost takes for every hook and action; vfCountChange, what the next boot
+// changes for a PF; sriovReady, whether a PF's VFs are all there on their planned driver now.
+// Elsewhere: the udev rule and helper that make the VFs at boot, render-sriov.ts (the initramfs
+// copies them, render-files.ts); the unit that holds nova-compute and the SR-IOV agent back until
+// they exist, render-sriov-boot.ts; a boot at which the kernel refused, sriov-boot.ts; the other
+// owners of a PF's VF count, vf-count-owners.ts; nova's view, nova.ts.
 //
 // Where VFs sit at boot, and why (README "SR-IOV" says the same to operators):
 // - Without `physical-network` the VFs are offered through a flavor alias (`device_type` type-VF),
 //   like any device this charm passes through: they go to vfio-pci at boot, by their own address,
-//   so no host VF driver (iavf, mlx5_core, nvme…) ever configures them (nova's spec for the PF is
-//   published whenever the PF is planned: nova.ts publishedPfs). libvirt's managed hostdev leaves a device it found on vfio-pci there when the
-//   VM stops (it only returns devices it moved itself).
+//   so no host VF driver (iavf, mlx5_core, nvme…) ever configures them. nova gets one compact spec
+//   for the PF, steady while the count changes, or, where that would admit too much (VFs with the
+//   PF's own ids, VFs sharing an IOMMU group), each offered VF by its address once all are on
+//   vfio-pci (nova.ts publishedPfs). libvirt's managed hostdev leaves a device it found on
+//   vfio-pci there when the VM stops (it only returns devices it moved itself).
 // - With `physical-network` the VFs back neutron ports (`vnic_type direct`): they stay on the host
 //   VF driver. neutron's SR-IOV agent counts a VF without a netdev as assigned to a VM
 //   (PciOsWrapper.is_assigned_vf_direct: no virtfnN/net directory), and libvirt's
