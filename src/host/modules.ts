@@ -2,10 +2,11 @@
 // the way kmod (and so `lspci -k`) does: each `alias <glob> <module>` line is an fnmatch(3) pattern
 // matched against the device's modalias. Only `pci:` aliases are kept.
 //
-// Speed matters (issue 7: 10,000 functions in well under a second): the ~9,000 pci aliases are
-// bucketed by their literal vendor and device ids, so a lookup tries only the aliases for its
-// vendor:device, its vendor with any device, and the handful with a wildcard vendor; each glob is
-// compiled once, on first use; answers are cached per distinct modalias (VFs share one).
+// Speed matters (issue 7: 10,000 functions in well under a second): the file is kept as bytes and
+// a vendor's aliases are found by a byte search on its first lookup, bucketed by their literal
+// vendor and device ids, so a lookup tries only the aliases for its vendor:device, its vendor with
+// any device, and the handful with a wildcard vendor; each glob is compiled once, on first use;
+// answers are cached per distinct modalias (VFs share one).
 import { readFileSync, readlinkSync } from "node:fs";
 import { normaliseModule } from "../module-name-vocabulary";
 import type { HostReadProblem, ModuleIndex, ModuleNames } from "./facts";
@@ -28,37 +29,19 @@ const VENDOR = [1, 9] as const;
 const DEVICE = [10, 18] as const;
 const GLOB_CHARS = /[*?[\\]/;
 
-/** Builds a ModuleIndex from the text of a modules.alias file. */
-export function parseModuleAliases(text: string): ModuleIndex {
-  const byVendorDevice = new Map<string, AliasEntry[]>();
-  const byVendor = new Map<string, AliasEntry[]>();
-  const anyVendor: AliasEntry[] = [];
-  let order = 0;
-  let start = 0;
-  while (start < text.length) {
-    let end = text.indexOf("\n", start);
-    if (end === -1) end = text.length;
-    if (text.startsWith("alias pci:", start)) {
-      const line = text.slice(start + "alias pci:".length, end).trim();
-      const space = line.search(/\s/);
-      if (space > 0) {
-        const glob = line.slice(0, space);
-        const module = line.slice(space).trim();
-        if (module !== "") {
-          const entry: AliasEntry = { order: order++, glob, module, matches: null };
-          const vendor = literalField(glob, VENDOR, "v");
-          if (vendor === null) {
-            anyVendor.push(entry);
-          } else {
-            const device = glob[DEVICE[0] - 1] === "d" ? literalField(glob, DEVICE, "d") : null;
-            if (device === null) push(byVendor, vendor, entry);
-            else push(byVendorDevice, vendor + device, entry);
-          }
-        }
-      }
-    }
-    start = end + 1;
-  }
+/** Builds a ModuleIndex from the text of a modules.alias file (as read: bytes, or a string).
+ *
+ * Nothing is parsed up front: a real file is a megabyte of ~26,000 lines, and a host asks about
+ * a handful of vendors. A lookup finds its vendor's lines by a byte search for
+ * `alias pci:v<vendor>`; the first lookup walks the `alias pci:` lines once for those whose vendor
+ * is a glob (a few dozen), which every lookup tries. Every line is read as the full parse would
+ * read it, and answers keep file order. */
+export function parseModuleAliases(text: string | Buffer): ModuleIndex {
+  const data = typeof text === "string" ? Buffer.from(text, "latin1") : text;
+  /** Aliases whose vendor is not one literal id (a glob, or an odd line), bucketed as a full
+   * parse buckets them; found by the one walk. */
+  let odd: Buckets | null = null;
+  const vendors = new Map<string, Buckets>();
 
   const cache = new Map<string, string[]>();
   return {
@@ -76,10 +59,14 @@ export function parseModuleAliases(text: string): ModuleIndex {
     const subject = modalias.slice("pci:".length);
     const vendor = subject.slice(VENDOR[0], VENDOR[1]);
     const device = subject.slice(DEVICE[0], DEVICE[1]);
+    odd ??= oddAliases(data);
+    const own = vendorAliases(vendor);
     const candidates = [
-      ...(byVendorDevice.get(vendor + device) ?? []),
-      ...(byVendor.get(vendor) ?? []),
-      ...anyVendor,
+      ...(own?.byVendorDevice.get(vendor + device) ?? []),
+      ...(own?.byVendor.get(vendor) ?? []),
+      ...(odd.byVendorDevice.get(vendor + device) ?? []),
+      ...(odd.byVendor.get(vendor) ?? []),
+      ...odd.anyVendor,
     ].sort((a, b) => a.order - b.order);
     const modules: string[] = [];
     for (const entry of candidates) {
@@ -87,6 +74,85 @@ export function parseModuleAliases(text: string): ModuleIndex {
       if (entry.matches(subject) && !modules.includes(entry.module)) modules.push(entry.module);
     }
     return modules;
+  }
+
+  /** The lines `alias pci:v<vendor>…` whose vendor field is exactly that literal id. */
+  function vendorAliases(vendor: string): Buckets | null {
+    if (!isLiteralId(vendor)) return null;
+    let found = vendors.get(vendor);
+    if (found) return found;
+    found = emptyBuckets();
+    const needle = Buffer.from(`${ALIAS_PCI}v${vendor}`, "latin1");
+    for (let at = data.indexOf(needle); at !== -1; at = data.indexOf(needle, at + 1)) {
+      if (at === 0 || data[at - 1] === NEWLINE) addLine(found, data, at);
+    }
+    vendors.set(vendor, found);
+    return found;
+  }
+}
+
+/** Aliases bucketed the way a lookup tries them. */
+interface Buckets {
+  byVendorDevice: Map<string, AliasEntry[]>;
+  byVendor: Map<string, AliasEntry[]>;
+  anyVendor: AliasEntry[];
+}
+
+function emptyBuckets(): Buckets {
+  return { byVendorDevice: new Map(), byVendor: new Map(), anyVendor: [] };
+}
+
+const ALIAS_PCI = "alias pci:";
+const ALIAS_PCI_BYTES = Buffer.from(ALIAS_PCI, "latin1");
+const NEWLINE = 0x0a;
+
+/** 8 characters that a vendor search can find literally: no glob character, no white space. */
+function isLiteralId(id: string): boolean {
+  return id.length === VENDOR[1] - VENDOR[0] && !/[*?[\\\s]/.test(id);
+}
+
+/** The `alias pci:` lines (at a line start) whose vendor field is not 8 literal characters after
+ * a `v`: the ones a vendor's byte search cannot find. */
+function oddAliases(data: Buffer): Buckets {
+  const buckets = emptyBuckets();
+  const from = ALIAS_PCI.length;
+  for (
+    let at = data.indexOf(ALIAS_PCI_BYTES);
+    at !== -1;
+    at = data.indexOf(ALIAS_PCI_BYTES, at + 1)
+  ) {
+    if (at !== 0 && data[at - 1] !== NEWLINE) continue;
+    let literal = data[at + from] === 0x76; // "v"
+    for (let k = 1; literal && k <= VENDOR[1] - VENDOR[0]; k++) {
+      const c = data[at + from + k];
+      literal = c !== undefined && !ODD_BYTES.has(c);
+    }
+    if (!literal) addLine(buckets, data, at);
+  }
+  return buckets;
+}
+
+/** Glob characters and what trim() and /\s/ take for white space, as latin1 bytes. */
+const ODD_BYTES = new Set([..."*?[\\ \t\n\r\v\f\u00a0"].map((c) => c.charCodeAt(0)));
+
+/** Parses the `alias pci:` line at `at` and files it in its bucket (its order: its offset). */
+function addLine(buckets: Buckets, data: Buffer, at: number): void {
+  let end = data.indexOf(NEWLINE, at);
+  if (end === -1) end = data.length;
+  const line = data.toString("latin1", at + ALIAS_PCI.length, end).trim();
+  const space = line.search(/\s/);
+  if (space <= 0) return;
+  const glob = line.slice(0, space);
+  const module = line.slice(space).trim();
+  if (module === "") return;
+  const entry: AliasEntry = { order: at, glob, module, matches: null };
+  const vendor = literalField(glob, VENDOR, "v");
+  if (vendor === null) {
+    buckets.anyVendor.push(entry);
+  } else {
+    const device = glob[DEVICE[0] - 1] === "d" ? literalField(glob, DEVICE, "d") : null;
+    if (device === null) push(buckets.byVendor, vendor, entry);
+    else push(buckets.byVendorDevice, vendor + device, entry);
   }
 }
 
@@ -216,7 +282,7 @@ export function loadModuleIndex(
   const file = moduleFiles(release).alias;
   try {
     return {
-      index: parseModuleAliases(readFileSync(under(root, file), "latin1")),
+      index: parseModuleAliases(readFileSync(under(root, file))),
       problems: [],
     };
   } catch (error) {

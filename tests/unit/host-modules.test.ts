@@ -185,6 +185,31 @@ describe("parseModuleAliases", () => {
     expect(subjects.size).toBeGreaterThan(150);
     expect(nonEmpty).toBeGreaterThan(80);
   }, 60_000);
+
+  it("finds aliases whose vendor is a glob or oddly spaced as it finds a vendor's own, in file order", () => {
+    const text = [
+      "alias pci:v0000808?d*sv*sd*bc*sc*i* glob_vendor",
+      "alias pci:v00008086d000010D3sv*sd*bc*sc*i* exact",
+      "alias pci: v00008086d*sv*sd*bc*sc*i* spaced",
+      "alias pci:v0000\u00a08086d*sv*sd*bc*sc*i* nbsp_vendor",
+      "alias pci:v0000[8]086d*sv*sd*bc*sc*i* bracket_vendor",
+      "alias pci:v00008086 short_glob",
+      "alias pci:v*d*sv*sd*bc02sc*i* any_vendor",
+      "alias pci:v00008086d*sv*sd*bc*sc*i*",
+    ].join("\n");
+    expect(parseModuleAliases(text).modulesFor(E1000E_TWIN)).toEqual([
+      "glob_vendor",
+      "exact",
+      "spaced",
+      "bracket_vendor",
+      "any_vendor",
+    ]);
+    // The same from the bytes a file read gives.
+    const bytes = Buffer.from(text, "latin1");
+    expect(parseModuleAliases(bytes).modulesFor(E1000E_TWIN)).toEqual(
+      parseModuleAliases(text).modulesFor(E1000E_TWIN),
+    );
+  });
 });
 
 describe("loadModuleIndex", () => {
