@@ -358,29 +358,46 @@ export interface PciUevent extends ModaliasIds {
  * `PCI_SUBSYS_ID=1AF4:1100`, `MODALIAS=`); null when the ids, subsystem ids or class are missing or not in
  * the kernel's format (the caller then reads the separate attributes). */
 export function parseUevent(text: string): PciUevent | null {
+  // Read for every function of the host (10,000 VFs): the lines are walked in place, and only
+  // the values of the keys wanted are cut out. The last line of a key counts, as before.
   let driver: string | null = null;
   let id: string | undefined;
   let subsys: string | undefined;
   let cls: string | undefined;
   let modalias: string | undefined;
-  for (const line of text.split("\n")) {
-    const eq = line.indexOf("=");
-    const key = line.slice(0, eq);
-    const value = line.slice(eq + 1);
-    if (key === "DRIVER") driver = value;
-    else if (key === "PCI_ID") id = value;
-    else if (key === "PCI_SUBSYS_ID") subsys = value;
-    else if (key === "PCI_CLASS") cls = value;
-    else if (key === "MODALIAS") modalias = value;
+  for (let start = 0; start <= text.length; ) {
+    let end = text.indexOf("\n", start);
+    if (end === -1) end = text.length;
+    let eq = text.indexOf("=", start);
+    if (eq === -1 || eq > end) eq = -1;
+    // A line without `=`: its key is all but its last character, its value the whole line.
+    const keyEnd = eq === -1 ? end - 1 : eq;
+    const from = eq === -1 ? start : eq + 1;
+    switch (keyEnd - start) {
+      case 6:
+        if (text.startsWith("DRIVER", start)) driver = text.slice(from, end);
+        else if (text.startsWith("PCI_ID", start)) id = text.slice(from, end);
+        break;
+      case 8:
+        if (text.startsWith("MODALIAS", start)) modalias = text.slice(from, end);
+        break;
+      case 9:
+        if (text.startsWith("PCI_CLASS", start)) cls = text.slice(from, end);
+        break;
+      case 13:
+        if (text.startsWith("PCI_SUBSYS_ID", start)) subsys = text.slice(from, end);
+        break;
+    }
+    start = end + 1;
   }
-  const ids = id === undefined ? null : UEVENT_IDS.exec(id);
-  const sub = subsys === undefined ? null : UEVENT_IDS.exec(subsys);
-  const classCode = cls === undefined ? null : normaliseHex(cls, 6);
-  if (ids === null || sub === null || classCode === null) return null;
-  const vendorId = ids[1]!.toLowerCase();
-  const deviceId = ids[2]!.toLowerCase();
-  const subsystemVendorId = sub[1]!.toLowerCase();
-  const subsystemDeviceId = sub[2]!.toLowerCase();
+  if (id === undefined || subsys === undefined || cls === undefined) return null;
+  if (!UEVENT_IDS.test(id) || !UEVENT_IDS.test(subsys)) return null;
+  const classCode = classOfUevent(cls);
+  if (classCode === null) return null;
+  const vendorId = lowerId(id.slice(0, 4));
+  const deviceId = lowerId(id.slice(5));
+  const subsystemVendorId = lowerId(subsys.slice(0, 4));
+  const subsystemDeviceId = lowerId(subsys.slice(5));
   return {
     driver: driver === "" ? null : driver,
     vendorId,
@@ -392,6 +409,29 @@ export function parseUevent(text: string): PciUevent | null {
       modalias ??
       synthModalias(vendorId, deviceId, subsystemVendorId, subsystemDeviceId, classCode),
   };
+}
+
+/** Ids and classes seen in uevents, lower-cased and normalised once: thousands of VFs share a
+ * few (and then share one string each). */
+const lowerIds = new Map<string, string>();
+const ueventClasses = new Map<string, string | null>();
+
+function lowerId(id: string): string {
+  let lower = lowerIds.get(id);
+  if (lower === undefined) {
+    lower = id.toLowerCase();
+    if (lowerIds.size < 4096) lowerIds.set(id, lower);
+  }
+  return lower;
+}
+
+function classOfUevent(cls: string): string | null {
+  let code = ueventClasses.get(cls);
+  if (code === undefined) {
+    code = normaliseHex(cls, 6);
+    if (ueventClasses.size < 4096) ueventClasses.set(cls, code);
+  }
+  return code;
 }
 /** `PCI_ID` / `PCI_SUBSYS_ID`: the kernel prints them with %04X:%04X. */
 const UEVENT_IDS = /^([0-9A-Fa-f]{4}):([0-9A-Fa-f]{4})$/;

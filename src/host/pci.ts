@@ -71,8 +71,17 @@ export function readPciFunctions(root: string): PciReadResult {
       if (fn) functions.push(fn);
       const sriov = fn?.sriov;
       if (fn && sriov && sriov.numVfs > 0 && sriov.offset && sriov.stride) {
-        for (const vf of vfAddresses(address, sriov.offset, sriov.stride, sriov.numVfs) ?? []) {
-          announced.set(vf, fn);
+        const vfs = vfAddresses(address, sriov.offset, sriov.stride, sriov.numVfs) ?? [];
+        // The PF's first and last virtfn links name what offset and stride computed: then the
+        // kernel's formula holds (its VFs are there and nothing else is), and no VF's physfn
+        // link need be read. Otherwise each is read the full way.
+        const pfDir = `${bus}/${name}`;
+        if (
+          vfs.length > 0 &&
+          linkName(`${pfDir}/virtfn0`) === vfs[0] &&
+          linkName(`${pfDir}/virtfn${vfs.length - 1}`) === vfs[vfs.length - 1]
+        ) {
+          for (const vf of vfs) announced.set(vf, fn);
         }
       }
     } catch (error) {
@@ -112,15 +121,25 @@ interface DriverCheck {
   dangling: Map<string, string[]>;
 }
 
+/** The basename of a symlink's target; null when it cannot be read. */
+function linkName(path: string): string | null {
+  try {
+    const target = readlinkSync(path);
+    return target.slice(target.lastIndexOf("/") + 1);
+  } catch {
+    return null;
+  }
+}
+
 /**
- * A VF its PF announced, read the short way: its physfn link, its `uevent` (ids, class, driver,
- * modalias in one read) and its iommu_group link; no directory listing and none of the attributes
- * a VF cannot have (boot_vga, sriov_*, device links); its NUMA node is its PF's. What few callers
- * ask of a VF — its `driver_override` and its `net/` interfaces — is read on first use (rebind,
- * sriov-vfs, list-devices each-vf=true), not for every VF: with thousands of VFs those two reads
- * would be as many system calls as the rest. Three system calls beyond the uevent read, which
- * matters with thousands of VFs. Null when anything is not as expected (not a VF of that PF, an
- * unreadable file, no uevent): the full read then runs and says what is wrong.
+ * A VF its PF announced (its virtfn links agree with offset and stride), read the short way: its
+ * `uevent` (ids, class, driver, modalias in one read) and its iommu_group link, as the read-only
+ * floor reads every function; no directory listing and none of the attributes a VF cannot have
+ * (boot_vga, sriov_*, device links); its NUMA node is its PF's. What few callers ask of a VF —
+ * its `driver_override` and its `net/` interfaces — is read on first use (rebind, sriov-vfs,
+ * list-devices each-vf=true), not for every VF: with thousands of VFs those two reads would be as
+ * many system calls as the rest. Null when anything is not as expected (an unreadable file, no
+ * uevent): the full read then runs and says what is wrong.
  */
 function readAnnouncedVf(
   dir: string,
@@ -128,12 +147,9 @@ function readAnnouncedVf(
   pf: PciFunction,
   drivers: DriverCheck,
 ): PciFunction | null {
-  let physfn: string;
   let group: string | undefined;
   let uevent: ReturnType<typeof parseUevent>;
   try {
-    physfn = readlinkSync(`${dir}/physfn`);
-    if (physfn.slice(physfn.lastIndexOf("/") + 1) !== pf.address) return null;
     uevent = parseUevent(readAttrFile(`${dir}/uevent`));
     if (!uevent) return null;
   } catch {
