@@ -1,6 +1,8 @@
 // Host facts for the planner's unit tests, built in code (the planner takes facts, never reads).
 // The shapes follow real sysfs: modalias strings as the kernel prints them, modules.alias lines
 // as depmod writes them, IOMMU groups derived from the functions.
+import * as fs from "node:fs";
+import * as path from "node:path";
 import type { DeviceSelector } from "../../src/config";
 import type { HostFacts, ModuleIndex, PciFunction } from "../../src/host/facts";
 import { parseAddressPattern } from "../../src/pci-vocabulary";
@@ -134,25 +136,12 @@ export function moduleIndex(modulesAlias: string): ModuleIndex {
   };
 }
 
-/** Lines from a real 6.8 modules.alias for the hardware in these tests. */
-export const MODULES_ALIAS = `# Aliases extracted from modules themselves.
-alias pci:v000010DEd*sv*sd*bc03sc*i* nouveau
-alias pci:v000010DEd*sv*sd*bc03sc*i* nvidiafb
-alias pci:v*d*sv*sd*bc04sc03i00* snd_hda_intel
-alias pci:v00008086d0000A1F0sv*sd*bc*sc*i* snd_hda_intel
-alias pci:v00001A03d00002000sv*sd*bc*sc*i* ast
-alias pci:v00008086d000037D2sv*sd*bc*sc*i* i40e
-alias pci:v00008086d00001593sv*sd*bc*sc*i* ice
-alias pci:v00008086d00001592sv*sd*bc*sc*i* ice
-alias pci:v00008086d00001889sv*sd*bc*sc*i* iavf
-alias pci:v*d*sv*sd*bc01sc06i01* ahci
-alias pci:v*d*sv*sd*bc01sc08i02* nvme
-alias pci:v*d*sv*sd*bc0Csc03i30* xhci_pci
-alias pci:v000010DEd*sv*sd*bc0Csc80i00* ucsi_ccg
-alias pci:v00001002d*sv*sd*bc03sc*i* amdgpu
-alias pci:v00001022d*sv*sd*bc04sc03i* snd_hda_intel
-alias pci:v000015B3d0000101Dsv*sd*bc*sc*i* mlx5_core
-`;
+/** modules.alias lines (6.8) for the hardware in these tests, read from
+ * tests/fixtures/modules-alias/planner-hardware.alias. */
+export const MODULES_ALIAS = fs.readFileSync(
+  path.join(__dirname, "..", "fixtures", "modules-alias", "planner-hardware.alias"),
+  "utf8",
+);
 
 /** An X722 port (8086:37d2) on i40e carrying the host's interface `nic`. */
 const i40ePort = (address: string, iommuGroup: number, nic: string) =>
