@@ -23,10 +23,10 @@ import { listDevices, parseListDevicesParams } from "../src/actions/list-devices
 import { verifyIommu } from "../src/actions/verify-iommu";
 import { parseConfig } from "../src/config";
 import { readInterruptRemapping } from "../src/host/interrupt-remapping";
-import { loadModuleIndex, loadPciIds, readHostFacts, readHostUsage } from "../src/host/read-facts";
+import { loadPciIds, readHostFacts, readHostUsage } from "../src/host/read-facts";
+import { planModulesFor } from "../src/host-preparation";
 import { PciPassthroughCharm } from "../src/pci-passthrough-charm";
 import { planHost } from "../src/plan/plan-host";
-import { selectFunctions } from "../src/plan/select";
 import { makeTempHost } from "../tests/support/hosts/build-host";
 import { syntheticHost } from "../tests/support/hosts/presets";
 import { captureEvent } from "./latency";
@@ -113,34 +113,52 @@ function actionSteps(root: string) {
   const { facts } = part("readHostFacts", () => readHostFacts(root));
   const config = part("parseConfig", () => parseConfig(SCALE_CONFIG));
   if (!config.ok) throw new Error("scale config refused");
-  const selection = part("selectFunctions", () =>
-    selectFunctions(config.config.devices, facts),
-  ).bind;
   const usage = part("readHostUsage", () => readHostUsage(root, { functions: facts.functions }));
-  const modules = part("loadModuleIndex", () => loadModuleIndex(root, facts.kernelRelease)).index;
+  // As the glue (src/charm-actions.ts): the modules read first, then the one plan both show.
+  const modules = part("planModulesFor", () => planModulesFor(config.config, root, facts, null));
+  const plan = part("planHost", () =>
+    planHost(
+      config.config,
+      facts,
+      modules?.aliases ?? null,
+      { boundIds: {} },
+      { usage, moduleNames: modules?.names ?? null },
+    ),
+  );
+  const selection = plan.bind;
   const names = part("loadPciIds", () => loadPciIds(root));
   const params = parseListDevicesParams({});
   if (!params.ok) throw new Error("list-devices params refused");
   const list = part("listDevices (pure)", () =>
-    listDevices({ params: params.params, facts, usage, modules, names, selection }),
+    listDevices({
+      params: params.params,
+      facts,
+      usage,
+      modules: modules?.aliases ?? null,
+      names,
+      selection,
+      sriov: plan.sriov,
+      withheld: plan.withheld,
+    }),
   );
-  const plan = part("planHost", () => planHost(config.config, facts, modules, { boundIds: {} }));
   const interruptRemapping = part("readInterruptRemapping", () =>
     readInterruptRemapping(root, facts.arch),
   );
   const verify = part("verifyIommu (pure)", () =>
-    verifyIommu({ facts, plannedCmdline: plan.kernelParams, selection, usage, interruptRemapping }),
+    verifyIommu({
+      facts,
+      plannedCmdline: plan.kernelParams,
+      selection,
+      withheld: plan.withheld,
+      usage,
+      interruptRemapping,
+      sriov: plan.sriov,
+    }),
   );
-  const common = [
-    "readHostFacts",
-    "parseConfig",
-    "selectFunctions",
-    "readHostUsage",
-    "loadModuleIndex",
-  ];
+  const common = ["readHostFacts", "parseConfig", "readHostUsage", "planModulesFor", "planHost"];
   const work: Record<Action, string[]> = {
     "list-devices": [...common, "loadPciIds", "listDevices (pure)"],
-    "verify-iommu": [...common, "planHost", "readInterruptRemapping", "verifyIommu (pure)"],
+    "verify-iommu": [...common, "readInterruptRemapping", "verifyIommu (pure)"],
   };
   return {
     parts,

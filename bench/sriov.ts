@@ -16,9 +16,9 @@ import { listDevices, parseListDevicesParams } from "../src/actions/list-devices
 import { verifyIommu } from "../src/actions/verify-iommu";
 import { parseConfig } from "../src/config";
 import { readInterruptRemapping } from "../src/host/interrupt-remapping";
-import { loadModuleIndex, loadPciIds, readHostFacts, readHostUsage } from "../src/host/read-facts";
+import { loadPciIds, readHostFacts, readHostUsage } from "../src/host/read-facts";
+import { planModulesFor } from "../src/host-preparation";
 import { planHost } from "../src/plan/plan-host";
-import { selectForHost } from "../src/plan/sriov";
 import { makeTempHost } from "../tests/support/hosts/build-host";
 import { SRIOV_SERVER_DEVICES, sriovServerHost } from "../tests/support/hosts/presets";
 import { captureEvent } from "./latency";
@@ -119,12 +119,16 @@ function steps(
     const config = part("parseConfig", () => parseConfig(SRIOV_CONFIG));
     if (!config.ok) throw new Error(`SR-IOV config refused: ${JSON.stringify(config.errors)}`);
     const usage = part("readHostUsage", () => readHostUsage(root, { functions: facts.functions }));
-    const selection = part("selectForHost", () =>
-      selectForHost(config.config.devices, facts, usage),
-    );
-    const modules = part("loadModuleIndex", () => loadModuleIndex(root, facts.kernelRelease)).index;
+    // As the glue (src/charm-actions.ts): the modules read first, then the one plan.
+    const modules = part("planModulesFor", () => planModulesFor(config.config, root, facts, null));
     const plan = part("planHost", () =>
-      planHost(config.config, facts, modules, { boundIds: {} }, { usage }),
+      planHost(
+        config.config,
+        facts,
+        modules?.aliases ?? null,
+        { boundIds: {} },
+        { usage, moduleNames: modules?.names ?? null },
+      ),
     );
     const names = part("loadPciIds", () => loadPciIds(root));
     const params = parseListDevicesParams({});
@@ -134,10 +138,11 @@ function steps(
         params: params.params,
         facts,
         usage,
-        modules,
+        modules: modules?.aliases ?? null,
         names,
-        selection: selection.bind,
-        sriov: selection.sriov.pfs,
+        selection: plan.bind,
+        sriov: plan.sriov,
+        withheld: plan.withheld,
       }),
     );
     const ir = part("readInterruptRemapping", () => readInterruptRemapping(root, facts.arch));
@@ -145,11 +150,11 @@ function steps(
       verifyIommu({
         facts,
         plannedCmdline: plan.kernelParams,
-        selection: selection.bind,
+        selection: plan.bind,
         withheld: plan.withheld,
         usage,
         interruptRemapping: ir,
-        sriov: selection.sriov.pfs,
+        sriov: plan.sriov,
       }),
     );
     results ??= {

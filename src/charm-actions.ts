@@ -1,6 +1,7 @@
-// `juju run` glue: each action reads the host facts it needs, hands them to its pure decision
-// in actions/, and reports the structured result (or action-fail with the reason). Actions never
-// run host preparation and never write files; only rebind writes to sysfs.
+// `juju run` glue: each action reads the host facts, makes the one plan a hook would make on them
+// (snapshot), hands both to its pure decision in actions/, and reports the structured result (or
+// action-fail with the reason). Actions never run host preparation and never write files; only
+// rebind and sriov-vfs write to sysfs.
 import { type ActionEvent, type Model, type ParamValidator, stopSignal } from "ops-ts-shim";
 import { fleetConfig } from "./actions/fleet-config";
 import { listDevices, parseListDevicesParams } from "./actions/list-devices";
@@ -15,14 +16,14 @@ import { parseVerifyIommuParams, verifyIommu } from "./actions/verify-iommu";
 import { createSysfsWriter } from "./apply/sysfs";
 import { type Config, parseConfig } from "./config";
 import { fleetRelation, readFleetOffers, readFleetSummary } from "./fleet-relation";
-import type { HostFacts, HostReadProblem, HostUsage, ModuleIndex } from "./host/facts";
+import type { HostFacts, HostReadProblem, HostUsage, ModuleAliases } from "./host/facts";
 import { readInterruptRemapping } from "./host/interrupt-remapping";
-import { type RememberedModules, readModuleNames, rememberingModuleIndex } from "./host/modules";
+import { type RememberedModules, readModuleAliases } from "./host/modules";
 import { readNovaRelease } from "./host/nova-release";
 import { loadPciIds, readHostFacts, readHostUsage } from "./host/read-facts";
 import { readVfCountClaims, type VfCountClaim } from "./host/vf-count-owners";
 import { readVfioGroupUsers } from "./host/vfio-users";
-import { EMPTY_MEMORY, type PreparationDeps } from "./host-preparation";
+import { EMPTY_MEMORY, type PreparationDeps, planModulesFor } from "./host-preparation";
 import { handleReboot } from "./host-reboot";
 import { NOVA_ENDPOINT, placementOn } from "./nova-relation";
 import { buildOffer } from "./plan/fleet";
@@ -77,8 +78,8 @@ interface Snapshot {
   /** The plan a hook would make on this host now (nothing bound remembered: an action judges the
    * host as it is); null when the config is invalid (list-devices still shows the host). */
   plan: HostPlan | null;
-  /** modules.alias, for list-devices' `modules` of each function. */
-  modules: ModuleIndex;
+  /** modules.alias's answers the plan was made with (null: it needed none, no selection). */
+  moduleAliases: ModuleAliases | null;
   /** What the host's other owners of VF counts set at boot (read when an entry asks for VFs). */
   vfCountClaims: VfCountClaim[];
 }
@@ -101,7 +102,6 @@ function snapshot(ctx: ActionContext): Snapshot {
   const usage = readHostUsage(ctx.deps.root, { functions: facts.functions, problems });
   for (const p of problems) ctx.deps.log("WARNING", p.message);
   const readProblems = problems.map((p) => p.message);
-  const modules = moduleIndex(ctx, facts);
   const parsed = parseConfig(ctx.model.config());
   if (!parsed.ok) {
     return {
@@ -111,7 +111,7 @@ function snapshot(ctx: ActionContext): Snapshot {
       config: null,
       configProblem: formatConfigError(parsed.errors[0]!),
       plan: null,
-      modules,
+      moduleAliases: null,
       vfCountClaims: [],
     };
   }
@@ -121,9 +121,12 @@ function snapshot(ctx: ActionContext): Snapshot {
     : [];
   for (const p of claimProblems) ctx.deps.log("WARNING", p.message);
   readProblems.push(...claimProblems.map((p) => p.message));
-  const plan = planHost(parsed.config, facts, modules, NOTHING_BOUND, {
+  // As a hook reads them (the hooks' remembered answers too); actions keep nothing.
+  const modules = planModulesFor(parsed.config, ctx.deps.root, facts, ctx.rememberedModules);
+  for (const p of modules?.problems ?? []) ctx.deps.log("WARNING", p.message);
+  const plan = planHost(parsed.config, facts, modules?.aliases ?? null, NOTHING_BOUND, {
     usage,
-    moduleNames: readModuleNames(ctx.deps.root, facts.kernelRelease).names,
+    moduleNames: modules?.names ?? null,
     vfCountClaims,
   });
   return {
@@ -133,7 +136,7 @@ function snapshot(ctx: ActionContext): Snapshot {
     config: parsed.config,
     configProblem: null,
     plan,
-    modules,
+    moduleAliases: modules?.aliases ?? null,
     vfCountClaims,
   };
 }
@@ -141,27 +144,19 @@ function snapshot(ctx: ActionContext): Snapshot {
 /** An action judges the host as it is: no binding remembered. */
 const NOTHING_BOUND = { boundIds: {} };
 
-/** modules.alias for an action: what the hooks remembered while the file is unchanged, the file
- * itself for anything else (a real one is a megabyte, and list-devices asks about every function).
- * Actions only read: what they learn is not stored. */
-function moduleIndex(ctx: ActionContext, facts: HostFacts): ModuleIndex {
-  const remembering = rememberingModuleIndex(
+/** modules.alias's answers for every function list-devices shows: the plan's when it asked them,
+ * else read now (what the hooks remembered while the file is unchanged, the file itself for
+ * anything else: a real one is a megabyte). Actions only read: what they learn is not stored. */
+function aliasesToShow(ctx: ActionContext, snap: Snapshot): ModuleAliases {
+  if (snap.moduleAliases) return snap.moduleAliases;
+  const { aliases, problems } = readModuleAliases(
     ctx.deps.root,
-    facts.kernelRelease,
+    snap.facts.kernelRelease,
+    snap.facts.functions.map((f) => f.modalias),
     ctx.rememberedModules,
   );
-  let logged = false;
-  return {
-    modulesFor(modalias: string): string[] {
-      const answer = remembering.index.modulesFor(modalias);
-      const problems = logged ? [] : remembering.problems();
-      if (problems.length > 0) {
-        logged = true;
-        for (const p of problems) ctx.deps.log("WARNING", p.message);
-      }
-      return answer;
-    },
-  };
+  for (const p of problems) ctx.deps.log("WARNING", p.message);
+  return aliases;
 }
 
 /** Every action has one shape: `parse` turns the raw params into checked, typed ones (the
@@ -202,7 +197,7 @@ const ACTIONS: Record<ActionName, Action> = {
       params,
       facts: snap.facts,
       usage: snap.usage,
-      modules: snap.modules,
+      modules: aliasesToShow(ctx, snap),
       names: loadPciIds(ctx.deps.root),
       ...selectionOf(snap),
     });

@@ -14,14 +14,9 @@ import {
 import { type PackedBindings, packBindings, unpackBindings } from "./bound-memory";
 import { type Config, type DeviceSelector, type ParseResult, parseConfig } from "./config";
 import { parseExporterPort } from "./config/exporter-port";
-import type { HostFacts, HostReadProblem } from "./host/facts";
+import type { HostFacts, HostReadProblem, ModuleAliases, ModuleNames } from "./host/facts";
 import { readBootId, readKernelMessages } from "./host/kernel-log";
-import {
-  type RememberedModules,
-  type RememberingModuleIndex,
-  readModuleNames,
-  rememberingModuleIndex,
-} from "./host/modules";
+import { type RememberedModules, readModuleAliases, readModuleNames } from "./host/modules";
 import { readHostFacts, readHostUsage } from "./host/read-facts";
 import { EXPORTER_OWNED, EXPORTER_SERVICE, OWNED } from "./host/root";
 import { readVfCountClaims } from "./host/vf-count-owners";
@@ -145,11 +140,8 @@ export function prepareHost(
     );
   }
 
-  // Only a selection needs modules.alias (blacklist, softdeps); the answers are remembered.
-  const modules =
-    config.devices.length > 0
-      ? rememberingModuleIndex(deps.root, facts.kernelRelease, memory.modules ?? null)
-      : null;
+  // Only a selection needs the modules (blacklist, softdeps); modules.alias's answers are remembered.
+  const modules = planModulesFor(config, deps.root, facts, memory.modules ?? null);
   // What the host uses (network, disks, console) is withheld from the selection: read only when
   // there is a selection to judge.
   const usageProblems: HostReadProblem[] = [];
@@ -158,22 +150,20 @@ export function prepareHost(
       ? readHostUsage(deps.root, { functions: facts.functions, problems: usageProblems })
       : new Map<string, string[]>();
   logProblems(usageProblems, deps);
-  const names = config.devices.length > 0 ? readModuleNames(deps.root, facts.kernelRelease) : null;
   // Who else sets VF counts at boot: read only when an entry asks for VFs.
   const claimProblems: HostReadProblem[] = [];
   const vfCountClaims = config.devices.some((d) => d.vfs !== null)
     ? readVfCountClaims(deps.root, claimProblems)
     : [];
   logProblems(claimProblems, deps);
+  if (modules) logProblems(modules.problems, deps);
   const plan = planHost(
     config,
     facts,
-    modules?.index ?? null,
+    modules?.aliases ?? null,
     { boundIds },
-    { usage, moduleNames: names?.names ?? null, vfCountClaims },
+    { usage, moduleNames: modules?.names ?? null, vfCountClaims },
   );
-  if (names) logProblems(names.problems(), deps);
-  if (modules) logProblems(modules.problems(), deps);
   for (const w of plan.withheld) {
     deps.log(
       "WARNING",
@@ -251,11 +241,53 @@ export function prepareHost(
 
 /** The module answers to keep: this hook's, or the last ones when this hook asked none. */
 function rememberedModules(
-  modules: RememberingModuleIndex | null,
+  modules: PlanModules | null,
   memory: PreparationMemory,
 ): Pick<PreparationMemory, "modules"> {
-  const kept = modules?.remembered() ?? memory.modules;
+  const kept = modules?.remembered ?? memory.modules;
   return kept ? { modules: kept } : {};
+}
+
+/** What the plan asks of the kernel's modules, read before planning (plan/ reads nothing). */
+export interface PlanModules {
+  /** modules.alias's answers for every distinct modalias of the host's functions. */
+  aliases: ModuleAliases;
+  /** The kernel's module names and the module of every driver the functions are on. */
+  names: ModuleNames;
+  /** The modules.alias answers to keep for the next hook; null: keep the last ones. */
+  remembered: RememberedModules | null;
+  /** What could not be read, to log once. */
+  problems: HostReadProblem[];
+}
+
+/**
+ * The modules the plan of this config asks about, read up front: none without a selection (the
+ * plan then writes no module name), else modules.alias for each distinct modalias (from
+ * `remembered` while the file is unchanged: a megabyte parsed on every hook of every compute host
+ * otherwise), each driver's module link, and modules.dep/modules.builtin. Hooks and actions both
+ * plan with this, so an action shows the plan a hook makes.
+ */
+export function planModulesFor(
+  config: Config,
+  root: string,
+  facts: HostFacts,
+  remembered: RememberedModules | null,
+): PlanModules | null {
+  if (config.devices.length === 0) return null;
+  const modaliases = new Set<string>();
+  const drivers = new Set<string>();
+  for (const fn of facts.functions) {
+    modaliases.add(fn.modalias);
+    if (fn.driver !== null) drivers.add(fn.driver);
+  }
+  const names = readModuleNames(root, facts.kernelRelease, drivers);
+  const aliases = readModuleAliases(root, facts.kernelRelease, modaliases, remembered);
+  return {
+    aliases: aliases.aliases,
+    names: names.names,
+    remembered: aliases.remembered,
+    problems: [...names.problems, ...aliases.problems],
+  };
 }
 
 /** Takes away everything host preparation added; the host needs a reboot to drop vfio-pci. */

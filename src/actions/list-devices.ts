@@ -2,7 +2,7 @@
 // (class, ids, names, driver, the modules that would claim it, IOMMU group, NUMA node, boot VGA,
 // SR-IOV, whether the `devices` option selects it), filtered by class, vendor or selection.
 import { type ActionListDevices, validateActionListDevices } from "../generated/validators.js";
-import type { HostFacts, HostUsage, ModuleIndex, PciFunction } from "../host/facts";
+import type { HostFacts, HostUsage, ModuleAliases, PciFunction } from "../host/facts";
 import type { PciIdNames } from "../host/pci-ids";
 import { CLASS_WORD_NAMES, CLASS_WORDS, classWord, parsePciId } from "../pci-vocabulary";
 import {
@@ -83,7 +83,7 @@ export interface DeviceRow {
   driver: string | null;
   driverOverride: string | null;
   /** null when modules.alias could not be read. */
-  modules: string[] | null;
+  modules: readonly string[] | null;
   iommuGroup: number | null;
   numaNode: number | null;
   bootVga: boolean;
@@ -121,7 +121,8 @@ export interface ListDevicesInput {
   params: ListDevicesParams;
   facts: HostFacts;
   usage?: HostUsage;
-  modules: ModuleIndex | null;
+  /** modules.alias's answers for the functions' modaliases (read before); null: not known. */
+  modules: ModuleAliases | null;
   /** loadPciIds(root); null or `source: null` when the host has no pci.ids. */
   names: PciIdNames | null;
   selection: BoundDevice[];
@@ -152,7 +153,7 @@ function rowFor(fn: PciFunction, input: ListDevicesInput, sel: BoundDevice | nul
     className: names?.className(fn.classCode) ?? null,
     driver: fn.driver,
     driverOverride: fn.driverOverride,
-    modules: modules ? modules.modulesFor(fn.modalias) : null,
+    modules: modules ? (modules.get(fn.modalias) ?? []) : null,
     iommuGroup: fn.iommuGroup,
     numaNode: fn.numaNode,
     bootVga: fn.bootVga,

@@ -144,21 +144,28 @@ export interface HostReadProblem {
   message: string;
 }
 
-/** modules.alias, parsed; answers which modules would claim a device (like `lspci -k`). */
+/** modules.alias, parsed (host/modules.ts, which alone asks it): which modules would claim a
+ * device (like `lspci -k`). The planner never gets this reader, only its answers (ModuleAliases). */
 export interface ModuleIndex {
   /** Module names (as modules.alias spells them, e.g. `e1000e`, `snd_hda_intel`) in file order. */
   modulesFor(modalias: string): string[];
 }
 
-/** Module names as the target kernel knows them: a bound driver's module, and whether a name is a
- * module at all. Only real module names go into modprobe.d and `modprobe.blacklist=`. */
+/** modules.alias's answers, read before planning: modalias → the module names that would claim
+ * it, in file order, for every modalias of the host's functions (a modalias absent: none). */
+export type ModuleAliases = ReadonlyMap<string, readonly string[]>;
+
+/** Module names as the target kernel knows them, read before planning: a bound driver's module,
+ * and the names that are modules at all. Only real module names go into modprobe.d and
+ * `modprobe.blacklist=`. */
 export interface ModuleNames {
-  /** The module of a bound driver (`i801_smbus` → `i2c_i801`), `_` spelling; null when sysfs has
-   * no module link for it (then the modalias answers speak for the device alone). */
-  ofDriver(driver: string): string | null;
-  /** Whether the kernel has this module (modules.dep or modules.builtin); null when neither file
-   * could be read. */
-  exists(module: string): boolean | null;
+  /** Driver → its module (`i801_smbus` → `i2c_i801`), `_` spelling, for every driver of the
+   * host's functions; null when sysfs has no module link for it (then the modalias answers speak
+   * for the device alone). */
+  ofDriver: ReadonlyMap<string, string | null>;
+  /** Every module the kernel has (modules.dep and modules.builtin), `_` spelling; null when
+   * neither file could be read. */
+  known: ReadonlySet<string> | null;
 }
 
 /** The nova installed on this host, from dpkg (host/nova-release.ts). */

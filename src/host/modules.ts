@@ -9,7 +9,7 @@
 // answers are cached per distinct modalias (VFs share one).
 import { readFileSync, readlinkSync } from "node:fs";
 import { normaliseModule } from "../module-name-vocabulary";
-import type { HostReadProblem, ModuleIndex, ModuleNames } from "./facts";
+import type { HostReadProblem, ModuleAliases, ModuleIndex, ModuleNames } from "./facts";
 import { fileStamp } from "./file-stamp";
 import { errnoCode } from "./read-files";
 import { driverModuleLink, moduleFiles, under } from "./root";
@@ -366,65 +366,72 @@ function moduleNameOfPath(path: string): string | null {
 }
 
 /**
+ * modules.alias's answers for these modaliases (each asked once), read before planning: from
+ * `remembered` while the file is unchanged, from the file for any other. Problems (an unreadable
+ * file) come back once, to be logged once; `remembered` is what to keep for the next hook (null:
+ * nothing to keep, e.g. the file could not be read).
+ */
+export function readModuleAliases(
+  root: string,
+  release: string,
+  modaliases: Iterable<string>,
+  remembered: RememberedModules | null,
+): { aliases: ModuleAliases; problems: HostReadProblem[]; remembered: RememberedModules | null } {
+  const index = rememberingModuleIndex(root, release, remembered);
+  const aliases = new Map<string, readonly string[]>();
+  for (const modalias of modaliases) {
+    if (!aliases.has(modalias)) aliases.set(modalias, index.index.modulesFor(modalias));
+  }
+  return { aliases, problems: index.problems(), remembered: index.remembered() };
+}
+
+/**
  * The module names of the target kernel (the running one: its /lib/modules is what the next
- * initramfs and boot use) and of the bound drivers. Read lazily: a hook that writes no module
- * name reads neither file. Problems (unreadable files) are reported once, by `problems()`.
+ * initramfs and boot use) and the modules of these drivers (their sysfs module links), read
+ * before planning. Problems (unreadable files) come back once.
  */
 export function readModuleNames(
   root: string,
   release: string,
-): { names: ModuleNames; problems(): HostReadProblem[] } {
+  drivers: Iterable<string>,
+): { names: ModuleNames; problems: HostReadProblem[] } {
   const problems: HostReadProblem[] = [];
-  const drivers = new Map<string, string | null>();
-  let known: Set<string> | null | undefined;
-  const load = (): Set<string> | null => {
-    const files = moduleFiles(release);
-    const names = new Set<string>();
-    let read = 0;
-    for (const [file, nameOf] of [
-      [files.dep, (line: string) => moduleNameOfPath(line.slice(0, line.indexOf(":")))],
-      [files.builtin, (line: string) => moduleNameOfPath(line.trim())],
-    ] as const) {
-      let text: string;
-      try {
-        text = readFileSync(under(root, file), "latin1");
-        read++;
-      } catch (error) {
-        problems.push({
-          kind: "unreadable",
-          path: file,
-          address: null,
-          message: `cannot read ${file} (${errnoCode(error)}): module names cannot be checked, so none is written into modprobe.d or modprobe.blacklist= (is linux-modules-${release} installed? run depmod -a)`,
-        });
-        continue;
-      }
-      for (const line of text.split("\n")) {
-        const name = line.includes(".ko") ? nameOf(line) : null;
-        if (name) names.add(name);
-      }
+  const ofDriver = new Map<string, string | null>();
+  for (const driver of drivers) {
+    if (ofDriver.has(driver)) continue;
+    let module: string | null = null;
+    try {
+      const target = readlinkSync(under(root, driverModuleLink(driver)));
+      module = normaliseModule(target.slice(target.lastIndexOf("/") + 1)) || null;
+    } catch {
+      // Built-in drivers without a module name, or a driver gone since: no answer.
     }
-    return read === 0 ? null : names;
-  };
-  return {
-    names: {
-      ofDriver(driver: string): string | null {
-        if (!drivers.has(driver)) {
-          let module: string | null = null;
-          try {
-            const target = readlinkSync(under(root, driverModuleLink(driver)));
-            module = normaliseModule(target.slice(target.lastIndexOf("/") + 1)) || null;
-          } catch {
-            // Built-in drivers without a module name, or a driver gone since: no answer.
-          }
-          drivers.set(driver, module);
-        }
-        return drivers.get(driver)!;
-      },
-      exists(module: string): boolean | null {
-        if (known === undefined) known = load();
-        return known === null ? null : known.has(normaliseModule(module));
-      },
-    },
-    problems: () => problems,
-  };
+    ofDriver.set(driver, module);
+  }
+  const files = moduleFiles(release);
+  const known = new Set<string>();
+  let read = 0;
+  for (const [file, nameOf] of [
+    [files.dep, (line: string) => moduleNameOfPath(line.slice(0, line.indexOf(":")))],
+    [files.builtin, (line: string) => moduleNameOfPath(line.trim())],
+  ] as const) {
+    let text: string;
+    try {
+      text = readFileSync(under(root, file), "latin1");
+      read++;
+    } catch (error) {
+      problems.push({
+        kind: "unreadable",
+        path: file,
+        address: null,
+        message: `cannot read ${file} (${errnoCode(error)}): module names cannot be checked, so none is written into modprobe.d or modprobe.blacklist= (is linux-modules-${release} installed? run depmod -a)`,
+      });
+      continue;
+    }
+    for (const line of text.split("\n")) {
+      const name = line.includes(".ko") ? nameOf(line) : null;
+      if (name) known.add(name);
+    }
+  }
+  return { names: { ofDriver, known: read === 0 ? null : known }, problems };
 }

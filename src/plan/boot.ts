@@ -1,8 +1,8 @@
 // Boot-time decisions: the kernel parameters our grub drop-in appends and the modules kept off the
-// host. Pure: config, facts and the modules.alias index in, lists out. The file texts that carry
+// host. Pure: config, facts and the answers of modules.alias in (read before planning), lists out. The file texts that carry
 // these decisions are rendered in render-files.ts.
 import type { Config } from "../config";
-import type { HostFacts, ModuleIndex, ModuleNames, PciFunction } from "../host/facts";
+import type { HostFacts, ModuleAliases, ModuleNames, PciFunction } from "../host/facts";
 import { isProtectedModule, normaliseModule } from "../module-name-vocabulary";
 import { idsOf } from "../pci-vocabulary";
 import type { BoundDevice, PlanProblem } from "./types";
@@ -91,12 +91,12 @@ export function planKernelParams(
  * without one, the modalias answers speak for the device alone. */
 export function claimersOf(
   fn: PciFunction,
-  moduleIndex: ModuleIndex | null,
+  aliases: ModuleAliases | null,
   names: ModuleNames | null = null,
 ): string[] {
   const found = new Set<string>();
-  for (const m of moduleIndex?.modulesFor(fn.modalias) ?? []) found.add(normaliseModule(m));
-  const driverModule = fn.driver !== null ? (names?.ofDriver(fn.driver) ?? null) : null;
+  for (const m of aliases?.get(fn.modalias) ?? []) found.add(normaliseModule(m));
+  const driverModule = fn.driver !== null ? (names?.ofDriver.get(fn.driver) ?? null) : null;
   if (driverModule !== null) found.add(normaliseModule(driverModule));
   return [...found].filter((m) => !isProtectedModule(m) && m !== "pci_stub").sort();
 }
@@ -111,7 +111,7 @@ export function checkModuleNames(
   if (names === null) return { known: modules, unknown: [] };
   const known: string[] = [];
   const unknown: string[] = [];
-  for (const m of modules) (names.exists(m) === true ? known : unknown).push(m);
+  for (const m of modules) (names.known?.has(normaliseModule(m)) ? known : unknown).push(m);
   return { known, unknown };
 }
 
@@ -119,14 +119,14 @@ export function checkModuleNames(
 export function nativeDrivers(
   bind: BoundDevice[],
   facts: HostFacts,
-  moduleIndex: ModuleIndex | null,
+  aliases: ModuleAliases | null,
   names: ModuleNames | null = null,
 ): string[] {
   const byAddress = new Map(facts.functions.map((f) => [f.address, f]));
   const out = new Set<string>();
   for (const b of bind) {
     const fn = byAddress.get(b.address);
-    if (fn) for (const m of claimersOf(fn, moduleIndex, names)) out.add(m);
+    if (fn) for (const m of claimersOf(fn, aliases, names)) out.add(m);
   }
   return [...out].sort();
 }
@@ -141,7 +141,7 @@ export function nativeDrivers(
 export function planBlacklist(
   config: Config,
   facts: HostFacts,
-  moduleIndex: ModuleIndex | null,
+  aliases: ModuleAliases | null,
   bind: BoundDevice[],
   names: ModuleNames | null = null,
 ): { modules: string[]; problems: PlanProblem[]; notes: string[] } {
@@ -151,7 +151,7 @@ export function planBlacklist(
 
   if (setting.mode === "auto") {
     if (bind.length === 0) return { modules: [], problems: [], notes: [] };
-    if (moduleIndex === null) {
+    if (aliases === null) {
       // Without modules.alias we cannot know what else a module would claim: blacklist nothing
       // (per-address binding works without a blacklist).
       return {
@@ -160,8 +160,8 @@ export function planBlacklist(
         notes: ["modules.alias unreadable: blacklist-drivers=auto blacklists nothing"],
       };
     }
-    const wanted = new Set(nativeDrivers(bind, facts, moduleIndex, names));
-    for (const fn of kept) for (const m of claimersOf(fn, moduleIndex, names)) wanted.delete(m);
+    const wanted = new Set(nativeDrivers(bind, facts, aliases, names));
+    for (const fn of kept) for (const m of claimersOf(fn, aliases, names)) wanted.delete(m);
     return { modules: [...wanted].sort(), problems: [], notes: [] };
   }
 
@@ -170,9 +170,9 @@ export function planBlacklist(
   for (const module of [...listed].sort()) {
     const stranded = kept.filter((fn) => {
       const driver =
-        fn.driver === null ? null : normaliseModule(names?.ofDriver(fn.driver) ?? fn.driver);
+        fn.driver === null ? null : normaliseModule(names?.ofDriver.get(fn.driver) ?? fn.driver);
       if (driver === module) return true;
-      const candidates = claimersOf(fn, moduleIndex, names);
+      const candidates = claimersOf(fn, aliases, names);
       return candidates.includes(module) && candidates.every((m) => listed.has(m));
     });
     if (stranded.length === 0) continue;

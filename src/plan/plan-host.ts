@@ -2,7 +2,7 @@
 // blacklist, the functions for vfio-pci, and what blocks or is worth saying. Pure and
 // deterministic (same input, same bytes): the apply step writes exactly this, nothing more.
 import type { Config } from "../config";
-import type { HostFacts, HostUsage, ModuleIndex, ModuleNames } from "../host/facts";
+import type { HostFacts, HostUsage, ModuleAliases, ModuleNames } from "../host/facts";
 import { OWNED } from "../host/root";
 import type { VfCountClaim } from "../host/vf-count-owners";
 import { compareAddresses, idsOf } from "../pci-vocabulary";
@@ -51,18 +51,22 @@ export const FEEDS: Record<string, Regenerate[]> = {
 export interface PlanContext {
   /** What the host uses (host/usage.ts): those functions are withheld, never bound. */
   usage?: HostUsage;
-  /** The target kernel's module names (host/modules.ts): only those are written. */
+  /** The target kernel's module names and its drivers' modules (host/modules.ts
+   * readModuleNames, read before planning): only those names are written. */
   moduleNames?: ModuleNames | null;
   /** What the host's other owners of VF counts (netplan, ovn-chassis, neutron-openvswitch) set at
    * boot (host/vf-count-owners.ts): a planned PF they count differently blocks the plan. */
   vfCountClaims?: VfCountClaim[];
 }
 
-/** Plans the host: the files the charm should own and why, or the problems that stop it. */
+/** Plans the host: the files the charm should own and why, or the problems that stop it. Every
+ * input is data read before (the module answers too): planning reads nothing. */
 export function planHost(
   config: Config,
   facts: HostFacts,
-  moduleIndex: ModuleIndex | null,
+  /** modules.alias's answers for the functions' modaliases (host/modules.ts readModuleAliases);
+   * null: unknown (auto blacklists nothing). */
+  moduleAliases: ModuleAliases | null,
   previous: PreviousBinding,
   context: PlanContext = {},
 ): HostPlan {
@@ -108,14 +112,14 @@ export function planHost(
   // driver off them until each has its override. Counted as kept, their VF driver is never
   // blacklisted either (neutron-port VFs of another PF, or a later boot, need it).
   const wholeFunctions = bind.filter((d) => d.physfn === undefined);
-  const blacklist = planBlacklist(config, facts, moduleIndex, wholeFunctions, names);
+  const blacklist = planBlacklist(config, facts, moduleAliases, wholeFunctions, names);
   problems.push(...blacklist.problems);
   notes.push(...blacklist.notes);
   // Every module name written must be one the target kernel has: a name modprobe cannot find
   // blacklists nothing and hides the mistake (a driver's name is often not its module's).
   const blacklisted = checkModuleNames(blacklist.modules, names);
   const softdeps = checkModuleNames(
-    nativeDrivers(wholeFunctions, facts, moduleIndex, names),
+    nativeDrivers(wholeFunctions, facts, moduleAliases, names),
     names,
   );
   const unknown = [...new Set([...blacklisted.unknown, ...softdeps.unknown])].sort();

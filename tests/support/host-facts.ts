@@ -4,7 +4,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { DeviceSelector } from "../../src/config";
-import type { HostFacts, ModuleIndex, PciFunction } from "../../src/host/facts";
+import type { HostFacts, ModuleAliases, PciFunction } from "../../src/host/facts";
 import { parseAddressPattern } from "../../src/pci-vocabulary";
 
 const hex = (s: string, width: number) => s.toUpperCase().padStart(width, "0");
@@ -114,8 +114,9 @@ export function moveToGroup(facts: HostFacts, address: string, group: number): v
   facts.iommuGroups.set(group, [...(facts.iommuGroups.get(group) ?? []), address].sort());
 }
 
-/** A ModuleIndex over modules.alias text, matched the way kmod does (fnmatch on the modalias). */
-export function moduleIndex(modulesAlias: string): ModuleIndex {
+/** modules.alias's answers for every function of `facts`, matched the way kmod does (fnmatch on
+ * the modalias): what host/ hands the planner, read before planning. */
+export function moduleAliases(modulesAlias: string, facts: HostFacts): ModuleAliases {
   const entries: { re: RegExp; module: string }[] = [];
   for (const line of modulesAlias.split("\n")) {
     const m = /^alias\s+(\S+)\s+(\S+)$/.exec(line.trim());
@@ -126,14 +127,13 @@ export function moduleIndex(modulesAlias: string): ModuleIndex {
       .replace(/\?/g, ".");
     entries.push({ re: new RegExp(`^${glob}$`), module: m[2]! });
   }
-  return {
-    modulesFor(modalias: string) {
-      const out: string[] = [];
-      for (const e of entries)
-        if (e.re.test(modalias) && !out.includes(e.module)) out.push(e.module);
-      return out;
-    },
-  };
+  const answers = new Map<string, string[]>();
+  for (const { modalias } of facts.functions) {
+    const out: string[] = [];
+    for (const e of entries) if (e.re.test(modalias) && !out.includes(e.module)) out.push(e.module);
+    answers.set(modalias, out);
+  }
+  return answers;
 }
 
 /** modules.alias lines (6.8) for the hardware in these tests, read from

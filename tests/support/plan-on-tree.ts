@@ -1,11 +1,11 @@
 // The arrange step of the tests that check a plan on a real host tree: read the tree as a hook
-// reads it (facts, what the host uses, the kernel's module index and driver → module names),
+// reads it (facts, what the host uses, modules.alias's answers and driver → module names),
 // parse the config, plan, and say the status. One copy, so it follows the hook when the hook
 // changes (src/host-preparation.ts).
 import { type Config, parseConfig } from "../../src/config";
 import type { HostFacts, HostUsage } from "../../src/host/facts";
-import { loadModuleIndex, readModuleNames } from "../../src/host/modules";
 import { readHostFacts, readHostUsage } from "../../src/host/read-facts";
+import { planModulesFor } from "../../src/host-preparation";
 import { type PlanContext, planHost } from "../../src/plan/plan-host";
 import { statusFor } from "../../src/plan/status";
 
@@ -33,14 +33,13 @@ export function planOnTree(
   if (!parsed.ok) throw new Error(`config refused: ${JSON.stringify(parsed.errors)}`);
   const { facts, problems } = readHostFacts(root);
   const usage = readHostUsage(root, { functions: facts.functions });
-  const modules = loadModuleIndex(root, facts.kernelRelease).index;
-  const moduleNames = readModuleNames(root, facts.kernelRelease).names;
+  const modules = planModulesFor(parsed.config, root, facts, null);
   const plan = planHost(
     parsed.config,
     facts,
-    modules,
+    modules?.aliases ?? null,
     { boundIds: {} },
-    { ...context, usage, moduleNames },
+    { ...context, usage, moduleNames: modules?.names ?? null },
   );
   const status = statusFor({ kind: "prepared", plan, facts, failed: [] });
   return {

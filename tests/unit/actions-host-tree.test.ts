@@ -8,12 +8,8 @@ import type { ResultTree } from "../../src/actions/results";
 import { verifyIommu } from "../../src/actions/verify-iommu";
 import type { HostFacts } from "../../src/host/facts";
 import { readInterruptRemapping } from "../../src/host/interrupt-remapping";
-import {
-  loadModuleIndex,
-  loadPciIds,
-  readHostFacts,
-  readHostUsage,
-} from "../../src/host/read-facts";
+import { readModuleAliases } from "../../src/host/modules";
+import { loadPciIds, readHostFacts, readHostUsage } from "../../src/host/read-facts";
 import { selectFunctions } from "../../src/plan/select";
 import { notOnVfioYet } from "../support/bound-devices";
 import { useCleanups } from "../support/cleanups";
@@ -84,7 +80,12 @@ describe("seed host: list, verify, rebind there and back", () => {
       params: { classPrefixes: null, vendor: null, selectedOnly: false, eachVf: false },
       facts,
       usage,
-      modules: loadModuleIndex(h.root, facts.kernelRelease).index,
+      modules: readModuleAliases(
+        h.root,
+        facts.kernelRelease,
+        facts.functions.map((f) => f.modalias),
+        null,
+      ).aliases,
       names: loadPciIds(h.root),
       selection: h.select(facts, "10de:1bb0", "0000:83:00.0"),
     });

@@ -14,7 +14,7 @@ import { selectFunctions } from "../../src/plan/select";
 import {
   host,
   MODULES_ALIAS,
-  moduleIndex,
+  moduleAliases,
   netPf,
   netVf,
   seedHost,
@@ -59,7 +59,7 @@ function run(p: Partial<ListDevicesParams> = {}, facts = richHost()) {
     params: params(p),
     facts,
     usage: new Map([["0000:3d:00.0", ["network interface eno1 is up"]]]),
-    modules: moduleIndex(MODULES_ALIAS),
+    modules: moduleAliases(MODULES_ALIAS, facts),
     names: parsePciIds(PCI_IDS, "/usr/share/misc/pci.ids"),
     selection,
   });

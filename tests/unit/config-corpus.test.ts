@@ -9,7 +9,7 @@ import { parse } from "yaml";
 import { parseConfig } from "../../src/config";
 import type { HostFacts } from "../../src/host/facts";
 import { planHost } from "../../src/plan/plan-host";
-import { MODULES_ALIAS, moduleIndex, seedHost } from "../support/host-facts";
+import { MODULES_ALIAS, moduleAliases, seedHost } from "../support/host-facts";
 
 const dir = join(dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "bad-config");
 const files = readdirSync(dir)
@@ -64,7 +64,7 @@ describe("bad-config corpus", () => {
     }
     if (!parsed.ok) throw new Error(`${file} should parse: ${JSON.stringify(parsed.errors)}`);
     const facts = hosts[c.host]!();
-    const plan = planHost(parsed.config, facts, moduleIndex(MODULES_ALIAS), {
+    const plan = planHost(parsed.config, facts, moduleAliases(MODULES_ALIAS, facts), {
       boundIds: c.previous ?? {},
     });
     const named = plan.problems.filter((p) => p.option === c.option);

@@ -8,12 +8,15 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
+import { parseConfig } from "../../src/config";
 import {
   compileGlob,
   loadModuleIndex,
   parseModuleAliases,
   rememberingModuleIndex,
 } from "../../src/host/modules";
+import { readHostFacts } from "../../src/host/read-facts";
+import { planModulesFor } from "../../src/host-preparation";
 import { useCleanups } from "../support/cleanups";
 import { makeTempHost, pciModalias } from "../support/hosts/build-host";
 import { ALIAS_LINES, seedHost, syntheticAliasLines } from "../support/hosts/presets";
@@ -303,5 +306,55 @@ describe("rememberingModuleIndex (answers kept between hooks while modules.alias
     second.index.modulesFor(P5000).push("poison");
     expect(second.index.modulesFor(P5000)).toEqual(["nouveau", "nvidiafb"]);
     expect(second.remembered()!.answers[P5000]).toEqual(["nouveau", "nvidiafb"]);
+  });
+});
+
+describe("planModulesFor (a hook reads what its plan asks of the modules, before planning)", () => {
+  const RELEASE = "6.8.0-45-generic";
+  const aliasFile = (root: string) => path.join(root, "lib/modules", RELEASE, "modules.alias");
+  const ONE_GPU = parseConfig({ devices: "0000:83:00.0" });
+  const config = ONE_GPU.ok ? ONE_GPU.config : null;
+  const seed = () => {
+    const built = makeTempHost(seedHost());
+    cleanups.push(built.cleanup);
+    return { root: built.root, facts: readHostFacts(built.root).facts };
+  };
+
+  it("answers every distinct modalias of the host and names every driver's module, as data", () => {
+    const { root, facts } = seed();
+    const modules = planModulesFor(config!, root, facts, null)!;
+    expect([...modules.aliases.keys()].sort()).toEqual(
+      [...new Set(facts.functions.map((f) => f.modalias))].sort(),
+    );
+    expect(modules.aliases.get(P5000)).toEqual(["nouveau", "nvidiafb"]);
+    const drivers = new Set(facts.functions.flatMap((f) => (f.driver ? [f.driver] : [])));
+    expect([...modules.names.ofDriver.keys()].sort()).toEqual([...drivers].sort());
+    expect(modules.names.known?.has("vfio_pci")).toBe(true);
+    expect(modules.problems).toEqual([]);
+    expect(Object.keys(modules.remembered!.answers)).toEqual([...modules.aliases.keys()].sort());
+  });
+
+  it("answers from the last hook's memory while modules.alias is the same file", () => {
+    const { root, facts } = seed();
+    const file = aliasFile(root);
+    fs.utimesSync(file, 1_700_000_000, 1_700_000_000);
+    const first = planModulesFor(config!, root, facts, null)!;
+    const text = fs.readFileSync(file, "latin1");
+    fs.writeFileSync(file, text.replaceAll(" nouveau", " nouvea2"), { flag: "r+" });
+    fs.utimesSync(file, 1_700_000_000, 1_700_000_000);
+    const second = planModulesFor(config!, root, facts, first.remembered)!;
+    expect(second.aliases.get(P5000)).toEqual(["nouveau", "nvidiafb"]);
+    expect(second.remembered).toEqual(first.remembered);
+  });
+
+  it("reads nothing without a selection, and says an unreadable file once", () => {
+    const { root, facts } = seed();
+    const none = parseConfig({});
+    expect(planModulesFor(none.ok ? none.config : config!, root, facts, null)).toBeNull();
+    fs.rmSync(aliasFile(root));
+    const modules = planModulesFor(config!, root, facts, null)!;
+    expect(modules.problems.map((p) => p.path)).toEqual([`/lib/modules/${RELEASE}/modules.alias`]);
+    expect(modules.aliases.get(P5000)).toEqual([]);
+    expect(modules.remembered).toBeNull();
   });
 });

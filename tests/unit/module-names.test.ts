@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { readModuleNames } from "../../src/host/modules";
 import { moduleFiles, OWNED } from "../../src/host/root";
+import { normaliseModule } from "../../src/module-name-vocabulary";
 import type { HostSpec } from "../support/hosts/build-host";
 import { laptopHost } from "../support/hosts/presets";
 import { useTempHosts } from "../support/hosts/use-temp-hosts";
@@ -26,7 +27,8 @@ function planOn(spec: HostSpec, raw: Record<string, string>, edit?: (root: strin
   const { root } = tempHost(spec);
   edit?.(root);
   const { facts, plan, file } = planOnTree(root, raw);
-  const names = readModuleNames(root, facts.kernelRelease);
+  const drivers = facts.functions.flatMap((f) => (f.driver === null ? [] : [f.driver]));
+  const names = readModuleNames(root, facts.kernelRelease, drivers);
   /** Every module name the plan writes, from modprobe.d and the kernel command line. */
   const written = [
     ...[...file(OWNED.modprobeConf).matchAll(/^(?:blacklist|softdep) (\S+)/gm)].map((m) => m[1]!),
@@ -38,14 +40,14 @@ function planOn(spec: HostSpec, raw: Record<string, string>, edit?: (root: strin
 describe("module names", () => {
   it("maps bound drivers to their modules through /sys/bus/pci/drivers/<driver>/module", () => {
     const { names } = planOn(laptopHost(), {});
-    expect(names.names.ofDriver("i801_smbus")).toBe("i2c_i801");
-    expect(names.names.ofDriver("xhci_hcd")).toBe("xhci_pci");
-    expect(names.names.ofDriver("proc_thermal_pci")).toBe("processor_thermal_device_pci");
-    expect(names.names.ofDriver("intel-spi")).toBe("spi_intel_pci");
-    expect(names.names.ofDriver("pcieport")).toBeNull();
-    expect(names.names.exists("i2c_i801")).toBe(true);
-    expect(names.names.exists("i801_smbus")).toBe(false);
-    expect(names.names.exists("vfio-pci")).toBe(true);
+    expect(names.names.ofDriver.get("i801_smbus")).toBe("i2c_i801");
+    expect(names.names.ofDriver.get("xhci_hcd")).toBe("xhci_pci");
+    expect(names.names.ofDriver.get("proc_thermal_pci")).toBe("processor_thermal_device_pci");
+    expect(names.names.ofDriver.get("intel-spi")).toBe("spi_intel_pci");
+    expect(names.names.ofDriver.get("pcieport")).toBeNull();
+    expect(names.names.known?.has(normaliseModule("i2c_i801"))).toBe(true);
+    expect(names.names.known?.has(normaliseModule("i801_smbus"))).toBe(false);
+    expect(names.names.known?.has(normaliseModule("vfio-pci"))).toBe(true);
   });
 
   it("the USB controller on xhci_hcd: softdep and blacklist say xhci_pci", () => {
@@ -54,7 +56,7 @@ describe("module names", () => {
     expect(file(OWNED.modprobeConf)).toContain("softdep xhci_pci pre: vfio-pci");
     expect(file(OWNED.grubDropIn)).toContain("modprobe.blacklist=xhci_pci");
     expect(written.join(" ")).not.toContain("xhci_hcd");
-    for (const m of written) expect(names.names.exists(m), m).toBe(true);
+    for (const m of written) expect(names.names.known?.has(normaliseModule(m)), m).toBe(true);
   });
 
   it("the thermal device on proc_thermal_pci: processor_thermal_device_pci, never the driver", () => {

@@ -3,13 +3,13 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { type Config, parseConfig } from "../../src/config";
-import type { HostFacts, ModuleIndex } from "../../src/host/facts";
+import type { HostFacts } from "../../src/host/facts";
 import { OWNED } from "../../src/host/root";
 import { planHost } from "../../src/plan/plan-host";
 import { renderBindHelper, renderInitramfsHook } from "../../src/plan/render-files";
 import type { HostPlan } from "../../src/plan/types";
 import { expectGolden } from "../support/golden";
-import { fn, host, MODULES_ALIAS, moduleIndex, netPf, seedHost } from "../support/host-facts";
+import { fn, host, MODULES_ALIAS, moduleAliases, netPf, seedHost } from "../support/host-facts";
 
 const STATIC: Record<string, string> = {
   [OWNED.bindHelper]: "vfio-bind.sh",
@@ -46,7 +46,18 @@ function config(raw: Record<string, unknown>): Config {
   return parsed.config;
 }
 
-const index = moduleIndex(MODULES_ALIAS);
+/** The modules.alias the hosts of these tests have (null: unreadable). */
+const index = MODULES_ALIAS;
+
+/** planHost as a hook calls it: modules.alias's answers for the host's functions, read first. */
+function planWith(
+  cfg: Config,
+  facts: HostFacts,
+  aliases: string | null,
+  ...rest: Parameters<typeof planHost> extends [unknown, unknown, unknown, ...infer R] ? R : never
+): HostPlan {
+  return planHost(cfg, facts, aliases === null ? null : moduleAliases(aliases, facts), ...rest);
+}
 
 /** An E810 port's VFs: none enabled, 128 possible. */
 const E810_VFS = { numVfs: 0, totalVfs: 128 };
@@ -86,7 +97,7 @@ function gpuLessHost(): HostFacts {
 
 const none = { boundIds: {} };
 
-const cases: [string, Record<string, unknown>, () => HostFacts, ModuleIndex | null][] = [
+const cases: [string, Record<string, unknown>, () => HostFacts, string | null][] = [
   ["seed-both-gpus-by-id", { devices: "10de:1bb0" }, () => seedHost(), index],
   ["seed-one-twin-by-address", { devices: "0000:84:00.0" }, () => seedHost(), index],
   ["nic-by-address-same-driver-kept", { devices: "0000:17:00.0" }, nicHost, index],
@@ -119,7 +130,7 @@ const cases: [string, Record<string, unknown>, () => HostFacts, ModuleIndex | nu
 
 describe("planHost goldens", () => {
   it.each(cases)("%s", (name, raw, facts, idx) => {
-    expectGolden(`${name}.txt`, renderPlan(planHost(config(raw), facts(), idx, none)));
+    expectGolden(`${name}.txt`, renderPlan(planWith(config(raw), facts(), idx, none)));
   });
 
   it("renders the static helper and hook once", () => {
@@ -130,27 +141,27 @@ describe("planHost goldens", () => {
 
 describe("planHost decisions", () => {
   it("is deterministic: same input, same bytes, whatever the order of entries", () => {
-    const a = planHost(config({ devices: "10de:1bb0 0000:3d:00.0" }), seedHost(), index, none);
-    const b = planHost(config({ devices: "0000:3d:00.0,10de:1bb0" }), seedHost(), index, none);
+    const a = planWith(config({ devices: "10de:1bb0 0000:3d:00.0" }), seedHost(), index, none);
+    const b = planWith(config({ devices: "0000:3d:00.0,10de:1bb0" }), seedHost(), index, none);
     expect(renderPlan(a)).toBe(renderPlan(b));
     expect(JSON.stringify(a.files)).toBe(JSON.stringify(b.files));
   });
 
   it("blacklists nouveau only when every device it would claim is selected", () => {
-    const both = planHost(config({ devices: "10de:1bb0" }), seedHost(), index, none);
+    const both = planWith(config({ devices: "10de:1bb0" }), seedHost(), index, none);
     expect(both.blacklist).toEqual(["nouveau", "nvidiafb"]);
     expect(both.kernelParams).toContain("modprobe.blacklist=nouveau,nvidiafb");
-    const one = planHost(config({ devices: "0000:83:00.0" }), seedHost(), index, none);
+    const one = planWith(config({ devices: "0000:83:00.0" }), seedHost(), index, none);
     expect(one.blacklist).toEqual([]);
     // The twin unbound (driver gone) still counts: modules.alias says nouveau would claim it.
     const facts = seedHost();
     facts.functions.find((f) => f.address === "0000:84:00.0")!.driver = null;
-    expect(planHost(config({ devices: "0000:83:00.0" }), facts, index, none).blacklist).toEqual([]);
+    expect(planWith(config({ devices: "0000:83:00.0" }), facts, index, none).blacklist).toEqual([]);
   });
 
   /** The plan for the first P5000 on the seed host with blacklist-drivers set to `blacklist`. */
   const withBlacklist = (blacklist: string) =>
-    planHost(
+    planWith(
       config({ devices: "0000:83:00.0", "blacklist-drivers": blacklist }),
       seedHost(),
       index,
@@ -180,12 +191,12 @@ describe("planHost decisions", () => {
     gpu.deviceId = "1593";
     gpu.classCode = "020000";
     const previous = { boundIds: { "0000:83:00.0": "10de:1bb0", "0000:83:00.1": "10de:10f0" } };
-    const plan = planHost(config({ devices: "0000:83:00.0" }), facts, index, previous);
+    const plan = planWith(config({ devices: "0000:83:00.0" }), facts, index, previous);
     expect(plan.problems.map((p) => p.message).join("\n")).toContain(
       "0000:83:00.0 was 10de:1bb0 when the charm bound it and is now 8086:1593",
     );
     // Naming the new ids in the entry is the operator's confirmation.
-    const confirmed = planHost(
+    const confirmed = planWith(
       config({ devices: "- {address: 0000:83:00.0, vendor-id: 8086, product-id: 1593}" }),
       facts,
       index,
@@ -193,7 +204,7 @@ describe("planHost decisions", () => {
     );
     expect(confirmed.problems).toEqual([]);
     // Selected by id, the swapped card is simply not selected any more: a note, no block.
-    const byId = planHost(config({ devices: "10de:1bb0" }), facts, index, previous);
+    const byId = planWith(config({ devices: "10de:1bb0" }), facts, index, previous);
     expect(byId.problems).toEqual([]);
     expect(byId.notes.join("\n")).toContain(
       "left to the host: 0000:83:00.0 was 10de:1bb0, now 8086:1593",
@@ -202,7 +213,7 @@ describe("planHost decisions", () => {
 
   // A container never reaches the planner: host preparation stops first (tests/charm/status.test.ts).
   it("blocks when the kernel has no vfio-pci", () => {
-    const plan = planHost(
+    const plan = planWith(
       config({ devices: "10de:1bb0" }),
       seedHost({ vfioPci: "missing" }),
       index,
@@ -213,19 +224,19 @@ describe("planHost decisions", () => {
   });
 
   it("says when auto cannot tell the CPU vendor, and adds no IOMMU switch", () => {
-    const plan = planHost(config({}), seedHost({ cpuVendor: "unknown" }), index, none);
+    const plan = planWith(config({}), seedHost({ cpuVendor: "unknown" }), index, none);
     expect(plan.kernelParams).toEqual(["iommu=pt"]);
     expect(plan.notes.join("\n")).toMatch(/CPU vendor unknown/);
   });
 
   it("leaves no owned file at all when there is nothing to say", () => {
-    const plan = planHost(config({ iommu: "off" }), gpuLessHost(), index, none);
+    const plan = planWith(config({ iommu: "off" }), gpuLessHost(), index, none);
     expect(plan.files).toEqual([]);
     expect(Object.keys(plan.feeds).sort()).toEqual(Object.values(OWNED).sort());
   });
 
   it("feeds grub from the drop-in and the initramfs from everything else", () => {
-    const plan = planHost(config({ devices: "10de:1bb0" }), seedHost(), index, none);
+    const plan = planWith(config({ devices: "10de:1bb0" }), seedHost(), index, none);
     // Every owned file but the SR-IOV ones, which only entries with `vfs` need.
     const sriovOnly = new Set<string>([
       OWNED.sriovRule,

@@ -3,14 +3,14 @@
 // (sysfs shapes: an E810 PF with sriov_offset 16 / stride 1, as the ice driver reports).
 import { describe, expect, it } from "vitest";
 import { type Config, parseConfig } from "../../src/config";
-import type { PciFunction } from "../../src/host/facts";
+import type { HostFacts, PciFunction } from "../../src/host/facts";
 import { OWNED } from "../../src/host/root";
 import { vfAddresses } from "../../src/pci-vocabulary";
 import { planHost } from "../../src/plan/plan-host";
 import { renderSriovRules } from "../../src/plan/render-sriov";
 import { selectForHost, sriovReady } from "../../src/plan/sriov";
 import { statusFor } from "../../src/plan/status";
-import { fn, host, MODULES_ALIAS, moduleIndex, seedHost, sel } from "../support/host-facts";
+import { fn, host, MODULES_ALIAS, moduleAliases, seedHost, sel } from "../support/host-facts";
 
 /** An E810 PF (8086:1592, VFs 8086:1889), 256 VFs possible, `numVfs` enabled now. */
 function e810(address: string, numVfs = 0, extra: Partial<PciFunction> = {}): PciFunction {
@@ -238,8 +238,9 @@ describe("the SR-IOV plan", () => {
 
 describe("the boot files", () => {
   const facts = () => host([...seedHost().functions, e810("0000:3b:00.0"), e810("0000:3c:00.0")]);
-  const plan = (devices: string) =>
-    planHost(config({ devices }), facts(), moduleIndex(MODULES_ALIAS), { boundIds: {} });
+  const planOn = (devices: string, on: HostFacts) =>
+    planHost(config({ devices }), on, moduleAliases(MODULES_ALIAS, on), { boundIds: {} });
+  const plan = (devices: string) => planOn(devices, facts());
 
   it("one udev line per PF, on bind (and add once bound), with the PF's ids; no per-VF lines", () => {
     const p = plan(
@@ -270,14 +271,7 @@ describe("the boot files", () => {
       e810("0000:3b:00.0", 4),
       ...vfsOf("0000:3b:00.0", 4, "vfio-pci", 300),
     ]);
-    const p = planHost(
-      config({ devices: '- {address: "0000:3b:00.0", vfs: 4}' }),
-      booted,
-      moduleIndex(MODULES_ALIAS),
-      {
-        boundIds: {},
-      },
-    );
+    const p = planOn('- {address: "0000:3b:00.0", vfs: 4}', booted);
     expect(p.bind).toHaveLength(4);
     expect(p.blacklist).toEqual([]);
     expect(p.files.find((f) => f.path === OWNED.modprobeConf)).toBeUndefined();
@@ -286,11 +280,9 @@ describe("the boot files", () => {
   it("the boot that creates the VFs changes no planned file: the next hook writes nothing", () => {
     const devices =
       '- {address: "0000:3b:00.0", vfs: 4}\n- {address: "0000:3c:00.0", vfs: 2, physical-network: p1}';
-    const before = planHost(config({ devices }), facts(), moduleIndex(MODULES_ALIAS), {
-      boundIds: {},
-    });
-    const after = planHost(
-      config({ devices }),
+    const before = plan(devices);
+    const after = planOn(
+      devices,
       host([
         ...seedHost().functions,
         e810("0000:3b:00.0", 4),
@@ -298,8 +290,6 @@ describe("the boot files", () => {
         ...vfsOf("0000:3b:00.0", 4, "vfio-pci", 300),
         ...vfsOf("0000:3c:00.0", 2, "iavf", 400),
       ]),
-      moduleIndex(MODULES_ALIAS),
-      { boundIds: {} },
     );
     expect(after.files).toEqual(before.files);
     expect(after.kernelParams).toEqual(before.kernelParams);
