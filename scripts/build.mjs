@@ -63,8 +63,8 @@ const actionsResult = await build({
   outfile: join(top, "dist", "actions.code.js"),
   plugins: [yamlApart],
 });
-writeCachedLoader("charm.js", "charm.code.js");
-writeCachedLoader("actions.js", "actions.code.js");
+writeCachedLoader("charm.js", "charm.code.js", { exitWhenDone: true });
+writeCachedLoader("actions.js", "actions.code.js", { exitWhenDone: false });
 // The exporter (src/exporter/main.ts), run by systemd with the same runtime: its own small bundle,
 // so no hook pays to load it and it loads nothing of the hooks'.
 const exporterResult = await build({
@@ -85,13 +85,15 @@ const exporterResult = await build({
  * writes one; later runs only read it. The file name carries the bundle's digest, so a new charm
  * never runs with the code of the old one (V8's own check compares the source's length only).
  */
-function writeCachedLoader(name, code) {
+function writeCachedLoader(name, code, { exitWhenDone }) {
   const digest = createHash("sha256")
     .update(readFileSync(join(top, "dist", code)))
     .digest("hex")
     .slice(0, 16);
   const stem = code.replace(/\.js$/, "");
-  const args = [code, `${stem}-${digest}.v8`, `${stem}-`].map((a) => JSON.stringify(a)).join(", ");
+  const args = [code, `${stem}-${digest}.v8`, `${stem}-`, exitWhenDone]
+    .map((a) => JSON.stringify(a))
+    .join(", ");
   writeFileSync(
     join(top, "dist", name),
     `"use strict";\n// Made by scripts/build.mjs (writeCachedLoader): runs ./${code} with a V8 code cache.\n(${runCached})(${args});\n`,
@@ -99,8 +101,14 @@ function writeCachedLoader(name, code) {
 }
 
 /** The body of a loader (see writeCachedLoader), run in dist/ as CommonJS: `require` and
- * `__dirname` are the loader's. A failure to write the cache only costs the next hook its use. */
-function runCached(codeName, cacheName, stalePrefix) {
+ * `__dirname` are the loader's. A failure to write the cache only costs the next hook its use.
+ *
+ * With `exitWhenDone` (the hooks' loader), the process exits as soon as the bundle has run: a
+ * hook's handlers are synchronous (hook tools and commands run with spawnSync, stdout and stderr
+ * are synchronous on Linux), so nothing is left to run, and process.exit() skips tearing V8's heap
+ * down piece by piece (~1 ms CPU of a no-op hook; Node.js still writes its compile cache). Not for
+ * actions: a stoppable one goes on in a worker thread after the bundle's top level returns. */
+function runCached(codeName, cacheName, stalePrefix, exitWhenDone) {
   const fs = require("node:fs");
   const { Script } = require("node:vm");
   const code = `${__dirname}/${codeName}`;
@@ -119,19 +127,21 @@ function runCached(codeName, cacheName, stalePrefix) {
   );
   const mod = { exports: {} };
   script.runInThisContext()(mod.exports, require, mod, code, __dirname);
-  if (cache === null || (cachedData !== undefined && !script.cachedDataRejected)) return;
-  // Written whole, then renamed: a hook never reads half a cache. A stoppable action's two
-  // threads may both write it.
-  const partial = `${cache}.${process.pid}.${require("node:worker_threads").threadId}`;
-  try {
-    fs.writeFileSync(partial, script.createCachedData());
-    fs.renameSync(partial, cache);
-    for (const old of fs.readdirSync(dir)) {
-      if (old.startsWith(stalePrefix) && old !== cacheName) fs.rmSync(`${dir}/${old}`);
+  if (cache !== null && (cachedData === undefined || script.cachedDataRejected)) {
+    // Written whole, then renamed: a hook never reads half a cache. A stoppable action's two
+    // threads may both write it.
+    const partial = `${cache}.${process.pid}.${require("node:worker_threads").threadId}`;
+    try {
+      fs.writeFileSync(partial, script.createCachedData());
+      fs.renameSync(partial, cache);
+      for (const old of fs.readdirSync(dir)) {
+        if (old.startsWith(stalePrefix) && old !== cacheName) fs.rmSync(`${dir}/${old}`);
+      }
+    } catch {
+      fs.rmSync(partial, { force: true });
     }
-  } catch {
-    fs.rmSync(partial, { force: true });
   }
+  if (exitWhenDone) process.exit();
 }
 
 const kib = (r) =>
