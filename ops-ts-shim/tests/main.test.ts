@@ -251,67 +251,44 @@ describe("action parameter validation", () => {
     { errors: null as Array<{ instancePath: string; message: string }> | null },
   );
 
-  it("a rejected action fails with the validator's reasons and runs no handler", () => {
+  /** Dispatches greet-action with `params` through main() under `check` as greet's validator. */
+  function greet(params: Record<string, unknown>, check: typeof validator | typeof sentence) {
     SpyCharm.seen = [];
     const state = buildFakeUnit({ unitName: "demo/0" });
-    const env = hookEnvironment(
-      state,
-      { name: "greet-action", params: { name: 5 } },
-      { charmDir: "/x" },
-    );
+    const env = hookEnvironment(state, { name: "greet-action", params }, { charmDir: "/x" });
     const code = main(SpyCharm, {
       env,
       metadata,
       actions,
-      actionParamValidators: { greet: validator },
+      actionParamValidators: { greet: check },
       runner: (argv, input) => runFakeHookTool(state, argv, { stdin: input, env }),
     });
+    return { code, failure: state.actions["1"]!.failureMessage };
+  }
+  /** A validator whose reason is the charm's own sentence (no instancePath). */
+  const sentence = Object.assign(() => false, {
+    errors: [{ message: 'name "" is empty: give the name to greet' }],
+  });
+
+  it("a rejected action fails with the validator's reasons and runs no handler", () => {
+    const { code, failure } = greet({ name: 5 }, validator);
     expect(code).toBe(0);
     expect(SpyCharm.seen).toEqual([]);
-    expect(state.actions["1"]!.failureMessage).toBe(
+    expect(failure).toBe(
       "invalid parameters for greet: /name must be string; see `juju actions --schema`",
     );
   });
 
   it("a reason without a path is the charm's own sentence, said as it is", () => {
-    SpyCharm.seen = [];
-    const state = buildFakeUnit({ unitName: "demo/0" });
-    const env = hookEnvironment(
-      state,
-      { name: "greet-action", params: { name: "" } },
-      { charmDir: "/x" },
-    );
-    const sentence = Object.assign(() => false, {
-      errors: [{ message: 'name "" is empty: give the name to greet' }],
-    });
-    main(SpyCharm, {
-      env,
-      metadata,
-      actions,
-      actionParamValidators: { greet: sentence },
-      runner: (argv, input) => runFakeHookTool(state, argv, { stdin: input, env }),
-    });
+    const { failure } = greet({ name: "" }, sentence);
     expect(SpyCharm.seen).toEqual([]);
-    expect(state.actions["1"]!.failureMessage).toBe(
+    expect(failure).toBe(
       'invalid parameters for greet: name "" is empty: give the name to greet; see `juju actions --schema`',
     );
   });
 
   it("accepted params reach the handler", () => {
-    SpyCharm.seen = [];
-    const state = buildFakeUnit({ unitName: "demo/0" });
-    const env = hookEnvironment(
-      state,
-      { name: "greet-action", params: { name: "bob" } },
-      { charmDir: "/x" },
-    );
-    main(SpyCharm, {
-      env,
-      metadata,
-      actions,
-      actionParamValidators: { greet: validator },
-      runner: (argv, input) => runFakeHookTool(state, argv, { stdin: input, env }),
-    });
+    greet({ name: "bob" }, validator);
     expect(SpyCharm.seen[0]!.event).toMatchObject({
       params: { name: "bob" },
       actionName: "greet",

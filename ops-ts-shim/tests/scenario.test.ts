@@ -163,26 +163,26 @@ describe("running the demo charm", () => {
     expect(out.hookToolCalls[0]).toEqual(["action-get", "--format=json"]);
   });
 
-  it("an action that raises: UncaughtCharmError, and the action is failed with the message", () => {
-    let error: UncaughtCharmError | undefined;
+  /** Runs `event`, which must make the charm raise: the UncaughtCharmError the run throws. */
+  const charmErrorOn = (event: string): UncaughtCharmError => {
     try {
-      capturingStderr(() => ctx.run("explode-action"));
+      capturingStderr(() => ctx.run(event));
     } catch (e) {
-      error = e as UncaughtCharmError;
+      expect(e).toBeInstanceOf(UncaughtCharmError);
+      return e as UncaughtCharmError;
     }
-    expect(error).toBeInstanceOf(UncaughtCharmError);
-    expect(error!.message).toMatch(/charm failed on explode-action \(exit 0\): .*kaboom/);
-    expect(error!.state.actionFailure).toBe("Error: kaboom: the demo action always fails");
+    throw new Error(`${event} ran without the charm raising`);
+  };
+
+  it("an action that raises: UncaughtCharmError, and the action is failed with the message", () => {
+    const error = charmErrorOn("explode-action");
+    expect(error.message).toMatch(/charm failed on explode-action \(exit 0\): .*kaboom/);
+    expect(error.state.actionFailure).toBe("Error: kaboom: the demo action always fails");
   });
 
   it("a bad action result key is a clear error and nothing is sent to action-set", () => {
-    let error: UncaughtCharmError | undefined;
-    try {
-      capturingStderr(() => ctx.run("bad-results-action"));
-    } catch (e) {
-      error = e as UncaughtCharmError;
-    }
-    expect(error!.state.actionFailure).toMatch(
+    const error = charmErrorOn("bad-results-action");
+    expect(error.state.actionFailure).toMatch(
       /ActionResultKeyError: action result key "Bad_Key" is invalid/,
     );
     expect(error!.state.hookToolCalls.map((c) => c[0])).not.toContain("action-set");
