@@ -151,15 +151,15 @@ describe("planRebind: which functions and which writes", () => {
     expect(asRefusal(plan({})).message).toContain("the `devices` option selects none");
   });
 
-  it("moves every function with the given ids", () => {
+  it("moves every function with the given ids, and each one's group mate", () => {
     const p = asPlan(
       plan({ devices: [{ kind: "ids", vendorId: "10de", deviceId: "1bb0", source: "10de:1bb0" }] }),
     );
-    expect(p.moves.map((m) => m.address)).toEqual([
-      "0000:83:00.0",
-      "0000:83:00.1",
-      "0000:84:00.0",
-      "0000:84:00.1",
+    expect(p.moves.map((m) => [m.address, m.reason, m.follows])).toEqual([
+      ["0000:83:00.0", "requested", null],
+      ["0000:83:00.1", "group-member", "0000:83:00.0"],
+      ["0000:84:00.0", "requested", null],
+      ["0000:84:00.1", "group-member", "0000:84:00.0"],
     ]);
   });
 
