@@ -5,6 +5,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { DeviceSelector } from "../../src/config";
 import type { HostFacts, ModuleAliases, PciFunction } from "../../src/host/facts";
+import { parseModuleAliases } from "../../src/host/modules";
 import { parseAddressPattern } from "../../src/pci-vocabulary";
 
 const hex = (s: string, width: number) => s.toUpperCase().padStart(width, "0");
@@ -114,26 +115,12 @@ export function moveToGroup(facts: HostFacts, address: string, group: number): v
   facts.iommuGroups.set(group, [...(facts.iommuGroups.get(group) ?? []), address].sort());
 }
 
-/** modules.alias's answers for every function of `facts`, matched the way kmod does (fnmatch on
- * the modalias): what host/ hands the planner, read before planning. */
+/** modules.alias's answers for every function of `facts`: what host/ hands the planner, read
+ * before planning, matched by the host reader's own parser (src/host/modules.ts), so the
+ * planner's tests match modaliases exactly as the hooks do. */
 export function moduleAliases(modulesAlias: string, facts: HostFacts): ModuleAliases {
-  const entries: { re: RegExp; module: string }[] = [];
-  for (const line of modulesAlias.split("\n")) {
-    const m = /^alias\s+(\S+)\s+(\S+)$/.exec(line.trim());
-    if (!m) continue;
-    const glob = m[1]!
-      .replace(/[.+^${}()|\\]/g, "\\$&")
-      .replace(/\*/g, ".*")
-      .replace(/\?/g, ".");
-    entries.push({ re: new RegExp(`^${glob}$`), module: m[2]! });
-  }
-  const answers = new Map<string, string[]>();
-  for (const { modalias } of facts.functions) {
-    const out: string[] = [];
-    for (const e of entries) if (e.re.test(modalias) && !out.includes(e.module)) out.push(e.module);
-    answers.set(modalias, out);
-  }
-  return answers;
+  const index = parseModuleAliases(modulesAlias);
+  return new Map(facts.functions.map(({ modalias }) => [modalias, index.modulesFor(modalias)]));
 }
 
 /** modules.alias lines (6.8) for the hardware in these tests, read from
