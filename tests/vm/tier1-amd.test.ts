@@ -7,7 +7,7 @@ import { deployCharmInGuest, type GuestCharm } from "./lib/guest-charm";
 import { checkVmBed, describeVm } from "./lib/require-tools";
 import { driverOf, exists, groupOf } from "./lib/sysfs";
 import { device, TWINS_ONLY } from "./lib/topologies";
-import { bootBedGuest, useGuest, useShare } from "./lib/use-guest";
+import { useBedGuest } from "./lib/use-guest";
 
 const bed = checkVmBed(1);
 const twinA = device(TWINS_ONLY, "twinA").address;
@@ -16,16 +16,7 @@ const key = (address: string) => address.replace(/[:.]/g, "-");
 type Tree = { [k: string]: string | Tree };
 
 describeVm("tier 1 (AMD IOMMU): charm actions on a real kernel", bed, (kernel) => {
-  const share = useShare("tier1-amd");
-  const guest = useGuest(() =>
-    bootBedGuest(kernel, {
-      topology: TWINS_ONLY,
-      iommu: "amd",
-      name: "tier1-amd",
-      append: ["iommu=pt"],
-      share,
-    }),
-  );
+  const { share, guest } = useBedGuest(kernel, "tier1-amd", TWINS_ONLY, "amd");
   let charm: GuestCharm;
 
   it("verify-iommu sees ivhd0 and plans no Intel parameter; the twin is not yet on vfio-pci", async () => {

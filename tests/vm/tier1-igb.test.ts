@@ -22,7 +22,7 @@ import { SCRIPTS, VM_CACHE } from "./lib/paths";
 import { type BedStatus, checkVmBed, describeVm } from "./lib/require-tools";
 import { driverOf, exists, groupOf, netInterfaces } from "./lib/sysfs";
 import { device, IGB, igbVfAddress } from "./lib/topologies";
-import { bootBedGuest, useGuest, useShare } from "./lib/use-guest";
+import { useBedGuest } from "./lib/use-guest";
 
 const pfA = device(IGB, "igbA").address;
 const pfB = device(IGB, "igbB").address;
@@ -70,18 +70,10 @@ print(json.dumps(out))
 `;
 
 describeVm("tier 1 (igb SR-IOV NICs, QEMU 10, Intel IOMMU): netdev VFs", igbBed(), (kernel) => {
-  const share = useShare("tier1-igb");
-  const guest = useGuest(() =>
-    bootBedGuest(kernel, {
-      topology: IGB,
-      iommu: "intel",
-      name: "tier1-igb",
-      append: ["iommu=pt"],
-      share,
-      qemu: qemu10,
-      memoryMb: 1536,
-    }),
-  );
+  const { share, guest } = useBedGuest(kernel, "tier1-igb", IGB, "intel", {
+    qemu: qemu10,
+    memoryMb: 1536,
+  });
   let charm: GuestCharm;
   let ifA = "";
 

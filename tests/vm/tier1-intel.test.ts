@@ -8,27 +8,23 @@ import { key, results, sub, type Tree } from "./lib/action-results";
 import { deployCharmInGuest, type GuestCharm, JUJU_CHARM_DIR } from "./lib/guest-charm";
 import { groupsAndPrediction, groupsOfKeys, readGuestFunctions } from "./lib/predicted-groups";
 import { checkVmBed, describeVm } from "./lib/require-tools";
-import { expectInUseNicRefused, expectListDevicesMatchesSysfs } from "./lib/scenarios";
+import {
+  expectGroupBackNotViable,
+  expectInUseNicRefused,
+  expectListDevicesMatchesSysfs,
+  expectRebindTakesMate,
+} from "./lib/scenarios";
 import { driverOf, exists, groupOf, guestStateSnapshot, netInterfaces } from "./lib/sysfs";
 import { device, FULL, GROUPING_GROUPS } from "./lib/topologies";
-import { bootBedGuest, useGuest, useShare } from "./lib/use-guest";
+import { useBedGuest } from "./lib/use-guest";
 
 const bed = checkVmBed(1);
 const twinA = device(FULL, "twinA").address;
 const twinB = device(FULL, "twinB").address;
 
 describeVm("tier 1 (Intel IOMMU): charm actions on a real kernel", bed, (kernel) => {
-  const share = useShare("tier1-intel");
   // iommu=pt as the charm's drop-in would set it, so verify-iommu can pass once devices move.
-  const guest = useGuest(() =>
-    bootBedGuest(kernel, {
-      topology: FULL,
-      iommu: "intel",
-      name: "tier1-intel",
-      append: ["iommu=pt"],
-      share,
-    }),
-  );
+  const { share, guest } = useBedGuest(kernel, "tier1-intel", FULL, "intel");
   let charm: GuestCharm;
   const deployed = () => charm;
 
@@ -260,27 +256,12 @@ describeVm("tier 1 (Intel IOMMU): charm actions on a real kernel", bed, (kernel)
     const sharedA = device(FULL, "sharedA").address;
     const sharedB = device(FULL, "sharedB").address;
     const bridge = device(FULL, "bridge").address;
-    const group = await groupOf(guest(), sharedA);
-    deployed().setConfig({ devices: sharedA });
-
-    const moved = await deployed().action("rebind");
-    expect(moved.action.failureMessage).toBeNull();
-    expect(await driverOf(guest(), sharedA)).toBe("vfio-pci");
-    expect(await driverOf(guest(), sharedB)).toBe("vfio-pci"); // pulled along as a group member
+    await expectRebindTakesMate(guest(), deployed(), sharedA, sharedB);
     expect(await driverOf(guest(), bridge)).toBe(""); // bridges stay as they are
-    expect(await exists(guest(), `/dev/vfio/${group}`)).toBe(true);
     expect((await deployed().action("verify-iommu")).action.failureMessage).toBeNull();
 
-    const back = await deployed().action("rebind", { to: "host" });
-    expect(back.action.failureMessage).toBeNull();
-    expect(await driverOf(guest(), sharedA)).toBe("e1000");
-    expect(await driverOf(guest(), sharedB)).toBe("e1000");
-
-    // With sharedB on e1000 the group is not viable for sharedA alone.
-    const verify = await deployed().action("verify-iommu");
-    expect(verify.action.failed).toBe(true);
-    expect(sub(results(verify), "devices", key(sharedA)).viable).toBe("no");
-    expect(verify.action.failureMessage).toContain(sharedB);
+    // With sharedB back on e1000 the group is not viable for sharedA alone.
+    await expectGroupBackNotViable(guest(), deployed(), sharedA, sharedB, "e1000");
 
     // Once the host uses sharedB, the group cannot go: refused, nothing moves.
     const [ifname] = await netInterfaces(guest(), sharedB);
@@ -296,13 +277,7 @@ describeVm("tier 1 (Intel IOMMU): charm actions on a real kernel", bed, (kernel)
   it("a multi-function card moves with its audio function, and back", async () => {
     const gpu = device(FULL, "gpu").address;
     const audio = device(FULL, "gpuAudio").address;
-    const group = await groupOf(guest(), gpu);
-    deployed().setConfig({ devices: gpu });
-    const run = await deployed().action("rebind");
-    expect(run.action.failureMessage).toBeNull();
-    expect(await driverOf(guest(), gpu)).toBe("vfio-pci");
-    expect(await driverOf(guest(), audio)).toBe("vfio-pci");
-    expect(await exists(guest(), `/dev/vfio/${group}`)).toBe(true);
+    const group = await expectRebindTakesMate(guest(), deployed(), gpu, audio);
     // Both functions pass; what is left is the reboot for the audio driver's blacklist, which
     // the charm planned because snd_hda_intel would claim nothing the host keeps.
     const verify = await deployed().action("verify-iommu");

@@ -24,7 +24,7 @@ import { deployCharmInGuest, type GuestCharm } from "./lib/guest-charm";
 import { checkVmBed, describeVm } from "./lib/require-tools";
 import { bindByHand, driverOf, exists, groupOf, guestStateSnapshot, list } from "./lib/sysfs";
 import { device, sriovVfAddress, TWINS_SRIOV } from "./lib/topologies";
-import { bootBedGuest, useGuest, useShare } from "./lib/use-guest";
+import { useBedGuest } from "./lib/use-guest";
 
 const bed = checkVmBed(1);
 const pf = device(TWINS_SRIOV, "sriovPf").address;
@@ -115,16 +115,7 @@ async function holdLikeQemu(
 }
 
 describeVm("tier 1 (SR-IOV NVMe, Intel IOMMU): the kernel, then the charm", bed, (kernel) => {
-  const share = useShare("tier1-sriov");
-  const guest = useGuest(() =>
-    bootBedGuest(kernel, {
-      topology: TWINS_SRIOV,
-      iommu: "intel",
-      name: "tier1-sriov",
-      append: ["iommu=pt"],
-      share,
-    }),
-  );
+  const { share, guest } = useBedGuest(kernel, "tier1-sriov", TWINS_SRIOV, "intel");
   let charm: GuestCharm;
 
   it("the PF is on nvme, offers 3 VFs at offset 1, stride 1, and has none yet", async () => {

@@ -3,7 +3,7 @@ import { expect } from "vitest";
 import { key, results, sub, type Tree } from "./action-results";
 import type { Guest } from "./guest";
 import type { GuestCharm } from "./guest-charm";
-import { driverOf, groupOf, guestStateSnapshot, list, netInterfaces } from "./sysfs";
+import { driverOf, exists, groupOf, guestStateSnapshot, list, netInterfaces } from "./sysfs";
 import type { Topology } from "./topologies";
 
 /**
@@ -53,4 +53,45 @@ export async function expectListDevicesMatchesSysfs(
     expect(row["iommu-group"], d.key).toBe(String(await groupOf(guest, d.address)));
   }
   return listed;
+}
+
+/**
+ * Selects `address` and runs rebind: it and `mate` (a function of its IOMMU group, or of its card)
+ * must both land on vfio-pci and the group's /dev/vfio node appear. Returns the group.
+ */
+export async function expectRebindTakesMate(
+  guest: Guest,
+  charm: GuestCharm,
+  address: string,
+  mate: string,
+): Promise<number | undefined> {
+  const group = await groupOf(guest, address);
+  charm.setConfig({ devices: address });
+  const moved = await charm.action("rebind");
+  expect(moved.action.failureMessage).toBeNull();
+  expect(await driverOf(guest, address)).toBe("vfio-pci");
+  expect(await driverOf(guest, mate)).toBe("vfio-pci"); // pulled along as a group member
+  expect(await exists(guest, `/dev/vfio/${group}`)).toBe(true);
+  return group;
+}
+
+/**
+ * After expectRebindTakesMate on a shared group: rebind to host gives both functions back to
+ * `hostDriver`, and verify-iommu then calls the group not viable for `address` alone, naming `mate`.
+ */
+export async function expectGroupBackNotViable(
+  guest: Guest,
+  charm: GuestCharm,
+  address: string,
+  mate: string,
+  hostDriver: string,
+): Promise<void> {
+  const back = await charm.action("rebind", { to: "host" });
+  expect(back.action.failureMessage).toBeNull();
+  expect(await driverOf(guest, address)).toBe(hostDriver);
+  expect(await driverOf(guest, mate)).toBe(hostDriver);
+  const verify = await charm.action("verify-iommu");
+  expect(verify.action.failed).toBe(true);
+  expect(sub(results(verify), "devices", key(address)).viable).toBe("no");
+  expect(verify.action.failureMessage).toContain(mate);
 }

@@ -33,6 +33,34 @@ export function bootBedGuest(kernel: BedKernel, opts: BedGuestOptions): Promise<
   });
 }
 
+/** The passthrough parameter the charm's grub drop-in sets for each IOMMU: booted with it, a guest
+ * lets verify-iommu pass once devices move. */
+const DROP_IN_PASSTHROUGH: Record<IommuKind, string[]> = {
+  intel: ["iommu=pt"],
+  amd: ["iommu=pt"],
+  smmuv3: ["iommu.passthrough=1"],
+  none: [],
+};
+
+/**
+ * A tier-1 guest for one describe block: a fresh read-write share and the guest, both named
+ * `name`, booted once with the passthrough parameter the charm's drop-in sets for `iommu`.
+ */
+export function useBedGuest(
+  kernel: BedKernel,
+  name: string,
+  topology: Topology,
+  iommu: IommuKind,
+  more: Pick<BedGuestOptions, "memoryMb" | "qemu"> = {},
+): { share: string; guest: () => Guest } {
+  const share = useShare(name);
+  const append = DROP_IN_PASSTHROUGH[iommu];
+  const guest = useGuest(() =>
+    bootBedGuest(kernel, { topology, iommu, name, append, share, ...more }),
+  );
+  return { share, guest };
+}
+
 /** Registers the hooks and returns a getter for the guest (valid inside tests). */
 export function useGuest(boot: () => Promise<Guest>): () => Guest {
   let guest: Guest | undefined;
