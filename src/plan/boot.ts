@@ -5,6 +5,7 @@ import type { Config } from "../config";
 import type { HostFacts, ModuleAliases, ModuleNames, PciFunction } from "../host/facts";
 import { isProtectedModule, normaliseModule } from "../module-name-vocabulary";
 import { idsOf } from "../pci-vocabulary";
+import { functionIndex } from "./iommu-groups";
 import type { BoundDevice, PlanProblem } from "./types";
 
 /** The kernel parameters, in the order the drop-in appends them, what is worth saying, and what
@@ -94,6 +95,32 @@ export function claimersOf(
   aliases: ModuleAliases | null,
   names: ModuleNames | null = null,
 ): string[] {
+  return claimersOfNow(fn, aliases, names);
+}
+
+/** claimersOf for many functions: one answer per distinct modalias and driver (thousands of VFs
+ * share one), each a copy the caller may keep. */
+function claimersCache(
+  aliases: ModuleAliases | null,
+  names: ModuleNames | null,
+): (fn: PciFunction) => string[] {
+  const answers = new Map<string, string[]>();
+  return (fn) => {
+    const key = fn.driver === null ? `${fn.modalias}\n` : `${fn.modalias}\n+${fn.driver}`;
+    let answer = answers.get(key);
+    if (answer === undefined) {
+      answer = claimersOfNow(fn, aliases, names);
+      answers.set(key, answer);
+    }
+    return answer.slice();
+  };
+}
+
+function claimersOfNow(
+  fn: PciFunction,
+  aliases: ModuleAliases | null,
+  names: ModuleNames | null,
+): string[] {
   const found = new Set<string>();
   for (const m of aliases?.get(fn.modalias) ?? []) found.add(normaliseModule(m));
   const driverModule = fn.driver !== null ? (names?.ofDriver.get(fn.driver) ?? null) : null;
@@ -122,11 +149,12 @@ export function nativeDrivers(
   aliases: ModuleAliases | null,
   names: ModuleNames | null = null,
 ): string[] {
-  const byAddress = new Map(facts.functions.map((f) => [f.address, f]));
+  const byAddress = functionIndex(facts);
+  const claimers = claimersCache(aliases, names);
   const out = new Set<string>();
   for (const b of bind) {
     const fn = byAddress.get(b.address);
-    if (fn) for (const m of claimersOf(fn, aliases, names)) out.add(m);
+    if (fn) for (const m of claimers(fn)) out.add(m);
   }
   return [...out].sort();
 }
@@ -161,7 +189,8 @@ export function planBlacklist(
       };
     }
     const wanted = new Set(nativeDrivers(bind, facts, aliases, names));
-    for (const fn of kept) for (const m of claimersOf(fn, aliases, names)) wanted.delete(m);
+    const claimers = claimersCache(aliases, names);
+    for (const fn of kept) for (const m of claimers(fn)) wanted.delete(m);
     return { modules: [...wanted].sort(), problems: [], notes: [] };
   }
 
