@@ -142,6 +142,16 @@ export function checkModuleNames(
   return { known, unknown };
 }
 
+const nativeDriversOf = new WeakMap<
+  BoundDevice[],
+  {
+    facts: HostFacts;
+    aliases: ModuleAliases | null;
+    names: ModuleNames | null;
+    drivers: string[];
+  }
+>();
+
 /** The native drivers of the functions given to VMs: each gets `softdep <m> pre: vfio-pci`. */
 export function nativeDrivers(
   bind: BoundDevice[],
@@ -149,6 +159,11 @@ export function nativeDrivers(
   aliases: ModuleAliases | null,
   names: ModuleNames | null = null,
 ): string[] {
+  // The planner asks twice for one selection (the blacklist, then the softdeps): answered once.
+  const known = nativeDriversOf.get(bind);
+  if (known?.facts === facts && known.aliases === aliases && known.names === names) {
+    return known.drivers.slice();
+  }
   const byAddress = functionIndex(facts);
   const claimers = claimersCache(aliases, names);
   const out = new Set<string>();
@@ -156,7 +171,9 @@ export function nativeDrivers(
     const fn = byAddress.get(b.address);
     if (fn) for (const m of claimers(fn)) out.add(m);
   }
-  return [...out].sort();
+  const drivers = [...out].sort();
+  nativeDriversOf.set(bind, { facts, aliases, names, drivers });
+  return drivers.slice();
 }
 
 /**

@@ -66,7 +66,8 @@ export interface HostSafety {
 export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
   // Built per hook or action and asked about every selected function (10,000 VFs): the indexes
   // are the facts' own (memoised), and a function the host does not use costs no allocation.
-  const vfsOf = vfIndex(facts);
+  // Built on first use: only a function that is not itself a VF can have VFs.
+  let vfsOf: Map<string, PciFunction[]> | null = null;
 
   const direct = (fn: PciFunction): string[] => {
     const used = usage.get(fn.address);
@@ -80,6 +81,8 @@ export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
 
   const vfUses = (fn: PciFunction): string[] => {
     const reasons: string[] = [];
+    if (fn.physfn !== null) return reasons;
+    vfsOf ??= vfIndex(facts);
     const vfs = vfsOf.get(fn.address);
     if (vfs === undefined) return reasons;
     for (const vf of vfs) {
@@ -92,7 +95,7 @@ export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
   // A PF's VFs die with its driver: whatever the host does through a VF, it does through the PF.
   const uses = (fn: PciFunction): string[] => {
     const own = direct(fn);
-    if (!vfsOf.has(fn.address)) return own;
+    if (fn.physfn !== null) return own;
     const through = vfUses(fn);
     return through.length === 0 ? own : [...own, ...through];
   };

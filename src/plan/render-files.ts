@@ -90,12 +90,13 @@ export function renderRulesFile<T extends { address: string; vendorId: string; d
   linesOf: (entry: T) => string[],
 ): string | null {
   if (entries.length === 0) return null;
-  const lines = [managedHeader(option), ...about.map((l) => `# ${l}`)];
+  // One line per function, for thousands of VFs: appended, not gathered and joined.
+  let text = [managedHeader(option), ...about.map((l) => `# ${l}`)].join("\n");
   for (const entry of entries) {
     assertRuleTarget(entry);
-    lines.push(...linesOf(entry));
+    for (const line of linesOf(entry)) text += `\n${line}`;
   }
-  return `${lines.join("\n")}\n`;
+  return `${text}\n`;
 }
 
 /** The udev rule: one line per function, matching address AND ids so a different card later put

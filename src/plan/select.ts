@@ -82,7 +82,8 @@ interface Chosen {
 /** The host's functions, looked up by address and by slot. */
 interface HostIndex {
   atAddress: Map<string, PciFunction>;
-  bySlot: Map<string, PciFunction[]>;
+  /** Built on first use: a host of VFs each alone in its group never needs it. */
+  bySlot: () => Map<string, PciFunction[]>;
 }
 
 /** What the selectors matched, each function once with the entry that took it first. */
@@ -130,7 +131,7 @@ export function selectFunctions(
 }
 
 function indexHost(facts: HostFacts): HostIndex {
-  return { atAddress: functionIndex(facts), bySlot: slotIndex(facts) };
+  return { atAddress: functionIndex(facts), bySlot: () => slotIndex(facts) };
 }
 
 /** Each entry against the host, in the order the operator wrote them: what it selects, and what
@@ -384,6 +385,16 @@ function withholdUnsafeGroups(
   });
 }
 
+/** Addresses sorted by compareAddresses; most often they already are (a selection is made in bus
+ * order), which one pass finds. */
+function inBusOrder(addresses: string[]): string[] {
+  for (let i = 1; i < addresses.length; i++) {
+    if (compareAddresses(addresses[i - 1]!, addresses[i]!) > 0)
+      return addresses.sort(compareAddresses);
+  }
+  return addresses;
+}
+
 /** Group members that stay with the host make the group unusable for VFIO; that is verify-iommu's
  * verdict to give (the IOMMU may not even be on yet), so here it is only a note: one for all such
  * groups, as notes end up in the unit's status line. Null when there is none. */
@@ -402,7 +413,7 @@ function sharedGroupsNote(
   // While the IOMMU is off: the groups the reboot will bring (predicted), said the same way.
   const seenPredicted = new Set<string>();
   const afterReboot: string[] = [];
-  for (const address of [...bound.keys()].sort(compareAddresses)) {
+  for (const address of inBusOrder([...bound.keys()])) {
     const fn = host.atAddress.get(address);
     const group = fn?.iommuGroup ?? null;
     if (group === null) {
@@ -435,9 +446,12 @@ function sharedGroupsNote(
  * and ISA bridges, SMBus) are never a card's: they serve the machine.
  */
 function cardCompanionsOf(fn: PciFunction, host: HostIndex, facts: HostFacts): PciFunction[] {
+  // The common case, asked for every selected VF: alone in its IOMMU group (so no slot mate
+  // shares it) and linked to nothing.
+  const members = fn.iommuGroup === null ? undefined : facts.iommuGroups.get(fn.iommuGroup);
+  if (fn.consumers.length === 0 && members?.length === 1 && members[0] === fn.address) return [];
   const cls = fn.classCode.slice(0, 4);
-  const slotMates = host.bySlot.get(slotOf(fn.address)) ?? [];
-  // The common case, asked for every selected VF: alone in its group and linked to nothing.
+  const slotMates = host.bySlot().get(slotOf(fn.address)) ?? [];
   if (
     fn.consumers.length === 0 &&
     !slotMates.some((o) => o.address !== fn.address && o.iommuGroup === fn.iommuGroup)
