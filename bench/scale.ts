@@ -19,19 +19,13 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { actionSetArguments } from "ops-ts-shim";
 import { Context } from "ops-ts-shim/testing";
-import { listDevices, parseListDevicesParams } from "../src/actions/list-devices";
-import { verifyIommu } from "../src/actions/verify-iommu";
-import { parseConfig } from "../src/config";
-import { readInterruptRemapping } from "../src/host/interrupt-remapping";
-import { loadPciIds, readHostFacts, readHostUsage } from "../src/host/read-facts";
-import { planModulesFor } from "../src/host-preparation";
 import { PciPassthroughCharm } from "../src/pci-passthrough-charm";
-import { planHost } from "../src/plan/plan-host";
 import { makeTempHost } from "../tests/support/hosts/build-host";
 import { syntheticHost } from "../tests/support/hosts/presets";
 import { captureEvent } from "./latency";
+import { ACTION_STEPS, actionSteps } from "./lib/action-steps";
 import { writeInstantTools } from "./lib/instant-tools";
-import { median, timeRun } from "./lib/measure";
+import { median, timed, timeRun } from "./lib/measure";
 import { simulateUnit, TOP, unpackCharm } from "./lib/packed-charm";
 
 export const SCALE_SIZES = [100, 1_000, 10_000] as const;
@@ -82,12 +76,6 @@ export interface ScaleResult {
   >;
 }
 
-function timed<T>(fn: () => T): { ms: number; value: T } {
-  const t0 = process.hrtime.bigint();
-  const value = fn();
-  return { ms: Number(process.hrtime.bigint() - t0) / 1e6, value };
-}
-
 function buildHost(n: number) {
   const spec = syntheticHost(n);
   if (fs.existsSync(MACHINE_PCI_IDS)) spec.pciIds = fs.readFileSync(MACHINE_PCI_IDS, "utf8");
@@ -103,72 +91,15 @@ function resultSize(results: Record<string, unknown>): { keys: number; argvBytes
 }
 
 /** The steps of both actions, as the glue takes them, timed; returns the results too. */
-function actionSteps(root: string) {
+function timedActionSteps(root: string) {
   const parts: Record<string, number> = {};
-  const part = <T>(name: string, fn: () => T): T => {
+  const { selected, results } = actionSteps(root, SCALE_CONFIG, (name, fn) => {
     const r = timed(fn);
     parts[name] = r.ms;
     return r.value;
-  };
-  const { facts } = part("readHostFacts", () => readHostFacts(root));
-  const config = part("parseConfig", () => parseConfig(SCALE_CONFIG));
-  if (!config.ok) throw new Error("scale config refused");
-  const usage = part("readHostUsage", () => readHostUsage(root, { functions: facts.functions }));
-  // As the glue (src/charm-actions.ts): the modules read first, then the one plan both show.
-  const modules = part("planModulesFor", () => planModulesFor(config.config, root, facts, null));
-  const plan = part("planHost", () =>
-    planHost(
-      config.config,
-      facts,
-      modules?.aliases ?? null,
-      { boundIds: {} },
-      { usage, moduleNames: modules?.names ?? null },
-    ),
-  );
-  const selection = plan.bind;
-  const names = part("loadPciIds", () => loadPciIds(root));
-  const params = parseListDevicesParams({});
-  if (!params.ok) throw new Error("list-devices params refused");
-  const list = part("listDevices (pure)", () =>
-    listDevices({
-      params: params.params,
-      facts,
-      usage,
-      modules: modules?.aliases ?? null,
-      names,
-      selection,
-      sriov: plan.sriov,
-      withheld: plan.withheld,
-    }),
-  );
-  const interruptRemapping = part("readInterruptRemapping", () =>
-    readInterruptRemapping(root, facts.arch),
-  );
-  const verify = part("verifyIommu (pure)", () =>
-    verifyIommu({
-      facts,
-      plannedCmdline: plan.kernelParams,
-      selection,
-      withheld: plan.withheld,
-      usage,
-      interruptRemapping,
-      sriov: plan.sriov,
-    }),
-  );
-  const common = ["readHostFacts", "parseConfig", "readHostUsage", "planModulesFor", "planHost"];
-  const work: Record<Action, string[]> = {
-    "list-devices": [...common, "loadPciIds", "listDevices (pure)"],
-    "verify-iommu": [...common, "readInterruptRemapping", "verifyIommu (pure)"],
-  };
-  return {
-    parts,
-    work,
-    selected: selection.length,
-    results: {
-      "list-devices": list.results as Record<string, unknown>,
-      "verify-iommu": verify.results as Record<string, unknown>,
-    },
-  };
+  });
+  const work: Record<Action, string[]> = ACTION_STEPS;
+  return { parts, work, selected, results };
 }
 
 /** Child-process tasks (bench/main.ts `--scale-child <task> <root>`): prints ms as JSON. */
@@ -176,7 +107,7 @@ export function scaleChild(task: string, root: string): void {
   process.env.PCI_PASSTHROUGH_ROOT = root;
   if (task.startsWith("flatten:")) {
     const action = task.slice("flatten:".length) as Action;
-    const { results } = actionSteps(root);
+    const { results } = timedActionSteps(root);
     const t = timed(() => actionSetArguments(results[action]));
     console.log(JSON.stringify({ ms: t.ms, keys: t.value.length }));
     return;
@@ -216,12 +147,12 @@ function measureHost(n: number, runs: number): ScaleRow {
   const build = timed(() => buildHost(n));
   const host = build.value;
   try {
-    actionSteps(host.root); // warm: page cache, JIT
+    timedActionSteps(host.root); // warm: page cache, JIT
     const all: Array<Record<string, number>> = [];
-    let last = actionSteps(host.root);
+    let last = timedActionSteps(host.root);
     all.push(last.parts);
     for (let i = 1; i < runs; i++) {
-      last = actionSteps(host.root);
+      last = timedActionSteps(host.root);
       all.push(last.parts);
     }
     const parts = Object.fromEntries(

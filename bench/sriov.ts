@@ -12,18 +12,12 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { actionSetArguments } from "ops-ts-shim";
-import { listDevices, parseListDevicesParams } from "../src/actions/list-devices";
-import { verifyIommu } from "../src/actions/verify-iommu";
-import { parseConfig } from "../src/config";
-import { readInterruptRemapping } from "../src/host/interrupt-remapping";
-import { loadPciIds, readHostFacts, readHostUsage } from "../src/host/read-facts";
-import { planModulesFor } from "../src/host-preparation";
-import { planHost } from "../src/plan/plan-host";
 import { makeTempHost } from "../tests/support/hosts/build-host";
 import { SRIOV_SERVER_DEVICES, sriovServerHost } from "../tests/support/hosts/presets";
 import { captureEvent } from "./latency";
+import { actionSteps } from "./lib/action-steps";
 import { writeInstantTools } from "./lib/instant-tools";
-import { median } from "./lib/measure";
+import { median, timed } from "./lib/measure";
 import { simulateUnit, unpackCharm } from "./lib/packed-charm";
 
 export const SRIOV_CONFIG = { devices: SRIOV_SERVER_DEVICES };
@@ -87,12 +81,6 @@ function cpuRun(
   };
 }
 
-function timed<T>(fn: () => T): { ms: number; value: T } {
-  const t0 = process.hrtime.bigint();
-  const value = fn();
-  return { ms: Number(process.hrtime.bigint() - t0) / 1e6, value };
-}
-
 function resultBytes(results: Record<string, unknown>): { keys: number; bytes: number } {
   const args = actionSetArguments(results);
   let bytes = 0;
@@ -115,51 +103,10 @@ function steps(
       samples[name] = list;
       return r.value;
     };
-    const { facts } = part("readHostFacts", () => readHostFacts(root));
-    const config = part("parseConfig", () => parseConfig(SRIOV_CONFIG));
-    if (!config.ok) throw new Error(`SR-IOV config refused: ${JSON.stringify(config.errors)}`);
-    const usage = part("readHostUsage", () => readHostUsage(root, { functions: facts.functions }));
-    // As the glue (src/charm-actions.ts): the modules read first, then the one plan.
-    const modules = part("planModulesFor", () => planModulesFor(config.config, root, facts, null));
-    const plan = part("planHost", () =>
-      planHost(
-        config.config,
-        facts,
-        modules?.aliases ?? null,
-        { boundIds: {} },
-        { usage, moduleNames: modules?.names ?? null },
-      ),
-    );
-    const names = part("loadPciIds", () => loadPciIds(root));
-    const params = parseListDevicesParams({});
-    if (!params.ok) throw new Error("list-devices params refused");
-    const list = part("listDevices (pure)", () =>
-      listDevices({
-        params: params.params,
-        facts,
-        usage,
-        modules: modules?.aliases ?? null,
-        names,
-        selection: plan.bind,
-        sriov: plan.sriov,
-        withheld: plan.withheld,
-      }),
-    );
-    const ir = part("readInterruptRemapping", () => readInterruptRemapping(root, facts.arch));
-    const verify = part("verifyIommu (pure)", () =>
-      verifyIommu({
-        facts,
-        plannedCmdline: plan.kernelParams,
-        selection: plan.bind,
-        withheld: plan.withheld,
-        usage,
-        interruptRemapping: ir,
-        sriov: plan.sriov,
-      }),
-    );
+    const { results: all } = actionSteps(root, SRIOV_CONFIG, part);
     results ??= {
-      "list-devices": resultBytes(list.results as Record<string, unknown>),
-      "verify-iommu": resultBytes(verify.results as Record<string, unknown>),
+      "list-devices": resultBytes(all["list-devices"]),
+      "verify-iommu": resultBytes(all["verify-iommu"]),
     };
   }
   const parts: Record<string, number> = {};

@@ -65,6 +65,13 @@ export function peakRssMiB(cmd: Command): number | null {
   return kib / 1024;
 }
 
+/** One in-process call and its wall time. */
+export function timed<T>(fn: () => T): { ms: number; value: T } {
+  const t0 = process.hrtime.bigint();
+  const value = fn();
+  return { ms: Number(process.hrtime.bigint() - t0) / 1e6, value };
+}
+
 /** Median wall time of an in-process function over `runs` runs (after one warm-up). */
 export function timeInProcess<T>(
   runs: number,
