@@ -178,9 +178,7 @@ function announcedVf(
   driver: string | null,
   group: string | undefined,
 ): PciFunction {
-  let override: string | null | undefined;
-  let net: string[] | undefined;
-  return {
+  const fn = {
     address,
     vendorId: ids.vendorId,
     deviceId: ids.deviceId,
@@ -188,13 +186,6 @@ function announcedVf(
     subsystemDeviceId: ids.subsystemDeviceId,
     classCode: ids.classCode,
     driver,
-    get driverOverride(): string | null {
-      if (override === undefined) override = readOverrideNow(dir);
-      return override;
-    },
-    set driverOverride(value: string | null) {
-      override = value;
-    },
     iommuGroup: group === undefined ? null : Number(group),
     numaNode: pf.numaNode,
     bootVga: false,
@@ -202,16 +193,49 @@ function announcedVf(
     isBridge: false,
     sriov: null,
     physfn: pf.address,
-    get netInterfaces(): string[] {
-      if (net === undefined) net = readNetNow(dir);
-      return net;
-    },
-    set netInterfaces(value: string[]) {
-      net = value;
-    },
     consumers: [],
-  };
+  } as Omit<PciFunction, "driverOverride" | "netInterfaces"> as PciFunction;
+  // One shared getter and setter for every VF (per-object accessors would make 10,000 VFs
+  // 10,000 shapes); what each has read, or was given, lives beside it.
+  lazyState.set(fn, { dir, override: undefined, net: undefined });
+  return Object.defineProperties(fn, LAZY_ATTRIBUTES);
 }
+
+/** What an announced VF read on first use, or was given. */
+interface LazyVf {
+  dir: string;
+  override: string | null | undefined;
+  net: string[] | undefined;
+}
+
+const lazyState = new WeakMap<PciFunction, LazyVf>();
+
+const LAZY_ATTRIBUTES: PropertyDescriptorMap = {
+  driverOverride: {
+    enumerable: true,
+    configurable: true,
+    get(this: PciFunction): string | null {
+      const state = lazyState.get(this)!;
+      if (state.override === undefined) state.override = readOverrideNow(state.dir);
+      return state.override;
+    },
+    set(this: PciFunction, value: string | null) {
+      lazyState.get(this)!.override = value;
+    },
+  },
+  netInterfaces: {
+    enumerable: true,
+    configurable: true,
+    get(this: PciFunction): string[] {
+      const state = lazyState.get(this)!;
+      if (state.net === undefined) state.net = readNetNow(state.dir);
+      return state.net;
+    },
+    set(this: PciFunction, value: string[]) {
+      lazyState.get(this)!.net = value;
+    },
+  },
+};
 
 /** `driver_override` read when first asked: null when empty, `(null)`, gone or unreadable. */
 function readOverrideNow(dir: string): string | null {
