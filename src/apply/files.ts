@@ -92,13 +92,23 @@ export function readHostFile(root: string, hostPath: string, fs: FsOps = realFs)
   }
 }
 
-/** Makes `spec.path` hold exactly `spec.content` with `spec.mode`; writes only when they differ. */
-export function ensureFile(root: string, spec: FileSpec, fs: FsOps = realFs): FileAction {
+/** Makes `spec.path` hold exactly `spec.content` with `spec.mode`; writes only when they differ.
+ * `current` is the file's bytes when the caller has just read them (null: not there), so a hook
+ * reads each owned file once; left out, the file is read here. */
+export function ensureFile(
+  root: string,
+  spec: FileSpec,
+  fs: FsOps = realFs,
+  current?: Buffer | null,
+): FileAction {
   const target = under(root, spec.path);
   const wanted = Buffer.from(spec.content, "utf8");
   let existing: { bytes: Buffer; mode: number } | null = null;
   try {
-    existing = { bytes: fs.readFileSync(target), mode: fs.statSync(target).mode & 0o7777 };
+    if (current !== null) {
+      const bytes = current ?? fs.readFileSync(target);
+      existing = { bytes, mode: fs.statSync(target).mode & 0o7777 };
+    }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw new FileApplyError(spec.path, err);
   }

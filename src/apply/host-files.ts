@@ -126,8 +126,11 @@ export function applyHostFiles(
 
   // Classify every managed path before touching any, so a refusal writes nothing at all.
   const present = new Map<string, "ours" | "foreign" | "edited">();
+  // What each path holds now, read once: the classification and ensureFile both use it.
+  const contents = new Map<string, Buffer | null>();
   for (const hostPath of managed) {
     const bytes = readHostFile(deps.root, hostPath, fs);
+    contents.set(hostPath, bytes);
     if (bytes === null) continue;
     const recorded = previous.written[hostPath];
     const kind =
@@ -152,7 +155,10 @@ export function applyHostFiles(
     const spec = wanted.get(hostPath);
     const kind = present.get(hostPath);
     if (spec) {
-      files.push({ path: hostPath, action: ensureFile(deps.root, spec, fs) });
+      files.push({
+        path: hostPath,
+        action: ensureFile(deps.root, spec, fs, contents.get(hostPath)),
+      });
       written[hostPath] = fingerprint(spec.content);
     } else if (kind === "ours") {
       files.push({ path: hostPath, action: removeFile(deps.root, hostPath, fs) });

@@ -38,9 +38,11 @@ function plan(grubParams: string, bound: boolean): Pick<HostPlan, "files" | "fee
   };
 }
 
-/** Counts every mutating filesystem call, so "a no-op writes nothing" is a number, not a hope. */
-function countingFs(): { fs: FsOps; writes: () => number } {
+/** Counts every mutating filesystem call, so "a no-op writes nothing" is a number, not a hope,
+ * and every whole-file read by path, so "each file is read once" is one too. */
+function countingFs(): { fs: FsOps; writes: () => number; reads: () => Map<string, number> } {
   let writes = 0;
+  const reads = new Map<string, number>();
   const count =
     <A extends unknown[], R>(f: (...a: A) => R) =>
     (...a: A): R => {
@@ -57,8 +59,13 @@ function countingFs(): { fs: FsOps; writes: () => number } {
       renameSync: count(realFs.renameSync),
       unlinkSync: count(realFs.unlinkSync),
       chmodSync: count(realFs.chmodSync),
+      readFileSync: (p) => {
+        reads.set(p, (reads.get(p) ?? 0) + 1);
+        return realFs.readFileSync(p);
+      },
     },
     writes: () => writes,
+    reads: () => reads,
   };
 }
 
@@ -108,6 +115,10 @@ describe("applyHostFiles", () => {
     expect(counting.writes()).toBe(0);
     expect(commands).toEqual([]);
     expect(second.files.every((f) => f.action === "unchanged")).toBe(true);
+    // Each owned file is read once: the ownership check's bytes are the ones compared.
+    const readTwice = [...counting.reads()].filter(([, n]) => n > 1).map(([p]) => p);
+    expect(readTwice).toEqual([]);
+    expect(counting.reads().get(path.join(root, OWNED.grubDropIn))).toBe(1);
   });
 
   it("regenerates only what a change feeds", () => {
