@@ -190,6 +190,8 @@ function identityChanges(
   notes: string[],
 ): PlanProblem[] {
   const problems: PlanProblem[] = [];
+  // Nothing remembered (a first hook; an action, which judges the host as it is): nothing changed.
+  if (Object.keys(previous.boundIds).length === 0) return problems;
   const gone: string[] = [];
   const planned = new Map(bind.map((b) => [b.address, b]));
   const byAddress = new Map(facts.functions.map((f) => [f.address, f]));
