@@ -3,7 +3,7 @@
 // The full reader (pci.ts) lists and reads ~20 attributes of every function on the host; a scrape
 // only needs these, for the planned functions and their group mates, so it stays within its
 // budget at 10,000 functions. Same paths (root.ts), same rules: a dangling driver link is no driver.
-import { existsSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { existsSync, opendirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { isBridgeClass, isPciAddress } from "../pci-vocabulary";
 import type { HostReadProblem } from "./facts";
 import { errnoCode, listDir, readAttrFile } from "./read-files";
@@ -20,6 +20,39 @@ export interface LiveFunction {
   iommuGroup: number | null;
 }
 
+/** under(root, READ.pciDevices), worked out once a root: path.join costs more than the readlink
+ * itself, thousands of times a scrape. */
+let devicesOf = { root: "", dir: "" };
+function devicesDir(root: string): string {
+  if (devicesOf.root !== root) devicesOf = { root, dir: under(root, READ.pciDevices) };
+  return devicesOf.dir;
+}
+
+/** The last path component a function's link (`driver`, `iommu_group`) points at; undefined when
+ * there is no link, null (and a problem) when it cannot be read. */
+function linkName(
+  dir: string,
+  address: string,
+  name: string,
+  problems: HostReadProblem[],
+): string | null | undefined {
+  try {
+    const target = readlinkSync(`${dir}/${name}`);
+    return target.slice(target.lastIndexOf("/") + 1);
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code === "ENOENT") return undefined;
+    const hostPath = `${READ.pciDevices}/${address}/${name}`;
+    problems.push({
+      kind: "unreadable",
+      path: hostPath,
+      address,
+      message: `cannot read ${hostPath} (${code})`,
+    });
+    return null;
+  }
+}
+
 /** Reads a function's live driver and group. `registered` is the listing of
  * /sys/bus/pci/drivers (readRegisteredDrivers): a link to a name not in it is checked for real. */
 export function readLiveFunction(
@@ -28,26 +61,9 @@ export function readLiveFunction(
   registered: ReadonlySet<string> | null,
   problems: HostReadProblem[],
 ): LiveFunction {
-  const hostDir = `${READ.pciDevices}/${address}`;
-  const dir = under(root, hostDir);
-  const link = (name: string): string | null | undefined => {
-    try {
-      const target = readlinkSync(`${dir}/${name}`);
-      return target.slice(target.lastIndexOf("/") + 1);
-    } catch (error) {
-      const code = errnoCode(error);
-      if (code === "ENOENT") return undefined;
-      problems.push({
-        kind: "unreadable",
-        path: `${hostDir}/${name}`,
-        address,
-        message: `cannot read ${hostDir}/${name} (${code})`,
-      });
-      return null;
-    }
-  };
-  const group = link("iommu_group");
-  let driver = link("driver") ?? null;
+  const dir = `${devicesDir(root)}/${address}`;
+  const group = linkName(dir, address, "iommu_group", problems);
+  let driver = linkName(dir, address, "driver", problems) ?? null;
   if (driver !== null && !(registered?.has(driver) ?? false) && !existsSync(`${dir}/driver`)) {
     driver = null;
   }
@@ -113,10 +129,44 @@ export function readIsBridge(root: string, address: string): boolean {
   }
 }
 
-/** The IOMMU group numbers there are now; null when /sys/kernel/iommu_groups is absent. */
-export function readGroupNumbers(root: string, problems: HostReadProblem[]): number[] | null {
-  const listed = listDir(root, READ.iommuGroups, problems);
-  return listed === null ? null : listed.filter((n) => /^\d+$/.test(n)).map(Number);
+/** Calls `visit` with each entry name of a host directory, one at a time (no array of every name:
+ * /sys/kernel/iommu_groups and /dev/vfio have one entry a VF). False when the directory is not
+ * there; another error is a problem, like listDir's. */
+function forEachEntry(
+  root: string,
+  hostPath: string,
+  problems: HostReadProblem[],
+  visit: (name: string) => void,
+): boolean {
+  try {
+    const dir = opendirSync(under(root, hostPath), { bufferSize: 128 });
+    try {
+      for (let entry = dir.readSync(); entry !== null; entry = dir.readSync()) visit(entry.name);
+    } finally {
+      dir.closeSync();
+    }
+    return true;
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code !== "ENOENT") {
+      problems.push({
+        kind: "unreadable",
+        path: hostPath,
+        address: null,
+        message: `cannot list ${hostPath} (${code}); its entries are left out — check the path by hand`,
+      });
+    }
+    return false;
+  }
+}
+
+/** How many IOMMU groups there are now; null when /sys/kernel/iommu_groups is absent. */
+export function readGroupCount(root: string, problems: HostReadProblem[]): number | null {
+  let count = 0;
+  const listed = forEachEntry(root, READ.iommuGroups, problems, (name) => {
+    if (/^\d+$/.test(name)) count++;
+  });
+  return listed ? count : null;
 }
 
 /** IOMMU hardware units (`/sys/class/iommu`): dmar0, ivhd0, smmu3.… */
@@ -150,8 +200,13 @@ export function readStampedFile(
   }
 }
 
-/** The group numbers that have a /dev/vfio/<n> node (a member is on vfio-pci). */
-export function readVfioGroupNodes(root: string, problems: HostReadProblem[]): Set<number> {
-  const names = listDir(root, READ.devVfio, problems) ?? [];
-  return new Set(names.filter((n) => /^\d+$/.test(n)).map(Number));
+/** Calls `visit` with each group number that has a /dev/vfio/<n> node (a member is on vfio-pci). */
+export function forEachVfioGroupNode(
+  root: string,
+  problems: HostReadProblem[],
+  visit: (group: number) => void,
+): void {
+  forEachEntry(root, READ.devVfio, problems, (name) => {
+    if (/^\d+$/.test(name)) visit(Number(name));
+  });
 }

@@ -18,7 +18,7 @@ export interface VfioGroupUser {
 /** Processes holding each asked group open; groups nobody holds are absent. */
 export function readVfioGroupUsers(
   root: string,
-  groups: ReadonlySet<number>,
+  groups: Pick<ReadonlySet<number>, "has" | "size">,
 ): Map<number, VfioGroupUser[]> {
   const found = new Map<number, VfioGroupUser[]>();
   if (groups.size === 0) return found;
@@ -33,7 +33,8 @@ export function readVfioGroupUsers(
   for (const pid of pids) {
     let fds: string[];
     try {
-      fds = readdirSync(join(proc, pid, "fd"));
+      // Plain concatenation, not path.join: the names are digits, and a scan reads thousands.
+      fds = readdirSync(`${proc}/${pid}/fd`);
     } catch {
       continue; // gone since the listing, or not ours to read
     }
@@ -41,7 +42,7 @@ export function readVfioGroupUsers(
     for (const fd of fds) {
       let target: string;
       try {
-        target = readlinkSync(join(proc, pid, "fd", fd));
+        target = readlinkSync(`${proc}/${pid}/fd/${fd}`);
       } catch {
         continue;
       }

@@ -4,7 +4,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { CHUNK_CHARS } from "../../src/exporter/render";
+import { CHUNK_BYTES } from "../../src/exporter/render";
 import { Exporter } from "../../src/exporter/server";
 import { EXPORTER_OWNED, OWNED } from "../../src/host/root";
 import { summarisePlan } from "../../src/plan/exporter-files";
@@ -208,7 +208,7 @@ describe("over HTTP", () => {
     fs.writeFileSync(file, `${JSON.stringify(summarisePlan(plan))}\n`);
     const exporter = new Exporter(built.root);
     const whole = exporter.scrape();
-    expect(whole.length).toBeGreaterThan(3 * CHUNK_CHARS);
+    expect(whole.length).toBeGreaterThan(3 * CHUNK_BYTES);
     const server = exporter.server();
     const port = await freePort();
     await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
