@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { COS_RELATED_KEY } from "../../src/cos-agent-relation";
 import { EXPORTER_OWNED } from "../../src/host/root";
 import { PciPassthroughCharm } from "../../src/pci-passthrough-charm";
-import { EXPORTER_PLAN_COMMENT } from "../../src/plan/exporter-files";
+import { EXPORTER_NODE_FLAGS, EXPORTER_PLAN_COMMENT } from "../../src/plan/exporter-files";
 import { useCleanups } from "../support/cleanups";
 import { makeTempHost } from "../support/hosts/build-host";
 import { seedHost } from "../support/hosts/presets";
@@ -154,7 +154,7 @@ describe("the exporter follows the relation", () => {
     expect(out.stored[COS_RELATED_KEY]).toBe(true);
     const unit = fs.readFileSync(path.join(root, EXPORTER_OWNED.unit), "utf8");
     expect(unit).toContain(
-      `ExecStart=${process.execPath} ${dir}/dist/exporter.js --listen 127.0.0.1:9847`,
+      `ExecStart=${process.execPath} ${EXPORTER_NODE_FLAGS.join(" ")} ${dir}/dist/exporter.js --listen 127.0.0.1:9847`,
     );
     expect(unit).toMatch(/^# Managed by the pci-passthrough charm/);
     const plan = JSON.parse(fs.readFileSync(path.join(root, EXPORTER_OWNED.plan), "utf8"));

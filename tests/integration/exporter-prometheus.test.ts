@@ -11,6 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXPORTER_OWNED } from "../../src/host/root";
+import { EXPORTER_NODE_FLAGS } from "../../src/plan/exporter-files";
 import { type CharmUnderTest, deployPackedCharm } from "../support/charm-process";
 import { freePort } from "../support/free-port";
 import { makeTempHost } from "../support/hosts/build-host";
@@ -97,9 +98,11 @@ async function unitOn(name: string, driver: string): Promise<Unit> {
   ]);
   const unitFile = fs.readFileSync(path.join(host.root, EXPORTER_OWNED.unit), "utf8");
   const execStart = /^ExecStart=(.*)$/m.exec(unitFile)?.[1]?.split(" ") ?? [];
-  // The charm's own runtime, from the charm directory: no node on the unit's PATH.
-  expect(execStart.slice(0, 2)).toEqual([
+  // The charm's own runtime, from the charm directory (no node on the unit's PATH), with the
+  // exporter's runtime flags.
+  expect(execStart.slice(0, EXPORTER_NODE_FLAGS.length + 2)).toEqual([
     path.join(charm.charmDir, "runtime", "bin", "node"),
+    ...EXPORTER_NODE_FLAGS,
     path.join(charm.charmDir, "dist", "exporter.js"),
   ]);
   await start(execStart, { PCI_PASSTHROUGH_ROOT: host.root }, /listening on/);

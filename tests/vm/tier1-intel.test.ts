@@ -4,6 +4,7 @@
  * after an action reads the guest's sysfs itself rather than trusting the action's report.
  */
 import { expect, it } from "vitest";
+import { EXPORTER_NODE_FLAGS } from "../../src/plan/exporter-files";
 import { key, results, sub, type Tree } from "./lib/action-results";
 import { deployCharmInGuest, type GuestCharm, JUJU_CHARM_DIR } from "./lib/guest-charm";
 import { groupsAndPrediction, groupsOfKeys, readGuestFunctions } from "./lib/predicted-groups";
@@ -152,12 +153,11 @@ describeVm("tier 1 (Intel IOMMU): charm actions on a real kernel", bed, (kernel)
     const unit = await guest().readFile(EXPORTER_UNIT);
     const execStart = /^ExecStart=(.*)$/m.exec(unit)?.[1];
     expect(execStart).toBe(
-      `${JUJU_CHARM_DIR}/runtime/bin/node ${JUJU_CHARM_DIR}/dist/exporter.js --listen 127.0.0.1:9847`,
+      `${JUJU_CHARM_DIR}/runtime/bin/node ${EXPORTER_NODE_FLAGS.join(" ")} ${JUJU_CHARM_DIR}/dist/exporter.js --listen 127.0.0.1:9847`,
     );
-    // systemd is not this guest's init: start it as the unit says, with the unit's environment.
-    const options = /^Environment="(NODE_OPTIONS=[^"]*)"$/m.exec(unit)?.[1] ?? "";
+    // systemd is not this guest's init: start it as the unit says (its flags are on ExecStart).
     await guest().exec(
-      `setsid env ${options} ${execStart} >/tmp/exporter.log 2>&1 </dev/null & echo $! >/tmp/exporter.pid`,
+      `setsid ${execStart} >/tmp/exporter.log 2>&1 </dev/null & echo $! >/tmp/exporter.pid`,
     );
     const text = await scrape();
     expect(text).toMatch(
