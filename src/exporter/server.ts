@@ -143,6 +143,9 @@ export class Exporter {
       const path = (req.url ?? "/").split("?")[0];
       if (req.method !== "GET" && req.method !== "HEAD") {
         res.writeHead(405, { Allow: "GET, HEAD" }).end();
+      } else if (path === "/metrics" && req.method === "HEAD") {
+        // The headers a scrape would have: no need to read the host for them.
+        res.writeHead(200, { "Content-Type": TEXT_CONTENT_TYPE }).end();
       } else if (path === "/metrics") {
         res.writeHead(200, { "Content-Type": TEXT_CONTENT_TYPE });
         send(res, this.scrapeChunks(), this.buffers);
@@ -157,18 +160,28 @@ export class Exporter {
   }
 }
 
-/** Writes the chunks as the socket takes them: the next one is made only once the last is out of
- * the response's buffer, so a slow reader holds a chunk, not a scrape. A chunk's buffer goes back
- * to `buffers` once written. */
+/** Chunks a response may have written and not yet seen written: the next one is made only then,
+ * so a scrape holds a few chunk buffers, reused, whether the reader is slow or the kernel takes
+ * every write at once (then the loop below would make all of them before any write finished). */
+const IN_FLIGHT = 2;
+
+/** Writes the chunks as the socket takes them; a chunk's buffer goes back to `buffers` once
+ * written. */
 function send(
   res: ServerResponse,
   chunks: Generator<Buffer, void, void>,
   buffers: ChunkBuffers,
 ): void {
+  let inFlight = 0;
+  let waiting = false;
   const pump = (): void => {
     for (;;) {
       if (res.destroyed) {
         chunks.return();
+        return;
+      }
+      if (inFlight >= IN_FLIGHT) {
+        waiting = true;
         return;
       }
       const next = chunks.next();
@@ -177,10 +190,15 @@ function send(
         return;
       }
       const chunk = next.value;
-      if (!res.write(chunk, () => buffers.give(chunk))) {
-        res.once("drain", pump);
-        return;
-      }
+      inFlight++;
+      res.write(chunk, () => {
+        buffers.give(chunk);
+        inFlight--;
+        if (waiting) {
+          waiting = false;
+          pump();
+        }
+      });
     }
   };
   res.once("close", () => chunks.return());

@@ -225,6 +225,14 @@ describe("over HTTP", () => {
         "pci_passthrough_exporter_scrapes_total 2",
       ]);
       expect(promtoolLint(sent)).toEqual({ status: 0, output: "" });
+      // HEAD: a scrape's headers, without reading the host (the next GET is scrape 3).
+      const head = await fetch(`http://127.0.0.1:${port}/metrics`, { method: "HEAD" });
+      expect(head.status).toBe(200);
+      expect(head.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8");
+      const again = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(samples(again, "pci_passthrough_exporter_scrapes_total")).toEqual([
+        "pci_passthrough_exporter_scrapes_total 3",
+      ]);
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }
