@@ -17,8 +17,8 @@ export const EXPORTER_LISTEN_HOST = "127.0.0.1";
  * in NODE_OPTIONS). Each measured by bench/exporter.ts (README "Observability" has the numbers):
  * - `--no-opt --no-maglev`: Sparkplug, V8's baseline compiler, and no optimising one. TurboFan and
  *   Maglev page 8 MiB of the runtime's own code into memory and keep their zones and code: with
- *   them the peak is 71 / 89 MiB at 1,000 / 10,000 functions, without 53 / 56 MiB (budget 60),
- *   for 25% / 55% more CPU a scrape (36 / 176 ms; budget 50 / 300 ms of wall).
+ *   them the peak is 70 / 89 MiB at 1,000 / 10,000 functions, without 53 / 56 MiB (budget 60),
+ *   for 20% / 55% more CPU a scrape (36 / 175 ms; budget 50 / 300 ms of wall).
  * - `--max-semi-space-size=1`: a 1 MiB young generation; V8's default let the heap reach 140 MiB
  *   at 10,000 functions.
  * - `--max-old-space-size=64`: ten times what a scrape at 10,000 functions keeps alive; a leak
