@@ -23,15 +23,15 @@ import { readNovaRelease } from "./host/nova-release";
 import { loadPciIds, readHostFacts, readHostUsage } from "./host/read-facts";
 import { readVfCountClaims, type VfCountClaim } from "./host/vf-count-owners";
 import { readVfioGroupUsers } from "./host/vfio-users";
-import { EMPTY_MEMORY, type PreparationDeps, planModulesFor } from "./host-preparation";
+import { type PreparationDeps, planModulesFor } from "./host-preparation";
 import { handleReboot } from "./host-reboot";
 import { NOVA_ENDPOINT, placementOn } from "./nova-relation";
 import { buildOffer } from "./plan/fleet";
 import { novaFeatures } from "./plan/nova";
-import { planHost } from "./plan/plan-host";
+import { decideHost } from "./plan/plan-host";
 import { type PlannedPf, sriovReady } from "./plan/sriov";
 import { type FailedCommand, formatConfigError, NO_GRUB } from "./plan/status";
-import type { BoundDevice, HostPlan, WithheldFunction } from "./plan/types";
+import type { BoundDevice, HostDecisions, WithheldFunction } from "./plan/types";
 import { vfCountDisagreements, vfCountProblems } from "./plan/vf-count-owners";
 import { clip } from "./text";
 
@@ -76,8 +76,9 @@ interface Snapshot {
   config: Config | null;
   configProblem: string | null;
   /** The plan a hook would make on this host now (nothing bound remembered: an action judges the
-   * host as it is); null when the config is invalid (list-devices still shows the host). */
-  plan: HostPlan | null;
+   * host as it is), its decisions: no action shows the files' bytes, so none are rendered; null
+   * when the config is invalid (list-devices still shows the host). */
+  plan: HostDecisions | null;
   /** modules.alias's answers the plan was made with (null: it needed none, no selection). */
   moduleAliases: ModuleAliases | null;
   /** What the host's other owners of VF counts set at boot (read when an entry asks for VFs). */
@@ -124,7 +125,7 @@ function snapshot(ctx: ActionContext): Snapshot {
   // As a hook reads them (the hooks' remembered answers too); actions keep nothing.
   const modules = planModulesFor(parsed.config, ctx.deps.root, facts, ctx.rememberedModules);
   for (const p of modules?.problems ?? []) ctx.deps.log("WARNING", p.message);
-  const plan = planHost(parsed.config, facts, modules?.aliases ?? null, NOTHING_BOUND, {
+  const plan = decideHost(parsed.config, facts, modules?.aliases ?? null, NOTHING_BOUND, {
     usage,
     moduleNames: modules?.names ?? null,
     vfCountClaims,
@@ -281,10 +282,6 @@ const ACTIONS: Record<ActionName, Action> = {
       {
         outcome: { kind: "prepared", plan, facts: snap.facts, failed },
         config,
-        memory: EMPTY_MEMORY,
-        report: null,
-        facts: snap.facts,
-        plan,
       },
       ctx.deps,
       { act: false },

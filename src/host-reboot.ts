@@ -81,9 +81,12 @@ function readLock(model: Model, relation: Relation | null, departing: string | n
   };
 }
 
+/** What the reboot decision takes of a hook's preparation (an action passes the same). */
+type RebootInput = Pick<PreparationResult, "outcome" | "config">;
+
 /** Why a reboot would not help now, or null (update-grub failed or is missing, IOMMU off in the
  * firmware): then the charm never reboots by itself. */
-function futility(result: PreparationResult): string | null {
+function futility(result: RebootInput): string | null {
   const o = result.outcome;
   if (o.kind !== "prepared") return null;
   if (o.failed.length > 0) return `${o.failed[0]!.message}: a reboot would not bring the change`;
@@ -97,7 +100,7 @@ function futility(result: PreparationResult): string | null {
  */
 export function handleReboot(
   model: Model,
-  result: PreparationResult,
+  result: RebootInput,
   deps: PreparationDeps,
   options: { act: boolean; departing?: string | null; fleetEvent?: boolean; now?: Date },
 ): RebootAssessment | null {

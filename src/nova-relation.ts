@@ -21,7 +21,7 @@ export const NOVA_ENDPOINT = "nova-compute";
 
 import { fingerprint } from "./apply/host-files";
 import { sriovReady } from "./plan/sriov";
-import type { HostPlan } from "./plan/types";
+import type { HostDecisions } from "./plan/types";
 
 /** Stored-state key: a digest of the subordinate_configuration value last published (on every
  * relation). Never the value: Juju refuses a stored value over 64 KiB (quota.CheckTupleSize), and
@@ -53,7 +53,7 @@ export interface PublishOptions {
 export function publishNova(
   model: Model,
   endpoint: string,
-  plan: HostPlan,
+  plan: HostDecisions,
   facts: HostFacts,
   options: PublishOptions,
 ): void {

@@ -7,7 +7,7 @@ import { validateActionRebootPlan } from "../generated/validators.js";
 import type { HostFacts } from "../host/facts";
 import type { RebootFacts } from "../host/reboot-facts";
 import type { CheckAnswer, LockView, RebootDecision, RebootMemory } from "../plan/reboot";
-import type { HostPlan } from "../plan/types";
+import type { HostDecisions } from "../plan/types";
 import { type Checked, validateParams } from "./params";
 import { type ActionReply, listResult, type ResultTree, yesNo } from "./results";
 
@@ -18,7 +18,7 @@ export function parseRebootPlanParams(raw: unknown): Checked<Record<string, neve
 
 export interface RebootPlanInput {
   policy: RebootPolicy;
-  plan: HostPlan;
+  plan: HostDecisions;
   facts: HostFacts;
   pending: string[];
   decision: RebootDecision;
@@ -101,7 +101,7 @@ function bringText(b: {
 }
 
 /** The host after the reboot, as the files the charm wrote will make it. */
-function afterReboot(plan: HostPlan, facts: HostFacts): ResultTree {
+function afterReboot(plan: HostDecisions, facts: HostFacts): ResultTree {
   const running = (facts.cmdline ?? "").trim().split(/\s+/).filter(Boolean);
   const added = plan.kernelParams.filter((p) => !running.includes(p));
   const byAddress = new Map(facts.functions.map((f) => [f.address, f]));

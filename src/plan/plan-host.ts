@@ -23,7 +23,14 @@ import {
 } from "./render-sriov-boot";
 import { selectedByIds } from "./select";
 import { selectForHost } from "./sriov";
-import type { BoundDevice, FileSpec, HostPlan, PlanProblem, Regenerate } from "./types";
+import type {
+  BoundDevice,
+  FileSpec,
+  HostDecisions,
+  HostPlan,
+  PlanProblem,
+  Regenerate,
+} from "./types";
 import { vfCountDisagreements, vfCountProblems } from "./vf-count-owners";
 
 /** What the charm stored the last time it applied a plan. */
@@ -70,6 +77,18 @@ export function planHost(
   previous: PreviousBinding,
   context: PlanContext = {},
 ): HostPlan {
+  return renderHostPlan(decideHost(config, facts, moduleAliases, previous, context));
+}
+
+/** What planHost decides, without rendering the files: what the actions show (at 10,000 selected
+ * functions the per-address udev rules alone are megabytes no action prints). */
+export function decideHost(
+  config: Config,
+  facts: HostFacts,
+  moduleAliases: ModuleAliases | null,
+  previous: PreviousBinding,
+  context: PlanContext = {},
+): HostDecisions {
   const usage = context.usage ?? new Map<string, string[]>();
   const names = context.moduleNames ?? null;
   const problems: PlanProblem[] = [];
@@ -133,26 +152,41 @@ export function planHost(
   problems.push(...kernel.problems);
   notes.push(...kernel.notes);
 
+  return {
+    kernelParams: kernel.params,
+    blacklist: blacklisted.known,
+    softdeps: softdeps.known,
+    bind,
+    withheld: selection.withheld,
+    sriov: selection.sriov.pfs,
+    problems,
+    notes,
+  };
+}
+
+/** The decisions with every owned file that carries them, rendered. */
+export function renderHostPlan(plan: HostDecisions): HostPlan {
   const files: FileSpec[] = [];
-  if (kernel.params.length > 0) {
-    files.push({ path: OWNED.grubDropIn, content: renderGrubDropIn(kernel.params), mode: 0o644 });
+  if (plan.kernelParams.length > 0) {
+    const content = renderGrubDropIn(plan.kernelParams);
+    files.push({ path: OWNED.grubDropIn, content, mode: 0o644 });
   }
-  const modprobe = renderModprobeConf(blacklisted.known, softdeps.known);
+  const modprobe = renderModprobeConf(plan.blacklist, plan.softdeps);
   if (modprobe !== null) files.push({ path: OWNED.modprobeConf, content: modprobe, mode: 0o644 });
   // VFs the charm creates are steered by the SR-IOV helper as they appear (render-sriov.ts): one
   // line per PF, not one per VF (8 PFs × 1,024 VFs would be 2 MB of rules matched on every event).
-  const udev = renderUdevRules(bind.filter((d) => d.physfn === undefined));
+  const udev = renderUdevRules(plan.bind.filter((d) => d.physfn === undefined));
   if (udev !== null) {
     files.push({ path: OWNED.udevRule, content: udev, mode: 0o644 });
     files.push({ path: OWNED.bindHelper, content: renderBindHelper(), mode: 0o755 });
   }
-  const sriovRules = renderSriovRules(selection.sriov.pfs);
+  const sriovRules = renderSriovRules(plan.sriov);
   if (sriovRules !== null) {
     files.push({ path: OWNED.sriovRule, content: sriovRules, mode: 0o644 });
     files.push({ path: OWNED.sriovHelper, content: renderSriovHelper(), mode: 0o755 });
   }
   // The boot order: nova-compute and neutron's SR-IOV agent start after the VFs are ready.
-  const sriovUnit = renderSriovBootUnit(selection.sriov.pfs);
+  const sriovUnit = renderSriovBootUnit(plan.sriov);
   if (sriovUnit !== null) {
     files.push({ path: OWNED.sriovBootUnit, content: sriovUnit, mode: 0o644 });
     files.push({ path: OWNED.sriovBootWants, content: renderSriovBootWants(), mode: 0o644 });
@@ -162,18 +196,7 @@ export function planHost(
     files.push({ path: OWNED.initramfsHook, content: renderInitramfsHook(), mode: 0o755 });
   }
   files.sort((a, b) => (a.path < b.path ? -1 : 1));
-
-  return {
-    files,
-    feeds: { ...FEEDS },
-    kernelParams: kernel.params,
-    blacklist: blacklisted.known,
-    bind,
-    withheld: selection.withheld,
-    sriov: selection.sriov.pfs,
-    problems,
-    notes,
-  };
+  return { ...plan, files, feeds: { ...FEEDS } };
 }
 
 /**

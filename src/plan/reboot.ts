@@ -8,7 +8,7 @@ import type { HostFacts } from "../host/facts";
 import type { RebootFacts } from "../host/reboot-facts";
 import { listOf } from "../text";
 import type { UnitStatus } from "./status";
-import type { HostPlan } from "./types";
+import type { HostDecisions } from "./types";
 
 /** What the next boot must bring, remembered before asking for it. */
 export interface RebootBring {
@@ -124,7 +124,7 @@ export interface RebootDecision {
 }
 
 /** What the plan says the next boot must bring. */
-export function bringOf(plan: HostPlan): RebootBring {
+export function bringOf(plan: HostDecisions): RebootBring {
   return {
     kernelParams: [...plan.kernelParams],
     vfio: plan.bind.map((d) => d.address),

@@ -7,7 +7,13 @@ import { clip, listOf } from "../text";
 import { isVfioDriver } from "./iommu-groups";
 import { vfCountChange } from "./sriov";
 import { describeBootFailures, type SriovBootFailure } from "./sriov-boot";
-import type { BoundDevice, HostPlan, PlanProblem, Regenerate, WithheldFunction } from "./types";
+import type {
+  BoundDevice,
+  HostDecisions,
+  PlanProblem,
+  Regenerate,
+  WithheldFunction,
+} from "./types";
 
 export type UnitStatus = {
   name: "active" | "blocked" | "maintenance" | "waiting";
@@ -32,7 +38,7 @@ export type PreparationOutcome =
   | { kind: "refused"; message: string }
   | {
       kind: "prepared";
-      plan: HostPlan;
+      plan: HostDecisions;
       facts: HostFacts;
       failed: FailedCommand[];
       /** PFs a boot already failed to give their VFs (plan/sriov-boot.ts): no reboot for them. */
@@ -42,7 +48,7 @@ export type PreparationOutcome =
 
 /** The planned parameters the running kernel was not booted with; null when /proc/cmdline could
  * not be read (unknown is not "missing"). */
-export function missingKernelParams(plan: HostPlan, facts: HostFacts): string[] | null {
+export function missingKernelParams(plan: HostDecisions, facts: HostFacts): string[] | null {
   return missingParams(plan.kernelParams, facts);
 }
 
@@ -74,7 +80,7 @@ export const NO_GRUB =
 /** Why the running host does not match the plan yet (each reason in operator words); empty when
  * nothing a reboot would change stands in the way of passthrough. */
 export function pendingReboot(
-  plan: HostPlan,
+  plan: HostDecisions,
   facts: HostFacts,
   bootFailed: ReadonlySet<string> = new Set(),
 ): string[] {
@@ -110,7 +116,7 @@ export function pendingReboot(
   return reasons;
 }
 
-function notOnVfio(plan: HostPlan, facts: HostFacts): BoundDevice[] {
+function notOnVfio(plan: HostDecisions, facts: HostFacts): BoundDevice[] {
   const byAddress = new Map(facts.functions.map((f) => [f.address, f]));
   return plan.bind.filter((d) => byAddress.get(d.address)?.driver !== "vfio-pci");
 }
@@ -197,7 +203,7 @@ export function formatConfigError(e: ConfigError): string {
 }
 
 function preparedStatus(
-  plan: HostPlan,
+  plan: HostDecisions,
   facts: HostFacts,
   failed: FailedCommand[],
   sriovBoot: SriovBootFailure[],

@@ -61,15 +61,15 @@ export interface PlanProblem {
 /** Which regeneration a file feeds: grub (update-grub) or the initramfs (update-initramfs -u). */
 export type Regenerate = "grub" | "initramfs";
 
-export interface HostPlan {
-  /** Every owned file the host should have. Owned files not listed here should be absent. */
-  files: FileSpec[];
-  /** Which regeneration each owned path feeds (a change to the file triggers it). */
-  feeds: Record<string, Regenerate[]>;
+/** What the plan decides (plan-host.ts decideHost): everything but the bytes of the files that
+ * carry it. Actions show this; hooks apply it rendered (HostPlan). */
+export interface HostDecisions {
   /** Parameters our grub drop-in appends, in order. */
   kernelParams: string[];
   /** Modules kept off the host. */
   blacklist: string[];
+  /** Modules whose drivers wait for vfio-pci at boot (`softdep <m> pre: vfio-pci`). */
+  softdeps: string[];
   /** Functions vfio-pci should own, sorted by address. */
   bind: BoundDevice[];
   /** Selected functions left with the host for its own safety, sorted by address. */
@@ -80,6 +80,14 @@ export interface HostPlan {
   problems: PlanProblem[];
   /** Facts worth a status line but not blocking (unsafe interrupts on, nothing matched…). */
   notes: string[];
+}
+
+/** The decisions with every owned file rendered: what a hook applies. */
+export interface HostPlan extends HostDecisions {
+  /** Every owned file the host should have. Owned files not listed here should be absent. */
+  files: FileSpec[];
+  /** Which regeneration each owned path feeds (a change to the file triggers it). */
+  feeds: Record<string, Regenerate[]>;
 }
 
 /** Where a PF's VFs sit at boot. */

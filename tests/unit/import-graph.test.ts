@@ -212,7 +212,9 @@ describe("the import graph of src/", () => {
     expect(callers("selectForHost")).toEqual(["plan/plan-host.ts"]);
     expect(callers("selectFunctions")).toEqual(["plan/sriov.ts"]);
     expect(callers("selectorMatches")).toEqual(["plan/select.ts", "plan/sriov.ts"]);
-    expect(callers("planHost")).toEqual(["charm-actions.ts", "host-preparation.ts"]);
+    // Hooks apply the plan rendered (planHost); actions show its decisions (decideHost).
+    expect(callers("planHost")).toEqual(["host-preparation.ts"]);
+    expect(callers("decideHost")).toEqual(["charm-actions.ts", "plan/plan-host.ts"]);
   });
 
   it("is the rule set docs/ARCHITECTURE.md states", () => {

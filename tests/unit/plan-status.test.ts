@@ -25,6 +25,7 @@ function plan(params = PARAMS, addresses = [GPU]): HostPlan {
     feeds: {},
     kernelParams: params,
     blacklist: [],
+    softdeps: [],
     bind,
     problems: [],
     notes: [],
