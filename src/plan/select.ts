@@ -5,7 +5,8 @@
 // `vfs`), selectedByIds (plan-host.ts: is the card in a slot still the one asked for) and
 // mayMatchUnread (host-preparation.ts: may a function whose ids could not be read be selected).
 // selectFunctions is called only by selectForHost (sriov.ts: this selection plus the VFs), and that
-// only by planHost: hooks and actions read the selection from its HostPlan, so they all agree.
+// only by the plan (plan-host.ts decideHost): hooks and actions read the selection from it, so
+// they all agree.
 import type { DeviceSelector } from "../config";
 import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import { byAddress, compareAddresses, deriveAlias, idsOf, slotOf } from "../pci-vocabulary";

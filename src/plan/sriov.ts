@@ -2,8 +2,8 @@
 // Pure: the `devices` entries that say `vfs: N`, the host facts and the one safety judgement
 // (host-safety.ts) in; the planned PFs, their VFs for vfio-pci and the problems out (planSriov).
 // Also here: selectForHost, the whole selection on a host (the plain selection of select.ts plus
-// the VFs), which planHost takes for every hook and action; vfCountChange, what the next boot
-// changes for a PF; sriovReady, whether a PF's VFs are all there on their planned driver now.
+// the VFs), which the plan (decideHost) takes for every hook and action; vfCountChange, what the
+// next boot changes for a PF; sriovReady, whether a PF's VFs are all there on their planned driver now.
 // Elsewhere: the udev rule and helper that make the VFs at boot, render-sriov.ts (the initramfs
 // copies them, render-files.ts); the unit that holds nova-compute and the SR-IOV agent back until
 // they exist, render-sriov-boot.ts; a boot at which the kernel refused, sriov-boot.ts; the other
