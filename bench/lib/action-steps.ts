@@ -1,5 +1,5 @@
 // list-devices and verify-iommu in process, step by step as the glue (src/charm-actions.ts) takes
-// them: the host read, the config, what the host uses, the modules, the one plan both show, then
+// them: the host read, the config, what the host uses, the modules, the one plan both show (its decisions), then
 // each action's own read and its pure work. The scale and SR-IOV benchmarks time each step.
 import { listDevices, parseListDevicesParams } from "../../src/actions/list-devices";
 import { verifyIommu } from "../../src/actions/verify-iommu";
@@ -7,12 +7,12 @@ import { parseConfig } from "../../src/config";
 import { readInterruptRemapping } from "../../src/host/interrupt-remapping";
 import { loadPciIds, readHostFacts, readHostUsage } from "../../src/host/read-facts";
 import { planModulesFor } from "../../src/host-preparation";
-import { planHost } from "../../src/plan/plan-host";
+import { decideHost } from "../../src/plan/plan-host";
 
 /** Runs one named step (the caller times it) and hands back its value. */
 export type Step = <T>(name: string, fn: () => T) => T;
 
-const SHARED = ["readHostFacts", "parseConfig", "readHostUsage", "planModulesFor", "planHost"];
+const SHARED = ["readHostFacts", "parseConfig", "readHostUsage", "planModulesFor", "decideHost"];
 
 /** The steps each action's time is made of. */
 export const ACTION_STEPS = {
@@ -28,8 +28,8 @@ export function actionSteps(root: string, config: Record<string, unknown>, step:
   const usage = step("readHostUsage", () => readHostUsage(root, { functions: facts.functions }));
   // As the glue: the modules read first, then the one plan both show.
   const modules = step("planModulesFor", () => planModulesFor(parsed.config, root, facts, null));
-  const plan = step("planHost", () =>
-    planHost(
+  const plan = step("decideHost", () =>
+    decideHost(
       parsed.config,
       facts,
       modules?.aliases ?? null,
