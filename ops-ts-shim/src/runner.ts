@@ -55,7 +55,47 @@ export function runProcess(
 }
 
 /** Runs one hook tool, `argv[0]` being its name, with optional stdin; synchronous. */
-export type HookToolRunner = (argv: readonly string[], input?: string) => HookToolResult;
+export type HookToolRunner = ((argv: readonly string[], input?: string) => HookToolResult) & {
+  /** Bytes of arguments (UTF-8, a NUL and a pointer each) one call may carry, when the runner
+   * execs the tool for real (execArgvBudget); absent when it does not (an in-memory Juju). */
+  readonly argvBudget?: number;
+};
+
+/** Linux's limit on one execve's arguments and environment together, strings and pointers
+ * (fs/exec.c, bprm_stack_limits): a quarter of the stack rlimit (soft, which the tool inherits),
+ * at most 6 MiB (3/4 of _STK_LIM), at least 128 KiB (ARG_MAX). `limits` is /proc/self/limits. */
+export function execArgLimit(limits: string): number {
+  const soft = /^Max stack size\s+(\S+)/m.exec(limits)?.[1];
+  const stack =
+    soft === "unlimited" ? Number.POSITIVE_INFINITY : Number(soft ?? Number.NaN) || 8 << 20;
+  return Math.max(128 << 10, Math.min(6 << 20, Math.floor(stack / 4)));
+}
+
+/** Room left under execArgLimit for what a runner execs besides its arguments: the program's path
+ * (the kernel copies it too), a #! interpreter's path and argv[0], with plenty to spare. */
+export const EXEC_ARGV_MARGIN = 64 << 10;
+
+/**
+ * Bytes of arguments one exec with this environment may carry: execArgLimit, less the
+ * environment (each `NAME=value`, its NUL and pointer) and EXEC_ARGV_MARGIN; 2 MiB less ~70 KiB
+ * in a hook with the default 8 MiB stack. Never below 64 KiB: a call always carries something.
+ */
+export function execArgvBudget(env: NodeJS.ProcessEnv, limits = readLimits()): number {
+  let envBytes = 0;
+  for (const name in env) {
+    const value = env[name];
+    if (value !== undefined) envBytes += Buffer.byteLength(name) + Buffer.byteLength(value) + 10;
+  }
+  return Math.max(64 << 10, execArgLimit(limits) - envBytes - EXEC_ARGV_MARGIN);
+}
+
+function readLimits(): string {
+  try {
+    return readFileSync("/proc/self/limits", "utf8");
+  } catch {
+    return ""; // Not Linux, or no /proc: the default stack's limit.
+  }
+}
 
 /** A hook tool exited non-zero (or could not be started at all: exit code 127). */
 export class HookCmdError extends Error {
@@ -90,7 +130,13 @@ export function formatArgv(argv: readonly string[]): string {
  * tools are found on the PATH Juju prepared). A tool that cannot be started reports exit 127.
  */
 export function createSpawnRunner(env: NodeJS.ProcessEnv = process.env): HookToolRunner {
-  return (argv, input) => runProcess(argv, { env, input });
+  let budget: number | undefined;
+  return Object.defineProperty(
+    (argv: readonly string[], input?: string) => runProcess(argv, { env, input }),
+    "argvBudget",
+    // Read on first use: only a large action-set asks, and most dispatches start no process.
+    { get: () => (budget ??= execArgvBudget(env)) },
+  );
 }
 
 /** Runs a tool and returns its stdout; throws HookCmdError on a non-zero exit. */
@@ -120,7 +166,7 @@ export const PREFETCHED_ENV = "OPS_TS_PREFETCHED";
  */
 export function withPrefetched(runner: HookToolRunner, read: () => string): HookToolRunner {
   let results: Map<string, string> | null = null;
-  return (argv, input) => {
+  const prefetched = (argv: readonly string[], input?: string): HookToolResult => {
     if (!input) {
       results ??= parsePrefetched(read());
       const key = argv.join(" ");
@@ -132,6 +178,7 @@ export function withPrefetched(runner: HookToolRunner, read: () => string): Hook
     }
     return runner(argv, input);
   };
+  return Object.defineProperty(prefetched, "argvBudget", { get: () => runner.argvBudget });
 }
 
 /** `<argv><TAB><stdout>` lines; anything malformed is ignored (the tool then runs for real). */

@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { type HookToolRunner, parsePrefetched, withPrefetched } from "../src/runner";
+import {
+  createSpawnRunner,
+  type HookToolRunner,
+  parsePrefetched,
+  withPrefetched,
+} from "../src/runner";
 
 /** A runner that records what really ran and answers "real <argv>". */
 function recording(): { runner: HookToolRunner; ran: string[] } {
@@ -14,6 +19,14 @@ function recording(): { runner: HookToolRunner; ran: string[] } {
 const PIPED = 'config-get --format=json --all\t{"devices":""}\nstate-get --format=json\t{}\n';
 
 describe("withPrefetched", () => {
+  it("says what the runner it wraps allows one exec to carry", () => {
+    const { runner } = recording();
+    expect(withPrefetched(runner, () => "").argvBudget).toBeUndefined();
+    const real = createSpawnRunner({ PATH: "/usr/bin:/bin" });
+    expect(real.argvBudget).toBeGreaterThan(64 * 1024);
+    expect(withPrefetched(real, () => "").argvBudget).toBe(real.argvBudget);
+  });
+
   it("answers the first call of each prefetched argv, then runs the tool for real", () => {
     const { runner, ran } = recording();
     let reads = 0;
