@@ -99,7 +99,7 @@ function selectionOf(snap: Snapshot): {
 }
 
 function snapshot(ctx: ActionContext): Snapshot {
-  const { facts, problems } = readHostFacts(ctx.deps.root);
+  const { facts, problems, moduleListing } = readHostFacts(ctx.deps.root);
   const usage = readHostUsage(ctx.deps.root, { functions: facts.functions, problems });
   for (const p of problems) ctx.deps.log("WARNING", p.message);
   const readProblems = problems.map((p) => p.message);
@@ -123,7 +123,13 @@ function snapshot(ctx: ActionContext): Snapshot {
   for (const p of claimProblems) ctx.deps.log("WARNING", p.message);
   readProblems.push(...claimProblems.map((p) => p.message));
   // As a hook reads them (the hooks' remembered answers too); actions keep nothing.
-  const modules = planModulesFor(parsed.config, ctx.deps.root, facts, ctx.rememberedModules);
+  const modules = planModulesFor(
+    parsed.config,
+    ctx.deps.root,
+    facts,
+    ctx.rememberedModules,
+    moduleListing,
+  );
   for (const p of modules?.problems ?? []) ctx.deps.log("WARNING", p.message);
   const plan = decideHost(parsed.config, facts, modules?.aliases ?? null, NOTHING_BOUND, {
     usage,

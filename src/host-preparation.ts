@@ -2,8 +2,7 @@
 // stop the run with an outcome the status names; nothing is written unless every check passed.
 import { NOT_FOUND_EXIT } from "ops-ts-shim";
 import type { CommandRunner } from "./apply/commands";
-import type { FsOps } from "./apply/files";
-import { readHostFile } from "./apply/files";
+import { type FsOps, realFs } from "./apply/files";
 import {
   type ApplyReport,
   applyHostFiles,
@@ -16,13 +15,18 @@ import { type Config, type DeviceSelector, type ParseResult, parseConfig } from 
 import { parseExporterPort } from "./config/exporter-port";
 import type { HostFacts, HostReadProblem, ModuleAliases, ModuleNames } from "./host/facts";
 import { readBootId, readKernelMessages } from "./host/kernel-log";
-import { type RememberedModules, readModuleAliases, readModuleNames } from "./host/modules";
+import {
+  type ModuleListing,
+  type RememberedModules,
+  readModuleAliases,
+  readModuleNames,
+} from "./host/modules";
 import { readHostFacts, readHostUsage } from "./host/read-facts";
-import { EXPORTER_OWNED, EXPORTER_SERVICE, OWNED } from "./host/root";
+import { EXPORTER_OWNED, EXPORTER_SERVICE, OWNED, under } from "./host/root";
 import { readVfCountClaims } from "./host/vf-count-owners";
 import { exporterServiceCommands, renderExporterFiles } from "./plan/exporter-files";
 import { planHost } from "./plan/plan-host";
-import { mayMatchUnread } from "./plan/select";
+import { mayMatchUnread, selectsAny } from "./plan/select";
 import {
   rememberSriovRule,
   ruleContent,
@@ -116,7 +120,7 @@ export function prepareHost(
   }
   const config = parsed.config;
   const boundIds = unpackBindings(memory.bound);
-  const { facts, problems, containerEvidence } = readHostFacts(deps.root);
+  const { facts, problems, containerEvidence, moduleListing } = readHostFacts(deps.root);
   logProblems(problems, deps);
   if (facts.container) {
     deps.log("WARNING", `${CONTAINER_MESSAGE} (${containerEvidence ?? "a container"})`);
@@ -141,7 +145,7 @@ export function prepareHost(
   }
 
   // Only a selection needs the modules (blacklist, softdeps); modules.alias's answers are remembered.
-  const modules = planModulesFor(config, deps.root, facts, memory.modules ?? null);
+  const modules = planModulesFor(config, deps.root, facts, memory.modules ?? null, moduleListing);
   // What the host uses (network, disks, console) is withheld from the selection: read only when
   // there is a selection to judge.
   const usageProblems: HostReadProblem[] = [];
@@ -261,26 +265,34 @@ export interface PlanModules {
 }
 
 /**
- * The modules the plan of this config asks about, read up front: none without a selection (the
- * plan then writes no module name), else modules.alias for each distinct modalias (from
- * `remembered` while the file is unchanged: a megabyte parsed on every hook of every compute host
- * otherwise), each driver's module link, and modules.dep/modules.builtin. Hooks and actions both
- * plan with this, so an action shows the plan a hook makes.
+ * The modules the plan of this config asks about, read up front: none when no entry matches a
+ * function here and blacklist-drivers is auto (the plan then writes no module name), else
+ * modules.alias for each distinct modalias (from `remembered` while the file is unchanged: a
+ * megabyte parsed on every hook of every compute host otherwise), each driver's module link, and
+ * modules.dep/modules.builtin (from `listing`, what the kernel facts already read of them, so each
+ * file is read once). Hooks and actions both plan with this, so an action shows the plan a hook
+ * makes.
  */
 export function planModulesFor(
   config: Config,
   root: string,
   facts: HostFacts,
   remembered: RememberedModules | null,
+  /** What readHostFacts read of modules.builtin/modules.dep (its moduleListing): not read again. */
+  listing?: ModuleListing,
 ): PlanModules | null {
   if (config.devices.length === 0) return null;
+  // An entry that matches no function here binds nothing, and with blacklist-drivers=auto the
+  // plan then names no module: a host whose card is not in yet pays for no module file.
+  if (config.blacklistDrivers.mode === "auto" && !selectsAny(config.devices, facts.functions))
+    return null;
   const modaliases = new Set<string>();
   const drivers = new Set<string>();
   for (const fn of facts.functions) {
     modaliases.add(fn.modalias);
     if (fn.driver !== null) drivers.add(fn.driver);
   }
-  const names = readModuleNames(root, facts.kernelRelease, drivers);
+  const names = readModuleNames(root, facts.kernelRelease, drivers, listing);
   const aliases = readModuleAliases(root, facts.kernelRelease, modaliases, remembered);
   return {
     aliases: aliases.aliases,
@@ -324,10 +336,16 @@ function withExporterPort(
 }
 
 /** Stops and disables the exporter before apply removes its unit file (systemctl needs the file
- * to disable it). Only when the file is there and the plan has none. */
+ * to disable it). Only when the file is there and the plan has none: looked up (stat), not read,
+ * since apply reads every owned file once right after. */
 function stopUnwantedExporter(files: readonly { path: string }[], deps: PreparationDeps): void {
   if (files.some((f) => f.path === EXPORTER_OWNED.unit)) return;
-  if (readHostFile(deps.root, EXPORTER_OWNED.unit, deps.fs) === null) return;
+  try {
+    (deps.fs ?? realFs).statSync(under(deps.root, EXPORTER_OWNED.unit));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw err;
+  }
   runLogged(["systemctl", "disable", "--now", EXPORTER_SERVICE], deps);
 }
 

@@ -3,6 +3,7 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
 import { machine as unameMachine } from "node:os";
 import type { CpuVendor, HostArch, HostFacts, HostReadProblem, VfioPciAvailability } from "./facts";
+import { listedModules, type ModuleListing, moduleListing } from "./modules";
 import { errnoCode, readSmallFile } from "./read-files";
 import { isRealRoot, moduleFiles, READ, under } from "./root";
 
@@ -73,32 +74,29 @@ export function readKernelRelease(root: string, problems: HostReadProblem[] = []
   return text ?? "";
 }
 
-const VFIO_PCI_KO = /(?:^|\/)vfio[-_]pci\.ko(?:\.(?:zst|xz|gz))?$/;
-
-/** Whether vfio-pci is built into the running kernel, a loadable module, or missing. */
+/** Whether vfio-pci is built into the running kernel, a loadable module, or missing. `listing`
+ * holds what this dispatch read of modules.builtin and modules.dep; what this reads goes into it,
+ * so readModuleNames (module names for the plan) does not read the same files again. */
 export function readVfioPciAvailability(
   root: string,
   release: string,
   problems: HostReadProblem[] = [],
+  listing: ModuleListing = moduleListing(release),
 ): VfioPciAvailability {
   if (release !== "") {
     const files = moduleFiles(release);
-    const builtin = readSmallFile(root, files.builtin, problems, "vfio-pci assumed not built in");
+    const own = listing.release === release ? listing : moduleListing(release);
     // Ubuntu since 20.04: `kernel/drivers/vfio/pci/vfio-pci.ko` listed here (CONFIG_VFIO_PCI=y).
-    if (builtin?.split("\n").some((line) => VFIO_PCI_KO.test(line.trim()))) return "builtin";
+    if (lists(root, own, "builtin", files.builtin, problems, "vfio-pci assumed not built in")) {
+      return "builtin";
+    }
     for (const ext of ["", ".zst", ".xz", ".gz"]) {
       if (existsSync(under(root, `${files.dir}/kernel/drivers/vfio/pci/vfio-pci.ko${ext}`))) {
         return "module";
       }
     }
     // DKMS or distro kernels may keep it elsewhere (updates/, extra/): modules.dep knows.
-    const dep = readSmallFile(
-      root,
-      `${files.dir}/modules.dep`,
-      problems,
-      "vfio-pci module not looked up",
-    );
-    if (dep?.split("\n").some((line) => VFIO_PCI_KO.test(line.slice(0, line.indexOf(":"))))) {
+    if (lists(root, own, "dep", files.dep, problems, "vfio-pci module not looked up")) {
       return "module";
     }
   }
@@ -106,6 +104,28 @@ export function readVfioPciAvailability(
   if (existsSync(under(root, `${READ.pciDrivers}/vfio-pci`))) return "builtin";
   // Without the release there was no /lib/modules/<release> to ask: unknown, not missing.
   return release === "" ? "unknown" : "missing";
+}
+
+/** Whether a listing file names vfio_pci; a file that exists but cannot be read is a problem. */
+function lists(
+  root: string,
+  listing: ModuleListing,
+  which: "builtin" | "dep",
+  file: string,
+  problems: HostReadProblem[],
+  consequence: string,
+): boolean {
+  const list = listedModules(root, listing, which);
+  if ("names" in list) return list.names.has("vfio_pci");
+  if (list.error !== "ENOENT") {
+    problems.push({
+      kind: "unreadable",
+      path: file,
+      address: null,
+      message: `cannot read ${file} (${list.error}); ${consequence}`,
+    });
+  }
+  return false;
 }
 
 /** Names of loaded modules from /proc/modules (as the kernel spells them: `snd_hda_intel`). */
@@ -157,6 +177,8 @@ export type KernelFacts = Pick<
 > & {
   /** Operator words for why this is a container (`/run/systemd/container says "lxc"`), or null. */
   containerEvidence: string | null;
+  /** What was read of the module listings for vfio-pci: readModuleNames reuses it. */
+  moduleListing: ModuleListing;
 };
 
 /** Reads cmdline, CPU vendor, machine and architecture, release, vfio-pci availability and container state. */
@@ -169,15 +191,17 @@ export function readKernelFacts(root: string, problems: HostReadProblem[] = []):
   const cpuVendor = readCpuVendor(root, cpuProblems);
   const arch = archOf(machine, cpuVendor);
   if (arch === "x86" || arch === "unknown") problems.push(...cpuProblems);
+  const listing = moduleListing(kernelRelease);
   return {
     cmdline: readCmdline(root, problems),
     cpuVendor,
     machine,
     arch,
     kernelRelease,
-    vfioPci: readVfioPciAvailability(root, kernelRelease, problems),
+    vfioPci: readVfioPciAvailability(root, kernelRelease, problems, listing),
     container: detection.container,
     containerEvidence: detection.evidence,
+    moduleListing: listing,
   };
 }
 

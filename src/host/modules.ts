@@ -357,6 +357,55 @@ function moduleNameOfPath(path: string): string | null {
   return m ? normaliseModule(m[1]!) : null;
 }
 
+/** What one listing file of the running kernel says: the modules it names (`_` spelling), or the
+ * errno code it could not be read with (`ENOENT` included: each reader words its own problem). */
+export type ModuleList = { names: ReadonlySet<string> } | { error: string };
+
+/**
+ * The running kernel's module listings as read so far in this dispatch: plain data, filled by
+ * whichever reader needs a file first (the kernel facts for vfio-pci, readModuleNames for every
+ * name) and handed on, so each file is read once. A file not read yet is absent.
+ */
+export interface ModuleListing {
+  release: string;
+  /** modules.builtin: the modules compiled into the kernel. */
+  builtin?: ModuleList;
+  /** modules.dep: every loadable module, by path. */
+  dep?: ModuleList;
+}
+
+/** A fresh, empty listing of this release's modules (nothing read yet). */
+export function moduleListing(release: string): ModuleListing {
+  return { release };
+}
+
+/** The listing's answer for modules.builtin or modules.dep, reading the file on first ask. */
+export function listedModules(
+  root: string,
+  listing: ModuleListing,
+  which: "builtin" | "dep",
+): ModuleList {
+  const known = listing[which];
+  if (known) return known;
+  const file = moduleFiles(listing.release)[which];
+  let list: ModuleList;
+  try {
+    const text = readFileSync(under(root, file), "latin1");
+    const names = new Set<string>();
+    for (const line of text.split("\n")) {
+      if (!line.includes(".ko")) continue;
+      const path = which === "dep" ? line.slice(0, line.indexOf(":")) : line.trim();
+      const name = moduleNameOfPath(path);
+      if (name) names.add(name);
+    }
+    list = { names };
+  } catch (error) {
+    list = { error: errnoCode(error) };
+  }
+  listing[which] = list;
+  return list;
+}
+
 /**
  * modules.alias's answers for these modaliases (each asked once), read before planning: from
  * `remembered` while the file is unchanged, from the file for any other. Problems (an unreadable
@@ -386,6 +435,8 @@ export function readModuleNames(
   root: string,
   release: string,
   drivers: Iterable<string>,
+  /** What this dispatch already read of the listings (the kernel facts'); filled as read. */
+  listing: ModuleListing = moduleListing(release),
 ): { names: ModuleNames; problems: HostReadProblem[] } {
   const problems: HostReadProblem[] = [];
   const ofDriver = new Map<string, string | null>();
@@ -401,29 +452,23 @@ export function readModuleNames(
     ofDriver.set(driver, module);
   }
   const files = moduleFiles(release);
+  const own = listing.release === release ? listing : moduleListing(release);
   const known = new Set<string>();
   let read = 0;
-  for (const [file, nameOf] of [
-    [files.dep, (line: string) => moduleNameOfPath(line.slice(0, line.indexOf(":")))],
-    [files.builtin, (line: string) => moduleNameOfPath(line.trim())],
-  ] as const) {
-    let text: string;
-    try {
-      text = readFileSync(under(root, file), "latin1");
-      read++;
-    } catch (error) {
+  for (const which of ["dep", "builtin"] as const) {
+    const list = listedModules(root, own, which);
+    if ("error" in list) {
+      const file = files[which];
       problems.push({
         kind: "unreadable",
         path: file,
         address: null,
-        message: `cannot read ${file} (${errnoCode(error)}): module names cannot be checked, so none is written into modprobe.d or modprobe.blacklist= (is linux-modules-${release} installed? run depmod -a)`,
+        message: `cannot read ${file} (${list.error}): module names cannot be checked, so none is written into modprobe.d or modprobe.blacklist= (is linux-modules-${release} installed? run depmod -a)`,
       });
       continue;
     }
-    for (const line of text.split("\n")) {
-      const name = line.includes(".ko") ? nameOf(line) : null;
-      if (name) known.add(name);
-    }
+    read++;
+    for (const name of list.names) known.add(name);
   }
   return { names: { ofDriver, known: read === 0 ? null : known }, problems };
 }

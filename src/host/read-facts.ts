@@ -3,6 +3,7 @@
 // (readHostUsage) are separate so the hooks and actions that do not need them skip them.
 import type { HostFacts, HostReadProblem } from "./facts";
 import { readKernelFacts } from "./kernel";
+import type { ModuleListing } from "./modules";
 import { readIommu, readPciFunctions } from "./pci";
 import { readIsolation } from "./pci-config";
 
@@ -17,6 +18,7 @@ export {
   readMachine,
   readVfioPciAvailability,
 } from "./kernel";
+export type { ModuleListing } from "./modules";
 export { EMPTY_MODULE_INDEX, loadModuleIndex, parseModuleAliases } from "./modules";
 export type { IommuReadResult, PciReadResult } from "./pci";
 export { readIommu, readPciFunctions } from "./pci";
@@ -30,6 +32,9 @@ export function readHostFacts(root: string): {
   problems: HostReadProblem[];
   /** Operator words for why this is a container (`/run/systemd/container says "lxc"`), or null. */
   containerEvidence: string | null;
+  /** What the kernel facts read of modules.builtin/modules.dep: hand it to planModulesFor so the
+   * plan's module names come from the same read. */
+  moduleListing: ModuleListing;
 } {
   const problems: HostReadProblem[] = [];
   const pci = readPciFunctions(root);
@@ -56,5 +61,6 @@ export function readHostFacts(root: string): {
     },
     problems,
     containerEvidence: kernel.containerEvidence,
+    moduleListing: kernel.moduleListing,
   };
 }

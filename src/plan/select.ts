@@ -50,6 +50,15 @@ export function selectorMatches(
   return sel.address === null || sel.address.pattern.test(fn.address);
 }
 
+/** Whether some entry matches some of these functions: the plan binds only what an entry
+ * matches (a match withheld for the host still counts), so with none it names no module. */
+export function selectsAny(
+  selectors: readonly DeviceSelector[],
+  functions: readonly Pick<PciFunction, "address" | "vendorId" | "deviceId">[],
+): boolean {
+  return functions.some((fn) => selectors.some((sel) => selectorMatches(sel, fn)));
+}
+
 /** Whether some entry selects by exactly these ids (an entry by address alone does not count):
  * what confirms that a card found in a slot is still the one the operator asked for. */
 export function selectedByIds(
