@@ -76,6 +76,7 @@ export function readNetInterfaces(
   problems: HostReadProblem[] = [],
   ipAddrJson: IpAddrJson | null = isRealRoot(root) ? runIpAddrJson : null,
 ): NetInterface[] {
+  resolvedRoot = null;
   const names = (listDir(root, READ.net, problems) ?? []).sort();
   const ipv4 = readIpv4Routes(root, problems);
   const routes = countRoutes(root, ipv4, problems);
@@ -132,6 +133,7 @@ export function readHostUsage(
     problems?: HostReadProblem[];
   } = {},
 ): HostUsage {
+  resolvedRoot = null;
   const problems = options.problems ?? [];
   const functions = options.functions ?? readPciFunctions(root).functions;
   const usage: HostUsage = new Map();
@@ -261,11 +263,18 @@ function deviceAddress(root: string, hostLink: string): string | null {
   return pciAddressesInPath(resolved).at(-1) ?? null;
 }
 
-/** Resolves a host path under the root to a host path (root prefix removed); null if absent. */
+/** The root as resolved for this read (readHostUsage and readNetInterfaces forget it on entry):
+ * resolved once, not again for each of the dozens of links a read follows. */
+let resolvedRoot: { root: string; real: string } | null = null;
+
+/** Resolves a host path under the root to a host path (root prefix removed); null if absent.
+ * realpath(3) itself (`.native`): the JS realpathSync lstat()s every component of every path
+ * from JavaScript, and sysfs paths are a dozen components deep. */
 function realHostPath(root: string, hostPath: string): string | null {
   try {
-    const real = realpathSync(under(root, hostPath));
-    const realRoot = realpathSync(root);
+    const real = realpathSync.native(under(root, hostPath));
+    if (resolvedRoot?.root !== root) resolvedRoot = { root, real: realpathSync.native(root) };
+    const realRoot = resolvedRoot.real;
     if (realRoot === "/") return real;
     return real.startsWith(`${realRoot}/`) ? real.slice(realRoot.length) : null;
   } catch {
