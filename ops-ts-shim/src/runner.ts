@@ -167,7 +167,9 @@ export const PREFETCHED_ENV = "OPS_TS_PREFETCHED";
 export function withPrefetched(runner: HookToolRunner, read: () => string): HookToolRunner {
   let results: Map<string, string> | null = null;
   const prefetched = (argv: readonly string[], input?: string): HookToolResult => {
-    if (!input) {
+    // Prefetched command lines are a few words: an action-set of 30,000 results is not among
+    // them, and joining it into a key to look up would copy its megabytes for nothing.
+    if (!input && argv.length <= MAX_PREFETCHED_WORDS) {
       results ??= parsePrefetched(read());
       const key = argv.join(" ");
       const stdout = results.get(key);
@@ -180,6 +182,10 @@ export function withPrefetched(runner: HookToolRunner, read: () => string): Hook
   };
   return Object.defineProperty(prefetched, "argvBudget", { get: () => runner.argvBudget });
 }
+
+/** The most words a prefetched command line has (`config-get --format=json --all`); a longer
+ * argv runs for real. */
+const MAX_PREFETCHED_WORDS = 8;
 
 /** `<argv><TAB><stdout>` lines; anything malformed is ignored (the tool then runs for real). */
 export function parsePrefetched(text: string): Map<string, string> {

@@ -19,6 +19,20 @@ function recording(): { runner: HookToolRunner; ran: string[] } {
 const PIPED = 'config-get --format=json --all\t{"devices":""}\nstate-get --format=json\t{}\n';
 
 describe("withPrefetched", () => {
+  it("runs a long command line (a large action-set) without looking it up", () => {
+    const { runner, ran } = recording();
+    let reads = 0;
+    const run = withPrefetched(runner, () => {
+      reads++;
+      return PIPED;
+    });
+    const argv = ["action-set", ...Array.from({ length: 20 }, (_, i) => `k${i}=v`)];
+    expect(run(argv).stdout).toBe(`real ${argv.join(" ")}\n`);
+    expect(reads).toBe(0);
+    expect(run(["state-get", "--format=json"]).stdout).toBe("{}\n");
+    expect(ran).toEqual([argv.join(" ")]);
+  });
+
   it("says what the runner it wraps allows one exec to carry", () => {
     const { runner } = recording();
     expect(withPrefetched(runner, () => "").argvBudget).toBeUndefined();
