@@ -270,7 +270,7 @@ export interface PlanModules {
  * modules.alias for each distinct modalias (from `remembered` while the file is unchanged: a
  * megabyte parsed on every hook of every compute host otherwise), each driver's module link, and
  * modules.dep/modules.builtin (from `listing`, what the kernel facts already read of them, so each
- * file is read once). Hooks and actions both plan with this, so an action shows the plan a hook
+ * file is read once; not at all while both are the files `remembered` answered from). Hooks and actions both plan with this, so an action shows the plan a hook
  * makes.
  */
 export function planModulesFor(
@@ -292,12 +292,30 @@ export function planModulesFor(
     modaliases.add(fn.modalias);
     if (fn.driver !== null) drivers.add(fn.driver);
   }
-  const names = readModuleNames(root, facts.kernelRelease, drivers, listing);
   const aliases = readModuleAliases(root, facts.kernelRelease, modaliases, remembered);
+  // The names the plan can ask the kernel about: what modules.alias answered, the listed
+  // blacklist, and (readModuleNames adds them) the drivers' modules.
+  const asked = new Set<string>();
+  for (const modules of aliases.aliases.values()) for (const m of modules) asked.add(m);
+  if (config.blacklistDrivers.mode === "list") {
+    for (const m of config.blacklistDrivers.modules) asked.add(m);
+  }
+  const names = readModuleNames(
+    root,
+    facts.kernelRelease,
+    drivers,
+    listing,
+    asked,
+    remembered?.names ?? null,
+  );
+  const kept = aliases.remembered && {
+    ...aliases.remembered,
+    ...(names.remembered ? { names: names.remembered } : {}),
+  };
   return {
     aliases: aliases.aliases,
     names: names.names,
-    remembered: aliases.remembered,
+    remembered: kept,
     problems: [...names.problems, ...aliases.problems],
   };
 }

@@ -163,8 +163,9 @@ export interface ModuleNames {
    * host's functions; null when sysfs has no module link for it (then the modalias answers speak
    * for the device alone). */
   ofDriver: ReadonlyMap<string, string | null>;
-  /** Every module the kernel has (modules.dep and modules.builtin), `_` spelling; null when
-   * neither file could be read. */
+  /** Of the modules the plan can ask about (what modules.alias answered, the drivers' modules,
+   * a listed blacklist), those the kernel has (modules.dep or modules.builtin), `_` spelling;
+   * null when neither file could be read. */
   known: ReadonlySet<string> | null;
 }
 

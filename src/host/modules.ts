@@ -299,6 +299,17 @@ export interface RememberedModules {
   stamp: string;
   /** Modalias → modules, as modulesFor answered; keys sorted, so equal answers store equal. */
   answers: Record<string, string[]>;
+  /** Which of the modules the plan may name the kernel has, while modules.dep and
+   * modules.builtin are the same files (readModuleNames). */
+  names?: RememberedModuleNames;
+}
+
+/** Whether the kernel has each module a hook asked about, and which listing files said so. */
+export interface RememberedModuleNames {
+  /** The stamps of modules.dep and modules.builtin, joined by `|`. */
+  stamp: string;
+  /** Module (`_` spelling) → whether modules.dep or modules.builtin lists it; keys sorted. */
+  answers: Record<string, boolean>;
 }
 
 /** A hook's ModuleIndex, with what to remember for the next hook. */
@@ -430,6 +441,11 @@ export function readModuleAliases(
  * The module names of the target kernel (the running one: its /lib/modules is what the next
  * initramfs and boot use) and the modules of these drivers (their sysfs module links), read
  * before planning. Problems (unreadable files) come back once.
+ *
+ * `known` answers for the modules the plan can ask about: `asked` (what modules.alias answered,
+ * the blacklist-drivers list) and the drivers' modules. While modules.dep and modules.builtin are
+ * the same files, those answers come from `remembered` (the last hook's) and neither file is read:
+ * a real modules.dep is half a megabyte of lines, the answers a few dozen booleans.
  */
 export function readModuleNames(
   root: string,
@@ -437,7 +453,9 @@ export function readModuleNames(
   drivers: Iterable<string>,
   /** What this dispatch already read of the listings (the kernel facts'); filled as read. */
   listing: ModuleListing = moduleListing(release),
-): { names: ModuleNames; problems: HostReadProblem[] } {
+  asked: Iterable<string> = [],
+  remembered: RememberedModuleNames | null = null,
+): { names: ModuleNames; problems: HostReadProblem[]; remembered: RememberedModuleNames | null } {
   const problems: HostReadProblem[] = [];
   const ofDriver = new Map<string, string | null>();
   for (const driver of drivers) {
@@ -451,10 +469,24 @@ export function readModuleNames(
     }
     ofDriver.set(driver, module);
   }
+  const questions = new Set<string>();
+  for (const m of asked) questions.add(normaliseModule(m));
+  for (const m of ofDriver.values()) if (m !== null) questions.add(m);
   const files = moduleFiles(release);
+  const depStamp = fileStamp(root, files.dep);
+  const builtinStamp = fileStamp(root, files.builtin);
+  const stamp = depStamp !== null && builtinStamp !== null ? `${depStamp}|${builtinStamp}` : null;
+  const answers = stamp !== null && remembered?.stamp === stamp ? remembered.answers : null;
+  if (answers !== null && [...questions].every((m) => Object.hasOwn(answers, m))) {
+    const known = new Set([...questions].filter((m) => answers[m]));
+    return {
+      names: { ofDriver, known },
+      problems,
+      remembered: rememberNames(stamp!, questions, known),
+    };
+  }
   const own = listing.release === release ? listing : moduleListing(release);
-  const known = new Set<string>();
-  let read = 0;
+  const lists: ReadonlySet<string>[] = [];
   for (const which of ["dep", "builtin"] as const) {
     const list = listedModules(root, own, which);
     if ("error" in list) {
@@ -467,8 +499,22 @@ export function readModuleNames(
       });
       continue;
     }
-    read++;
-    for (const name of list.names) known.add(name);
+    lists.push(list.names);
   }
-  return { names: { ofDriver, known: read === 0 ? null : known }, problems };
+  if (lists.length === 0) return { names: { ofDriver, known: null }, problems, remembered: null };
+  // Only the answers the plan can ask for: the same whether read now or remembered.
+  const known = new Set([...questions].filter((m) => lists.some((names) => names.has(m))));
+  const keep =
+    stamp !== null && problems.length === 0 ? rememberNames(stamp, questions, known) : null;
+  return { names: { ofDriver, known }, problems, remembered: keep };
+}
+
+function rememberNames(
+  stamp: string,
+  questions: ReadonlySet<string>,
+  known: ReadonlySet<string>,
+): RememberedModuleNames {
+  const answers: Record<string, boolean> = {};
+  for (const m of [...questions].sort()) answers[m] = known.has(m);
+  return { stamp, answers };
 }

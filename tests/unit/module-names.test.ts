@@ -28,12 +28,14 @@ function planOn(spec: HostSpec, raw: Record<string, string>, edit?: (root: strin
   edit?.(root);
   const { facts, plan, file } = planOnTree(root, raw);
   const drivers = facts.functions.flatMap((f) => (f.driver === null ? [] : [f.driver]));
-  const names = readModuleNames(root, facts.kernelRelease, drivers);
   /** Every module name the plan writes, from modprobe.d and the kernel command line. */
   const written = [
     ...[...file(OWNED.modprobeConf).matchAll(/^(?:blacklist|softdep) (\S+)/gm)].map((m) => m[1]!),
     ...(/modprobe\.blacklist=(\S+?)"?$/m.exec(file(OWNED.grubDropIn))?.[1]?.split(",") ?? []),
   ];
+  // `known` answers for the names asked (and the drivers' modules): these, and what was written.
+  const asked = ["vfio-pci", "i801_smbus", ...written];
+  const names = readModuleNames(root, facts.kernelRelease, drivers, undefined, asked);
   return { root, facts, plan, file, written, names };
 }
 

@@ -2,6 +2,7 @@
 // names both come from modules.builtin/modules.dep, read once and handed on as data; and an entry
 // that matches nothing here reads no module file and no driver link. Counted at node:fs itself,
 // so any reader of host/ that opens a file again is caught, not only the ones named here.
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { parseConfig } from "../../src/config";
@@ -91,9 +92,42 @@ describe("a dispatch reads each host file once", () => {
     });
     expect(outcome).toBe("prepared");
     expect(twice(counts)).toEqual([]);
-    // Both listings were needed (kernel facts and the plan's module names) and read once.
+    // modules.builtin once (vfio-pci built in?); modules.dep not at all: the plan's module names
+    // are the last hook's answers while both listings are the same files.
+    expect(counts.get(BUILTIN)).toBe(1);
+    expect(counts.has(DEP)).toBe(false);
+  });
+
+  it("the first hook reads both listings once; a rewritten modules.dep is read and believed", () => {
+    const root = seed();
+    const config = { devices: "0000:83:00.0" };
+    let first: ReturnType<typeof hook> | null = null;
+    const counts = reads(root, () => {
+      first = prepareHost(config, EMPTY_MEMORY, { root, runner: recordingRunner(), log: () => {} });
+    });
+    // (A hook that writes reads its own files back; the listings are read once all the same.)
     expect(counts.get(BUILTIN)).toBe(1);
     expect(counts.get(DEP)).toBe(1);
+    const memory = first!.memory;
+    expect(first!.plan!.softdeps).toContain("nouveau");
+    // depmod without nouveau (a new file): the next hook reads it and no longer names nouveau.
+    const dep = path.join(root, DEP);
+    const text = fs.readFileSync(dep, "latin1");
+    fs.rmSync(dep);
+    fs.writeFileSync(
+      dep,
+      text
+        .split("\n")
+        .filter((l) => !l.includes("/nouveau.ko"))
+        .join("\n"),
+    );
+    let next: ReturnType<typeof hook> | null = null;
+    const after = reads(root, () => {
+      next = hook(root, config, memory);
+    });
+    expect(after.get(DEP)).toBe(1);
+    expect(next!.plan!.softdeps).not.toContain("nouveau");
+    expect(next!.plan!.notes.join("\n")).toContain("nouveau");
   });
 
   it("an action's read (facts, then the plan's modules): the listing read by the facts is reused", () => {
