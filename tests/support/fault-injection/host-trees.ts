@@ -238,11 +238,20 @@ export function convergeProblems(
   return problems;
 }
 
-/** Memory as it reads under any root: the modules.alias stamp names that tree's file (its inode
- * and mtime), not anything the hook decided; the remembered answers are compared. */
+/** Memory as it reads under any root: the modules.alias, modules.dep and modules.builtin stamps
+ * name that tree's files (inode and mtime), not anything the hook decided; the remembered
+ * answers are compared. */
 function comparable(memory: PreparationMemory): PreparationMemory {
   if (!memory.modules) return memory;
-  return { ...memory, modules: { ...memory.modules, stamp: "<modules.alias of this tree>" } };
+  const { names } = memory.modules;
+  return {
+    ...memory,
+    modules: {
+      ...memory.modules,
+      stamp: "<modules.alias of this tree>",
+      ...(names ? { names: { ...names, stamp: "<module listings of this tree>" } } : {}),
+    },
+  };
 }
 
 /** A call as it reads under any root and pid: `<root>/…/.x.pci-passthrough-<tmp>.tmp`. */
