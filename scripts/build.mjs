@@ -64,7 +64,7 @@ const actionsResult = await build({
   plugins: [yamlApart],
 });
 writeCachedLoader("charm.js", "charm.code.js", { exitWhenDone: true });
-writeCachedLoader("actions.js", "actions.code.js", { exitWhenDone: false });
+writeCachedLoader("actions.js", "actions.code.js", { exitWhenDone: "unless-stoppable" });
 // The exporter (src/exporter/main.ts), run by systemd with the same runtime: its own small bundle,
 // so no hook pays to load it and it loads nothing of the hooks'.
 const exporterResult = await build({
@@ -106,8 +106,11 @@ function writeCachedLoader(name, code, { exitWhenDone }) {
  * With `exitWhenDone` (the hooks' loader), the process exits as soon as the bundle has run: a
  * hook's handlers are synchronous (hook tools and commands run with spawnSync, stdout and stderr
  * are synchronous on Linux), so nothing is left to run, and process.exit() skips tearing V8's heap
- * down piece by piece (~1 ms CPU of a no-op hook; Node.js still writes its compile cache). Not for
- * actions: a stoppable one goes on in a worker thread after the bundle's top level returns. */
+ * down piece by piece (~1 ms CPU of a no-op hook; Node.js still writes its compile cache). So do
+ * actions ("unless-stoppable"), bar those the bundle exports as STOPPABLE_ACTIONS (src/charm.ts):
+ * such an action goes on in a worker thread after the bundle's top level returns, and its worker
+ * (which runs this loader too) is one of them. An action's heap is large: verify-iommu on 10,000
+ * functions spent ~20 ms tearing it down after its last hook tool. */
 function runCached(codeName, cacheName, stalePrefix, exitWhenDone) {
   const fs = require("node:fs");
   const { Script } = require("node:vm");
@@ -141,7 +144,11 @@ function runCached(codeName, cacheName, stalePrefix, exitWhenDone) {
       fs.rmSync(partial, { force: true });
     }
   }
-  if (exitWhenDone) process.exit();
+  if (exitWhenDone === true) process.exit();
+  if (exitWhenDone === "unless-stoppable") {
+    const action = (process.env.JUJU_DISPATCH_PATH ?? "").replace(/^actions\//, "");
+    if (!(mod.exports.STOPPABLE_ACTIONS ?? []).includes(action)) process.exit();
+  }
 }
 
 const kib = (r) =>

@@ -17,14 +17,19 @@ function lazyValidator(action: string): ParamValidator {
   return validate;
 }
 
+/** Actions that run stoppable (rebind writes to sysfs step by step: SIGTERM lets it finish or
+ * undo the function it is moving). Such an action goes on in a worker thread after this script's
+ * top level returns; any other is done by then, so dist/actions.js exits at once
+ * (scripts/build.mjs), which reads this list from the bundle's exports. */
+export const STOPPABLE_ACTIONS = ["rebind"];
+
 // The actions come with the bundle (generated from the same actions.yaml the pack step ships), so
 // an action's dispatch does not parse YAML to learn that it is declared; their params are checked
-// before any handler runs (and so before any host read). rebind writes to sysfs step by step: it
-// runs stoppable, so SIGTERM lets it finish or undo the function it is moving.
+// before any handler runs (and so before any host read).
 process.exitCode = main(PciPassthroughCharm, {
   actions: declaredActions,
   actionParamValidators: Object.fromEntries(
     Object.keys(declaredActions).map((a) => [a, lazyValidator(a)]),
   ),
-  stoppableActions: ["rebind"],
+  stoppableActions: STOPPABLE_ACTIONS,
 });
