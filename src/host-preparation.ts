@@ -13,7 +13,13 @@ import {
 import { type PackedBindings, packBindings, unpackBindings } from "./bound-memory";
 import { type Config, type DeviceSelector, type ParseResult, parseConfig } from "./config";
 import { parseExporterPort } from "./config/exporter-port";
-import type { HostFacts, HostReadProblem, ModuleAliases, ModuleNames } from "./host/facts";
+import type {
+  HostFacts,
+  HostReadProblem,
+  HostUsage,
+  ModuleAliases,
+  ModuleNames,
+} from "./host/facts";
 import { readBootId, readKernelMessages } from "./host/kernel-log";
 import {
   type ModuleListing,
@@ -21,8 +27,9 @@ import {
   readModuleAliases,
   readModuleNames,
 } from "./host/modules";
-import { readHostFacts, readHostUsage } from "./host/read-facts";
+import { judgeWithHostUsage, readHostFacts, readHostUsageFromFiles } from "./host/read-facts";
 import { EXPORTER_OWNED, EXPORTER_SERVICE, OWNED, under } from "./host/root";
+import type { IpAddrJson } from "./host/usage";
 import { readVfCountClaims } from "./host/vf-count-owners";
 import { exporterServiceCommands, renderExporterFiles } from "./plan/exporter-files";
 import { planHost } from "./plan/plan-host";
@@ -69,6 +76,8 @@ export interface PreparationDeps {
   runner: CommandRunner;
   log: (level: "DEBUG" | "INFO" | "WARNING" | "ERROR", message: string) => void;
   fs?: FsOps;
+  /** How to ask the kernel for IPv4 addresses (host/usage.ts); default: `ip` on a real root. */
+  ipAddrJson?: IpAddrJson | null;
   /** Set while the unit is related over cos-agent: the exporter is installed and runs with this
    * runtime from this charm directory; null or absent: it is removed. */
   exporter?: ExporterDeps | null;
@@ -147,12 +156,17 @@ export function prepareHost(
   // Only a selection needs the modules (blacklist, softdeps); modules.alias's answers are remembered.
   const modules = planModulesFor(config, deps.root, facts, memory.modules ?? null, moduleListing);
   // What the host uses (network, disks, console) is withheld from the selection: read only when
-  // there is a selection to judge.
+  // there is a selection to judge, and the kernel's IPv4 addresses (a process) only when the
+  // plan asks about a function the files cannot judge (host/usage.ts).
   const usageProblems: HostReadProblem[] = [];
   const usage =
     config.devices.length > 0
-      ? readHostUsage(deps.root, { functions: facts.functions, problems: usageProblems })
-      : new Map<string, string[]>();
+      ? readHostUsageFromFiles(deps.root, {
+          functions: facts.functions,
+          problems: usageProblems,
+          ipAddrJson: deps.ipAddrJson,
+        })
+      : null;
   logProblems(usageProblems, deps);
   // Who else sets VF counts at boot: read only when an entry asks for VFs.
   const claimProblems: HostReadProblem[] = [];
@@ -161,13 +175,15 @@ export function prepareHost(
     : [];
   logProblems(claimProblems, deps);
   if (modules) logProblems(modules.problems, deps);
-  const plan = planHost(
-    config,
-    facts,
-    modules?.aliases ?? null,
-    { boundIds },
-    { usage, moduleNames: modules?.names ?? null, vfCountClaims },
-  );
+  const planOn = (usage: HostUsage) =>
+    planHost(
+      config,
+      facts,
+      modules?.aliases ?? null,
+      { boundIds },
+      { usage, moduleNames: modules?.names ?? null, vfCountClaims },
+    );
+  const plan = usage ? judgeWithHostUsage(usage, planOn) : planOn(new Map());
   for (const w of plan.withheld) {
     deps.log(
       "WARNING",

@@ -83,6 +83,9 @@ export interface NetInterface {
   operstate: string;
   /** Name of the bond/bridge/OVS master it is enslaved to (`master` link). */
   master: string | null;
+  /** VLANs, macvlans, bonds and bridges stacked on it (`upper_<dev>` links); read only for an
+   * interface with a PCI device (the others never make a function "in use"). */
+  uppers: string[];
   /** Addresses found for it (IPv6 from if_inet6; IPv4 where readable). */
   addresses: string[];
   /** Number of routes that leave through it. */

@@ -24,7 +24,12 @@ export type { IommuReadResult, PciReadResult } from "./pci";
 export { readIommu, readPciFunctions } from "./pci";
 export type { PciIdNames } from "./pci-ids";
 export { loadPciIds, parsePciIds } from "./pci-ids";
-export { readHostUsage, readNetInterfaces } from "./usage";
+export {
+  judgeWithHostUsage,
+  readHostUsage,
+  readHostUsageFromFiles,
+  readNetInterfaces,
+} from "./usage";
 
 /** Everything the planner needs about the host, plus what could not be read (never throws). */
 export function readHostFacts(root: string): {

@@ -4,17 +4,22 @@
 // Sources, files wherever they suffice (so a copied host tree answers too):
 // - network: /sys/class/net/<if> (flags, operstate, master/upper links, device link);
 //   IPv6 addresses from /proc/net/if_inet6; routes from /proc/net/route and /proc/net/ipv6_route.
-// - IPv4 addresses: procfs has no per-interface IPv4 list. On a real host (root `/`) the kernel
-//   says which interface holds each address: `ip -j -4 addr show` (iproute2; netlink). Not
-//   os.networkInterfaces(): libuv leaves out every interface that is not up and running, and a
-//   NIC without carrier holding an address is exactly one the host means to use.
-//   Under a test root, or where `ip` is missing or fails (a busybox userland), the files: the
-//   LOCAL leaves of /proc/net/fib_trie (every address the host owns), each given to the
-//   interface whose connected route (no gateway) in /proc/net/route covers it, longest prefix
-//   first. That guess is wrong when two interfaces share a subnet (both addresses go to the
-//   first route's interface), and an address without a connected route (a /32 with
-//   `noprefixroute`, a point-to-point peer) cannot be placed; such an interface is still caught
-//   by "is up" when it is up.
+// - IPv4 addresses: procfs has no per-interface IPv4 list. The files give a guess: the LOCAL
+//   leaves of /proc/net/fib_trie (every address the host owns), each given to the interface whose
+//   connected route (no gateway) in /proc/net/route covers it, longest prefix first. The guess is
+//   wrong when two interfaces share a subnet (both addresses go to the first route's interface),
+//   and cannot place an address without a connected route (a /32 with `noprefixroute`, a
+//   point-to-point peer, any address of an interface that is down: the kernel drops its routes).
+//   The guess decides nothing: it places an address only on an interface that carries a route,
+//   in use already. What it misses matters only for an interface the files show no use of (not
+//   up, no route, no master or upper device, no IPv6 address): "undecided" (undecidedByFiles).
+//   For those the kernel says which interface holds each address: `ip -j -4 addr show`
+//   (iproute2; netlink), asked on a real host (root `/`) only, and only when a judgement asks
+//   about a function behind an undecided interface (judgeWithHostUsage; readHostUsage asks about
+//   every function); its answer then replaces the guess for every interface. A no-op hook whose
+//   selection and its group mates have no undecided interface spawns nothing. Not
+//   os.networkInterfaces(): libuv leaves out every interface that is not up and running, the
+//   undecided ones exactly. Where `ip` is missing or fails (a busybox userland), the guess stands.
 // - storage: /proc/mounts and /proc/swaps, and every block device with `holders/` (md members,
 //   LVM PVs, dm-crypt and bcache backing devices), through /sys/class/block/<name> into the device
 //   tree; dm and md devices through their `slaves/`, native NVMe multipath through the subsystem's
@@ -34,16 +39,20 @@ import { isRealRoot, READ, under } from "./root";
 const IFF_UP = 0x1;
 
 /** Runs `ip -j -4 addr show` and returns its stdout, or null when it could not (no `ip`, no JSON
- * support in a busybox `ip`, a non-zero exit). A parameter of readNetInterfaces for tests. */
+ * support in a busybox `ip`, a non-zero exit). A parameter of the readers for tests. */
 export type IpAddrJson = () => string | null;
 
 const runIpAddrJson: IpAddrJson = () => {
-  // child_process (and the net and stream modules it loads) costs every hook milliseconds; only
-  // this fallback needs it.
+  // child_process (and the net and stream modules it loads) costs milliseconds: loaded only when
+  // a judgement needs the kernel's IPv4 addresses (see the header).
   const { spawnSync } = require("node:child_process") as typeof import("node:child_process");
   const r = spawnSync("ip", ["-j", "-4", "addr", "show"], { encoding: "utf8", timeout: 10_000 });
   return r.status === 0 && r.stdout ? r.stdout : null;
 };
+
+/** The kernel asked on a real host, nothing under a test root (the files stand for it). */
+const defaultIpAddrJson = (root: string): IpAddrJson | null =>
+  isRealRoot(root) ? runIpAddrJson : null;
 
 /** Interface → IPv4 addresses from `ip -j -4 addr show`; null when the text is not its JSON. */
 export function parseIpAddrJson(text: string): Map<string, string[]> | null {
@@ -68,35 +77,31 @@ export function parseIpAddrJson(text: string): Map<string, string[]> | null {
   return byInterface;
 }
 
-/** Reads every network interface with its flags, master, PCI device, addresses and route count.
- * `ipAddrJson` asks the kernel for each interface's IPv4 addresses; it is used on a real host only
- * (root `/`), or whenever a test passes one. */
-export function readNetInterfaces(
-  root: string,
-  problems: HostReadProblem[] = [],
-  ipAddrJson: IpAddrJson | null = isRealRoot(root) ? runIpAddrJson : null,
-): NetInterface[] {
-  resolvedRoot = null;
+/** The kernel's IPv4 addresses by interface, or null when it could not say. */
+function kernelIpv4(ipAddrJson: IpAddrJson): Map<string, string[]> | null {
+  const text = ipAddrJson();
+  return text === null ? null : parseIpAddrJson(text);
+}
+
+/** The interfaces as the files show them, with the IPv6 addresses apart so that the kernel's IPv4
+ * answer can replace the files' guess without reading anything again. */
+interface NetFiles {
+  /** Addresses: IPv4 as the files guess them (see the header), then IPv6. */
+  interfaces: NetInterface[];
+  ipv6: Map<string, string[]>;
+}
+
+function readNetFiles(root: string, problems: HostReadProblem[]): NetFiles {
   const names = (listDir(root, READ.net, problems) ?? []).sort();
-  const ipv4 = readIpv4Routes(root, problems);
-  const routes = countRoutes(root, ipv4, problems);
-  const addresses = new Map<string, string[]>();
-  const add = (name: string, address: string): void => {
-    const list = addresses.get(name);
-    if (!list) addresses.set(name, [address]);
-    else if (!list.includes(address)) list.push(address);
-  };
-  const text = ipAddrJson?.() ?? null;
-  const fromKernel = text === null ? null : parseIpAddrJson(text);
-  if (fromKernel) {
-    for (const [name, list] of fromKernel) for (const address of list) add(name, address);
-  } else {
-    for (const address of readLocalIpv4(root, problems)) {
-      const name = interfaceForIpv4(address, ipv4);
-      if (name) add(name, address);
-    }
+  const routesV4 = readIpv4Routes(root, problems);
+  const routes = countRoutes(root, routesV4, problems);
+  const guessed = new Map<string, string[]>();
+  for (const address of readLocalIpv4(root, problems)) {
+    const name = interfaceForIpv4(address, routesV4);
+    if (name) addTo(guessed, name, address);
   }
-  for (const [name, address] of readIpv6Addresses(root, problems)) add(name, address);
+  const ipv6 = new Map<string, string[]>();
+  for (const [name, address] of readIpv6Addresses(root, problems)) addTo(ipv6, name, address);
 
   const interfaces: NetInterface[] = [];
   for (const name of names) {
@@ -110,53 +115,260 @@ export function readNetInterfaces(
     );
     if (flagsText === null) continue;
     const flags = Number.parseInt(flagsText, 16);
+    const pciAddress = deviceAddress(root, `${hostDir}/device`);
     interfaces.push({
       name,
-      pciAddress: deviceAddress(root, `${hostDir}/device`),
+      pciAddress,
       adminUp: Number.isInteger(flags) && (flags & IFF_UP) !== 0,
       operstate:
         readSmallFile(root, `${hostDir}/operstate`, problems, "operstate unknown") ?? "unknown",
       master: linkName(root, `${hostDir}/master`),
-      addresses: addresses.get(name) ?? [],
+      uppers: pciAddress === null ? [] : upperDevices(root, name),
+      addresses: joined(guessed.get(name), ipv6.get(name)),
       routes: routes.get(name) ?? 0,
     });
   }
-  return interfaces;
+  return { interfaces, ipv6 };
 }
 
-/** Which PCI functions the host uses for itself, each with its reasons in operator words. */
-export function readHostUsage(
+/** The interfaces with the kernel's IPv4 addresses in place of the files' guess. */
+function withKernelIpv4(files: NetFiles, kernel: Map<string, string[]>): NetInterface[] {
+  return files.interfaces.map((net) => ({
+    ...net,
+    addresses: joined(kernel.get(net.name), files.ipv6.get(net.name)),
+  }));
+}
+
+function addTo(lists: Map<string, string[]>, name: string, address: string): void {
+  const list = lists.get(name);
+  if (!list) lists.set(name, [address]);
+  else if (!list.includes(address)) list.push(address);
+}
+
+function joined(v4: string[] = [], v6: string[] = []): string[] {
+  return [...v4, ...v6];
+}
+
+/** Reads every network interface with its flags, master, PCI device, addresses and route count.
+ * `ipAddrJson` asks the kernel for each interface's IPv4 addresses (see the header); by default
+ * on a real host only (root `/`). */
+export function readNetInterfaces(
   root: string,
-  options: {
-    functions?: PciFunction[];
-    netInterfaces?: NetInterface[];
-    problems?: HostReadProblem[];
-  } = {},
-): HostUsage {
+  problems: HostReadProblem[] = [],
+  ipAddrJson: IpAddrJson | null = defaultIpAddrJson(root),
+): NetInterface[] {
+  resolvedRoot = null;
+  const files = readNetFiles(root, problems);
+  const kernel = ipAddrJson ? kernelIpv4(ipAddrJson) : null;
+  return kernel ? withKernelIpv4(files, kernel) : files.interfaces;
+}
+
+/** Whether the files show the host using this interface: the same evidence networkUses reports. */
+function filesShowUse(net: NetInterface): boolean {
+  return (
+    net.adminUp ||
+    net.addresses.length > 0 ||
+    net.routes > 0 ||
+    net.master !== null ||
+    net.uppers.length > 0
+  );
+}
+
+/**
+ * The PCI functions behind an interface the files show no use of: not up, no route, no master or
+ * upper device, no address they know. Only an IPv4 address the kernel holds on such an interface
+ * can make its function "in use" (or add a reason to it); every other interface's judgement is
+ * already final. An interface that is up is in use by "is up" whatever its addresses.
+ */
+export function undecidedByFiles(interfaces: readonly NetInterface[]): Set<string> {
+  const undecided = new Set<string>();
+  for (const net of interfaces) {
+    if (net.pciAddress !== null && !filesShowUse(net)) undecided.add(net.pciAddress);
+  }
+  return undecided;
+}
+
+/** Whether the kernel's IPv4 answer could change a judgement that asked about `asked`: some
+ * function it asked about is behind an undecided interface. */
+export function kernelIpv4Matters(
+  undecided: ReadonlySet<string>,
+  asked: Iterable<string>,
+): boolean {
+  if (undecided.size === 0) return false;
+  for (const address of asked) if (undecided.has(address)) return true;
+  return false;
+}
+
+/** What the host uses as the files show it, and how to complete it from the kernel. */
+export interface UsageReading {
+  /** What the host uses, IPv4 addresses as the files guess them: whether a function is in use
+   * is final for every function outside `undecided` (the words may carry the guess). */
+  usage: HostUsage;
+  /** Functions behind an interface the files show no use of (undecidedByFiles). */
+  undecided: ReadonlySet<string>;
+  /** The usage with the kernel's IPv4 addresses: asks `ip` (once; later calls answer the same),
+   * and returns `usage` itself when there is no kernel to ask, it cannot answer, or nothing is
+   * undecided. */
+  withKernelIpv4(): HostUsage;
+}
+
+interface UsageOptions {
+  functions?: PciFunction[];
+  /** Interfaces read already (readNetInterfaces): taken as final, the kernel is not asked. */
+  netInterfaces?: NetInterface[];
+  problems?: HostReadProblem[];
+  /** How to ask the kernel for IPv4 addresses; default: `ip` on a real host, none elsewhere. */
+  ipAddrJson?: IpAddrJson | null;
+}
+
+/** What the host uses by the files alone; the kernel is asked later, and only if a judgement
+ * needs it (judgeWithHostUsage). */
+export function readHostUsageFromFiles(root: string, options: UsageOptions = {}): UsageReading {
   resolvedRoot = null;
   const problems = options.problems ?? [];
   const functions = options.functions ?? readPciFunctions(root).functions;
-  const usage: HostUsage = new Map();
-  const use = (address: string, reason: string): void => {
-    const reasons = usage.get(address);
-    if (!reasons) usage.set(address, [reason]);
-    else if (!reasons.includes(reason)) reasons.push(reason);
+  const files: NetFiles = options.netInterfaces
+    ? { interfaces: options.netInterfaces, ipv6: new Map() }
+    : readNetFiles(root, problems);
+  const others = otherUses(root, functions, problems);
+  const usage = composeUsage(files.interfaces, others);
+  const undecided = options.netInterfaces ? new Set<string>() : undecidedByFiles(files.interfaces);
+  const ask = options.ipAddrJson === undefined ? defaultIpAddrJson(root) : options.ipAddrJson;
+  let completed: HostUsage | null = null;
+  return {
+    usage,
+    undecided,
+    withKernelIpv4() {
+      if (completed) return completed;
+      const kernel = ask && undecided.size > 0 ? kernelIpv4(ask) : null;
+      completed = kernel ? composeUsage(withKernelIpv4(files, kernel), others) : usage;
+      return completed;
+    },
   };
+}
 
-  for (const net of options.netInterfaces ?? readNetInterfaces(root, problems)) {
+/** Which PCI functions the host uses for itself, each with its reasons in operator words: every
+ * function judged (list-devices shows them all), the kernel asked when anything is undecided. */
+export function readHostUsage(root: string, options: UsageOptions = {}): HostUsage {
+  return readHostUsageFromFiles(root, options).withKernelIpv4();
+}
+
+/**
+ * Runs a judgement (a plan) on what the host uses, asking the kernel only when it must: first on
+ * the files' answer, noting each function the judgement asks about; if one of them is undecided
+ * (kernelIpv4Matters), the kernel is asked, and the judgement runs again only if the answer
+ * changed what it asked about. Every function it asks about is then judged in use exactly as on
+ * the kernel's answer from the start; only the words of an interface the files already show in
+ * use may carry their guess of its IPv4 addresses (see the header). `judge` must be pure: it may
+ * run twice.
+ */
+export function judgeWithHostUsage<T>(reading: UsageReading, judge: (usage: HostUsage) => T): T {
+  const noted = new NotedUsage(reading.usage);
+  const first = judge(noted);
+  // A walk over the whole map asked about every function, the undecided ones too.
+  const asked = noted.everything ? null : noted.asked;
+  if (!kernelIpv4Matters(reading.undecided, asked ?? reading.undecided)) return first;
+  const usage = reading.withKernelIpv4();
+  const addresses = asked ?? new Set([...reading.usage.keys(), ...usage.keys()]);
+  for (const address of addresses) {
+    if (!sameReasons(usage.get(address), reading.usage.get(address))) return judge(usage);
+  }
+  return first;
+}
+
+function sameReasons(a: string[] = [], b: string[] = []): boolean {
+  return a.length === b.length && a.every((reason, i) => reason === b[i]);
+}
+
+/**
+ * The usage as data (a Map: the plan takes nothing else, tests/unit/plan-inputs-are-data.test.ts)
+ * that notes which functions a judgement asked about. Asking by address notes the address; a walk
+ * over the whole map, or its size, counts as asking about every function.
+ */
+class NotedUsage extends Map<string, string[]> {
+  readonly asked = new Set<string>();
+  everything = false;
+
+  override get(address: string): string[] | undefined {
+    this.asked.add(address);
+    return super.get(address);
+  }
+
+  override has(address: string): boolean {
+    this.asked.add(address);
+    return super.has(address);
+  }
+
+  override get size(): number {
+    this.everything = true;
+    return super.size;
+  }
+
+  override forEach(
+    callback: (reasons: string[], address: string, map: Map<string, string[]>) => void,
+    thisArg?: unknown,
+  ): void {
+    this.everything = true;
+    super.forEach(callback, thisArg);
+  }
+
+  override entries(): MapIterator<[string, string[]]> {
+    this.everything = true;
+    return super.entries();
+  }
+
+  override keys(): MapIterator<string> {
+    this.everything = true;
+    return super.keys();
+  }
+
+  override values(): MapIterator<string[]> {
+    this.everything = true;
+    return super.values();
+  }
+
+  override [Symbol.iterator](): MapIterator<[string, string[]]> {
+    this.everything = true;
+    return super[Symbol.iterator]();
+  }
+}
+
+/** Every function's uses, network first (as operators read them), then the rest in order. */
+function composeUsage(interfaces: NetInterface[], others: Array<[string, string]>): HostUsage {
+  const usage: HostUsage = new Map();
+  for (const [address, reason] of networkUses(interfaces)) addTo(usage, address, reason);
+  for (const [address, reason] of others) addTo(usage, address, reason);
+  return usage;
+}
+
+/** What each interface with a PCI device shows of the host using it. */
+function networkUses(interfaces: NetInterface[]): Array<[string, string]> {
+  const uses: Array<[string, string]> = [];
+  for (const net of interfaces) {
     if (net.pciAddress === null) continue;
+    const use = (reason: string) => uses.push([net.pciAddress!, reason]);
     const what = `network interface ${net.name}`;
-    if (net.adminUp) use(net.pciAddress, `${what} is up`);
-    if (net.addresses.length > 0)
-      use(net.pciAddress, `${what} has addresses ${net.addresses.join(", ")}`);
+    if (net.adminUp) use(`${what} is up`);
+    if (net.addresses.length > 0) use(`${what} has addresses ${net.addresses.join(", ")}`);
     if (net.routes > 0) {
-      use(net.pciAddress, `${what} carries ${net.routes} route${net.routes === 1 ? "" : "s"}`);
+      use(`${what} carries ${net.routes} route${net.routes === 1 ? "" : "s"}`);
     }
-    if (net.master) use(net.pciAddress, `${what} is enslaved to ${net.master}`);
-    for (const upper of upperDevices(root, net.name)) {
-      if (upper !== net.master) use(net.pciAddress, `${what} is the lower device of ${upper}`);
+    if (net.master) use(`${what} is enslaved to ${net.master}`);
+    for (const upper of net.uppers) {
+      if (upper !== net.master) use(`${what} is the lower device of ${upper}`);
     }
   }
+  return uses;
+}
+
+/** Uses that are not network interfaces: boot VGA and SR-IOV, console, storage. */
+function otherUses(
+  root: string,
+  functions: PciFunction[],
+  problems: HostReadProblem[],
+): Array<[string, string]> {
+  const usage: HostUsage = new Map();
+  const use = (address: string, reason: string): void => addTo(usage, address, reason);
 
   for (const fn of functions) {
     if (fn.bootVga) use(fn.address, "boot VGA (boot_vga=1)");
@@ -208,7 +420,9 @@ export function readHostUsage(
       );
     }
   }
-  return usage;
+  return [...usage].flatMap(([address, reasons]) =>
+    reasons.map((reason): [string, string] => [address, reason]),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

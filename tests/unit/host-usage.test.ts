@@ -315,6 +315,7 @@ describe("readNetInterfaces", () => {
       adminUp: true,
       operstate: "up",
       master: null,
+      uppers: [],
       addresses: ["192.168.10.21", "2001:db8:10::21"],
       // IPv4 default + connected, IPv6 prefix + default; not fe80::/64, ff00::/8 or local routes.
       routes: 4,
