@@ -41,7 +41,9 @@ export function publishedDigest(value: string | null): string | null {
 const RELEASE_KEY = "nova-release";
 
 export interface PublishOptions {
-  root: string;
+  /** The installed nova (novaReleaseFor): read once by the caller, who offers it to the fleet
+   * too; null when none is installed or the plan offers nothing. */
+  release: NovaRelease | null;
   /** The parsed config (its `novaPciOption`: parseConfig lower-cases it, `DEVICE_SPEC` is
    * device_spec), never the raw option values. */
   config: Config;
@@ -60,12 +62,8 @@ export function publishNova(
   const onVfio = new Set(
     facts.functions.filter((f) => f.driver === "vfio-pci").map((f) => f.address),
   );
-  // dpkg's status file is large: read it only when the option name really depends on it.
   const setting = options.config.novaPciOption;
-  // Read (once per change of the file) whenever there is something to offer: the option name
-  // and nova's newer features (`managed`, nova ≥ 31) follow the release.
-  const release =
-    plan.bind.length > 0 || plan.sriov.length > 0 ? installedNova(model, options.root) : null;
+  const release = options.release;
   const { data } = novaRelationData(
     plan.bind,
     (a) => onVfio.has(a),
@@ -113,6 +111,17 @@ export function placementWanted(model: Model, config: Config): boolean {
 /** What placementWanted answers, without recording anything (the nova-config action reads). */
 export function placementOn(model: Model, config: Config): boolean {
   return config.reportInPlacement === true || model.stored.get<boolean>(PLACEMENT_KEY) === true;
+}
+
+/** The installed nova when the plan offers something (the option name and nova's newer features,
+ * `managed` from nova 31, follow the release), else null without looking: dpkg's status is large.
+ * One call per hook: the nova relation and the fleet offer both take its answer. */
+export function novaReleaseFor(
+  model: Model,
+  root: string,
+  plan: HostDecisions,
+): NovaRelease | null {
+  return plan.bind.length > 0 || plan.sriov.length > 0 ? installedNova(model, root) : null;
 }
 
 /** The installed nova. dpkg's status runs to megabytes on a compute host and update-status comes

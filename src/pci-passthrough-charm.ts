@@ -28,8 +28,8 @@ import {
 import { handleReboot } from "./host-reboot";
 import {
   clearNovaRelations,
-  installedNova,
   NOVA_ENDPOINT,
+  novaReleaseFor,
   placementWanted,
   publishNova,
 } from "./nova-relation";
@@ -205,17 +205,17 @@ export class PciPassthroughCharm extends CharmBase {
     let offer: HostOffer | undefined;
     let offerChanged = false;
     if (outcome.kind === "prepared" && config !== null) {
-      publishNova(this.model, NOVA_ENDPOINT, outcome.plan, outcome.facts, {
-        root: deps.root,
+      const { plan, facts } = outcome;
+      // dpkg's status consulted once for the relation and the offer alike.
+      const release = novaReleaseFor(this.model, deps.root, plan);
+      publishNova(this.model, NOVA_ENDPOINT, plan, facts, {
+        release,
         config,
         force: relationHook,
       });
-      const { plan, facts } = outcome;
       const onVfio = new Set(
         facts.functions.filter((f) => f.driver === "vfio-pci").map((f) => f.address),
       );
-      const release =
-        plan.bind.length > 0 || plan.sriov.length > 0 ? installedNova(this.model, deps.root) : null;
       const published = publishOffer(
         this.model,
         {

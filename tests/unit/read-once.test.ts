@@ -12,9 +12,11 @@ import { useCleanups } from "../support/cleanups";
 import { recordingRunner } from "../support/fault-injection/apply-scenarios";
 import { makeTempHost } from "../support/hosts/build-host";
 import { seedHost } from "../support/hosts/presets";
+import { charmContext, useRoot } from "../support/scenario";
 
-/** Host paths (relative to the root) node:fs was asked to read, open or readlink, in order. */
-const seen = vi.hoisted(() => ({ root: "", paths: [] as string[] }));
+/** Host paths (relative to the root) node:fs was asked to read, open or readlink, in order;
+ * `stats`: the ones it was asked to stat (a stat is how a big file is known unchanged). */
+const seen = vi.hoisted(() => ({ root: "", paths: [] as string[], stats: [] as string[] }));
 
 vi.mock("node:fs", async (importOriginal) => {
   const real = await importOriginal<typeof import("node:fs")>();
@@ -37,6 +39,12 @@ vi.mock("node:fs", async (importOriginal) => {
       note(file);
       return (real.readlinkSync as (...a: unknown[]) => unknown)(file, ...rest);
     }) as typeof real.readlinkSync,
+    statSync: ((file: unknown, ...rest: unknown[]) => {
+      if (seen.root !== "" && typeof file === "string" && file.startsWith(seen.root)) {
+        seen.stats.push(file.slice(seen.root.length));
+      }
+      return (real.statSync as (...a: unknown[]) => unknown)(file, ...rest);
+    }) as typeof real.statSync,
   };
   return { ...counted, default: counted };
 });
@@ -49,6 +57,8 @@ const DEP = `/lib/modules/${RELEASE}/modules.dep`;
 afterEach(() => {
   seen.root = "";
   seen.paths = [];
+  seen.stats = [];
+  vi.unstubAllEnvs();
 });
 
 function seed(): string {
@@ -166,5 +176,30 @@ describe("a dispatch reads each host file once", () => {
     const withMatch = reads(root, () => hook(root, matching, prepared(root, matching)));
     expect(withMatch.has(DEP)).toBe(true);
     expect([...withMatch.keys()].some((p) => path.basename(p) === "module")).toBe(true);
+  });
+});
+
+describe("dpkg's status: one stat per hook, read only when it changed", () => {
+  const DPKG_STATUS = "/var/lib/dpkg/status";
+
+  it("a hook that offers a device to nova stats it once, for the relation and the fleet alike", () => {
+    const root = seed();
+    fs.mkdirSync(path.join(root, "var/lib/dpkg"), { recursive: true });
+    fs.writeFileSync(
+      path.join(root, DPKG_STATUS),
+      "Package: nova-common\nStatus: install ok installed\nVersion: 3:29.0.1-0ubuntu1\n\n",
+    );
+    useRoot(root);
+    const config = { devices: "0000:83:00.0" };
+    const first = charmContext().run("config-changed", { config });
+    // The release is remembered with the file's stamp: the plan offers something.
+    expect(first.stored["nova-release"]).toMatchObject({ release: { upstream: [29, 0, 1] } });
+    seen.root = root;
+    const idle = charmContext().run("update-status", first);
+    seen.root = "";
+    expect(idle.stored["nova-release"]).toEqual(first.stored["nova-release"]);
+    expect(seen.stats.filter((p) => p === DPKG_STATUS)).toEqual([DPKG_STATUS]);
+    // Unchanged since the last hook: not read at all.
+    expect(seen.paths.filter((p) => p === DPKG_STATUS)).toEqual([]);
   });
 });
