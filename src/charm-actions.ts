@@ -211,7 +211,7 @@ const ACTIONS: Record<ActionName, Action> = {
     return { ok: true, message: "", results: withSnapshotNotes(result.results, snap) };
   }),
 
-  "verify-iommu": action("verify-iommu", parseVerifyIommuParams, (_params, ctx) => {
+  "verify-iommu": action("verify-iommu", parseVerifyIommuParams, (params, ctx) => {
     const snap = snapshot(ctx);
     const plan = snap.plan;
     if (!plan)
@@ -227,6 +227,7 @@ const ACTIONS: Record<ActionName, Action> = {
       interruptRemapping: readInterruptRemapping(ctx.deps.root, snap.facts.arch),
       noGrub: ctx.noGrub,
       sriov: plan.sriov,
+      eachVf: params.eachVf,
     });
     return {
       ok: result.ok,

@@ -27,3 +27,9 @@ export function listOf(items: string[], max = 3, separator = "; "): string {
 export function driverWords(driver: string | null): string {
   return driver ?? "no driver";
 }
+
+/** 1024 → "1,024": counts of thousands of VFs, readable at a glance (no Intl: the runtime may be
+ * built without it). */
+export function thousands(n: number): string {
+  return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+}

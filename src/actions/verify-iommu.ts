@@ -2,7 +2,9 @@
 // the IOMMU is on, the running command line carries every planned parameter, interrupt remapping
 // (arm64: MSI isolation by the GIC ITS) or the unsafe opt-in, vfio-pci exists, and for each selected function: present with its ids,
 // on vfio-pci, in a group, the group viable, its other members, /dev/vfio/<group>, and that the
-// group holds nothing the host uses. Reads facts only; never changes the host.
+// group holds nothing the host uses. Reads facts only; never changes the host. Selected SR-IOV
+// VFs are checked one by one as any function, then shown summarised under their PF (each-vf: one
+// by one): thousands of result keys and problem lines are more than Juju keeps well or anyone reads.
 import { validateActionVerifyIommu } from "../generated/validators.js";
 import type { HostFacts, HostUsage } from "../host/facts";
 import type { InterruptRemapping } from "../host/interrupt-remapping";
@@ -13,7 +15,7 @@ import { functionIndex, groupMates, isHarmlessMember, isVfioDriver } from "../pl
 import type { PlannedPf } from "../plan/sriov";
 import { iommuOffReason, NO_GRUB, withheldMessage } from "../plan/status";
 import type { BoundDevice, WithheldFunction } from "../plan/types";
-import { driverWords, listOf } from "../text";
+import { driverWords, listOf, thousands } from "../text";
 import { type Checked, validateParams } from "./params";
 import { addressKey, listResult, type ResultTree, yesNo } from "./results";
 
@@ -76,6 +78,8 @@ export interface VerifyIommuInput {
   noGrub?: boolean;
   /** PFs the plan gives VFs (plan/sriov.ts): their VFs are checked per PF, not one by one. */
   sriov?: PlannedPf[];
+  /** Show each selected VF on its own (the each-vf param); absent: summarised under its PF. */
+  eachVf?: boolean;
 }
 
 /** One PF's VFs against the plan. */
@@ -96,9 +100,35 @@ export interface SriovCheck {
   ok: boolean;
 }
 
+/** A PF's selected VFs in a few words: what verify-iommu shows instead of one entry per VF. */
+export interface VfChecksSummary {
+  pf: string;
+  count: number;
+  first: string;
+  last: string;
+  ok: number;
+  /** Driver (or "no driver") → how many of these VFs sit on it, most first. */
+  drivers: Array<[string, number]>;
+  noGroup: number;
+  /** In an IOMMU group that is not viable (VFs without a group are counted in noGroup). */
+  notViable: number;
+  /** In a group whose /dev/vfio/<group> is missing. */
+  noVfioDevice: number;
+  /** The first failing VFs by address (at most FAILING_SHOWN), each with its first problem. */
+  failing: Array<{ address: string; problem: string }>;
+  /** How many more fail than `failing` shows. */
+  moreFailing: number;
+}
+
 export interface VerifyIommuResult {
   ok: boolean;
+  /** The judgement: every problem of every check, one per function (VFs included). */
   problems: VerifyProblem[];
+  /** The problems as shown (results and message): without each-vf, the lines of one check on
+   * several VFs of one PF are one line. */
+  problemLines: string[];
+  /** Selected VFs summarised under their PF; empty with each-vf. */
+  vfSummaries: VfChecksSummary[];
   /** Worth knowing, not a failure. */
   notes: string[];
   /** Planned kernel parameters the running kernel was not booted with. */
@@ -109,10 +139,18 @@ export interface VerifyIommuResult {
   results: ResultTree;
 }
 
-/** verify-iommu takes no parameters: refuses any, naming it (schema from actions.yaml). */
-export function parseVerifyIommuParams(raw: unknown): Checked<Record<string, never>> {
+export interface VerifyIommuParams {
+  /** Show every selected SR-IOV VF on its own; by default they are summarised under their PF (as
+   * list-devices does), and so are their problem lines. */
+  eachVf: boolean;
+}
+
+/** Checks raw verify-iommu params (schema from actions.yaml: `each-vf`, nothing else). */
+export function parseVerifyIommuParams(raw: unknown): Checked<VerifyIommuParams> {
   const checked = validateParams("verify-iommu", validateActionVerifyIommu, raw);
-  return checked.ok ? { ok: true, params: {} } : checked;
+  return checked.ok
+    ? { ok: true, params: { eachVf: checked.params["each-vf"] === true } }
+    : checked;
 }
 
 function normalisedParam(param: string): string {
@@ -387,21 +425,189 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
   }
 
   const ok = problems.length === 0;
+  // Folding is presentation only: the checks above ran on every VF, `ok` is theirs.
+  const pfOf = input.eachVf ? new Map<string, string>() : vfsUnderPresentPf(devices, facts);
+  const problemLines = foldProblemLines(problems, pfOf, devices);
+  const vfSummaries = summariseVfChecks(devices, pfOf, problems);
   const message = ok
     ? `passthrough ready: IOMMU on (${facts.iommuUnits.join(", ") || "no units listed"}), ${devices.length} selected function${devices.length === 1 ? "" : "s"} on vfio-pci in viable group${devices.length === 1 ? "" : "s"}`
-    : `passthrough not ready: ${problems.map((p) => p.message).join("; ")}`;
+    : `passthrough not ready: ${messageLines(problemLines)}`;
   return {
     ok,
     problems,
+    problemLines,
+    vfSummaries,
     notes,
     missingParams: cmdline.missing,
     devices,
     message,
     results: {
-      ...renderResults(input, ok, problems, notes, cmdline.missing, devices, ir, unsafeAllowed),
+      ...renderResults(input, ok, notes, cmdline.missing, ir, unsafeAllowed, {
+        devices: devices.filter((d) => !pfOf.has(d.address)),
+        problemLines,
+        vfSummaries,
+      }),
       ...(sriov.length > 0 ? { sriov: renderSriov(sriov) } : {}),
     },
   };
+}
+
+/** Problem lines the action-fail message shows; the rest are named by count (all are in the
+ * results): `juju run` prints the message whole. */
+const MESSAGE_LINES = 5;
+
+function messageLines(lines: string[]): string {
+  if (lines.length <= MESSAGE_LINES) return lines.join("; ");
+  const more = lines.length - MESSAGE_LINES;
+  return `${lines.slice(0, MESSAGE_LINES).join("; ")}; and ${more} more problem${more === 1 ? "" : "s"} (see \`problems\` in the results)`;
+}
+
+/** Failing VFs a PF's summary names, each with its first problem; each-vf shows all. */
+const FAILING_SHOWN = 8;
+
+/** Selected VFs whose PF is on this host → that PF: the ones shown under it. A VF that is not
+ * present (no facts), or whose PF is not (a guest given the VF alone), stays on its own. */
+function vfsUnderPresentPf(devices: DeviceCheck[], facts: HostFacts): Map<string, string> {
+  const index = functionIndex(facts);
+  const pfOf = new Map<string, string>();
+  for (const d of devices) {
+    const pf = index.get(d.address)?.physfn;
+    if (pf && index.has(pf)) pfOf.set(d.address, pf);
+  }
+  return pfOf;
+}
+
+/** What a folded line says when the VFs' messages differ (a driver or a group number each). */
+const FOLDED_CHECK_WORDS: Partial<Record<VerifyCheck, string>> = {
+  ids: "have other ids than selected",
+  driver: "are not on vfio-pci",
+  group: "have no IOMMU group",
+  viability: "are in IOMMU groups that are not viable",
+  "vfio-device": `have no ${READ.devVfio}/<group>`,
+  "host-use": "are used by the host or share an IOMMU group with something it uses",
+};
+
+/** The problem lines to show: a check's lines on several VFs of one PF become one line, where the
+ * first of them stood, naming how many, their address range and the first one's problem. Lines of
+ * one VF, of a function that is not a VF, and host-wide lines are as they are. */
+function foldProblemLines(
+  problems: VerifyProblem[],
+  pfOf: Map<string, string>,
+  devices: DeviceCheck[],
+): string[] {
+  if (pfOf.size === 0) return problems.map((p) => p.message);
+  type Fold = { pf: string; check: VerifyCheck; problems: VerifyProblem[] };
+  const folds = new Map<string, Fold>();
+  const order: Array<string | Fold> = [];
+  for (const p of problems) {
+    const pf = p.device === null ? undefined : pfOf.get(p.device);
+    if (pf === undefined) {
+      order.push(p.message);
+      continue;
+    }
+    const key = `${pf} ${p.check}`;
+    let fold = folds.get(key);
+    if (!fold) {
+      fold = { pf, check: p.check, problems: [] };
+      folds.set(key, fold);
+      order.push(fold);
+    }
+    fold.problems.push(p);
+  }
+  const driverOf = new Map(devices.map((d) => [d.address, d.driver]));
+  return order.flatMap((o) => (typeof o === "string" ? [o] : foldedLines(o, driverOf)));
+}
+
+function foldedLines(
+  fold: { pf: string; check: VerifyCheck; problems: VerifyProblem[] },
+  driverOf: Map<string, string | null>,
+): string[] {
+  const vfs = [...new Set(fold.problems.map((p) => p.device!))].sort();
+  if (vfs.length === 1) return fold.problems.map((p) => p.message);
+  const first = fold.problems.find((p) => p.device === vfs[0])!;
+  const what = `${thousands(vfs.length)} VFs of ${fold.pf} (${vfs[0]} - ${vfs[vfs.length - 1]})`;
+  // Each message starts with its VF's address: the rest is what it says of that VF.
+  const said = (p: VerifyProblem) => p.message.slice(p.device!.length + 2);
+  const same = fold.problems.every((p) => said(p) === said(first));
+  if (same) return [`${what}: ${said(first)}`];
+  let words = FOLDED_CHECK_WORDS[fold.check] ?? `fail the ${fold.check} check`;
+  if (fold.check === "driver") {
+    const tally = driverTally(vfs.map((a) => driverOf.get(a) ?? null));
+    words += ` (${tally.map(([d, n]) => `${d} x${thousands(n)}`).join(", ")})`;
+  }
+  return [`${what} ${words}; the first: ${first.message}`];
+}
+
+/** Driver (or "no driver") → how many, most first. */
+function driverTally(drivers: Array<string | null>): Array<[string, number]> {
+  const counts = new Map<string, number>();
+  for (const d of drivers) counts.set(driverWords(d), (counts.get(driverWords(d)) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+}
+
+/** One summary per PF of its selected VFs (pfOf), in the PFs' address order. */
+function summariseVfChecks(
+  devices: DeviceCheck[],
+  pfOf: Map<string, string>,
+  problems: VerifyProblem[],
+): VfChecksSummary[] {
+  if (pfOf.size === 0) return [];
+  const byPf = new Map<string, DeviceCheck[]>();
+  for (const d of devices) {
+    const pf = pfOf.get(d.address);
+    if (pf === undefined) continue;
+    const list = byPf.get(pf);
+    if (list) list.push(d);
+    else byPf.set(pf, [d]);
+  }
+  const firstProblem = new Map<string, string>();
+  for (const p of problems) {
+    if (p.device !== null && !firstProblem.has(p.device)) firstProblem.set(p.device, p.message);
+  }
+  return [...byPf]
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([pf, list]) => {
+      const vfs = [...list].sort((a, b) => (a.address < b.address ? -1 : 1));
+      const failing = vfs.filter((d) => !d.ok);
+      return {
+        pf,
+        count: vfs.length,
+        first: vfs[0]!.address,
+        last: vfs[vfs.length - 1]!.address,
+        ok: vfs.length - failing.length,
+        drivers: driverTally(vfs.map((d) => d.driver)),
+        noGroup: vfs.filter((d) => d.group === null).length,
+        notViable: vfs.filter((d) => d.group !== null && !d.viable).length,
+        noVfioDevice: vfs.filter((d) => d.group !== null && !d.vfioDevice).length,
+        failing: failing.slice(0, FAILING_SHOWN).map((d) => ({
+          address: d.address,
+          problem: firstProblem.get(d.address) ?? "",
+        })),
+        moreFailing: Math.max(0, failing.length - FAILING_SHOWN),
+      };
+    });
+}
+
+function renderVfSummaries(summaries: VfChecksSummary[]): ResultTree {
+  const out: ResultTree = {};
+  for (const v of summaries) {
+    const entry: ResultTree = {
+      pf: v.pf,
+      ok: yesNo(v.ok === v.count),
+      count: String(v.count),
+      addresses: v.count === 1 ? v.first : `${v.first} - ${v.last}`,
+      "vfs-ok": String(v.ok),
+      drivers: v.drivers.map(([d, n]) => `${d} x${n}`).join(", "),
+      "without-iommu-group": String(v.noGroup),
+      "not-viable": String(v.notViable),
+      "without-vfio-device": String(v.noVfioDevice),
+    };
+    if (v.failing.length > 0) entry.failing = listResult(v.failing, (f) => f.problem);
+    if (v.moreFailing > 0)
+      entry["failing-more"] = `${thousands(v.moreFailing)} more: run with each-vf=true`;
+    out[addressKey(v.pf)] = entry;
+  }
+  return out;
 }
 
 /** One PF's VFs against the plan: how many, on which driver, and whether their IOMMU groups let
@@ -481,16 +687,23 @@ function renderSriov(checks: SriovCheck[]): ResultTree {
   return out;
 }
 
+/** What the results show of the checks: devices not summarised, lines as folded. */
+interface Shown {
+  devices: DeviceCheck[];
+  problemLines: string[];
+  vfSummaries: VfChecksSummary[];
+}
+
 function renderResults(
   input: VerifyIommuInput,
   ok: boolean,
-  problems: VerifyProblem[],
   notes: string[],
   missing: string[],
-  devices: DeviceCheck[],
   ir: InterruptRemapping,
   unsafeAllowed: boolean,
+  shown: Shown,
 ): ResultTree {
+  const { devices, problemLines, vfSummaries } = shown;
   const { facts } = input;
   const out: ResultTree = {
     ok: yesNo(ok),
@@ -541,7 +754,13 @@ function renderResults(
     devs[addressKey(d.address)] = entry;
   }
   if (devices.length > 0) out.devices = devs;
-  if (problems.length > 0) out.problems = listResult(problems, (p) => p.message);
+  if (vfSummaries.length > 0) {
+    out["selected-vfs"] = renderVfSummaries(vfSummaries);
+    const n = vfSummaries.reduce((sum, v) => sum + v.count, 0);
+    out["vfs-summarised"] =
+      `${thousands(n)} selected SR-IOV VF${n === 1 ? " is" : "s are"} summarised under ${n === 1 ? "its" : "their"} PF (selected-vfs), and so are ${n === 1 ? "its" : "their"} problems; each-vf=true lists them one by one`;
+  }
+  if (problemLines.length > 0) out.problems = listResult(problemLines, (p) => p);
   if (notes.length > 0) out.notes = listResult(notes, (n) => n);
   return out;
 }

@@ -136,4 +136,42 @@ describe("SR-IOV through the charm", () => {
     // The VFs are checked per PF, not one device entry each.
     expect(JSON.stringify(out.actionResults!.devices ?? {})).not.toContain("0000:41:0a");
   });
+
+  it("verify-iommu: VFs selected by their ids are summarised under their PF unless each-vf", () => {
+    // amdHost's PF 0 has 4 VFs on iavf already (41:02.x); PF 1 gets 4 more (41:0a.x), made by
+    // the operator (no `vfs:` entry), also on iavf. `8086:154c` selects all eight.
+    on(booted("iavf"));
+    const config = { devices: "8086:154c" };
+    const folded = charmContext().run({ name: "verify-iommu-action", params: {} }, { config });
+    const each = charmContext().run(
+      { name: "verify-iommu-action", params: { "each-vf": true } },
+      { config },
+    );
+    const vfs = [...vfAddresses("0000:41:00.0", 16, 1, 4)!, ...vfAddresses(PF, 79, 1, 4)!];
+    // Failed either way (folding is how it is shown): one line per PF and check, or per VF.
+    expect(folded.actionFailure).toBe(
+      [
+        `passthrough not ready: 4 VFs of 0000:41:00.0 (${vfs[0]} - ${vfs[3]}): is on iavf, not vfio-pci; reboot, or run the rebind action to move it now`,
+        `4 VFs of 0000:41:00.0 (${vfs[0]} - ${vfs[3]}) have no /dev/vfio/<group>; the first: ${vfs[0]}: /dev/vfio/60 is missing (it appears once a group member is on vfio-pci)`,
+        `4 VFs of ${PF} (${vfs[4]} - ${vfs[7]}): is on iavf, not vfio-pci; reboot, or run the rebind action to move it now`,
+        `4 VFs of ${PF} (${vfs[4]} - ${vfs[7]}) have no /dev/vfio/<group>; the first: ${vfs[4]}: /dev/vfio/200 is missing (it appears once a group member is on vfio-pci)`,
+      ].join("; "),
+    );
+    expect(each.actionFailure).toMatch(
+      new RegExp(
+        `^passthrough not ready: ${vfs[0]}: is on iavf, not vfio-pci; .*; and 11 more problems`,
+      ),
+    );
+    const summary = folded.actionResults!["selected-vfs"] as ResultTree;
+    expect(Object.keys(summary)).toEqual(["0000-41-00-0", "0000-41-00-1"]);
+    expect(summary["0000-41-00-1"]).toMatchObject({
+      count: "4",
+      "vfs-ok": "0",
+      drivers: "iavf x4",
+    });
+    expect(folded.actionResults!.devices).toBeUndefined();
+    const devices = each.actionResults!.devices as ResultTree;
+    expect(Object.keys(devices).sort()).toEqual(vfs.map((a) => a.replace(/[:.]/g, "-")));
+    expect(each.actionResults!["selected-vfs"]).toBeUndefined();
+  });
 });
