@@ -8,7 +8,7 @@
 // relation settings bag can hold (ops-ts-shim RELATION_SETTINGS_QUOTA).
 import type { NovaRelease } from "../host/facts";
 import { clip } from "../text";
-import { type NovaAlias, novaPciEntries, offeredNow, offeredToNova, publishedPfs } from "./nova";
+import { type NovaAlias, novaPciEntries, offeredToNova, offeredToNovaNow } from "./nova";
 import type { PlannedPf } from "./sriov";
 import type { BoundDevice, NovaDeviceType, WithheldFunction } from "./types";
 
@@ -77,11 +77,16 @@ const idsKey = (name: string, vendor: string, product: string) =>
 /** This host's offer: one entry per nova alias (name and ids), with its counts. */
 export function buildOffer(input: OfferInput): HostOffer {
   const offerable = input.bound.filter(offeredToNova);
-  // Offered exactly when the nova-compute relation offers it (plan/nova.ts offeredNow).
-  const published = publishedPfs({ pfs: input.sriov, ready: input.pfReady });
-  const now = new Set(offeredNow(offerable, input.onVfio, published).map((d) => d.address));
+  // Offered exactly when the nova-compute relation offers it: the same rule (plan/nova.ts).
+  const { offered } = offeredToNovaNow(offerable, input.onVfio, {
+    pfs: input.sriov,
+    ready: input.pfReady,
+  });
+  const now = new Set(offered.map((d) => d.address));
   const isReady = (d: BoundDevice) => now.has(d.address);
-  // The alias definitions nova gets (valid names, one device_type/numa_policy per name).
+  // The alias definitions of everything selected, pending too (valid names, one
+  // device_type/numa_policy per name): the fleet counts what waits, the relation sends only what
+  // is offered.
   const definitions = novaPciEntries(offerable, input.sriov).aliases;
   const entries = new Map<string, OfferAlias>();
   for (const a of definitions) {

@@ -558,13 +558,13 @@ function vfOffered(pf: PlannedPf, vf: string): boolean {
 /** The PFs whose VFs are offered now: a compact PF spec always (it stays steady while the count
  * changes: withdrawing it would make nova-compute drop the free VFs it had); VFs pinned by their
  * own address (they carry the PF's ids) only once all of them are on their planned driver. */
-export function publishedPfs(sriov: SriovReadiness): PlannedPf[] {
+function publishedPfs(sriov: SriovReadiness): PlannedPf[] {
   return sriov.pfs.filter((pf) => compactPfSpec(pf) || sriov.ready(pf));
 }
 
 /** The bound functions offered to nova now: a whole function once it is on vfio-pci, a VF when
  * its PF's spec is published (publishedPfs). */
-export function offeredNow(
+function offeredNow(
   bound: BoundDevice[],
   onVfio: (address: string) => boolean,
   published: PlannedPf[],
@@ -588,18 +588,28 @@ export interface NovaOffer {
 }
 
 /**
- * The one "offered to nova" rule: what the nova-compute relation publishes and what the
- * nova-config action shows are both this. A whole function once it is on vfio-pci, the VFs of
- * each published PF, the entries for exactly those with the release's features.
+ * The one "offered to nova" rule: a whole function once it is on vfio-pci, the VFs of each
+ * published PF. What the nova-compute relation publishes and what the nova-config action shows
+ * are its entries (novaOffer); the fleet offer counts by it (plan/fleet.ts buildOffer).
  */
+export function offeredToNovaNow(
+  bound: BoundDevice[],
+  onVfio: (address: string) => boolean,
+  sriov: SriovReadiness,
+): Pick<NovaOffer, "published" | "offered"> {
+  const published = publishedPfs(sriov);
+  return { published, offered: offeredNow(bound, onVfio, published) };
+}
+
+/** What this host sends nova-compute: what offeredToNovaNow offers, the entries for exactly
+ * those with the release's features. */
 export function novaOffer(
   bound: BoundDevice[],
   onVfio: (address: string) => boolean,
   sriov: SriovReadiness,
   features: NovaFeatures,
 ): NovaOffer {
-  const published = publishedPfs(sriov);
-  const offered = offeredNow(bound, onVfio, published);
+  const { published, offered } = offeredToNovaNow(bound, onVfio, sriov);
   const entries = withNovaFeatures(novaPciEntries(offered, published), features, offered);
   return { published, offered, entries };
 }

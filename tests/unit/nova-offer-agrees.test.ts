@@ -3,10 +3,18 @@
 // that is easy to get wrong: VFs the charm creates, a VF selected by address still on its host
 // driver, one already on vfio-pci, a companion-free GPU, and a selected function the host keeps.
 import { describe, expect, it } from "vitest";
-import { SUBORDINATE_CONFIGURATION_KEY } from "../../src/plan/nova";
+import { buildOffer } from "../../src/plan/fleet";
+import {
+  NO_NOVA_FEATURES,
+  novaOffer,
+  offeredToNova,
+  SUBORDINATE_CONFIGURATION_KEY,
+} from "../../src/plan/nova";
+import { sriovReady } from "../../src/plan/sriov";
 import { useCleanups } from "../support/cleanups";
 import { makeTempHost } from "../support/hosts/build-host";
 import { amdHost } from "../support/hosts/presets";
+import { planOnTree } from "../support/plan-on-tree";
 import { novaComputeRelation } from "../support/relations";
 import { charmContext, useRoot } from "../support/scenario";
 
@@ -83,4 +91,43 @@ describe("the nova-compute relation and nova-config say the same", () => {
       expect(text.includes("report_in_placement = True")).toBe(placement);
     });
   }
+});
+
+describe("the fleet offer counts what the relation offers", () => {
+  it("offered per alias: the relation's functions; the rest of the selection pending", () => {
+    const { plan, facts } = planOnTree(host(), { devices: DEVICES });
+    const onVfio = (a: string) =>
+      facts.functions.find((f) => f.address === a)?.driver === "vfio-pci";
+    const pfReady = (pf: (typeof plan.sriov)[number]) => sriovReady(pf, facts);
+    const sent = novaOffer(
+      plan.bind,
+      onVfio,
+      { pfs: plan.sriov, ready: pfReady },
+      NO_NOVA_FEATURES,
+    ).offered.filter(offeredToNova);
+    const perAlias = (devices: Array<{ alias: string }>) => {
+      const counts: Record<string, number> = {};
+      for (const d of devices) counts[d.alias] = (counts[d.alias] ?? 0) + 1;
+      return counts;
+    };
+    const offer = buildOffer({
+      bound: plan.bind,
+      withheld: plan.withheld,
+      sriov: plan.sriov,
+      onVfio,
+      pfReady,
+      release: null,
+      placement: false,
+    });
+    const counted = (key: "offered" | "pending") =>
+      Object.fromEntries(offer.aliases.filter((a) => a[key] > 0).map((a) => [a.name, a[key]]));
+    expect(counted("offered")).toEqual(perAlias(sent));
+    // The VF still on iavf is selected, not offered: pending, in both views.
+    const sentAddresses = new Set(sent.map((d) => d.address));
+    const waiting = plan.bind.filter((d) => offeredToNova(d) && !sentAddresses.has(d.address));
+    expect(waiting.map((d) => d.address)).toEqual(["0000:41:02.1"]);
+    expect(counted("pending")).toEqual(perAlias(waiting));
+    // The VFs the charm creates are offered through their PF's spec before they exist.
+    expect(counted("offered")["vf-x710"]).toBe(4);
+  });
 });
