@@ -2,7 +2,7 @@
 // (what is in it: src/cos/cos-agent-data.ts). The rules and the dashboard ship in the charm as
 // files (cos/), read only when the value is published: relation hooks, config-changed and
 // upgrade-charm, as the library's provider refreshes.
-import { readFileSync } from "node:fs";
+
 import { join } from "node:path";
 import type { Model } from "ops-ts-shim";
 import {
@@ -12,6 +12,7 @@ import {
   type RuleFile,
   type Topology,
 } from "./cos/cos-agent-data";
+import { readFileSync } from "./host/fs";
 
 /** Where the charm carries its rules and dashboard (scripts/charm-files.mjs puts them there). */
 export const COS_FILES = {

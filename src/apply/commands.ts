@@ -3,6 +3,7 @@
 // of a host) they are skipped with a log line, unless a test substitutes a runner of its own.
 // Processes are started the one way the shim starts its hook tools (runProcess).
 import { type ProcessResult, runProcess } from "ops-ts-shim";
+import { accessExecutable } from "../host/fs";
 
 export interface CommandResult extends ProcessResult {
   /** True when the runner did not run it (a sandbox root): logs must not say it ran. */
@@ -35,13 +36,12 @@ export const spawnRunner: CommandRunner = (argv) => runProcess(argv);
  * to decide whether a program an earlier hook did not find may be there now.
  */
 export function onPath(program: string, searchPath = process.env.PATH ?? ""): boolean {
-  const { accessSync, constants } = require("node:fs") as typeof import("node:fs");
   return searchPath
     .split(":")
     .filter((dir) => dir !== "")
     .some((dir) => {
       try {
-        accessSync(`${dir}/${program}`, constants.X_OK);
+        accessExecutable(`${dir}/${program}`);
         return true;
       } catch {
         return false;

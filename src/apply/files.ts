@@ -7,16 +7,14 @@ import {
   fsyncSync,
   mkdirSync,
   openSync,
-  readdirSync,
-  readFileSync,
   renameSync,
   rmdirSync,
   type Stats,
-  statSync,
   unlinkSync,
   writeSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { countChange, readdirSync, readFileSync, statSync } from "../host/fs";
 import { under } from "../host/root";
 import type { FileSpec } from "../plan/types";
 
@@ -36,20 +34,29 @@ export interface FsOps {
   readdirSync(p: string): string[];
 }
 
+/** A change to the host, counted (host/fs.ts): a dispatch that made none may be replayed. */
+function counted<A extends unknown[], R>(change: (...args: A) => R): (...args: A) => R {
+  return (...args) => {
+    countChange();
+    return change(...args);
+  };
+}
+
 // Named, not `import * as fs`: a namespace import makes the bundle copy node:fs's whole export
-// table at load, on every hook.
+// table at load, on every hook. The reads go through host/fs.ts, which records them.
 export const realFs: FsOps = {
   readFileSync,
   statSync,
-  mkdirSync,
-  openSync,
+  mkdirSync: counted(mkdirSync),
+  // Opened for writing (a temp file) or reading (a directory to fsync): both only while writing.
+  openSync: counted(openSync),
   writeSync,
   fsyncSync,
   closeSync,
-  chmodSync,
-  renameSync,
-  unlinkSync,
-  rmdirSync,
+  chmodSync: counted(chmodSync),
+  renameSync: counted(renameSync),
+  unlinkSync: counted(unlinkSync),
+  rmdirSync: counted(rmdirSync),
   readdirSync,
 };
 

@@ -3,8 +3,9 @@
 // into, a write is one call into the kernel's store() and its errno is the kernel's answer. So this
 // module opens with O_WRONLY only, writes once, and turns the errno into a typed error that names
 // the path and says what the kernel meant. It makes no decisions: the rebind plan says what to write.
-import { closeSync, constants, existsSync, openSync, readlinkSync, writeSync } from "node:fs";
+import { closeSync, constants, openSync, writeSync } from "node:fs";
 import { basename, join } from "node:path";
+import { countChange, existsSync, readlinkSync } from "../host/fs";
 import { deviceAttr, driverAttr, under } from "../host/root";
 
 /** What the kernel said, in operator words, for the errnos a sysfs store() returns. */
@@ -72,6 +73,7 @@ export function createSysfsWriter(root: string): SysfsWriter {
       try {
         // No O_CREAT: a missing attribute means the device (or driver) is gone, and creating a
         // regular file in its place would hide that. No O_TRUNC: sysfs ignores it anyway.
+        countChange();
         fd = openSync(full, constants.O_WRONLY);
       } catch (err) {
         throw sysfsError(hostPath, value, errnoOf(err));

@@ -2,7 +2,7 @@
 // The tools that own these files (dpkg for its status, depmod for modules.alias) write a new file
 // and rename it over the old one, so its inode, size and mtime change with every change: a stat
 // instead of reading and parsing megabytes on each hook of each compute host.
-import { statSync } from "node:fs";
+import { statSync } from "./fs";
 import { under } from "./root";
 
 /** `<host path>:<inode>:<size>:<mtime ms>`; null when the file cannot be stat'ed. */

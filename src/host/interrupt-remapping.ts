@@ -9,9 +9,10 @@
 // the device that wrote it (VFIO asks the MSI domain for IRQ_DOMAIN_FLAG_ISOLATED_MSI, which the
 // ITS sets and GICv2m does not). Its chips show in /proc/interrupts as `ITS-MSI`, `ITS-pMSI`,
 // `ITS-fMSI` (or `ITS-PCI-MSIX-<device>` on newer kernels): any of them = MSIs isolated.
-import { readdirSync, readFileSync } from "node:fs";
+
 import { join } from "node:path";
 import type { HostArch } from "./facts";
+import { readdirSync, readFileSync } from "./fs";
 import { READ, under } from "./root";
 
 const PROC_INTERRUPTS = READ.procInterrupts;

@@ -2,7 +2,7 @@
 // device. Read when a boot that should have made a PF's VFs did not (plan/sriov-boot.ts): the
 // kernel logs why sriov_enable failed ("not enough MMIO resources for SR-IOV", "SR-IOV: bus
 // number out of range", the driver's own refusal) while the write itself only returns an errno.
-import { closeSync, constants, openSync, readFileSync, readSync } from "node:fs";
+import { closeSync, constants, openForStream, readFileSync, readSync } from "./fs";
 import { READ, under } from "./root";
 
 /** The running boot's id (/proc/sys/kernel/random/boot_id); null when it cannot be read. */
@@ -31,7 +31,7 @@ export function readKernelMessages(
 ): Map<string, string[]> | null {
   let fd: number;
   try {
-    fd = openSync(under(root, READ.kmsg), constants.O_RDONLY | constants.O_NONBLOCK);
+    fd = openForStream(under(root, READ.kmsg), constants.O_RDONLY | constants.O_NONBLOCK);
   } catch {
     return null;
   }

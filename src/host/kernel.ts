@@ -1,8 +1,9 @@
 // The running kernel and its surroundings: command line, CPU vendor, release, how vfio-pci is
 // available, loaded modules, and whether we are in a container (where host preparation is refused).
-import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
+
 import { machine as unameMachine } from "node:os";
 import type { CpuVendor, HostArch, HostFacts, HostReadProblem, VfioPciAvailability } from "./facts";
+import { existsSync, readFileSync, readHead } from "./fs";
 import { listedModules, type ModuleListing, moduleListing } from "./modules";
 import { errnoCode, readSmallFile } from "./read-files";
 import { isRealRoot, moduleFiles, READ, under } from "./root";
@@ -22,14 +23,8 @@ export function readCpuVendor(root: string, problems: HostReadProblem[] = []): C
   // carries vendor_id, so read only the start.
   let head: string;
   try {
-    const fd = openSync(under(root, READ.cpuinfo), "r");
-    try {
-      const buffer = Buffer.alloc(8192);
-      const length = readSync(fd, buffer, 0, buffer.length, 0);
-      head = buffer.toString("latin1", 0, length);
-    } finally {
-      closeSync(fd);
-    }
+    const buffer = Buffer.alloc(8192);
+    head = buffer.toString("latin1", 0, readHead(under(root, READ.cpuinfo), buffer));
   } catch (error) {
     const code = errnoCode(error);
     problems.push({

@@ -3,9 +3,10 @@
 // The full reader (pci.ts) lists and reads ~20 attributes of every function on the host; a scrape
 // only needs these, for the planned functions and their group mates, so it stays within its
 // budget at 10,000 functions. Same paths (root.ts), same rules: a dangling driver link is no driver.
-import { existsSync, opendirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+
 import { isBridgeClass, isPciAddress } from "../pci-vocabulary";
 import type { HostReadProblem } from "./facts";
+import { existsSync, opendirSync, readFileSync, readlinkSync, statSync } from "./fs";
 import { errnoCode, listDir, readAttrFile } from "./read-files";
 import { READ, under } from "./root";
 

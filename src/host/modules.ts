@@ -7,10 +7,11 @@
 // vendor and device ids, so a lookup tries only the aliases for its vendor:device, its vendor with
 // any device, and the handful with a wildcard vendor; each glob is compiled once, on first use;
 // answers are cached per distinct modalias (VFs share one).
-import { readFileSync, readlinkSync } from "node:fs";
+
 import { normaliseModule } from "../module-name-vocabulary";
 import type { HostReadProblem, ModuleAliases, ModuleIndex, ModuleNames } from "./facts";
 import { fileStamp } from "./file-stamp";
+import { readFileSync, readlinkSync } from "./fs";
 import { errnoCode } from "./read-files";
 import { driverModuleLink, moduleFiles, under } from "./root";
 

@@ -1,8 +1,9 @@
 // Which nova is installed on this host. nova-compute (the principal) shares the machine, so its
 // packages are in our dpkg status; the version decides `device_spec` (Zed, 26.0.0, and later) vs
 // `passthrough_whitelist` (plan/nova.ts).
-import { readFileSync } from "node:fs";
+
 import type { NovaRelease } from "./facts";
+import { readFileSync } from "./fs";
 import { READ, under } from "./root";
 
 /** Packages whose version is nova's, most telling first: nova-common ships nova.conf and is what

@@ -2,9 +2,10 @@
 // (drivers/iommu/iommu.c pci_device_group, drivers/pci/pci.c pci_acs_enabled) looks at, and where
 // the function sits in the tree. Read only while the IOMMU is off: then the kernel has no groups
 // yet and the charm predicts them (plan/iommu-groups.ts) from these facts.
-import { readFileSync, readlinkSync } from "node:fs";
+
 import { isPciAddress } from "../pci-vocabulary";
 import type { HostReadProblem, PciFunction, PciIsolation } from "./facts";
+import { readFileSync, readlinkSync } from "./fs";
 import { errnoCode } from "./read-files";
 import { READ, under } from "./root";
 

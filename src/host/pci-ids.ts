@@ -3,7 +3,7 @@
 //
 // Format (https://pci-ids.ucw.cz): `vvvv  Vendor` at column 0, `\tdddd  Device` under it,
 // `\t\tssss ssss  Subsystem` under that; then `C cc  Class`, `\tss  Subclass`, `\t\tpp  Prog-if`.
-import { readFileSync } from "node:fs";
+import { readFileSync } from "./fs";
 import { READ, under } from "./root";
 
 /** Names for ids; every answer is null when the host has no pci.ids or does not know the id. */

@@ -2,7 +2,7 @@
 // a device can vanish between the listing and the read (hot-unplug, VFs torn down), a `driver`
 // link can point at a driver that is unloading, an attribute can fail to read. None of that may
 // crash a hook: each becomes a HostReadProblem naming the path, and the read goes on.
-import { existsSync, readdirSync, readlinkSync } from "node:fs";
+
 import {
   compareAddresses,
   isBridgeClass,
@@ -15,6 +15,7 @@ import {
 } from "../pci-vocabulary";
 import { listOf } from "../text";
 import type { HostReadProblem, IommuGroupsDir, PciFunction } from "./facts";
+import { existsSync, readdirSync, readlinkSync } from "./fs";
 import { errnoCode, listDir, readAttrFile } from "./read-files";
 import { READ, under } from "./root";
 

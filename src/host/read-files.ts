@@ -1,8 +1,9 @@
 // The host/ readers' file primitives: list a directory, read a small file or a sysfs attribute,
 // under the root, turning every failure but "absent" into a HostReadProblem that names the path.
 // The readers of host/ share them, so a hostile host is met the same way wherever it is read.
-import { closeSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
+
 import type { HostReadProblem } from "./facts";
+import { readdirSync, readFileSync, readHead } from "./fs";
 import { under } from "./root";
 
 /** The errno code of a failed fs call (`ENOENT`, `EISDIR`…), or `error` when there is none. */
@@ -71,11 +72,5 @@ const attrBuffer = Buffer.alloc(4096);
 
 /** A sysfs attribute's text (untrimmed); throws the fs error. Synchronous and allocation-light. */
 export function readAttrFile(file: string): string {
-  const fd = openSync(file, "r");
-  try {
-    const length = readSync(fd, attrBuffer, 0, attrBuffer.length, 0);
-    return attrBuffer.toString("latin1", 0, length);
-  } finally {
-    closeSync(fd);
-  }
+  return attrBuffer.toString("latin1", 0, readHead(file, attrBuffer));
 }

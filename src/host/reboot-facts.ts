@@ -8,9 +8,10 @@
 // that answers, and sees only running containers (the ones juju-reboot would stop). Juju's agent
 // directories (/var/lib/juju/agents) do not help: a container's agents live inside it, the host
 // lists only its own machine and units.
-import { readdirSync, readFileSync } from "node:fs";
+
 import { join } from "node:path";
 import type { HostReadProblem } from "./facts";
+import { now as clockNow, readdirSync, readFileSync } from "./fs";
 import { READ, under } from "./root";
 import { readVfioGroupUsers } from "./vfio-users";
 
@@ -57,7 +58,7 @@ const DAY_NAMES = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 export function readRebootFacts(
   root: string,
   run: RunCommand,
-  now: Date = new Date(),
+  now: Date = clockNow(),
   problems: HostReadProblem[] = [],
 ): RebootFacts {
   return {

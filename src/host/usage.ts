@@ -29,9 +29,10 @@
 //   booted with fbcon=map:, which is not read), and the DRM card behind fb0 — only that one: every
 //   GPU with a DRM driver has a card, which says nothing about the host using it. A firmware
 //   framebuffer (vesafb, efifb, simplefb) hangs off a platform device: see firmwareConsoleGuess.
-import { existsSync, readlinkSync, realpathSync } from "node:fs";
+
 import { pciAddressesInPath } from "../pci-vocabulary";
 import type { HostReadProblem, HostUsage, NetInterface, PciFunction } from "./facts";
+import { existsSync, readlinkSync, realpathSync } from "./fs";
 import { readPciFunctions } from "./pci";
 import { listDir, readSmallFile } from "./read-files";
 import { isRealRoot, READ, under } from "./root";
@@ -482,12 +483,12 @@ function deviceAddress(root: string, hostLink: string): string | null {
 let resolvedRoot: { root: string; real: string } | null = null;
 
 /** Resolves a host path under the root to a host path (root prefix removed); null if absent.
- * realpath(3) itself (`.native`): the JS realpathSync lstat()s every component of every path
- * from JavaScript, and sysfs paths are a dozen components deep. */
+ * realpath(3) itself (host/fs.ts: the JS realpathSync lstat()s every component of every path
+ * from JavaScript, and sysfs paths are a dozen components deep). */
 function realHostPath(root: string, hostPath: string): string | null {
   try {
-    const real = realpathSync.native(under(root, hostPath));
-    if (resolvedRoot?.root !== root) resolvedRoot = { root, real: realpathSync.native(root) };
+    const real = realpathSync(under(root, hostPath));
+    if (resolvedRoot?.root !== root) resolvedRoot = { root, real: realpathSync(root) };
     const realRoot = resolvedRoot.real;
     if (realRoot === "/") return real;
     return real.startsWith(`${realRoot}/`) ? real.slice(realRoot.length) : null;

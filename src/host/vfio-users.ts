@@ -2,8 +2,9 @@
 // A running VM (QEMU under libvirt, started by nova) keeps its groups open for its whole life;
 // taking a device away from vfio-pci then pulls it out of the guest. Read from /proc/<pid>/fd
 // under the root (the charm runs as root, so it can read every process's fds).
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+
 import { join } from "node:path";
+import { readdirSync, readFileSync, readlinkSync } from "./fs";
 import { READ, under } from "./root";
 
 /** One process with a vfio group open. */

@@ -8,6 +8,8 @@
 //     node:fs / node:child_process: they take facts and return decisions;
 //   - no two files of src/ import each other, however indirectly;
 //   - src/ imports only ops-ts-shim's public face (the package root);
+//   - what a hook runs reads the host only through host/fs.ts, which records every read for the
+//     quiet-hook memo (src/quiet/); apply/ imports node:fs's writers only;
 //   - only host/root.ts spells absolute host paths (read from the string literals of the code).
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
@@ -60,7 +62,39 @@ const RULES: Rule[] = [
     applies: () => true,
     forbids: (t) => t.startsWith("ops-ts-shim/"),
   },
+  {
+    name: "a hook reads the host only through host/fs.ts (the quiet-hook memo records it there)",
+    applies: (f) => !OWN_FS.test(f),
+    forbids: (t) => /^(node:)?fs(\/|$)/.test(t),
+  },
 ];
+
+/** Files that may import node:fs: the door itself; the quiet-hook files (stdin and their own memo
+ * in the charm directory); apply/'s writers (their names checked by writerOnly); and what never
+ * runs in a hook (the actions, and the exporter, a process of its own). */
+const OWN_FS = /^(host\/fs\.ts|quiet\/|apply\/|actions\/|charm-actions\.ts|exporter\/)/;
+
+/** node:fs's functions that read: apply/ must take these from host/fs.ts. */
+const FS_READERS = /^(read|stat|lstat|exists|realpath|opendir|access|fstat)/;
+
+/** `file name` for every node:fs reader apply/ imports itself. */
+function applyFsReaders(): string[] {
+  const out: string[] = [];
+  for (const full of sourceFiles(join(SRC, "apply"))) {
+    const source = ts.createSourceFile(full, readFileSync(full, "utf8"), ts.ScriptTarget.Latest);
+    for (const statement of source.statements) {
+      if (!ts.isImportDeclaration(statement)) continue;
+      const from = (statement.moduleSpecifier as ts.StringLiteral).text;
+      const named = statement.importClause?.namedBindings;
+      if (!/^(node:)?fs$/.test(from) || !named || !ts.isNamedImports(named)) continue;
+      for (const e of named.elements) {
+        const name = (e.propertyName ?? e.name).text;
+        if (FS_READERS.test(name)) out.push(`${relative(SRC, full)} ${name}`);
+      }
+    }
+  }
+  return out;
+}
 
 /** A string that starts with an absolute host path (`/sys/…`, `/proc/…`, `/etc/…`). */
 const HOST_PATH = /^\/(sys|proc|dev|etc|lib|usr|var|run|boot)(\/|$)/;
@@ -182,7 +216,8 @@ describe("the import graph of src/", () => {
   it("is read from the code (the known arrows are there)", () => {
     expect(graph.get("config/devices.ts")).toContain("pci-vocabulary.ts");
     expect(graph.get("plan/boot.ts")).toContain("config/index.ts");
-    expect(graph.get("host/pci.ts")).toContain("node:fs");
+    expect(graph.get("host/pci.ts")).toContain("host/fs.ts");
+    expect(graph.get("host/fs.ts")).toContain("node:fs");
     expect(graph.get("actions/rebind.ts")).toContain("apply/sysfs.ts");
     expect(graph.get("config/devices.ts")).toContain("yaml"); // require("yaml"), on first use
   });
@@ -193,6 +228,10 @@ describe("the import graph of src/", () => {
 
   it("has no circle", () => {
     expect(circles(graph)).toEqual([]);
+  });
+
+  it("leaves apply/ node:fs's writers only: it reads through host/fs.ts", () => {
+    expect(applyFsReaders()).toEqual([]);
   });
 
   it("spells absolute host paths only in host/root.ts", () => {
@@ -227,12 +266,13 @@ describe("the import graph of src/", () => {
 
 describe("the checks themselves fail on what they forbid", () => {
   const bad: Graph = new Map([
-    ["host/nova-release.ts", ["plan/nova.ts", "node:fs"]],
+    ["host/nova-release.ts", ["plan/nova.ts", "host/fs.ts"]],
     ["host/pci.ts", ["actions/list-devices.ts", "apply/sysfs.ts", "pci-vocabulary.ts"]],
     ["plan/select.ts", ["apply/files.ts", "host/facts.ts"]],
     ["actions/rebind-plan.ts", ["apply/sysfs.ts"]],
     ["actions/rebind.ts", ["apply/sysfs.ts", "node:fs"]],
     ["config/devices.ts", ["node:fs"]],
+    ["host-preparation.ts", ["node:fs", "host/fs.ts"]],
     ["charm-actions.ts", ["ops-ts-shim/src/runner"]],
     ["a.ts", ["b.ts"]],
     ["b.ts", ["a.ts"]],
@@ -242,7 +282,10 @@ describe("the checks themselves fail on what they forbid", () => {
     expect(violations(bad).map((v) => v.split(" (")[0])).toEqual([
       "actions/rebind-plan.ts -> apply/sysfs.ts",
       "charm-actions.ts -> ops-ts-shim/src/runner",
+      // Twice: a pure module does no I/O, and no hook reads but through host/fs.ts.
       "config/devices.ts -> node:fs",
+      "config/devices.ts -> node:fs",
+      "host-preparation.ts -> node:fs",
       "host/nova-release.ts -> plan/nova.ts",
       "host/pci.ts -> actions/list-devices.ts",
       "host/pci.ts -> apply/sysfs.ts",
