@@ -63,7 +63,14 @@ const actionsResult = await build({
   outfile: join(top, "dist", "actions.code.js"),
   plugins: [yamlApart],
 });
-writeCachedLoader("charm.js", "charm.code.js", { exitWhenDone: true });
+// The quiet-hook probe (src/quiet/probe.ts), which dist/charm.js runs before loading the charm: a
+// hook whose memo still stands ends there. Its own small bundle, so a quiet hook loads only it.
+const probeResult = await build({
+  ...common,
+  entryPoints: [join(top, "src", "quiet", "probe.ts")],
+  outfile: join(top, "dist", "quiet-hook.js"),
+});
+writeCachedLoader("charm.js", "charm.code.js", { exitWhenDone: true, quiet: true });
 writeCachedLoader("actions.js", "actions.code.js", { exitWhenDone: "unless-stoppable" });
 // The exporter (src/exporter/main.ts), run by systemd with the same runtime: its own small bundle,
 // so no hook pays to load it and it loads nothing of the hooks'.
@@ -85,7 +92,7 @@ const exporterResult = await build({
  * writes one; later runs only read it. The file name carries the bundle's digest, so a new charm
  * never runs with the code of the old one (V8's own check compares the source's length only).
  */
-function writeCachedLoader(name, code, { exitWhenDone }) {
+function writeCachedLoader(name, code, { exitWhenDone, quiet = false }) {
   const digest = createHash("sha256")
     .update(readFileSync(join(top, "dist", code)))
     .digest("hex")
@@ -94,9 +101,16 @@ function writeCachedLoader(name, code, { exitWhenDone }) {
   const args = [code, `${stem}-${digest}.v8`, `${stem}-`, exitWhenDone]
     .map((a) => JSON.stringify(a))
     .join(", ");
+  // A hook's memo stands for this code and these declarations only: a new charm starts afresh.
+  const charmId = createHash("sha256");
+  for (const file of [join("dist", code), "metadata.yaml", "config.yaml", "actions.yaml"])
+    charmId.update(readFileSync(join(top, file)));
+  const probe = quiet
+    ? `if (require("./quiet-hook.js").quietHook(__dirname, ${JSON.stringify(charmId.digest("hex").slice(0, 16))})) process.exit();\n`
+    : "";
   writeFileSync(
     join(top, "dist", name),
-    `"use strict";\n// Made by scripts/build.mjs (writeCachedLoader): runs ./${code} with a V8 code cache.\n(${runCached})(${args});\n`,
+    `"use strict";\n// Made by scripts/build.mjs (writeCachedLoader): runs ./${code} with a V8 code cache.\n${probe}(${runCached})(${args});\n`,
   );
 }
 
@@ -154,5 +168,5 @@ function runCached(codeName, cacheName, stalePrefix, exitWhenDone) {
 const kib = (r) =>
   (Object.values(r.metafile.outputs).reduce((n, o) => n + o.bytes, 0) / 1024).toFixed(0);
 console.log(
-  `build: dist/charm.js → charm.code.js (${kib(result)} KiB, hooks), dist/actions.js → actions.code.js (${kib(actionsResult)} KiB), dist/yaml.js (${kib(yamlResult)} KiB), dist/exporter.js (${kib(exporterResult)} KiB)`,
+  `build: dist/charm.js → charm.code.js (${kib(result)} KiB, hooks), dist/actions.js → actions.code.js (${kib(actionsResult)} KiB), dist/yaml.js (${kib(yamlResult)} KiB), dist/exporter.js (${kib(exporterResult)} KiB), dist/quiet-hook.js (${kib(probeResult)} KiB)`,
 );

@@ -16,11 +16,12 @@ cd "$(dirname "$0")/.."
 # rules, and a real server scraping it in tests/integration/exporter-prometheus.test.ts; the
 # package's own service is not used). neutron's SR-IOV agent code (python3-neutron:
 # eswitch_manager) judges, inside the igb guest, which VFs it sees as free
-# (tests/vm/tier1-igb.test.ts). Tests never skip on a missing one of these: they fail naming it
+# (tests/vm/tier1-igb.test.ts). strace lists every path a hook touches, which its quiet-hook memo
+# must hold (tests/integration/quiet-hook.test.ts). Tests never skip on a missing one of these: they fail naming it
 # (tests/support/tools.ts).
 DEBIAN_PACKAGES=(zip unzip qemu-system-x86 qemu-system-arm busybox-static cpio kmod debootstrap
   e2fsprogs shellcheck grub-common initramfs-tools-core udev bzip2 python3-nova pci.ids prometheus
-  python3-neutron)
+  python3-neutron strace)
 
 # The real-kernel bed downloads the kernel package with apt-get download: it needs package lists.
 need_lists=0

@@ -4,6 +4,7 @@ import { main, type ParamValidator } from "ops-ts-shim";
 // `npm ci` (the prepare script) and every build run that (src/generated/README.md).
 import { declaredActions } from "./generated/actions";
 import { actionCode, PciPassthroughCharm } from "./pci-passthrough-charm";
+import { beginQuietRecord, settleQuietHook } from "./quiet/keep";
 
 /** An action's parameter check, loading the action code only when an action runs. */
 function lazyValidator(action: string): ParamValidator {
@@ -23,13 +24,19 @@ function lazyValidator(action: string): ParamValidator {
  * (scripts/build.mjs), which reads this list from the bundle's exports. */
 export const STOPPABLE_ACTIONS = ["rebind"];
 
+// A hook the quiet-hook probe (src/quiet/probe.ts) looked at first: it read the prefetched lines
+// and this run records its reads, to be kept as the hook's memo if it changes nothing.
+const quiet = beginQuietRecord();
+
 // The actions come with the bundle (generated from the same actions.yaml the pack step ships), so
 // an action's dispatch does not parse YAML to learn that it is declared; their params are checked
 // before any handler runs (and so before any host read).
-process.exitCode = main(PciPassthroughCharm, {
+const exitCode = main(PciPassthroughCharm, {
   actions: declaredActions,
   actionParamValidators: Object.fromEntries(
     Object.keys(declaredActions).map((a) => [a, lazyValidator(a)]),
   ),
   stoppableActions: STOPPABLE_ACTIONS,
+  ...(quiet ? { prefetched: quiet.prefetched } : {}),
 });
+process.exitCode = quiet ? settleQuietHook(quiet, exitCode) : exitCode;

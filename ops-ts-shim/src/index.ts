@@ -56,7 +56,7 @@ export {
   WORKLOAD_VERSION_KEY,
 } from "./model";
 // How tools are run is the runner's business (main builds it); a charm sees its errors and types,
-// and runProcess for its own commands.
+// runProcess for its own commands, and startedPrograms to know whether the dispatch started any.
 export {
   HookCmdError,
   type HookToolResult,
@@ -64,5 +64,6 @@ export {
   NOT_FOUND_EXIT,
   type ProcessResult,
   runProcess,
+  startedPrograms,
 } from "./runner";
 export { stopSignal } from "./stop";

@@ -49,6 +49,9 @@ export interface MainOptions {
   actions?: ActionsSpec;
   /** Per action name: checked (and may fill defaults) before any handler runs. */
   actionParamValidators?: Record<string, ParamValidator>;
+  /** The dispatch script's prefetched lines (OPS_TS_PREFETCHED=stdin), when the caller has read
+   * stdin itself (a loader that looked at them first); default: read from stdin when needed. */
+  prefetched?: string;
   /** Told of an error the charm raised (the testing harness raises it again: an action that
    * raised exits 0, so the exit code alone does not say). */
   onUncaught?: (error: unknown) => void;
@@ -128,12 +131,12 @@ const safeLog = (runner: HookToolRunner, level: hookcmds.LogLevel, message: stri
   }
 };
 
-function defaultRunner(env: NodeJS.ProcessEnv): HookToolRunner {
+function defaultRunner(env: NodeJS.ProcessEnv, prefetched: string | undefined): HookToolRunner {
   const spawn = createSpawnRunner(env);
   if (env[PREFETCHED_ENV] !== "stdin") return spawn;
   // Meant for this process only: not for the tools and commands it starts.
   delete env[PREFETCHED_ENV];
-  return withPrefetched(spawn, readStdin);
+  return withPrefetched(spawn, prefetched === undefined ? readStdin : () => prefetched);
 }
 
 /** Runs one Juju dispatch of charmClass and returns the process exit code (0 or 1), in phases,
@@ -147,7 +150,7 @@ export function main(charmClass: CharmClass, options: MainOptions = {}): number 
     return 0;
   }
   const env = options.env ?? process.env;
-  const runner = options.runner ?? defaultRunner(env);
+  const runner = options.runner ?? defaultRunner(env, options.prefetched);
   let context: JujuContext;
   try {
     context = JujuContext.fromEnv(env);

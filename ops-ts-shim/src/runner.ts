@@ -11,6 +11,15 @@ export interface ProcessResult {
   stderr: string;
 }
 
+const started: string[] = [];
+
+/** The programs this process has started through runProcess, in order (a hook tool served from
+ * what the dispatch script prefetched is not among them): a dispatch that started none told Juju
+ * nothing and ran nothing. */
+export function startedPrograms(): readonly string[] {
+  return started;
+}
+
 /** What a finished hook tool left behind. */
 export type HookToolResult = ProcessResult;
 
@@ -29,6 +38,7 @@ export function runProcess(
 ): ProcessResult {
   const [file, ...args] = argv;
   if (file === undefined) throw new TypeError("argv is empty");
+  started.push(file);
   // Required on first use: most dispatches of a quiet charm start no process at all (see
   // withPrefetched), and loading child_process costs every one of them several milliseconds.
   const { spawnSync } = require("node:child_process") as typeof import("node:child_process");

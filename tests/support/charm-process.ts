@@ -113,7 +113,15 @@ export function deployPackedCharm(root: string, options: DeployOptions = {}): Ch
   const envFor = (event: Parameters<UnitSimulator["env"]>[0], extraEnv: Record<string, string>) =>
     sim.env(event, {
       path: searchPath,
-      extra: { PCI_PASSTHROUGH_ROOT: root, PCI_PASSTHROUGH_RUN_COMMANDS: "1", ...extraEnv },
+      // Audit mode (src/quiet/memo.ts AUDIT_ENV): a hook whose quiet-hook memo matches runs in
+      // full all the same, and fails if that run was not quiet: every test that repeats a hook
+      // checks the memo would have skipped only what changes nothing.
+      extra: {
+        PCI_PASSTHROUGH_ROOT: root,
+        PCI_PASSTHROUGH_RUN_COMMANDS: "1",
+        PCI_PASSTHROUGH_QUIET_AUDIT: "1",
+        ...extraEnv,
+      },
     });
   return {
     sim,
