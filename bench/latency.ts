@@ -64,6 +64,10 @@ export interface LatencyResult {
       /** Same event, bundle run directly by the runtime: no sh, so the charm runs config-get and
        * state-get itself, and no compile cache. What dispatch saves (or adds). */
       direct: TimeStats;
+      /** Same event through dispatch with its quiet-hook memo removed before each run: the whole
+       * charm loads, runs, records its reads and writes the memo again (the first hook after
+       * any change of its inputs). The rows above are the hook with its memo standing. */
+      full: TimeStats & { ratio: number };
       /** Hook-tool calls the simulator counted for one dispatch, and the stand-ins counted. */
       simulatorCalls: string[];
       instantCalls: string[];
@@ -214,20 +218,30 @@ export function benchLatency(unit: LatencyUnit, runs: number): LatencyResult {
   // Interleaved: baseline, each event through dispatch, each event run directly; the order
   // rotates each round so no command always follows the same one.
   const samples = new Map<string, CpuTimed[]>();
-  const jobs: Array<[string, Command]> = [
+  // `:full` removes the event's memo first (untimed), so its run is the whole charm's.
+  const forget = (e: LatencyEvent) => () =>
+    fs.rmSync(path.join(unit.charm.charmDir, ".quiet-hooks", e), { force: true });
+  const jobs: Array<[string, Command, (() => void)?]> = [
     ["baseline", baseline],
     ["floor", floor],
     ...LATENCY_EVENTS.flatMap(
-      (e): Array<[string, Command]> => [
+      (e): Array<[string, Command, (() => void)?]> => [
         [e, cmds[e].dispatch],
         [`${e}:direct`, cmds[e].direct],
+        [`${e}:full`, cmds[e].dispatch, forget(e)],
       ],
     ),
   ];
-  for (let i = 0; i < 3; i++) for (const [, c] of jobs) timeWithCpu(c); // warm the page cache
+  for (let i = 0; i < 3; i++) {
+    for (const [, c, before] of jobs) {
+      before?.();
+      timeWithCpu(c); // warm the page cache
+    }
+  }
   for (let i = 0; i < runs; i++) {
     for (let j = 0; j < jobs.length; j++) {
-      const [k, c] = jobs[(i + j) % jobs.length]!;
+      const [k, c, before] = jobs[(i + j) % jobs.length]!;
+      before?.();
       const r = timeWithCpu(c);
       if (r.exitCode !== 0) throw new Error(`${k}: exit ${r.exitCode}`);
       samples.set(k, [...(samples.get(k) ?? []), r]);
@@ -266,6 +280,7 @@ export function benchLatency(unit: LatencyUnit, runs: number): LatencyResult {
       peakRssMiB: r?.max ?? null,
       medianRssMiB: r?.median ?? null,
       direct: stats(`${e}:direct`),
+      full: { ...stats(`${e}:full`), ratio: stats(`${e}:full`).medianMs / base.medianMs },
       simulatorCalls: captured[e].argv.map((a) => a.join(" ")),
       instantCalls: instantCalls[e],
     };

@@ -77,8 +77,17 @@ export function now(): Date {
   return new Date();
 }
 
+/** Beyond this many reads (a host of ~4,000 functions) a replay costs about what the reading part
+ * of the run does, and the memo file runs to megabytes: such a hook is not kept as a memo, and
+ * stops paying to record (tests/unit/quiet-memo.test.ts; bench/RESULTS.md, SR-IOV at scale). */
+export const MAX_RECORDED_READS = 10_000;
+
 function note(op: string, path: string, outcome: string): void {
-  if (!recording) return;
+  if (!recording || recording.volatile !== null) return; // no memo either way: stop paying
+  if (recording.reads.size === MAX_RECORDED_READS) {
+    markVolatile(`it read more than ${MAX_RECORDED_READS} files`);
+    return;
+  }
   // A tab or newline would break the memo's line format: such a path is not replayed.
   if (/[\t\n]/.test(path)) {
     markVolatile(`a path with a tab or newline: ${JSON.stringify(path)}`);
@@ -130,6 +139,30 @@ export function readHead(path: string, buffer: Buffer): number {
     () => readHeadNow(path, buffer),
     (length) => digest(buffer.subarray(0, length)),
   );
+}
+
+/** One buffer for the replay's reads: a memo's files are sysfs attributes and small configs. */
+let replayBuffer = Buffer.allocUnsafe(64 * 1024);
+
+/** A whole file's bytes, as readFileSync reads them, into the shared buffer (no fstat, no
+ * allocation per file): the view is valid until the next call. */
+function readWhole(path: string): Uint8Array {
+  const fd = openSync(path, "r");
+  try {
+    let length = 0;
+    for (;;) {
+      if (length === replayBuffer.length) {
+        const bigger = Buffer.allocUnsafe(replayBuffer.length * 2);
+        replayBuffer.copy(bigger);
+        replayBuffer = bigger;
+      }
+      const n = readSync(fd, replayBuffer, length, replayBuffer.length - length, null);
+      if (n === 0) return replayBuffer.subarray(0, length);
+      length += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function readHeadNow(path: string, buffer: Buffer): number {
@@ -238,7 +271,7 @@ export function replayRead([op, path, outcome]: ReadRecord): boolean {
   try {
     switch (op) {
       case "read":
-        return digest(fsReadFile(path)) === outcome;
+        return digest(readWhole(path)) === outcome;
       case "link":
         return digest(fsReadlink(path)) === outcome;
       case "list":

@@ -10,6 +10,7 @@ import {
   countChange,
   existsSync,
   type Footprint,
+  MAX_RECORDED_READS,
   markVolatile,
   now,
   opendirSync,
@@ -127,6 +128,15 @@ describe("the read door (host/fs.ts)", () => {
     });
     expect(moved.volatile).toBe(`${file} changed while the hook read it`);
     expect(recording(() => markVolatile("why")).volatile).toBe("why");
+  });
+
+  it("stops recording a hook that reads more than a memo is worth", () => {
+    const dir = temp("quiet-many-");
+    const seen = recording(() => {
+      for (let i = 0; i <= MAX_RECORDED_READS; i++) existsSync(path.join(dir, String(i)));
+    });
+    expect(seen.volatile).toBe(`it read more than ${MAX_RECORDED_READS} files`);
+    expect(seen.reads.length).toBe(MAX_RECORDED_READS);
   });
 
   it("counts changes, and records nothing while nobody records", () => {
