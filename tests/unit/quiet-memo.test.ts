@@ -44,12 +44,10 @@ afterEach(() => {
 /** Records what `run` reads. */
 function recording(run: () => void): Footprint {
   startRecording();
-  try {
-    run();
-  } finally {
-    // biome-ignore lint/style/noNonNullAssertion: started just above
-    return stopRecording()!;
-  }
+  run();
+  const seen = stopRecording();
+  if (seen === null) throw new Error("the recording started above is gone");
+  return seen;
 }
 
 const tryRead = (read: () => unknown) => {
