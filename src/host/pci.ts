@@ -15,7 +15,7 @@ import {
 } from "../pci-vocabulary";
 import { listOf } from "../text";
 import type { HostReadProblem, IommuGroupsDir, PciFunction } from "./facts";
-import { existsSync, readdirSync, readlinkSync } from "./fs";
+import { existsSync, MAX_RECORDED_READS, markVolatile, readdirSync, readlinkSync } from "./fs";
 import { errnoCode, listDir, readAttrFile } from "./read-files";
 import { READ, under } from "./root";
 
@@ -41,6 +41,13 @@ export function readPciFunctions(root: string): PciReadResult {
       message: `${READ.pciDevices} does not exist: no PCI bus is visible here (a container, or /sys not mounted); no devices listed`,
     });
     return { functions: [], problems };
+  }
+  // A few reads per function: a host this large would pass MAX_RECORDED_READS anyway, so its
+  // hooks stop recording now instead of paying for thousands of reads first (src/quiet/).
+  if (names.length > MAX_RECORDED_READS / 2.5) {
+    markVolatile(
+      `a host of ${names.length} PCI functions (replaying its reads costs what reading does)`,
+    );
   }
   const before = problems.length;
   const listed = listDir(root, READ.pciDrivers, problems);

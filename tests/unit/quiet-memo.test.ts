@@ -24,6 +24,7 @@ import {
   statSync,
   stopRecording,
 } from "../../src/host/fs";
+import { readPciFunctions } from "../../src/host/pci";
 import { OWNED } from "../../src/host/root";
 import { EMPTY_MEMORY, prepareHost } from "../../src/host-preparation";
 import { notQuiet } from "../../src/quiet/keep";
@@ -31,7 +32,7 @@ import { memoHook, memoKey, memoReads, renderMemo } from "../../src/quiet/memo";
 import { useCleanups } from "../support/cleanups";
 import { recordingRunner } from "../support/fault-injection/apply-scenarios";
 import { makeTempHost } from "../support/hosts/build-host";
-import { seedHost } from "../support/hosts/presets";
+import { seedHost, syntheticHost } from "../support/hosts/presets";
 import { useTempDirs } from "../support/temp-files";
 
 const temp = useTempDirs();
@@ -135,6 +136,14 @@ describe("the read door (host/fs.ts)", () => {
     });
     expect(seen.volatile).toBe(`it read more than ${MAX_RECORDED_READS} files`);
     expect(seen.reads.length).toBe(MAX_RECORDED_READS);
+  });
+
+  it("does not record a host of more than 4,000 functions past listing them", () => {
+    const host = makeTempHost(syntheticHost(4_500));
+    cleanups.push(host.cleanup);
+    const seen = recording(() => readPciFunctions(host.root));
+    expect(seen.volatile).toMatch(/^a host of 4\d{3} PCI functions/);
+    expect(seen.reads.length).toBe(1); // the listing of /sys/bus/pci/devices
   });
 
   it("counts changes, and records nothing while nobody records", () => {
