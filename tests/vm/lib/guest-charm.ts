@@ -109,7 +109,13 @@ export class GuestCharm {
   ): Promise<DispatchRun> {
     const env = this.sim.env(event, {
       path: this.searchPath,
-      extra: { PCI_PASSTHROUGH_ROOT: "/", ...(opts.extraEnv ?? {}) },
+      // Audit mode (src/quiet/memo.ts): a hook whose quiet-hook memo matches runs in full all the
+      // same and fails unless it was quiet and read the same: the memo judged on a real kernel.
+      extra: {
+        PCI_PASSTHROUGH_ROOT: "/",
+        PCI_PASSTHROUGH_QUIET_AUDIT: "1",
+        ...(opts.extraEnv ?? {}),
+      },
     });
     // The proxies shadow the simulator's own tools (which sim.env put first).
     if (this.proxyDir) env.PATH = `${this.proxyDir}:${env.PATH}`;
