@@ -246,10 +246,6 @@ export function profileHook(
   fs.copyFileSync(path.join(unit.charm.charmDir, "dist", "charm.js"), loader);
   // The loader runs the quiet-hook probe first; its memo is removed before each run below, so
   // what is profiled is the whole charm (a hook whose inputs changed), memo recording included.
-  fs.copyFileSync(
-    path.join(unit.charm.charmDir, "dist", "quiet-hook.js"),
-    path.join(OUT, "quiet-hook.js"),
-  );
   const memo = path.join(OUT, "..", ".quiet-hooks", event);
   buildSync({
     ...SHIPPED,

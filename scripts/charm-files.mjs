@@ -92,13 +92,6 @@ export function charmFiles(arch = DEFAULT_ARCH) {
       mode: 0o644,
     },
     { to: "dist/yaml.js", kind: "copy", from: join(TOP, "dist", "yaml.js"), mode: 0o644 },
-    // What dist/charm.js runs first: ends a hook whose memo stands (src/quiet/probe.ts).
-    {
-      to: "dist/quiet-hook.js",
-      kind: "copy",
-      from: join(TOP, "dist", "quiet-hook.js"),
-      mode: 0o644,
-    },
     // The exporter systemd runs while the unit is related over cos-agent (src/exporter/).
     { to: "dist/exporter.js", kind: "copy", from: join(TOP, "dist", "exporter.js"), mode: 0o644 },
     // What the cos-agent relation hands the agent besides the scrape job (src/cos-agent-relation.ts).

@@ -244,6 +244,8 @@ function statDigest(st: Stats): string {
  * string's UTF-16 units or a buffer's bytes. Not cryptographic, and need not be: what is hashed is
  * the kernel's and the host's own files, and a hook whose inputs changed runs in full. node:crypto
  * would cost every hook its load. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 export function digest(value: string | Uint8Array): string {
   let h1 = 0xdeadbeef;
   let h2 = 0x41c6ce57;
@@ -255,7 +257,25 @@ export function digest(value: string | Uint8Array): string {
       h2 = Math.imul(h2 ^ c, 1597334677);
     }
   } else {
-    for (let i = 0; i < n; i++) {
+    // Four bytes a step (little-endian words), then the tail byte by byte: the probe digests
+    // every file it replays, and a quarter of the steps is a third of its time. A view when the
+    // bytes are aligned (the replay's buffer is), the same words assembled by hand otherwise.
+    const words = n >>> 2;
+    if ((value.byteOffset & 3) === 0 && LITTLE_ENDIAN) {
+      const view = new Uint32Array(value.buffer, value.byteOffset, words);
+      for (let k = 0; k < words; k++) {
+        const c = view[k]!;
+        h1 = Math.imul(h1 ^ c, 2654435761);
+        h2 = Math.imul(h2 ^ c, 1597334677);
+      }
+    } else {
+      for (let k = 0, j = 0; k < words; k++, j += 4) {
+        const c = value[j]! | (value[j + 1]! << 8) | (value[j + 2]! << 16) | (value[j + 3]! << 24);
+        h1 = Math.imul(h1 ^ c, 2654435761);
+        h2 = Math.imul(h2 ^ c, 1597334677);
+      }
+    }
+    for (let i = words << 2; i < n; i++) {
       const c = value[i]!;
       h1 = Math.imul(h1 ^ c, 2654435761);
       h2 = Math.imul(h2 ^ c, 1597334677);
@@ -286,10 +306,11 @@ export function replayRead([op, path, outcome]: ReadRecord): boolean {
         accessSync(path, constants.X_OK);
         return outcome === "ok";
       default: {
-        const size = /^head(\d+)$/.exec(op)?.[1];
-        if (size === undefined) return false; // An operation this charm does not know: no memo.
-        const buffer = Buffer.allocUnsafe(Number(size));
-        return digest(buffer.subarray(0, readHeadNow(path, buffer))) === outcome;
+        const size = op.startsWith("head") ? Number(op.slice(4)) : Number.NaN;
+        // An operation this charm does not know: the memo does not stand.
+        if (!(size > 0 && size <= replayBuffer.length)) return false;
+        const head = replayBuffer.subarray(0, size);
+        return digest(head.subarray(0, readHeadNow(path, head))) === outcome;
       }
     }
   } catch (error) {

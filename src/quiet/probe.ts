@@ -1,4 +1,4 @@
-// Runs before the charm is loaded, on every hook (dist/charm.js requires it first: see
+// Runs before the charm is loaded, on every hook (dist/charm.js holds it and runs it first: see
 // scripts/build.mjs). If this hook's memo (memo.ts) has the same key and every read it recorded
 // answers as before, the hook would change nothing: the dispatch ends without loading the charm.
 // Otherwise it hands what it read of stdin to the charm, which runs as usual and records.

@@ -35,8 +35,6 @@ describe("build/pci-passthrough_amd64.charm", () => {
         "dist/charm.code.js",
         // The exporter systemd runs while related over cos-agent.
         "dist/exporter.js",
-        // The quiet-hook probe dist/charm.js runs first (src/quiet/probe.ts).
-        "dist/quiet-hook.js",
         "dist/yaml.js",
         "manifest.yaml",
         "metadata.yaml",

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import {
   accessExecutable,
   countChange,
+  digest,
   existsSync,
   type Footprint,
   MAX_RECORDED_READS,
@@ -150,6 +151,18 @@ describe("the read door (host/fs.ts)", () => {
     expect(recording(() => countChange()).changes).toBe(1);
     countChange();
     expect(stopRecording()).toBeNull();
+  });
+
+  it("digests bytes the same wherever they lie in memory (four at a time when aligned)", () => {
+    const bytes = Buffer.from("PCI_SLOT_NAME=0000:83:00.0\nDRIVER=vfio-pci\n");
+    const shifted = Buffer.alloc(bytes.length + 3);
+    bytes.copy(shifted, 3);
+    const unaligned = shifted.subarray(3);
+    expect(unaligned.byteOffset & 3).not.toBe(0);
+    expect(digest(unaligned)).toBe(digest(new Uint8Array(bytes)));
+    expect(digest(bytes.subarray(0, bytes.length - 1))).not.toBe(digest(bytes));
+    bytes[5] = 0x20;
+    expect(digest(bytes)).not.toBe(digest(unaligned));
   });
 
   it("replays an operation it does not know as changed", () => {
