@@ -28,8 +28,9 @@ export function notQuiet(
 
 /**
  * Settles the memo of a run that had the probe's handoff; returns the exit code to end with.
- * A memo is written only when it differs from the file (a hook the memo would have skipped, run
- * in audit mode, writes nothing). Failing to write it costs the next hook its speed, nothing else.
+ * A quiet run writes its memo when the probe's did not stand (none, another key, a read that
+ * answered otherwise); one the memo would have skipped, run in audit mode, writes nothing.
+ * Failing to write it costs the next hook its speed, nothing else.
  */
 export function settleQuietHook(handoff: QuietHandoff, exitCode: number): number {
   const footprint = stopRecording();
