@@ -9,7 +9,8 @@
 //   - no two files of src/ import each other, however indirectly;
 //   - src/ imports only ops-ts-shim's public face (the package root);
 //   - what a hook runs reads the host only through host/fs.ts, which records every read for the
-//     quiet-hook memo (src/quiet/); apply/ imports node:fs's writers only;
+//     quiet-hook memo (src/quiet/); apply/ imports node:fs's writers only; it starts processes
+//     only through the shim's runProcess, which counts them (bar usage.ts's `ip`);
 //   - only host/root.ts spells absolute host paths (read from the string literals of the code).
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
@@ -67,7 +68,17 @@ const RULES: Rule[] = [
     applies: (f) => !OWN_FS.test(f),
     forbids: (t) => /^(node:)?fs(\/|$)/.test(t),
   },
+  {
+    name: "a hook starts processes only through the shim's runProcess (the quiet-hook memo counts them)",
+    applies: (f) => !OWN_PROCESSES.test(f),
+    forbids: (t) => /^(node:)?child_process$/.test(t),
+  },
 ];
+
+/** Files that may start a process themselves: usage.ts's `ip` (it marks the hook volatile, so no
+ * memo stands for it), and what never runs in a hook. The rest start processes through the
+ * shim's runProcess, which counts them (a hook that started one is not quiet). */
+const OWN_PROCESSES = /^(host\/usage\.ts|actions\/|charm-actions\.ts|exporter\/)/;
 
 /** Files that may import node:fs: the door itself; the quiet-hook files (stdin and their own memo
  * in the charm directory); apply/'s writers (their names checked by writerOnly); and what never
@@ -273,6 +284,7 @@ describe("the checks themselves fail on what they forbid", () => {
     ["actions/rebind.ts", ["apply/sysfs.ts", "node:fs"]],
     ["config/devices.ts", ["node:fs"]],
     ["host-preparation.ts", ["node:fs", "host/fs.ts"]],
+    ["host-reboot.ts", ["node:child_process"]],
     ["charm-actions.ts", ["ops-ts-shim/src/runner"]],
     ["a.ts", ["b.ts"]],
     ["b.ts", ["a.ts"]],
@@ -286,6 +298,7 @@ describe("the checks themselves fail on what they forbid", () => {
       "config/devices.ts -> node:fs",
       "config/devices.ts -> node:fs",
       "host-preparation.ts -> node:fs",
+      "host-reboot.ts -> node:child_process",
       "host/nova-release.ts -> plan/nova.ts",
       "host/pci.ts -> actions/list-devices.ts",
       "host/pci.ts -> apply/sysfs.ts",
