@@ -6,7 +6,7 @@
 // VFs are checked one by one as any function, then shown summarised under their PF (each-vf: one
 // by one): thousands of result keys and problem lines are more than Juju keeps well or anyone reads.
 import { validateActionVerifyIommu } from "../generated/validators.js";
-import type { HostFacts, HostUsage } from "../host/facts";
+import type { HostFacts, HostUsage, PciFunction } from "../host/facts";
 import type { InterruptRemapping } from "../host/interrupt-remapping";
 import { READ } from "../host/root";
 import { kernelParamName } from "../kernel-param-vocabulary";
@@ -192,10 +192,14 @@ export function compareCmdline(
   return { missing, problems };
 }
 
+/** Is this address selected? Asked only of a group's other members, so the set of 10,000
+ * selected VFs (each alone in its group) is built only when some group has company. */
+type IsSelected = (address: string) => boolean;
+
 function checkDevice(
   b: BoundDevice,
   input: VerifyIommuInput,
-  selected: Set<string>,
+  isSelected: IsSelected,
   safety: HostSafety,
   problems: VerifyProblem[],
 ): DeviceCheck {
@@ -231,59 +235,23 @@ function checkDevice(
       `is on ${driverWords(fn.driver)}, not vfio-pci; reboot, or run the rebind action to move it now`,
     );
   }
+  // Most functions (every VF behind ACS) are alone in their group: nothing more to judge there.
   const mateFunctions = groupMates(facts, fn);
   const groupMembers: GroupMember[] = mateFunctions.map((m) => ({
     address: m.address,
     driver: m.driver,
     harmless: isHarmlessMember(m),
-    selected: selected.has(m.address),
+    selected: isSelected(m.address),
   }));
   if (fn.iommuGroup === null) {
     problem("group", "has no IOMMU group: the IOMMU is off or does not cover it");
   }
-  // Each member that keeps the group from being viable gets the one piece of advice that fits it:
-  // a selected one waits for the reboot (or rebind), a chipset function can never go, one the host
-  // uses is a host-use problem below, and only the rest are worth selecting too.
   const offenders = groupMembers.filter((c) => !c.harmless);
   if (offenders.length > 0) {
-    const mates = new Map(mateFunctions.map((m) => [m.address, m]));
-    const waiting = offenders.filter((o) => o.selected);
-    const chipsetMembers = new Set(
-      safety
-        .groupHazards(fn)
-        .filter((h) => h.kind === "chipset")
-        .map((h) => h.fn.address),
+    problem(
+      "viability",
+      `IOMMU group ${fn.iommuGroup} is not viable: ${viabilityAdvice(fn, offenders, mateFunctions, safety)}`,
     );
-    const chipset = offenders.filter((o) => !o.selected && chipsetMembers.has(o.address));
-    const used = offenders.filter(
-      (o) => !o.selected && !chipset.includes(o) && safety.uses(mates.get(o.address)!).length > 0,
-    );
-    const unselected = offenders.filter(
-      (o) => !waiting.includes(o) && !chipset.includes(o) && !used.includes(o),
-    );
-    const onDriver = (list: GroupMember[]) =>
-      list.map((o) => `${o.address} on ${driverWords(o.driver)}`).join(", ");
-    const advice: string[] = [];
-    if (chipset.length > 0) {
-      advice.push(
-        `${onDriver(chipset)}: chipset functions the host keeps, so the group can never be viable; move the card to a slot with its own group`,
-      );
-    }
-    if (used.length > 0)
-      advice.push(
-        `${onDriver(used)}: the host uses ${used.length === 1 ? "it" : "them"} (see below)`,
-      );
-    if (unselected.length > 0) {
-      advice.push(
-        `${onDriver(unselected)} must be on vfio-pci, pci-stub or no driver; select ${unselected.length === 1 ? "it" : "them"} too (or move the card to a slot with its own group)`,
-      );
-    }
-    if (waiting.length > 0) {
-      advice.push(
-        `${onDriver(waiting)}: selected, not on vfio-pci yet; reboot, or run the rebind action`,
-      );
-    }
-    problem("viability", `IOMMU group ${fn.iommuGroup} is not viable: ${advice.join("; ")}`);
   }
   const vfioDevice = fn.iommuGroup !== null && facts.vfioDevices.has(fn.iommuGroup);
   if (fn.iommuGroup !== null && !vfioDevice) {
@@ -294,11 +262,13 @@ function checkDevice(
   }
   const own = safety.uses(fn);
   if (own.length > 0) problem("host-use", `the host uses it: ${own.join("; ")}`);
-  for (const { mate, uses } of safety.groupMatesInUse(fn)) {
-    problem(
-      "host-use",
-      `IOMMU group ${fn.iommuGroup} also holds ${mate.address}, which the host uses (${uses.join("; ")})`,
-    );
+  if (mateFunctions.length > 0) {
+    for (const { mate, uses } of safety.groupMatesInUse(fn)) {
+      problem(
+        "host-use",
+        `IOMMU group ${fn.iommuGroup} also holds ${mate.address}, which the host uses (${uses.join("; ")})`,
+      );
+    }
   }
   return {
     address: fn.address,
@@ -311,6 +281,55 @@ function checkDevice(
     vfioDevice,
     ok: problems.length === before,
   };
+}
+
+/** Each member that keeps the group from being viable gets the one piece of advice that fits it:
+ * a selected one waits for the reboot (or rebind), a chipset function can never go, one the host
+ * uses is a host-use problem (said apart), and only the rest are worth selecting too. */
+function viabilityAdvice(
+  fn: PciFunction,
+  offenders: GroupMember[],
+  mateFunctions: PciFunction[],
+  safety: HostSafety,
+): string {
+  const mates = new Map(mateFunctions.map((m) => [m.address, m]));
+  const waiting = offenders.filter((o) => o.selected);
+  const chipsetMembers = new Set(
+    safety
+      .groupHazards(fn)
+      .filter((h) => h.kind === "chipset")
+      .map((h) => h.fn.address),
+  );
+  const chipset = offenders.filter((o) => !o.selected && chipsetMembers.has(o.address));
+  const used = offenders.filter(
+    (o) => !o.selected && !chipset.includes(o) && safety.uses(mates.get(o.address)!).length > 0,
+  );
+  const unselected = offenders.filter(
+    (o) => !waiting.includes(o) && !chipset.includes(o) && !used.includes(o),
+  );
+  const onDriver = (list: GroupMember[]) =>
+    list.map((o) => `${o.address} on ${driverWords(o.driver)}`).join(", ");
+  const advice: string[] = [];
+  if (chipset.length > 0) {
+    advice.push(
+      `${onDriver(chipset)}: chipset functions the host keeps, so the group can never be viable; move the card to a slot with its own group`,
+    );
+  }
+  if (used.length > 0)
+    advice.push(
+      `${onDriver(used)}: the host uses ${used.length === 1 ? "it" : "them"} (see below)`,
+    );
+  if (unselected.length > 0) {
+    advice.push(
+      `${onDriver(unselected)} must be on vfio-pci, pci-stub or no driver; select ${unselected.length === 1 ? "it" : "them"} too (or move the card to a slot with its own group)`,
+    );
+  }
+  if (waiting.length > 0) {
+    advice.push(
+      `${onDriver(waiting)}: selected, not on vfio-pci yet; reboot, or run the rebind action`,
+    );
+  }
+  return advice.join("; ");
 }
 
 /** Answers whether passthrough will work here and why not. Pure: facts in, verdict out. */
@@ -401,15 +420,27 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
     });
   }
 
-  const selected = new Set(input.selection.map((b) => b.address));
+  let selectedSet: Set<string> | undefined;
+  const isSelected: IsSelected = (address) => {
+    selectedSet ??= new Set(input.selection.map((b) => b.address));
+    return selectedSet.has(address);
+  };
   // One safety judgement for the whole check: built per device, it made 5,000 selected VFs cost
   // 5,000 passes over 10,000 functions.
   const safety = hostSafety(facts, input.usage);
   // The VFs the charm creates are checked per PF (checkSriov): thousands of lines otherwise.
   const planned = new Set((input.sriov ?? []).map((pf) => pf.address));
-  const devices = input.selection
-    .filter((b) => b.physfn === undefined || !planned.has(b.physfn))
-    .map((b) => checkDevice(b, input, selected, safety, problems));
+  // Folding is presentation only: every VF is checked, `ok` is theirs. Each check keeps where its
+  // problems sit in `problems` and the PF it is shown under, so showing them looks nothing up.
+  const judged: Judged[] = [];
+  for (const b of input.selection) {
+    if (b.physfn !== undefined && planned.has(b.physfn)) continue;
+    const from = problems.length;
+    const device = checkDevice(b, input, isSelected, safety, problems);
+    const pf = input.eachVf ? undefined : presentPfOf(device.address, facts);
+    judged.push({ device, pf, from, to: problems.length });
+  }
+  const devices = judged.map((j) => j.device);
   const sriov = (input.sriov ?? []).map((pf) => checkSriov(pf, facts, problems));
   // What the selection matched but the host keeps: a refusal (chipset group) fails the check, a
   // function kept for the host's use is worth knowing (the status says the same).
@@ -425,10 +456,8 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
   }
 
   const ok = problems.length === 0;
-  // Folding is presentation only: the checks above ran on every VF, `ok` is theirs.
-  const pfOf = input.eachVf ? new Map<string, string>() : vfsUnderPresentPf(devices, facts);
-  const problemLines = foldProblemLines(problems, pfOf, devices);
-  const vfSummaries = summariseVfChecks(devices, pfOf, problems);
+  const problemLines = foldProblemLines(problems, judged);
+  const vfSummaries = summariseVfChecks(judged, problems);
   const message = ok
     ? `passthrough ready: IOMMU on (${facts.iommuUnits.join(", ") || "no units listed"}), ${devices.length} selected function${devices.length === 1 ? "" : "s"} on vfio-pci in viable group${devices.length === 1 ? "" : "s"}`
     : `passthrough not ready: ${messageLines(problemLines)}`;
@@ -443,7 +472,7 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
     message,
     results: {
       ...renderResults(input, ok, notes, cmdline.missing, ir, unsafeAllowed, {
-        devices: devices.filter((d) => !pfOf.has(d.address)),
+        devices: judged.filter((j) => j.pf === undefined).map((j) => j.device),
         problemLines,
         vfSummaries,
       }),
@@ -465,16 +494,21 @@ function messageLines(lines: string[]): string {
 /** Failing VFs a PF's summary names, each with its first problem; each-vf shows all. */
 const FAILING_SHOWN = 8;
 
-/** Selected VFs whose PF is on this host → that PF: the ones shown under it. A VF that is not
+/** One selected function as checked: its problems are `problems[from..to)`; `pf` is the PF it
+ * is shown under (absent with each-vf, and for anything else). */
+interface Judged {
+  device: DeviceCheck;
+  pf: string | undefined;
+  from: number;
+  to: number;
+}
+
+/** A selected VF's PF when that PF is on this host: the VF is shown under it. A VF that is not
  * present (no facts), or whose PF is not (a guest given the VF alone), stays on its own. */
-function vfsUnderPresentPf(devices: DeviceCheck[], facts: HostFacts): Map<string, string> {
+function presentPfOf(address: string, facts: HostFacts): string | undefined {
   const index = functionIndex(facts);
-  const pfOf = new Map<string, string>();
-  for (const d of devices) {
-    const pf = index.get(d.address)?.physfn;
-    if (pf && index.has(pf)) pfOf.set(d.address, pf);
-  }
-  return pfOf;
+  const pf = index.get(address)?.physfn;
+  return pf && index.has(pf) ? pf : undefined;
 }
 
 /** What a folded line says when the VFs' messages differ (a driver or a group number each). */
@@ -490,102 +524,132 @@ const FOLDED_CHECK_WORDS: Partial<Record<VerifyCheck, string>> = {
 /** The problem lines to show: a check's lines on several VFs of one PF become one line, where the
  * first of them stood, naming how many, their address range and the first one's problem. Lines of
  * one VF, of a function that is not a VF, and host-wide lines are as they are. */
-function foldProblemLines(
-  problems: VerifyProblem[],
-  pfOf: Map<string, string>,
-  devices: DeviceCheck[],
-): string[] {
-  if (pfOf.size === 0) return problems.map((p) => p.message);
-  type Fold = { pf: string; check: VerifyCheck; problems: VerifyProblem[] };
-  const folds = new Map<string, Fold>();
+function foldProblemLines(problems: VerifyProblem[], judged: Judged[]): string[] {
+  // PF → check → its fold: nothing looked up or built per problem but the fold it joins.
+  const folds = new Map<string, Map<VerifyCheck, Fold>>();
   const order: Array<string | Fold> = [];
-  for (const p of problems) {
-    const pf = p.device === null ? undefined : pfOf.get(p.device);
-    if (pf === undefined) {
-      order.push(p.message);
-      continue;
+  let next = 0;
+  for (const j of judged) {
+    for (; next < j.from; next++) order.push(problems[next]!.message);
+    if (j.pf === undefined) continue;
+    let byCheck = folds.get(j.pf);
+    if (!byCheck) {
+      byCheck = new Map();
+      folds.set(j.pf, byCheck);
     }
-    const key = `${pf} ${p.check}`;
-    let fold = folds.get(key);
-    if (!fold) {
-      fold = { pf, check: p.check, problems: [] };
-      folds.set(key, fold);
-      order.push(fold);
+    for (; next < j.to; next++) {
+      const p = problems[next]!;
+      let fold = byCheck.get(p.check);
+      if (!fold) {
+        fold = { pf: j.pf, check: p.check, problems: [], devices: [] };
+        byCheck.set(p.check, fold);
+        order.push(fold);
+      }
+      fold.problems.push(p);
+      if (fold.devices[fold.devices.length - 1] !== j.device) fold.devices.push(j.device);
     }
-    fold.problems.push(p);
   }
-  const driverOf = new Map(devices.map((d) => [d.address, d.driver]));
-  return order.flatMap((o) => (typeof o === "string" ? [o] : foldedLines(o, driverOf)));
+  for (; next < problems.length; next++) order.push(problems[next]!.message);
+  return order.flatMap((o) => (typeof o === "string" ? [o] : foldedLines(o)));
 }
 
-function foldedLines(
-  fold: { pf: string; check: VerifyCheck; problems: VerifyProblem[] },
-  driverOf: Map<string, string | null>,
-): string[] {
-  const vfs = [...new Set(fold.problems.map((p) => p.device!))].sort();
-  if (vfs.length === 1) return fold.problems.map((p) => p.message);
-  const first = fold.problems.find((p) => p.device === vfs[0])!;
-  const what = `${thousands(vfs.length)} VFs of ${fold.pf} (${vfs[0]} - ${vfs[vfs.length - 1]})`;
+/** One check's problems on VFs of one PF, and those VFs (in the order checked). */
+interface Fold {
+  pf: string;
+  check: VerifyCheck;
+  problems: VerifyProblem[];
+  devices: DeviceCheck[];
+}
+
+function foldedLines(fold: Fold): string[] {
+  if (fold.devices.length === 1) return fold.problems.map((p) => p.message);
+  const vfs = inAddressOrder(fold.devices, (d) => d.address);
+  const firstVf = vfs[0]!.address;
+  const first = fold.problems.find((p) => p.device === firstVf)!;
+  const what = `${thousands(vfs.length)} VFs of ${fold.pf} (${firstVf} - ${vfs[vfs.length - 1]!.address})`;
   // Each message starts with its VF's address: the rest is what it says of that VF.
-  const said = (p: VerifyProblem) => p.message.slice(p.device!.length + 2);
-  const same = fold.problems.every((p) => said(p) === said(first));
-  if (same) return [`${what}: ${said(first)}`];
+  const said = first.message.slice(firstVf.length + 2);
+  const same = fold.problems.every(
+    (p) => p.message.length - p.device!.length - 2 === said.length && p.message.endsWith(said),
+  );
+  if (same) return [`${what}: ${said}`];
   let words = FOLDED_CHECK_WORDS[fold.check] ?? `fail the ${fold.check} check`;
   if (fold.check === "driver") {
-    const tally = driverTally(vfs.map((a) => driverOf.get(a) ?? null));
+    const tally = driverTally(vfs.map((d) => d.driver));
     words += ` (${tally.map(([d, n]) => `${d} x${thousands(n)}`).join(", ")})`;
   }
   return [`${what} ${words}; the first: ${first.message}`];
 }
 
+/** In address order: as checked (the selection is in bus order), else sorted. */
+function inAddressOrder<T>(list: T[], address: (item: T) => string): T[] {
+  for (let i = 1; i < list.length; i++) {
+    if (address(list[i - 1]!) > address(list[i]!)) {
+      return [...list].sort((a, b) => (address(a) < address(b) ? -1 : 1));
+    }
+  }
+  return list;
+}
+
 /** Driver (or "no driver") → how many, most first. */
 function driverTally(drivers: Array<string | null>): Array<[string, number]> {
   const counts = new Map<string, number>();
-  for (const d of drivers) counts.set(driverWords(d), (counts.get(driverWords(d)) ?? 0) + 1);
+  for (const d of drivers) {
+    const words = driverWords(d);
+    counts.set(words, (counts.get(words) ?? 0) + 1);
+  }
   return [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
 }
 
-/** One summary per PF of its selected VFs (pfOf), in the PFs' address order. */
-function summariseVfChecks(
-  devices: DeviceCheck[],
-  pfOf: Map<string, string>,
-  problems: VerifyProblem[],
-): VfChecksSummary[] {
-  if (pfOf.size === 0) return [];
-  const byPf = new Map<string, DeviceCheck[]>();
-  for (const d of devices) {
-    const pf = pfOf.get(d.address);
-    if (pf === undefined) continue;
-    const list = byPf.get(pf);
-    if (list) list.push(d);
-    else byPf.set(pf, [d]);
-  }
-  const firstProblem = new Map<string, string>();
-  for (const p of problems) {
-    if (p.device !== null && !firstProblem.has(p.device)) firstProblem.set(p.device, p.message);
+/** One summary per PF of the selected VFs shown under it, in the PFs' address order. */
+function summariseVfChecks(judged: Judged[], problems: VerifyProblem[]): VfChecksSummary[] {
+  const byPf = new Map<string, Judged[]>();
+  for (const j of judged) {
+    if (j.pf === undefined) continue;
+    const list = byPf.get(j.pf);
+    if (list) list.push(j);
+    else byPf.set(j.pf, [j]);
   }
   return [...byPf]
     .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([pf, list]) => {
-      const vfs = [...list].sort((a, b) => (a.address < b.address ? -1 : 1));
-      const failing = vfs.filter((d) => !d.ok);
-      return {
-        pf,
-        count: vfs.length,
-        first: vfs[0]!.address,
-        last: vfs[vfs.length - 1]!.address,
-        ok: vfs.length - failing.length,
-        drivers: driverTally(vfs.map((d) => d.driver)),
-        noGroup: vfs.filter((d) => d.group === null).length,
-        notViable: vfs.filter((d) => d.group !== null && !d.viable).length,
-        noVfioDevice: vfs.filter((d) => d.group !== null && !d.vfioDevice).length,
-        failing: failing.slice(0, FAILING_SHOWN).map((d) => ({
-          address: d.address,
-          problem: firstProblem.get(d.address) ?? "",
-        })),
-        moreFailing: Math.max(0, failing.length - FAILING_SHOWN),
-      };
-    });
+    .map(([pf, list]) => summariseVfs(pf, list, problems));
+}
+
+/** One PF's selected VFs counted in one pass. */
+function summariseVfs(pf: string, list: Judged[], problems: VerifyProblem[]): VfChecksSummary {
+  const sorted = inAddressOrder(list, (j) => j.device.address);
+  const vfs = sorted.map((j) => j.device);
+  const failing: VfChecksSummary["failing"] = [];
+  let failed = 0;
+  let noGroup = 0;
+  let notViable = 0;
+  let noVfioDevice = 0;
+  for (const { device: d, from, to } of sorted) {
+    if (!d.ok) {
+      failed++;
+      if (failing.length < FAILING_SHOWN) {
+        failing.push({ address: d.address, problem: to > from ? problems[from]!.message : "" });
+      }
+    }
+    if (d.group === null) noGroup++;
+    else {
+      if (!d.viable) notViable++;
+      if (!d.vfioDevice) noVfioDevice++;
+    }
+  }
+  return {
+    pf,
+    count: vfs.length,
+    first: vfs[0]!.address,
+    last: vfs[vfs.length - 1]!.address,
+    ok: vfs.length - failed,
+    drivers: driverTally(vfs.map((d) => d.driver)),
+    noGroup,
+    notViable,
+    noVfioDevice,
+    failing,
+    moreFailing: Math.max(0, failed - FAILING_SHOWN),
+  };
 }
 
 function renderVfSummaries(summaries: VfChecksSummary[]): ResultTree {
