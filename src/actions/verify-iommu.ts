@@ -205,8 +205,8 @@ function checkDevice(
 ): DeviceCheck {
   const { facts } = input;
   const fn = functionIndex(facts).get(b.address);
-  const problem = (check: VerifyCheck, message: string) =>
-    problems.push({ check, device: b.address, message: `${b.address}: ${message}` });
+  const problem = (check: VerifyCheck, said: string) =>
+    problems.push({ check, device: b.address, message: `${b.address}: ${said}` });
   if (!fn) {
     problem("present", "selected but not present on this host (removed, or hidden by firmware)");
     return {
@@ -229,24 +229,23 @@ function checkDevice(
       `has ids ${ids}, expected ${b.vendorId}:${b.deviceId} (another card in that slot?)`,
     );
   }
-  if (!isVfioDriver(fn.driver)) {
-    problem(
-      "driver",
-      `is on ${driverWords(fn.driver)}, not vfio-pci; reboot, or run the rebind action to move it now`,
-    );
-  }
+  if (!isVfioDriver(fn.driver)) problem("driver", notOnVfio(fn.driver));
   // Most functions (every VF behind ACS) are alone in their group: nothing more to judge there.
   const mateFunctions = groupMates(facts, fn);
-  const groupMembers: GroupMember[] = mateFunctions.map((m) => ({
-    address: m.address,
-    driver: m.driver,
-    harmless: isHarmlessMember(m),
-    selected: isSelected(m.address),
-  }));
+  const groupMembers: GroupMember[] =
+    mateFunctions.length === 0
+      ? []
+      : mateFunctions.map((m) => ({
+          address: m.address,
+          driver: m.driver,
+          harmless: isHarmlessMember(m),
+          selected: isSelected(m.address),
+        }));
   if (fn.iommuGroup === null) {
     problem("group", "has no IOMMU group: the IOMMU is off or does not cover it");
   }
-  const offenders = groupMembers.filter((c) => !c.harmless);
+  const offenders =
+    groupMembers.length === 0 ? groupMembers : groupMembers.filter((c) => !c.harmless);
   if (offenders.length > 0) {
     problem(
       "viability",
@@ -281,6 +280,19 @@ function checkDevice(
     vfioDevice,
     ok: problems.length === before,
   };
+}
+
+const notOnVfioSaid = new Map<string | null, string>();
+
+/** What the driver check says of a function on `driver`: one string per driver, not one per VF
+ * (10,000 VFs on two drivers say two things). */
+function notOnVfio(driver: string | null): string {
+  let said = notOnVfioSaid.get(driver);
+  if (said === undefined) {
+    said = `is on ${driverWords(driver)}, not vfio-pci; reboot, or run the rebind action to move it now`;
+    notOnVfioSaid.set(driver, said);
+  }
+  return said;
 }
 
 /** Each member that keeps the group from being viable gets the one piece of advice that fits it:
