@@ -89,18 +89,17 @@ interface Chosen {
   sel: DeviceSelector;
 }
 
-/** The host's functions, looked up by address and by slot. */
+/** The host's functions, looked up by address and by slot, each built on first use: a host of VFs
+ * each alone in its group needs neither. */
 interface HostIndex {
-  atAddress: Map<string, PciFunction>;
-  /** Built on first use: a host of VFs each alone in its group never needs it. */
+  atAddress: () => Map<string, PciFunction>;
   bySlot: () => Map<string, PciFunction[]>;
 }
 
 /** What the selectors matched, each function once with the entry that took it first. */
 interface Matches {
-  /** By address; `selected` is the same addresses in bus order. */
-  chosen: Map<string, Chosen>;
-  selected: string[];
+  /** In bus order. */
+  selected: Chosen[];
   /** Addresses some entry with `force: true` selects: the override is per entry, never global. */
   forced: Set<string>;
   unmatched: DeviceSelector[];
@@ -125,14 +124,20 @@ export function selectFunctions(
   const withheld: Withheld = new Map();
 
   const matches = matchSelectors(selectors, facts, host, problems);
-  const bound = bindSelected(matches, facts, safety, withheld, notes);
-  addCompanions(matches, bound, withheld, safety, host, facts);
-  withholdUnsafeGroups(matches, bound, withheld, safety, facts);
-  const shared = sharedGroupsNote(bound, facts, host);
+  const { bound, entangled } = bindSelected(matches, facts, safety, withheld, notes);
+  const companions = addCompanions(entangled, bound, withheld, safety, host, facts);
+  withholdUnsafeGroups(matches, entangled, bound, withheld, safety, facts);
+  const shared = sharedGroupsNote(
+    bound,
+    [...entangled.map((c) => c.fn), ...companions],
+    facts,
+    host,
+  );
   if (shared !== null) notes.push(shared);
 
   return {
-    bind: [...bound.values()].sort(byAddress),
+    // `bound` holds the selection in bus order, then the companions: only they need a sort.
+    bind: companions.length === 0 ? [...bound.values()] : [...bound.values()].sort(byAddress),
     withheld: [...withheld.values()].sort(byAddress),
     problems,
     unmatched: matches.unmatched,
@@ -141,7 +146,7 @@ export function selectFunctions(
 }
 
 function indexHost(facts: HostFacts): HostIndex {
-  return { atAddress: functionIndex(facts), bySlot: () => slotIndex(facts) };
+  return { atAddress: () => functionIndex(facts), bySlot: () => slotIndex(facts) };
 }
 
 /** Each entry against the host, in the order the operator wrote them: what it selects, and what
@@ -187,7 +192,7 @@ function matchSelectors(
       chosen.set(fn.address, { fn, sel });
     }
   }
-  return { chosen, selected: [...chosen.keys()].sort(compareAddresses), forced, unmatched };
+  return { selected: inBusOrder([...chosen.values()], (c) => c.fn.address), forced, unmatched };
 }
 
 /** A literal address with ids that the host holds as another device: the operator meant a
@@ -195,7 +200,7 @@ function matchSelectors(
 function wrongCardAt(sel: DeviceSelector, host: HostIndex): string | null {
   const spec = sel.address;
   if (!spec || spec.isGlob || (sel.vendorId === null && sel.productId === null)) return null;
-  const there = host.atAddress.get(spec.text);
+  const there = host.atAddress().get(spec.text);
   if (!there || selectorMatches(sel, there)) return null;
   return (
     `${describeSelector(sel)}: ${spec.text} holds ${idsOf(there)}, not ` +
@@ -231,7 +236,7 @@ function boundDevice(
   sel: DeviceSelector,
   follows: string | null,
 ): BoundDevice {
-  return {
+  const device: BoundDevice = {
     address: fn.address,
     vendorId: fn.vendorId,
     deviceId: fn.deviceId,
@@ -241,9 +246,12 @@ function boundDevice(
     numaPolicy: sel.numaPolicy,
     reason: follows === null ? "selected" : "companion",
     follows,
-    ...(follows === null && sel.resourceClass ? { resourceClass: sel.resourceClass } : {}),
-    ...(follows === null && sel.traits?.length ? { traits: sel.traits } : {}),
   };
+  // Set, not spread in: made once per selected function (10,000 VFs), and an object spread is
+  // slow in code that has not warmed up. Same keys in the same order.
+  if (follows === null && sel.resourceClass) device.resourceClass = sel.resourceClass;
+  if (follows === null && sel.traits?.length) device.traits = sel.traits;
+  return device;
 }
 
 /** Records a selected function the host keeps; a second reason for it is added to the first. */
@@ -272,19 +280,22 @@ function withhold(
   });
 }
 
-/** The selected functions vfio-pci may take: not the chipset's, not one the IOMMU left without a
- * group, and not what the host uses (however it was selected, by address too) unless an entry
- * that selects it says `force: true`. */
+/** The selected functions vfio-pci may take (`bound`, by address in bus order): not the chipset's,
+ * not one the IOMMU left without a group, and not what the host uses (however it was selected, by
+ * address too) unless an entry that selects it says `force: true`. `entangled`: those of them that
+ * do not stand alone, the only ones the passes after this one need to look at. */
 function bindSelected(
   matches: Matches,
   facts: HostFacts,
   safety: HostSafety,
   withheld: Withheld,
   notes: string[],
-): Map<string, BoundDevice> {
+): { bound: Map<string, BoundDevice>; entangled: Chosen[] } {
   const bound = new Map<string, BoundDevice>();
-  for (const address of matches.selected) {
-    const { fn, sel } = matches.chosen.get(address)!;
+  const entangled: Chosen[] = [];
+  for (const chosen of matches.selected) {
+    const { fn, sel } = chosen;
+    const address = fn.address;
     const role = chipsetRole(fn);
     if (role !== null) {
       withhold(
@@ -311,40 +322,50 @@ function bindSelected(
       continue;
     }
     bound.set(address, boundDevice(fn, sel.alias ?? deriveAlias(fn), sel, null));
+    if (!standsAlone(fn, facts)) entangled.push(chosen);
     if (fn.sriov !== null && fn.sriov.numVfs > 0) {
       notes.push(
         `${address} has ${fn.sriov.numVfs} SR-IOV VFs enabled: vfio-pci takes it only without VFs`,
       );
     }
   }
-  return bound;
+  return { bound, entangled };
 }
 
-/** The selected functions still bound (checked as the walk reaches each), in bus order. */
+/** A function alone in its IOMMU group and linked to no other (a VF behind ACS: all 10,000 of a
+ * big SR-IOV host): it has no card companion, no group hazard and no group mate left to the
+ * host, so the passes after bindSelected skip it. */
+function standsAlone(fn: PciFunction, facts: HostFacts): boolean {
+  if (fn.iommuGroup === null || fn.consumers.length > 0) return false;
+  const members = facts.iommuGroups.get(fn.iommuGroup);
+  return members?.length === 1 && members[0] === fn.address;
+}
+
+/** These selected functions (in bus order) that are still bound, checked as the walk reaches each. */
 function stillBound(
-  matches: Matches,
+  selected: Chosen[],
   bound: Map<string, BoundDevice>,
   each: (address: string, chosen: Chosen) => void,
 ): void {
-  for (const address of matches.selected) {
-    const chosen = matches.chosen.get(address);
-    if (chosen && bound.has(address)) each(address, chosen);
+  for (const chosen of selected) {
+    if (bound.has(chosen.fn.address)) each(chosen.fn.address, chosen);
   }
 }
 
 /** Companions, decided after every selection so a function both selected and a companion counts
  * as selected (its own entry's alias wins). Companions get their own alias (`gpu-audio`) but are
  * not offered to nova on their own (plan/nova.ts): they sit on vfio-pci because the group needs
- * them there, and go to the VM with the function they follow. */
+ * them there, and go to the VM with the function they follow. Returns the companions added. */
 function addCompanions(
-  matches: Matches,
+  entangled: Chosen[],
   bound: Map<string, BoundDevice>,
   withheld: Withheld,
   safety: HostSafety,
   host: HostIndex,
   facts: HostFacts,
-): void {
-  stillBound(matches, bound, (address, { fn, sel }) => {
+): PciFunction[] {
+  const companions: PciFunction[] = [];
+  stillBound(entangled, bound, (address, { fn, sel }) => {
     if (!sel.companions) return;
     const parent = bound.get(address)!;
     for (const other of cardCompanionsOf(fn, host, facts)) {
@@ -355,8 +376,10 @@ function addCompanions(
         other.address,
         boundDevice(other, companionAlias(parent.alias, other), sel, address),
       );
+      companions.push(other);
     }
   });
+  return companions;
 }
 
 /** A VM takes a whole IOMMU group. A group that holds a chipset function can never be given away
@@ -364,12 +387,13 @@ function addCompanions(
  * Either way the selected function stays with the host, and so do its companions. */
 function withholdUnsafeGroups(
   matches: Matches,
+  entangled: Chosen[],
   bound: Map<string, BoundDevice>,
   withheld: Withheld,
   safety: HostSafety,
   facts: HostFacts,
 ): void {
-  stillBound(matches, bound, (address, { fn, sel }) => {
+  stillBound(entangled, bound, (address, { fn, sel }) => {
     const all = safety.groupHazards(fn);
     if (all.length === 0) return;
     const hazards = all.filter((h) => h.kind === "chipset" || !matches.forced.has(address));
@@ -395,21 +419,24 @@ function withholdUnsafeGroups(
   });
 }
 
-/** Addresses sorted by compareAddresses; most often they already are (a selection is made in bus
- * order), which one pass finds. */
-function inBusOrder(addresses: string[]): string[] {
-  for (let i = 1; i < addresses.length; i++) {
-    if (compareAddresses(addresses[i - 1]!, addresses[i]!) > 0)
-      return addresses.sort(compareAddresses);
+/** `items` sorted by their addresses (compareAddresses); most often they already are (facts list
+ * functions in bus order, and a selection keeps it), which one pass finds. */
+function inBusOrder<T>(items: T[], addressOf: (item: T) => string): T[] {
+  for (let i = 1; i < items.length; i++) {
+    if (compareAddresses(addressOf(items[i - 1]!), addressOf(items[i]!)) > 0) {
+      return items.sort((a, b) => compareAddresses(addressOf(a), addressOf(b)));
+    }
   }
-  return addresses;
+  return items;
 }
 
 /** Group members that stay with the host make the group unusable for VFIO; that is verify-iommu's
  * verdict to give (the IOMMU may not even be on yet), so here it is only a note: one for all such
- * groups, as notes end up in the unit's status line. Null when there is none. */
+ * groups, as notes end up in the unit's status line. Null when there is none. `candidates`: the
+ * bound functions that may share a group (entangled or companions); one standing alone cannot. */
 function sharedGroupsNote(
   bound: Map<string, BoundDevice>,
+  candidates: PciFunction[],
   facts: HostFacts,
   host: HostIndex,
 ): string | null {
@@ -417,17 +444,18 @@ function sharedGroupsNote(
   const shared: string[] = [];
   const keptOf = (members: string[]) =>
     members.filter((member) => {
-      const m = host.atAddress.get(member);
+      const m = host.atAddress().get(member);
       return !bound.has(member) && !(m?.isBridge ?? false);
     });
   // While the IOMMU is off: the groups the reboot will bring (predicted), said the same way.
   const seenPredicted = new Set<string>();
   const afterReboot: string[] = [];
-  for (const address of inBusOrder([...bound.keys()])) {
-    const fn = host.atAddress.get(address);
-    const group = fn?.iommuGroup ?? null;
+  const boundNow = candidates.filter((fn) => bound.has(fn.address));
+  for (const fn of inBusOrder(boundNow, (f) => f.address)) {
+    const address = fn.address;
+    const group = fn.iommuGroup;
     if (group === null) {
-      const predicted = fn ? predictedGroupOf(facts, fn) : null;
+      const predicted = predictedGroupOf(facts, fn);
       if (predicted === null || seenPredicted.has(predicted.members[0]!)) continue;
       seenPredicted.add(predicted.members[0]!);
       const kept = keptOf(predicted.members);
@@ -456,10 +484,6 @@ function sharedGroupsNote(
  * and ISA bridges, SMBus) are never a card's: they serve the machine.
  */
 function cardCompanionsOf(fn: PciFunction, host: HostIndex, facts: HostFacts): PciFunction[] {
-  // The common case, asked for every selected VF: alone in its IOMMU group (so no slot mate
-  // shares it) and linked to nothing.
-  const members = fn.iommuGroup === null ? undefined : facts.iommuGroups.get(fn.iommuGroup);
-  if (fn.consumers.length === 0 && members?.length === 1 && members[0] === fn.address) return [];
   const cls = fn.classCode.slice(0, 4);
   const slotMates = host.bySlot().get(slotOf(fn.address)) ?? [];
   if (
@@ -478,7 +502,7 @@ function cardCompanionsOf(fn: PciFunction, host: HostIndex, facts: HostFacts): P
     found.set(other.address, other);
   }
   for (const consumer of fn.consumers) {
-    const other = host.atAddress.get(consumer);
+    const other = host.atAddress().get(consumer);
     if (other && other.address !== fn.address) found.set(other.address, other);
   }
   return [...found.values()]

@@ -78,6 +78,72 @@ describe("selectFunctions", () => {
     expect(s.notes.join("\n")).toMatch(/group 5 .*0000:17:00\.1/);
   });
 
+  // The plan passes over what each selected function shares only for those that share something,
+  // and sorts only what is out of bus order (select.ts): both must still hold on hosts where the
+  // order is not the facts' and where alone VFs sit among functions that share a group.
+  it("binds in bus order whatever order the entries select in", () => {
+    const facts = seedHost();
+    const s = selectFunctions(
+      [
+        sel({ address: "0000:84:00.0", companions: false, source: "a" }),
+        sel({ index: 1, address: "0000:83:00.0", companions: false, source: "b" }),
+      ],
+      facts,
+    );
+    expect(addrs(s.bind)).toEqual(["0000:83:00.0", "0000:84:00.0"]);
+  });
+
+  it("sorts by bus order when the facts' own order is not it (a five-digit domain)", () => {
+    // The test helper lists functions in plain string order: 10000:… before ffff:…, although
+    // domain ffff comes first on the bus.
+    const facts = host([
+      fn("10000:01:00.0", "15b3:1018", "020000", { iommuGroup: 2 }),
+      fn("ffff:01:00.0", "15b3:1018", "020000", { iommuGroup: 1 }),
+    ]);
+    expect(facts.functions.map((f) => f.address)).toEqual(["10000:01:00.0", "ffff:01:00.0"]);
+    const s = selectFunctions([sel({ vendorId: "15b3", productId: "1018", source: "x" })], facts);
+    expect(addrs(s.bind)).toEqual(["ffff:01:00.0", "10000:01:00.0"]);
+  });
+
+  it("still judges the functions that share a group among many that stand alone", () => {
+    const vfs = ["0000:3b:00.2", "0000:3b:00.3", "0000:66:00.2", "0000:66:00.3"].map((a, i) =>
+      fn(a, "15b3:1018", "020000", { iommuGroup: 20 + i, physfn: `${a.slice(0, -1)}0` }),
+    );
+    const facts = host([
+      ...vfs,
+      fn("0000:65:00.0", "10de:2204", "030000", { iommuGroup: 9 }),
+      fn("0000:65:00.1", "10de:1aef", "040300", { iommuGroup: 9 }),
+      fn("0000:65:00.2", "15b3:1018", "020000", { iommuGroup: 10 }),
+      fn("0000:65:00.3", "8086:1533", "020000", { iommuGroup: 10, driver: "igb" }),
+      fn("0000:65:00.4", "15b3:1018", "020000", { iommuGroup: 11 }),
+      fn("0000:65:00.5", "8086:1533", "020000", { iommuGroup: 11 }),
+    ]);
+    const usage = new Map([["0000:65:00.3", ["network interface eno1 is up"]]]);
+    const s = selectFunctions(
+      [
+        sel({ vendorId: "15b3", productId: "1018", source: "a" }),
+        sel({ index: 1, address: "0000:65:00.0", source: "b" }),
+      ],
+      facts,
+      usage,
+    );
+    expect(addrs(s.bind)).toEqual([
+      "0000:3b:00.2",
+      "0000:3b:00.3",
+      "0000:65:00.0",
+      "0000:65:00.1",
+      "0000:65:00.4",
+      "0000:66:00.2",
+      "0000:66:00.3",
+    ]);
+    expect(s.bind[3]).toMatchObject({ reason: "companion", follows: "0000:65:00.0" });
+    expect(s.withheld.map((w) => w.address)).toEqual(["0000:65:00.2"]);
+    expect(s.withheld[0]!.reasons[0]).toMatch(/IOMMU group 10 also holds 0000:65:00\.3/);
+    expect(s.notes).toEqual([
+      expect.stringMatching(/^IOMMU group 11 also holds 0000:65:00\.5, kept by the host/),
+    ]);
+  });
+
   it("refuses a bridge, the boot VGA and an address holding another device", () => {
     const s = selectFunctions(
       [
