@@ -5,7 +5,6 @@ import type { Config } from "../config";
 import type { HostFacts, ModuleAliases, ModuleNames, PciFunction } from "../host/facts";
 import { isProtectedModule, normaliseModule } from "../module-name-vocabulary";
 import { idsOf } from "../pci-vocabulary";
-import { functionIndex } from "./iommu-groups";
 import type { BoundDevice, PlanProblem } from "./types";
 
 /** The kernel parameters, in the order the drop-in appends them, what is worth saying, and what
@@ -99,20 +98,25 @@ export function claimersOf(
 }
 
 /** claimersOf for many functions: one answer per distinct modalias and driver (thousands of VFs
- * share one), each a copy the caller may keep. */
+ * share one), the same list each time it is asked (to read, not to keep). Looked up by modalias,
+ * then driver: no key string built per function. */
 function claimersCache(
   aliases: ModuleAliases | null,
   names: ModuleNames | null,
-): (fn: PciFunction) => string[] {
-  const answers = new Map<string, string[]>();
+): (fn: PciFunction) => readonly string[] {
+  const answers = new Map<string, Map<string | null, string[]>>();
   return (fn) => {
-    const key = fn.driver === null ? `${fn.modalias}\n` : `${fn.modalias}\n+${fn.driver}`;
-    let answer = answers.get(key);
+    let byDriver = answers.get(fn.modalias);
+    if (byDriver === undefined) {
+      byDriver = new Map();
+      answers.set(fn.modalias, byDriver);
+    }
+    let answer = byDriver.get(fn.driver);
     if (answer === undefined) {
       answer = claimersOfNow(fn, aliases, names);
-      answers.set(key, answer);
+      byDriver.set(fn.driver, answer);
     }
-    return answer.slice();
+    return answer;
   };
 }
 
@@ -142,38 +146,38 @@ export function checkModuleNames(
   return { known, unknown };
 }
 
-const nativeDriversOf = new WeakMap<
-  BoundDevice[],
-  {
-    facts: HostFacts;
-    aliases: ModuleAliases | null;
-    names: ModuleNames | null;
-    drivers: string[];
-  }
->();
+/** The host's functions split by the plan: those given to VMs and those the host keeps. */
+export interface FunctionSplit {
+  /** The functions of `bind` (whole functions: the VFs the charm creates are not there yet). */
+  given: PciFunction[];
+  /** Every other function of the host. */
+  kept: PciFunction[];
+}
 
-/** The native drivers of the functions given to VMs: each gets `softdep <m> pre: vfio-pci`. */
+/** Splits the host's functions by `bind` in one pass, in facts order: the blacklist and the
+ * softdeps both need the split, at 10,000 functions once is enough. */
+export function splitByBinding(facts: HostFacts, bind: BoundDevice[]): FunctionSplit {
+  const bound = new Set(bind.map((b) => b.address));
+  const given: PciFunction[] = [];
+  const kept: PciFunction[] = [];
+  for (const fn of facts.functions) (bound.has(fn.address) ? given : kept).push(fn);
+  return { given, kept };
+}
+
+/** The native drivers of the functions given to VMs: each gets `softdep <m> pre: vfio-pci`, and
+ * (blacklist-drivers=auto) those the host does not need are blacklisted. */
 export function nativeDrivers(
-  bind: BoundDevice[],
-  facts: HostFacts,
+  given: PciFunction[],
   aliases: ModuleAliases | null,
   names: ModuleNames | null = null,
 ): string[] {
-  // The planner asks twice for one selection (the blacklist, then the softdeps): answered once.
-  const known = nativeDriversOf.get(bind);
-  if (known?.facts === facts && known.aliases === aliases && known.names === names) {
-    return known.drivers.slice();
-  }
-  const byAddress = functionIndex(facts);
   const claimers = claimersCache(aliases, names);
+  // Thousands of VFs share one answer, the very same list: each list is read once.
+  const answers = new Set<readonly string[]>();
+  for (const fn of given) answers.add(claimers(fn));
   const out = new Set<string>();
-  for (const b of bind) {
-    const fn = byAddress.get(b.address);
-    if (fn) for (const m of claimers(fn)) out.add(m);
-  }
-  const drivers = [...out].sort();
-  nativeDriversOf.set(bind, { facts, aliases, names, drivers });
-  return drivers.slice();
+  for (const answer of answers) for (const m of answer) out.add(m);
+  return [...out].sort();
 }
 
 /**
@@ -185,17 +189,17 @@ export function nativeDrivers(
  */
 export function planBlacklist(
   config: Config,
-  facts: HostFacts,
+  split: FunctionSplit,
+  /** nativeDrivers of `split.given`. */
+  native: string[],
   aliases: ModuleAliases | null,
-  bind: BoundDevice[],
   names: ModuleNames | null = null,
 ): { modules: string[]; problems: PlanProblem[]; notes: string[] } {
-  const bound = new Set(bind.map((b) => b.address));
-  const kept = facts.functions.filter((fn) => !bound.has(fn.address));
+  const kept = split.kept;
   const setting = config.blacklistDrivers;
 
   if (setting.mode === "auto") {
-    if (bind.length === 0) return { modules: [], problems: [], notes: [] };
+    if (split.given.length === 0) return { modules: [], problems: [], notes: [] };
     if (aliases === null) {
       // Without modules.alias we cannot know what else a module would claim: blacklist nothing
       // (per-address binding works without a blacklist).
@@ -205,7 +209,7 @@ export function planBlacklist(
         notes: ["modules.alias unreadable: blacklist-drivers=auto blacklists nothing"],
       };
     }
-    const wanted = new Set(nativeDrivers(bind, facts, aliases, names));
+    const wanted = new Set(native);
     const claimers = claimersCache(aliases, names);
     for (const fn of kept) for (const m of claimers(fn)) wanted.delete(m);
     return { modules: [...wanted].sort(), problems: [], notes: [] };

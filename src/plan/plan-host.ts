@@ -7,7 +7,13 @@ import { OWNED } from "../host/root";
 import type { VfCountClaim } from "../host/vf-count-owners";
 import { compareAddresses, idsOf } from "../pci-vocabulary";
 import { listOf } from "../text";
-import { checkModuleNames, nativeDrivers, planBlacklist, planKernelParams } from "./boot";
+import {
+  checkModuleNames,
+  nativeDrivers,
+  planBlacklist,
+  planKernelParams,
+  splitByBinding,
+} from "./boot";
 import {
   renderBindHelper,
   renderGrubDropIn,
@@ -130,17 +136,18 @@ export function decideHost(
   // The VFs the charm creates need no blacklist and no softdep: the SR-IOV helper keeps every
   // driver off them until each has its override. Counted as kept, their VF driver is never
   // blacklisted either (neutron-port VFs of another PF, or a later boot, need it).
-  const wholeFunctions = bind.filter((d) => d.physfn === undefined);
-  const blacklist = planBlacklist(config, facts, moduleAliases, wholeFunctions, names);
+  // Only the SR-IOV plan's VFs carry a physfn: without them every device is a whole function.
+  const wholeFunctions =
+    selection.sriov.bind.length === 0 ? bind : bind.filter((d) => d.physfn === undefined);
+  const split = splitByBinding(facts, wholeFunctions);
+  const native = nativeDrivers(split.given, moduleAliases, names);
+  const blacklist = planBlacklist(config, split, native, moduleAliases, names);
   problems.push(...blacklist.problems);
   notes.push(...blacklist.notes);
   // Every module name written must be one the target kernel has: a name modprobe cannot find
   // blacklists nothing and hides the mistake (a driver's name is often not its module's).
   const blacklisted = checkModuleNames(blacklist.modules, names);
-  const softdeps = checkModuleNames(
-    nativeDrivers(wholeFunctions, facts, moduleAliases, names),
-    names,
-  );
+  const softdeps = checkModuleNames(native, names);
   const unknown = [...new Set([...blacklisted.unknown, ...softdeps.unknown])].sort();
   if (unknown.length > 0) {
     notes.push(
