@@ -154,14 +154,28 @@ export interface FunctionSplit {
   kept: PciFunction[];
 }
 
-/** Splits the host's functions by `bind` in one pass, in facts order: the blacklist and the
- * softdeps both need the split, at 10,000 functions once is enough. */
+/** Splits the host's functions by `bind`, in facts order: the blacklist and the softdeps both need
+ * the split, at 10,000 functions once is enough. */
 export function splitByBinding(facts: HostFacts, bind: BoundDevice[]): FunctionSplit {
-  const bound = new Set(bind.map((b) => b.address));
+  // Both lists are in bus order, so one walk pairs them without an address set; facts in another
+  // order (made by hand) leave some of `bind` unpaired, and the set decides instead.
   const given: PciFunction[] = [];
   const kept: PciFunction[] = [];
-  for (const fn of facts.functions) (bound.has(fn.address) ? given : kept).push(fn);
-  return { given, kept };
+  let next = 0;
+  for (const fn of facts.functions) {
+    if (next < bind.length && bind[next]!.address === fn.address) {
+      given.push(fn);
+      next++;
+    } else {
+      kept.push(fn);
+    }
+  }
+  if (next === bind.length) return { given, kept };
+  const bound = new Set(bind.map((b) => b.address));
+  return {
+    given: facts.functions.filter((fn) => bound.has(fn.address)),
+    kept: facts.functions.filter((fn) => !bound.has(fn.address)),
+  };
 }
 
 /** The native drivers of the functions given to VMs: each gets `softdep <m> pre: vfio-pci`, and

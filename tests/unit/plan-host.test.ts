@@ -159,6 +159,17 @@ describe("planHost decisions", () => {
     expect(planWith(config({ devices: "0000:83:00.0" }), facts, index, none).blacklist).toEqual([]);
   });
 
+  it("blacklists by what is bound even when the facts are not in bus order", () => {
+    // The plan pairs the bound devices with the host's functions in one walk when both are in
+    // bus order (plan/boot.ts splitByBinding); here the helper lists 10000:… before ffff:…
+    // (plain string order), so the walk cannot pair them and the address set must.
+    const gpu = (address: string) => fn(address, "10de:1bb0", "030000", { driver: "nouveau" });
+    const facts = host([gpu("10000:01:00.0"), gpu("ffff:01:00.0")]);
+    const plan = planWith(config({ devices: "10de:1bb0" }), facts, index, none);
+    expect(plan.bind.map((b) => b.address)).toEqual(["ffff:01:00.0", "10000:01:00.0"]);
+    expect(plan.blacklist).toEqual(["nouveau", "nvidiafb"]);
+  });
+
   /** The plan for the first P5000 on the seed host with blacklist-drivers set to `blacklist`. */
   const withBlacklist = (blacklist: string) =>
     planWith(
