@@ -42,13 +42,13 @@ export interface GroupHazard {
   /** `chipset`: no override can make the group viable; `host-use`: `force` can take it. */
   kind: "chipset" | "host-use";
   /** Operator words: "ISA/LPC bridge", or the host's uses of it. */
-  why: string[];
+  why: readonly string[];
 }
 
 /** The safety judgement on one host, built once per hook or action. */
 export interface HostSafety {
   /** Why the host would lose something if this function left its driver (empty: nothing). */
-  uses(fn: PciFunction): string[];
+  uses(fn: PciFunction): readonly string[];
   /** What the host does through this PF's VFs (empty: nothing): a change of the PF's number of
    * VFs destroys them all, so such a PF is in use for SR-IOV planning (plan/sriov.ts). */
   vfUses(fn: PciFunction): string[];
@@ -59,8 +59,12 @@ export interface HostSafety {
   groupHazards(fn: PciFunction): GroupHazard[];
   /** The other members of `fn`'s IOMMU group (none without a group) that the host uses, each
    * with its uses: what a VM taking the group would take from the host. */
-  groupMatesInUse(fn: PciFunction): Array<{ mate: PciFunction; uses: string[] }>;
+  groupMatesInUse(fn: PciFunction): Array<{ mate: PciFunction; uses: readonly string[] }>;
 }
+
+/** The answer for a function the host does not use, nearly every one of them: one shared list,
+ * frozen so that no caller can add to it, instead of a new empty one per function. */
+const UNUSED: readonly string[] = Object.freeze([]);
 
 /** Builds the judgement for these facts and this usage. */
 export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
@@ -69,9 +73,9 @@ export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
   // Built on first use: only a function that is not itself a VF can have VFs.
   let vfsOf: Map<string, PciFunction[]> | null = null;
 
-  const direct = (fn: PciFunction): string[] => {
+  const direct = (fn: PciFunction): readonly string[] => {
     const used = usage.get(fn.address);
-    if (used === undefined && !fn.bootVga) return [];
+    if (used === undefined && !fn.bootVga) return UNUSED;
     const reasons = used === undefined ? [] : [...used];
     if (fn.bootVga && !reasons.some((r) => /boot vga|console|framebuffer/i.test(r))) {
       reasons.push("it is the boot VGA device (the host's console)");
@@ -93,7 +97,7 @@ export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
   };
 
   // A PF's VFs die with its driver: whatever the host does through a VF, it does through the PF.
-  const uses = (fn: PciFunction): string[] => {
+  const uses = (fn: PciFunction): readonly string[] => {
     const own = direct(fn);
     if (fn.physfn !== null) return own;
     const through = vfUses(fn);
@@ -142,8 +146,10 @@ export function hostSafety(facts: HostFacts, usage: HostUsage): HostSafety {
     return hazards;
   };
 
-  const groupMatesInUse = (fn: PciFunction): Array<{ mate: PciFunction; uses: string[] }> => {
-    const found: Array<{ mate: PciFunction; uses: string[] }> = [];
+  const groupMatesInUse = (
+    fn: PciFunction,
+  ): Array<{ mate: PciFunction; uses: readonly string[] }> => {
+    const found: Array<{ mate: PciFunction; uses: readonly string[] }> = [];
     for (const mate of groupMates(facts, fn)) {
       const mateUses = uses(mate);
       if (mateUses.length > 0) found.push({ mate, uses: mateUses });

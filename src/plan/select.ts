@@ -267,7 +267,7 @@ function withhold(
   withheld: Withheld,
   fn: PciFunction,
   sel: DeviceSelector,
-  reasons: string[],
+  reasons: readonly string[],
   forceable: boolean,
 ): void {
   const earlier = withheld.get(fn.address);

@@ -7,6 +7,7 @@ import { planRebind } from "../../src/actions/rebind-plan";
 import { verifyIommu } from "../../src/actions/verify-iommu";
 import type { HostUsage } from "../../src/host/facts";
 import { OWNED } from "../../src/host/root";
+import { hostSafety } from "../../src/plan/host-safety";
 import { selectFunctions } from "../../src/plan/select";
 import { fn, host, netPf, netVf, sel } from "../support/host-facts";
 import type { HostSpec } from "../support/hosts/build-host";
@@ -120,6 +121,26 @@ describe("hooks keep what the host uses", () => {
     expect(s.withheld[0]!.reasons).toEqual([
       "its VF 0000:41:02.0 is in use (network interface enp65s0f0v0 has addresses 10.1.0.2)",
     ]);
+  });
+});
+
+describe("the judgement's answers", () => {
+  it("shares one frozen empty answer among the functions the host does not use", () => {
+    // Asked for each of 10,000 VFs, so no list is made per function; frozen, so that a caller
+    // adding a reason to one function's answer throws instead of giving it to all of them.
+    const facts = host([
+      fn("0000:3b:00.2", "15b3:1018", "020000", { iommuGroup: 1 }),
+      fn("0000:3b:00.3", "15b3:1018", "020000", { iommuGroup: 2 }),
+      fn("0000:3b:00.4", "15b3:1018", "020000", { iommuGroup: 3 }),
+    ]);
+    const usage: HostUsage = new Map([["0000:3b:00.4", ["network interface eno1 is up"]]]);
+    const safety = hostSafety(facts, usage);
+    const [a, b, used] = facts.functions.map((f) => safety.uses(f));
+    expect(a).toEqual([]);
+    expect(a).toBe(b);
+    expect(Object.isFrozen(a)).toBe(true);
+    expect(used).toEqual(["network interface eno1 is up"]);
+    expect(used).not.toBe(usage.get("0000:3b:00.4"));
   });
 });
 
