@@ -196,15 +196,16 @@ export function compareCmdline(
  * selected VFs (each alone in its group) is built only when some group has company. */
 type IsSelected = (address: string) => boolean;
 
+/** Checks one selected function (`fn`: its facts, absent when it is not on this host). */
 function checkDevice(
   b: BoundDevice,
+  fn: PciFunction | undefined,
   input: VerifyIommuInput,
   isSelected: IsSelected,
   safety: HostSafety,
   problems: VerifyProblem[],
 ): DeviceCheck {
   const { facts } = input;
-  const fn = functionIndex(facts).get(b.address);
   const problem = (check: VerifyCheck, said: string) =>
     problems.push({ check, device: b.address, message: `${b.address}: ${said}` });
   if (!fn) {
@@ -443,13 +444,18 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
   // The VFs the charm creates are checked per PF (checkSriov): thousands of lines otherwise.
   const planned = new Set((input.sriov ?? []).map((pf) => pf.address));
   // Folding is presentation only: every VF is checked, `ok` is theirs. Each check keeps where its
-  // problems sit in `problems` and the PF it is shown under, so showing them looks nothing up.
+  // problems sit in `problems` and the PF it is shown under, so showing them looks nothing up;
+  // the plan's selection is in address order, so the lists below are too (else they are sorted).
+  const index = functionIndex(facts);
   const judged: Judged[] = [];
   for (const b of input.selection) {
     if (b.physfn !== undefined && planned.has(b.physfn)) continue;
+    const fn = index.get(b.address);
     const from = problems.length;
-    const device = checkDevice(b, input, isSelected, safety, problems);
-    const pf = input.eachVf ? undefined : presentPfOf(device.address, facts);
+    const device = checkDevice(b, fn, input, isSelected, safety, problems);
+    // Shown under its PF when that PF is on this host; a VF whose PF is not (a guest given the
+    // VF alone) stays on its own.
+    const pf = input.eachVf || !fn?.physfn || !index.has(fn.physfn) ? undefined : fn.physfn;
     judged.push({ device, pf, from, to: problems.length });
   }
   const devices = judged.map((j) => j.device);
@@ -468,8 +474,9 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
   }
 
   const ok = problems.length === 0;
-  const problemLines = foldProblemLines(problems, judged);
-  const vfSummaries = summariseVfChecks(judged, problems);
+  const ordered = isInAddressOrder(input.selection);
+  const problemLines = foldProblemLines(problems, judged, ordered);
+  const vfSummaries = summariseVfChecks(judged, problems, ordered);
   const message = ok
     ? `passthrough ready: IOMMU on (${facts.iommuUnits.join(", ") || "no units listed"}), ${devices.length} selected function${devices.length === 1 ? "" : "s"} on vfio-pci in viable group${devices.length === 1 ? "" : "s"}`
     : `passthrough not ready: ${messageLines(problemLines)}`;
@@ -507,20 +514,12 @@ function messageLines(lines: string[]): string {
 const FAILING_SHOWN = 8;
 
 /** One selected function as checked: its problems are `problems[from..to)`; `pf` is the PF it
- * is shown under (absent with each-vf, and for anything else). */
+ * is shown under (absent with each-vf, and for anything but a VF of a PF on this host). */
 interface Judged {
   device: DeviceCheck;
   pf: string | undefined;
   from: number;
   to: number;
-}
-
-/** A selected VF's PF when that PF is on this host: the VF is shown under it. A VF that is not
- * present (no facts), or whose PF is not (a guest given the VF alone), stays on its own. */
-function presentPfOf(address: string, facts: HostFacts): string | undefined {
-  const index = functionIndex(facts);
-  const pf = index.get(address)?.physfn;
-  return pf && index.has(pf) ? pf : undefined;
 }
 
 /** What a folded line says when the VFs' messages differ (a driver or a group number each). */
@@ -536,7 +535,7 @@ const FOLDED_CHECK_WORDS: Partial<Record<VerifyCheck, string>> = {
 /** The problem lines to show: a check's lines on several VFs of one PF become one line, where the
  * first of them stood, naming how many, their address range and the first one's problem. Lines of
  * one VF, of a function that is not a VF, and host-wide lines are as they are. */
-function foldProblemLines(problems: VerifyProblem[], judged: Judged[]): string[] {
+function foldProblemLines(problems: VerifyProblem[], judged: Judged[], ordered: boolean): string[] {
   // PF → check → its fold: nothing looked up or built per problem but the fold it joins.
   const folds = new Map<string, Map<VerifyCheck, Fold>>();
   const order: Array<string | Fold> = [];
@@ -562,7 +561,7 @@ function foldProblemLines(problems: VerifyProblem[], judged: Judged[]): string[]
     }
   }
   for (; next < problems.length; next++) order.push(problems[next]!.message);
-  return order.flatMap((o) => (typeof o === "string" ? [o] : foldedLines(o)));
+  return order.flatMap((o) => (typeof o === "string" ? [o] : foldedLines(o, ordered)));
 }
 
 /** One check's problems on VFs of one PF, and those VFs (in the order checked). */
@@ -573,9 +572,9 @@ interface Fold {
   devices: DeviceCheck[];
 }
 
-function foldedLines(fold: Fold): string[] {
+function foldedLines(fold: Fold, ordered: boolean): string[] {
   if (fold.devices.length === 1) return fold.problems.map((p) => p.message);
-  const vfs = inAddressOrder(fold.devices, (d) => d.address);
+  const vfs = inAddressOrder(fold.devices, ordered, (d) => d.address);
   const firstVf = vfs[0]!.address;
   const first = fold.problems.find((p) => p.device === firstVf)!;
   const what = `${thousands(vfs.length)} VFs of ${fold.pf} (${firstVf} - ${vfs[vfs.length - 1]!.address})`;
@@ -593,28 +592,34 @@ function foldedLines(fold: Fold): string[] {
   return [`${what} ${words}; the first: ${first.message}`];
 }
 
-/** In address order: as checked (the selection is in bus order), else sorted. */
-function inAddressOrder<T>(list: T[], address: (item: T) => string): T[] {
-  for (let i = 1; i < list.length; i++) {
-    if (address(list[i - 1]!) > address(list[i]!)) {
-      return [...list].sort((a, b) => (address(a) < address(b) ? -1 : 1));
-    }
+/** `list` in address order: as it is when the selection was (the plan's is in bus order, and
+ * these lists keep its order), else sorted. */
+function inAddressOrder<T>(list: T[], ordered: boolean, address: (item: T) => string): T[] {
+  return ordered ? list : [...list].sort((a, b) => (address(a) < address(b) ? -1 : 1));
+}
+
+function isInAddressOrder(selection: BoundDevice[]): boolean {
+  for (let i = 1; i < selection.length; i++) {
+    if (selection[i - 1]!.address > selection[i]!.address) return false;
   }
-  return list;
+  return true;
 }
 
 /** Driver (or "no driver") → how many, most first. */
 function driverTally(drivers: Array<string | null>): Array<[string, number]> {
-  const counts = new Map<string, number>();
-  for (const d of drivers) {
-    const words = driverWords(d);
-    counts.set(words, (counts.get(words) ?? 0) + 1);
-  }
-  return [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  const counts = new Map<string | null, number>();
+  for (const d of drivers) counts.set(d, (counts.get(d) ?? 0) + 1);
+  const byWords = new Map<string, number>();
+  for (const [d, n] of counts) byWords.set(driverWords(d), (byWords.get(driverWords(d)) ?? 0) + n);
+  return [...byWords].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
 }
 
 /** One summary per PF of the selected VFs shown under it, in the PFs' address order. */
-function summariseVfChecks(judged: Judged[], problems: VerifyProblem[]): VfChecksSummary[] {
+function summariseVfChecks(
+  judged: Judged[],
+  problems: VerifyProblem[],
+  ordered: boolean,
+): VfChecksSummary[] {
   const byPf = new Map<string, Judged[]>();
   for (const j of judged) {
     if (j.pf === undefined) continue;
@@ -624,12 +629,17 @@ function summariseVfChecks(judged: Judged[], problems: VerifyProblem[]): VfCheck
   }
   return [...byPf]
     .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([pf, list]) => summariseVfs(pf, list, problems));
+    .map(([pf, list]) => summariseVfs(pf, list, problems, ordered));
 }
 
 /** One PF's selected VFs counted in one pass. */
-function summariseVfs(pf: string, list: Judged[], problems: VerifyProblem[]): VfChecksSummary {
-  const sorted = inAddressOrder(list, (j) => j.device.address);
+function summariseVfs(
+  pf: string,
+  list: Judged[],
+  problems: VerifyProblem[],
+  ordered: boolean,
+): VfChecksSummary {
+  const sorted = inAddressOrder(list, ordered, (j) => j.device.address);
   const vfs = sorted.map((j) => j.device);
   const failing: VfChecksSummary["failing"] = [];
   let failed = 0;

@@ -138,6 +138,18 @@ describe("verify-iommu folds selected VFs under their PF", () => {
     );
   });
 
+  it("a selection out of address order folds and summarises as one in order", () => {
+    const facts = smallHost(["mlx5_core", "mlx5_core", null, "vfio-pci", "mlx5_core"]);
+    const vfs = VF.map((a) => bound(a, CX, "vf", { classCode: "020000" }));
+    const inOrder = verifySmall(facts, { selection: vfs });
+    const reversed = verifySmall(facts, { selection: [...vfs].reverse() });
+    // The range, "the first" VF and the summary's failing list are by address, not by the order
+    // the plan happened to give.
+    expect(reversed.problemLines).toEqual(inOrder.problemLines);
+    expect(reversed.vfSummaries).toEqual(inOrder.vfSummaries);
+    expect(reversed.problemLines[1]).toContain("(0000:10:00.1 - 0000:10:00.5)");
+  });
+
   it("VFs that say the same thing: the line is that thing, with the count and range", () => {
     const r = verifySmall(smallHost(VF.map(() => "mlx5_core")), {
       selection: VF.map((a) => bound(a, CX, "vf", { classCode: "020000" })),
