@@ -345,6 +345,41 @@ function viabilityAdvice(
   return advice.join("; ");
 }
 
+/** Checks each selected function (bar the VFs the charm creates: checkSriov), in the selection's
+ * order, its problems added to `problems`. */
+function checkSelection(input: VerifyIommuInput, problems: VerifyProblem[]): Judged[] {
+  const { facts } = input;
+  let selectedSet: Set<string> | undefined;
+  const isSelected: IsSelected = (address) => {
+    selectedSet ??= new Set(input.selection.map((b) => b.address));
+    return selectedSet.has(address);
+  };
+  // One safety judgement for the whole check: built per device, it made 5,000 selected VFs cost
+  // 5,000 passes over 10,000 functions.
+  const safety = hostSafety(facts, input.usage);
+  // The VFs the charm creates are checked per PF (checkSriov): thousands of lines otherwise.
+  const planned = new Set((input.sriov ?? []).map((pf) => pf.address));
+  // Folding is presentation only: every VF is checked, `ok` is theirs. Each check keeps where its
+  // problems sit in `problems` and the PF it is shown under, so showing them looks nothing up;
+  // the plan's selection is in address order, so the folds and summaries are too (else sorted).
+  const index = functionIndex(facts);
+  const judged: Judged[] = [];
+  // Indexed loops where every selected VF passes (here and below): they run once, so in V8's
+  // interpreter, where a for-of pays for an iterator step per item (docs/ARCHITECTURE.md).
+  for (let i = 0; i < input.selection.length; i++) {
+    const b = input.selection[i]!;
+    if (b.physfn !== undefined && planned.has(b.physfn)) continue;
+    const fn = index.get(b.address);
+    const from = problems.length;
+    const device = checkDevice(b, fn, input, isSelected, safety, problems);
+    // Shown under its PF when that PF is on this host; a VF whose PF is not (a guest given the
+    // VF alone) stays on its own.
+    const pf = input.eachVf || !fn?.physfn || !index.has(fn.physfn) ? undefined : fn.physfn;
+    judged.push({ device, pf, from, to: problems.length });
+  }
+  return judged;
+}
+
 /** Answers whether passthrough will work here and why not. Pure: facts in, verdict out. */
 export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
   const { facts } = input;
@@ -433,31 +468,7 @@ export function verifyIommu(input: VerifyIommuInput): VerifyIommuResult {
     });
   }
 
-  let selectedSet: Set<string> | undefined;
-  const isSelected: IsSelected = (address) => {
-    selectedSet ??= new Set(input.selection.map((b) => b.address));
-    return selectedSet.has(address);
-  };
-  // One safety judgement for the whole check: built per device, it made 5,000 selected VFs cost
-  // 5,000 passes over 10,000 functions.
-  const safety = hostSafety(facts, input.usage);
-  // The VFs the charm creates are checked per PF (checkSriov): thousands of lines otherwise.
-  const planned = new Set((input.sriov ?? []).map((pf) => pf.address));
-  // Folding is presentation only: every VF is checked, `ok` is theirs. Each check keeps where its
-  // problems sit in `problems` and the PF it is shown under, so showing them looks nothing up;
-  // the plan's selection is in address order, so the lists below are too (else they are sorted).
-  const index = functionIndex(facts);
-  const judged: Judged[] = [];
-  for (const b of input.selection) {
-    if (b.physfn !== undefined && planned.has(b.physfn)) continue;
-    const fn = index.get(b.address);
-    const from = problems.length;
-    const device = checkDevice(b, fn, input, isSelected, safety, problems);
-    // Shown under its PF when that PF is on this host; a VF whose PF is not (a guest given the
-    // VF alone) stays on its own.
-    const pf = input.eachVf || !fn?.physfn || !index.has(fn.physfn) ? undefined : fn.physfn;
-    judged.push({ device, pf, from, to: problems.length });
-  }
+  const judged = checkSelection(input, problems);
   const devices = judged.map((j) => j.device);
   const sriov = (input.sriov ?? []).map((pf) => checkSriov(pf, facts, problems));
   // What the selection matched but the host keeps: a refusal (chipset group) fails the check, a
@@ -540,7 +551,8 @@ function foldProblemLines(problems: VerifyProblem[], judged: Judged[], ordered: 
   const folds = new Map<string, Map<VerifyCheck, Fold>>();
   const order: Array<string | Fold> = [];
   let next = 0;
-  for (const j of judged) {
+  for (let i = 0; i < judged.length; i++) {
+    const j = judged[i]!;
     for (; next < j.from; next++) order.push(problems[next]!.message);
     if (j.pf === undefined) continue;
     let byCheck = folds.get(j.pf);
@@ -608,7 +620,10 @@ function isInAddressOrder(selection: BoundDevice[]): boolean {
 /** Driver (or "no driver") → how many, most first. */
 function driverTally(drivers: Array<string | null>): Array<[string, number]> {
   const counts = new Map<string | null, number>();
-  for (const d of drivers) counts.set(d, (counts.get(d) ?? 0) + 1);
+  for (let i = 0; i < drivers.length; i++) {
+    const d = drivers[i]!;
+    counts.set(d, (counts.get(d) ?? 0) + 1);
+  }
   const byWords = new Map<string, number>();
   for (const [d, n] of counts) byWords.set(driverWords(d), (byWords.get(driverWords(d)) ?? 0) + n);
   return [...byWords].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
@@ -621,7 +636,8 @@ function summariseVfChecks(
   ordered: boolean,
 ): VfChecksSummary[] {
   const byPf = new Map<string, Judged[]>();
-  for (const j of judged) {
+  for (let i = 0; i < judged.length; i++) {
+    const j = judged[i]!;
     if (j.pf === undefined) continue;
     const list = byPf.get(j.pf);
     if (list) list.push(j);
@@ -646,7 +662,8 @@ function summariseVfs(
   let noGroup = 0;
   let notViable = 0;
   let noVfioDevice = 0;
-  for (const { device: d, from, to } of sorted) {
+  for (let i = 0; i < sorted.length; i++) {
+    const { device: d, from, to } = sorted[i]!;
     if (!d.ok) {
       failed++;
       if (failing.length < FAILING_SHOWN) {
