@@ -49,7 +49,8 @@ export interface LatencyResult {
   /** `node -e 0` with the bundled runtime. */
   baseline: TimeStats & { peakRssMiB: number | null };
   /** The floor of any charm here: the packed dispatch (sh, its prefetch, the runtime's flags)
-   * running a bundle that only reads the prefetched lines, as the charm does, and nothing else. */
+   * running a bundle that only unlinks dispatch's fifo and reads the prefetched lines, as the
+   * charm's loader does, and nothing else. */
   floor: TimeStats & { ratio: number; peakRssMiB: number | null };
   events: Record<
     LatencyEvent,
@@ -168,14 +169,23 @@ export function deployLatencyUnit(): LatencyUnit {
       };
     };
     // The same charm directory but for its bundle: dispatch as packed, the runtime it ships, and
-    // a dist/charm.js that reads the prefetched config and state to the end and stops.
+    // a dist/charm.js that unlinks dispatch's fifo (as the charm's loader does first thing:
+    // scripts/build.mjs, unlinkPrefetchFifo; else the next dispatch would rm it), reads the
+    // prefetched config and state to the end and stops.
     const floorDir = path.join(dir, "floor");
     fs.mkdirSync(path.join(floorDir, "dist"), { recursive: true });
     fs.copyFileSync(path.join(charm.charmDir, "dispatch"), path.join(floorDir, "dispatch"));
     fs.symlinkSync(path.join(charm.charmDir, "runtime"), path.join(floorDir, "runtime"));
     fs.writeFileSync(
       path.join(floorDir, "dist", "charm.js"),
-      'require("node:fs").readFileSync(0);\n',
+      [
+        'const fs = require("node:fs");',
+        "try {",
+        "  fs.unlinkSync(process.env.PCI_PASSTHROUGH_PREFETCH_FIFO);",
+        "} catch {}",
+        "fs.readFileSync(0);",
+        "",
+      ].join("\n"),
     );
     const floorEnv = commands("config-changed").dispatch.env;
     return {

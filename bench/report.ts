@@ -61,7 +61,7 @@ export function report(r: BenchResults): string {
         "–",
       ],
       [
-        "floor: the packed dispatch running a bundle that only reads the prefetched lines",
+        "floor: the packed dispatch running a bundle that only unlinks its fifo and reads the prefetched lines",
         ms(l.floor.medianMs),
         ms(l.floor.minMs),
         ms(l.floor.cpuMedianMs),

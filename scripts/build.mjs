@@ -118,8 +118,25 @@ function writeCachedLoader(name, code, { exitWhenDone, probe: probeCode = null }
       : `${probeCode}if (quietHookProbe.quietHook(__dirname, ${JSON.stringify(charmId.digest("hex").slice(0, 16))})) process.exit();\n`;
   writeFileSync(
     join(top, "dist", name),
-    `"use strict";\n// Made by scripts/build.mjs (writeCachedLoader): runs ./${code} with a V8 code cache.\n${probe}(${runCached})(${args});\n`,
+    `"use strict";\n// Made by scripts/build.mjs (writeCachedLoader): runs ./${code} with a V8 code cache.\n(${unlinkPrefetchFifo})();\n${probe}(${runCached})(${args});\n`,
   );
+}
+
+/** The first thing a loader does: unlink the fifo dispatch made for its prefetch (run_charm), now
+ * that both of its ends are open (it is this process's stdin), so the name goes even when the
+ * quiet-hook probe ends the hook. dispatch names it after its own pid, which is this process's
+ * (exec keeps it); any other path is not ours to remove. The variable goes too, before the probe
+ * reads the environment: it names a pid, so a memo keyed on it would never match again (its
+ * key holds every variable but JUJU_CONTEXT_ID), and it is not for the tools and commands the
+ * charm starts, nor for a stoppable action's worker. */
+function unlinkPrefetchFifo() {
+  const fifo = process.env.PCI_PASSTHROUGH_PREFETCH_FIFO;
+  if (fifo === undefined) return;
+  delete process.env.PCI_PASSTHROUGH_PREFETCH_FIFO;
+  if (!fifo.endsWith(`/.prefetch.${process.pid}`)) return;
+  try {
+    require("node:fs").unlinkSync(fifo);
+  } catch {}
 }
 
 /** The body of a loader (see writeCachedLoader), run in dist/ as CommonJS: `require` and

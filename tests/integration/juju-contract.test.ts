@@ -1,4 +1,5 @@
 // Issue 13: the packed charm keeps Juju's contract, run through its dispatch as Juju runs it.
+import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -44,6 +45,19 @@ describe("issue 13: Juju's contract through the packed dispatch", () => {
     expect(others.length).toBeGreaterThan(0); // the prefetch still runs, in parallel
     // The fifo it came through is gone.
     expect(fs.readdirSync(unit.charmDir).filter((n) => n.startsWith(".prefetch"))).toEqual([]);
+  });
+
+  // The charm unlinks dispatch's fifo itself, first thing (scripts/build.mjs, unlinkPrefetchFifo):
+  // one whose charm never got that far (killed while starting) is removed by the next dispatch.
+  it("item 2: a fifo left by a dispatch whose charm never started goes with the next dispatch", () => {
+    unit = host.deploy({ config: ONE_GPU });
+    execFileSync("mkfifo", [path.join(unit.charmDir, ".prefetch.4194000")]);
+    // Only fifos: a file of that name is not dispatch's.
+    fs.writeFileSync(path.join(unit.charmDir, ".prefetch.notes"), "kept\n");
+    expect(unit.dispatch("install").exitCode).toBe(0);
+    expect(fs.readdirSync(unit.charmDir).filter((n) => n.startsWith(".prefetch"))).toEqual([
+      ".prefetch.notes",
+    ]);
   });
 
   // Juju replaces the message of an action whose process exits non-zero with "exit status 1".
