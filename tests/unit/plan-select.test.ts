@@ -81,8 +81,9 @@ describe("selectFunctions", () => {
   // The plan passes over what each selected function shares only for those that share something,
   // and sorts only what is out of bus order (select.ts): both must still hold on hosts where the
   // order is not the facts' and where alone VFs sit among functions that share a group.
-  it("binds in bus order whatever order the entries select in", () => {
+  it("binds in bus order whatever order the entries and the facts list them in", () => {
     const facts = seedHost();
+    facts.functions.reverse();
     const s = selectFunctions(
       [
         sel({ address: "0000:84:00.0", companions: false, source: "a" }),
