@@ -129,7 +129,8 @@ export function prepareHost(
   }
   const config = parsed.config;
   const boundIds = unpackBindings(memory.bound);
-  const { facts, problems, containerEvidence, moduleListing } = readHostFacts(deps.root);
+  // A hook shows no NUMA node or driver override: those are read only if something asks.
+  const { facts, problems, containerEvidence, moduleListing } = readHostFacts(deps.root, "plan");
   logProblems(problems, deps);
   if (facts.container) {
     deps.log("WARNING", `${CONTAINER_MESSAGE} (${containerEvidence ?? "a container"})`);

@@ -29,8 +29,14 @@ export interface PciReadResult {
   problems: HostReadProblem[];
 }
 
+/** What a caller needs read now. "all": every attribute, each one that cannot be read a problem
+ * (the actions show them all). "plan": what the plan decides from; `driver_override` and
+ * `numa_node`, which only the actions show, are read on first use, as an announced VF's override
+ * is (a hook reads two files fewer per function, and its quiet-hook memo replays two fewer). */
+export type PciDetail = "all" | "plan";
+
 /** Reads every function under /sys/bus/pci/devices; unreadable or vanishing ones become problems. */
-export function readPciFunctions(root: string): PciReadResult {
+export function readPciFunctions(root: string, detail: PciDetail = "all"): PciReadResult {
   const problems: HostReadProblem[] = [];
   const names = listDir(root, READ.pciDevices, problems);
   if (names === null) {
@@ -74,8 +80,8 @@ export function readPciFunctions(root: string): PciReadResult {
     try {
       const pf = announced.get(address);
       const fn =
-        (pf ? readAnnouncedVf(`${bus}/${name}`, address, pf, drivers) : null) ??
-        readOneFunction(root, name, address, drivers, problems);
+        (pf ? readAnnouncedVf(`${bus}/${name}`, address, pf, drivers, detail) : null) ??
+        readOneFunction(root, name, address, drivers, problems, detail);
       if (fn) functions.push(fn);
       const sriov = fn?.sriov;
       if (fn && sriov && sriov.numVfs > 0 && sriov.offset && sriov.stride) {
@@ -154,6 +160,7 @@ function readAnnouncedVf(
   address: string,
   pf: PciFunction,
   drivers: DriverCheck,
+  detail: PciDetail,
 ): PciFunction | null {
   let group: string | undefined;
   let uevent: ReturnType<typeof parseUevent>;
@@ -171,13 +178,14 @@ function readAnnouncedVf(
     if (errnoCode(error) !== "ENOENT") return null;
   }
   const driver = checkedDriver(dir, address, uevent.driver, drivers);
-  return announcedVf(dir, address, pf, uevent, driver, group);
+  return announcedVf(dir, address, pf, uevent, driver, group, detail);
 }
 
 const DIGITS = /^\d+$/;
 
-/** The PciFunction of an announced VF, its override and interfaces read on first use. A test or
- * a plan may set them (the setters), as on any other function. */
+/** The PciFunction of an announced VF, its override and interfaces read on first use (and its
+ * NUMA node, its PF's, taken on first use too when the PF's is). A test or a plan may set them
+ * (the setters), as on any other function. */
 function announcedVf(
   dir: string,
   address: string,
@@ -185,6 +193,7 @@ function announcedVf(
   ids: NonNullable<ReturnType<typeof parseUevent>>,
   driver: string | null,
   group: string | undefined,
+  detail: PciDetail,
 ): PciFunction {
   const fn = {
     address,
@@ -195,7 +204,8 @@ function announcedVf(
     classCode: ids.classCode,
     driver,
     iommuGroup: group === undefined ? null : Number(group),
-    numaNode: pf.numaNode,
+    // With "plan" detail an accessor replaces it below: the PF's is read only when asked.
+    numaNode: detail === "all" ? pf.numaNode : null,
     bootVga: false,
     modalias: ids.modalias,
     isBridge: false,
@@ -205,45 +215,84 @@ function announcedVf(
   } as Omit<PciFunction, "driverOverride" | "netInterfaces"> as PciFunction;
   // One shared getter and setter for every VF (per-object accessors would make 10,000 VFs
   // 10,000 shapes); what each has read, or was given, lives beside it.
-  lazyState.set(fn, { dir, override: undefined, net: undefined });
-  return Object.defineProperties(fn, LAZY_ATTRIBUTES);
+  lazyState.set(fn, { dir, override: undefined, net: undefined, numa: undefined, pf });
+  return Object.defineProperties(fn, detail === "all" ? LAZY_VF : LAZY_VF_PLAN);
 }
 
-/** What an announced VF read on first use, or was given. */
-interface LazyVf {
+/** What a function read on first use, or was given. */
+interface LazyState {
   dir: string;
   override: string | null | undefined;
   net: string[] | undefined;
+  numa: number | null | undefined;
+  /** An announced VF's PF: its NUMA node is the PF's. */
+  pf: PciFunction | null;
 }
 
-const lazyState = new WeakMap<PciFunction, LazyVf>();
+const lazyState = new WeakMap<PciFunction, LazyState>();
 
-const LAZY_ATTRIBUTES: PropertyDescriptorMap = {
-  driverOverride: {
-    enumerable: true,
-    configurable: true,
-    get(this: PciFunction): string | null {
-      const state = lazyState.get(this)!;
-      if (state.override === undefined) state.override = readOverrideNow(state.dir);
-      return state.override;
+const LAZY_ATTRIBUTE: Record<"driverOverride" | "netInterfaces" | "numaNode", PropertyDescriptor> =
+  {
+    driverOverride: {
+      enumerable: true,
+      configurable: true,
+      get(this: PciFunction): string | null {
+        const state = lazyState.get(this)!;
+        if (state.override === undefined) state.override = readOverrideNow(state.dir);
+        return state.override;
+      },
+      set(this: PciFunction, value: string | null) {
+        lazyState.get(this)!.override = value;
+      },
     },
-    set(this: PciFunction, value: string | null) {
-      lazyState.get(this)!.override = value;
+    netInterfaces: {
+      enumerable: true,
+      configurable: true,
+      get(this: PciFunction): string[] {
+        const state = lazyState.get(this)!;
+        if (state.net === undefined) state.net = readNetNow(state.dir);
+        return state.net;
+      },
+      set(this: PciFunction, value: string[]) {
+        lazyState.get(this)!.net = value;
+      },
     },
-  },
-  netInterfaces: {
-    enumerable: true,
-    configurable: true,
-    get(this: PciFunction): string[] {
-      const state = lazyState.get(this)!;
-      if (state.net === undefined) state.net = readNetNow(state.dir);
-      return state.net;
+    numaNode: {
+      enumerable: true,
+      configurable: true,
+      get(this: PciFunction): number | null {
+        const state = lazyState.get(this)!;
+        if (state.numa === undefined) {
+          state.numa = state.pf ? state.pf.numaNode : readNumaNow(state.dir);
+        }
+        return state.numa;
+      },
+      set(this: PciFunction, value: number | null) {
+        lazyState.get(this)!.numa = value;
+      },
     },
-    set(this: PciFunction, value: string[]) {
-      lazyState.get(this)!.net = value;
-    },
-  },
+  };
+
+/** An announced VF's lazy attributes; with "plan" detail its NUMA node too. */
+const LAZY_VF: PropertyDescriptorMap = {
+  driverOverride: LAZY_ATTRIBUTE.driverOverride,
+  netInterfaces: LAZY_ATTRIBUTE.netInterfaces,
 };
+const LAZY_VF_PLAN: PropertyDescriptorMap = { ...LAZY_VF, numaNode: LAZY_ATTRIBUTE.numaNode };
+/** A function read the full way, with "plan" detail (its interfaces come with its listing). */
+const LAZY_FUNCTION_PLAN: PropertyDescriptorMap = {
+  driverOverride: LAZY_ATTRIBUTE.driverOverride,
+  numaNode: LAZY_ATTRIBUTE.numaNode,
+};
+
+/** `numa_node` read when first asked: null for -1 (no affinity), gone or unreadable. */
+function readNumaNow(dir: string): number | null {
+  try {
+    return numaFrom(readAttrFile(`${dir}/numa_node`).trim());
+  } catch {
+    return null;
+  }
+}
 
 /** `driver_override` read when first asked: null when empty, `(null)`, gone or unreadable. */
 function readOverrideNow(dir: string): string | null {
@@ -272,6 +321,7 @@ function readOneFunction(
   address: string,
   drivers: DriverCheck,
   problems: HostReadProblem[],
+  detail: PciDetail,
 ): PciFunction | null {
   const dev = openDevice(root, name, address, problems);
   if (dev === null) return null;
@@ -279,7 +329,7 @@ function readOneFunction(
   const ids = uevent ?? readIds(dev);
   if (ids === null) return null;
   const { vendorId, deviceId, classCode, subsystemVendorId, subsystemDeviceId } = ids;
-  return {
+  const fn = {
     address,
     vendorId,
     deviceId,
@@ -289,9 +339,10 @@ function readOneFunction(
     driver: uevent
       ? checkedDriver(dev.dir, address, uevent.driver, drivers)
       : readDriver(dev, drivers),
-    driverOverride: readDriverOverride(dev),
+    // With "plan" detail accessors replace these two below: read when first asked.
+    driverOverride: detail === "all" ? readDriverOverride(dev) : null,
     iommuGroup: readIommuGroup(dev),
-    numaNode: readNumaNode(dev),
+    numaNode: detail === "all" ? readNumaNode(dev) : null,
     bootVga: dev.attr("boot_vga", "treated as not the boot VGA") === "1",
     modalias:
       ids.modalias ??
@@ -304,6 +355,15 @@ function readOneFunction(
       : [],
     consumers: readConsumers(dev),
   };
+  if (detail === "all") return fn;
+  lazyState.set(fn, {
+    dir: dev.dir,
+    override: undefined,
+    net: undefined,
+    numa: undefined,
+    pf: null,
+  });
+  return Object.defineProperties(fn, LAZY_FUNCTION_PLAN);
 }
 
 /** One device's directory while it is read: its entries, listed once, and readers of them that
@@ -494,7 +554,11 @@ function readIommuGroup(dev: DeviceDir): number | null {
 
 /** `numa_node`; null for -1 (no affinity), absent or unreadable. */
 function readNumaNode(dev: DeviceDir): number | null {
-  const raw = dev.attr("numa_node", "NUMA node shown as unknown");
+  return numaFrom(dev.attr("numa_node", "NUMA node shown as unknown"));
+}
+
+/** A NUMA node from `numa_node`'s text; null for -1 (no affinity) and anything not a node. */
+function numaFrom(raw: string | null | undefined): number | null {
   const numa = raw ? Number.parseInt(raw, 10) : Number.NaN;
   return Number.isInteger(numa) && numa >= 0 ? numa : null;
 }

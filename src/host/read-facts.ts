@@ -4,7 +4,7 @@
 import type { HostFacts, HostReadProblem } from "./facts";
 import { readKernelFacts } from "./kernel";
 import type { ModuleListing } from "./modules";
-import { readIommu, readPciFunctions } from "./pci";
+import { type PciDetail, readIommu, readPciFunctions } from "./pci";
 import { readIsolation } from "./pci-config";
 
 export type { ContainerDetection, KernelFacts } from "./kernel";
@@ -20,7 +20,7 @@ export {
 } from "./kernel";
 export type { ModuleListing } from "./modules";
 export { EMPTY_MODULE_INDEX, loadModuleIndex, parseModuleAliases } from "./modules";
-export type { IommuReadResult, PciReadResult } from "./pci";
+export type { IommuReadResult, PciDetail, PciReadResult } from "./pci";
 export { readIommu, readPciFunctions } from "./pci";
 export type { PciIdNames } from "./pci-ids";
 export { loadPciIds, parsePciIds } from "./pci-ids";
@@ -31,8 +31,12 @@ export {
   readNetInterfaces,
 } from "./usage";
 
-/** Everything the planner needs about the host, plus what could not be read (never throws). */
-export function readHostFacts(root: string): {
+/** Everything the planner needs about the host, plus what could not be read (never throws).
+ * `detail` "plan" (the hooks) leaves what only the actions show to be read on first use. */
+export function readHostFacts(
+  root: string,
+  detail: PciDetail = "all",
+): {
   facts: HostFacts;
   problems: HostReadProblem[];
   /** Operator words for why this is a container (`/run/systemd/container says "lxc"`), or null. */
@@ -42,7 +46,7 @@ export function readHostFacts(root: string): {
   moduleListing: ModuleListing;
 } {
   const problems: HostReadProblem[] = [];
-  const pci = readPciFunctions(root);
+  const pci = readPciFunctions(root, detail);
   problems.push(...pci.problems);
   const iommu = readIommu(root, pci);
   problems.push(...iommu.problems);

@@ -8,6 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
+import { type ReadRecord, startRecording, stopRecording } from "../../src/host/fs";
 import { readIommu, readPciFunctions } from "../../src/host/pci";
 import { parseModalias, synthModalias } from "../../src/pci-vocabulary";
 import type { BuiltHost } from "../support/hosts/build-host";
@@ -18,6 +19,7 @@ import {
   qemuQ35Host,
   seedHost,
   sharedGroupHost,
+  syntheticHost,
 } from "../support/hosts/presets";
 import { useTempHosts } from "../support/hosts/use-temp-hosts";
 
@@ -29,6 +31,42 @@ function makeUnreadable(built: BuiltHost, address: string, attr: string): void {
   fs.rmSync(file);
   fs.mkdirSync(file);
 }
+
+describe("readPciFunctions with 'plan' detail (the hooks)", () => {
+  const hosts = { ...PRESETS, "synthetic-60 (announced VFs)": () => syntheticHost(60) };
+  it.each(Object.keys(hosts))("%s: the same functions as 'all' once asked", (name) => {
+    const { root } = host(hosts[name as keyof typeof hosts]!());
+    const all = readPciFunctions(root, "all");
+    const plan = readPciFunctions(root, "plan");
+    expect(plan.problems).toEqual(all.problems);
+    expect(plan.functions).toEqual(all.functions);
+  });
+
+  it("reads no numa_node or driver_override until one is asked for, then that one", () => {
+    const { root } = host(syntheticHost(60));
+    const attrs = (reads: readonly ReadRecord[]) =>
+      reads.map(([, p]) => p).filter((p) => /\/(numa_node|driver_override)$/.test(p));
+    startRecording();
+    const { functions } = readPciFunctions(root, "plan");
+    const read = stopRecording()!;
+    expect(read.reads.length).toBeGreaterThan(60);
+    expect(attrs(read.reads)).toEqual([]);
+    // A VF's NUMA node is its PF's: asking the VF reads the PF's file.
+    const vf = functions.find((f) => f.physfn !== null)!;
+    startRecording();
+    const numa = vf.numaNode;
+    const override = vf.driverOverride;
+    const asked = stopRecording()!;
+    expect(attrs(asked.reads)).toEqual([
+      `${root}/sys/bus/pci/devices/${vf.physfn}/numa_node`,
+      `${root}/sys/bus/pci/devices/${vf.address}/driver_override`,
+    ]);
+    expect([numa, override]).toEqual([
+      functions.find((f) => f.address === vf.physfn)!.numaNode,
+      null,
+    ]);
+  });
+});
 
 describe("readPciFunctions on the seed host", () => {
   it("reads ids, class, driver, group, NUMA node and boot VGA the way sysfs shows them", () => {

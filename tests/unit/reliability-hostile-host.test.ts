@@ -53,7 +53,7 @@ const warnings = (out: OutputState) =>
 describe("unreadable sysfs attributes", () => {
   it("an unreadable attribute of a device the charm leaves alone: prepared, with a warning naming it", () => {
     const root = host();
-    const numa = unreadableAttribute(root, "0000:84:00.1", "numa_node");
+    const bootVga = unreadableAttribute(root, "0000:84:00.0", "boot_vga");
     const ids = [
       unreadableAttribute(root, "0000:18:00.1", "uevent"),
       unreadableAttribute(root, "0000:18:00.1", "modalias"),
@@ -63,24 +63,40 @@ describe("unreadable sysfs attributes", () => {
     expect(out.unitStatus.name).toBe("blocked");
     expect(out.unitStatus.message).toMatch(/^reboot required: /);
     expect(read(root, OWNED.udevRule)).toContain('KERNEL=="0000:83:00.0"');
-    for (const p of [numa, ...ids]) expect(warnings(out).join("\n")).toContain(p);
+    for (const p of [bootVga, ...ids]) expect(warnings(out).join("\n")).toContain(p);
+  });
+
+  it("what only the actions show (numa_node, driver_override) a hook does not read; list-devices names it", () => {
+    const root = host();
+    const numa = unreadableAttribute(root, "0000:84:00.1", "numa_node");
+    const override = unreadableAttribute(root, "0000:84:00.1", "driver_override");
+    const out = charmContext().run("install", { config: ONE_GPU });
+    expect(out.unitStatus.message).toMatch(/^reboot required: /);
+    expect(warnings(out).join("\n")).not.toContain(numa);
+    expect(warnings(out).join("\n")).not.toContain(override);
+    const listed = charmContext().run("list-devices-action", {
+      config: ONE_GPU,
+      actionParams: {},
+    });
+    expect(JSON.stringify(listed.actionResults)).toContain(numa);
+    expect(JSON.stringify(listed.actionResults)).toContain(override);
   });
 
   it("says a warning when it changes, not at every hook: a no-op update-status makes 2 hook-tool calls", () => {
     const root = host();
-    const numa = unreadableAttribute(root, "0000:84:00.1", "numa_node");
+    const bootVga = unreadableAttribute(root, "0000:84:00.0", "boot_vga");
     const first = charmContext().run("install", { config: ONE_GPU });
-    expect(warnings(first).join("\n")).toContain(numa);
+    expect(warnings(first).join("\n")).toContain(bootVga);
     const settled = charmContext().run("update-status", first);
     const again = charmContext().run("update-status", settled);
     expect(warnings(settled)).toEqual([]);
     expect(warnings(again)).toEqual([]);
     // config-get and state-get; status-set and state-set only when something changed.
     expect(again.hookToolCalls.map((argv) => argv[0])).toEqual(["config-get", "state-get"]);
-    const driver = unreadableAttribute(root, "0000:84:00.1", "driver_override");
+    const uevent = unreadableAttribute(root, "0000:84:00.1", "uevent");
     const changed = charmContext().run("update-status", again);
-    expect(warnings(changed).join("\n")).toContain(driver);
-    expect(warnings(changed).join("\n")).toContain(numa);
+    expect(warnings(changed).join("\n")).toContain(uevent);
+    expect(warnings(changed).join("\n")).toContain(bootVga);
   });
 
   // Regression guard (was a bug, fixed in 93da54d): the function whose identity cannot be read
